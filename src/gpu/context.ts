@@ -1,0 +1,336 @@
+// The GPU runtime: one device, one allocator, one pipeline cache, one command stream.
+//
+// Kernels are recorded into a shared command encoder and submitted in batches (flush). Every kernel
+// follows one binding convention:
+//   @group(0) @binding(0) var<uniform> p: Params;   // u32 fields first, then f32 fields, 4 bytes each
+//   @group(0) @binding(1..n) storage buffers, in the order the caller passes them.
+// Validation and out-of-memory errors are caught per batch with error scopes and rethrown on the next
+// read/sync naming the kernels of that batch (set `debug` to flush after every kernel and name the exact one).
+
+import { BufferAllocator, fmtBytes, OutOfMemoryError, type GpuBuffer } from './allocator';
+import { definesKey, specialize, type Defines } from './shaders';
+
+export interface GpuRequirements {
+  /** Largest single storage binding the caller will use (bytes). */
+  storageBindingBytes?: number;
+  /** Largest single buffer (bytes). */
+  bufferBytes?: number;
+  storageBuffersPerStage?: number;
+  workgroupStorageBytes?: number;
+  /** Ask for shader-f16 where the adapter has it (never required). */
+  f16?: boolean;
+}
+
+export class GpuError extends Error {}
+export class DeviceLostError extends GpuError {}
+
+export type Binding = GpuBuffer | { buf: GpuBuffer; offset: number; size: number };
+
+export interface DispatchArgs {
+  defines?: Defines;
+  bindings: Binding[];
+  u32?: number[];
+  f32?: number[];
+  workgroups: [number, number?, number?];
+}
+
+const UNIFORM_SLOT = 256; // >= minUniformBufferOffsetAlignment on every adapter
+const UNIFORM_SLOTS = 256; // dispatches per batch before an automatic flush
+
+export class GpuContext {
+  readonly alloc: BufferAllocator;
+  readonly hasF16: boolean;
+  readonly adapterName: string;
+  readonly limits: GPUSupportedLimits;
+  debug = false;
+  lost: GPUDeviceLostInfo | null = null;
+  private lostListeners: ((info: GPUDeviceLostInfo) => void)[] = [];
+
+  private pipelines = new Map<string, GPUComputePipeline>();
+  private compileErrors = new Map<string, string>();
+  private encoder: GPUCommandEncoder | null = null;
+  private batchKernels: string[] = [];
+  private uniformData = new ArrayBuffer(UNIFORM_SLOT * UNIFORM_SLOTS);
+  private uniformBuf: GpuBuffer | null = null;
+  private uniformSlot = 0;
+  private pendingErrors: Promise<void>[] = [];
+  dispatchCount = 0;
+
+  private constructor(
+    readonly device: GPUDevice,
+    readonly adapterInfo: GPUAdapterInfo,
+  ) {
+    this.limits = device.limits;
+    this.hasF16 = device.features.has('shader-f16');
+    this.adapterName = [adapterInfo.vendor, adapterInfo.architecture, adapterInfo.description || adapterInfo.device]
+      .filter(Boolean)
+      .join(' ');
+    this.alloc = new BufferAllocator(device, device.limits.maxBufferSize);
+    device.lost.then((info) => {
+      this.lost = info;
+      for (const f of this.lostListeners) f(info);
+    });
+  }
+
+  /** Requests an adapter and a device with the limits `req` needs; throws a clear error when it cannot. */
+  static async create(gpu: GPU | undefined, req: GpuRequirements = {}): Promise<GpuContext> {
+    if (!gpu) {
+      throw new GpuError(
+        'WebGPU is not available here (navigator.gpu is undefined). Use a browser with WebGPU enabled ' +
+          '(Chrome/Edge 113+, or Chromium with --enable-unsafe-webgpu).',
+      );
+    }
+    const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
+    if (!adapter) {
+      throw new GpuError('No WebGPU adapter was found. Check that the GPU (or a software Vulkan driver) is available.');
+    }
+    const a = adapter.limits;
+    const want: Record<string, number> = {
+      // Always ask for the adapter's maxima for what bounds tensor sizes; callers state what they need.
+      maxStorageBufferBindingSize: a.maxStorageBufferBindingSize,
+      maxBufferSize: a.maxBufferSize,
+      maxStorageBuffersPerShaderStage: a.maxStorageBuffersPerShaderStage,
+      maxComputeWorkgroupStorageSize: a.maxComputeWorkgroupStorageSize,
+      maxComputeInvocationsPerWorkgroup: a.maxComputeInvocationsPerWorkgroup,
+      maxComputeWorkgroupSizeX: a.maxComputeWorkgroupSizeX,
+      maxComputeWorkgroupSizeY: a.maxComputeWorkgroupSizeY,
+      maxComputeWorkgroupsPerDimension: a.maxComputeWorkgroupsPerDimension,
+    };
+    const short: string[] = [];
+    const check = (what: string, need: number | undefined, have: number) => {
+      if (need !== undefined && need > have) short.push(`${what}: need ${fmtLimit(need)}, adapter has ${fmtLimit(have)}`);
+    };
+    check('maxStorageBufferBindingSize', req.storageBindingBytes, a.maxStorageBufferBindingSize);
+    check('maxBufferSize', req.bufferBytes, a.maxBufferSize);
+    check('maxStorageBuffersPerShaderStage', req.storageBuffersPerStage, a.maxStorageBuffersPerShaderStage);
+    check('maxComputeWorkgroupStorageSize', req.workgroupStorageBytes, a.maxComputeWorkgroupStorageSize);
+    if (short.length) {
+      throw new GpuError(
+        `This GPU adapter cannot give the limits needed: ${short.join('; ')}. ` +
+          'Pick a smaller model or a shorter sequence length, or use a GPU with larger limits.',
+      );
+    }
+    const features: GPUFeatureName[] = [];
+    if (req.f16 !== false && adapter.features.has('shader-f16')) features.push('shader-f16');
+    if (adapter.features.has('timestamp-query')) features.push('timestamp-query');
+    const device = await adapter.requestDevice({ requiredLimits: want, requiredFeatures: features });
+    return new GpuContext(device, adapter.info);
+  }
+
+  onLost(f: (info: GPUDeviceLostInfo) => void): void {
+    this.lostListeners.push(f);
+  }
+
+  // ---- buffers ---------------------------------------------------------------------------------
+
+  static readonly STORAGE = 0x80 | 0x4 | 0x8; // STORAGE | COPY_SRC | COPY_DST
+
+  /** A storage buffer of `bytes` bytes, contents undefined. */
+  buffer(bytes: number, label = 'tensor'): GpuBuffer {
+    this.assertAlive();
+    return this.alloc.alloc(bytes, GpuContext.STORAGE, label);
+  }
+
+  free(buf: GpuBuffer): void {
+    this.alloc.free(buf);
+  }
+
+  /** Uploads `data` into a new storage buffer. */
+  upload(data: ArrayBufferView, label = 'upload'): GpuBuffer {
+    const buf = this.buffer(Math.max(4, data.byteLength), label);
+    this.write(buf, data);
+    return buf;
+  }
+
+  /** Writes `data` at `offset` bytes into `buf`. Pending kernels are submitted first so they see the old contents. */
+  write(buf: GpuBuffer, data: ArrayBufferView, offset = 0): void {
+    this.flush();
+    const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    const rem = bytes.byteLength % 4;
+    if (rem === 0) {
+      this.device.queue.writeBuffer(buf.buffer, offset, bytes);
+    } else {
+      const padded = new Uint8Array(bytes.byteLength + 4 - rem);
+      padded.set(bytes);
+      this.device.queue.writeBuffer(buf.buffer, offset, padded);
+    }
+  }
+
+  /** Reads `bytes` bytes (default: the buffer's size) from `offset`. Submits pending work and reports its errors. */
+  async readBytes(buf: GpuBuffer, bytes = buf.size, offset = 0): Promise<ArrayBuffer> {
+    const size = Math.ceil(bytes / 4) * 4;
+    const staging = this.alloc.alloc(size, 0x1 | 0x8 /* MAP_READ | COPY_DST */, 'readback');
+    try {
+      this.enc().copyBufferToBuffer(buf.buffer, offset, staging.buffer, 0, size);
+      this.flush();
+      await this.checkErrors();
+      await staging.buffer.mapAsync(0x1 /* GPUMapMode.READ */, 0, size);
+      const out = staging.buffer.getMappedRange(0, size).slice(0, bytes);
+      staging.buffer.unmap();
+      return out;
+    } finally {
+      this.alloc.free(staging);
+    }
+  }
+
+  async readF32(buf: GpuBuffer, count = buf.size / 4, offsetElems = 0): Promise<Float32Array> {
+    return new Float32Array(await this.readBytes(buf, count * 4, offsetElems * 4));
+  }
+
+  async readU32(buf: GpuBuffer, count = buf.size / 4): Promise<Uint32Array> {
+    return new Uint32Array(await this.readBytes(buf, count * 4));
+  }
+
+  /** Fills `buf` with zeros (recorded in the command stream). */
+  clear(buf: GpuBuffer, offset = 0, bytes = Math.ceil(buf.size / 4) * 4): void {
+    this.enc().clearBuffer(buf.buffer, offset, bytes);
+  }
+
+  /** Copies `bytes` bytes between buffers (recorded in the command stream). */
+  copy(src: GpuBuffer, srcOffset: number, dst: GpuBuffer, dstOffset: number, bytes: number): void {
+    this.enc().copyBufferToBuffer(src.buffer, srcOffset, dst.buffer, dstOffset, bytes);
+  }
+
+  // ---- kernels ---------------------------------------------------------------------------------
+
+  /** The compute pipeline of kernel `name` specialised by `defines` (cached). */
+  pipeline(name: string, defines: Defines = {}): GPUComputePipeline {
+    const key = `${name}|${definesKey(defines)}`;
+    let p = this.pipelines.get(key);
+    if (!p) {
+      const code = specialize(name, defines);
+      const module = this.device.createShaderModule({ code, label: key });
+      module.getCompilationInfo().then((info) => {
+        const errs = info.messages.filter((m) => m.type === 'error');
+        if (errs.length) {
+          this.compileErrors.set(key, errs.map((m) => `shaders/${name}.wgsl:${m.lineNum}:${m.linePos}: ${m.message}`).join('\n'));
+        }
+      });
+      p = this.device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' }, label: key });
+      this.pipelines.set(key, p);
+    }
+    return p;
+  }
+
+  /** Records one kernel launch. */
+  dispatch(name: string, args: DispatchArgs): void {
+    this.assertAlive();
+    const defines = args.defines ?? {};
+    const pipeline = this.pipeline(name, defines);
+    if (this.uniformSlot === UNIFORM_SLOTS) this.flush();
+    const enc = this.enc();
+    const slot = this.uniformSlot++;
+    const u = new Uint32Array(this.uniformData, slot * UNIFORM_SLOT, UNIFORM_SLOT / 4);
+    const f = new Float32Array(this.uniformData, slot * UNIFORM_SLOT, UNIFORM_SLOT / 4);
+    const nu = args.u32?.length ?? 0;
+    args.u32?.forEach((v, i) => (u[i] = v));
+    args.f32?.forEach((v, i) => (f[nu + i] = v));
+    const entries: GPUBindGroupEntry[] = [
+      { binding: 0, resource: { buffer: this.uniformBuf!.buffer, offset: slot * UNIFORM_SLOT, size: UNIFORM_SLOT } },
+    ];
+    args.bindings.forEach((b, i) => {
+      const r = 'buf' in b ? b : { buf: b, offset: 0, size: b.size };
+      if (r.buf.freed) throw new GpuError(`kernel '${name}': binding ${i + 1} ('${r.buf.label}') was already freed`);
+      const size = Math.ceil(r.size / 4) * 4;
+      if (size > this.limits.maxStorageBufferBindingSize) {
+        throw new GpuError(
+          `kernel '${name}': binding ${i + 1} ('${r.buf.label}') is ${fmtBytes(size)}, over this adapter's ` +
+            `storage binding limit of ${fmtBytes(this.limits.maxStorageBufferBindingSize)}; split it into chunks`,
+        );
+      }
+      entries.push({ binding: i + 1, resource: { buffer: r.buf.buffer, offset: r.offset, size } });
+    });
+    const bindGroup = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries, label: name });
+    const pass = enc.beginComputePass({ label: name });
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, bindGroup);
+    const [x, y = 1, z = 1] = args.workgroups;
+    const maxWg = this.limits.maxComputeWorkgroupsPerDimension;
+    if (x > maxWg || y > maxWg || z > maxWg) {
+      throw new GpuError(`kernel '${name}': grid ${x}x${y}x${z} exceeds ${maxWg} workgroups per dimension`);
+    }
+    if (x > 0 && y > 0 && z > 0) pass.dispatchWorkgroups(x, y, z);
+    pass.end();
+    this.batchKernels.push(name);
+    this.dispatchCount++;
+    if (this.debug) this.flush();
+  }
+
+  /** Submits everything recorded so far. */
+  flush(): void {
+    if (!this.encoder) return;
+    this.device.queue.writeBuffer(this.uniformBuf!.buffer, 0, this.uniformData, 0, this.uniformSlot * UNIFORM_SLOT || 4);
+    this.device.queue.submit([this.encoder.finish()]);
+    const kernels = [...new Set(this.batchKernels)];
+    const oom = this.device.popErrorScope();
+    const val = this.device.popErrorScope();
+    const uniform = this.uniformBuf!;
+    this.pendingErrors.push(
+      Promise.all([val, oom]).then(([v, o]) => {
+        const e = v ?? o;
+        if (!e) return;
+        const compile = [...this.compileErrors.values()].join('\n');
+        const where = kernels.length === 1 ? `kernel '${kernels[0]}'` : `one of the kernels [${kernels.join(', ')}]`;
+        const Cls = o && !v ? OutOfMemoryError : GpuError;
+        throw new Cls(`GPU ${o && !v ? 'out of memory' : 'validation error'} in ${where}: ${e.message}${compile ? '\n' + compile : ''}`);
+      }),
+    );
+    this.encoder = null;
+    this.batchKernels = [];
+    this.uniformSlot = 0;
+    this.uniformBuf = null;
+    this.alloc.free(uniform); // reused only by a later batch, whose writeBuffer is queued after this submit
+  }
+
+  /** Waits for all submitted work and throws the first GPU error it produced. */
+  async sync(): Promise<void> {
+    this.flush();
+    await this.checkErrors();
+    await this.device.queue.onSubmittedWorkDone();
+    this.assertAlive();
+  }
+
+  private async checkErrors(): Promise<void> {
+    const pending = this.pendingErrors;
+    this.pendingErrors = [];
+    await Promise.all(pending);
+  }
+
+  private enc(): GPUCommandEncoder {
+    if (!this.encoder) {
+      this.device.pushErrorScope('validation');
+      this.device.pushErrorScope('out-of-memory');
+      this.encoder = this.device.createCommandEncoder();
+      this.uniformBuf = this.alloc.alloc(UNIFORM_SLOT * UNIFORM_SLOTS, 0x40 | 0x8 /* UNIFORM | COPY_DST */, 'uniforms');
+      this.uniformSlot = 0;
+    }
+    return this.encoder;
+  }
+
+  private assertAlive(): void {
+    if (this.lost) {
+      throw new DeviceLostError(
+        `The GPU device was lost (${this.lost.reason}: ${this.lost.message}). Saved work is kept; reload the page to start a new device.`,
+      );
+    }
+  }
+
+  destroy(): void {
+    this.flush();
+    this.alloc.trim();
+    this.device.destroy();
+  }
+}
+
+function fmtLimit(n: number): string {
+  return n >= 1024 * 1024 ? fmtBytes(n) : String(n);
+}
+
+/** Workgroup grid for `n` threads of `wgSize` each, split over y when x would pass the per-dimension limit.
+ * Kernels compute their linear index as `gid.x + gid.y * (nwg.x * WG)` (nwg = num_workgroups). */
+export function grid1d(n: number, wgSize: number, maxPerDim = 65535): [number, number] {
+  const groups = Math.max(1, Math.ceil(n / wgSize));
+  if (groups <= maxPerDim) return [groups, 1];
+  const y = Math.ceil(groups / maxPerDim);
+  return [Math.ceil(groups / y), y];
+}

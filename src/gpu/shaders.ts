@@ -1,0 +1,46 @@
+// WGSL sources from shaders/*.wgsl, loaded the same way by vite (browser, worker), vitest and the
+// Node CLI/bench (through vite's module runner): as raw strings bundled at build time.
+//
+// Specialisation is plain text: a kernel source may use `{{NAME}}` placeholders, and a define
+// value replaces each. `{{F16_ENABLE}}` is filled with `enable f16;` when the variant needs it.
+
+const sources = import.meta.glob('../../shaders/*.wgsl', {
+  query: '?raw',
+  import: 'default',
+  eager: true,
+}) as Record<string, string>;
+
+const byName = new Map<string, string>();
+for (const [path, text] of Object.entries(sources)) {
+  byName.set(path.replace(/^.*\//, '').replace(/\.wgsl$/, ''), text);
+}
+
+export type Defines = Record<string, string | number | boolean>;
+
+export function shaderNames(): string[] {
+  return [...byName.keys()].sort();
+}
+
+export function rawShader(name: string): string {
+  const src = byName.get(name);
+  if (src === undefined) throw new Error(`no shader named '${name}' in shaders/ (have: ${shaderNames().join(', ')})`);
+  return src;
+}
+
+/** The source of kernel `name` with every `{{KEY}}` replaced by defines[KEY]. */
+export function specialize(name: string, defines: Defines = {}): string {
+  const src = rawShader(name);
+  const out = src.replace(/\{\{(\w+)\}\}/g, (_, key: string) => {
+    if (!(key in defines)) throw new Error(`shader '${name}': no value for {{${key}}}`);
+    const v = defines[key];
+    return typeof v === 'boolean' ? (v ? 'true' : 'false') : String(v);
+  });
+  return out;
+}
+
+export function definesKey(defines: Defines): string {
+  return Object.keys(defines)
+    .sort()
+    .map((k) => `${k}=${defines[k]}`)
+    .join(',');
+}
