@@ -2,7 +2,10 @@
 // Node CLI/bench (through vite's module runner): as raw strings bundled at build time.
 //
 // Specialisation is plain text: a kernel source may use `{{NAME}}` placeholders, and a define
-// value replaces each. `{{F16_ENABLE}}` is filled with `enable f16;` when the variant needs it.
+// value replaces each (e.g. `{{W0T}}` -> `f16` for a variant that reads f16 weights; such a source puts
+// `{{ENABLE_F16}}` on its first line, filled with `enable f16;` or nothing). Shared WGSL functions live in
+// `shaders/lib_*.wgsl` and are pulled in by a line `//#include lib_name`.
+// A shader lists the defines it needs for linting in a line `//! defaults: KEY=value KEY2=value`.
 
 const sources = import.meta.glob('../../shaders/*.wgsl', {
   query: '?raw',
@@ -27,9 +30,18 @@ export function rawShader(name: string): string {
   return src;
 }
 
-/** The source of kernel `name` with every `{{KEY}}` replaced by defines[KEY]. */
+/** The source with each `//#include lib_x` line replaced by shaders/lib_x.wgsl (once per name). */
+function withIncludes(name: string, seen = new Set<string>()): string {
+  return rawShader(name).replace(/^\/\/#include\s+(\w+)\s*$/gm, (_, lib: string) => {
+    if (seen.has(lib)) return '';
+    seen.add(lib);
+    return withIncludes(lib, seen);
+  });
+}
+
+/** The source of kernel `name` with includes expanded and every `{{KEY}}` replaced by defines[KEY]. */
 export function specialize(name: string, defines: Defines = {}): string {
-  const src = rawShader(name);
+  const src = withIncludes(name);
   const out = src.replace(/\{\{(\w+)\}\}/g, (_, key: string) => {
     if (!(key in defines)) throw new Error(`shader '${name}': no value for {{${key}}}`);
     const v = defines[key];
