@@ -1,0 +1,218 @@
+import { describe, expect, it } from 'vitest';
+import { attention_backward_cpu, attention_forward_cpu } from '../../src/kernels/attention.cpu';
+import { attention_backward, attention_forward, type AttentionOpts } from '../../src/kernels/attention';
+import { Tensor } from '../../src/gpu/tensor';
+import { expectClose, finiteDiff, gpu, rng } from '../helpers/gpu';
+
+interface Case {
+  B: number;
+  Tq: number;
+  Tk?: number; // kvLen (default Tq)
+  cap?: number; // kvCapacity (default Tk)
+  Hq: number;
+  Hkv: number;
+  D: number;
+  amp?: number; // std of q and k (large: scores far past exp's f32 range)
+  scale?: number;
+}
+
+const CASES: Case[] = [
+  { B: 1, Tq: 1, Hq: 1, Hkv: 1, D: 8 },
+  { B: 2, Tq: 7, Hq: 2, Hkv: 1, D: 16 }, // GQA, 2 query heads per kv head
+  { B: 1, Tq: 33, Hq: 3, Hkv: 1, D: 24 }, // GQA 3, D not a power of two
+  { B: 2, Tq: 100, Hq: 2, Hkv: 2, D: 64 },
+  { B: 1, Tq: 257, Hq: 4, Hkv: 2, D: 16 },
+  { B: 1, Tq: 7, Tk: 40, cap: 50, Hq: 6, Hkv: 2, D: 16 }, // KV cache: 7 new rows after 33 cached
+  { B: 2, Tq: 1, Tk: 70, cap: 80, Hq: 2, Hkv: 1, D: 24 }, // one generation step
+  { B: 1, Tq: 5, Hq: 2, Hkv: 1, D: 128 }, // largest head
+  { B: 1, Tq: 33, Hq: 2, Hkv: 1, D: 16, amp: 4, scale: 1 }, // scores ~ ±100s: naive exp would overflow
+];
+const name = (c: Case) =>
+  `B=${c.B} Tq=${c.Tq} kvLen=${c.Tk ?? c.Tq} cap=${c.cap ?? c.Tk ?? c.Tq} Hq=${c.Hq} Hkv=${c.Hkv} D=${c.D}` +
+  (c.amp ? ` amp=${c.amp}` : '');
+
+const U = 2 ** -24; // f32 unit roundoff
+
+function setup(c: Case, seed: number) {
+  const Tk = c.Tk ?? c.Tq;
+  const cap = c.cap ?? Tk;
+  const opts: AttentionOpts = { heads: c.Hq, kvHeads: c.Hkv, headDim: c.D, seqLen: c.Tq, kvLen: Tk, kvCapacity: cap, scale: c.scale };
+  const r = rng(seed);
+  const amp = c.amp ?? 1;
+  const q = r.normal(c.B * c.Tq * c.Hq * c.D, amp);
+  const k = r.normal(c.B * cap * c.Hkv * c.D, amp);
+  const v = r.normal(c.B * cap * c.Hkv * c.D);
+  // Rows kvLen..kvCap-1 of the cache are not valid: NaN there proves the kernels never read them.
+  for (let b = 0; b < c.B; b++) {
+    const rows = k.subarray((b * cap + Tk) * c.Hkv * c.D, (b + 1) * cap * c.Hkv * c.D);
+    rows.fill(NaN);
+    v.subarray((b * cap + Tk) * c.Hkv * c.D, (b + 1) * cap * c.Hkv * c.D).fill(NaN);
+  }
+  const dout = r.normal(c.B * c.Tq * c.Hq * c.D);
+  const scale = c.scale ?? 1 / Math.sqrt(c.D);
+  // S: the largest scale·Σ_d |q_d k_d| over visible pairs bounds every score and its f32 rounding
+  // (|Δs| <= D·u·S); the exp in the softmax turns that into a relative error of 2|Δs| in each probability.
+  let S = 0;
+  const per = c.Hq / c.Hkv;
+  for (let b = 0; b < c.B; b++)
+    for (let h = 0; h < c.Hq; h++)
+      for (let i = 0; i < c.Tq; i++)
+        for (let j = 0; j <= Tk - c.Tq + i; j++) {
+          let a = 0;
+          const qa = ((b * c.Tq + i) * c.Hq + h) * c.D, ka = ((b * cap + j) * c.Hkv + Math.floor(h / per)) * c.D;
+          for (let d = 0; d < c.D; d++) a += Math.abs(q[qa + d] * k[ka + d]);
+          S = Math.max(S, a * scale);
+        }
+  return { opts, q, k, v, dout, Tk, cap, S, per };
+}
+
+const maxAbs = (x: ArrayLike<number>) => {
+  let m = 0;
+  for (let i = 0; i < x.length; i++) m = Math.max(m, Math.abs(x[i]));
+  return m;
+};
+
+describe('attention forward', () => {
+  it.each(CASES)('matches the float64 twin: %s', async (c) => {
+    const ctx = await gpu();
+    const { opts, q, k, v, S, Tk } = setup(c, c.Tq * 31 + c.D);
+    const tq = Tensor.from(ctx, q, [c.B, c.Tq, c.Hq, c.D]);
+    const tk = Tensor.from(ctx, k, [c.B, opts.kvCapacity!, c.Hkv, c.D]);
+    const tv = Tensor.from(ctx, v, [c.B, opts.kvCapacity!, c.Hkv, c.D]);
+    const { o, lse } = attention_forward(tq, tk, tv, opts);
+    const want = attention_forward_cpu(q, k, v, c.B, opts);
+    // Bound: each o element is a convex combination of <= Tk values of v; every probability carries a
+    // relative error of at most 2·D·u·S (score rounding through exp) plus (Tk + D + 8)·u from the running
+    // sums and the rescaling, so |Δo| <= max|v|·(2·D·S + Tk + D + 8)·u; a factor 2 of headroom.
+    const tolO = 2 * maxAbs(v.filter((x) => !Number.isNaN(x))) * (2 * c.D * S + Tk + c.D + 8) * U;
+    // lse = m + log(l): score error D·u·S, log of a sum with relative error (Tk + 4)·u, and rounding of lse itself.
+    const tolL = 2 * (c.D * S + Tk + 4) * U;
+    expectClose(await o.read(), want.o, tolO, 0, 'o');
+    expectClose(await lse.read(), want.lse, tolL, 2 * U, 'lse');
+    [tq, tk, tv, o, lse].forEach((t) => t.free());
+    expect(ctx.alloc.liveBytes).toBe(0);
+  });
+
+  it('KV cache: the last rows of a full pass equal a pass over only those rows (bit for bit)', async () => {
+    const ctx = await gpu();
+    const B = 2, T = 70, Tq = 5, cap = 72, Hq = 4, Hkv = 2, D = 16;
+    const r = rng(7);
+    const q = r.normal(B * T * Hq * D), k = r.normal(B * cap * Hkv * D), v = r.normal(B * cap * Hkv * D);
+    const tq = Tensor.from(ctx, q, [B, T, Hq, D]);
+    const tk = Tensor.from(ctx, k, [B, cap, Hkv, D]);
+    const tv = Tensor.from(ctx, v, [B, cap, Hkv, D]);
+    const full = attention_forward(tq, tk, tv, { heads: Hq, kvHeads: Hkv, headDim: D, seqLen: T, kvCapacity: cap, kvLen: T });
+    const qLast = new Float32Array(B * Tq * Hq * D);
+    for (let b = 0; b < B; b++) qLast.set(q.subarray((b * T + T - Tq) * Hq * D, (b + 1) * T * Hq * D), b * Tq * Hq * D);
+    const tqLast = Tensor.from(ctx, qLast, [B, Tq, Hq, D]);
+    const last = attention_forward(tqLast, tk, tv, { heads: Hq, kvHeads: Hkv, headDim: D, seqLen: Tq, kvLen: T, kvCapacity: cap });
+    const oFull = await full.o.read(), oLast = await last.o.read();
+    const lseFull = await full.lse.read(), lseLast = await last.lse.read();
+    for (let b = 0; b < B; b++) {
+      // Masked keys add exact zeros and never move the running max, so the arithmetic is identical.
+      expectClose(oLast.subarray(b * Tq * Hq * D, (b + 1) * Tq * Hq * D), oFull.subarray((b * T + T - Tq) * Hq * D, (b + 1) * T * Hq * D), 0, 0, 'o');
+      for (let h = 0; h < Hq; h++) {
+        expectClose(lseLast.subarray((b * Hq + h) * Tq, (b * Hq + h + 1) * Tq), lseFull.subarray((b * Hq + h) * T + T - Tq, (b * Hq + h + 1) * T), 0, 0, 'lse');
+      }
+    }
+    [tq, tk, tv, tqLast, full.o, full.lse, last.o, last.lse].forEach((t) => t.free());
+    expect(ctx.alloc.liveBytes).toBe(0);
+  });
+
+  it('T = 1024 (the longest sequence) matches the twin, forward and backward', async () => {
+    await checkBackward({ B: 1, Tq: 1024, Hq: 2, Hkv: 1, D: 8 }, true);
+  });
+});
+
+async function checkBackward(c: Case, alsoForward = false) {
+  const ctx = await gpu();
+  const { opts, q, k, v, dout, S, Tk, per } = setup(c, c.Tq * 17 + c.D);
+  const cap = opts.kvCapacity!;
+  const tq = Tensor.from(ctx, q, [c.B, c.Tq, c.Hq, c.D]);
+  const tk = Tensor.from(ctx, k, [c.B, cap, c.Hkv, c.D]);
+  const tv = Tensor.from(ctx, v, [c.B, cap, c.Hkv, c.D]);
+  const tdout = Tensor.from(ctx, dout, [c.B, c.Tq, c.Hq, c.D]);
+  const { o, lse } = attention_forward(tq, tk, tv, opts);
+  const { dq, dk, dv } = attention_backward(tdout, tq, tk, tv, o, lse, opts);
+  expect(dk.shape).toEqual([c.B, Tk, c.Hkv, c.D]);
+  const want = attention_backward_cpu(dout, q, k, v, c.B, opts);
+  if (alsoForward) {
+    const f = attention_forward_cpu(q, k, v, c.B, opts);
+    expectClose(await o.read(), f.o, 2 * maxAbs(v) * (2 * c.D * S + Tk + c.D + 8) * U, 0, 'o');
+  }
+  // Bound, normwise: every gradient element is a sum of n products (n = Tk for dq, (Hq/Hkv)·Tq for dk and
+  // dv) whose probability factor carries a relative error <= 2·D·u·S (see the forward), whose dP and
+  // delta = dO·O carry D·u relative to their absolute sums, and the sum itself (n + D)·u. With random
+  // inputs the terms are of the size of the result's largest element, so |Δ| <= (4·D·S + 2·D + n)·u·max|g|;
+  // a factor 4 of headroom for the cancellation inside dS = P ⊙ (dP - delta).
+  const tol = (g: Float64Array, n: number) => 4 * (4 * c.D * S + 2 * c.D + n) * U * maxAbs(g);
+  expectClose(await dq.read(), want.dq, tol(want.dq, Tk), 0, 'dq');
+  expectClose(await dk.read(), want.dk, tol(want.dk, per * c.Tq), 0, 'dk');
+  expectClose(await dv.read(), want.dv, tol(want.dv, per * c.Tq), 0, 'dv');
+  [tq, tk, tv, tdout, o, lse, dq, dk, dv].forEach((t) => t.free());
+  expect(ctx.alloc.liveBytes).toBe(0);
+}
+
+describe('attention backward', () => {
+  it.each(CASES)('matches the float64 twin: %s', async (c) => {
+    await checkBackward(c);
+  });
+
+  it('dk, dv keep the shape of k when kvLen = kvCapacity', async () => {
+    const ctx = await gpu();
+    const B = 2, T = 3, H = 2, D = 8;
+    const r = rng(3);
+    const mk = (n: number) => Tensor.from(ctx, r.normal(n), [B * T, H * D]);
+    const [q, k, v, dout] = [mk(B * T * H * D), mk(B * T * H * D), mk(B * T * H * D), mk(B * T * H * D)];
+    const opts = { heads: H, kvHeads: H, headDim: D, seqLen: T };
+    const { o, lse } = attention_forward(q, k, v, opts);
+    expect(o.shape).toEqual([B * T, H * D]);
+    expect(lse.shape).toEqual([B, H, T]);
+    const g = attention_backward(dout, q, k, v, o, lse, opts);
+    expect(g.dq.shape).toEqual([B * T, H * D]);
+    expect(g.dk.shape).toEqual([B * T, H * D]);
+    expect(g.dv.shape).toEqual([B * T, H * D]);
+    [q, k, v, dout, o, lse, g.dq, g.dk, g.dv].forEach((t) => t.free());
+  });
+});
+
+describe('attention CPU twin', () => {
+  // Finite differences of L = Σ dout ⊙ o(q, k, v) in float64 check the backward twin (which the GPU is
+  // checked against). Central differences with eps 1e-6 have error ~eps² + 1e-16/eps, so 1e-7 relative.
+  it.each([
+    { B: 2, Tq: 4, Hq: 2, Hkv: 2, D: 3 },
+    { B: 1, Tq: 5, Hq: 3, Hkv: 1, D: 4 }, // GQA 3
+    { B: 2, Tq: 2, Tk: 5, cap: 7, Hq: 4, Hkv: 2, D: 3 }, // KV cache, GQA 2
+  ] as Case[])('backward twin = finite differences of the forward twin: %s', (c) => {
+    const Tk = c.Tk ?? c.Tq, cap = c.cap ?? Tk;
+    const opts: AttentionOpts = { heads: c.Hq, kvHeads: c.Hkv, headDim: c.D, seqLen: c.Tq, kvLen: Tk, kvCapacity: cap };
+    const r = rng(11);
+    const q = Float64Array.from(r.normal(c.B * c.Tq * c.Hq * c.D));
+    const k = Float64Array.from(r.normal(c.B * cap * c.Hkv * c.D));
+    const v = Float64Array.from(r.normal(c.B * cap * c.Hkv * c.D));
+    const dout = r.normal(c.B * c.Tq * c.Hq * c.D);
+    const loss = (qq: Float64Array, kk: Float64Array, vv: Float64Array) => {
+      const { o } = attention_forward_cpu(qq, kk, vv, c.B, opts);
+      let L = 0;
+      for (let i = 0; i < o.length; i++) L += o[i] * dout[i];
+      return L;
+    };
+    const g = attention_backward_cpu(dout, q, k, v, c.B, opts);
+    // dk, dv cover the kvLen valid rows; the spare cache rows have zero gradient.
+    const padded = (x: Float64Array) => {
+      const out = new Float64Array(c.B * cap * c.Hkv * c.D);
+      for (let b = 0; b < c.B; b++) out.set(x.subarray(b * Tk * c.Hkv * c.D, (b + 1) * Tk * c.Hkv * c.D), b * cap * c.Hkv * c.D);
+      return out;
+    };
+    expectClose(g.dq, finiteDiff((x) => loss(x, k, v), q), 1e-7, 1e-6, 'dq');
+    expectClose(padded(g.dk), finiteDiff((x) => loss(q, x, v), k), 1e-7, 1e-6, 'dk');
+    expectClose(padded(g.dv), finiteDiff((x) => loss(q, k, x), v), 1e-7, 1e-6, 'dv');
+  });
+
+  it('forward twin: one key gives o = v and lse = its score; scores are scaled', () => {
+    const q = [1, 2], k = [3, -1], v = [5, 7];
+    const { o, lse } = attention_forward_cpu(q, k, v, 1, { heads: 1, kvHeads: 1, headDim: 2, seqLen: 1 });
+    expect(Array.from(o)).toEqual([5, 7]);
+    expect(lse[0]).toBeCloseTo(1 / Math.sqrt(2), 14);
+  });
+});
