@@ -33,6 +33,12 @@ export class Tensor {
     return this.buf.freed;
   }
 
+  /** The same buffer seen with another shape of the same size (free only one of the two). */
+  reshape(shape: readonly number[]): Tensor {
+    if (numel(shape) !== this.numel) throw new Error(`reshape [${this.shape}] -> [${shape}]: sizes differ`);
+    return new Tensor(this.ctx, this.buf, shape, this.dtype);
+  }
+
   free(): void {
     this.ctx.free(this.buf);
   }

@@ -1,0 +1,230 @@
+// The differentiable ops a Transformer block is made of. Each runs its forward kernel now (eager),
+// and, when a gradient is needed, records a closure that runs its backward kernel later. Closures
+// capture tensors, not Vars: the tape may drop a Var's forward value while an op still saves it.
+
+import type { Tensor } from '../gpu/tensor';
+import { attention_backward, attention_forward, type AttentionOpts } from '../kernels/attention';
+import { gelu_backward, gelu_forward } from '../kernels/gelu';
+import { layernorm_backward, layernorm_forward } from '../kernels/layernorm';
+import { lora_backward, lora_forward, type LoraParams } from '../kernels/lora';
+import { rmsnorm_backward, rmsnorm_forward } from '../kernels/rmsnorm';
+import { rope_backward, rope_forward } from '../kernels/rope';
+import { swiglu_backward, swiglu_forward } from '../kernels/swiglu';
+import { add_forward } from '../kernels/add';
+import { put_cols, take_cols } from '../kernels/copy2d';
+import { Tensor as T } from '../gpu/tensor';
+import type { Tape, Var } from './tape';
+
+/** A frozen linear map: w0 is (OUT, IN), or (IN, OUT) when transposed (GPT-2 Conv1D). */
+export interface FrozenLinear {
+  w0: Tensor;
+  bias: Tensor | null;
+  transposed: boolean;
+}
+
+/** The LoRA branch of one linear: A (r, IN) and B (OUT, r) as trainable Vars. */
+export interface LoraBranch {
+  A: Var;
+  B: Var;
+  scale: number;
+  dropout: number;
+  seed: number;
+}
+
+/** y = x·w0ᵀ + bias + scale·(drop(x)·Aᵀ)·Bᵀ; x is (N, IN), y is (N, OUT). */
+export function linear(tape: Tape, x: Var, w: FrozenLinear, lora: LoraBranch | null, name: string): Var {
+  const params: LoraParams | null = lora
+    ? { A: lora.A.t, B: lora.B.t, scale: lora.scale, dropout: lora.dropout, seed: lora.seed }
+    : null;
+  const xt = x.t;
+  const { y, u } = lora_forward(xt, w.w0, w.bias, params, { w0Transposed: w.transposed });
+  const needs = tape.needsGrad(x, ...(lora ? [lora.A, lora.B] : []));
+  const out = tape.output(y, name, needs);
+  if (!needs) {
+    u?.free();
+    return out;
+  }
+  if (u) tape.adopt(u);
+  tape.record({
+    name,
+    outputs: [out],
+    saved: u ? [xt, u] : [xt],
+    backward(tape) {
+      const r = lora_backward(out.grad!, xt, u, w.w0, params, { w0Transposed: w.transposed, needDx: x.requiresGrad });
+      if (lora && r.dA && r.dB) {
+        tape.addGrad(lora.A, tape.adopt(r.dA));
+        tape.addGrad(lora.B, tape.adopt(r.dB));
+      }
+      if (r.dx) tape.addGrad(x, tape.adopt(r.dx));
+    },
+  });
+  if (u) tape.release(u); // the record above holds it now
+  return out;
+}
+
+/** RMSNorm over the last dimension; x is (N, C), w is (C,) and frozen. */
+export function rmsnorm(tape: Tape, x: Var, w: Tensor, eps: number, name: string): Var {
+  const xt = x.t;
+  const { y, rstd } = rmsnorm_forward(xt, w, eps);
+  const out = tape.output(y, name, x.requiresGrad);
+  if (!tape.needsGrad(x)) {
+    rstd.free();
+    return out;
+  }
+  tape.adopt(rstd);
+  tape.record({
+    name,
+    outputs: [out],
+    saved: [xt, rstd],
+    backward: (tape) => tape.addGrad(x, tape.adopt(rmsnorm_backward(out.grad!, xt, w, rstd))),
+  });
+  tape.release(rstd);
+  return out;
+}
+
+/** LayerNorm over the last dimension; x is (N, C), w and b are (C,) and frozen. */
+export function layernorm(tape: Tape, x: Var, w: Tensor, b: Tensor, eps: number, name: string): Var {
+  const xt = x.t;
+  const { y, mean, rstd } = layernorm_forward(xt, w, b, eps);
+  const out = tape.output(y, name, x.requiresGrad);
+  if (!tape.needsGrad(x)) {
+    mean.free();
+    rstd.free();
+    return out;
+  }
+  tape.adopt(mean);
+  tape.adopt(rstd);
+  tape.record({
+    name,
+    outputs: [out],
+    saved: [xt, mean, rstd],
+    backward: (tape) => tape.addGrad(x, tape.adopt(layernorm_backward(out.grad!, xt, w, mean, rstd))),
+  });
+  tape.release(mean);
+  tape.release(rstd);
+  return out;
+}
+
+export interface RopeOpts {
+  heads: number;
+  headDim: number;
+  theta: number;
+  seqLen: number;
+  posOffset?: number;
+}
+
+/** Rotary position embedding (HF rotate_half); x is (B·T, H·D). A rotation: backward rotates back. */
+export function rope(tape: Tape, x: Var, o: RopeOpts, name: string): Var {
+  const out = tape.output(rope_forward(x.t, o), name, x.requiresGrad);
+  if (tape.needsGrad(x)) {
+    tape.record({ name, outputs: [out], saved: [], backward: (tape) => tape.addGrad(x, tape.adopt(rope_backward(out.grad!, o))) });
+  }
+  return out;
+}
+
+/** Causal self-attention with grouped-query heads; q is (B·T, Hq·D), k and v (B·T, Hkv·D). */
+export function attention(tape: Tape, q: Var, k: Var, v: Var, o: AttentionOpts, name: string): Var {
+  const [qt, kt, vt] = [q.t, k.t, v.t];
+  const r = attention_forward(qt, kt, vt, o);
+  const needs = tape.needsGrad(q, k, v);
+  const out = tape.output(r.o, name, needs);
+  if (!needs) {
+    r.lse.free();
+    return out;
+  }
+  const lse = tape.adopt(r.lse);
+  const ot = out.t;
+  tape.record({
+    name,
+    outputs: [out],
+    saved: [qt, kt, vt, ot, lse],
+    backward(tape) {
+      const g = attention_backward(out.grad!, qt, kt, vt, ot, lse, o);
+      tape.addGrad(q, tape.adopt(g.dq));
+      tape.addGrad(k, tape.adopt(g.dk));
+      tape.addGrad(v, tape.adopt(g.dv));
+    },
+  });
+  tape.release(lse);
+  return out;
+}
+
+/** h = silu(gate)·up; gate, up, h are (N, F). */
+export function swiglu(tape: Tape, gate: Var, up: Var, name: string): Var {
+  const [gt, ut] = [gate.t, up.t];
+  const needs = tape.needsGrad(gate, up);
+  const out = tape.output(swiglu_forward(gt, ut), name, needs);
+  if (needs) {
+    tape.record({
+      name,
+      outputs: [out],
+      saved: [gt, ut],
+      backward(tape) {
+        const g = swiglu_backward(out.grad!, gt, ut);
+        tape.addGrad(gate, tape.adopt(g.dgate));
+        tape.addGrad(up, tape.adopt(g.dup));
+      },
+    });
+  }
+  return out;
+}
+
+/** GELU (tanh approximation). */
+export function gelu(tape: Tape, x: Var, name: string): Var {
+  const xt = x.t;
+  const out = tape.output(gelu_forward(xt), name, x.requiresGrad);
+  if (tape.needsGrad(x)) {
+    tape.record({ name, outputs: [out], saved: [xt], backward: (tape) => tape.addGrad(x, tape.adopt(gelu_backward(out.grad!, xt))) });
+  }
+  return out;
+}
+
+/** Residual add: out = a + b. The gradient flows unchanged to both. */
+export function add(tape: Tape, a: Var, b: Var, name: string): Var {
+  const needs = tape.needsGrad(a, b);
+  const out = tape.output(add_forward(a.t, b.t), name, needs);
+  if (needs) {
+    tape.record({
+      name,
+      outputs: [out],
+      saved: [],
+      backward(tape) {
+        const g = out.grad!;
+        tape.retain(g);
+        tape.addGrad(a, g);
+        tape.retain(g);
+        tape.addGrad(b, g);
+      },
+    });
+  }
+  return out;
+}
+
+/** Splits the columns of x (N, sum(widths)) into contiguous pieces (GPT-2's fused q, k, v). */
+export function splitCols(tape: Tape, x: Var, widths: number[], names: string[]): Var[] {
+  const xt = x.t;
+  let col = 0;
+  const outs = widths.map((w, i) => {
+    const piece = take_cols(xt, col, w);
+    col += w;
+    return tape.output(piece, names[i], x.requiresGrad);
+  });
+  if (tape.needsGrad(x)) {
+    const shape = xt.shape;
+    tape.record({
+      name: names.join('+'),
+      outputs: outs,
+      saved: [],
+      backward(tape) {
+        const dx = T.zeros(xt.ctx, shape, 'split.dx');
+        let c = 0;
+        outs.forEach((o, i) => {
+          if (o.grad) put_cols(o.grad, dx, c);
+          c += widths[i];
+        });
+        tape.addGrad(x, tape.adopt(dx));
+      },
+    });
+  }
+  return outs;
+}

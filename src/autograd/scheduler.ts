@@ -1,0 +1,154 @@
+// The scheduler: the one place that knows the order of a training step.
+//
+//   ids -> embed -> block 0 .. block L-1 -> final norm -> LM head + cross-entropy
+//   d(loss) -> final norm backward -> block L-1 backward .. block 0 backward
+//
+// Each block runs on its own tape. Without checkpointing a block's tape keeps what its backward needs
+// until that backward has run. With checkpointing only each block's input is kept: the forward runs on
+// a no-grad tape, and the backward first recomputes the block (same dropout stream) on a fresh tape.
+
+import { Tape, type Var } from './tape';
+import { Tensor } from '../gpu/tensor';
+import { IGNORE_INDEX } from '../kernels/cross_entropy';
+import { headLogits, headLoss } from '../models/head';
+import type { CausalLM, RunInfo } from '../models/model';
+import type { LoraState } from '../models/lora';
+
+export interface Batch {
+  ids: Uint32Array; // (B·T,)
+  targets: Uint32Array; // (B·T,), IGNORE_INDEX where the loss is masked
+  B: number;
+  T: number;
+}
+
+export interface StepOptions {
+  checkpointing?: boolean;
+  /** Multiplies dlogits; default 1 / (non-ignored targets) = the gradient of the mean loss. */
+  gradScale?: number;
+  dropoutSeed?: number;
+  /** Keep copies of every block input and its gradient (for tests against the oracle); the caller frees them. */
+  capture?: boolean;
+}
+
+export interface StepResult {
+  lossSum: number;
+  count: number;
+  hidden?: Tensor[];
+  dhidden?: Tensor[];
+}
+
+export function countTargets(targets: Uint32Array): number {
+  let n = 0;
+  for (const t of targets) if (t !== IGNORE_INDEX) n++;
+  return n;
+}
+
+function clone(t: Tensor): Tensor {
+  const c = Tensor.empty(t.ctx, t.shape, 'capture');
+  t.ctx.copy(t.buf, 0, c.buf, 0, t.bytes);
+  return c;
+}
+
+async function sumLosses(losses: Tensor): Promise<number> {
+  const v = await losses.read();
+  losses.free();
+  let s = 0;
+  for (const x of v) s += x;
+  return s;
+}
+
+/** Forward and backward of one batch; LoRA gradients are added into lora's gradient accumulators. */
+export async function forwardBackward(model: CausalLM, lora: LoraState, batch: Batch, opts: StepOptions = {}): Promise<StepResult> {
+  const ctx = lora.ctx;
+  const { B, T } = batch;
+  const L = model.cfg.numLayers;
+  const count = countTargets(batch.targets);
+  const gradScale = opts.gradScale ?? (count > 0 ? 1 / count : 0);
+  const run: RunInfo = { B, T, posOffset: 0, dropoutSeed: opts.dropoutSeed ?? 0 };
+  const checkpointing = opts.checkpointing ?? false;
+
+  const ids = Tensor.fromU32(ctx, batch.ids, [B * T], 'ids');
+  const inputs: Tensor[] = [model.embed(ids, run)];
+  ids.free();
+  const hidden = opts.capture ? [clone(inputs[0])] : undefined;
+  const dhidden: Tensor[] = [];
+
+  // Forward, block by block.
+  const saved: { tape: Tape; x: Var; out: Var }[] = [];
+  const runBlock = (i: number, grad: boolean) => {
+    const tape = new Tape(grad);
+    const x = tape.leaf(inputs[i], `h${i}`, true);
+    const out = model.block(i, tape, x, lora, run);
+    const [h] = tape.endForward([out]);
+    return { tape, x, out, h };
+  };
+  for (let i = 0; i < L; i++) {
+    const { tape, x, out, h } = runBlock(i, !checkpointing);
+    inputs.push(h);
+    if (hidden && i + 1 < L) hidden.push(clone(h));
+    if (!checkpointing) saved.push({ tape, x, out });
+  }
+
+  // Head: final norm, logits, loss, and the gradient flowing back into the last block.
+  const headTape = new Tape(true);
+  const xL = headTape.leaf(inputs[L], 'hL', true);
+  const root = model.finalNorm(headTape, xL);
+  const [normed] = headTape.endForward([root]);
+  const { losses, dx } = headLoss(normed, model.weights.lmHead, model.cfg.vocabSize, batch.targets, gradScale, true);
+  const lossSum = sumLosses(losses);
+  normed.free(); // backward needs only the gradient arriving at the root
+  let [dh] = headTape.backward(root, dx!, [xL]);
+  inputs[L].free();
+
+  // Backward, block by block, last first.
+  for (let i = L - 1; i >= 0; i--) {
+    let rec = saved[i];
+    if (checkpointing) {
+      const r = runBlock(i, true);
+      r.h.free(); // the recomputed output is not needed, only the tape
+      rec = r;
+    }
+    const [g] = rec.tape.backward(rec.out, dh!, [rec.x]);
+    if (i + 1 < L) inputs[i + 1].free();
+    dh = g;
+    if (opts.capture) dhidden.unshift(clone(dh!));
+  }
+  inputs[0].free();
+  dh?.free();
+  return { lossSum: await lossSum, count, hidden, dhidden: opts.capture ? dhidden : undefined };
+}
+
+/** Mean loss of a batch without gradients (validation). */
+export async function evalLoss(model: CausalLM, lora: LoraState | null, batch: Batch): Promise<{ lossSum: number; count: number }> {
+  const ctx = model.weights.ctx;
+  const x = forwardHidden(model, lora, Tensor.fromU32(ctx, batch.ids, [batch.B * batch.T], 'ids'), { B: batch.B, T: batch.T, posOffset: 0, dropoutSeed: 0 });
+  const { losses } = headLoss(x, model.weights.lmHead, model.cfg.vocabSize, batch.targets, 1, false);
+  x.free();
+  return { lossSum: await sumLosses(losses), count: countTargets(batch.targets) };
+}
+
+/** The final-norm output (B·T, C) of a no-grad forward. Takes ownership of `ids`. */
+export function forwardHidden(model: CausalLM, lora: LoraState | null, ids: Tensor, run: RunInfo): Tensor {
+  let h = model.embed(ids, run);
+  ids.free();
+  for (let i = 0; i < model.cfg.numLayers; i++) {
+    const tape = new Tape(false);
+    const out = model.block(i, tape, tape.leaf(h, `h${i}`), lora, run);
+    const [next] = tape.endForward([out]);
+    h.free();
+    h = next;
+  }
+  const tape = new Tape(false);
+  const [normed] = tape.endForward([model.finalNorm(tape, tape.leaf(h, 'hL'))]);
+  h.free();
+  return normed;
+}
+
+/** Logits (B·T, V) of a no-grad forward. */
+export function forwardLogits(model: CausalLM, lora: LoraState | null, ids: Uint32Array, B: number, T: number): Tensor {
+  const ctx = model.weights.ctx;
+  const x = forwardHidden(model, lora, Tensor.fromU32(ctx, ids, [B * T], 'ids'), { B, T, posOffset: 0, dropoutSeed: 0 });
+  const logits = headLogits(x, model.weights.lmHead, model.cfg.vocabSize);
+  x.free();
+  return logits;
+}

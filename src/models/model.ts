@@ -1,0 +1,48 @@
+// What every model family gives the scheduler: an embedding, a stack of blocks, a final norm, and the
+// (V, C) table of the LM head. The scheduler (src/autograd/scheduler.ts) decides the order.
+
+import type { Tape, Var } from '../autograd/tape';
+import type { FrozenLinear } from '../autograd/ops';
+import type { Tensor } from '../gpu/tensor';
+import { pcgHash } from '../kernels/rng.cpu';
+import type { ModelConfig } from './config';
+import type { LoraState } from './lora';
+import type { GpuWeights } from './weights';
+
+/** Keys and values of one layer for generation: (capacity, Hkv·D) each, batch 1. */
+export interface KvLayer {
+  k: Tensor;
+  v: Tensor;
+}
+
+export interface RunInfo {
+  B: number;
+  T: number;
+  /** Position of the first row (tokens already in the KV cache). */
+  posOffset: number;
+  /** Dropout stream of this forward pass (recomputing a block must reuse it). */
+  dropoutSeed: number;
+  /** Present during cached generation: each block appends its keys/values and attends over the cache. */
+  kv?: { layers: KvLayer[]; capacity: number };
+}
+
+export interface CausalLM {
+  readonly cfg: ModelConfig;
+  readonly weights: GpuWeights;
+  /** ids is (B·T,) u32; returns the input of block 0, (B·T, C). Frozen: no gradient. */
+  embed(ids: Tensor, run: RunInfo): Tensor;
+  /** One Transformer block: x (B·T, C) -> (B·T, C). */
+  block(i: number, tape: Tape, x: Var, lora: LoraState | null, run: RunInfo): Var;
+  /** The norm before the LM head. */
+  finalNorm(tape: Tape, x: Var): Var;
+}
+
+/** The frozen linear of module `path` (its weight, bias and layout). */
+export function frozenLinear(w: GpuWeights, path: string, transposed: boolean): FrozenLinear {
+  return { w0: w.get(`${path}.weight`), bias: w.has(`${path}.bias`) ? w.get(`${path}.bias`) : null, transposed };
+}
+
+/** Dropout stream for one module in one forward pass. */
+export function moduleSeed(run: RunInfo, layer: number, index: number): number {
+  return pcgHash((run.dropoutSeed ^ pcgHash(layer * 16 + index)) >>> 0);
+}

@@ -1,0 +1,143 @@
+// Frozen base-model weights on the GPU. Large linear weights and the embedding table may be stored as
+// f16 (where the device has shader-f16); norms and biases stay f32. A table larger than one storage
+// binding (GPT-2's wte is 154 MB in f32) is kept as row chunks, each a whole number of 64-row blocks
+// so that chunk offsets into logits stay 256-byte aligned.
+
+import type { GpuContext } from '../gpu/context';
+import { Tensor, dtypeBytes, type DType } from '../gpu/tensor';
+import type { RowChunk } from '../kernels/embedding';
+import type { ModelConfig } from './config';
+import { linearModules } from './modules';
+
+/** One tensor of a checkpoint, readable as float32 (the loaders convert F16/BF16). */
+export interface TensorReader {
+  shape: number[];
+  read(): Promise<Float32Array>;
+}
+
+export interface WeightOptions {
+  /** Storage type of linear weights and the embedding table. 'f16' needs ctx.hasF16. */
+  dtype: DType;
+  onProgress?: (done: number, total: number) => void;
+}
+
+export class GpuWeights {
+  private tensors = new Map<string, Tensor>();
+  embedding: RowChunk[] = [];
+  lmHead: RowChunk[] = [];
+
+  private constructor(
+    readonly ctx: GpuContext,
+    readonly cfg: ModelConfig,
+    readonly dtype: DType,
+  ) {}
+
+  get(name: string): Tensor {
+    const t = this.tensors.get(name);
+    if (!t) throw new Error(`weight '${name}' is not loaded`);
+    return t;
+  }
+
+  has(name: string): boolean {
+    return this.tensors.has(name);
+  }
+
+  get bytes(): number {
+    let n = 0;
+    for (const t of this.tensors.values()) n += t.bytes;
+    for (const c of [...this.embedding, ...(this.lmHead === this.embedding ? [] : this.lmHead)]) n += c.table.bytes;
+    return n;
+  }
+
+  free(): void {
+    for (const t of this.tensors.values()) if (!t.freed) t.free();
+    this.tensors.clear();
+    for (const c of this.embedding) if (!c.table.freed) c.table.free();
+    for (const c of this.lmHead) if (!c.table.freed) c.table.free();
+    this.embedding = [];
+    this.lmHead = [];
+  }
+
+  /** Uploads every tensor the model uses. On any error, everything uploaded so far is freed. */
+  static async load(ctx: GpuContext, cfg: ModelConfig, reader: Map<string, TensorReader>, opts: WeightOptions): Promise<GpuWeights> {
+    if (opts.dtype === 'f16' && !ctx.hasF16) throw new Error('f16 weights need the shader-f16 feature, which this GPU adapter lacks; use f32');
+    const w = new GpuWeights(ctx, cfg, opts.dtype);
+    try {
+      const names = weightNames(cfg);
+      let done = 0;
+      const total = names.large.length + names.small.length + names.tables.length;
+      const get = async (name: string) => {
+        const r = reader.get(name);
+        if (!r) throw new Error(`checkpoint has no tensor '${name}'`);
+        const data = await r.read();
+        opts.onProgress?.(++done, total);
+        return { data, shape: r.shape };
+      };
+      for (const name of names.small) {
+        const { data, shape } = await get(name);
+        w.tensors.set(name, Tensor.from(ctx, data, shape, name, 'f32'));
+      }
+      for (const name of names.large) {
+        const { data, shape } = await get(name);
+        w.tensors.set(name, Tensor.from(ctx, data, shape, name, opts.dtype));
+      }
+      const [embName, headName] = names.tables;
+      const emb = await get(embName);
+      w.embedding = toRowChunks(ctx, emb.data, emb.shape, embName, opts.dtype);
+      if (headName) {
+        const head = await get(headName);
+        w.lmHead = toRowChunks(ctx, head.data, head.shape, headName, opts.dtype);
+      } else w.lmHead = w.embedding;
+      return w;
+    } catch (e) {
+      w.free();
+      throw e;
+    }
+  }
+}
+
+/** The names of the tensors the model code reads, by how they are stored. */
+export function weightNames(cfg: ModelConfig): { large: string[]; small: string[]; tables: string[] } {
+  const large: string[] = [];
+  const small: string[] = [];
+  for (const m of linearModules(cfg)) {
+    large.push(`${m.path}.weight`);
+    if (m.hasBias) small.push(`${m.path}.bias`);
+  }
+  if (cfg.family === 'gpt2') {
+    for (let i = 0; i < cfg.numLayers; i++) {
+      for (const ln of ['ln_1', 'ln_2']) small.push(`transformer.h.${i}.${ln}.weight`, `transformer.h.${i}.${ln}.bias`);
+    }
+    small.push('transformer.ln_f.weight', 'transformer.ln_f.bias', 'transformer.wpe.weight');
+    return { large, small, tables: ['transformer.wte.weight'] };
+  }
+  for (let i = 0; i < cfg.numLayers; i++) {
+    small.push(`model.layers.${i}.input_layernorm.weight`, `model.layers.${i}.post_attention_layernorm.weight`);
+  }
+  small.push('model.norm.weight');
+  return { large, small, tables: cfg.tieEmbeddings ? ['model.embed_tokens.weight'] : ['model.embed_tokens.weight', 'lm_head.weight'] };
+}
+
+/** Rows per chunk so that one chunk fits one storage binding (a multiple of 64 rows). */
+export function rowsPerChunk(ctx: GpuContext, cols: number, dtype: DType): number {
+  const maxRows = Math.floor(ctx.limits.maxStorageBufferBindingSize / (cols * dtypeBytes(dtype)));
+  const rows = Math.floor(maxRows / 64) * 64;
+  if (rows < 64) throw new Error(`a row of ${cols} values does not fit a storage binding 64 times`);
+  return rows;
+}
+
+function toRowChunks(ctx: GpuContext, data: Float32Array, shape: number[], name: string, dtype: DType): RowChunk[] {
+  const [rows, cols] = shape;
+  const per = rowsPerChunk(ctx, cols, dtype);
+  const chunks: RowChunk[] = [];
+  try {
+    for (let r = 0; r < rows; r += per) {
+      const n = Math.min(per, rows - r);
+      chunks.push({ table: Tensor.from(ctx, data.subarray(r * cols, (r + n) * cols), [n, cols], `${name}[${r}:${r + n}]`, dtype), rowStart: r });
+    }
+  } catch (e) {
+    for (const c of chunks) c.table.free();
+    throw e;
+  }
+  return chunks;
+}
