@@ -1,0 +1,185 @@
+// How much GPU memory a LoRA fine-tune of `cfg` will hold, counted from what the model code keeps
+// (src/autograd/ops.ts, src/autograd/scheduler.ts, src/models/head.ts, src/models/weights.ts):
+//
+//   weights     linear weights and embedding tables in weightDtype; norm weights and biases in f32;
+//               a tied LM head shares the embedding table.
+//   lora        A (r, in) and B (out, r) per targeted module, f32, ×4: parameter, gradient, Adam m and v.
+//   activations what the tape saves for backward, f32, per block (N = B·T rows):
+//                 llama/qwen2: block input x, rstd, n1 = rmsnorm(x), q and k after RoPE, v, attention
+//                   output, lse (Hq per row), h = x + attn, rstd, n2, gate, up, silu(gate)·up, and the
+//                   rank-r U = drop(x)·Aᵀ of every targeted linear;
+//                 gpt2: x, mean+rstd, n1, q, k, v (split copies), attention output, lse, h, mean+rstd,
+//                   n2, c_fc output, gelu output, and the U's.
+//               Without checkpointing every block's set lives until its backward; with checkpointing
+//               only each block's input (N·C) does, plus one block's set, recomputed. On top: the final
+//               norm (input, stats, output), the head's dx (N·C), and a workspace of one block's set
+//               for the gradients in flight during a block's backward (an estimate, not a measurement).
+//   logits      the head works in row blocks of at most ~32 MiB of logits (headRowsPerBlock), so it
+//               holds logits and dlogits for one block of rows, not (B·T, V).
+// Not counted: the allocator's rounding and pooling, pipelines, staging buffers for reads, the token
+// ids and targets (tiny), and the CPU-side copy of the weights while they are uploaded.
+
+import { expectedTensors, loraModules, type ModelConfig } from '../models/config';
+
+export interface MemoryOptions {
+  weightDtype: 'f32' | 'f16';
+  batch: number;
+  seqLen: number;
+  rank: number;
+  targets: string[];
+  checkpointing: boolean;
+  /** maxStorageBufferBindingSize, which bounds the head's row blocks (default 128 MiB, the WebGPU default). */
+  maxBindingBytes?: number;
+}
+
+export interface MemoryEstimate {
+  weightBytes: number;
+  loraBytes: number;
+  activationBytes: number;
+  logitsBytes: number;
+  totalBytes: number;
+  largestTensorBytes: number;
+  /** HF name of the largest tensor (or "logits block"). */
+  largestTensorName: string;
+  /** True when the largest tensor is an embedding / LM-head table (which the model code splits by rows). */
+  largestIsTable: boolean;
+  /** The largest tensor that must fit one storage binding (any weight but the tables, or the logits block). */
+  largestUnsplitBytes: number;
+  largestUnsplitName: string;
+  /** Bytes of one block's saved activations (useful to see what checkpointing saves). */
+  blockActivationBytes: number;
+}
+
+const F32 = 4;
+
+/** Embedding and LM-head tables: the model code keeps them as row chunks, each within one binding. */
+function isTable(name: string): boolean {
+  return /(wte|embed_tokens|lm_head)\.weight$/.test(name);
+}
+
+/** Rows of logits the head computes at once (mirrors src/models/head.ts headRowsPerBlock). */
+export function headRowsPerBlock(V: number, maxBindingBytes: number): number {
+  const budget = Math.min(32 * 1024 * 1024, maxBindingBytes);
+  return Math.max(64, Math.floor(budget / (V * 4) / 64) * 64);
+}
+
+/** Floats saved per row by one block, excluding LoRA U's. */
+function blockFloatsPerRow(cfg: ModelConfig): number {
+  const C = cfg.hiddenSize;
+  const I = cfg.intermediateSize;
+  const Q = cfg.numHeads * cfg.headDim;
+  const KV = cfg.numKvHeads * cfg.headDim;
+  const Hq = cfg.numHeads;
+  if (cfg.family === 'gpt2') {
+    // x, n1, q, k, v, attn out, h, n2 (8C) + fc out, gelu out (2I) + lse + 2×(mean, rstd)
+    return 8 * C + 2 * I + Hq + 4;
+  }
+  // x, n1, h, n2 (4C) + q, attn out (2Q) + k, v (2KV) + gate, up, act (3I) + lse + 2 rstd
+  return 4 * C + 2 * Q + 2 * KV + 3 * I + Hq + 2;
+}
+
+export function estimateMemory(cfg: ModelConfig, opts: MemoryOptions): MemoryEstimate {
+  const { batch, seqLen, rank } = opts;
+  for (const [k, v] of Object.entries({ batch, seqLen, rank })) {
+    if (!Number.isSafeInteger(v) || v <= 0) throw new RangeError(`estimateMemory: ${k} must be a positive integer, got ${v}`);
+  }
+  const wBytes = opts.weightDtype === 'f16' ? 2 : 4;
+  const N = batch * seqLen;
+  const C = cfg.hiddenSize;
+  const V = cfg.vocabSize;
+
+  let weightBytes = 0;
+  let largestTensorBytes = 0;
+  let largestTensorName = '';
+  let largestUnsplitBytes = 0;
+  let largestUnsplitName = '';
+  for (const [name, shape] of expectedTensors(cfg)) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const bytes = n * (shape.length >= 2 ? wBytes : F32);
+    weightBytes += bytes;
+    if (bytes > largestTensorBytes) {
+      largestTensorBytes = bytes;
+      largestTensorName = name;
+    }
+    if (!isTable(name) && bytes > largestUnsplitBytes) {
+      largestUnsplitBytes = bytes;
+      largestUnsplitName = name;
+    }
+  }
+
+  const modules = loraModules(cfg, opts.targets);
+  const loraParams = modules.reduce((s, m) => s + rank * (m.inFeatures + m.outFeatures), 0);
+  const loraBytes = loraParams * F32 * 4;
+  const uPerBlock = (modules.length / cfg.numLayers) * rank; // U (N, r) per targeted linear of a block
+
+  const blockActivationBytes = N * (blockFloatsPerRow(cfg) + uPerBlock) * F32;
+  const stats = cfg.family === 'gpt2' ? 2 : 1;
+  const finalNorm = N * (2 * C + stats) * F32; // its input (last block's output) and stats, its output
+  const headDx = N * C * F32;
+  const saved = opts.checkpointing
+    ? cfg.numLayers * N * C * F32 + blockActivationBytes
+    : cfg.numLayers * blockActivationBytes;
+  const activationBytes = saved + finalNorm + headDx + blockActivationBytes;
+
+  const rows = Math.min(N, headRowsPerBlock(V, opts.maxBindingBytes ?? 128 * 1024 * 1024));
+  const logitsBlock = rows * V * F32;
+  const logitsBytes = 2 * logitsBlock; // logits and dlogits of one row block
+  if (logitsBlock > largestTensorBytes) {
+    largestTensorBytes = logitsBlock;
+    largestTensorName = 'logits block';
+  }
+  if (logitsBlock > largestUnsplitBytes) {
+    largestUnsplitBytes = logitsBlock;
+    largestUnsplitName = 'logits block';
+  }
+  return {
+    weightBytes, loraBytes, activationBytes, logitsBytes,
+    totalBytes: weightBytes + loraBytes + activationBytes + logitsBytes,
+    largestTensorBytes, largestTensorName, largestIsTable: isTable(largestTensorName),
+    largestUnsplitBytes, largestUnsplitName, blockActivationBytes,
+  };
+}
+
+export interface FitMessage {
+  level: 'info' | 'warning' | 'error';
+  message: string;
+}
+
+export function formatBytes(n: number): string {
+  if (n >= 1024 ** 3) return `${(n / 1024 ** 3).toFixed(2)} GiB`;
+  if (n >= 1024 ** 2) return `${(n / 1024 ** 2).toFixed(1)} MiB`;
+  if (n >= 1024) return `${(n / 1024).toFixed(1)} KiB`;
+  return `${n} B`;
+}
+
+/**
+ * Checks an estimate against the device's limits and, when known, a memory budget in bytes (the GPU's
+ * memory, or what the user allows). Errors mean the run will not fit; info explains what is handled.
+ */
+export function checkFits(
+  est: MemoryEstimate,
+  limits: { maxBufferSize: number; maxStorageBufferBindingSize: number },
+  deviceMemoryHint?: number,
+): FitMessage[] {
+  const out: FitMessage[] = [];
+  const binding = limits.maxStorageBufferBindingSize;
+  if (est.largestIsTable && est.largestTensorBytes > binding) {
+    out.push({ level: 'info', message: `${est.largestTensorName} (${formatBytes(est.largestTensorBytes)}) is larger than one storage binding (${formatBytes(binding)}); the model code splits it by rows into several buffers.` });
+  }
+  const unsplitLimit = Math.min(binding, limits.maxBufferSize);
+  if (est.largestUnsplitBytes > unsplitLimit) {
+    out.push({ level: 'error', message: `${est.largestUnsplitName} needs ${formatBytes(est.largestUnsplitBytes)}, more than one storage binding or buffer allows (${formatBytes(unsplitLimit)}); use f16 weights or a smaller model.` });
+  }
+  const total = formatBytes(est.totalBytes);
+  const parts = `weights ${formatBytes(est.weightBytes)}, LoRA with Adam ${formatBytes(est.loraBytes)}, activations ${formatBytes(est.activationBytes)}, logits ${formatBytes(est.logitsBytes)}`;
+  if (deviceMemoryHint === undefined || !(deviceMemoryHint > 0)) {
+    out.push({ level: 'info', message: `estimated GPU memory ${total} (${parts}); the browser does not say how much the GPU has.` });
+  } else if (est.totalBytes > deviceMemoryHint) {
+    out.push({ level: 'error', message: `estimated GPU memory ${total} (${parts}) is over the ${formatBytes(deviceMemoryHint)} budget: lower batch or sequence length, turn on checkpointing, or use f16 weights.` });
+  } else if (est.totalBytes > 0.8 * deviceMemoryHint) {
+    out.push({ level: 'warning', message: `estimated GPU memory ${total} (${parts}) is close to the ${formatBytes(deviceMemoryHint)} budget; the estimate leaves out allocator overhead.` });
+  } else {
+    out.push({ level: 'info', message: `estimated GPU memory ${total} (${parts}), within the ${formatBytes(deviceMemoryHint)} budget.` });
+  }
+  return out;
+}

@@ -1,0 +1,168 @@
+// Everything a model folder holds that WebLoRA needs: config.json, tokenizer files, and the weights as an
+// index of tensors (one model.safetensors, or shards listed in model.safetensors.index.json), validated
+// against the shapes the config implies before a single weight is read.
+
+import { expectedTensors, parseConfig, type ModelConfig } from '../models/config';
+import { readText, type ByteSource } from './byte-source';
+import { decodeFloat, readSafetensorsHeader, type Dtype, type SafetensorsHeader } from './safetensors';
+import { ModelLoadError, type ModelSource, type ProgressFn } from './sources';
+import { maxTokenId, TextTokenizer } from './tokenizer';
+
+export interface WeightInfo {
+  /** Canonical HF name, as in expectedTensors (e.g. transformer.h.0.attn.c_attn.weight) */
+  name: string;
+  /** Name inside the file (differs for GPT-2 checkpoints saved without the "transformer." prefix) */
+  storedName: string;
+  dtype: Dtype;
+  shape: number[];
+  file: string;
+  /** The tensor as float32 (from F32, F16 or BF16). */
+  read(): Promise<Float32Array>;
+  /** The raw little-endian bytes, in `dtype`. */
+  readBytes(): Promise<Uint8Array>;
+}
+export type WeightIndex = Map<string, WeightInfo>;
+
+export interface ModelFiles {
+  config: ModelConfig;
+  configJson: Record<string, unknown>;
+  tokenizerJson: Record<string, unknown>;
+  tokenizerConfigJson: Record<string, unknown>;
+  generationConfig: Record<string, unknown> | null;
+  /** chat_template.jinja when the repo ships one (newer transformers), else the tokenizer config's. */
+  chatTemplate: string | null;
+  tokenizer: TextTokenizer;
+  weights: WeightIndex;
+}
+
+const FLOAT_DTYPES: Dtype[] = ['F32', 'F16', 'BF16'];
+
+async function jsonFile(source: ModelSource, name: string, required: true, onProgress?: ProgressFn): Promise<Record<string, unknown>>;
+async function jsonFile(source: ModelSource, name: string, required: false, onProgress?: ProgressFn): Promise<Record<string, unknown> | null>;
+async function jsonFile(source: ModelSource, name: string, required: boolean, onProgress?: ProgressFn) {
+  const src = await source.file(name, onProgress);
+  if (!src) {
+    if (required) throw new ModelLoadError(`${name} was not found in ${source.id}; a Hugging Face model folder needs it`);
+    return null;
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(await readText(src));
+  } catch (e) {
+    throw new ModelLoadError(`${name} in ${source.id} is not valid JSON (${(e as Error).message}); download it again`);
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new ModelLoadError(`${name} in ${source.id} is not a JSON object`);
+  return json as Record<string, unknown>;
+}
+
+interface OpenedFile {
+  file: string;
+  src: ByteSource;
+  header: SafetensorsHeader;
+}
+
+async function openWeights(source: ModelSource, onProgress?: ProgressFn): Promise<{ opened: OpenedFile[]; owner: Map<string, OpenedFile> }> {
+  const owner = new Map<string, OpenedFile>();
+  const index = await jsonFile(source, 'model.safetensors.index.json', false, onProgress);
+  if (index) {
+    const map = index.weight_map;
+    if (typeof map !== 'object' || map === null || Array.isArray(map)) {
+      throw new ModelLoadError(`model.safetensors.index.json in ${source.id} has no "weight_map" object`);
+    }
+    const byFile = new Map<string, string[]>();
+    for (const [name, file] of Object.entries(map as Record<string, unknown>)) {
+      if (typeof file !== 'string' || !file.endsWith('.safetensors')) {
+        throw new ModelLoadError(`model.safetensors.index.json in ${source.id}: weight_map["${name}"] is ${JSON.stringify(file)}, not a .safetensors file name`);
+      }
+      byFile.set(file, [...(byFile.get(file) ?? []), name]);
+    }
+    const opened: OpenedFile[] = [];
+    for (const [file, names] of byFile) {
+      const src = await source.file(file, onProgress);
+      if (!src) throw new ModelLoadError(`${file} (a shard listed in model.safetensors.index.json) was not found in ${source.id}`);
+      const o = { file, src, header: await readSafetensorsHeader(src, `${file} (${source.id})`) };
+      for (const name of names) {
+        if (!o.header.tensors.has(name)) throw new ModelLoadError(`${file} in ${source.id} lacks tensor "${name}" that model.safetensors.index.json places there; the shards and the index disagree`);
+        owner.set(name, o);
+      }
+      opened.push(o);
+    }
+    return { opened, owner };
+  }
+  const src = await source.file('model.safetensors', onProgress);
+  if (!src) {
+    const listed = source.list ? await source.list() : [];
+    const bin = listed.find((f) => f.endsWith('.bin') || f.endsWith('.pth') || f.endsWith('.gguf'));
+    throw new ModelLoadError(
+      `neither model.safetensors nor model.safetensors.index.json was found in ${source.id}` +
+        (bin ? ` (there is ${bin}, but WebLoRA reads only safetensors: convert it, e.g. with safetensors.torch.save_file)` : '') +
+        '. Pick a model that ships safetensors weights.',
+    );
+  }
+  const o = { file: 'model.safetensors', src, header: await readSafetensorsHeader(src, `model.safetensors (${source.id})`) };
+  for (const name of o.header.tensors.keys()) owner.set(name, o);
+  return { opened: [o], owner };
+}
+
+/** Names a checkpoint may use for a canonical tensor: GPT-2 and base-model saves drop the first prefix. */
+function storedNames(name: string): string[] {
+  const m = /^(transformer|model)\.(.+)$/.exec(name);
+  return m ? [name, m[2]] : [name];
+}
+
+/**
+ * Builds the weight index and checks it against what `cfg` implies. Extra tensors (lm_head.weight on a
+ * tied model, rotary caches, GPT-2's attn.bias mask buffers) are ignored.
+ */
+function indexWeights(cfg: ModelConfig, owner: Map<string, OpenedFile>, where: string): WeightIndex {
+  const weights: WeightIndex = new Map();
+  const missing: string[] = [];
+  for (const [name, shape] of expectedTensors(cfg)) {
+    const storedName = storedNames(name).find((n) => owner.has(n));
+    if (!storedName) {
+      missing.push(name);
+      continue;
+    }
+    const o = owner.get(storedName)!;
+    const t = o.header.tensors.get(storedName)!;
+    if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
+      throw new ModelLoadError(`${o.file} in ${where}: tensor "${storedName}" has shape [${t.shape.join(', ')}] but config.json implies [${shape.join(', ')}]; the weights do not belong to this config`);
+    }
+    if (!FLOAT_DTYPES.includes(t.dtype)) {
+      throw new ModelLoadError(`${o.file} in ${where}: tensor "${storedName}" has dtype ${t.dtype}; WebLoRA reads F32, F16 or BF16 weights (quantised checkpoints are not supported)`);
+    }
+    const readBytes = () => o.src.read(o.header.dataOffset + t.begin, o.header.dataOffset + t.end);
+    weights.set(name, {
+      name, storedName, dtype: t.dtype, shape: t.shape, file: o.file,
+      readBytes,
+      read: async () => decodeFloat(t.dtype, await readBytes(), `tensor "${storedName}" in ${o.file}`),
+    });
+  }
+  if (missing.length > 0) {
+    const shown = missing.slice(0, 5).map((n) => `"${n}"`).join(', ');
+    throw new ModelLoadError(`the checkpoint in ${where} lacks ${missing.length} tensor${missing.length > 1 ? 's' : ''} that config.json implies: ${shown}${missing.length > 5 ? ', …' : ''}. The weights are incomplete or belong to another model`);
+  }
+  return weights;
+}
+
+/** Loads and validates config, tokenizer and the weight index from any source. Weights are read lazily. */
+export async function loadModelFiles(source: ModelSource, onProgress?: ProgressFn): Promise<ModelFiles> {
+  // config.json first: an unsupported architecture fails before gigabytes of weights are fetched.
+  const configJson = await jsonFile(source, 'config.json', true, onProgress);
+  const config = parseConfig(configJson, `config.json (${source.id})`);
+  const tokenizerJson = await jsonFile(source, 'tokenizer.json', true, onProgress);
+  const tokenizerConfigJson = (await jsonFile(source, 'tokenizer_config.json', false, onProgress)) ?? {};
+  const generationConfig = await jsonFile(source, 'generation_config.json', false, onProgress);
+  const templateFile = await source.file('chat_template.jinja', onProgress);
+  const templateText = templateFile ? await readText(templateFile) : null;
+
+  const maxId = maxTokenId(tokenizerJson);
+  if (maxId >= config.vocabSize) {
+    throw new ModelLoadError(`tokenizer.json in ${source.id} has token id ${maxId} but the model's embedding has only ${config.vocabSize} rows (vocab_size); the tokenizer belongs to another model`);
+  }
+  const tokenizer = new TextTokenizer(tokenizerJson, tokenizerConfigJson, templateText);
+
+  const { owner } = await openWeights(source, onProgress);
+  const weights = indexWeights(config, owner, source.id);
+  return { config, configJson, tokenizerJson, tokenizerConfigJson, generationConfig, chatTemplate: tokenizer.chatTemplate, tokenizer, weights };
+}

@@ -1,0 +1,229 @@
+// Where a model's files come from: the bundled folder served with the app, the Hugging Face Hub (with a
+// persistent cache so the second load does not download again), or files the user picked from disk.
+// All three answer the same question: "give me file X (or null if there is none)".
+
+import { blobSource, bytesSource, type ByteSource } from './byte-source';
+
+export interface FileProgress {
+  file: string;
+  loaded: number;
+  /** null when the server does not say how big the file is */
+  total: number | null;
+}
+export type ProgressFn = (p: FileProgress) => void;
+
+export interface ModelSource {
+  /** Human-readable origin, used in error messages (e.g. "hf:HuggingFaceTB/SmolLM2-135M@main"). */
+  id: string;
+  /** File names the source knows about, when it can list them. */
+  list?(): Promise<string[]>;
+  /** The file, or null when the source has no such file. Throws on any other failure. */
+  file(name: string, onProgress?: ProgressFn): Promise<ByteSource | null>;
+}
+
+export class ModelLoadError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ModelLoadError';
+  }
+}
+
+export interface BlobCache {
+  get(key: string): Promise<Uint8Array | null>;
+  put(key: string, bytes: Uint8Array): Promise<void>;
+}
+
+/** In-memory cache (tests, or a session without Cache Storage). */
+export function memoryBlobCache(): BlobCache & { entries: Map<string, Uint8Array> } {
+  const entries = new Map<string, Uint8Array>();
+  return {
+    entries,
+    async get(key) {
+      return entries.get(key) ?? null;
+    },
+    async put(key, bytes) {
+      entries.set(key, bytes);
+    },
+  };
+}
+
+/** Browser Cache Storage: survives reloads, lives on disk, keyed by the file's URL. */
+export function cacheStorageBlobCache(name = 'weblora-models'): BlobCache {
+  return {
+    async get(key) {
+      const res = await (await caches.open(name)).match(key);
+      return res ? new Uint8Array(await res.arrayBuffer()) : null;
+    },
+    async put(key, bytes) {
+      const body = new Uint8Array(bytes); // a copy with its own ArrayBuffer, as Response wants
+      const headers = { 'content-type': 'application/octet-stream', 'content-length': String(bytes.byteLength) };
+      await (await caches.open(name)).put(key, new Response(body, { headers }));
+    },
+  };
+}
+
+type FetchFn = (input: string, init?: RequestInit) => Promise<Response>;
+
+/** A byte buffer that grows as chunks arrive; preallocated when the length is known. */
+class GrowableBytes {
+  private buf: Uint8Array;
+  length = 0;
+  constructor(capacity: number) {
+    this.buf = new Uint8Array(capacity);
+  }
+  push(chunk: Uint8Array): void {
+    if (this.length + chunk.byteLength > this.buf.byteLength) {
+      const next = new Uint8Array(Math.max(this.buf.byteLength * 2, this.length + chunk.byteLength, 1 << 16));
+      next.set(this.buf.subarray(0, this.length));
+      this.buf = next;
+    }
+    this.buf.set(chunk, this.length);
+    this.length += chunk.byteLength;
+  }
+  bytes(): Uint8Array {
+    return this.length === this.buf.byteLength ? this.buf : this.buf.slice(0, this.length);
+  }
+}
+
+/**
+ * GETs `url` and reads the body as it streams, reporting progress. 404 -> null. Any failure before
+ * the last byte (network error, connection dropped, fewer bytes than Content-Length) -> ModelLoadError
+ * naming `file` and `where`.
+ */
+export async function downloadFile(
+  fetchFn: FetchFn, url: string, file: string, where: string, onProgress?: ProgressFn, init?: RequestInit,
+): Promise<{ bytes: Uint8Array; contentType: string | null } | null> {
+  let res: Response;
+  try {
+    res = await fetchFn(url, init);
+  } catch (e) {
+    throw new ModelLoadError(`${file} from ${where}: network error (${(e as Error).message}). Check the connection and retry.`);
+  }
+  if (res.status === 404) {
+    await res.body?.cancel().catch(() => {});
+    return null;
+  }
+  if (!res.ok) {
+    await res.body?.cancel().catch(() => {});
+    const hint = res.status === 401 || res.status === 403
+      ? 'The repository may be gated or private: accept its licence on the Hub and give an access token, or pick another model.'
+      : 'Retry later.';
+    throw new ModelLoadError(`${file} from ${where}: HTTP ${res.status} ${res.statusText}. ${hint}`);
+  }
+  const lenHeader = res.headers.get('content-length');
+  // With Content-Encoding the header counts compressed bytes, while the body arrives decompressed.
+  const encoded = (res.headers.get('content-encoding') ?? 'identity') !== 'identity';
+  let total: number | null = lenHeader !== null && !encoded && /^\d+$/.test(lenHeader) ? Number(lenHeader) : null;
+  const buf = new GrowableBytes(total ?? 1 << 16);
+  onProgress?.({ file, loaded: 0, total });
+  if (res.body) {
+    const reader = res.body.getReader();
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        buf.push(value);
+        if (total !== null && buf.length > total) total = null; // the header was wrong; stop claiming a total
+        onProgress?.({ file, loaded: buf.length, total });
+      }
+    } catch (e) {
+      throw new ModelLoadError(
+        `${file} from ${where}: the download was interrupted after ${buf.length}${total !== null ? ` of ${total}` : ''} bytes (${(e as Error).message}). Nothing was saved; retry.`,
+      );
+    }
+  }
+  if (total !== null && buf.length < total) {
+    throw new ModelLoadError(`${file} from ${where}: the download ended after ${buf.length} of ${total} bytes. Nothing was saved; retry.`);
+  }
+  return { bytes: buf.bytes(), contentType: res.headers.get('content-type') };
+}
+
+function encodePath(file: string): string {
+  return file.split('/').map(encodeURIComponent).join('/');
+}
+
+/**
+ * The model folder shipped with the app (`public/models/<name>/` is served at `<base>/models/<name>/`).
+ * A dev server that answers a missing file with its index.html (SPA fallback) counts as "absent".
+ */
+export function bundledSource(baseUrl: string, opts: { fetch?: FetchFn } = {}): ModelSource {
+  const fetchFn = opts.fetch ?? ((u: string, i?: RequestInit) => globalThis.fetch(u, i));
+  const base = baseUrl.endsWith('/') ? baseUrl : baseUrl + '/';
+  const id = `bundled:${base}`;
+  return {
+    id,
+    async file(name, onProgress) {
+      const got = await downloadFile(fetchFn, base + encodePath(name), name, id, onProgress);
+      if (!got) return null;
+      if (!name.endsWith('.html') && (got.contentType ?? '').startsWith('text/html')) return null;
+      return bytesSource(got.bytes);
+    },
+  };
+}
+
+export interface HubOptions {
+  baseUrl?: string;
+  revision?: string;
+  cache?: BlobCache | null;
+  fetch?: FetchFn;
+  /** A Hugging Face access token, for gated or private repositories. */
+  token?: string;
+}
+
+/** A repository on the Hugging Face Hub: `${baseUrl}/${repoId}/resolve/${revision}/${file}`. */
+export function hubSource(repoId: string, opts: HubOptions = {}): ModelSource {
+  if (!/^[\w.-]+\/[\w.-]+$/.test(repoId) && !/^[\w.-]+$/.test(repoId)) {
+    throw new ModelLoadError(`"${repoId}" is not a Hugging Face repository id; expected "owner/name", e.g. HuggingFaceTB/SmolLM2-135M`);
+  }
+  const baseUrl = (opts.baseUrl ?? 'https://huggingface.co').replace(/\/+$/, '');
+  const revision = opts.revision ?? 'main';
+  const cache = opts.cache ?? null;
+  const fetchFn = opts.fetch ?? ((u: string, i?: RequestInit) => globalThis.fetch(u, i));
+  const id = `hf:${repoId}@${revision}`;
+  const init: RequestInit | undefined = opts.token ? { headers: { authorization: `Bearer ${opts.token}` } } : undefined;
+  return {
+    id,
+    async file(name, onProgress) {
+      const url = `${baseUrl}/${repoId}/resolve/${encodeURIComponent(revision)}/${encodePath(name)}`;
+      const cached = cache ? await cache.get(url) : null;
+      if (cached) {
+        onProgress?.({ file: name, loaded: cached.byteLength, total: cached.byteLength });
+        return bytesSource(cached);
+      }
+      const got = await downloadFile(fetchFn, url, name, `${repoId} (${url})`, onProgress, init);
+      if (!got) return null;
+      // Only a complete body reaches this point, so the cache never holds a partial file.
+      if (cache) await cache.put(url, got.bytes);
+      return bytesSource(got.bytes);
+    },
+  };
+}
+
+/** Files picked from disk (a folder or single files), matched by base name; shallowest path wins. */
+export function filesSource(files: File[]): ModelSource {
+  const byName = new Map<string, File[]>();
+  for (const f of files) {
+    const list = byName.get(f.name) ?? [];
+    list.push(f);
+    byName.set(f.name, list);
+  }
+  const depth = (f: File) => ((f as File & { webkitRelativePath?: string }).webkitRelativePath || f.name).split('/').length;
+  const id = `files:${files.length} picked file${files.length === 1 ? '' : 's'}`;
+  return {
+    id,
+    async list() {
+      return [...byName.keys()];
+    },
+    async file(name, onProgress) {
+      const base = name.split('/').pop()!;
+      const candidates = (byName.get(base) ?? []).slice().sort((a, b) => depth(a) - depth(b));
+      if (candidates.length === 0) return null;
+      if (candidates.length > 1 && depth(candidates[0]) === depth(candidates[1])) {
+        throw new ModelLoadError(`${base}: ${candidates.length} picked files have this name; pick only one model folder`);
+      }
+      const f = candidates[0];
+      onProgress?.({ file: name, loaded: f.size, total: f.size });
+      return blobSource(f);
+    },
+  };
+}

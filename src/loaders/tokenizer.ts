@@ -1,0 +1,101 @@
+// The model's tokenizer: a thin wrapper over @huggingface/tokenizers (tokenizer.json + tokenizer_config.json).
+
+import { Tokenizer } from '@huggingface/tokenizers';
+
+export class TokenizerError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'TokenizerError';
+  }
+}
+
+type Json = Record<string, unknown>;
+
+/** tokenizer_config.json writes special tokens as a string or as {"content": ..., "__type": "AddedToken"}. */
+function tokenContent(v: unknown): string | null {
+  if (typeof v === 'string') return v;
+  if (v && typeof v === 'object' && typeof (v as Json).content === 'string') return (v as Json).content as string;
+  return null;
+}
+
+/** The largest token id tokenizer.json can produce (model vocab and added tokens), or -1 if none. */
+export function maxTokenId(tokenizerJson: unknown): number {
+  const j = tokenizerJson as Json;
+  let max = -1;
+  const model = (j?.model ?? {}) as Json;
+  const vocab = model.vocab;
+  if (Array.isArray(vocab)) max = vocab.length - 1; // Unigram: [[piece, score], ...], id = index
+  else if (vocab && typeof vocab === 'object') {
+    for (const id of Object.values(vocab as Json)) if (typeof id === 'number' && id > max) max = id;
+  }
+  for (const t of (Array.isArray(j?.added_tokens) ? j.added_tokens : []) as Json[]) {
+    if (typeof t?.id === 'number' && t.id > max) max = t.id;
+  }
+  return max;
+}
+
+/** Picks the default chat template: a string, or the one named "default" in a list of {name, template}. */
+function chatTemplateOf(cfg: Json, override: string | null): string | null {
+  if (override !== null) return override;
+  const t = cfg.chat_template;
+  if (typeof t === 'string') return t;
+  if (Array.isArray(t)) {
+    const d = t.find((x) => x && (x as Json).name === 'default') as Json | undefined;
+    if (d && typeof d.template === 'string') return d.template;
+  }
+  return null;
+}
+
+export class TextTokenizer {
+  readonly bosId: number | null;
+  readonly eosId: number | null;
+  /** One more than the largest id the tokenizer can emit (what the embedding must cover). */
+  readonly vocabSize: number;
+  readonly chatTemplate: string | null;
+  private readonly tok: Tokenizer;
+
+  /**
+   * `tokenizerJson` is tokenizer.json, `tokenizerConfig` tokenizer_config.json ({} if the repo has none),
+   * `chatTemplate` a separate chat_template.jinja if the repo ships one (it overrides the config's).
+   */
+  constructor(tokenizerJson: unknown, tokenizerConfig: unknown = {}, chatTemplate: string | null = null) {
+    if (!tokenizerJson || typeof tokenizerJson !== 'object' || !(tokenizerJson as Json).model) {
+      throw new TokenizerError('tokenizer.json has no "model" section; it is not a Hugging Face fast-tokenizer file');
+    }
+    const cfg = (tokenizerConfig && typeof tokenizerConfig === 'object' ? tokenizerConfig : {}) as Json;
+    // The library iterates added_tokens unconditionally; older files may omit it.
+    const tj = { added_tokens: [], ...(tokenizerJson as Json) };
+    try {
+      this.tok = new Tokenizer(tj, cfg);
+    } catch (e) {
+      throw new TokenizerError(`tokenizer.json could not be loaded by @huggingface/tokenizers: ${(e as Error).message}`);
+    }
+    this.vocabSize = maxTokenId(tokenizerJson) + 1;
+    const idOf = (k: string) => {
+      const c = tokenContent(cfg[k]);
+      return c === null ? null : (this.tok.token_to_id(c) ?? null);
+    };
+    this.bosId = idOf('bos_token');
+    this.eosId = idOf('eos_token');
+    this.chatTemplate = chatTemplateOf(cfg, chatTemplate);
+  }
+
+  /** Text -> token ids; `addSpecial` adds what the post-processor adds (e.g. Llama's BOS). */
+  encode(text: string, addSpecial = true): number[] {
+    return this.tok.encode(text, { add_special_tokens: addSpecial }).ids;
+  }
+
+  /** Token ids -> text. No clean-up of spaces (it breaks round trips). */
+  decode(ids: ArrayLike<number>, skipSpecial = false): string {
+    return this.tok.decode(Array.from(ids), { skip_special_tokens: skipSpecial, clean_up_tokenization_spaces: false });
+  }
+
+  /** The token string for an id (undefined if out of range). */
+  idToToken(id: number): string | undefined {
+    return this.tok.id_to_token(id);
+  }
+
+  tokenToId(token: string): number | undefined {
+    return this.tok.token_to_id(token);
+  }
+}
