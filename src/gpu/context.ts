@@ -148,7 +148,7 @@ export class GpuContext {
     const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     const rem = bytes.byteLength % 4;
     if (rem === 0) {
-      this.device.queue.writeBuffer(buf.buffer, offset, bytes);
+      this.device.queue.writeBuffer(buf.buffer, offset, bytes as Uint8Array<ArrayBuffer>);
     } else {
       const padded = new Uint8Array(bytes.byteLength + 4 - rem);
       padded.set(bytes);

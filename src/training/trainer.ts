@@ -1,0 +1,169 @@
+// The training loop's single step and everything around it: gradient accumulation, the schedule,
+// AdamW, validation, sample generations, NaN guards and checkpoints. It runs the same in the browser's
+// Web Worker and in the Node CLI; it never touches the page.
+
+import { countTargets, evalLoss, forwardBackward, type Batch } from '../autograd/scheduler';
+import type { GpuContext } from '../gpu/context';
+import { pcgHash } from '../kernels/rng.cpu';
+import { generate } from '../models/generate';
+import type { LoraState } from '../models/lora';
+import type { CausalLM } from '../models/model';
+import { AdamW } from './optimizer';
+import { lrAt } from './schedule';
+import type { TrainSettings } from './settings';
+
+export interface BatchSource {
+  nextBatch(B: number): Batch;
+  /** JSON-able position, enough to resume at the same batch. */
+  state(): unknown;
+}
+
+export interface StepEvent {
+  type: 'step';
+  step: number;
+  totalSteps: number;
+  loss: number;
+  lr: number;
+  gradNorm: number;
+  tokensPerSec: number;
+  stepMs: number;
+  etaSec: number;
+  liveBytes: number;
+  peakBytes: number;
+}
+export interface EvalEvent {
+  type: 'eval';
+  step: number;
+  valLoss: number;
+}
+export interface SampleEvent {
+  type: 'sample';
+  step: number;
+  prompt: string;
+  text: string;
+}
+export type TrainEvent = StepEvent | EvalEvent | SampleEvent;
+
+export class NonFiniteLossError extends Error {}
+
+export interface TrainerParts {
+  ctx: GpuContext;
+  model: CausalLM;
+  lora: LoraState;
+  settings: TrainSettings;
+  train: BatchSource;
+  val: Batch[];
+  totalSteps: number;
+  decode?: (ids: number[]) => string;
+  encode?: (text: string) => number[];
+}
+
+export class Trainer {
+  readonly opt: AdamW;
+  history: { step: number; loss: number }[] = [];
+  valHistory: { step: number; loss: number }[] = [];
+  private startedAt = 0;
+  private stepsThisSession = 0;
+
+  constructor(readonly p: TrainerParts) {
+    const s = p.settings;
+    this.opt = new AdamW(p.lora, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: s.weightDecay, maxGradNorm: s.maxGradNorm });
+  }
+
+  get step(): number {
+    return this.opt.step;
+  }
+
+  get done(): boolean {
+    return this.step >= this.p.totalSteps;
+  }
+
+  lr(step = this.step): number {
+    const s = this.p.settings;
+    return lrAt(step, { lr: s.lr, warmupSteps: s.warmupSteps, totalSteps: this.p.totalSteps, decay: s.decay, minLrRatio: s.minLrRatio });
+  }
+
+  /**
+   * One optimizer update over gradAccum micro-batches. A non-finite loss throws NonFiniteLossError
+   * before the update, so the adapter and optimizer keep their last good state.
+   */
+  async trainStep(): Promise<StepEvent> {
+    const { ctx, model, lora, settings: s } = this.p;
+    if (!this.startedAt) this.startedAt = performance.now();
+    const t0 = performance.now();
+    const micro = Array.from({ length: s.gradAccum }, () => this.p.train.nextBatch(s.batchSize));
+    const count = micro.reduce((n, b) => n + countTargets(b.targets), 0);
+    let lossSum = 0;
+    for (let i = 0; i < micro.length; i++) {
+      const r = await forwardBackward(model, lora, micro[i], {
+        checkpointing: s.checkpointing,
+        gradScale: count > 0 ? 1 / count : 0,
+        dropoutSeed: pcgHash((s.seed ^ pcgHash(this.step * 1024 + i)) >>> 0),
+      });
+      lossSum += r.lossSum;
+    }
+    const loss = lossSum / Math.max(1, count);
+    if (!Number.isFinite(loss)) {
+      lora.zeroGrads();
+      throw new NonFiniteLossError(
+        `The training loss became ${loss} at step ${this.step + 1}. The run was stopped and the adapter kept at step ${this.step}. ` +
+          'Lower the learning rate, or check the dataset.',
+      );
+    }
+    const lr = this.lr();
+    const normT = this.opt.update(lr);
+    const gradNorm = (await normT.read())[0];
+    normT.free();
+    await ctx.sync();
+    const stepMs = performance.now() - t0;
+    this.stepsThisSession++;
+    const avgMs = (performance.now() - this.startedAt) / this.stepsThisSession;
+    const tokens = micro.reduce((n, b) => n + b.B * b.T, 0);
+    this.history.push({ step: this.step, loss });
+    return {
+      type: 'step',
+      step: this.step,
+      totalSteps: this.p.totalSteps,
+      loss,
+      lr,
+      gradNorm,
+      tokensPerSec: tokens / (stepMs / 1000),
+      stepMs,
+      etaSec: ((this.p.totalSteps - this.step) * avgMs) / 1000,
+      liveBytes: ctx.alloc.liveBytes,
+      peakBytes: ctx.alloc.peakBytes,
+    };
+  }
+
+  /** Mean validation loss over the held-out batches. */
+  async validate(): Promise<EvalEvent> {
+    let sum = 0;
+    let n = 0;
+    for (const b of this.p.val) {
+      const r = await evalLoss(this.p.model, this.p.lora, b);
+      sum += r.lossSum;
+      n += r.count;
+    }
+    const valLoss = n ? sum / n : NaN;
+    this.valHistory.push({ step: this.step, loss: valLoss });
+    return { type: 'eval', step: this.step, valLoss };
+  }
+
+  /** A sample continuation of the settings' prompt with the adapter as it is now (seeded). */
+  async sample(prompt = this.p.settings.samplePrompt): Promise<SampleEvent> {
+    const { encode, decode } = this.p;
+    if (!encode || !decode) throw new Error('sampling needs a tokenizer');
+    const ids = encode(prompt);
+    const out = await generate(this.p.model, this.p.lora, ids, {
+      maxNewTokens: this.p.settings.sampleTokens,
+      temperature: 0.8,
+      topK: 40,
+      seed: this.p.settings.seed,
+    });
+    return { type: 'sample', step: this.step, prompt, text: decode(out) };
+  }
+
+  free(): void {
+    this.opt.free();
+  }
+}

@@ -1,0 +1,116 @@
+// The one interface between the studio page and the engine, which runs in a dedicated Web Worker.
+// The page sends requests (each with an id) and receives exactly one reply per request (ok or error),
+// plus events at any time (progress, training steps, samples). No GPU object ever crosses it.
+
+import type { TrainSettings } from '../training/settings';
+
+export type ModelSourceSpec =
+  | { kind: 'bundled'; url: string } // folder URL, e.g. 'models/weblora-llama-1m/'
+  | { kind: 'hub'; repo: string; baseUrl?: string; revision?: string }
+  | { kind: 'files'; files: File[] };
+
+export interface ModelSummary {
+  id: string; // bundled name, hub repo id, or picked folder name
+  architecture: string;
+  family: string;
+  params: number;
+  layers: number;
+  hidden: number;
+  heads: number;
+  kvHeads: number;
+  vocab: number;
+  maxPositions: number;
+  weightBytes: number;
+}
+
+export interface MemorySummary {
+  totalBytes: number;
+  weightBytes: number;
+  loraBytes: number;
+  activationBytes: number;
+  messages: { level: 'info' | 'warn' | 'error'; text: string }[];
+}
+
+export interface DatasetSummary {
+  name: string;
+  format: string;
+  columns: string[] | null;
+  column: string | null;
+  examples: number;
+  preview: { prompt: string; completion: string }[];
+  tokens: number;
+  trainSequences: number;
+  valSequences: number;
+}
+
+export interface GalleryEntry {
+  id: string;
+  name: string;
+  builtin: boolean;
+  baseModel: string;
+  weightsHash: string;
+  dataset: string;
+  settings: Partial<TrainSettings> & { rank: number; alpha: number; targets: string[] };
+  lossCurve: { step: number; loss: number }[];
+  valCurve: { step: number; loss: number }[];
+  createdAt: string;
+  sizeBytes: number;
+}
+
+export type Request =
+  | { type: 'init' }
+  | { type: 'inspectModel'; source: ModelSourceSpec }
+  | { type: 'loadModel'; source: ModelSourceSpec; weightDtype: 'f32' | 'f16' }
+  | { type: 'loadDataset'; name: string; text: string; format?: string; column?: string }
+  | { type: 'estimate'; settings: Partial<TrainSettings> }
+  | { type: 'train'; settings: Partial<TrainSettings>; resume?: boolean }
+  | { type: 'pause' }
+  | { type: 'resume' }
+  | { type: 'stop' }
+  | { type: 'checkpointInfo' }
+  | { type: 'discardCheckpoint' }
+  | { type: 'exportAdapter'; name: string }
+  | { type: 'saveToGallery'; name: string }
+  | { type: 'listGallery' }
+  | { type: 'renameAdapter'; id: string; name: string }
+  | { type: 'deleteAdapter'; id: string }
+  | { type: 'exportGalleryAdapter'; id: string }
+  | { type: 'importAdapter'; files: File[] }
+  | { type: 'generate'; prompt: string; adapterId: string | null; strength: number; seed: number; maxTokens: number; temperature: number };
+
+export interface Replies {
+  init: { adapterName: string; hasF16: boolean; maxBindingBytes: number; maxBufferBytes: number };
+  inspectModel: { model: ModelSummary; memory: MemorySummary };
+  loadModel: { model: ModelSummary; memory: MemorySummary };
+  loadDataset: DatasetSummary;
+  estimate: { trainableParams: number; share: number; memory: MemorySummary; errors: string[] };
+  train: { finished: boolean; step: number; reason: 'done' | 'stopped' | 'error' };
+  pause: { step: number };
+  resume: { step: number };
+  stop: { step: number };
+  checkpointInfo: { exists: boolean; step: number; totalSteps: number; modelId: string; dataset: string; savedAt: string } | null;
+  discardCheckpoint: Record<string, never>;
+  exportAdapter: { zip: Uint8Array; fileName: string };
+  saveToGallery: GalleryEntry;
+  listGallery: GalleryEntry[];
+  renameAdapter: GalleryEntry;
+  deleteAdapter: Record<string, never>;
+  exportGalleryAdapter: { zip: Uint8Array; fileName: string };
+  importAdapter: GalleryEntry & { warnings: string[] };
+  generate: { text: string; tokens: number };
+}
+
+export type Event =
+  | { type: 'progress'; phase: 'download' | 'upload' | 'tokenize'; file?: string; loaded: number; total: number | null }
+  | { type: 'step'; step: number; totalSteps: number; loss: number; lr: number; gradNorm: number; tokensPerSec: number; stepMs: number; etaSec: number; liveBytes: number; peakBytes: number }
+  | { type: 'eval'; step: number; valLoss: number }
+  | { type: 'sample'; step: number; prompt: string; text: string }
+  | { type: 'checkpoint'; step: number }
+  | { type: 'state'; state: 'idle' | 'training' | 'paused' | 'stopping' }
+  | { type: 'fatal'; message: string }; // device lost or similar: the page shows it; saved work is kept
+
+export type ToWorker = { id: number; req: Request };
+export type FromWorker =
+  | { kind: 'reply'; id: number; ok: true; value: unknown }
+  | { kind: 'reply'; id: number; ok: false; error: string }
+  | { kind: 'event'; event: Event };
