@@ -16,7 +16,11 @@ export interface AttentionOpts {
 }
 
 export const ATTENTION_MAX_HEAD_DIM = 128;
-const WG = 64; // invocations per workgroup: one query row (forward, dq) or one key row (dk, dv) each
+// Invocations per workgroup: one query row (forward, dq) or one key row (dk, dv) each. A workgroup walks
+// keys up to its last row, so the causal triangle inside a block (~WG²/2 pairs) is masked work: 32 keeps
+// that small while the lanes still share every key load. 16, 32, 64 were within noise on lavapipe and
+// SwiftShader (B=1, T=256, Hq=4, D=32); 128 was 2-3x slower.
+const WG = 32;
 const TILE = 16; // keys per online-softmax step in the forward
 
 interface Geometry {

@@ -16,7 +16,7 @@ interface Case {
   scale?: number;
 }
 
-const CASES: Case[] = [
+const CASES: Case[] = ([
   { B: 1, Tq: 1, Hq: 1, Hkv: 1, D: 8 },
   { B: 2, Tq: 7, Hq: 2, Hkv: 1, D: 16 }, // GQA, 2 query heads per kv head
   { B: 1, Tq: 33, Hq: 3, Hkv: 1, D: 24 }, // GQA 3, D not a power of two
@@ -26,12 +26,11 @@ const CASES: Case[] = [
   { B: 2, Tq: 1, Tk: 70, cap: 80, Hq: 2, Hkv: 1, D: 24 }, // one generation step
   { B: 1, Tq: 5, Hq: 2, Hkv: 1, D: 128 }, // largest head
   { B: 1, Tq: 33, Hq: 2, Hkv: 1, D: 16, amp: 4, scale: 1 }, // scores ~ ±100s: naive exp would overflow
-];
-const name = (c: Case) =>
-  `B=${c.B} Tq=${c.Tq} kvLen=${c.Tk ?? c.Tq} cap=${c.cap ?? c.Tk ?? c.Tq} Hq=${c.Hq} Hkv=${c.Hkv} D=${c.D}` +
-  (c.amp ? ` amp=${c.amp}` : '');
+] as Case[]).map((c) => ({ amp: 1, ...c, Tk: c.Tk ?? c.Tq, cap: c.cap ?? c.Tk ?? c.Tq }));
 
 const U = 2 ** -24; // f32 unit roundoff
+// The bounds below are worst-case (n·u per n-term sum). Measured errors on lavapipe sit at 0.1-4 % of them;
+// a wrong mask, head or row shows up as errors of order 1e-2..1, far outside.
 
 function setup(c: Case, seed: number) {
   const Tk = c.Tk ?? c.Tq;
@@ -73,7 +72,7 @@ const maxAbs = (x: ArrayLike<number>) => {
 };
 
 describe('attention forward', () => {
-  it.each(CASES)('matches the float64 twin: %s', async (c) => {
+  it.each(CASES)('matches the float64 twin: B=$B Tq=$Tq kvLen=$Tk cap=$cap Hq=$Hq Hkv=$Hkv D=$D amp=$amp', async (c) => {
     const ctx = await gpu();
     const { opts, q, k, v, S, Tk } = setup(c, c.Tq * 31 + c.D);
     const tq = Tensor.from(ctx, q, [c.B, c.Tq, c.Hq, c.D]);
@@ -154,7 +153,7 @@ async function checkBackward(c: Case, alsoForward = false) {
 }
 
 describe('attention backward', () => {
-  it.each(CASES)('matches the float64 twin: %s', async (c) => {
+  it.each(CASES)('matches the float64 twin: B=$B Tq=$Tq kvLen=$Tk cap=$cap Hq=$Hq Hkv=$Hkv D=$D amp=$amp', async (c) => {
     await checkBackward(c);
   });
 
@@ -183,7 +182,7 @@ describe('attention CPU twin', () => {
     { B: 2, Tq: 4, Hq: 2, Hkv: 2, D: 3 },
     { B: 1, Tq: 5, Hq: 3, Hkv: 1, D: 4 }, // GQA 3
     { B: 2, Tq: 2, Tk: 5, cap: 7, Hq: 4, Hkv: 2, D: 3 }, // KV cache, GQA 2
-  ] as Case[])('backward twin = finite differences of the forward twin: %s', (c) => {
+  ] as Case[])('backward twin = finite differences of the forward twin: B=$B Tq=$Tq kvLen=$Tk cap=$cap Hq=$Hq Hkv=$Hkv D=$D', (c) => {
     const Tk = c.Tk ?? c.Tq, cap = c.cap ?? Tk;
     const opts: AttentionOpts = { heads: c.Hq, kvHeads: c.Hkv, headDim: c.D, seqLen: c.Tq, kvLen: Tk, kvCapacity: cap };
     const r = rng(11);
