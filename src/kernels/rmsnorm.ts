@@ -1,0 +1,63 @@
+// RMSNorm over the last dimension (Llama, Qwen2), forward and backward for x. The weight is frozen under
+// LoRA, so there is no dw. Shaders: shaders/rmsnorm_{forward,backward}.wgsl. CPU twin: rmsnorm.cpu.ts.
+import { grid1d } from '../gpu/context';
+import { Tensor } from '../gpu/tensor';
+
+/** Invocations per row for a row reduction over C values: enough that each sums about 8 values, at
+ * least 32 (a subgroup on most GPUs) and at most 256 (SwiftShader's limit). A power of two (tree reduction). */
+export function rowWorkgroupSize(C: number): number {
+  let wg = 32;
+  while (wg < 256 && wg * 8 < C) wg *= 2;
+  return wg;
+}
+
+/** Rows and columns of x viewed as (N, C), C being the last dimension and the length of the weight. */
+export function rowsOf(what: string, x: Tensor, C: number): number {
+  const N = x.numel / C;
+  if (!Number.isInteger(C) || C < 1 || !Number.isInteger(N) || N < 1 || x.shape[x.shape.length - 1] !== C) {
+    throw new Error(`${what}: x [${x.shape}] does not end in C = ${C} (the length of the weight)`);
+  }
+  if (x.dtype !== 'f32') throw new Error(`${what}: x must be f32, got ${x.dtype}`);
+  return N;
+}
+
+function checkVec(what: string, name: string, t: Tensor, C: number): void {
+  if (t.numel !== C || t.dtype !== 'f32') throw new Error(`${what}: ${name} must be (${C},) f32, got [${t.shape}] ${t.dtype}`);
+}
+
+/** x is (N, C) (any shape ending in C), w is (C,). y = x / sqrt(mean(x²) + eps) · w, computed in f32 like
+ * Hugging Face LlamaRMSNorm. Returns y shaped like x and rstd (N,) = 1 / sqrt(mean(x²) + eps). */
+export function rmsnorm_forward(x: Tensor, w: Tensor, eps: number): { y: Tensor; rstd: Tensor } {
+  const C = w.numel;
+  const N = rowsOf('rmsnorm_forward', x, C);
+  checkVec('rmsnorm_forward', 'w', w, C);
+  const ctx = x.ctx;
+  const y = Tensor.empty(ctx, x.shape, 'rmsnorm.y');
+  const rstd = Tensor.empty(ctx, [N], 'rmsnorm.rstd');
+  ctx.dispatch('rmsnorm_forward', {
+    defines: { WG: rowWorkgroupSize(C) },
+    bindings: [x.buf, w.buf, y.buf, rstd.buf],
+    u32: [N, C],
+    f32: [eps],
+    workgroups: grid1d(N, 1),
+  });
+  return { y, rstd };
+}
+
+/** dy, x are (N, C); w is (C,); rstd is (N,) from the forward. Returns dx shaped like x. */
+export function rmsnorm_backward(dy: Tensor, x: Tensor, w: Tensor, rstd: Tensor): Tensor {
+  const C = w.numel;
+  const N = rowsOf('rmsnorm_backward', x, C);
+  checkVec('rmsnorm_backward', 'w', w, C);
+  checkVec('rmsnorm_backward', 'rstd', rstd, N);
+  if (dy.numel !== x.numel) throw new Error(`rmsnorm_backward: dy [${dy.shape}] and x [${x.shape}] differ`);
+  const ctx = x.ctx;
+  const dx = Tensor.empty(ctx, x.shape, 'rmsnorm.dx');
+  ctx.dispatch('rmsnorm_backward', {
+    defines: { WG: rowWorkgroupSize(C) },
+    bindings: [dy.buf, x.buf, w.buf, rstd.buf, dx.buf],
+    u32: [N, C],
+    workgroups: grid1d(N, 1),
+  });
+  return dx;
+}
