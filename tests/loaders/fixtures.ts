@@ -161,15 +161,15 @@ export async function serveFolder(files: Map<string, Uint8Array>, prefix: string
       res.write(body.subarray(0, opts.dropAfter.bytes), () => setTimeout(() => res.destroy(), 20));
       return;
     }
-    const chunk = opts.chunk ?? body.byteLength;
+    if (!opts.chunk) return void res.end(body);
+    // Paced chunks (1 ms apart) so that the client sees them as separate reads.
+    const chunk = opts.chunk;
     let at = 0;
     const pump = () => {
-      while (at < body.byteLength) {
-        const part = body.subarray(at, at + chunk);
-        at += part.byteLength;
-        if (!res.write(part)) return void res.once('drain', pump);
-      }
-      res.end();
+      if (at >= body.byteLength) return void res.end();
+      const part = body.subarray(at, at + chunk);
+      at += part.byteLength;
+      res.write(part, () => setTimeout(pump, 1));
     };
     pump();
   });

@@ -1,0 +1,181 @@
+// The three sources against real transports: a node:http server on 127.0.0.1 for the Hub and the bundled
+// folder, File objects for picked files, and a temp directory for the Node helper.
+
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { loadModelFiles } from '../../src/loaders/model-files';
+import { bundledSource, filesSource, hubSource, memoryBlobCache, ModelLoadError, type FileProgress } from '../../src/loaders/sources';
+import { dirSource } from '../../src/loaders/sources.node';
+import { expectedTensors } from '../../src/models/config';
+import { fakeValues, serveFolder, tinyModelFolder } from './fixtures';
+
+const REPO = 'tiny-org/tiny-llama';
+const PREFIX = `${REPO}/resolve/main/`;
+let closers: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  await Promise.all(closers.map((c) => c()));
+  closers = [];
+});
+async function serve(files: Map<string, Uint8Array>, prefix: string, opts = {}) {
+  const s = await serveFolder(files, prefix, opts);
+  closers.push(s.close);
+  return s;
+}
+
+/** Reads every weight and compares with the values the fixture wrote. */
+async function expectWeightsIntact(weights: Awaited<ReturnType<typeof loadModelFiles>>['weights']) {
+  for (const [name, w] of weights) {
+    const n = w.shape.reduce((a, b) => a * b, 1);
+    expect(Array.from(await w.read()), name).toEqual(Array.from(fakeValues(name, n)));
+  }
+}
+
+describe('hubSource against a local HTTP server', () => {
+  it('loads a model folder with byte-level progress, and the second load comes from the cache', async () => {
+    const files = tinyModelFolder('llama');
+    const server = await serve(files, PREFIX, { chunk: 1024 });
+    const cache = memoryBlobCache();
+    const events: FileProgress[] = [];
+    const m = await loadModelFiles(hubSource(REPO, { baseUrl: server.url, cache }), (p) => events.push(p));
+    expect(m.config.family).toBe('llama');
+    expect(m.weights.size).toBe(expectedTensors(m.config).size);
+    await expectWeightsIntact(m.weights);
+    expect(m.tokenizer.encode('Hi', true)).toEqual([257, 72, 105]);
+    expect(m.generationConfig).toMatchObject({ max_new_tokens: 20 });
+
+    const size = files.get('model.safetensors')!.byteLength;
+    const st = events.filter((e) => e.file === 'model.safetensors');
+    // The server sends 1 KiB chunks 1 ms apart; reads may still merge a few, so ask for a third of them.
+    expect(st.length).toBeGreaterThan(size / 1024 / 3);
+    expect(st.every((e) => e.total === size)).toBe(true);
+    expect(st[0].loaded).toBe(0);
+    expect(st.at(-1)!.loaded).toBe(size);
+    for (let i = 1; i < st.length; i++) expect(st[i].loaded).toBeGreaterThanOrEqual(st[i - 1].loaded);
+    expect(cache.entries.size).toBe(5); // config, tokenizer, tokenizer_config, generation_config, weights
+
+    const before = server.requests.length;
+    const again = await loadModelFiles(hubSource(REPO, { baseUrl: server.url, cache }));
+    await expectWeightsIntact(again.weights);
+    const second = server.requests.slice(before);
+    // Files that exist are not requested again; only the optional absent ones (404s are not cached) are.
+    expect(second.sort()).toEqual([`/${PREFIX}chat_template.jinja`, `/${PREFIX}model.safetensors.index.json`]);
+  });
+
+  it('a connection dropped halfway through the weights: clear error, nothing partial cached', async () => {
+    const files = tinyModelFolder('llama');
+    const size = files.get('model.safetensors')!.byteLength;
+    const server = await serve(files, PREFIX, { dropAfter: { file: 'model.safetensors', bytes: Math.floor(size / 2) } });
+    const cache = memoryBlobCache();
+    const err = await loadModelFiles(hubSource(REPO, { baseUrl: server.url, cache })).catch((e) => e);
+    expect(err).toBeInstanceOf(ModelLoadError);
+    expect(err.message).toMatch(/model\.safetensors from tiny-org\/tiny-llama/);
+    expect(err.message).toMatch(/retry/);
+    expect([...cache.entries.keys()].some((k) => k.endsWith('model.safetensors'))).toBe(false);
+    expect(cache.entries.size).toBe(4); // the small files that did complete
+
+    // Same drop with chunked transfer (no Content-Length): the stream itself fails.
+    const chunked = await serve(files, PREFIX, { noLength: true, dropAfter: { file: 'model.safetensors', bytes: 100 } });
+    const cache2 = memoryBlobCache();
+    await expect(loadModelFiles(hubSource(REPO, { baseUrl: chunked.url, cache: cache2 }))).rejects.toThrow(/model\.safetensors.*interrupted.*retry/);
+    expect([...cache2.entries.keys()].some((k) => k.endsWith('model.safetensors'))).toBe(false);
+  });
+
+  it('a 404 on a required file names the file and the repo', async () => {
+    const files = tinyModelFolder('llama');
+    files.delete('tokenizer.json');
+    const server = await serve(files, PREFIX);
+    await expect(loadModelFiles(hubSource(REPO, { baseUrl: server.url }))).rejects.toThrow(/tokenizer\.json was not found in hf:tiny-org\/tiny-llama@main/);
+    await expect(loadModelFiles(hubSource('tiny-org/other', { baseUrl: server.url }))).rejects.toThrow(/config\.json was not found in hf:tiny-org\/other@main/);
+    files.delete('model.safetensors');
+    files.set('tokenizer.json', tinyModelFolder('llama').get('tokenizer.json')!);
+    await expect(loadModelFiles(hubSource(REPO, { baseUrl: server.url }))).rejects.toThrow(/neither model\.safetensors nor model\.safetensors\.index\.json was found in hf:tiny-org\/tiny-llama@main/);
+  });
+
+  it('a network error (nothing listening) names the file and says to retry', async () => {
+    const server = await serve(new Map(), PREFIX);
+    await server.close();
+    closers = [];
+    await expect(loadModelFiles(hubSource(REPO, { baseUrl: server.url }))).rejects.toThrow(/config\.json from tiny-org\/tiny-llama.*network error.*retry/);
+  });
+
+  it('other HTTP errors are errors (401 says gated or private), not "absent"', async () => {
+    const fetch401 = async () => new Response('no', { status: 401, statusText: 'Unauthorized' });
+    await expect(hubSource(REPO, { fetch: fetch401 }).file('config.json')).rejects.toThrow(/HTTP 401.*gated or private/);
+    const urls: string[] = [];
+    const seen = async (u: string) => (urls.push(u), new Response('{}'));
+    await hubSource('gpt2', { fetch: seen, revision: 'refs/pr/1' }).file('sub dir/config.json');
+    expect(urls).toEqual(['https://huggingface.co/gpt2/resolve/refs%2Fpr%2F1/sub%20dir/config.json']);
+    expect(() => hubSource('not a repo!')).toThrow(/not a Hugging Face repository id/);
+  });
+
+  it('loads a sharded checkpoint through model.safetensors.index.json', async () => {
+    const files = tinyModelFolder('qwen2', { shards: 3 });
+    expect([...files.keys()].filter((f) => f.includes('-of-')).length).toBe(3);
+    const server = await serve(files, PREFIX);
+    const m = await loadModelFiles(hubSource(REPO, { baseUrl: server.url, cache: memoryBlobCache() }));
+    expect(new Set([...m.weights.values()].map((w) => w.file)).size).toBe(3);
+    expect(m.weights.has('lm_head.weight')).toBe(true); // qwen2 tiny config is untied
+    await expectWeightsIntact(m.weights);
+    expect(server.requests).not.toContain(`/${PREFIX}model.safetensors`);
+  });
+});
+
+describe('bundledSource', () => {
+  it('loads from a served folder and treats a dev server HTML fallback as absent', async () => {
+    const files = tinyModelFolder('gpt2');
+    const server = await serve(files, 'models/tiny-gpt2/', { htmlFallback: true });
+    const m = await loadModelFiles(bundledSource(`${server.url}/models/tiny-gpt2`));
+    expect(m.config.family).toBe('gpt2');
+    expect(m.chatTemplate).toContain('messages'); // from tokenizer_config: chat_template.jinja was "absent"
+    await expectWeightsIntact(m.weights);
+  });
+});
+
+describe('filesSource with File objects', () => {
+  const asFiles = (files: Map<string, Uint8Array>, dir = '') =>
+    [...files].map(([name, bytes]) => {
+      const f = new File([bytes], name);
+      if (dir) Object.defineProperty(f, 'webkitRelativePath', { value: `${dir}/${name}` });
+      return f;
+    });
+
+  it('loads picked files matched by base name, reading weights by range', async () => {
+    const m = await loadModelFiles(filesSource(asFiles(tinyModelFolder('gpt2', { dtype: 'F16' }))));
+    expect(m.weights.get('transformer.h.1.attn.c_attn.weight')!.dtype).toBe('F16');
+    await expectWeightsIntact(m.weights); // the fixture values are exact in f16
+  });
+
+  it('prefers the shallowest of same-named files in a folder pick, and refuses a true ambiguity', async () => {
+    const top = asFiles(tinyModelFolder('llama'), 'model');
+    const nested = new File(['{"architectures": ["BertModel"]}'], 'config.json');
+    Object.defineProperty(nested, 'webkitRelativePath', { value: 'model/old/config.json' });
+    const m = await loadModelFiles(filesSource([nested, ...top]));
+    expect(m.config.family).toBe('llama');
+    const twin = new File(['{}'], 'config.json');
+    await expect(loadModelFiles(filesSource([...asFiles(tinyModelFolder('llama')), twin]))).rejects.toThrow(/config\.json: 2 picked files have this name/);
+  });
+
+  it('says that .bin checkpoints need converting when there is no safetensors file', async () => {
+    const files = tinyModelFolder('llama');
+    files.delete('model.safetensors');
+    files.set('pytorch_model.bin', new Uint8Array(16));
+    await expect(loadModelFiles(filesSource(asFiles(files)))).rejects.toThrow(/pytorch_model\.bin, but WebLoRA reads only safetensors/);
+  });
+});
+
+describe('dirSource (Node)', () => {
+  it('loads a model folder from disk', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'weblora-model-'));
+    try {
+      for (const [name, bytes] of tinyModelFolder('qwen2')) writeFileSync(join(dir, name), bytes);
+      const m = await loadModelFiles(dirSource(dir));
+      expect(m.config.family).toBe('qwen2');
+      await expectWeightsIntact(m.weights);
+      expect(await dirSource(dir).file('missing.json')).toBeNull();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
