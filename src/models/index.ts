@@ -1,0 +1,25 @@
+// Model construction: a loaded model folder + a GPU context -> a CausalLM with its weights on the GPU.
+
+import type { GpuContext } from '../gpu/context';
+import type { ModelFiles } from '../loaders/model-files';
+import type { ModelConfig } from './config';
+import { GPT2 } from './gpt2';
+import { Llama } from './llama';
+import type { CausalLM } from './model';
+import { GpuWeights, type TensorReader } from './weights';
+
+export function modelFor(cfg: ModelConfig, weights: GpuWeights): CausalLM {
+  return cfg.family === 'gpt2' ? new GPT2(cfg, weights) : new Llama(cfg, weights);
+}
+
+/** Uploads the weights and builds the model. Nothing stays on the GPU if it fails. */
+export async function loadModel(
+  ctx: GpuContext,
+  cfg: ModelConfig,
+  weights: Map<string, TensorReader>,
+  opts: { dtype: 'f32' | 'f16'; onProgress?: (done: number, total: number) => void },
+): Promise<CausalLM> {
+  return modelFor(cfg, await GpuWeights.load(ctx, cfg, weights, opts));
+}
+
+export type { ModelFiles };

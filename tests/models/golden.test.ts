@@ -1,0 +1,90 @@
+// The whole model, forward and backward, against the independent PyTorch oracle (tools/golden.py,
+// float64): logits, loss, the input of every block and its gradient, and every LoRA gradient, for the
+// bundled model and tiny configs of every family (GPT-2, Llama with GQA, untied Llama, Qwen2 with bias).
+//
+// Bounds: the GPU computes in f32. Over a few layers the relative error of f32 activations is ~1e-6
+// per op, growing with depth and width; gradients pass through softmax and norms that amplify it a
+// little. We require max|got − want| ≤ 1e-3·max|want| + 1e-5 per tensor (logits, hidden states,
+// gradients) and |loss − want| ≤ 1e-5·|want| + 1e-6: about 100x the f32 rounding we expect, and 100x
+// below what any real bug (a wrong sign, a missing scale, a transposed weight) produces.
+
+import { describe, expect, it } from 'vitest';
+import { forwardBackward, forwardLogits } from '../../src/autograd/scheduler';
+import { IGNORE_INDEX } from '../../src/kernels/cross_entropy';
+import { loadModel } from '../../src/models';
+import { LoraState, type LoraArrays } from '../../src/models/lora';
+import { goldenCases, loadFixtureModel, readGolden } from '../helpers/fixtures';
+import { gpu } from '../helpers/gpu';
+
+const cases = goldenCases();
+
+function expectTensorClose(got: Float32Array, want: Float32Array, what: string, rel = 1e-3, abs = 1e-5) {
+  expect(got.length, `${what}: length`).toBe(want.length);
+  let maxWant = 0;
+  let worst = 0;
+  let at = 0;
+  for (let i = 0; i < want.length; i++) {
+    maxWant = Math.max(maxWant, Math.abs(want[i]));
+    const d = Math.abs(got[i] - want[i]);
+    if (!(d <= worst)) {
+      worst = Number.isNaN(d) ? Infinity : d;
+      at = i;
+    }
+  }
+  const bound = rel * maxWant + abs;
+  if (!(worst <= bound)) {
+    throw new Error(`${what}: element ${at} is ${got[at]}, oracle ${want[at]} (|diff| ${worst.toExponential(3)} > ${bound.toExponential(3)} = ${rel}·max|want| + ${abs})`);
+  }
+}
+
+describe('model vs PyTorch oracle', () => {
+  it('has fixtures for every family and the bundled model', () => {
+    const names = cases.map((c) => c.name);
+    for (const n of ['gpt2-tiny', 'llama-gqa-tied', 'llama-untied', 'qwen2-bias', 'weblora-llama-1m']) expect(names).toContain(n);
+  });
+
+  for (const c of cases) {
+    it(`${c.name}: logits, loss, block inputs and their gradients, LoRA gradients`, async () => {
+      const ctx = await gpu();
+      const live0 = ctx.alloc.liveBytes;
+      const files = await loadFixtureModel(c.modelDir);
+      const g = await readGolden(c.dir);
+      const { B, T } = g.json;
+      const cfg = files.config;
+      const model = await loadModel(ctx, cfg, files.weights, { dtype: 'f32' });
+      const arrays: LoraArrays = new Map();
+      for (const path of g.json.modules as string[]) {
+        arrays.set(path, { A: await g.f32(`lora.${path}.A`), B: await g.f32(`lora.${path}.B`) });
+      }
+      const lc = g.json.lora;
+      const lora = LoraState.fromArrays(ctx, cfg, { r: lc.r, alpha: lc.alpha, useRslora: lc.use_rslora, dropout: 0, targets: lc.targets }, arrays);
+      expect(lora.modules.size).toBe(arrays.size);
+
+      const ids = Uint32Array.from(await g.i32('input_ids'));
+      const targets = Uint32Array.from(await g.i32('labels'), (x) => (x < 0 ? IGNORE_INDEX : x));
+
+      const logits = forwardLogits(model, lora, ids, B, T);
+      expectTensorClose(await logits.read(), await g.f32('logits'), 'logits');
+      logits.free();
+
+      const r = await forwardBackward(model, lora, { ids, targets, B, T }, { capture: true });
+      const wantLoss = (await g.f32('loss'))[0];
+      expect(Math.abs(r.lossSum / r.count - wantLoss)).toBeLessThanOrEqual(1e-5 * Math.abs(wantLoss) + 1e-6);
+      expect(r.count).toBe(targets.filter((t) => t !== IGNORE_INDEX).length);
+      for (let i = 0; i < cfg.numLayers; i++) {
+        expectTensorClose(await r.hidden![i].read(), await g.f32(`hidden.${i}`), `hidden.${i}`);
+        expectTensorClose(await r.dhidden![i].read(), await g.f32(`dhidden.${i}`), `dhidden.${i}`);
+      }
+      [...r.hidden!, ...r.dhidden!].forEach((t) => t.free());
+      const grads = await lora.readGrads();
+      for (const [path, gr] of grads) {
+        expectTensorClose(gr.A, await g.f32(`grad.${path}.A`), `grad ${path}.lora_A`);
+        expectTensorClose(gr.B, await g.f32(`grad.${path}.B`), `grad ${path}.lora_B`);
+      }
+      lora.free();
+      model.weights.free();
+      // Nothing the step made stays on the GPU.
+      expect(ctx.alloc.liveBytes).toBe(live0);
+    });
+  }
+});
