@@ -213,7 +213,7 @@ export interface TensorToWrite {
  * Serialises tensors as a safetensors file. Header keys are sorted with `__metadata__` first, data laid
  * out in that order, and the header padded with spaces to a multiple of 8 bytes as the reference does.
  */
-export function writeSafetensors(tensors: TensorToWrite[], metadata?: Record<string, string>): Uint8Array {
+export function writeSafetensors(tensors: TensorToWrite[], metadata?: Record<string, string>): Uint8Array<ArrayBuffer> {
   const sorted = [...tensors].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const header: Record<string, unknown> = {};
   if (metadata && Object.keys(metadata).length > 0) {

@@ -102,8 +102,8 @@ export function tinyTokenizer(opts: { bos?: boolean; extraIds?: number } = {}): 
 const enc = (x: unknown) => new TextEncoder().encode(typeof x === 'string' ? x : JSON.stringify(x, null, 2));
 
 /** A whole model folder: file name -> bytes. `shards` > 1 writes model-0000i-of-0000n.safetensors + index. */
-export function tinyModelFolder(family: Family, opts: { shards?: number; dtype?: 'F32' | 'F16' } = {}): Map<string, Uint8Array> {
-  const files = new Map<string, Uint8Array>();
+export function tinyModelFolder(family: Family, opts: { shards?: number; dtype?: 'F32' | 'F16' } = {}): Map<string, Uint8Array<ArrayBuffer>> {
+  const files = new Map<string, Uint8Array<ArrayBuffer>>();
   files.set('config.json', enc(TINY_CONFIGS[family]));
   const tok = tinyTokenizer({ bos: family === 'llama' });
   files.set('tokenizer.json', enc(tok.json));
@@ -139,7 +139,7 @@ export interface ServeOptions {
 }
 
 /** Serves `files` on 127.0.0.1 (port 0) at `/${prefix}${name}`; counts requests per path. */
-export async function serveFolder(files: Map<string, Uint8Array>, prefix: string, opts: ServeOptions = {}) {
+export async function serveFolder(files: Map<string, Uint8Array<ArrayBuffer>>, prefix: string, opts: ServeOptions = {}) {
   const requests: string[] = [];
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const path = decodeURIComponent((req.url ?? '').split('?')[0]);

@@ -18,7 +18,7 @@ afterEach(async () => {
   await Promise.all(closers.map((c) => c()));
   closers = [];
 });
-async function serve(files: Map<string, Uint8Array>, prefix: string, opts = {}) {
+async function serve(files: Map<string, Uint8Array<ArrayBuffer>>, prefix: string, opts = {}) {
   const s = await serveFolder(files, prefix, opts);
   closers.push(s.close);
   return s;
@@ -134,7 +134,7 @@ describe('bundledSource', () => {
 });
 
 describe('filesSource with File objects', () => {
-  const asFiles = (files: Map<string, Uint8Array>, dir = '') =>
+  const asFiles = (files: Map<string, Uint8Array<ArrayBuffer>>, dir = '') =>
     [...files].map(([name, bytes]) => {
       const f = new File([bytes], name);
       if (dir) Object.defineProperty(f, 'webkitRelativePath', { value: `${dir}/${name}` });

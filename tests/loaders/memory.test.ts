@@ -1,0 +1,86 @@
+import { describe, expect, it } from 'vitest';
+import { checkFits, estimateMemory, headRowsPerBlock } from '../../src/loaders/memory';
+import { parseConfig } from '../../src/models/config';
+
+const GPT2 = parseConfig({ architectures: ['GPT2LMHeadModel'], vocab_size: 50257, n_embd: 768, n_layer: 12, n_head: 12, n_positions: 1024 });
+const SMOLLM2 = parseConfig({
+  architectures: ['LlamaForCausalLM'], vocab_size: 49152, hidden_size: 576, intermediate_size: 1536, num_hidden_layers: 30,
+  num_attention_heads: 9, num_key_value_heads: 3, tie_word_embeddings: true,
+});
+const LLAMA7B = parseConfig({
+  architectures: ['LlamaForCausalLM'], vocab_size: 32000, hidden_size: 4096, intermediate_size: 11008, num_hidden_layers: 32,
+  num_attention_heads: 32,
+});
+const DEFAULT_LIMITS = { maxBufferSize: 256 * 2 ** 20, maxStorageBufferBindingSize: 128 * 2 ** 20 };
+const base = { weightDtype: 'f32' as const, batch: 1, seqLen: 64, rank: 8, targets: ['c_attn'], checkpointing: false };
+
+describe('estimateMemory', () => {
+  it('counts GPT-2 small weights: f32 = 4 × 124,439,808; f16 halves the matrices, norms and biases stay f32', () => {
+    expect(estimateMemory(GPT2, base).weightBytes).toBe(124_439_808 * 4);
+    // 121,344 one-dimensional parameters (layer norms and biases) stay f32.
+    expect(estimateMemory(GPT2, { ...base, weightDtype: 'f16' }).weightBytes).toBe((124_439_808 - 121_344) * 2 + 121_344 * 4);
+  });
+
+  it('counts LoRA as parameters + gradients + two Adam moments in f32', () => {
+    expect(estimateMemory(GPT2, base).loraBytes).toBe(294_912 * 4 * 4);
+    const all = estimateMemory(SMOLLM2, { ...base, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] });
+    // per layer: r·[(576+576) + 2(576+192) + (576+576) + 2(576+1536) + (1536+576)] = 8·10176
+    expect(all.loraBytes).toBe(30 * 8 * 10176 * 16);
+  });
+
+  it('counts the saved activations the model code keeps (SmolLM2, per row and block)', () => {
+    const N = 2 * 128;
+    const e = estimateMemory(SMOLLM2, { ...base, batch: 2, seqLen: 128, targets: ['q_proj', 'v_proj'] });
+    // x, n1, h, n2 (4·576) + q, attn out (2·576) + k, v (2·192) + gate, up, act (3·1536) + lse (9) + 2 rstd + 2 U's (2·8)
+    const perRow = 4 * 576 + 2 * 576 + 2 * 192 + 3 * 1536 + 9 + 2 + 16;
+    expect(e.blockActivationBytes).toBe(N * perRow * 4);
+    const tail = N * (2 * 576 + 1) * 4 + N * 576 * 4 + e.blockActivationBytes; // final norm, head dx, workspace
+    expect(e.activationBytes).toBe(30 * e.blockActivationBytes + tail);
+    const ck = estimateMemory(SMOLLM2, { ...base, batch: 2, seqLen: 128, targets: ['q_proj', 'v_proj'], checkpointing: true });
+    expect(ck.activationBytes).toBe(30 * N * 576 * 4 + e.blockActivationBytes + tail);
+    expect(ck.activationBytes).toBeLessThan(e.activationBytes / 5);
+  });
+
+  it('holds logits and dlogits for one row block of the head, not all B·T rows', () => {
+    expect(headRowsPerBlock(50257, 128 * 2 ** 20)).toBe(128);
+    expect(estimateMemory(GPT2, base).logitsBytes).toBe(2 * 64 * 50257 * 4); // N = 64 < 128 rows
+    expect(estimateMemory(GPT2, { ...base, batch: 4, seqLen: 1024 }).logitsBytes).toBe(2 * 128 * 50257 * 4);
+    const e = estimateMemory(GPT2, base);
+    expect(e.totalBytes).toBe(e.weightBytes + e.loraBytes + e.activationBytes + e.logitsBytes);
+  });
+
+  it('rejects nonsense sizes and unknown targets', () => {
+    expect(() => estimateMemory(GPT2, { ...base, batch: 0 })).toThrow(/batch must be a positive integer/);
+    expect(() => estimateMemory(GPT2, { ...base, targets: ['q_proj'] })).toThrow(/"q_proj" does not exist/);
+  });
+});
+
+describe('checkFits', () => {
+  it('GPT-2 small in f32: wte (154 MB) exceeds one binding, which is only info because it is split by rows', () => {
+    const e = estimateMemory(GPT2, base);
+    expect([e.largestTensorName, e.largestTensorBytes, e.largestIsTable]).toEqual(['transformer.wte.weight', 50257 * 768 * 4, true]);
+    const msgs = checkFits(e, DEFAULT_LIMITS);
+    expect(msgs.filter((m) => m.level === 'error')).toEqual([]);
+    expect(msgs.some((m) => m.level === 'info' && /transformer\.wte\.weight .*split/.test(m.message))).toBe(true);
+  });
+
+  it('a linear weight larger than one binding is an error (Llama-7B gate_proj in f32), and fits in f16', () => {
+    const e = estimateMemory(LLAMA7B, { ...base, targets: ['q_proj'] });
+    expect(e.largestUnsplitName).toBe('model.layers.0.mlp.gate_proj.weight');
+    const errors = checkFits(e, DEFAULT_LIMITS).filter((m) => m.level === 'error');
+    expect(errors.length).toBe(1);
+    expect(errors[0].message).toMatch(/gate_proj\.weight needs 172\.0 MiB/);
+    expect(checkFits(estimateMemory(LLAMA7B, { ...base, targets: ['q_proj'], weightDtype: 'f16' }), DEFAULT_LIMITS).filter((m) => m.level === 'error')).toEqual([]);
+  });
+
+  it('compares the total with a stated budget: over is an error, close a warning, under info', () => {
+    const e = estimateMemory(GPT2, { ...base, batch: 8, seqLen: 1024 });
+    const level = (hint?: number) => checkFits(e, DEFAULT_LIMITS, hint).map((m) => m.level);
+    expect(level(e.totalBytes * 0.5)).toContain('error');
+    expect(checkFits(e, DEFAULT_LIMITS, e.totalBytes * 0.5).find((m) => m.level === 'error')!.message).toMatch(/over the .* budget: lower batch/);
+    expect(level(e.totalBytes * 1.1)).toContain('warning');
+    expect(level(e.totalBytes * 3)).not.toContain('warning');
+    expect(level(e.totalBytes * 3)).not.toContain('error');
+    expect(checkFits(e, DEFAULT_LIMITS).at(-1)!.message).toMatch(/does not say how much the GPU has/);
+  });
+});
