@@ -62,6 +62,7 @@ export class Trainer {
   readonly opt: AdamW;
   history: { step: number; loss: number }[] = [];
   valHistory: { step: number; loss: number }[] = [];
+  lastSample: string | null = null;
   private startedAt = 0;
   private stepsThisSession = 0;
 
@@ -160,6 +161,7 @@ export class Trainer {
       topK: 40,
       seed: this.p.settings.seed,
     });
+    this.lastSample = prompt + decode(out);
     return { type: 'sample', step: this.step, prompt, text: decode(out) };
   }
 

@@ -1,0 +1,231 @@
+// The engine: everything the studio (through its Web Worker) and the CLI do, over one GPU context.
+// Model in (files -> tensors on the GPU), data in (text -> token batches), a training run (blocks ->
+// loss -> gradients -> optimizer), adapters out (LoRA weights -> PEFT files), and generation.
+
+import { exportAdapter, importAdapter, type AdapterFiles, type CardInfo } from '../adapters/peft';
+import type { GpuContext } from '../gpu/context';
+import { estimateMemory, checkFits } from '../loaders/memory';
+import { loadModelFiles, type ModelFiles } from '../loaders/model-files';
+import type { ModelSource, ProgressFn } from '../loaders/sources';
+import { paramCount, type ModelConfig } from '../models/config';
+import { generate } from '../models/generate';
+import { loadModel } from '../models';
+import { LoraState, type LoraConfig } from '../models/lora';
+import type { CausalLM } from '../models/model';
+import { Trainer, type TrainEvent } from '../training/trainer';
+import { resolveSettings, validateSettings, type TrainSettings } from '../training/settings';
+import { prepareDataset, type PreparedDataset } from './dataset';
+import type { MemorySummary, ModelSummary } from '../worker/protocol';
+
+export interface LoadedModel {
+  id: string;
+  files: ModelFiles;
+  model: CausalLM;
+}
+
+export interface RunControl {
+  paused: boolean;
+  stopped: boolean;
+  /** Resolves when the run may continue (immediately if not paused). */
+  waitIfPaused(): Promise<void>;
+}
+
+export interface RunHooks {
+  onEvent(e: TrainEvent): void;
+  /** Called every checkpointEvery steps, on pause and at the end, with the trainer to save. */
+  onCheckpoint?(t: Trainer): Promise<void>;
+}
+
+export function modelSummary(id: string, cfg: ModelConfig, weightBytes: number): ModelSummary {
+  return {
+    id,
+    architecture: cfg.architecture,
+    family: cfg.family,
+    params: paramCount(cfg),
+    layers: cfg.numLayers,
+    hidden: cfg.hiddenSize,
+    heads: cfg.numHeads,
+    kvHeads: cfg.numKvHeads,
+    vocab: cfg.vocabSize,
+    maxPositions: cfg.maxPositions,
+    weightBytes,
+  };
+}
+
+export class Engine {
+  loaded: LoadedModel | null = null;
+  data: PreparedDataset | null = null;
+  trainer: Trainer | null = null;
+  /** The adapter being trained or tried. */
+  lora: LoraState | null = null;
+
+  constructor(readonly ctx: GpuContext) {}
+
+  /** Reads a model's config and files (no GPU work) and estimates its memory at default settings. */
+  async inspect(source: ModelSource, onProgress?: ProgressFn): Promise<{ files: ModelFiles; model: ModelSummary; memory: MemorySummary }> {
+    const files = await loadModelFiles(source, onProgress);
+    const wbytes = [...files.weights.values()].reduce((n, w) => n + w.shape.reduce((a, b) => a * b, 1) * 4, 0);
+    return { files, model: modelSummary(modelIdOf(source, files), files.config, wbytes), memory: this.memory(files.config, resolveSettings({}, files.config)) };
+  }
+
+  memory(cfg: ModelConfig, s: TrainSettings): MemorySummary {
+    const est = estimateMemory(cfg, {
+      weightDtype: s.weightDtype,
+      batch: s.batchSize,
+      seqLen: s.seqLen,
+      rank: s.rank,
+      targets: s.targets,
+      checkpointing: s.checkpointing,
+      maxBindingBytes: this.ctx.limits.maxStorageBufferBindingSize,
+    });
+    const msgs = checkFits(est, { maxBufferSize: this.ctx.limits.maxBufferSize, maxStorageBufferBindingSize: this.ctx.limits.maxStorageBufferBindingSize });
+    return {
+      totalBytes: est.totalBytes,
+      weightBytes: est.weightBytes,
+      loraBytes: est.loraBytes,
+      activationBytes: est.activationBytes,
+      messages: msgs.map((m) => ({ level: m.level === 'warning' ? 'warn' : m.level, text: m.message })),
+    };
+  }
+
+  /** Loads a model onto the GPU, replacing the current one. On failure nothing new stays on the GPU. */
+  async loadModel(source: ModelSource, weightDtype: 'f32' | 'f16', onProgress?: ProgressFn): Promise<LoadedModel> {
+    const { files } = await this.inspect(source, onProgress);
+    const errors = this.memory(files.config, resolveSettings({ weightDtype }, files.config)).messages.filter((m) => m.level === 'error');
+    if (errors.length) throw new Error(errors.map((e) => e.text).join(' '));
+    this.unloadModel();
+    const total = files.weights.size;
+    const model = await loadModel(this.ctx, files.config, files.weights, {
+      dtype: weightDtype,
+      onProgress: (done) => onProgress?.({ file: 'weights → GPU', loaded: done, total }),
+    });
+    this.loaded = { id: modelIdOf(source, files), files, model };
+    return this.loaded;
+  }
+
+  unloadModel(): void {
+    this.disposeRun();
+    this.lora?.free();
+    this.lora = null;
+    this.loaded?.model.weights.free();
+    this.loaded = null;
+    this.data = null;
+  }
+
+  requireModel(): LoadedModel {
+    if (!this.loaded) throw new Error('no model is loaded; load one first');
+    return this.loaded;
+  }
+
+  async loadDataset(name: string, text: string, opts: { format?: string; column?: string; seqLen: number; valFraction: number; seed: number }, onProgress?: (done: number, total: number) => void): Promise<PreparedDataset> {
+    const { files } = this.requireModel();
+    this.data = await prepareDataset({ name, text, format: opts.format, column: opts.column }, files.tokenizer, {
+      seqLen: opts.seqLen,
+      valFraction: opts.valFraction,
+      seed: opts.seed,
+      onProgress,
+    });
+    return this.data;
+  }
+
+  settingsFor(partial: Partial<TrainSettings>): { settings: TrainSettings; errors: string[] } {
+    const { files } = this.requireModel();
+    const settings = resolveSettings(partial, files.config);
+    return { settings, errors: validateSettings(settings, files.config, { hasF16: this.ctx.hasF16 }) };
+  }
+
+  /** A new trainer over the loaded model and dataset, with a fresh adapter (or `init` weights). */
+  createTrainer(partial: Partial<TrainSettings>, init?: LoraState): Trainer {
+    const { model, files } = this.requireModel();
+    if (!this.data) throw new Error('no dataset is loaded; choose one first');
+    const { settings, errors } = this.settingsFor(partial);
+    if (errors.length) throw new Error(`invalid settings: ${errors.join('; ')}`);
+    if (settings.seqLen !== this.data.seqLen) {
+      this.data = this.data.repack(settings.seqLen);
+    }
+    this.disposeRun();
+    this.lora?.free();
+    const lc: LoraConfig = { r: settings.rank, alpha: settings.alpha, useRslora: settings.useRslora, dropout: settings.dropout, targets: settings.targets };
+    this.lora = init ?? LoraState.init(this.ctx, files.config, lc, settings.seed);
+    const perEpoch = Math.max(1, Math.floor(this.data.trainSequences / (settings.batchSize * settings.gradAccum)));
+    const totalSteps = settings.epochs > 0 ? settings.epochs * perEpoch : settings.steps;
+    const tok = files.tokenizer;
+    this.trainer = new Trainer({
+      ctx: this.ctx,
+      model,
+      lora: this.lora,
+      settings,
+      train: this.data.cursor(settings.seed),
+      val: this.data.valBatches(settings.batchSize),
+      totalSteps,
+      encode: (t) => tok.encode(t, true),
+      decode: (ids) => tok.decode(ids, true),
+    });
+    return this.trainer;
+  }
+
+  /** Runs the trainer until done, stopped, or an error; pauses between steps when asked. */
+  async run(control: RunControl, hooks: RunHooks): Promise<'done' | 'stopped'> {
+    const t = this.trainer;
+    if (!t) throw new Error('no training run; start one first');
+    const s = t.p.settings;
+    while (!t.done) {
+      if (control.paused) {
+        await hooks.onCheckpoint?.(t);
+        await control.waitIfPaused();
+      }
+      if (control.stopped) break;
+      hooks.onEvent(await t.trainStep());
+      const step = t.step;
+      if (s.evalEvery > 0 && (step % s.evalEvery === 0 || t.done) && t.p.val.length) hooks.onEvent(await t.validate());
+      if (s.sampleEvery > 0 && (step % s.sampleEvery === 0 || t.done)) hooks.onEvent(await t.sample());
+      if (s.checkpointEvery > 0 && step % s.checkpointEvery === 0 && !t.done) await hooks.onCheckpoint?.(t);
+    }
+    return control.stopped && !t.done ? 'stopped' : 'done';
+  }
+
+  /** The PEFT files of the current adapter. */
+  async exportAdapter(name: string): Promise<AdapterFiles> {
+    const { id, files } = this.requireModel();
+    const t = this.trainer;
+    if (!this.lora) throw new Error('there is no adapter to export yet; train one first');
+    const s = t?.p.settings;
+    const card: CardInfo = {
+      name,
+      baseModel: id,
+      dataset: this.data?.name ?? 'unknown',
+      settings: s ? { rank: s.rank, alpha: s.alpha, use_rslora: s.useRslora, dropout: s.dropout, targets: s.targets, lr: s.lr, steps: t!.step, batch: s.batchSize, grad_accum: s.gradAccum, seq_len: s.seqLen, seed: s.seed } : {},
+      trainLoss: t?.history.at(-1)?.loss ?? null,
+      valLoss: t?.valHistory.at(-1)?.loss ?? null,
+      sample: t?.lastSample ?? null,
+    };
+    return exportAdapter(files.config, this.lora.config, await this.lora.read(), card);
+  }
+
+  /** Validates PEFT files against the loaded model and returns the adapter on the GPU (caller frees). */
+  adapterFromFiles(files: Partial<AdapterFiles>): { lora: LoraState; warnings: string[]; config: LoraConfig } {
+    const { id, files: mf } = this.requireModel();
+    const imp = importAdapter(files, mf.config, id);
+    return { lora: LoraState.fromArrays(this.ctx, mf.config, imp.lora, imp.arrays), warnings: imp.warnings, config: imp.lora };
+  }
+
+  /** Text continuation of `prompt` by the base model (lora null) or with an adapter. */
+  async generate(prompt: string, lora: LoraState | null, o: { seed: number; maxTokens: number; temperature: number }): Promise<{ text: string; tokens: number }> {
+    const { model, files } = this.requireModel();
+    const ids = files.tokenizer.encode(prompt, true);
+    const out = await generate(model, lora, ids, { maxNewTokens: o.maxTokens, temperature: o.temperature, topK: 40, seed: o.seed });
+    return { text: files.tokenizer.decode(out, true), tokens: out.length };
+  }
+
+  disposeRun(): void {
+    this.trainer?.free();
+    this.trainer = null;
+  }
+}
+
+function modelIdOf(source: ModelSource, files: ModelFiles): string {
+  const fromConfig = files.configJson._name_or_path;
+  if (source.id.startsWith('hf:')) return source.id.slice(3).replace(/@main$/, '');
+  if (source.id.startsWith('bundled:')) return source.id.replace(/^bundled:/, '').replace(/\/$/, '').split('/').pop() || 'bundled';
+  return typeof fromConfig === 'string' && fromConfig ? fromConfig : source.id;
+}

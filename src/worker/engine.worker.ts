@@ -1,0 +1,331 @@
+// The engine's Web Worker: answers the page's requests (src/worker/protocol.ts) with the Engine, and
+// streams events. All GPU work happens here; the page never sees a GPU object.
+
+/// <reference lib="webworker" />
+import { unzipAdapter, zipAdapter, type AdapterFiles } from '../adapters/peft';
+import { Engine, modelSummary } from '../engine/engine';
+import { GpuContext } from '../gpu/context';
+import { bundledSource, cacheStorageBlobCache, filesSource, hubSource, type ModelSource } from '../loaders/sources';
+import { LoraState } from '../models/lora';
+import { paramCount } from '../models/config';
+import { selectModules } from '../models/modules';
+import type { TrainSettings } from '../training/settings';
+import { discardCheckpoint, loadCheckpoint, saveCheckpoint, type Checkpoint } from '../storage/checkpoints';
+import { Gallery } from '../storage/gallery';
+import { idbStore } from '../storage/kv';
+import type { Trainer } from '../training/trainer';
+import type { Event, FromWorker, GalleryEntry, ModelSourceSpec, Replies, Request, ToWorker } from './protocol';
+
+const scope = self as unknown as DedicatedWorkerGlobalScope;
+const store = idbStore();
+const gallery = new Gallery(store);
+
+let engine: Engine | null = null;
+let datasetSpec: Checkpoint['dataset'] | null = null;
+const control = {
+  paused: false,
+  stopped: false,
+  wake: null as (() => void) | null,
+  waitIfPaused() {
+    return this.paused ? new Promise<void>((r) => (this.wake = r)) : Promise.resolve();
+  },
+};
+/** Adapters loaded for trying, by gallery id, so switching does not reload anything. */
+const tryCache = new Map<string, LoraState>();
+
+function emit(event: Event): void {
+  scope.postMessage({ kind: 'event', event } satisfies FromWorker);
+}
+
+function requireEngine(): Engine {
+  if (!engine) throw new Error('the engine is not initialised');
+  return engine;
+}
+
+function sourceOf(spec: ModelSourceSpec): ModelSource {
+  if (spec.kind === 'bundled') return bundledSource(new URL(spec.url, baseUrl()).href);
+  if (spec.kind === 'hub') return hubSource(spec.repo, { baseUrl: spec.baseUrl, revision: spec.revision, cache: cacheStorageBlobCache() });
+  return filesSource(spec.files);
+}
+
+/** The site's base URL (the worker script lives under <base>/assets/ in a build, <base>/src/worker/ in dev). */
+function baseUrl(): string {
+  const here = new URL(scope.location.href);
+  const p = here.pathname;
+  const cut = p.indexOf('/assets/') >= 0 ? p.indexOf('/assets/') : p.indexOf('/src/worker/');
+  return new URL(cut >= 0 ? p.slice(0, cut + 1) : './', here.origin).href;
+}
+
+function progress(phase: 'download' | 'upload') {
+  return (p: { file: string; loaded: number; total: number | null }) => emit({ type: 'progress', phase, file: p.file, loaded: p.loaded, total: p.total });
+}
+
+async function checkpoint(t: Trainer): Promise<void> {
+  const e = requireEngine();
+  if (!datasetSpec || !e.loaded || !e.lora) return;
+  const lora: Checkpoint['lora'] = {};
+  for (const [k, v] of await e.lora.read()) lora[k] = v;
+  await saveCheckpoint(store, {
+    version: 1,
+    modelId: e.loaded.id,
+    dataset: datasetSpec,
+    settings: t.p.settings,
+    totalSteps: t.p.totalSteps,
+    lora,
+    optimizer: await t.opt.state(),
+    data: t.p.train.state(),
+    history: t.history,
+    valHistory: t.valHistory,
+    savedAt: new Date().toISOString(),
+  });
+  emit({ type: 'checkpoint', step: t.step });
+}
+
+async function builtinGallery(): Promise<(GalleryEntry & { path: string })[]> {
+  try {
+    const r = await fetch(new URL('gallery/index.json', baseUrl()).href);
+    if (!r.ok) return [];
+    const list = (await r.json()) as (GalleryEntry & { path: string })[];
+    return list.map((g) => ({ ...g, builtin: true }));
+  } catch {
+    return [];
+  }
+}
+
+async function builtinFiles(entry: { path: string }): Promise<AdapterFiles> {
+  const base = new URL(entry.path.replace(/\/?$/, '/'), new URL('gallery/', baseUrl())).href;
+  const get = async (f: string) => {
+    const r = await fetch(base + f);
+    if (!r.ok) throw new Error(`built-in adapter file ${f} could not be fetched (HTTP ${r.status})`);
+    return new Uint8Array(await r.arrayBuffer());
+  };
+  const dec = new TextDecoder();
+  return {
+    'adapter_model.safetensors': await get('adapter_model.safetensors'),
+    'adapter_config.json': dec.decode(await get('adapter_config.json')),
+    'README.md': dec.decode(await get('README.md')),
+  };
+}
+
+async function adapterFilesById(id: string): Promise<{ files: AdapterFiles; meta: GalleryEntry }> {
+  const b = (await builtinGallery()).find((g) => g.id === id);
+  if (b) return { files: await builtinFiles(b), meta: b };
+  const s = await gallery.get(id);
+  return { files: s.files, meta: s.meta };
+}
+
+async function filesFromUpload(files: File[]): Promise<Partial<AdapterFiles>> {
+  if (files.length === 1 && /\.zip$/i.test(files[0].name)) return unzipAdapter(new Uint8Array(await files[0].arrayBuffer()));
+  const out: Partial<AdapterFiles> = {};
+  for (const f of files) {
+    if (f.name === 'adapter_model.safetensors') out['adapter_model.safetensors'] = new Uint8Array(await f.arrayBuffer());
+    else if (f.name === 'adapter_config.json') out['adapter_config.json'] = await f.text();
+    else if (f.name === 'README.md') out['README.md'] = await f.text();
+  }
+  return out;
+}
+
+function entryMeta(e: Engine, name: string) {
+  const t = e.trainer;
+  const s = t?.p.settings;
+  const lc = e.lora!.config;
+  return {
+    name,
+    baseModel: e.loaded!.id,
+    dataset: e.data?.name ?? 'unknown',
+    settings: { ...(s ?? {}), rank: lc.r, alpha: lc.alpha, targets: lc.targets },
+    lossCurve: t?.history ?? [],
+    valCurve: t?.valHistory ?? [],
+  };
+}
+
+async function handle(req: Request): Promise<unknown> {
+  switch (req.type) {
+    case 'init': {
+      if (!engine) {
+        const ctx = await GpuContext.create(scope.navigator.gpu);
+        ctx.onLost((info) => emit({ type: 'fatal', message: `The GPU device was lost (${info.reason || 'unknown'}: ${info.message}). Your saved adapters and the last checkpoint are kept; reload the page to continue.` }));
+        engine = new Engine(ctx);
+      }
+      const c = engine.ctx;
+      return { adapterName: c.adapterName, hasF16: c.hasF16, maxBindingBytes: c.limits.maxStorageBufferBindingSize, maxBufferBytes: c.limits.maxBufferSize } satisfies Replies['init'];
+    }
+    case 'inspectModel': {
+      const r = await requireEngine().inspect(sourceOf(req.source), progress('download'));
+      return { model: r.model, memory: r.memory } satisfies Replies['inspectModel'];
+    }
+    case 'loadModel': {
+      const e = requireEngine();
+      for (const l of tryCache.values()) l.free();
+      tryCache.clear();
+      const m = await e.loadModel(sourceOf(req.source), req.weightDtype, progress('download'));
+      const cfg = m.files.config;
+      const { settings } = e.settingsFor({ weightDtype: req.weightDtype });
+      return { model: modelSummary(m.id, cfg, m.model.weights.bytes), memory: e.memory(cfg, settings) } satisfies Replies['loadModel'];
+    }
+    case 'loadDataset': {
+      const e = requireEngine();
+      const { settings } = e.settingsFor({});
+      const d = await e.loadDataset(req.name, req.text, { format: req.format, column: req.column, seqLen: settings.seqLen, valFraction: settings.valFraction, seed: settings.seed }, (done, total) =>
+        emit({ type: 'progress', phase: 'tokenize', loaded: done, total }),
+      );
+      datasetSpec = { name: req.name, text: req.text, format: req.format, column: req.column };
+      return d.summary() satisfies Replies['loadDataset'];
+    }
+    case 'estimate': {
+      const e = requireEngine();
+      const { settings, errors } = e.settingsFor(req.settings);
+      const cfg = e.requireModel().files.config;
+      let trainable = 0;
+      try {
+        for (const m of selectModules(cfg, settings.targets)) trainable += settings.rank * (m.inFeatures + m.outFeatures);
+      } catch {
+        /* reported in errors */
+      }
+      return { trainableParams: trainable, share: trainable / paramCount(cfg), memory: e.memory(cfg, settings), errors } satisfies Replies['estimate'];
+    }
+    case 'train':
+      return train(req.settings, req.resume ?? false);
+    case 'pause': {
+      control.paused = true;
+      emit({ type: 'state', state: 'paused' });
+      return { step: engine?.trainer?.step ?? 0 };
+    }
+    case 'resume': {
+      control.paused = false;
+      control.wake?.();
+      control.wake = null;
+      emit({ type: 'state', state: 'training' });
+      return { step: engine?.trainer?.step ?? 0 };
+    }
+    case 'stop': {
+      control.stopped = true;
+      control.paused = false;
+      control.wake?.();
+      emit({ type: 'state', state: 'stopping' });
+      return { step: engine?.trainer?.step ?? 0 };
+    }
+    case 'checkpointInfo': {
+      const c = await loadCheckpoint(store);
+      return c ? { exists: true, step: c.optimizer.step, totalSteps: c.totalSteps, modelId: c.modelId, dataset: c.dataset.name, savedAt: c.savedAt } : null;
+    }
+    case 'discardCheckpoint':
+      await discardCheckpoint(store);
+      return {};
+    case 'exportAdapter': {
+      const files = await requireEngine().exportAdapter(req.name);
+      return { zip: zipAdapter(files), fileName: `${slug(req.name)}.zip` } satisfies Replies['exportAdapter'];
+    }
+    case 'saveToGallery': {
+      const e = requireEngine();
+      const files = await e.exportAdapter(req.name);
+      return gallery.save(entryMeta(e, req.name), files);
+    }
+    case 'listGallery':
+      return [...(await builtinGallery()), ...(await gallery.list())];
+    case 'renameAdapter':
+      return gallery.rename(req.id, req.name);
+    case 'deleteAdapter':
+      await gallery.delete(req.id);
+      tryCache.get(req.id)?.free();
+      tryCache.delete(req.id);
+      return {};
+    case 'exportGalleryAdapter': {
+      const { files, meta } = await adapterFilesById(req.id);
+      return { zip: zipAdapter(files), fileName: `${slug(meta.name)}.zip` };
+    }
+    case 'importAdapter': {
+      const e = requireEngine();
+      const files = await filesFromUpload(req.files);
+      const { lora, warnings, config } = e.adapterFromFiles(files); // validates against the loaded model
+      lora.free();
+      const complete: AdapterFiles = {
+        'adapter_model.safetensors': files['adapter_model.safetensors']!,
+        'adapter_config.json': files['adapter_config.json']!,
+        'README.md': files['README.md'] ?? '',
+      };
+      const name = req.files[0]?.name.replace(/\.zip$/i, '') || 'imported adapter';
+      const entry = await gallery.save(
+        { name, baseModel: e.loaded!.id, dataset: 'imported', settings: { rank: config.r, alpha: config.alpha, targets: config.targets }, lossCurve: [], valCurve: [] },
+        complete,
+      );
+      return { ...entry, warnings };
+    }
+    case 'generate': {
+      const e = requireEngine();
+      let lora: LoraState | null = null;
+      if (req.adapterId === 'current') {
+        lora = e.lora;
+        if (!lora) throw new Error('there is no trained adapter in this session yet');
+      } else if (req.adapterId) {
+        lora = tryCache.get(req.adapterId) ?? null;
+        if (!lora) {
+          const { files, meta } = await adapterFilesById(req.adapterId);
+          if (meta.baseModel && meta.baseModel !== e.requireModel().id) {
+            throw new Error(`adapter '${meta.name}' was made for base model '${meta.baseModel}', but '${e.requireModel().id}' is loaded; load that model to try it`);
+          }
+          lora = e.adapterFromFiles(files).lora;
+          tryCache.set(req.adapterId, lora);
+        }
+      }
+      const prev = lora?.strength ?? 1;
+      if (lora) lora.strength = req.strength;
+      try {
+        return await e.generate(req.prompt, lora, { seed: req.seed, maxTokens: req.maxTokens, temperature: req.temperature });
+      } finally {
+        if (lora) lora.strength = prev;
+      }
+    }
+  }
+}
+
+async function train(partial: Partial<TrainSettings>, resume: boolean): Promise<Replies['train']> {
+  const e = requireEngine();
+  if (runActive) throw new Error('a run is already in progress; stop it first');
+  control.paused = false;
+  control.stopped = false;
+  let trainer: Trainer;
+  if (resume) {
+    const c = await loadCheckpoint(store);
+    if (!c) throw new Error('there is no saved run to resume');
+    if (c.modelId !== e.requireModel().id) throw new Error(`the saved run is for model '${c.modelId}'; load that model to resume it`);
+    await e.loadDataset(c.dataset.name, c.dataset.text, { format: c.dataset.format, column: c.dataset.column, seqLen: c.settings.seqLen, valFraction: c.settings.valFraction, seed: c.settings.seed });
+    datasetSpec = c.dataset;
+    const cfg = e.requireModel().files.config;
+    const lc = { r: c.settings.rank, alpha: c.settings.alpha, useRslora: c.settings.useRslora, dropout: c.settings.dropout, targets: c.settings.targets };
+    const init = LoraState.fromArrays(e.ctx, cfg, lc, new Map(Object.entries(c.lora)));
+    trainer = e.createTrainer(c.settings, init);
+    trainer.opt.restore(c.optimizer);
+    trainer.p.train = e.data!.cursor(c.settings.seed, c.data);
+    trainer.history = c.history;
+    trainer.valHistory = c.valHistory;
+  } else {
+    trainer = e.createTrainer(partial);
+  }
+  runActive = true;
+  emit({ type: 'state', state: 'training' });
+  try {
+    const how = await e.run(control, { onEvent: (ev) => emit(ev as Event), onCheckpoint: checkpoint });
+    if (how === 'done') await discardCheckpoint(store);
+    else await checkpoint(trainer);
+    return { finished: how === 'done', step: trainer.step, reason: how };
+  } finally {
+    runActive = false;
+    emit({ type: 'state', state: 'idle' });
+  }
+}
+let runActive = false;
+
+function slug(s: string): string {
+  return s.trim().replace(/[^\w.-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 80) || 'adapter';
+}
+
+scope.onmessage = async (m: MessageEvent<ToWorker>) => {
+  const { id, req } = m.data;
+  try {
+    const value = await handle(req);
+    scope.postMessage({ kind: 'reply', id, ok: true, value } satisfies FromWorker);
+  } catch (e) {
+    scope.postMessage({ kind: 'reply', id, ok: false, error: (e as Error).message || String(e) } satisfies FromWorker);
+  }
+};
