@@ -55,7 +55,7 @@ export function cacheStorageBlobCache(name = 'weblora-models'): BlobCache {
       return res ? new Uint8Array(await res.arrayBuffer()) : null;
     },
     async put(key, bytes) {
-      const body = new Uint8Array(bytes); // a copy with its own ArrayBuffer, as Response wants
+      const body = bytes as Uint8Array<ArrayBuffer>; // Response copies the bytes itself; no copy of ours
       const headers = { 'content-type': 'application/octet-stream', 'content-length': String(bytes.byteLength) };
       await (await caches.open(name)).put(key, new Response(body, { headers }));
     },

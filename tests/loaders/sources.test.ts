@@ -82,6 +82,13 @@ describe('hubSource against a local HTTP server', () => {
     expect([...cache2.entries.keys()].some((k) => k.endsWith('model.safetensors'))).toBe(false);
   });
 
+  it('a body shorter than its Content-Length is an error, and is not cached', async () => {
+    const liar = async () => new Response(new Uint8Array(10), { headers: { 'content-length': '100' } });
+    const cache = memoryBlobCache();
+    await expect(hubSource(REPO, { fetch: liar, cache }).file('model.safetensors')).rejects.toThrow(/model\.safetensors from tiny-org\/tiny-llama.*ended after 10 of 100 bytes.*retry/);
+    expect(cache.entries.size).toBe(0);
+  });
+
   it('a 404 on a required file names the file and the repo', async () => {
     const files = tinyModelFolder('llama');
     files.delete('tokenizer.json');
