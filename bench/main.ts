@@ -6,10 +6,10 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { calmDawnPolling, createNodeContext, nodeDriver } from '../src/gpu/node';
 import type { Row, Section } from './harness';
-import { matmulSection } from './sections/matmul';
+import { matmulSection, matmulTilesSection } from './sections/matmul';
 import { loraBackwardSection, loraForwardSection } from './sections/lora';
 
-const SECTIONS: Section[] = [matmulSection, loraForwardSection, loraBackwardSection];
+const SECTIONS: Section[] = [matmulSection, matmulTilesSection, loraForwardSection, loraBackwardSection];
 
 export async function main(args: string[]): Promise<void> {
   const only = args.filter((a) => !a.startsWith('-'));

@@ -1,4 +1,4 @@
-// `npm run bench`: loads bench/main.ts through vite's module runner (TypeScript, and the shaders that
+// `npm run bench`: loads bench/${process.env.BENCH_MAIN ?? "main"}.ts through vite's module runner (TypeScript, and the shaders that
 // src/gpu/shaders.ts imports with import.meta.glob), then runs it. Node 20 has no TypeScript of its own.
 // Usage: node bench/run.mjs [section ...]   (WEBLORA_DRIVER=lavapipe by default; also swiftshader)
 import { dirname, resolve } from 'node:path';

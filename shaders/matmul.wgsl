@@ -4,10 +4,10 @@
 // element type BT (f32 or f16 weights); c is (batch, M, N) with row stride ldc; bias is (N,).
 // LoRA epilogue (LORA): u is (M, R), v is (N, R), or (R, N) with LORA_VT; added once per output.
 // Dropout (lib_rng, idx = row * dropLd + col of x): MASK_A masks op(A)[m, k], MASK_B masks op(B)[k, n],
-// MASK_EPI masks the LoRA term at [m, n]. Each thread computes a 4x4 block of C; a workgroup of
-// WG_N x WG_M threads computes a (4·WG_M) x (4·WG_N) tile. No workgroup memory: on the software
+// MASK_EPI masks the LoRA term at [m, n]. Each thread computes a TM x 4 block of C; a workgroup of
+// WG_N x WG_M threads computes a (TM·WG_M) x (4·WG_N) tile. No workgroup memory: on the software
 // Vulkan drivers barriers cost more than the cache misses they save.
-//! defaults: ENABLE_F16= BT=f32 WG_M=16 WG_N=16 TRANS_A=false TRANS_B=false HAS_BIAS=false ACCUM=false LORA=false LORA_VT=false MASK_A=false MASK_B=false MASK_EPI=false
+//! defaults: ENABLE_F16= BT=f32 WG_M=16 WG_N=16 TM=4 TRANS_A=false TRANS_B=false HAS_BIAS=false ACCUM=false LORA=false LORA_VT=false MASK_A=false MASK_B=false MASK_EPI=false
 //#include lib_rng
 
 struct Params {
@@ -26,6 +26,7 @@ struct Params {
 
 const WG_M = {{WG_M}}u;
 const WG_N = {{WG_N}}u;
+const TM = {{TM}}u; // rows of C per thread (4 columns each): 1, 2, 4 or 8
 const TRANS_A = {{TRANS_A}};
 const TRANS_B = {{TRANS_B}};
 const HAS_BIAS = {{HAS_BIAS}};
@@ -52,34 +53,47 @@ fn load_b(base: u32, k: u32, n: u32) -> f32 {
 
 @compute @workgroup_size(WG_N, WG_M)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let m0 = (wid.y * WG_M + lid.y) * 4u;
+  let m0 = (wid.y * WG_M + lid.y) * TM;
   let n0 = (wid.x * WG_N + lid.x) * 4u;
   if (m0 >= p.M || n0 >= p.N) { return; }
   let baseA = wid.z * p.strideA;
   let baseB = wid.z * p.strideB;
   let baseC = wid.z * p.strideC;
   // Clamp rows/cols at the edges so the inner loop reads in bounds without branches; only stores are guarded.
-  let ms = vec4u(m0, min(m0 + 1u, p.M - 1u), min(m0 + 2u, p.M - 1u), min(m0 + 3u, p.M - 1u));
+  // The TM rows are spelled out (not a private array): SwiftShader keeps private arrays in memory (5x slower).
+  let last = p.M - 1u;
+  let r0 = m0; let r1 = min(m0 + 1u, last); let r2 = min(m0 + 2u, last); let r3 = min(m0 + 3u, last);
+  let r4 = min(m0 + 4u, last); let r5 = min(m0 + 5u, last); let r6 = min(m0 + 6u, last); let r7 = min(m0 + 7u, last);
   let ns = vec4u(n0, min(n0 + 1u, p.N - 1u), min(n0 + 2u, p.N - 1u), min(n0 + 3u, p.N - 1u));
-  var acc0 = vec4f(0.0);
-  var acc1 = vec4f(0.0);
-  var acc2 = vec4f(0.0);
-  var acc3 = vec4f(0.0);
+  var acc0 = vec4f(0.0); var acc1 = vec4f(0.0); var acc2 = vec4f(0.0); var acc3 = vec4f(0.0);
+  var acc4 = vec4f(0.0); var acc5 = vec4f(0.0); var acc6 = vec4f(0.0); var acc7 = vec4f(0.0);
   for (var k = 0u; k < p.K; k++) {
     let bv = vec4f(load_b(baseB, k, ns.x), load_b(baseB, k, ns.y), load_b(baseB, k, ns.z), load_b(baseB, k, ns.w));
-    acc0 += load_a(baseA, ms.x, k) * bv;
-    acc1 += load_a(baseA, ms.y, k) * bv;
-    acc2 += load_a(baseA, ms.z, k) * bv;
-    acc3 += load_a(baseA, ms.w, k) * bv;
+    acc0 += load_a(baseA, r0, k) * bv;
+    if (TM > 1u) { acc1 += load_a(baseA, r1, k) * bv; }
+    if (TM > 2u) { acc2 += load_a(baseA, r2, k) * bv; acc3 += load_a(baseA, r3, k) * bv; }
+    if (TM > 4u) {
+      acc4 += load_a(baseA, r4, k) * bv; acc5 += load_a(baseA, r5, k) * bv;
+      acc6 += load_a(baseA, r6, k) * bv; acc7 += load_a(baseA, r7, k) * bv;
+    }
   }
-  var acc = array<vec4f, 4>(acc0 * p.alpha, acc1 * p.alpha, acc2 * p.alpha, acc3 * p.alpha);
-  if (HAS_BIAS) {
-    let bv = vec4f(bias[ns.x], bias[ns.y], bias[ns.z], bias[ns.w]);
-    for (var i = 0u; i < 4u; i++) { acc[i] += bv; }
+  finish_row(baseC, m0, n0, ns, acc0);
+  if (TM > 1u) { finish_row(baseC, m0 + 1u, n0, ns, acc1); }
+  if (TM > 2u) { finish_row(baseC, m0 + 2u, n0, ns, acc2); finish_row(baseC, m0 + 3u, n0, ns, acc3); }
+  if (TM > 4u) {
+    finish_row(baseC, m0 + 4u, n0, ns, acc4); finish_row(baseC, m0 + 5u, n0, ns, acc5);
+    finish_row(baseC, m0 + 6u, n0, ns, acc6); finish_row(baseC, m0 + 7u, n0, ns, acc7);
   }
+}
+
+// The epilogue of one row m of the thread's block, columns n0..n0+3 (ns: clamped): alpha, bias, LoRA, store.
+fn finish_row(baseC: u32, m: u32, n0: u32, ns: vec4u, acc: vec4f) {
+  if (m >= p.M) { return; }
+  var o = acc * p.alpha;
+  if (HAS_BIAS) { o += vec4f(bias[ns.x], bias[ns.y], bias[ns.z], bias[ns.w]); }
   if (LORA) {
     // rank-R term: lscale · U[m, :] · op(V)[:, n], R MACs per output
-    var l = array<vec4f, 4>(vec4f(0.0), vec4f(0.0), vec4f(0.0), vec4f(0.0));
+    var l = vec4f(0.0);
     for (var j = 0u; j < p.R; j++) {
       var vv: vec4f;
       if (LORA_VT) {
@@ -87,26 +101,20 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
       } else {
         vv = vec4f(v[ns.x * p.ldv + j], v[ns.y * p.ldv + j], v[ns.z * p.ldv + j], v[ns.w * p.ldv + j]);
       }
-      for (var i = 0u; i < 4u; i++) { l[i] += u[ms[i] * p.R + j] * vv; }
+      l += u[m * p.R + j] * vv;
     }
-    for (var i = 0u; i < 4u; i++) {
-      var li = l[i] * p.lscale;
-      if (MASK_EPI) {
-        let row = ms[i] * p.dropLd;
-        li *= vec4f(dropout_mult(p.seed, row + ns.x, p.p), dropout_mult(p.seed, row + ns.y, p.p),
-                    dropout_mult(p.seed, row + ns.z, p.p), dropout_mult(p.seed, row + ns.w, p.p));
-      }
-      acc[i] += li;
+    l *= p.lscale;
+    if (MASK_EPI) {
+      let row = m * p.dropLd;
+      l *= vec4f(dropout_mult(p.seed, row + ns.x, p.p), dropout_mult(p.seed, row + ns.y, p.p),
+                 dropout_mult(p.seed, row + ns.z, p.p), dropout_mult(p.seed, row + ns.w, p.p));
     }
+    o += l;
   }
-  for (var i = 0u; i < 4u; i++) {
-    let m = m0 + i;
-    if (m >= p.M) { break; }
-    for (var j = 0u; j < 4u; j++) {
-      let n = n0 + j;
-      if (n >= p.N) { break; }
-      let ci = baseC + m * p.ldc + n;
-      if (ACCUM) { c[ci] += acc[i][j]; } else { c[ci] = acc[i][j]; }
-    }
-  }
+  let ci = baseC + m * p.ldc + n0;
+  if (ACCUM) { o += vec4f(c[ci], c[ci + select(0u, 1u, n0 + 1u < p.N)], c[ci + select(0u, 2u, n0 + 2u < p.N)], c[ci + select(0u, 3u, n0 + 3u < p.N)]); }
+  c[ci] = o.x;
+  if (n0 + 1u < p.N) { c[ci + 1u] = o.y; }
+  if (n0 + 2u < p.N) { c[ci + 2u] = o.z; }
+  if (n0 + 3u < p.N) { c[ci + 3u] = o.w; }
 }

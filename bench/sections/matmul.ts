@@ -2,7 +2,7 @@
 // f32 and, where the adapter has shader-f16, with f16 B.
 import type { GpuContext } from '../../src/gpu/context';
 import { Tensor } from '../../src/gpu/tensor';
-import { matmul } from '../../src/kernels/matmul';
+import { matmul, matmulRaw, matmulTile } from '../../src/kernels/matmul';
 import { timeVariants, type Row, type Section } from '../harness';
 import { benchRng } from './data';
 
@@ -10,8 +10,7 @@ export const matmulSection: Section = {
   name: 'matmul',
   title: 'Matmul, square n x n x n (GFLOP/s, higher is better)',
   async run(ctx: GpuContext): Promise<Row[]> {
-    const slow = ctx.adapterName.toLowerCase().includes('swiftshader');
-    const sizes = slow ? [256, 512] : [256, 512, 1024]; // 1024³ takes ~15 s a launch on SwiftShader
+    const sizes = [256, 512, 1024];
     const rows: Row[] = [];
     for (const n of sizes) {
       const R = benchRng(n);
@@ -36,5 +35,30 @@ export const matmulSection: Section = {
       [a, b, b16].forEach((t) => t?.free());
     }
     return rows;
+  },
+};
+
+/** The tile-shape search behind matmulTile's choice, kept so it can be re-run on any adapter:
+ * threads per workgroup (M x N) x rows per thread (each thread computes rows x 4 columns), at 512³. */
+export const matmulTilesSection: Section = {
+  name: 'matmul-tiles',
+  title: 'Matmul tile shapes at 512³ (GFLOP/s, min of 5: a busy machine only ever adds time)',
+  async run(ctx: GpuContext): Promise<Row[]> {
+    const n = 512;
+    const R = benchRng(1);
+    const a = Tensor.from(ctx, R.uniform(n * n), [n, n]), b = Tensor.from(ctx, R.uniform(n * n), [n, n]);
+    const c = Tensor.empty(ctx, [n, n]);
+    const chosen = matmulTile(n, n);
+    const variants: Record<string, () => void> = {};
+    for (const [wgM, wgN, tm] of [[16, 16, 4], [8, 8, 4], [16, 16, 2], [8, 16, 8], [16, 16, 8], [8, 8, 8], [4, 16, 8]]) {
+      for (const transB of [true, false]) {
+        const mark = wgM === chosen.wgM && wgN === chosen.wgN && tm === chosen.tm ? ' (default)' : '';
+        variants[`${wgM}x${wgN} threads, ${tm}x4 each, ${transB ? 'A·Bᵀ' : 'A·B'}${mark}`] = () =>
+          matmulRaw(ctx, { a: a.buf, b: b.buf, c: c.buf, M: n, N: n, K: n, lda: n, ldb: n, ldc: n, transA: false, transB }, undefined, undefined, { wgM, wgN, tm });
+      }
+    }
+    const ms = await timeVariants(ctx, variants, { reps: 5, stat: 'min' });
+    [a, b, c].forEach((t) => t.free());
+    return Object.entries(ms).map(([k, t]) => ({ name: k, value: (2 * n ** 3) / t / 1e6, unit: 'GFLOP/s', note: `${t.toFixed(1)} ms` }));
   },
 };

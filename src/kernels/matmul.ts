@@ -52,34 +52,40 @@ export interface MatmulDropout {
   on: 'a' | 'b' | 'epilogue';
 }
 
-/** Workgroup shape (threads along M, along N); each thread computes 4x4 outputs. Skinny outputs (the rank-r
- * products of LoRA) get narrow tiles so that threads are not left idle; everything else 64x64. */
-export function matmulTile(M: number, N: number): { wgM: number; wgN: number } {
+/** A workgroup of wgM x wgN threads, each computing tm rows x 4 columns of C (tm = 1, 2, 4 or 8).
+ * Measured (bench/tune.ts, 512³, min of 5, busy 2-core machine): 8x4 per thread beat 4x4 by 1.3-1.9x on
+ * lavapipe and ~1.3x on SwiftShader; 2x4 was worst on both; 8x16 and 16x16 threads were within noise of each
+ * other on both drivers, so one choice serves both: a 64x64 tile of 8x16 threads. Skinny outputs (the rank-r
+ * products of LoRA) get narrow tiles so that threads are not left idle. */
+export interface MatmulTile { wgM: number; wgN: number; tm: number }
+export function matmulTile(M: number, N: number): MatmulTile {
   const pow2 = (x: number) => 2 ** Math.ceil(Math.log2(Math.max(1, x)));
+  const tm = Math.min(8, pow2(M));
   let wgN = Math.min(16, pow2(Math.ceil(N / 4)));
-  let wgM = Math.min(16, pow2(Math.ceil(M / 4)));
+  let wgM = Math.min(8, pow2(Math.ceil(M / tm)));
   // keep at least 64 threads per workgroup where the other side is long enough
-  while (wgM * wgN < 64 && wgM < 64 && wgM * 4 < M) wgM *= 2;
+  while (wgM * wgN < 64 && wgM < 64 && wgM * tm < M) wgM *= 2;
   while (wgM * wgN < 64 && wgN < 64 && wgN * 4 < N) wgN *= 2;
-  return { wgM, wgN };
+  return { wgM, wgN, tm };
 }
 
 const bindingOf = (t: Tensor): Binding => t.buf;
 
 /** Launches the matmul kernel; `lora` and `dropout` are the fused LoRA epilogue and the dropout mask (lora.ts). */
-export function matmulRaw(ctx: GpuContext, m: MatmulRaw, lora?: MatmulLora, dropout?: MatmulDropout): void {
+export function matmulRaw(ctx: GpuContext, m: MatmulRaw, lora?: MatmulLora, dropout?: MatmulDropout, tile?: MatmulTile): void {
   const batch = m.batch ?? 1;
   const f16 = m.bDtype === 'f16';
   if (f16) assertF16(ctx);
   if (lora && (m.accumulate || batch !== 1)) throw new Error('matmul: the LoRA epilogue is for a plain 2-D product');
   if (M_N_K_bad(m)) throw new Error(`matmul: bad sizes M=${m.M} N=${m.N} K=${m.K}`);
-  const { wgM, wgN } = matmulTile(m.M, m.N);
+  const { wgM, wgN, tm } = tile ?? matmulTile(m.M, m.N); // tile: the benchmark's override
   const drop = dropout && dropout.p > 0 ? dropout : undefined;
   const defines = {
     ENABLE_F16: f16 ? 'enable f16;' : '',
     BT: f16 ? 'f16' : 'f32',
     WG_M: wgM,
     WG_N: wgN,
+    TM: tm,
     TRANS_A: m.transA,
     TRANS_B: m.transB,
     HAS_BIAS: !!m.bias,
@@ -100,7 +106,7 @@ export function matmulRaw(ctx: GpuContext, m: MatmulRaw, lora?: MatmulLora, drop
       lora?.R ?? 0, lora?.ldv ?? 0, (drop?.seed ?? 0) >>> 0, drop?.dropLd ?? 0,
     ],
     f32: [m.alpha ?? 1, lora?.lscale ?? 0, drop?.p ?? 0],
-    workgroups: [Math.ceil(m.N / (4 * wgN)), Math.ceil(m.M / (4 * wgM)), batch],
+    workgroups: [Math.ceil(m.N / (4 * wgN)), Math.ceil(m.M / (tm * wgM)), batch],
   });
 }
 

@@ -43,6 +43,22 @@ describe('matmul', () => {
     });
   }
 
+  it.each([1, 2, 4, 8])('every rows-per-thread variant (tm = %i), odd workgroup shapes, bias, batch 2', async (tm) => {
+    const ctx = await gpu();
+    const [B, M, N, K] = [2, 37, 29, 19];
+    const r = rng(tm);
+    const a = r.uniform(B * M * K), b = r.uniform(B * K * N), bias = r.uniform(N);
+    const ta = Tensor.from(ctx, a, [B, M, K]), tb = Tensor.from(ctx, b, [B, K, N]), tbias = Tensor.from(ctx, bias, [N]);
+    const c = Tensor.empty(ctx, [B, M, N]);
+    for (const [wgM, wgN] of [[2, 4], [8, 16]]) {
+      matmulRaw(ctx, { a: ta.buf, b: tb.buf, c: c.buf, bias: tbias.buf, M, N, K, lda: K, ldb: N, ldc: N, transA: false, transB: false,
+        batch: B, strideA: M * K, strideB: K * N, strideC: M * N }, undefined, undefined, { wgM, wgN, tm });
+      const o = { batch: B, bias };
+      expectMatmulClose(await c.read(), matmul_cpu(a, b, M, N, K, o), matmul_cpu(abs(a), abs(b), M, N, K, { ...o, bias: abs(bias) }), K, `c ${wgM}x${wgN}`);
+    }
+    [ta, tb, tbias, c].forEach((t) => t.free());
+  });
+
   it('batch = 3 with alpha, then accumulate into out', async () => {
     const ctx = await gpu();
     const live = ctx.alloc.liveBytes;
