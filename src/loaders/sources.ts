@@ -183,6 +183,17 @@ export function hubSource(repoId: string, opts: HubOptions = {}): ModelSource {
   const init: RequestInit | undefined = opts.token ? { headers: { authorization: `Bearer ${opts.token}` } } : undefined;
   return {
     id,
+    /** The repo's file names from the Hub API (used only to explain what is missing); [] if unavailable. */
+    async list() {
+      try {
+        const res = await fetchFn(`${baseUrl}/api/models/${repoId}/revision/${encodeURIComponent(revision)}`, init);
+        if (!res.ok) return [];
+        const info = (await res.json()) as { siblings?: { rfilename?: unknown }[] };
+        return (info.siblings ?? []).map((s) => s.rfilename).filter((f): f is string => typeof f === 'string');
+      } catch {
+        return [];
+      }
+    },
     async file(name, onProgress) {
       const url = `${baseUrl}/${repoId}/resolve/${encodeURIComponent(revision)}/${encodePath(name)}`;
       const cached = cache ? await cache.get(url) : null;

@@ -136,6 +136,8 @@ export interface ServeOptions {
   chunk?: number;
   /** Answer every missing file with this HTML page and status 200 (a dev server's SPA fallback). */
   htmlFallback?: boolean;
+  /** More files at absolute paths (e.g. a Hub API answer). */
+  extra?: Map<string, Uint8Array<ArrayBuffer>>;
 }
 
 /** Serves `files` on 127.0.0.1 (port 0) at `/${prefix}${name}`; counts requests per path. */
@@ -145,7 +147,7 @@ export async function serveFolder(files: Map<string, Uint8Array<ArrayBuffer>>, p
     const path = decodeURIComponent((req.url ?? '').split('?')[0]);
     requests.push(path);
     const name = path.startsWith('/' + prefix) ? path.slice(prefix.length + 1) : null;
-    const body = name !== null ? files.get(name) : undefined;
+    const body = opts.extra?.get(path) ?? (name !== null ? files.get(name) : undefined);
     if (!body) {
       if (opts.htmlFallback) {
         res.writeHead(200, { 'content-type': 'text/html' }).end('<!doctype html><title>app</title>');

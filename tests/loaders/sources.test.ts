@@ -97,7 +97,16 @@ describe('hubSource against a local HTTP server', () => {
     await expect(loadModelFiles(hubSource('tiny-org/other', { baseUrl: server.url }))).rejects.toThrow(/config\.json was not found in hf:tiny-org\/other@main/);
     files.delete('model.safetensors');
     files.set('tokenizer.json', tinyModelFolder('llama').get('tokenizer.json')!);
-    await expect(loadModelFiles(hubSource(REPO, { baseUrl: server.url }))).rejects.toThrow(/neither model\.safetensors nor model\.safetensors\.index\.json was found in hf:tiny-org\/tiny-llama@main/);
+    await expect(loadModelFiles(hubSource(REPO, { baseUrl: server.url }))).rejects.toThrow(/neither model\.safetensors nor model\.safetensors\.index\.json was found in hf:tiny-org\/tiny-llama@main\. Pick/);
+  });
+
+  it('lists the repo through the Hub API to explain a .bin-only checkpoint', async () => {
+    const files = tinyModelFolder('llama');
+    files.delete('model.safetensors');
+    const api = { id: REPO, siblings: [...files.keys(), 'pytorch_model.bin'].map((rfilename) => ({ rfilename })) };
+    const server = await serve(files, PREFIX, { extra: new Map([[`/api/models/${REPO}/revision/main`, new TextEncoder().encode(JSON.stringify(api))]]) });
+    await expect(loadModelFiles(hubSource(REPO, { baseUrl: server.url }))).rejects.toThrow(/there is pytorch_model\.bin, but WebLoRA reads only safetensors/);
+    expect(await hubSource('tiny-org/unknown', { baseUrl: server.url }).list!()).toEqual([]);
   });
 
   it('a network error (nothing listening) names the file and says to retry', async () => {
