@@ -1,0 +1,75 @@
+// Rotary position embedding (Llama, Qwen2) in Hugging Face's rotate_half layout, and its backward (the
+// inverse rotation). Shader: shaders/rope.wgsl. CPU twin: rope.cpu.ts.
+import { grid1d } from '../gpu/context';
+import { Tensor } from '../gpu/tensor';
+
+export interface RopeOpts {
+  heads: number; // H, heads in this tensor (query heads for q, kv heads for k)
+  headDim: number; // D, even
+  theta: number; // rope_theta
+  /** T: rows per sequence. x holds B·T rows (N = numel / (H·D)); row n sits at position posOffset + n % T. */
+  seqLen: number;
+  /** Position of each sequence's first row (the KV-cache length during generation). Default 0. */
+  posOffset?: number;
+  /** inv_freq from rope_inv_freq_tensor, to reuse across calls; when absent each call uploads its own. */
+  invFreq?: Tensor;
+}
+
+/** inv_freq[i] = 1 / theta^(2i / D) for i < D/2, rounded to f32 at each step as Hugging Face computes it
+ * (torch.arange(0, D, 2).float() / D, then theta ** that and 1.0 / that, all in float32). */
+export function rope_inv_freq(headDim: number, theta: number): Float32Array {
+  const f = Math.fround;
+  return Float32Array.from({ length: headDim / 2 }, (_, i) => f(1 / f(Math.pow(f(theta), f((2 * i) / headDim)))));
+}
+
+/** rope_inv_freq as a (D/2,) tensor that callers may keep and pass as opts.invFreq (they own it). */
+export function rope_inv_freq_tensor(ctx: Tensor['ctx'], headDim: number, theta: number): Tensor {
+  return Tensor.from(ctx, rope_inv_freq(headDim, theta), [headDim / 2], 'rope.inv_freq');
+}
+
+function geometry(what: string, x: Tensor, o: RopeOpts) {
+  const { heads: H, headDim: D, seqLen: T } = o;
+  const off = o.posOffset ?? 0;
+  const fail = (why: string) => {
+    throw new Error(`${what}: ${why} (x [${x.shape}], heads ${H}, headDim ${D}, seqLen ${T}, posOffset ${off})`);
+  };
+  if (!Number.isInteger(H) || H < 1) fail('heads must be a positive integer');
+  if (!Number.isInteger(D) || D < 2 || D % 2 !== 0) fail('headDim must be a positive even integer');
+  if (!Number.isInteger(T) || T < 1) fail('seqLen must be a positive integer');
+  if (!Number.isInteger(off) || off < 0) fail('posOffset must be a non-negative integer');
+  if (off + T > 2 ** 24) fail('positions must stay below 2^24 (exact in f32)');
+  if (!(o.theta > 0)) fail('theta must be positive');
+  const N = x.numel / (H * D);
+  if (!Number.isInteger(N) || N < 1) fail('x does not hold N·heads·headDim values');
+  if (N % T !== 0) fail('the rows N = numel / (heads·headDim) are not a whole number of sequences of seqLen');
+  if (x.dtype !== 'f32') fail('x must be f32');
+  if (o.invFreq && (o.invFreq.numel !== D / 2 || o.invFreq.dtype !== 'f32')) fail('invFreq must be (headDim/2,) f32');
+  return { N, H, D, T, off };
+}
+
+function rotate(what: string, x: Tensor, o: RopeOpts, sign: 1 | -1): Tensor {
+  const g = geometry(what, x, o);
+  const ctx = x.ctx;
+  const out = Tensor.empty(ctx, x.shape, `${what}.out`);
+  const invFreq = o.invFreq ?? rope_inv_freq_tensor(ctx, g.D, o.theta);
+  const pairs = (g.N * g.H * g.D) / 2;
+  ctx.dispatch('rope', {
+    bindings: [x.buf, invFreq.buf, out.buf],
+    u32: [pairs, g.H, g.D / 2, g.T, g.off],
+    f32: [sign],
+    workgroups: grid1d(pairs, 256),
+  });
+  // Safe before the kernel runs: a later write into a reused buffer flushes this kernel first (ctx.write).
+  if (!o.invFreq) invFreq.free();
+  return out;
+}
+
+/** x is (B·T, H·D) or (B, T, H, D); returns x rotated by RoPE, same shape. */
+export function rope_forward(x: Tensor, opts: RopeOpts): Tensor {
+  return rotate('rope_forward', x, opts, 1);
+}
+
+/** dy shaped like the forward's x; returns dx = the inverse rotation of dy (RoPE is orthogonal). */
+export function rope_backward(dy: Tensor, opts: RopeOpts): Tensor {
+  return rotate('rope_backward', dy, opts, -1);
+}
