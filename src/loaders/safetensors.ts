@@ -1,7 +1,8 @@
 // safetensors: 8-byte little-endian header length N, N bytes of JSON header, then the raw little-endian
 // tensor data. The header maps each tensor name to { dtype, shape, data_offsets: [begin, end] } (offsets
 // relative to the start of the data section) and may hold "__metadata__", a string -> string map.
-// Reference: huggingface/safetensors (safetensors/src/tensor.rs), whose checks this mirrors.
+// Reference: huggingface/safetensors (safetensors/src/tensor.rs), whose checks this mirrors, except that
+// gaps between tensors and trailing bytes are tolerated (they hold no tensor, so they cannot mislead).
 
 import { f32ToF16Bits, fromBF16, fromF16 } from '../gpu/f16';
 import { bytesSource, type ByteSource } from './byte-source';
@@ -136,9 +137,6 @@ function parseEntry(name: string, entry: unknown, dataBytes: number, fileName: s
   const expectBytes = elements * DTYPE_SIZES[dtype as Dtype];
   if (end - begin !== expectBytes) {
     fail(fileName, `${where} (${dtype}, shape [${(shape as number[]).join(', ')}]) needs ${expectBytes} bytes but data_offsets [${begin}, ${end}] hold ${end - begin}`);
-  }
-  for (const k of Object.keys(e)) {
-    if (k !== 'dtype' && k !== 'shape' && k !== 'data_offsets') fail(fileName, `${where} has unexpected field "${k}"`);
   }
   return { dtype: dtype as Dtype, shape: [...(shape as number[])], begin, end };
 }
