@@ -77,33 +77,44 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
       acc6 += load_a(baseA, r6, k) * bv; acc7 += load_a(baseA, r7, k) * bv;
     }
   }
-  finish_row(baseC, m0, n0, ns, acc0);
-  if (TM > 1u) { finish_row(baseC, m0 + 1u, n0, ns, acc1); }
-  if (TM > 2u) { finish_row(baseC, m0 + 2u, n0, ns, acc2); finish_row(baseC, m0 + 3u, n0, ns, acc3); }
+  // LoRA: R more terms with the same register blocking, a = U[m, j], b = lscale · op(V)[j, n], kept apart
+  // from acc so that alpha and the dropout mask apply to each part alone.
+  var l0 = vec4f(0.0); var l1 = vec4f(0.0); var l2 = vec4f(0.0); var l3 = vec4f(0.0);
+  var l4 = vec4f(0.0); var l5 = vec4f(0.0); var l6 = vec4f(0.0); var l7 = vec4f(0.0);
+  if (LORA) {
+    for (var j = 0u; j < p.R; j++) {
+      let vv = vec4f(load_v(j, ns.x), load_v(j, ns.y), load_v(j, ns.z), load_v(j, ns.w)) * p.lscale;
+      l0 += u[r0 * p.R + j] * vv;
+      if (TM > 1u) { l1 += u[r1 * p.R + j] * vv; }
+      if (TM > 2u) { l2 += u[r2 * p.R + j] * vv; l3 += u[r3 * p.R + j] * vv; }
+      if (TM > 4u) {
+        l4 += u[r4 * p.R + j] * vv; l5 += u[r5 * p.R + j] * vv;
+        l6 += u[r6 * p.R + j] * vv; l7 += u[r7 * p.R + j] * vv;
+      }
+    }
+  }
+  finish_row(baseC, m0, n0, ns, acc0, l0);
+  if (TM > 1u) { finish_row(baseC, m0 + 1u, n0, ns, acc1, l1); }
+  if (TM > 2u) { finish_row(baseC, m0 + 2u, n0, ns, acc2, l2); finish_row(baseC, m0 + 3u, n0, ns, acc3, l3); }
   if (TM > 4u) {
-    finish_row(baseC, m0 + 4u, n0, ns, acc4); finish_row(baseC, m0 + 5u, n0, ns, acc5);
-    finish_row(baseC, m0 + 6u, n0, ns, acc6); finish_row(baseC, m0 + 7u, n0, ns, acc7);
+    finish_row(baseC, m0 + 4u, n0, ns, acc4, l4); finish_row(baseC, m0 + 5u, n0, ns, acc5, l5);
+    finish_row(baseC, m0 + 6u, n0, ns, acc6, l6); finish_row(baseC, m0 + 7u, n0, ns, acc7, l7);
   }
 }
 
-// The epilogue of one row m of the thread's block, columns n0..n0+3 (ns: clamped): alpha, bias, LoRA, store.
-fn finish_row(baseC: u32, m: u32, n0: u32, ns: vec4u, acc: vec4f) {
+fn load_v(j: u32, n: u32) -> f32 {
+  if (LORA_VT) { return v[j * p.ldv + n]; }
+  return v[n * p.ldv + j];
+}
+
+// The epilogue of one row m of the thread's block, columns n0..n0+3 (ns: clamped): alpha, bias, the LoRA
+// term l (masked by dropout where asked), store.
+fn finish_row(baseC: u32, m: u32, n0: u32, ns: vec4u, acc: vec4f, lora: vec4f) {
   if (m >= p.M) { return; }
   var o = acc * p.alpha;
   if (HAS_BIAS) { o += vec4f(bias[ns.x], bias[ns.y], bias[ns.z], bias[ns.w]); }
   if (LORA) {
-    // rank-R term: lscale · U[m, :] · op(V)[:, n], R MACs per output
-    var l = vec4f(0.0);
-    for (var j = 0u; j < p.R; j++) {
-      var vv: vec4f;
-      if (LORA_VT) {
-        vv = vec4f(v[j * p.ldv + ns.x], v[j * p.ldv + ns.y], v[j * p.ldv + ns.z], v[j * p.ldv + ns.w]);
-      } else {
-        vv = vec4f(v[ns.x * p.ldv + j], v[ns.y * p.ldv + j], v[ns.z * p.ldv + j], v[ns.w * p.ldv + j]);
-      }
-      l += u[m * p.R + j] * vv;
-    }
-    l *= p.lscale;
+    var l = lora;
     if (MASK_EPI) {
       let row = m * p.dropLd;
       l *= vec4f(dropout_mult(p.seed, row + ns.x, p.p), dropout_mult(p.seed, row + ns.y, p.p),

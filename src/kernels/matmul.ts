@@ -63,9 +63,9 @@ export function matmulTile(M: number, N: number): MatmulTile {
   const tm = Math.min(8, pow2(M));
   let wgN = Math.min(16, pow2(Math.ceil(N / 4)));
   let wgM = Math.min(8, pow2(Math.ceil(M / tm)));
-  // keep at least 64 threads per workgroup where the other side is long enough
-  while (wgM * wgN < 64 && wgM < 64 && wgM * tm < M) wgM *= 2;
-  while (wgM * wgN < 64 && wgN < 64 && wgN * 4 < N) wgN *= 2;
+  // widen toward 64 threads per workgroup while the long side still splits into >= 4 workgroups
+  while (wgM * wgN < 64 && wgM * tm * 8 <= M) wgM *= 2;
+  while (wgM * wgN < 64 && wgN * 4 * 8 <= N) wgN *= 2;
   return { wgM, wgN, tm };
 }
 
