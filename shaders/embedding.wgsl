@@ -1,0 +1,26 @@
+{{ENABLE_F16}}
+// Embedding gather for one row chunk of the table: out[n, :] = table[ids[n] - rowStart, :] for every row n
+// whose id falls in this chunk, rowStart <= id < rowStart + rows; other rows of out are left as they are
+// (the caller clears out and runs one dispatch per chunk, since the full table may not fit one binding).
+// ids is (N,) u32; table is (rows, C) of element type T (f32, or f16 where the adapter has shader-f16);
+// out is (N, C) f32. One invocation per element of out, linear index i = gid.x + gid.y · nwg.x · 256.
+//! defaults: ENABLE_F16= T=f32
+
+struct Params { N: u32, C: u32, rowStart: u32, rows: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> ids: array<u32>;
+@group(0) @binding(2) var<storage, read> table: array<{{T}}>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = gid.x + gid.y * nwg.x * 256u;
+  if (i >= p.N * p.C) { return; }
+  let n = i / p.C;
+  let c = i - n * p.C;
+  let id = ids[n];
+  // Unsigned: an id below rowStart wraps to a huge value and fails the same test.
+  let r = id - p.rowStart;
+  if (id < p.rowStart || r >= p.rows) { return; }
+  out[i] = f32(table[r * p.C + c]);
+}
