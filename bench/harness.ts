@@ -26,8 +26,13 @@ export interface TimeOpts {
   warmup?: number;
   /** launches per timed round trip, so that a round trip is long against the ~1 ms polling of Dawn */
   inner?: number;
-  /** 'min' for tuning on a busy machine (contention only ever adds time); reports use the median */
-  stat?: 'median' | 'min';
+}
+
+/** Per variant: the warm median (the figure reported) and the minimum (a busy machine only ever adds time,
+ * so the minimum is the better guide when other processes share the cores; printed alongside). */
+export interface Timing {
+  median: number;
+  min: number;
 }
 
 /** Milliseconds per call of each variant: warm-up, then `reps` rounds in which every variant is timed once
@@ -37,7 +42,7 @@ export async function timeVariants(
   ctx: GpuContext,
   variants: Record<string, () => (() => void) | void>,
   o: TimeOpts = {},
-): Promise<Record<string, number>> {
+): Promise<Record<string, Timing>> {
   const reps = o.reps ?? 5, warmup = o.warmup ?? 1, inner = o.inner ?? 1;
   const names = Object.keys(variants);
   const times: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]));
@@ -53,6 +58,5 @@ export async function timeVariants(
       if (rep >= 0) times[n].push(dt);
     }
   }
-  const stat = o.stat === 'min' ? (xs: number[]) => Math.min(...xs) : median;
-  return Object.fromEntries(names.map((n) => [n, stat(times[n])]));
+  return Object.fromEntries(names.map((n) => [n, { median: median(times[n]), min: Math.min(...times[n]) }]));
 }

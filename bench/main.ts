@@ -2,6 +2,7 @@
 // bench/results/<driver>.json and bench/results/<driver>.md. Figures from a software driver are ratios
 // measured in one run, not speeds to quote. Add a section by appending it to SECTIONS.
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { calmDawnPolling, createNodeContext, nodeDriver } from '../src/gpu/node';
@@ -19,7 +20,10 @@ export async function main(args: string[]): Promise<void> {
   calmDawnPolling(); // before any GPU promise, for every variant alike
   const ctx = await createNodeContext();
   const date = new Date().toISOString();
-  console.log(`WebLoRA bench on ${ctx.adapterName} (${driver}), ${date}`);
+  // the machine's load (other processes on the same cores) makes software-driver timings noisy: record it
+  const load = () => loadavg()[0].toFixed(1);
+  const loadStart = load();
+  console.log(`WebLoRA bench on ${ctx.adapterName} (${driver}), ${date}, ${cpus().length} CPUs, load ${loadStart}`);
   const results: { name: string; title: string; rows: Row[]; seconds: number }[] = [];
   const t0 = performance.now();
   for (const s of SECTIONS) {
@@ -34,7 +38,8 @@ export async function main(args: string[]): Promise<void> {
   console.log(`\ntotal ${total.toFixed(1)} s`);
   const dir = resolve(dirname(fileURLToPath(import.meta.url)), 'results');
   mkdirSync(dir, { recursive: true });
-  const out = { driver, adapter: ctx.adapterName, hasF16: ctx.hasF16, date, node: process.version, seconds: total, sections: results };
+  const loadavg1 = `${loadStart} at start, ${load()} at end (1-minute load average, ${cpus().length} CPUs)`;
+  const out = { driver, adapter: ctx.adapterName, hasF16: ctx.hasF16, date, node: process.version, load: loadavg1, seconds: total, sections: results };
   writeFileSync(resolve(dir, `${driver}.json`), JSON.stringify(out, null, 2) + '\n');
   writeFileSync(resolve(dir, `${driver}.md`), markdown(out));
   console.log(`wrote bench/results/${driver}.json and .md`);
@@ -46,13 +51,14 @@ function fmt(v: number): string {
   return v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2);
 }
 
-function markdown(o: { driver: string; adapter: string; hasF16: boolean; date: string; node: string; seconds: number; sections: { title: string; rows: Row[] }[] }): string {
+function markdown(o: { driver: string; adapter: string; hasF16: boolean; date: string; node: string; load: string; seconds: number; sections: { title: string; rows: Row[] }[] }): string {
   const lines = [
     `# WebLoRA benchmark: ${o.driver}`,
     '',
-    `Adapter: ${o.adapter} (shader-f16: ${o.hasF16 ? 'yes' : 'no'}). Date: ${o.date}. Node ${o.node}. Run time ${o.seconds.toFixed(0)} s.`,
+    `Adapter: ${o.adapter} (shader-f16: ${o.hasF16 ? 'yes' : 'no'}). Date: ${o.date}. Node ${o.node}. Run time ${o.seconds.toFixed(0)} s. Load: ${o.load}.`,
     '',
-    'Warm medians, variants interleaved in one run. On a software driver only the ratios mean something.',
+    'Warm medians (the tile table: minima), variants interleaved in one run; each note also gives the ratio of minima,',
+    'the better guide when other processes shared the cores. On a software driver only the ratios mean something.',
   ];
   for (const s of o.sections) {
     lines.push('', `## ${s.title}`, '', '| what | value | unit | note |', '|---|---:|---|---|');

@@ -5,7 +5,7 @@ import { Tensor } from '../../src/gpu/tensor';
 import { add_forward } from '../../src/kernels/add';
 import { lora_backward, lora_forward, type LoraParams } from '../../src/kernels/lora';
 import { matmul, matmulRaw } from '../../src/kernels/matmul';
-import { timeVariants, type Row, type Section } from '../harness';
+import { timeVariants, type Row, type Section, type Timing } from '../harness';
 import { benchRng } from './data';
 
 const SHAPES = [{ N: 256, d: 768 }, { N: 256, d: 576 }];
@@ -23,6 +23,14 @@ function layer(ctx: GpuContext, N: number, d: number, r: number): Layer {
   const { y, u } = lora_forward(x, w0, bias, lora);
   y.free();
   return { x, w0, bias, dy, lora, u: u!, free: () => [x, w0, bias, dy, lora.A, lora.B, u!].forEach((t) => t.free()) };
+}
+
+/** Row of a time ratio a / b: the ratio of medians, with the ratio of minima and the times in the note. */
+function ratio(name: string, a: Timing, b: Timing, what: [string, string]): Row {
+  return {
+    name, value: a.median / b.median, unit: 'x',
+    note: `${what[0]} ${a.median.toFixed(1)} ms, ${what[1]} ${b.median.toFixed(1)} ms; ratio of minima ${(a.min / b.min).toFixed(2)}`,
+  };
 }
 
 const frees = (...ts: (Tensor | null)[]) => () => ts.forEach((t) => t?.free());
@@ -50,8 +58,24 @@ export const loraForwardSection: Section = {
         },
       }, { reps: 7 });
       const tag = `N=${N} ${d}x${d} r=${r}`;
-      rows.push({ name: `fused / plain, ${tag}`, value: ms.fused / ms.plain, unit: 'x', note: `plain ${ms.plain.toFixed(1)} ms, fused ${ms.fused.toFixed(1)} ms` });
-      rows.push({ name: `unfused / plain, ${tag}`, value: ms.unfused / ms.plain, unit: 'x', note: `unfused ${ms.unfused.toFixed(1)} ms` });
+      rows.push(ratio(`fused / plain, ${tag}`, ms.fused, ms.plain, ['fused', 'plain']));
+      rows.push(ratio(`unfused / plain, ${tag}`, ms.unfused, ms.plain, ['unfused', 'plain']));
+      L.free();
+    }
+    if (ctx.hasF16) {
+      // the same with f16 W0 (r = 8, d = 768), fused vs the plain f16 linear
+      const [N, d, r] = [256, 768, 8];
+      const L = layer(ctx, N, d, r);
+      const w16 = Tensor.from(ctx, benchRng(16).uniform(d * d, -0.05, 0.05), [d, d], 'w0.f16', 'f16');
+      const ms = await timeVariants(ctx, {
+        plain: () => frees(lora_forward(L.x, w16, L.bias, null).y),
+        fused: () => {
+          const { y, u } = lora_forward(L.x, w16, L.bias, L.lora);
+          return frees(y, u);
+        },
+      }, { reps: 7 });
+      rows.push(ratio(`fused / plain, f16 W0, N=${N} ${d}x${d} r=${r}`, ms.fused, ms.plain, ['fused', 'plain']));
+      w16.free();
       L.free();
     }
     return rows;
@@ -83,8 +107,8 @@ export const loraBackwardSection: Section = {
         },
       }, { reps: 7 });
       const tag = `N=${N} ${d}x${d} r=${r}`;
-      rows.push({ name: `fused / unfused, ${tag}`, value: ms.fused / ms.unfused, unit: 'x', note: `fused ${ms.fused.toFixed(1)} ms, unfused ${ms.unfused.toFixed(1)} ms` });
-      rows.push({ name: `fused / (dy·W0 alone), ${tag}`, value: ms.fused / ms['dx only'], unit: 'x', note: `dy·W0 ${ms['dx only'].toFixed(1)} ms` });
+      rows.push(ratio(`fused / unfused, ${tag}`, ms.fused, ms.unfused, ['fused', 'unfused']));
+      rows.push(ratio(`fused / (dy·W0 alone), ${tag}`, ms.fused, ms['dx only'], ['fused', 'dy·W0']));
       L.free();
     }
     return rows;
