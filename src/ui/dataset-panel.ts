@@ -1,0 +1,210 @@
+// Area 1b: the dataset. A bundled sample (public/datasets/index.json) or the user's own file; the
+// engine detects the format (overridable), tokenizes it and splits it into training and validation.
+
+import type { DatasetSummary } from '../worker/protocol';
+import { StatusLine, append, defList, errorText, fmtCount, h, newId, setChildren } from './dom';
+import type { Studio } from './state';
+
+export interface SampleDataset {
+  name: string;
+  file: string;
+  format: string;
+  description: string;
+  licence: string;
+}
+
+/** Formats the page offers as overrides; a format the engine reports that is not here is added. */
+const FORMATS = ['text', 'jsonl', 'csv', 'tsv'];
+const PREVIEW_ROWS = 5;
+const PREVIEW_CHARS = 240;
+
+export function datasetPanel(studio: Studio): HTMLElement {
+  const status = new StatusLine();
+  const sampleId = newId('sample');
+  const fileId = newId('dataset-file');
+  const formatId = newId('format');
+  const columnId = newId('column');
+
+  const sampleSelect = h('select', { id: sampleId }, h('option', { value: '', text: 'Loading the list…' }));
+  const sampleInfo = h('p', { class: 'hint' });
+  const fileInput = h('input', { id: fileId, type: 'file', accept: '.txt,.md,.jsonl,.json,.csv,.tsv' });
+  const formatSelect = h('select', { id: formatId }, h('option', { value: '', text: 'Detect automatically' }), ...FORMATS.map((f) => h('option', { value: f, text: f })));
+  const columnSelect = h('select', { id: columnId });
+  const columnField = h('div', { class: 'field' }, h('label', { for: columnId, text: 'Text column' }), columnSelect, h('small', { text: 'The CSV/TSV column to train on.' }));
+  columnField.hidden = true;
+  const summary = h('div', { class: 'dataset-summary', 'aria-live': 'polite' });
+  const preview = h('div', { class: 'preview' });
+
+  let samples: SampleDataset[] = [];
+  // The current text, kept so a format or column change re-parses it without reading the file again.
+  let current: { name: string; text: string } | null = null;
+
+  // Where the dataset's tokenization progress goes.
+  const progress = h('progress', { max: 1, value: 0, 'aria-label': 'Tokenizing progress' });
+  const progressRow = h('div', { class: 'progress-row' }, progress);
+  progressRow.hidden = true;
+  let tokenizing = false;
+  studio.client.on((e) => {
+    if (e.type !== 'progress' || e.phase !== 'tokenize' || !tokenizing) return;
+    progressRow.hidden = false;
+    progress.max = e.total ?? 1;
+    progress.value = e.loaded;
+  });
+
+  async function waitForModel(): Promise<boolean> {
+    if (studio.model && !studio.modelLoading) return true;
+    if (!studio.modelLoading) return false;
+    status.set('Waiting for the model to load (its tokenizer reads the dataset)…', 'busy');
+    await new Promise<void>((resolve) => {
+      const check = () => {
+        if (!studio.modelLoading) resolve();
+      };
+      studio.on('model', check);
+    });
+    return !!studio.model;
+  }
+
+  async function load(): Promise<void> {
+    if (!current) return;
+    if (!(await waitForModel())) {
+      status.set('Load a model first: the dataset is tokenized with its tokenizer.', 'error');
+      return;
+    }
+    const { name, text } = current;
+    tokenizing = true;
+    status.set(`Reading ${name}…`, 'busy');
+    try {
+      const req = { type: 'loadDataset' as const, name, text, format: formatSelect.value || undefined, column: columnSelect.value || undefined };
+      const d = await studio.client.request(req);
+      if (current?.name !== name) return; // another dataset was chosen meanwhile
+      studio.dataset = d;
+      show(d);
+      status.set(`${d.name}: ${d.examples} examples, ${fmtCount(d.tokens)} tokens.`, 'ok');
+    } catch (e) {
+      status.set(`Could not read ${name}: ${errorText(e)}${studio.dataset ? ` The dataset in use is still ${studio.dataset.name}.` : ''}`, 'error');
+    } finally {
+      tokenizing = false;
+      progressRow.hidden = true;
+      studio.emit('dataset');
+    }
+  }
+
+  function show(d: DatasetSummary): void {
+    if (!FORMATS.includes(d.format) && ![...formatSelect.options].some((o) => o.value === d.format)) {
+      append(formatSelect, h('option', { value: d.format, text: d.format }));
+    }
+    formatSelect.options[0].textContent = `Detect automatically (found: ${d.format})`;
+    if (d.columns?.length) {
+      const chosen = d.column ?? '';
+      setChildren(columnSelect, ...d.columns.map((c) => h('option', { value: c, text: c })));
+      columnSelect.value = chosen;
+      columnField.hidden = false;
+    } else {
+      setChildren(columnSelect);
+      columnField.hidden = true;
+    }
+    setChildren(
+      summary,
+      defList([
+        ['Dataset', d.name],
+        ['Format', d.format + (d.column ? ` (column ${d.column})` : '')],
+        ['Examples', String(d.examples)],
+        ['Tokens', fmtCount(d.tokens)],
+        ['Training sequences', String(d.trainSequences)],
+        ['Validation sequences', String(d.valSequences)],
+      ]),
+    );
+    const clip = (s: string) => (s.length > PREVIEW_CHARS ? `${s.slice(0, PREVIEW_CHARS)}…` : s);
+    const rows = d.preview.slice(0, PREVIEW_ROWS);
+    const hasPrompt = rows.some((r) => r.prompt);
+    const table = h(
+      'table',
+      { class: 'preview-table' },
+      h('caption', { text: `First ${rows.length} examples` }),
+      h('thead', {}, h('tr', {}, hasPrompt && h('th', { scope: 'col', text: 'Prompt' }), h('th', { scope: 'col', text: hasPrompt ? 'Completion' : 'Text' }))),
+      h('tbody', {}, ...rows.map((r) => h('tr', {}, hasPrompt && h('td', { text: clip(r.prompt) }), h('td', { text: clip(r.completion) })))),
+    );
+    setChildren(preview, table);
+  }
+
+  function choose(name: string, text: string): void {
+    current = { name, text };
+    formatSelect.value = '';
+    setChildren(columnSelect);
+    void load();
+  }
+
+  sampleSelect.addEventListener('change', async () => {
+    const s = samples.find((x) => x.file === sampleSelect.value);
+    if (!s) return;
+    sampleInfo.textContent = `${s.description} Licence: ${s.licence}.`;
+    status.set(`Downloading ${s.name}…`, 'busy');
+    try {
+      const r = await fetch(`datasets/${s.file}`);
+      if (!r.ok) throw new Error(`HTTP ${r.status} for datasets/${s.file}`);
+      choose(s.name, await r.text());
+    } catch (e) {
+      status.set(`Could not download the sample ${s.name}: ${errorText(e)}`, 'error');
+    }
+  });
+
+  async function readFile(f: File): Promise<void> {
+    if (f.size > 200 * 1024 * 1024) {
+      status.set(`${f.name} is ${Math.round(f.size / 1048576)} MB; datasets over 200 MB are not supported in the browser.`, 'error');
+      return;
+    }
+    sampleSelect.value = '';
+    sampleInfo.textContent = '';
+    choose(f.name, await f.text());
+  }
+  fileInput.addEventListener('change', () => {
+    const f = fileInput.files?.[0];
+    fileInput.value = '';
+    if (f) void readFile(f);
+  });
+  formatSelect.addEventListener('change', () => {
+    setChildren(columnSelect);
+    void load();
+  });
+  columnSelect.addEventListener('change', () => void load());
+
+  const drop = h('div', { class: 'dropzone' }, h('label', { for: fileId, text: 'Your own file' }), fileInput, h('small', { text: 'Plain text, JSONL, CSV or TSV; or drop a file on this box.' }));
+  drop.addEventListener('dragover', (ev) => {
+    ev.preventDefault();
+    drop.classList.add('over');
+  });
+  drop.addEventListener('dragleave', () => drop.classList.remove('over'));
+  drop.addEventListener('drop', (ev) => {
+    ev.preventDefault();
+    drop.classList.remove('over');
+    const f = ev.dataTransfer?.files?.[0];
+    if (f) void readFile(f);
+  });
+
+  // The sample list: relative URL, so the built site works under any path.
+  void (async () => {
+    try {
+      const r = await fetch('datasets/index.json');
+      if (!r.ok) throw new Error(`HTTP ${r.status}`);
+      const json = (await r.json()) as SampleDataset[] | { datasets: SampleDataset[] };
+      samples = Array.isArray(json) ? json : json.datasets;
+      setChildren(sampleSelect, h('option', { value: '', text: 'Choose a sample…' }), ...samples.map((s) => h('option', { value: s.file, text: `${s.name} (${s.format})` })));
+    } catch (e) {
+      setChildren(sampleSelect, h('option', { value: '', text: 'No samples available' }));
+      sampleInfo.textContent = `The sample list could not be read (${errorText(e)}); use your own file.`;
+    }
+  })();
+
+  return h(
+    'div',
+    { class: 'panel', id: 'dataset-panel' },
+    h('h3', { text: 'Dataset' }),
+    h('div', { class: 'field' }, h('label', { for: sampleId, text: 'Sample dataset' }), sampleSelect, sampleInfo),
+    drop,
+    h('div', { class: 'row' }, h('div', { class: 'field' }, h('label', { for: formatId, text: 'Format' }), formatSelect, h('small', { text: 'Override the detected format if it is wrong.' })), columnField),
+    status.el,
+    progressRow,
+    summary,
+    preview,
+  );
+}

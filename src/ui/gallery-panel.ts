@@ -1,0 +1,198 @@
+// Area 3: the gallery of adapters (built-in and the user's, kept by the engine in IndexedDB), the
+// current run's adapter (save / export), importing a PEFT adapter, and the Try panel.
+
+import type { GalleryEntry } from '../worker/protocol';
+import { smallCurve } from './chart';
+import { StatusLine, append, defList, downloadBytes, errorText, fmtBytes, h, newId, setChildren } from './dom';
+import type { Studio } from './state';
+import { tryPanel } from './try-panel';
+
+export function galleryArea(studio: Studio): HTMLElement {
+  // --- this run's adapter --------------------------------------------------------------------------------
+  const runStatus = new StatusLine();
+  const nameId = newId('adapter-name');
+  const nameInput = h('input', { id: nameId, type: 'text', value: 'my-adapter', autocomplete: 'off' });
+  const saveBtn = h('button', { type: 'button', class: 'primary', text: 'Save to gallery' });
+  const exportBtn = h('button', { type: 'button', text: 'Export adapter' });
+  const runBox = h(
+    'div',
+    { class: 'panel', id: 'run-adapter' },
+    h('h3', { text: "This run's adapter" }),
+    h('div', { class: 'field' }, h('label', { for: nameId, text: 'Adapter name' }), nameInput),
+    h('div', { class: 'buttons' }, saveBtn, exportBtn),
+    runStatus.el,
+  );
+  const runHint = h('p', { class: 'hint' });
+  runBox.insertBefore(runHint, runStatus.el);
+
+  function updateRun(): void {
+    const can = studio.runSteps > 0 && (studio.trainState === 'idle' || studio.trainState === 'paused');
+    saveBtn.disabled = exportBtn.disabled = !can;
+    runHint.textContent = can ? `The adapter after ${studio.runSteps} steps.` : 'Train an adapter first (area 2); then save or export it here.';
+  }
+  studio.on('run', () => {
+    if (studio.model && studio.dataset && nameInput.dataset.touched !== 'yes') nameInput.value = `${studio.dataset.name.replace(/\.[a-z]+$/i, '')}-lora`;
+    updateRun();
+  });
+  nameInput.addEventListener('input', () => (nameInput.dataset.touched = 'yes'));
+  studio.on('train', updateRun);
+  updateRun();
+
+  const adapterName = () => nameInput.value.trim() || 'adapter';
+  saveBtn.addEventListener('click', async () => {
+    runStatus.set('Saving…', 'busy');
+    try {
+      const entry = await studio.client.request({ type: 'saveToGallery', name: adapterName() });
+      runStatus.set(`Saved "${entry.name}" to the gallery.`, 'ok');
+      await refresh();
+    } catch (e) {
+      runStatus.set(`Could not save: ${errorText(e)}`, 'error');
+    }
+  });
+  exportBtn.addEventListener('click', async () => {
+    runStatus.set('Packing the adapter…', 'busy');
+    try {
+      const r = await studio.client.request({ type: 'exportAdapter', name: adapterName() });
+      downloadBytes(r.zip, r.fileName);
+      runStatus.set(`Downloaded ${r.fileName} (${fmtBytes(r.zip.byteLength)}).`, 'ok');
+    } catch (e) {
+      runStatus.set(`Could not export: ${errorText(e)}`, 'error');
+    }
+  });
+
+  // --- import ------------------------------------------------------------------------------------------------
+  const importStatus = new StatusLine();
+  const importId = newId('import');
+  const importInput = h('input', { id: importId, type: 'file', multiple: true, accept: '.zip,.json,.safetensors,.md' });
+  const warnings = h('ul', { class: 'messages' });
+  importInput.addEventListener('change', async () => {
+    const files = [...(importInput.files ?? [])];
+    importInput.value = '';
+    if (!files.length) return;
+    setChildren(warnings);
+    importStatus.set(`Importing ${files.map((f) => f.name).join(', ')}…`, 'busy');
+    try {
+      const r = await studio.client.request({ type: 'importAdapter', files });
+      importStatus.set(`Imported "${r.name}".`, 'ok');
+      for (const w of r.warnings) append(warnings, h('li', { 'data-level': 'warn' }, h('strong', { text: 'Warning: ' }), w));
+      await refresh();
+    } catch (e) {
+      importStatus.set(`Could not import: ${errorText(e)}`, 'error');
+    }
+  });
+  const importBox = h(
+    'div',
+    { class: 'panel' },
+    h('h3', { text: 'Import' }),
+    h('div', { class: 'field' }, h('label', { for: importId, text: 'Import a PEFT adapter' }), importInput, h('small', { text: 'A zip, or adapter_config.json with adapter_model.safetensors.' })),
+    importStatus.el,
+    warnings,
+  );
+
+  // --- the cards ----------------------------------------------------------------------------------------------
+  const listStatus = new StatusLine();
+  const cards = h('ul', { class: 'cards', 'aria-label': 'Adapters' });
+
+  async function refresh(): Promise<void> {
+    try {
+      studio.gallery = await studio.client.request({ type: 'listGallery' });
+      setChildren(cards, ...studio.gallery.map(card));
+      if (!studio.gallery.length) append(cards, h('li', { class: 'empty', text: 'No adapters yet.' }));
+      listStatus.clear();
+    } catch (e) {
+      listStatus.set(`Could not read the gallery: ${errorText(e)}`, 'error');
+    }
+    studio.emit('gallery');
+  }
+
+  function card(a: GalleryEntry): HTMLLIElement {
+    const st = new StatusLine();
+    const title = h('h4', { text: a.name });
+    const heading = h('div', { class: 'card-head' }, title, a.builtin && h('span', { class: 'badge', text: 'built-in' }));
+    const created = new Date(a.createdAt);
+    const facts = defList([
+      ['Base model', a.baseModel],
+      ['Dataset', a.dataset],
+      ['Rank / alpha', `${a.settings.rank} / ${a.settings.alpha}`],
+      ['Targets', a.settings.targets.join(', ')],
+      ['Created', Number.isNaN(created.getTime()) ? a.createdAt : created.toLocaleString()],
+      ['Size', fmtBytes(a.sizeBytes)],
+    ]);
+    const exportB = h('button', { type: 'button', text: 'Export', 'aria-label': `Export ${a.name}` });
+    const renameB = h('button', { type: 'button', text: 'Rename', 'aria-label': `Rename ${a.name}` });
+    const deleteB = h('button', { type: 'button', class: 'danger', text: 'Delete', 'aria-label': `Delete ${a.name}` });
+    const buttons = h('div', { class: 'buttons' }, exportB, renameB, deleteB);
+    const article = h('article', { 'aria-label': a.name }, heading, facts, smallCurve(a.lossCurve, a.valCurve, `Loss curve of ${a.name}`), buttons, st.el);
+
+    exportB.addEventListener('click', async () => {
+      st.set('Packing…', 'busy');
+      try {
+        const r = await studio.client.request({ type: 'exportGalleryAdapter', id: a.id });
+        downloadBytes(r.zip, r.fileName);
+        st.set(`Downloaded ${r.fileName}.`, 'ok');
+      } catch (e) {
+        st.set(`Could not export: ${errorText(e)}`, 'error');
+      }
+    });
+
+    // Rename inline: the title becomes a small form until saved or cancelled.
+    renameB.addEventListener('click', () => {
+      const id = newId('rename');
+      const input = h('input', { id, type: 'text', value: a.name });
+      const save = h('button', { type: 'submit', text: 'Save name' });
+      const cancel = h('button', { type: 'button', text: 'Cancel' });
+      const f = h('form', { class: 'rename', 'aria-label': `Rename ${a.name}` }, h('label', { for: id, text: 'New name' }), input, save, cancel);
+      heading.replaceWith(f);
+      input.focus();
+      input.select();
+      cancel.addEventListener('click', () => f.replaceWith(heading));
+      f.addEventListener('submit', async (ev) => {
+        ev.preventDefault();
+        const name = input.value.trim();
+        if (!name) {
+          st.set('A name cannot be empty.', 'error');
+          return;
+        }
+        try {
+          await studio.client.request({ type: 'renameAdapter', id: a.id, name });
+          await refresh();
+        } catch (e) {
+          st.set(`Could not rename: ${errorText(e)}`, 'error');
+        }
+      });
+    });
+
+    // Delete asks first, inline (no native dialog): "Delete X? Yes, delete / Keep".
+    deleteB.addEventListener('click', () => {
+      const yes = h('button', { type: 'button', class: 'danger', text: 'Yes, delete' });
+      const no = h('button', { type: 'button', text: 'Keep' });
+      const confirmBox = h('div', { class: 'confirm', role: 'group', 'aria-label': 'Confirm delete' }, h('span', { text: `Delete "${a.name}"? This cannot be undone.` }), yes, no);
+      buttons.replaceWith(confirmBox);
+      no.focus();
+      no.addEventListener('click', () => confirmBox.replaceWith(buttons));
+      yes.addEventListener('click', async () => {
+        try {
+          await studio.client.request({ type: 'deleteAdapter', id: a.id });
+          await refresh();
+        } catch (e) {
+          confirmBox.replaceWith(buttons);
+          st.set(`Could not delete: ${errorText(e)}`, 'error');
+        }
+      });
+    });
+    return h('li', {}, article);
+  }
+
+  studio.on('engine', () => {
+    if (studio.engine) void refresh();
+  });
+
+  return h(
+    'section',
+    { class: 'area', id: 'gallery', 'aria-labelledby': 'gallery-h' },
+    h('h2', { id: 'gallery-h', text: '3. Gallery' }),
+    h('div', { class: 'columns' }, runBox, importBox),
+    h('div', { class: 'panel' }, h('h3', { text: 'Adapters' }), listStatus.el, cards),
+    tryPanel(studio),
+  );
+}

@@ -1,0 +1,171 @@
+// Area 1a: the base model. Loads the bundled model at start; a Hugging Face repo or a local folder on
+// request. Shows the model's shape and the memory estimate against the GPU adapter's limits.
+
+import type { MemorySummary, ModelSourceSpec, ModelSummary } from '../worker/protocol';
+import { StatusLine, append, defList, errorText, fmtBytes, fmtCount, h, newId, setChildren } from './dom';
+import type { Studio } from './state';
+
+export const BUNDLED_MODEL: ModelSourceSpec = { kind: 'bundled', url: 'models/weblora-llama-1m/' };
+const DEFAULT_HUB = 'https://huggingface.co';
+
+export function modelPanel(studio: Studio): HTMLElement {
+  const status = new StatusLine();
+  const summary = h('div', { class: 'model-summary', 'aria-live': 'polite' });
+  const memory = h('div', { class: 'memory' });
+
+  // Download / upload progress of model files.
+  const progressId = newId('model-progress');
+  const progress = h('progress', { id: progressId, max: 1, value: 0, 'aria-label': 'Model file progress' });
+  const progressText = h('span', { class: 'progress-text' });
+  const progressRow = h('div', { class: 'progress-row' }, progress, progressText);
+  progressRow.hidden = true;
+
+  studio.client.on((e) => {
+    if (e.type !== 'progress' || e.phase === 'tokenize' || !studio.modelLoading) return;
+    progressRow.hidden = false;
+    const what = e.phase === 'download' ? 'Downloading' : 'Reading';
+    const file = e.file ? ` ${e.file}` : '';
+    if (e.total) {
+      progress.max = e.total;
+      progress.value = e.loaded;
+      progressText.textContent = `${what}${file}: ${fmtBytes(e.loaded)} of ${fmtBytes(e.total)} (${Math.floor((100 * e.loaded) / e.total)}%)`;
+    } else {
+      progress.removeAttribute('value'); // indeterminate
+      progressText.textContent = `${what}${file}: ${fmtBytes(e.loaded)}`;
+    }
+  });
+
+  function showModel(m: ModelSummary, mem: MemorySummary, when: 'estimate' | 'loaded'): void {
+    setChildren(
+      summary,
+      h('h4', { text: m.id }),
+      defList([
+        ['Architecture', `${m.architecture} (${m.family})`],
+        ['Parameters', fmtCount(m.params)],
+        ['Layers', String(m.layers)],
+        ['Hidden size', String(m.hidden)],
+        ['Attention heads', m.kvHeads !== m.heads ? `${m.heads} (${m.kvHeads} key/value)` : String(m.heads)],
+        ['Vocabulary', fmtCount(m.vocab)],
+        ['Context length', String(m.maxPositions)],
+        ['Weights', fmtBytes(m.weightBytes)],
+      ]),
+    );
+    showMemory(memory, mem, when === 'estimate' ? 'Memory estimate before loading (default settings)' : 'Memory estimate, model loaded (default settings)');
+  }
+
+  async function load(source: ModelSourceSpec, label: string): Promise<void> {
+    if (studio.modelLoading) {
+      status.set('A model is already loading; wait for it to finish.', 'warn');
+      return;
+    }
+    if (!studio.engine) {
+      status.set(`Cannot load ${label}: the engine did not start (see the message at the top of the page).`, 'error');
+      return;
+    }
+    studio.modelLoading = true;
+    studio.emit('model');
+    progressRow.hidden = true;
+    try {
+      status.set(`Reading ${label}…`, 'busy');
+      const inspected = await studio.client.request({ type: 'inspectModel', source });
+      showModel(inspected.model, inspected.memory, 'estimate');
+      if (inspected.memory.messages.some((m) => m.level === 'error')) {
+        status.set(`${label} does not fit this GPU at default settings; see the memory notes. Loading anyway…`, 'warn');
+      } else status.set(`Loading ${label} onto the GPU…`, 'busy');
+      const loaded = await studio.client.request({ type: 'loadModel', source, weightDtype: studio.weightDtype });
+      showModel(loaded.model, loaded.memory, 'loaded');
+      lastGood = { m: loaded.model, mem: loaded.memory };
+      studio.model = loaded.model;
+      status.set(`Loaded ${loaded.model.id} (${studio.weightDtype} weights).`, 'ok');
+    } catch (e) {
+      const still = studio.model ? ` The model in use is still ${studio.model.id}.` : '';
+      status.set(`Could not load ${label}: ${errorText(e)}${still}`, 'error');
+      if (studio.model) showModelAgain();
+    } finally {
+      studio.modelLoading = false;
+      progressRow.hidden = true;
+      studio.emit('model');
+    }
+  }
+
+  // After a failed load, show the model still in use rather than the failed one's estimate.
+  let lastGood: { m: ModelSummary; mem: MemorySummary } | null = null;
+  function showModelAgain(): void {
+    if (lastGood) showModel(lastGood.m, lastGood.mem, 'loaded');
+  }
+
+  // --- Hugging Face -------------------------------------------------------------------------------
+  const repoId = newId('hub-repo');
+  const baseId = newId('hub-base');
+  const repoInput = h('input', { id: repoId, type: 'text', placeholder: 'HuggingFaceTB/SmolLM2-135M', autocomplete: 'off', spellcheck: 'false' });
+  const baseInput = h('input', { id: baseId, type: 'url', value: DEFAULT_HUB });
+  const hubForm = h(
+    'form',
+    { class: 'inline-form', 'aria-label': 'Load from Hugging Face' },
+    h('div', { class: 'field' }, h('label', { for: repoId, text: 'Hugging Face repo id' }), repoInput, h('small', { text: 'A public model repo with safetensors weights, config.json and tokenizer.json.' })),
+    h('div', { class: 'field' }, h('label', { for: baseId, text: 'Hub base URL' }), baseInput, h('small', { text: 'Change it for a mirror or a local copy of the Hub.' })),
+    h('button', { type: 'submit', text: 'Load from Hugging Face' }),
+  );
+  hubForm.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const repo = repoInput.value.trim();
+    if (!/^[\w.-]+\/[\w.-]+$/.test(repo)) {
+      status.set('Enter a repo id like owner/name (for example HuggingFaceTB/SmolLM2-135M).', 'error');
+      repoInput.focus();
+      return;
+    }
+    const baseUrl = baseInput.value.trim() || DEFAULT_HUB;
+    void load({ kind: 'hub', repo, baseUrl }, repo);
+  });
+
+  // --- Local files ----------------------------------------------------------------------------------
+  const folderId = newId('model-folder');
+  const filesId = newId('model-files');
+  const folderInput = h('input', { id: folderId, type: 'file', multiple: true, webkitdirectory: true });
+  const filesInput = h('input', { id: filesId, type: 'file', multiple: true, accept: '.json,.safetensors,.model,.txt' });
+  const onPick = (input: HTMLInputElement) => () => {
+    const files = [...(input.files ?? [])];
+    input.value = ''; // the same files may be picked again after a fix
+    if (!files.length) return;
+    const rel = (files[0] as File & { webkitRelativePath?: string }).webkitRelativePath;
+    const label = rel ? rel.split('/')[0] : files.length === 1 ? files[0].name : `${files.length} files`;
+    void load({ kind: 'files', files }, label);
+  };
+  folderInput.addEventListener('change', onPick(folderInput));
+  filesInput.addEventListener('change', onPick(filesInput));
+  const localForm = h(
+    'div',
+    { class: 'inline-form', role: 'group', 'aria-label': 'Load from this computer' },
+    h('div', { class: 'field' }, h('label', { for: folderId, text: 'Model folder' }), folderInput, h('small', { text: 'A folder with config.json, tokenizer.json and *.safetensors.' })),
+    h('div', { class: 'field' }, h('label', { for: filesId, text: 'Model files' }), filesInput, h('small', { text: 'Or choose the same files one by one.' })),
+  );
+
+  const other = h('details', { class: 'other-model' }, h('summary', { text: 'Load a different model' }), hubForm, progressRow, localForm);
+  const panel = h('div', { class: 'panel', id: 'model-panel' }, h('h3', { text: 'Model' }), status.el, summary, memory, other);
+
+  studio.on('engine', () => {
+    if (studio.engine) void load(BUNDLED_MODEL, 'the bundled model');
+  });
+  return panel;
+}
+
+/** The memory estimate with its messages; each message says its level in words, not only colour. */
+export function showMemory(el: HTMLElement, mem: MemorySummary, title: string): void {
+  setChildren(
+    el,
+    h('h4', { text: title }),
+    defList([
+      ['Total', fmtBytes(mem.totalBytes)],
+      ['Weights', fmtBytes(mem.weightBytes)],
+      ['LoRA + optimizer', fmtBytes(mem.loraBytes)],
+      ['Activations', fmtBytes(mem.activationBytes)],
+    ]),
+  );
+  if (mem.messages.length) {
+    const ul = h('ul', { class: 'messages' });
+    for (const m of mem.messages) {
+      append(ul, h('li', { 'data-level': m.level }, h('strong', { text: m.level === 'error' ? 'Problem: ' : m.level === 'warn' ? 'Warning: ' : 'Note: ' }), m.text));
+    }
+    append(el, ul);
+  }
+}

@@ -1,0 +1,246 @@
+// Area 2: training. Settings (checked by the engine's `estimate`), the run's buttons driven by the
+// engine's `state` events, live progress, the loss chart and periodic samples, and the offer to resume
+// a run whose checkpoint survived a reload.
+
+import type { Replies } from '../worker/protocol';
+import type { TrainSettings } from '../training/settings';
+import { LossChart } from './chart';
+import { StatusLine, defList, errorText, fmtBytes, fmtCount, fmtSeconds, h, setChildren } from './dom';
+import { showMemory } from './model-panel';
+import { SettingsForm } from './settings-form';
+import type { Studio } from './state';
+
+export function trainPanel(studio: Studio): HTMLElement {
+  const status = new StatusLine();
+  const estimateStatus = new StatusLine();
+  const estimateBox = h('div', { class: 'estimate', 'aria-live': 'polite' });
+  const memoryBox = h('div', { class: 'memory' });
+  let settingsErrors = 0;
+  let estimating = 0;
+
+  // --- settings and their estimate ---------------------------------------------------------------
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const form = new SettingsForm(() => {
+    clearTimeout(timer);
+    timer = setTimeout(() => void estimate(), 250);
+  });
+
+  async function estimate(): Promise<void> {
+    const settings = form.read();
+    studio.weightDtype = settings.weightDtype ?? 'f32';
+    if (!studio.model || studio.modelLoading) {
+      settingsErrors = form.showErrors([]);
+      updateButtons();
+      return;
+    }
+    const ticket = ++estimating;
+    try {
+      const r = await studio.client.request({ type: 'estimate', settings });
+      if (ticket !== estimating) return; // a newer estimate is on its way
+      estimateStatus.clear();
+      settingsErrors = form.showErrors(r.errors);
+      setChildren(
+        estimateBox,
+        defList([
+          ['Trainable parameters', `${fmtCount(r.trainableParams)} (${(100 * r.share).toFixed(2)}% of the model)`],
+          ['Settings', r.errors.length || form.hasLocalErrors ? `${settingsErrors} to fix` : 'valid'],
+        ]),
+      );
+      showMemory(memoryBox, r.memory, 'Memory estimate for these settings');
+    } catch (e) {
+      if (ticket !== estimating) return;
+      settingsErrors = form.showErrors([]) + 1;
+      estimateStatus.set(`Could not check the settings: ${errorText(e)}`, 'error');
+    }
+    updateButtons();
+  }
+
+  // --- buttons -------------------------------------------------------------------------------------
+  const startBtn = h('button', { type: 'button', class: 'primary', text: 'Start training' });
+  const pauseBtn = h('button', { type: 'button', text: 'Pause' });
+  const resumeBtn = h('button', { type: 'button', text: 'Resume' });
+  const stopBtn = h('button', { type: 'button', text: 'Stop' });
+  const readyHint = h('p', { class: 'hint', id: 'start-hint' });
+  startBtn.setAttribute('aria-describedby', readyHint.id);
+
+  function updateButtons(): void {
+    const st = studio.trainState;
+    const why = !studio.engine
+      ? 'The engine is not running.'
+      : studio.modelLoading
+        ? 'Waiting for the model to load.'
+        : !studio.model
+          ? 'Load a model first.'
+          : !studio.dataset
+            ? 'Choose a dataset first.'
+            : settingsErrors
+              ? 'Fix the settings marked above.'
+              : '';
+    readyHint.textContent = st === 'idle' ? why : '';
+    startBtn.disabled = st !== 'idle' || !!why || runPending;
+    pauseBtn.disabled = st !== 'training';
+    resumeBtn.disabled = st !== 'paused';
+    stopBtn.disabled = st !== 'training' && st !== 'paused';
+    form.setDisabled(st !== 'idle');
+    resumeOfferBtn.disabled = st !== 'idle' || !studio.model || !studio.dataset || runPending;
+  }
+
+  // --- progress, chart, samples ----------------------------------------------------------------------
+  const progress = h('progress', { max: 1, value: 0, 'aria-label': 'Training progress' });
+  const progressText = h('span', { class: 'progress-text', text: 'Not started' });
+  const stats = h('div', { class: 'train-stats', 'aria-live': 'off' });
+  const chart = new LossChart('Loss chart: training loss per step and validation loss');
+  const samples = h('ol', { class: 'samples', 'aria-label': 'Sample generations' });
+  let lastVal: number | null = null;
+
+  studio.client.on((e) => {
+    switch (e.type) {
+      case 'state':
+        studio.trainState = e.state;
+        updateButtons();
+        studio.emit('train');
+        break;
+      case 'step':
+        progress.max = e.totalSteps;
+        progress.value = e.step;
+        progressText.textContent = `Step ${e.step} of ${e.totalSteps}`;
+        setChildren(
+          stats,
+          defList([
+            ['Loss', e.loss.toFixed(4)],
+            ['Validation loss', lastVal === null ? '–' : lastVal.toFixed(4)],
+            ['ETA', fmtSeconds(e.etaSec)],
+            ['Tokens/s', e.tokensPerSec.toFixed(0)],
+            ['Step time', `${e.stepMs.toFixed(0)} ms`],
+            ['Learning rate', e.lr.toExponential(2)],
+            ['Gradient norm', e.gradNorm.toFixed(3)],
+            ['GPU memory', `${fmtBytes(e.liveBytes)} live, ${fmtBytes(e.peakBytes)} peak`],
+          ]),
+        );
+        chart.addTrain(e.step, e.loss);
+        studio.runSteps = e.step;
+        break;
+      case 'eval':
+        lastVal = e.valLoss;
+        chart.addVal(e.step, e.valLoss);
+        break;
+      case 'sample':
+        samples.prepend(h('li', {}, h('span', { class: 'sample-step', text: `Step ${e.step}` }), h('span', { class: 'sample-prompt', text: e.prompt }), h('span', { class: 'sample-text', text: e.text })));
+        break;
+      case 'checkpoint':
+        checkpointNote.textContent = `Checkpoint saved at step ${e.step}.`;
+        break;
+    }
+  });
+  const checkpointNote = h('p', { class: 'hint', 'aria-live': 'polite' });
+
+  // --- the run -------------------------------------------------------------------------------------------
+  let runPending = false;
+  async function run(resume: boolean): Promise<void> {
+    const settings: Partial<TrainSettings> = form.read();
+    runPending = true;
+    if (!resume) {
+      chart.reset();
+      samples.replaceChildren();
+      lastVal = null;
+    }
+    offer.hidden = true;
+    studio.runSteps = 0;
+    studio.emit('run');
+    updateButtons();
+    status.set(resume ? 'Resuming the saved run…' : 'Starting: building the adapter and compiling GPU kernels…', 'busy');
+    try {
+      const r = await studio.client.request({ type: 'train', settings, resume });
+      studio.runSteps = r.step;
+      status.set(r.reason === 'done' ? `Finished: ${r.step} steps. Save or export the adapter below.` : `Stopped at step ${r.step}.`, 'ok');
+    } catch (e) {
+      status.set(`Training failed: ${errorText(e)}`, 'error');
+    } finally {
+      runPending = false;
+      studio.emit('run');
+      updateButtons();
+    }
+  }
+  startBtn.addEventListener('click', () => void run(false));
+  const control = (type: 'pause' | 'resume' | 'stop', doing: string) => async () => {
+    try {
+      const r = await studio.client.request({ type });
+      if (type === 'pause') status.set(`Paused at step ${r.step}.`, 'info');
+      else if (type === 'resume') status.set(`Resumed at step ${r.step}.`, 'busy');
+      else status.set(`Stopping after step ${r.step}…`, 'busy');
+    } catch (e) {
+      status.set(`Could not ${doing}: ${errorText(e)}`, 'error');
+    }
+  };
+  pauseBtn.addEventListener('click', control('pause', 'pause'));
+  resumeBtn.addEventListener('click', control('resume', 'resume'));
+  stopBtn.addEventListener('click', control('stop', 'stop'));
+
+  // --- a checkpoint from an earlier visit --------------------------------------------------------------
+  const offerText = h('p');
+  const resumeOfferBtn = h('button', { type: 'button', text: 'Resume run' });
+  const discardBtn = h('button', { type: 'button', text: 'Discard' });
+  const offerStatus = new StatusLine();
+  const offer = h('div', { class: 'offer', role: 'region', 'aria-label': 'Saved run' }, offerText, h('div', { class: 'buttons' }, resumeOfferBtn, discardBtn), offerStatus.el);
+  offer.hidden = true;
+  resumeOfferBtn.addEventListener('click', () => void run(true));
+  discardBtn.addEventListener('click', async () => {
+    try {
+      await studio.client.request({ type: 'discardCheckpoint' });
+      offer.hidden = true;
+    } catch (e) {
+      offerStatus.set(`Could not discard the checkpoint: ${errorText(e)}`, 'error');
+    }
+  });
+  function showOffer(info: Replies['checkpointInfo']): void {
+    if (!info?.exists) return;
+    const saved = info.savedAt ? new Date(info.savedAt).toLocaleString() : 'earlier';
+    offerText.textContent = `A run was saved at step ${info.step} of ${info.totalSteps} (model ${info.modelId}, dataset ${info.dataset}, ${saved}). Load the same model and dataset, then resume it or discard it.`;
+    resumeOfferBtn.textContent = `Resume run from step ${info.step}`;
+    offer.hidden = false;
+  }
+
+  studio.on('engine', async () => {
+    if (!studio.engine) return;
+    try {
+      showOffer(await studio.client.request({ type: 'checkpointInfo' }));
+    } catch (e) {
+      offerStatus.set(`Could not look for a saved run: ${errorText(e)}`, 'error');
+      offer.hidden = false;
+    }
+  });
+  studio.on('model', () => {
+    if (studio.model) form.setFamily(studio.model.family);
+    void estimate();
+  });
+  studio.on('dataset', updateButtons);
+  studio.on('engine', updateButtons);
+  updateButtons();
+
+  return h(
+    'section',
+    { class: 'area', id: 'train', 'aria-labelledby': 'train-h' },
+    h('h2', { id: 'train-h', text: '2. Train' }),
+    offer,
+    h(
+      'div',
+      { class: 'columns' },
+      h('div', { class: 'panel' }, h('h3', { text: 'Settings' }), form.el, estimateStatus.el, estimateBox, memoryBox),
+      h(
+        'div',
+        { class: 'panel' },
+        h('h3', { text: 'Run' }),
+        h('div', { class: 'buttons', role: 'group', 'aria-label': 'Training controls' }, startBtn, pauseBtn, resumeBtn, stopBtn),
+        readyHint,
+        status.el,
+        h('div', { class: 'progress-row' }, progress, progressText),
+        stats,
+        checkpointNote,
+        h('h4', { text: 'Loss' }),
+        chart.el,
+        h('h4', { text: 'Samples' }),
+        samples,
+      ),
+    ),
+  );
+}

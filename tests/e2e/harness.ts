@@ -1,0 +1,134 @@
+// End-to-end rig: builds the studio with vite (once per change), serves the static build under a
+// sub-path (so relative URLs are checked too), and drives it in Debian's Chromium with SwiftShader
+// WebGPU through playwright-core, as /work/shared/webgpu-on-cpu.md describes.
+// A missing browser or WebGPU adapter fails the test with that reason; nothing is skipped.
+
+import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { chromium, type Browser, type BrowserContext, type ConsoleMessage, type Page } from 'playwright-core';
+import { build, preview, type PreviewServer } from 'vite';
+
+export const ROOT = resolve(__dirname, '../..');
+export const ARTIFACTS = join(ROOT, 'test-artifacts');
+const DIST = join(ARTIFACTS, 'dist');
+const STAMP = join(DIST, '.built-at');
+/** The build is served here, not at '/': the page must use relative URLs only. */
+export const BASE_PATH = '/studio/sub/';
+export const CHROMIUM = '/usr/lib/chromium/chromium';
+const CHROMIUM_ARGS = [
+  '--enable-unsafe-webgpu',
+  '--enable-features=Vulkan,WebGPUService',
+  '--use-webgpu-adapter=swiftshader',
+  '--use-angle=swiftshader',
+  '--ignore-gpu-blocklist',
+  '--disable-gpu-sandbox',
+  '--disable-dev-shm-usage',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+  '--disable-quic',
+];
+
+function newestMtime(path: string): number {
+  const st = statSync(path);
+  if (!st.isDirectory()) return st.mtimeMs;
+  let t = st.mtimeMs;
+  for (const name of readdirSync(path)) t = Math.max(t, newestMtime(join(path, name)));
+  return t;
+}
+
+/** Builds the site into test-artifacts/dist unless a build newer than every source is there. */
+async function ensureBuilt(): Promise<void> {
+  const sources = ['src', 'shaders', 'public', 'index.html', 'vite.config.ts', 'package.json'].map((p) => join(ROOT, p)).filter(existsSync);
+  const newest = Math.max(...sources.map(newestMtime));
+  if (existsSync(STAMP) && statSync(STAMP).mtimeMs > newest) return;
+  const t0 = Date.now();
+  await build({ root: ROOT, configFile: join(ROOT, 'vite.config.ts'), logLevel: 'warn', build: { outDir: DIST, emptyOutDir: true } });
+  writeFileSync(STAMP, new Date().toISOString());
+  console.log(`[e2e] vite build in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+}
+
+export interface Studio {
+  url: string;
+  close(): Promise<void>;
+}
+
+/** Builds (if needed) and serves the studio on 127.0.0.1 at a free port, under BASE_PATH. */
+export async function serveStudio(): Promise<Studio> {
+  await ensureBuilt();
+  const server: PreviewServer = await preview({
+    root: ROOT,
+    configFile: join(ROOT, 'vite.config.ts'),
+    base: BASE_PATH,
+    logLevel: 'warn',
+    build: { outDir: DIST },
+    preview: { host: '127.0.0.1', port: 0, strictPort: false, open: false },
+  });
+  const addr = server.httpServer.address();
+  if (!addr || typeof addr === 'string') throw new Error(`vite preview gave no TCP address (${String(addr)})`);
+  return {
+    url: `http://127.0.0.1:${addr.port}${BASE_PATH}`,
+    close: () => server.close(),
+  };
+}
+
+/** Launches Chromium; `webgpu: false` leaves WebGPU off, to check what the page says without it. */
+export async function launchChromium(opts: { webgpu?: boolean } = {}): Promise<Browser> {
+  if (!existsSync(CHROMIUM)) throw new Error(`Chromium is missing at ${CHROMIUM}: install it with 'apt-get install -y chromium' (or run 'bash tools/setup.sh test')`);
+  const args = opts.webgpu === false ? CHROMIUM_ARGS.filter((a) => !a.includes('webgpu') && !a.includes('WebGPU')) : CHROMIUM_ARGS;
+  return chromium.launch({ executablePath: CHROMIUM, args, env: { ...process.env, XDG_RUNTIME_DIR: join(ROOT, '.cache/xdg') } });
+}
+
+export interface OpenPage {
+  context: BrowserContext;
+  page: Page;
+  /** Console errors and uncaught exceptions of the page and its workers, as they happened. */
+  errors: string[];
+}
+
+/** A fresh browser profile (own IndexedDB) with the studio open; console errors are collected. */
+export async function openStudio(browser: Browser, url: string, context?: BrowserContext): Promise<OpenPage> {
+  const ctx = context ?? (await browser.newContext({ acceptDownloads: true, viewport: { width: 1366, height: 900 } }));
+  const page = await ctx.newPage();
+  const errors: string[] = [];
+  const onConsole = (where: string) => (m: ConsoleMessage) => {
+    if (m.type() === 'error') errors.push(`${where} console.error: ${m.text()}`);
+  };
+  page.on('console', onConsole('page'));
+  page.on('pageerror', (e) => errors.push(`page exception: ${e.message}`));
+  page.on('worker', (w) => w.on('console', onConsole(`worker ${w.url().replace(/^.*\//, '')}`)));
+  page.on('crash', () => errors.push('the page crashed'));
+  await page.goto(url);
+  return { context: ctx, page, errors };
+}
+
+/** Prints what the browser complained about, so it shows in the test output. */
+export function reportConsole(name: string, errors: string[]): void {
+  if (errors.length) console.log(`[e2e] ${name}: ${errors.length} browser console error(s):\n  ${errors.join('\n  ')}`);
+  else console.log(`[e2e] ${name}: no browser console errors`);
+}
+
+/** Saves a PNG of the page or of one element to test-artifacts/<name>.png. */
+export async function screenshot(page: Page, name: string, selector?: string): Promise<string> {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  const path = join(ARTIFACTS, `${name}.png`);
+  if (selector) await page.locator(selector).screenshot({ path });
+  else await page.screenshot({ path, fullPage: true });
+  return path;
+}
+
+/** Fails with the page's own words if WebGPU did not come up (the banner), rather than timing out. */
+export async function expectEngineUp(page: Page, timeout = 60_000): Promise<string> {
+  const line = page.getByRole('status').filter({ hasText: /^GPU:/ });
+  await line.waitFor({ timeout });
+  const deadline = Date.now() + timeout;
+  while (Date.now() < deadline) {
+    const text = (await line.textContent()) ?? '';
+    if (text.startsWith('GPU: ') && !text.includes('not available') && text !== 'Starting the engine…') return text;
+    const banner = page.locator('.banner');
+    if (await banner.isVisible()) throw new Error(`the studio reports no working WebGPU engine: ${await banner.textContent()}`);
+    await page.waitForTimeout(200);
+  }
+  throw new Error(`the engine did not start within ${timeout / 1000} s (status line: ${await line.textContent()})`);
+}
