@@ -87,6 +87,7 @@ export class TextTokenizer {
 
   /** Token ids -> text. No clean-up of spaces (it breaks round trips). */
   decode(ids: ArrayLike<number>, skipSpecial = false): string {
+    if (ids.length === 0) return ''; // the library throws on an empty list
     return this.tok.decode(Array.from(ids), { skip_special_tokens: skipSpecial, clean_up_tokenization_spaces: false });
   }
 

@@ -15,6 +15,8 @@ describe('TextTokenizer over @huggingface/tokenizers', () => {
     }
     expect(tok.encode('a<|endoftext|>b', false)).toEqual([97, 256, 98]); // added special token is matched whole
     expect(tok.decode([97, 256, 98], true)).toBe('ab');
+    expect(tok.encode('', false)).toEqual([]);
+    expect(tok.decode([])).toBe('');
   });
 
   it('reads bos/eos from tokenizer_config (string or AddedToken object), vocab size and chat template', () => {
