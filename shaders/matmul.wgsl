@@ -1,13 +1,13 @@
 {{ENABLE_F16}}
 // C = alpha · op(A) · op(B) [+ C] [+ bias] [+ lscale · mask ⊙ (U · op(V))], register-blocked.
 // a is (batch, M, K) or (batch, K, M) with TRANS_A; b is (batch, K, N) or (batch, N, K) with TRANS_B,
-// element type BT (f32 or f16 weights); c is (batch, M, N) with row stride ldc; bias is (N,).
+// element type W0T (f32 or f16 weights); c is (batch, M, N) with row stride ldc; bias is (N,).
 // LoRA epilogue (LORA): u is (M, R), v is (N, R), or (R, N) with LORA_VT; added once per output.
 // Dropout (lib_rng, idx = row * dropLd + col of x): MASK_A masks op(A)[m, k], MASK_B masks op(B)[k, n],
 // MASK_EPI masks the LoRA term at [m, n]. Each thread computes a TM x 4 block of C; a workgroup of
 // WG_N x WG_M threads computes a (TM·WG_M) x (4·WG_N) tile. No workgroup memory: on the software
 // Vulkan drivers barriers cost more than the cache misses they save.
-//! defaults: ENABLE_F16= BT=f32 WG_M=16 WG_N=16 TM=4 TRANS_A=false TRANS_B=false HAS_BIAS=false ACCUM=false LORA=false LORA_VT=false MASK_A=false MASK_B=false MASK_EPI=false
+//! defaults: ENABLE_F16= W0T=f32 WG_M=16 WG_N=16 TM=4 TRANS_A=false TRANS_B=false HAS_BIAS=false ACCUM=false LORA=false LORA_VT=false MASK_A=false MASK_B=false MASK_EPI=false
 //#include lib_rng
 
 struct Params {
@@ -18,7 +18,7 @@ struct Params {
 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<{{BT}}>;
+@group(0) @binding(2) var<storage, read> b: array<{{W0T}}>;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 @group(0) @binding(5) var<storage, read> u: array<f32>;

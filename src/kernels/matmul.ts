@@ -82,7 +82,7 @@ export function matmulRaw(ctx: GpuContext, m: MatmulRaw, lora?: MatmulLora, drop
   const drop = dropout && dropout.p > 0 ? dropout : undefined;
   const defines = {
     ENABLE_F16: f16 ? 'enable f16;' : '',
-    BT: f16 ? 'f16' : 'f32',
+    W0T: f16 ? 'f16' : 'f32',
     WG_M: wgM,
     WG_N: wgN,
     TM: tm,
