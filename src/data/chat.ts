@@ -1,0 +1,141 @@
+// Chat conversations -> text segments, with the loss on the assistant turns only.
+//
+// With a tokenizer chat_template (Jinja) the conversation is rendered the way Hugging Face's
+// apply_chat_template does, and each assistant turn's span is found by rendering prefixes:
+//   start = len(render(messages[:i], add_generation_prompt=true))   the text up to "assistant, go"
+//   end   = len(render(messages[:i+1]))                              ... plus the turn and its end marker
+// so the end-of-turn marker (e.g. <|im_end|>) is trained too and the model learns to stop. A template
+// whose prefixes are not prefixes of the whole rendering falls back to training on each assistant
+// message's content, found in order by search.
+//
+// Without a template the default layout is, per message:
+//   <|role|>\n{content}\n
+// and the loss is on "{content}\n" of assistant messages.
+
+import { Template } from '@huggingface/jinja';
+import { DatasetError, type Segment, type TextTokenizer } from './types';
+
+export interface ChatMessage {
+  role: string;
+  content: string;
+}
+
+/** What a chat template needs: the template (null = default layout) and the special-token strings. */
+export interface ChatContext {
+  template: string | null;
+  specialTokens: Record<string, string>;
+}
+
+/** The tokenizer's chat template and its special-token strings (decoded from the ids when not given). */
+export function chatContextOf(tok: TextTokenizer): ChatContext {
+  const specialTokens: Record<string, string> = { ...(tok.specialTokens ?? {}) };
+  if (specialTokens.bos_token === undefined && tok.bosId !== null) specialTokens.bos_token = tok.decode([tok.bosId]);
+  if (specialTokens.eos_token === undefined && tok.eosId !== null) specialTokens.eos_token = tok.decode([tok.eosId]);
+  return { template: tok.chatTemplate, specialTokens };
+}
+
+/** Checks a `messages` value from a data file; `where` names it in errors (e.g. "line 3"). */
+export function parseMessages(value: unknown, where: string): ChatMessage[] {
+  if (!Array.isArray(value) || value.length === 0) {
+    throw new DatasetError(`${where}: "messages" must be a non-empty list of {"role": ..., "content": ...}`);
+  }
+  const out: ChatMessage[] = [];
+  value.forEach((m, i) => {
+    const r = m as Record<string, unknown>;
+    if (!r || typeof r !== 'object' || typeof r.role !== 'string' || typeof r.content !== 'string') {
+      throw new DatasetError(`${where}: message ${i + 1} must be an object with string "role" and "content"`);
+    }
+    out.push({ role: r.role, content: r.content });
+  });
+  if (!out.some((m) => m.role === 'assistant')) {
+    throw new DatasetError(`${where}: the conversation has no "assistant" message, so there is nothing to train on; add the reply the model should learn`);
+  }
+  return out;
+}
+
+const compiled = new Map<string, Template>();
+
+function templateOf(source: string): Template {
+  let t = compiled.get(source);
+  if (!t) {
+    try {
+      t = new Template(source);
+    } catch (e) {
+      throw new DatasetError(`the tokenizer's chat_template could not be parsed (${(e as Error).message}); pick another format or fix the template`);
+    }
+    compiled.set(source, t);
+  }
+  return t;
+}
+
+function render(t: Template, ctx: ChatContext, messages: ChatMessage[], addGenerationPrompt: boolean): string {
+  try {
+    return t.render({ ...ctx.specialTokens, messages, add_generation_prompt: addGenerationPrompt });
+  } catch (e) {
+    throw new DatasetError(`the chat template failed on a conversation: ${(e as Error).message}`);
+  }
+}
+
+/** Default layout (no template): "<|role|>\n{content}\n" per message; assistant "{content}\n" trained. */
+function defaultSegments(messages: ChatMessage[]): Segment[] {
+  const segs: Segment[] = [];
+  for (const m of messages) {
+    segs.push({ text: `<|${m.role}|>\n`, train: false });
+    segs.push({ text: `${m.content}\n`, train: m.role === 'assistant' });
+  }
+  return mergeSegments(segs);
+}
+
+/** Joins neighbours with the same flag and drops empty pieces. */
+export function mergeSegments(segs: Segment[]): Segment[] {
+  const out: Segment[] = [];
+  for (const s of segs) {
+    if (!s.text) continue;
+    const last = out.at(-1);
+    if (last && last.train === s.train) last.text += s.text;
+    else out.push({ ...s });
+  }
+  return out;
+}
+
+/** Splits `text` into segments given trained [start, end) character spans (sorted, disjoint). */
+function segmentsFromSpans(text: string, spans: [number, number][]): Segment[] {
+  const segs: Segment[] = [];
+  let at = 0;
+  for (const [s, e] of spans) {
+    segs.push({ text: text.slice(at, s), train: false });
+    segs.push({ text: text.slice(s, e), train: true });
+    at = e;
+  }
+  segs.push({ text: text.slice(at), train: false });
+  return mergeSegments(segs);
+}
+
+/** A conversation as segments whose concatenation is the rendered text; assistant turns have train = true. */
+export function renderChat(messages: ChatMessage[], ctx: ChatContext): Segment[] {
+  if (ctx.template === null) return defaultSegments(messages);
+  const t = templateOf(ctx.template);
+  const full = render(t, ctx, messages, false);
+  const spans: [number, number][] = [];
+  let prefixConsistent = true;
+  for (let i = 0; i < messages.length && prefixConsistent; i++) {
+    if (messages[i].role !== 'assistant') continue;
+    const before = render(t, ctx, messages.slice(0, i), true);
+    const through = render(t, ctx, messages.slice(0, i + 1), false);
+    if (!full.startsWith(before) || !full.startsWith(through) || through.length < before.length) prefixConsistent = false;
+    else spans.push([before.length, through.length]);
+  }
+  if (!prefixConsistent) {
+    // Search for each assistant message's content in order instead.
+    spans.length = 0;
+    let at = 0;
+    for (const m of messages) {
+      if (m.role !== 'assistant' || !m.content) continue;
+      const s = full.indexOf(m.content, at);
+      if (s < 0) throw new DatasetError('the chat template does not reproduce the assistant messages verbatim, so their loss cannot be located; pick the "jsonl" prompt/completion layout instead');
+      spans.push([s, s + m.content.length]);
+      at = s + m.content.length;
+    }
+  }
+  return segmentsFromSpans(full, spans);
+}

@@ -1,0 +1,43 @@
+// Types shared by the data pipeline: text file -> examples -> token arrays -> packed sequences -> batches.
+
+/**
+ * The least the pipeline needs from a tokenizer (src/loaders/tokenizer.ts's TextTokenizer satisfies it).
+ * `encode(text, true)` adds what the tokenizer's post-processor adds (e.g. Llama's BOS).
+ */
+export interface TextTokenizer {
+  encode(text: string, addSpecial: boolean): number[];
+  decode(ids: number[]): string;
+  bosId: number | null;
+  eosId: number | null;
+  chatTemplate: string | null;
+  /** Strings of the special tokens a chat template may use, e.g. { bos_token: '<s>' }. */
+  specialTokens?: Record<string, string>;
+}
+
+/** A piece of an example's text and whether the model is trained to produce it. */
+export interface Segment {
+  text: string;
+  train: boolean;
+}
+
+/**
+ * One training example. The model sees `prompt` then `completion`; the loss is only on the completion.
+ * Plain text has prompt ''. Multi-turn chat carries `segments` (the whole rendered conversation in order,
+ * assistant turns with train = true); then prompt/completion are only a preview (text before the first
+ * assistant turn / everything from it on).
+ */
+export interface Example {
+  prompt: string;
+  completion: string;
+  segments?: Segment[];
+  /** false when the text already holds the special tokens (a rendered chat template); default true. */
+  addSpecial?: boolean;
+}
+
+/** A dataset that cannot be used; the message says what is wrong and what to do. */
+export class DatasetError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'DatasetError';
+  }
+}
