@@ -142,13 +142,18 @@ function parseLlamaLike(json: Json, r: ReturnType<typeof reader>, family: 'llama
     if (r.bool('attention_bias', false)) r.fail('attention_bias: true (biases on q/k/v/o) is not supported; WebLoRA implements Llama without attention biases');
     if (r.bool('mlp_bias', false)) r.fail('mlp_bias: true is not supported; WebLoRA implements Llama without MLP biases');
   } else {
-    const numLayers = r.int('num_hidden_layers');
-    const maxWindowLayers = r.int('max_window_layers', 28);
-    const layerTypes = json.layer_types;
-    const sliding = Array.isArray(layerTypes)
-      ? layerTypes.includes('sliding_attention')
-      : r.bool('use_sliding_window', false) && numLayers > maxWindowLayers;
-    if (sliding) r.fail(`sliding-window attention is in use (use_sliding_window: true, layers ${maxWindowLayers}..${numLayers - 1}); WebLoRA implements full causal attention only`);
+    // Qwen2Config: sliding_window is None unless use_sliding_window; then layers listed as
+    // "sliding_attention" in layer_types (default: those from max_window_layers on) slide.
+    if (r.bool('use_sliding_window', false)) {
+      const numLayers = r.int('num_hidden_layers');
+      const mwl = json.max_window_layers ?? 28;
+      if (typeof mwl !== 'number' || !Number.isSafeInteger(mwl) || mwl < 0) r.fail(`"max_window_layers" is ${JSON.stringify(mwl)}; expected a non-negative integer`);
+      const layerTypes = json.layer_types;
+      const sliding = Array.isArray(layerTypes)
+        ? layerTypes.map((t, i) => (t === 'sliding_attention' ? i : -1)).filter((i) => i >= 0)
+        : Array.from({ length: Math.max(0, numLayers - (mwl as number)) }, (_, k) => (mwl as number) + k);
+      if (sliding.length > 0) r.fail(`sliding-window attention is in use (use_sliding_window: true, layers ${sliding[0]}..${sliding[sliding.length - 1]}); WebLoRA implements full causal attention only`);
+    }
   }
   return {
     family,
