@@ -42,7 +42,12 @@ async function jsonFile(source: ModelSource, name: string, required: false, onPr
 async function jsonFile(source: ModelSource, name: string, required: boolean, onProgress?: ProgressFn) {
   const src = await source.file(name, onProgress);
   if (!src) {
-    if (required) throw new ModelLoadError(`${name} was not found in ${source.id}; a Hugging Face model folder needs it`);
+    if (required) {
+      const hint = name === 'tokenizer.json'
+        ? ' (the fast-tokenizer file; tokenizer.model or vocab.json + merges.txt alone are not read: AutoTokenizer.from_pretrained(...).save_pretrained(...) writes it)'
+        : '';
+      throw new ModelLoadError(`${name} was not found in ${source.id}; a Hugging Face model folder needs it${hint}`);
+    }
     return null;
   }
   let json: unknown;
