@@ -36,7 +36,7 @@ function reductionTerms(C: number) {
   return Math.ceil(C / wg) + Math.log2(wg);
 }
 
-const SIZES: [number, number][] = [...AWKWARD.map((C, i): [number, number] => [[5, 3, 17, 2, 9][i], C]), [4, 1000], [3, 2048], [2, 4099]];
+const SIZES: [number, number][] = [...AWKWARD.map((C, i): [number, number] => [[5, 3, 17, 2, 9][i], C]), [4, 1000], [3, 2048], [2, 3000], [2, 4099], [2, 16411]]; // WG = 32, 32, 64, 128, 256
 
 describe('rmsnorm', () => {
   it.each(SIZES)('forward matches the twin, N = %i, C = %i', async (N, C) => {
