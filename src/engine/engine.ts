@@ -14,8 +14,9 @@ import { LoraState, type LoraConfig } from '../models/lora';
 import type { CausalLM } from '../models/model';
 import { Trainer, type TrainEvent } from '../training/trainer';
 import { resolveSettings, validateSettings, type TrainSettings } from '../training/settings';
-import { prepareDataset, type PreparedDataset } from './dataset';
+import { prepareDataset, type PreparedDataset } from '../data/dataset';
 import type { MemorySummary, ModelSummary } from '../worker/protocol';
+import type { Checkpoint } from '../storage/checkpoints';
 
 export interface LoadedModel {
   id: string;
@@ -215,6 +216,43 @@ export class Engine {
     const ids = files.tokenizer.encode(prompt, true);
     const out = await generate(model, lora, ids, { maxNewTokens: o.maxTokens, temperature: o.temperature, topK: 40, seed: o.seed });
     return { text: files.tokenizer.decode(out, true), tokens: out.length };
+  }
+
+  /** Everything needed to resume the current run exactly (see src/storage/checkpoints.ts). */
+  async snapshot(dataset: Checkpoint['dataset']): Promise<Checkpoint> {
+    const t = this.trainer;
+    if (!t || !this.lora || !this.loaded) throw new Error('there is no training run to checkpoint');
+    const lora: Checkpoint['lora'] = {};
+    for (const [k, v] of await this.lora.read()) lora[k] = v;
+    return {
+      version: 1,
+      modelId: this.loaded.id,
+      dataset,
+      settings: t.p.settings,
+      totalSteps: t.p.totalSteps,
+      lora,
+      optimizer: await t.opt.state(),
+      data: t.p.train.state(),
+      history: [...t.history],
+      valHistory: [...t.valHistory],
+      savedAt: new Date().toISOString(),
+    };
+  }
+
+  /** Rebuilds the run a checkpoint describes: same dataset order, adapter, optimizer state and curves. */
+  async restore(c: Checkpoint): Promise<Trainer> {
+    const { id, files } = this.requireModel();
+    if (c.modelId !== id) throw new Error(`the saved run is for model '${c.modelId}', but '${id}' is loaded; load that model to resume it`);
+    const s = c.settings;
+    await this.loadDataset(c.dataset.name, c.dataset.text, { format: c.dataset.format, column: c.dataset.column, seqLen: s.seqLen, valFraction: s.valFraction, seed: s.seed });
+    const lc: LoraConfig = { r: s.rank, alpha: s.alpha, useRslora: s.useRslora, dropout: s.dropout, targets: s.targets };
+    const init = LoraState.fromArrays(this.ctx, files.config, lc, new Map(Object.entries(c.lora)));
+    const t = this.createTrainer(s, init);
+    t.opt.restore(c.optimizer);
+    t.p.train = this.data!.cursor(s.seed, c.data);
+    t.history = [...c.history];
+    t.valHistory = [...c.valHistory];
+    return t;
   }
 
   disposeRun(): void {

@@ -62,22 +62,8 @@ function progress(phase: 'download' | 'upload') {
 
 async function checkpoint(t: Trainer): Promise<void> {
   const e = requireEngine();
-  if (!datasetSpec || !e.loaded || !e.lora) return;
-  const lora: Checkpoint['lora'] = {};
-  for (const [k, v] of await e.lora.read()) lora[k] = v;
-  await saveCheckpoint(store, {
-    version: 1,
-    modelId: e.loaded.id,
-    dataset: datasetSpec,
-    settings: t.p.settings,
-    totalSteps: t.p.totalSteps,
-    lora,
-    optimizer: await t.opt.state(),
-    data: t.p.train.state(),
-    history: t.history,
-    valHistory: t.valHistory,
-    savedAt: new Date().toISOString(),
-  });
+  if (!datasetSpec) return;
+  await saveCheckpoint(store, await e.snapshot(datasetSpec));
   emit({ type: 'checkpoint', step: t.step });
 }
 
@@ -288,17 +274,8 @@ async function train(partial: Partial<TrainSettings>, resume: boolean): Promise<
   if (resume) {
     const c = await loadCheckpoint(store);
     if (!c) throw new Error('there is no saved run to resume');
-    if (c.modelId !== e.requireModel().id) throw new Error(`the saved run is for model '${c.modelId}'; load that model to resume it`);
-    await e.loadDataset(c.dataset.name, c.dataset.text, { format: c.dataset.format, column: c.dataset.column, seqLen: c.settings.seqLen, valFraction: c.settings.valFraction, seed: c.settings.seed });
+    trainer = await e.restore(c);
     datasetSpec = c.dataset;
-    const cfg = e.requireModel().files.config;
-    const lc = { r: c.settings.rank, alpha: c.settings.alpha, useRslora: c.settings.useRslora, dropout: c.settings.dropout, targets: c.settings.targets };
-    const init = LoraState.fromArrays(e.ctx, cfg, lc, new Map(Object.entries(c.lora)));
-    trainer = e.createTrainer(c.settings, init);
-    trainer.opt.restore(c.optimizer);
-    trainer.p.train = e.data!.cursor(c.settings.seed, c.data);
-    trainer.history = c.history;
-    trainer.valHistory = c.valHistory;
   } else {
     trainer = e.createTrainer(partial);
   }
