@@ -8,7 +8,7 @@ import { gelu_backward, gelu_forward } from '../kernels/gelu';
 import { layernorm_backward, layernorm_forward } from '../kernels/layernorm';
 import { lora_backward, lora_forward, type LoraParams } from '../kernels/lora';
 import { rmsnorm_backward, rmsnorm_forward } from '../kernels/rmsnorm';
-import { rope_backward, rope_forward } from '../kernels/rope';
+import { rope_backward, rope_forward, type RopeOpts } from '../kernels/rope';
 import { swiglu_backward, swiglu_forward } from '../kernels/swiglu';
 import { add_forward } from '../kernels/add';
 import { put_cols, take_cols } from '../kernels/copy2d';
@@ -103,14 +103,6 @@ export function layernorm(tape: Tape, x: Var, w: Tensor, b: Tensor, eps: number,
   tape.release(mean);
   tape.release(rstd);
   return out;
-}
-
-export interface RopeOpts {
-  heads: number;
-  headDim: number;
-  theta: number;
-  seqLen: number;
-  posOffset?: number;
 }
 
 /** Rotary position embedding (HF rotate_half); x is (B·T, H·D). A rotation: backward rotates back. */

@@ -37,7 +37,7 @@ export class Llama implements CausalLM {
       const branch = lora?.branch(tape, path, moduleSeed(run, i, idx++)) ?? null;
       return linear(tape, input, frozenLinear(this.weights, path, false), branch, path);
     };
-    const ropeOpts = { headDim: c.headDim, theta: c.ropeTheta, seqLen: run.T, posOffset: run.posOffset };
+    const ropeOpts = { headDim: c.headDim, theta: c.ropeTheta, seqLen: run.T, posOffset: run.posOffset, invFreq: this.weights.get('rope.inv_freq') };
 
     // attention
     const n1 = rmsnorm(tape, x, this.weights.get(`${p}.input_layernorm.weight`), c.normEps, `${p}.input_layernorm`);

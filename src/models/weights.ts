@@ -6,6 +6,7 @@
 import type { GpuContext } from '../gpu/context';
 import { Tensor, dtypeBytes, type DType } from '../gpu/tensor';
 import type { RowChunk } from '../kernels/embedding';
+import { rope_inv_freq_tensor } from '../kernels/rope';
 import type { ModelConfig } from './config';
 import { linearModules } from './modules';
 
@@ -88,6 +89,8 @@ export class GpuWeights {
         const head = await get(headName);
         w.lmHead = toRowChunks(ctx, head.data, head.shape, headName, opts.dtype);
       } else w.lmHead = w.embedding;
+      // RoPE's frequency table, once (HF computes it in f32 from rope_theta).
+      if (cfg.family !== 'gpt2') w.tensors.set('rope.inv_freq', rope_inv_freq_tensor(ctx, cfg.headDim, cfg.ropeTheta));
       return w;
     } catch (e) {
       w.free();

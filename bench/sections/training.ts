@@ -1,0 +1,69 @@
+// Training the bundled model: tokens/s and peak GPU bytes of a whole optimizer step (forward, backward,
+// AdamW) at stated settings; activation checkpointing on vs off (time and memory, same run, interleaved);
+// and LoRA training memory vs what a full fine-tune of the same model would hold, from the same accounting.
+
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Engine } from '../../src/engine/engine';
+import type { GpuContext } from '../../src/gpu/context';
+import { fmtBytes } from '../../src/gpu/allocator';
+import { estimateMemory } from '../../src/loaders/memory';
+import { dirSource } from '../../src/loaders/sources.node';
+import type { TrainSettings } from '../../src/training/settings';
+import { median, type Row, type Section } from '../harness';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const MODEL = resolve(root, 'public/models/weblora-llama-1m');
+const DATA = resolve(root, 'public/datasets/fortunes.txt');
+
+const SETTINGS: Partial<TrainSettings> = { batchSize: 4, seqLen: 128, rank: 8, alpha: 16, dropout: 0.05, steps: 1000, evalEvery: 0, sampleEvery: 0, checkpointEvery: 0 };
+const REPS = 4;
+
+export const trainingSection: Section = {
+  name: 'training',
+  title: `Training the bundled model (batch ${SETTINGS.batchSize} x ${SETTINGS.seqLen} tokens, r ${SETTINGS.rank}, q_proj+v_proj, AdamW step included)`,
+  async run(ctx: GpuContext): Promise<Row[]> {
+    const e = new Engine(ctx);
+    const m = await e.loadModel(dirSource(MODEL), 'f32');
+    await e.loadDataset('fortunes.txt', readFileSync(DATA, 'utf8').slice(0, 200_000), { seqLen: SETTINGS.seqLen!, valFraction: 0.05, seed: 1 });
+    const variants = { off: false, on: true } as const;
+    const times: Record<string, number[]> = { off: [], on: [] };
+    const peaks: Record<string, number> = { off: 0, on: 0 };
+    for (let rep = -1; rep < REPS; rep++) {
+      for (const [k, ck] of Object.entries(variants)) {
+        const t = e.createTrainer({ ...SETTINGS, checkpointing: ck });
+        await ctx.sync();
+        ctx.alloc.trim(); // nothing pooled: the peak above `base` is what the step itself allocates
+        ctx.alloc.resetPeak();
+        const base = ctx.alloc.allocatedBytes; // resident: weights, adapter, gradients, Adam moments
+        const ev = await t.trainStep();
+        if (rep >= 0) {
+          times[k].push(ev.stepMs);
+          peaks[k] = Math.max(peaks[k], ctx.alloc.peakBytes - base);
+        }
+      }
+    }
+    const tokens = SETTINGS.batchSize! * SETTINGS.seqLen!;
+    const off = median(times.off), on = median(times.on);
+    const cfg = m.files.config;
+    const est = (checkpointing: boolean) =>
+      estimateMemory(cfg, { weightDtype: 'f32', batch: SETTINGS.batchSize!, seqLen: SETTINGS.seqLen!, rank: SETTINGS.rank!, targets: ['q_proj', 'v_proj'], checkpointing, maxBindingBytes: ctx.limits.maxStorageBufferBindingSize });
+    const lora = est(false);
+    // A full fine-tune holds every weight 4 times in f32 (weight, gradient, Adam m and v) plus the same
+    // activations, and needs no LoRA state.
+    const fullBytes = lora.weightBytes * 4 + lora.activationBytes + lora.logitsBytes;
+    const resident = m.model.weights.bytes + e.lora!.paramCount * 4 * 4;
+    const rows: Row[] = [
+      { name: 'training tokens/s, checkpointing off', value: tokens / (off / 1000), unit: 'tok/s', note: `step ${off.toFixed(0)} ms (median of ${REPS})` },
+      { name: 'training tokens/s, checkpointing on', value: tokens / (on / 1000), unit: 'tok/s', note: `step ${on.toFixed(0)} ms` },
+      { name: 'step time: checkpointing on / off', value: on / off, unit: 'x', note: 'recomputing each block in backward' },
+      { name: 'step peak GPU bytes above resident, off', value: peaks.off / 1024 ** 2, unit: 'MiB', note: `resident (weights + LoRA + Adam) ${fmtBytes(resident)}` },
+      { name: 'step peak GPU bytes above resident, on', value: peaks.on / 1024 ** 2, unit: 'MiB', note: '' },
+      { name: 'peak memory: checkpointing on / off', value: peaks.on / peaks.off, unit: 'x', note: 'activation memory only' },
+      { name: 'LoRA training memory / full fine-tune', value: lora.totalBytes / fullBytes, unit: 'x', note: `estimates from src/loaders/memory.ts: LoRA ${fmtBytes(lora.totalBytes)}, full ${fmtBytes(fullBytes)}` },
+    ];
+    e.unloadModel();
+    return rows;
+  },
+};
