@@ -39,7 +39,7 @@ async function run(n: number, c: Case, seed: number) {
   const hp = { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: c.wd };
   const p0 = r.normal(n, 0.5);
   const tp = Tensor.from(ctx, p0, [n], 'param'), tm = Tensor.zeros(ctx, [n], 'm'), tv = Tensor.zeros(ctx, [n], 'v');
-  let want = { param: Float64Array.from(p0), m: new Float64Array(n), v: new Float64Array(n) };
+  let want: { param: Float64Array; m: Float64Array; v: Float64Array } = { param: Float64Array.from(p0), m: new Float64Array(n), v: new Float64Array(n) };
   const dp = new Float64Array(n), dm = new Float64Array(n), dv = new Float64Array(n);
   for (let t = 1; t <= steps; t++) {
     const grad = r.normal(n);
