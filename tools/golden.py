@@ -328,8 +328,7 @@ CASES = {
                                        targets=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]), seed=15),
 }
 
-# a fixed sentence for the bundled model's golden (its sentencepiece ids are computed from tokenizer.json-free
-# sentencepiece if available; otherwise the stored ids below are used)
+# a fixed sentence for the bundled model's golden, tokenized by sentencepiece with the model's tokenizer.model
 BUNDLED_TEXT = "Call me Ishmael. And the LORD said unto the hacker, Let there be"
 
 
@@ -390,7 +389,7 @@ def tiny_tokenizer(family, V):
 def bundled_ids(B, T):
     try:
         import sentencepiece  # noqa: F401
-        sp_model = "/tmp/weblora-pretrain/tok.model"
+        sp_model = os.path.join(BUNDLED, "tokenizer.model")
         if os.path.exists(sp_model):
             sp = sentencepiece.SentencePieceProcessor(model_file=sp_model)
             ids = [1] + sp.encode(BUNDLED_TEXT)
@@ -398,7 +397,7 @@ def bundled_ids(B, T):
             return torch.tensor([ids[:T]] * B), torch.tensor([ids[1:T + 1]] * B)
     except ImportError:
         pass
-    raise SystemExit("weblora-llama-1m golden needs the sentencepiece model /tmp/weblora-pretrain/tok.model (tools/pretrain.py data)")
+    raise SystemExit("weblora-llama-1m golden needs python3-sentencepiece and public/models/weblora-llama-1m/tokenizer.model")
 
 
 def golden_case(name):
@@ -475,7 +474,7 @@ def train_batches(name, cfg, steps, B, T, g):
         import sentencepiece
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         from pretrain import load_fortunes
-        sp = sentencepiece.SentencePieceProcessor(model_file="/tmp/weblora-pretrain/tok.model")
+        sp = sentencepiece.SentencePieceProcessor(model_file=os.path.join(BUNDLED, "tokenizer.model"))
         fort = load_fortunes()
         order = torch.randperm(len(fort), generator=g)[:400].tolist()
         stream = []

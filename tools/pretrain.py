@@ -20,6 +20,7 @@ import math
 import os
 import random
 import re
+import shutil
 import struct
 import subprocess
 import sys
@@ -182,6 +183,7 @@ def stage_data(args):
         shuffle_input_sentence=False, minloglevel=2,
     )
     write_tokenizer_files(os.path.join(args.work, "tok.model"), OUT_DIR, CONFIG["max_position_embeddings"])
+    shutil.copyfile(os.path.join(args.work, "tok.model"), os.path.join(OUT_DIR, "tokenizer.model"))  # as Llama repos ship it
     write_tokenizer_fixture(os.path.join(args.work, "tok.model"), val)
     with open(os.path.join(args.work, "sources.json"), "w") as f:
         json.dump(stats, f)
