@@ -56,7 +56,7 @@ export const loraForwardSection: Section = {
           matmul(u, L.lora.B, { transB: true, alpha: L.lora.scale, accumulate: true, out: y });
           return frees(y, u);
         },
-      }, { reps: 7 });
+      }, { reps: 11 });
       const tag = `N=${N} ${d}x${d} r=${r}`;
       rows.push(ratio(`fused / plain, ${tag}`, ms.fused, ms.plain, ['fused', 'plain']));
       rows.push(ratio(`unfused / plain, ${tag}`, ms.unfused, ms.plain, ['unfused', 'plain']));
@@ -73,7 +73,7 @@ export const loraForwardSection: Section = {
           const { y, u } = lora_forward(L.x, w16, L.bias, L.lora);
           return frees(y, u);
         },
-      }, { reps: 7 });
+      }, { reps: 11 });
       rows.push(ratio(`fused / plain, f16 W0, N=${N} ${d}x${d} r=${r}`, ms.fused, ms.plain, ['fused', 'plain']));
       w16.free();
       L.free();
@@ -105,7 +105,7 @@ export const loraBackwardSection: Section = {
           const dx = add_forward(dx0, T);
           return frees(G, dB, dA, dx0, T, dx);
         },
-      }, { reps: 7 });
+      }, { reps: 11 });
       const tag = `N=${N} ${d}x${d} r=${r}`;
       rows.push(ratio(`fused / unfused, ${tag}`, ms.fused, ms.unfused, ['fused', 'unfused']));
       rows.push(ratio(`fused / (dy·W0 alone), ${tag}`, ms.fused, ms['dx only'], ['fused', 'dy·W0']));
