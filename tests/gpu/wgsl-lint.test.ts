@@ -8,11 +8,15 @@
 // those: 8 storage buffers per stage, 256 invocations per workgroup, 16 KiB of workgroup memory), so a kernel
 // that breaks the portability rules of src/kernels/README.md fails here, on every machine.
 //
-// The null backend needs no driver, and it coexists in one process with a Vulkan one (checked on lavapipe and
-// SwiftShader, in either order), but this file never touches the other: it passes in both vitest projects alike.
+// The null backend needs no driver, and the lint itself never touches one, so it passes in both vitest projects
+// alike. It does coexist in one process with the project's Vulkan driver (checked by hand on lavapipe and
+// SwiftShader in either order; the last test here checks null-then-driver on the project's driver).
 import { describe, expect, it } from 'vitest';
 import { create, globals } from 'webgpu';
 import { rawShader, shaderNames, specialize, type Defines } from '../../src/gpu/shaders';
+import { Tensor } from '../../src/gpu/tensor';
+import { add_forward } from '../../src/kernels/add';
+import { gpu } from '../helpers/gpu';
 
 // Kept at module level: if the object create() returns is garbage-collected, Dawn crashes the process.
 let nullGpu: GPU | null = null;
@@ -232,5 +236,18 @@ describe('WGSL lint: self-test', () => {
   it('a defaults line that misses a key is reported at the placeholder', async () => {
     const errors = await lintShader('x', (n) => (n === 'x' ? '//! defaults: A=1\nconst B = {{B}}u;\n@compute @workgroup_size(1) fn main() {}' : read(n)));
     expect(errors).toEqual(['shaders/x.wgsl:2:11: no value for {{B}} in the defaults line']);
+  });
+});
+
+describe('WGSL lint: the null backend next to the real driver', () => {
+  it('a null-backend device and the project driver work in one process', async () => {
+    const nullDev = await nullDevice();
+    const ctx = await gpu(); // WEBLORA_DRIVER's adapter, created after the null one
+    const a = Tensor.from(ctx, [1, 2, 3], [3]), b = Tensor.from(ctx, [10, 20, 30], [3]);
+    const c = add_forward(a, b);
+    expect(Array.from(await c.read())).toEqual([11, 22, 33]);
+    expect((await lintShader('add')).length).toBe(0); // and the null device still answers afterwards
+    expect(nullDev.limits.maxStorageBuffersPerShaderStage).toBe(8);
+    [a, b, c].forEach((t) => t.free());
   });
 });
