@@ -14,7 +14,7 @@ export interface SampleDataset {
 }
 
 /** Formats the page offers as overrides; a format the engine reports that is not here is added. */
-const FORMATS = ['text', 'jsonl', 'csv', 'tsv'];
+const FORMATS = ['text', 'jsonl', 'json', 'csv', 'tsv'];
 const PREVIEW_ROWS = 5;
 const PREVIEW_CHARS = 240;
 

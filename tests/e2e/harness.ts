@@ -125,10 +125,22 @@ export async function expectEngineUp(page: Page, timeout = 60_000): Promise<stri
   const deadline = Date.now() + timeout;
   while (Date.now() < deadline) {
     const text = (await line.textContent()) ?? '';
-    if (text.startsWith('GPU: ') && !text.includes('not available') && text !== 'Starting the engine…') return text;
+    if (text.startsWith('GPU: ') && text !== 'GPU: not available') return text;
     const banner = page.locator('.banner');
     if (await banner.isVisible()) throw new Error(`the studio reports no working WebGPU engine: ${await banner.textContent()}`);
     await page.waitForTimeout(200);
   }
   throw new Error(`the engine did not start within ${timeout / 1000} s (status line: ${await line.textContent()})`);
+}
+
+/** Waits for the bundled model to load; on failure says what the model panel says and saves a screenshot. */
+export async function expectBundledModel(page: Page, timeout = 120_000): Promise<void> {
+  await expectEngineUp(page);
+  try {
+    await page.locator('#model-panel').getByText(/^Loaded .*weblora-llama-1m/).waitFor({ timeout });
+  } catch (e) {
+    const status = await page.locator('#model-panel .status').first().textContent();
+    await screenshot(page, 'failure-bundled-model').catch(() => undefined);
+    throw new Error(`the bundled model did not load within ${timeout / 1000} s; the model panel says: ${status}`);
+  }
 }
