@@ -2,7 +2,8 @@
 // C = alpha · op(A) · op(B) [+ C] [+ bias] [+ lscale · mask ⊙ (U · op(V))], register-blocked.
 // a is (batch, M, K) or (batch, K, M) with TRANS_A; b is (batch, K, N) or (batch, N, K) with TRANS_B,
 // element type W0T (f32 or f16 weights); c is (batch, M, N) with row stride ldc; bias is (N,).
-// LoRA epilogue (LORA): u is (M, R), v is (N, R), or (R, N) with LORA_VT; added once per output.
+// LoRA (LORA): u is (M, R), v is (N, R), or (R, N) with LORA_VT; R more register-blocked terms after the K
+// loop, so C is written once.
 // Dropout (lib_rng, idx = row * dropLd + col of x): MASK_A masks op(A)[m, k], MASK_B masks op(B)[k, n],
 // MASK_EPI masks the LoRA term at [m, n]. Each thread computes a TM x 4 block of C; a workgroup of
 // WG_N x WG_M threads computes a (TM·WG_M) x (4·WG_N) tile. No workgroup memory: on the software
