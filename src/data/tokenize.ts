@@ -7,6 +7,13 @@
 // the model continues it, so the boundary is where encode(prompt) and encode(prompt + completion) part.
 // A token that straddles a boundary goes to the later segment. The special tokens encode() adds in front
 // (e.g. BOS) are found the same way (the prefix of encode('')) and are never trained.
+//
+// Long plain text (one trained segment over LONG_CHARS characters) is encoded in pieces cut at single
+// spaces, because BPE over one huge string is slow (superlinear) and would block without progress. The
+// pieces join exactly when the tokenizer treats a space as a word boundary, which a probe checks first:
+//   keep-space  encode("a b") = encode("a") ++ encode(" b")   (GPT-2 byte-level style)
+//   drop-space  encode("a b") = encode("a") ++ encode("b")    (SentencePiece style: "▁" is prepended)
+// A tokenizer that passes neither probe gets the whole text encoded at once.
 
 import type { Example, Segment, TextTokenizer } from './types';
 
@@ -67,6 +74,72 @@ export function tokenizeExample(ex: Example, tok: TextTokenizer, emptyCache?: Ma
   return { ids: Uint32Array.from(full), train };
 }
 
+export const LONG_CHARS = 8192;
+
+export type JoinRule = 'keep-space' | 'drop-space' | null;
+
+const PROBES = ['The whale swam on', 'said the Lord unto', 'hacker culture 2 hackers', 'x y'];
+
+/** How pieces cut at a space join back into the whole text's tokens, or null if they do not. */
+export function joinRuleOf(tok: TextTokenizer): JoinRule {
+  const same = (a: number[], b: number[]) => a.length === b.length && a.every((v, i) => v === b[i]);
+  for (const rule of ['keep-space', 'drop-space'] as const) {
+    const ok = PROBES.every((p) => {
+      const whole = tok.encode(p, false);
+      for (let i = p.indexOf(' '); i > 0; i = p.indexOf(' ', i + 1)) {
+        const tail = rule === 'keep-space' ? p.slice(i) : p.slice(i + 1);
+        if (!same(whole, [...tok.encode(p.slice(0, i), false), ...tok.encode(tail, false)])) return false;
+      }
+      return true;
+    });
+    if (ok) return rule;
+  }
+  return null;
+}
+
+/** Start offsets of the pieces: cuts at a single space between non-spaces, about every `size` chars. */
+function pieceCuts(text: string, size: number): number[] {
+  const cuts: number[] = [];
+  let at = size;
+  while (at < text.length) {
+    let c = at;
+    const isCut = (i: number) => text[i] === ' ' && /\S/.test(text[i - 1] ?? '') && /\S/.test(text[i + 1] ?? '');
+    while (c < text.length && c < at + size && !isCut(c)) c++;
+    if (c >= text.length) break;
+    if (isCut(c)) cuts.push(c);
+    at = c + size;
+  }
+  return cuts;
+}
+
+/** The special tokens encode(text, true) puts before and after the text's own tokens. */
+function specialAffixes(tok: TextTokenizer): { prefix: number[]; suffix: number[] } {
+  const inner = tok.encode('x', false);
+  const outer = tok.encode('x', true);
+  for (let i = 0; i + inner.length <= outer.length; i++) {
+    if (inner.every((v, k) => outer[i + k] === v)) return { prefix: outer.slice(0, i), suffix: outer.slice(i + inner.length) };
+  }
+  return { prefix: outer, suffix: [] };
+}
+
+/** Encodes long plain text piece by piece, giving the event loop back between pieces when `pause` says. */
+async function encodeLong(text: string, addSpecial: boolean, tok: TextTokenizer, rule: 'keep-space' | 'drop-space', pause: () => Promise<void>): Promise<TokenizedExample> {
+  const cuts = pieceCuts(text, LONG_CHARS);
+  const { prefix, suffix } = addSpecial ? specialAffixes(tok) : { prefix: [], suffix: [] };
+  const parts: number[][] = [prefix];
+  let start = 0;
+  for (const c of [...cuts, text.length]) {
+    parts.push(tok.encode(text.slice(start, c), false));
+    start = rule === 'keep-space' ? c : c + 1;
+    await pause();
+  }
+  parts.push(suffix);
+  const ids = Uint32Array.from(parts.flat());
+  const train = new Uint8Array(ids.length).fill(1);
+  train.fill(0, 0, prefix.length);
+  return { ids, train };
+}
+
 const nextTick = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
 
 /** Tokenises all examples, yielding to the event loop every `sliceMs` and reporting progress then. */
@@ -75,17 +148,26 @@ export async function tokenizeExamples(examples: Example[], tok: TextTokenizer, 
   const out: TokenizedExample[] = [];
   const emptyCache = new Map<boolean, number[]>();
   let tokens = 0;
+  let done = 0;
   let sliceStart = performance.now();
-  for (let i = 0; i < examples.length; i++) {
-    const t = tokenizeExample(examples[i], tok, emptyCache);
+  const pause = async () => {
+    if (performance.now() - sliceStart <= sliceMs) return;
+    opts.onProgress?.({ done, total: examples.length, tokens });
+    await nextTick();
+    if (opts.signal?.aborted) throw opts.signal.reason ?? new Error('tokenising was cancelled');
+    sliceStart = performance.now();
+  };
+  let rule: JoinRule | undefined;
+  for (const ex of examples) {
+    const segs = segmentsOf(ex).filter((s) => s.text);
+    let t: TokenizedExample;
+    if (segs.length === 1 && segs[0].train && segs[0].text.length > LONG_CHARS && (rule ??= joinRuleOf(tok))) {
+      t = await encodeLong(segs[0].text, ex.addSpecial ?? true, tok, rule, pause);
+    } else t = tokenizeExample(ex, tok, emptyCache);
     out.push(t);
     tokens += t.ids.length;
-    if (performance.now() - sliceStart > sliceMs) {
-      opts.onProgress?.({ done: i + 1, total: examples.length, tokens });
-      await nextTick();
-      if (opts.signal?.aborted) throw opts.signal.reason ?? new Error('tokenising was cancelled');
-      sliceStart = performance.now();
-    }
+    done++;
+    await pause();
   }
   opts.onProgress?.({ done: examples.length, total: examples.length, tokens });
   return out;

@@ -2,7 +2,7 @@
 
 import { describe, expect, it } from 'vitest';
 import { concatStream, IGNORE_INDEX, packSequences } from '../../src/data/pack';
-import { tokenizeExample, tokenizeExamples, type TokenizedExample } from '../../src/data/tokenize';
+import { joinRuleOf, LONG_CHARS, tokenizeExample, tokenizeExamples, type TokenizedExample } from '../../src/data/tokenize';
 import type { Example } from '../../src/data/types';
 import { AB, BOS, charTokenizer, chars, EOS } from './chartok';
 
@@ -77,6 +77,30 @@ describe('tokenizeExamples', () => {
     ctl.abort(new Error('cancelled by the test'));
     const examples = [{ prompt: '', completion: 'a' }];
     await expect(tokenizeExamples(examples, charTokenizer(), { sliceMs: -1, signal: ctl.signal })).rejects.toThrow('cancelled by the test');
+  });
+});
+
+describe('long plain text in pieces', () => {
+  it('a text without cut points, and a tokenizer whose pieces do not join, are encoded whole', async () => {
+    const tok = charTokenizer();
+    const noSpaces = { prompt: '', completion: 'a'.repeat(3 * LONG_CHARS) };
+    const [t] = await tokenizeExamples([noSpaces], tok);
+    expect(plain(t)).toEqual(plain(tokenizeExample(noSpaces, tok)));
+    // Marks the start of every encode() call: pieces would carry extra marks, so no join rule holds.
+    const marking = { ...tok, encode: (s: string, sp: boolean) => [7, ...tok.encode(s, sp)] };
+    expect(joinRuleOf(marking)).toBe(null);
+    const spaced = { prompt: '', completion: 'word '.repeat(LONG_CHARS) };
+    const [m] = await tokenizeExamples([spaced], marking);
+    expect(plain(m)).toEqual(plain(tokenizeExample(spaced, marking)));
+    expect(m.ids.filter((id) => id === 7).length).toBe(1);
+  });
+
+  it('pieces keep BOS masked and an appended EOS trained', async () => {
+    const tok = charTokenizer({ eosOnEncode: true });
+    const ex = { prompt: '', completion: 'some words here '.repeat(LONG_CHARS / 4).trim() };
+    const [t] = await tokenizeExamples([ex], tok);
+    expect(plain(t)).toEqual(plain(tokenizeExample(ex, tok)));
+    expect([t.ids[0], t.train[0], t.ids.at(-1), t.train.at(-1)]).toEqual([BOS, 0, EOS, 1]);
   });
 });
 
