@@ -1,0 +1,62 @@
+// The headless trainer end to end: `npm run train` arguments in, a PEFT adapter folder out that the
+// project's own importer accepts for the same base model.
+
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it, vi } from 'vitest';
+import { importAdapter } from '../../src/adapters/peft';
+import { main, parseArgs } from '../../src/cli/train';
+import { loadModelFiles } from '../../src/loaders/model-files';
+import { dirSource } from '../../src/loaders/sources.node';
+import { BUNDLED, ROOT } from '../helpers/fixtures';
+
+describe('npm run train', () => {
+  it('trains the bundled model on a sample dataset and writes a PEFT adapter', async () => {
+    const out = join(mkdtempSync(join(tmpdir(), 'weblora-cli-')), 'fortunes');
+    const data = join(mkdtempSync(join(tmpdir(), 'weblora-data-')), 'fortunes.txt');
+    writeFileSync(data, readFileSync(join(ROOT, 'public/datasets/fortunes.txt'), 'utf8').slice(0, 20_000));
+    const err = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    let code: number;
+    try {
+      code = await main(['--model', BUNDLED, '--data', data, '--out', out, '--steps', '3', '--batch', '2', '--seq-len', '32', '--rank', '4', '--alpha', '8', '--targets', 'q_proj,v_proj', '--eval-every', '2', '--sample-every', '0', '--seed', '3']);
+    } finally {
+      err.mockRestore();
+    }
+    const log = err.mock.calls.map((c) => String(c[0])).join('');
+    expect(code, log).toBe(0);
+    expect(log).toMatch(/step 3\/3/);
+    expect(log).toMatch(/validation loss at step 2/);
+    const cfg = JSON.parse(readFileSync(join(out, 'adapter_config.json'), 'utf8'));
+    expect(cfg).toMatchObject({ peft_type: 'LORA', r: 4, lora_alpha: 8, target_modules: ['q_proj', 'v_proj'], task_type: 'CAUSAL_LM', base_model_name_or_path: 'weblora-llama-1m' });
+    expect(readFileSync(join(out, 'README.md'), 'utf8')).toMatch(/library_name: peft/);
+    const files = await loadModelFiles(dirSource(BUNDLED));
+    const imp = importAdapter(
+      { 'adapter_config.json': JSON.stringify(cfg), 'adapter_model.safetensors': new Uint8Array(readFileSync(join(out, 'adapter_model.safetensors'))) },
+      files.config,
+      'weblora-llama-1m',
+    );
+    expect(imp.arrays.size).toBe(files.config.numLayers * 2);
+    expect(imp.warnings).toEqual([]);
+    // Trained: B moved away from its zero initialisation.
+    const anyB = [...imp.arrays.values()].some((m) => m.B.some((x) => x !== 0));
+    expect(anyB).toBe(true);
+  });
+
+  it('--help lists the options; bad arguments fail with a message', async () => {
+    const out = vi.spyOn(console, 'log').mockImplementation(() => {});
+    const err = vi.spyOn(console, 'error').mockImplementation(() => {});
+    try {
+      expect(await main(['--help'])).toBe(0);
+      expect(String(out.mock.calls[0][0])).toMatch(/--rank <int>[\s\S]*--seq-len <int>/);
+      expect(await main(['--bogus'])).toBe(2);
+      expect(String(err.mock.calls.at(-1)![0])).toMatch(/unknown option '--bogus'/);
+      expect(await main(['--model', 'x'])).toBe(2);
+    } finally {
+      out.mockRestore();
+      err.mockRestore();
+    }
+    expect(parseArgs(['--lr', '1e-3', '--targets', 'q_proj, v_proj', '--checkpointing']).settings).toEqual({ lr: 1e-3, targets: ['q_proj', 'v_proj'], checkpointing: true });
+    expect(() => parseArgs(['--lr', 'fast'])).toThrow(/needs a number/);
+  });
+});
