@@ -264,6 +264,7 @@ export class Engine {
 function modelIdOf(source: ModelSource, files: ModelFiles): string {
   const fromConfig = files.configJson._name_or_path;
   if (source.id.startsWith('hf:')) return source.id.slice(3).replace(/@main$/, '');
-  if (source.id.startsWith('bundled:')) return source.id.replace(/^bundled:/, '').replace(/\/$/, '').split('/').pop() || 'bundled';
+  // A bundled or local folder is named after the folder.
+  if (source.id.startsWith('bundled:') || source.id.startsWith('dir:')) return source.id.replace(/^\w+:/, '').replace(/\/$/, '').split('/').pop() || 'local';
   return typeof fromConfig === 'string' && fromConfig ? fromConfig : source.id;
 }
