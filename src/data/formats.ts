@@ -106,12 +106,16 @@ function sniffFormat(text: string): DataFormat {
   }
   const lines = firstLines(text, 5);
   if (lines.length && lines.every(isJsonObjectLine)) return 'jsonl';
-  // CSV/TSV only when several lines agree on a field count > 1 (prose has commas too).
-  if (lines.length >= 2) {
+  // CSV/TSV only when the first lines (3 or more, unless the file is shorter) agree on a field count > 1
+  // and the first looks like a header of short names without spaces around them (prose has commas
+  // too, but a space after them).
+  if (lines.length >= 2 && (lines.length >= 3 || firstLines(text, 3).length === lines.length)) {
     for (const [format, delim] of [['tsv', '\t'], ['csv', ',']] as const) {
       try {
         const rows = parseDelimited(lines.join('\n'), delim);
-        if (rows[0].length > 1 && rows.every((r) => r.length === rows[0].length)) return format;
+        const header = rows[0];
+        const looksLikeHeader = header.every((c) => c.length > 0 && c.length <= 64 && c === c.trim());
+        if (header.length > 1 && looksLikeHeader && rows.every((r) => r.length === header.length)) return format;
       } catch {
         /* not delimited */
       }

@@ -12,7 +12,7 @@
 
 import type { TokenizedExample } from './tokenize';
 
-/** The loss ignores targets equal to this (the value cross-entropy uses; also in kernels/cross_entropy). */
+/** The loss ignores targets equal to this: kernels/cross_entropy.ts's value, kept here so the data pipeline needs no GPU module. */
 export const IGNORE_INDEX = 0xffffffff;
 
 /** N sequences of T tokens: ids and targets are (N, T), row n = sequence n. */

@@ -64,8 +64,11 @@ describe('DataCursor', () => {
     const all = Array.from({ length: seqs.N }, (_, n) => Array.from(seqs.ids.subarray(n * 8, n * 8 + 8)).join(','));
     expect([...seen].sort()).toEqual([...all].sort());
     expect(seen).not.toEqual(all);
-    c.nextBatch(1);
+    const epoch1 = [Array.from(c.nextBatch(1).ids).join(',')];
     expect(c.state()).toEqual({ epoch: 1, index: 1, seed: 5 });
+    for (let n = 1; n < seqs.N; n++) epoch1.push(Array.from(c.nextBatch(1).ids).join(','));
+    expect([...epoch1].sort()).toEqual([...all].sort());
+    expect(epoch1).not.toEqual(seen); // a new order each epoch
   });
 
   it('a fresh cursor from a saved JSON state yields the same subsequent batches', () => {

@@ -32,6 +32,8 @@ describe('detectFormat', () => {
     // Prose with commas is not CSV: its lines disagree on the field count.
     expect(detectFormat('Call me Ishmael. Some years ago, never mind how long,\nhaving little or no money in my purse\n').format).toBe('text');
     expect(detectFormat('{ not json\nat all').format).toBe('text');
+    // Even when a few lines happen to agree on their commas, a long first "header" field is prose.
+    expect(detectFormat('It was the best of times, it was the worst of times, it was the age of wisdom\nHe said, she said, they said\nOne, two, three\n').format).toBe('text');
   });
 
   it('skips a UTF-8 byte-order mark', () => {

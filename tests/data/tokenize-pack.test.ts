@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { concatStream, IGNORE_INDEX, packSequences } from '../../src/data/pack';
 import { joinRuleOf, LONG_CHARS, tokenizeExample, tokenizeExamples, type TokenizedExample } from '../../src/data/tokenize';
 import type { Example } from '../../src/data/types';
+import { IGNORE_INDEX as KERNEL_IGNORE_INDEX } from '../../src/kernels/cross_entropy';
 import { AB, BOS, charTokenizer, chars, EOS } from './chartok';
 
 const IG = IGNORE_INDEX;
@@ -105,6 +106,10 @@ describe('long plain text in pieces', () => {
 });
 
 describe('packSequences', () => {
+  it('masks with the value the cross-entropy kernel ignores', () => {
+    expect(IGNORE_INDEX).toBe(KERNEL_IGNORE_INDEX);
+  });
+
   it('lays examples end to end with EOS between and cuts T+1 windows with stride T', () => {
     const a = te([BOS, 10, 11], [0, 1, 1]);
     const b = te([BOS, 20, 21], [0, 0, 1]); // 20 is a prompt token
