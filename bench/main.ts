@@ -40,9 +40,15 @@ export async function main(args: string[]): Promise<void> {
   mkdirSync(dir, { recursive: true });
   const loadavg1 = `${loadStart} at start, ${load()} at end (1-minute load average, ${cpus().length} CPUs)`;
   const out = { driver, adapter: ctx.adapterName, hasF16: ctx.hasF16, date, node: process.version, load: loadavg1, seconds: total, sections: results };
-  writeFileSync(resolve(dir, `${driver}.json`), JSON.stringify(out, null, 2) + '\n');
-  writeFileSync(resolve(dir, `${driver}.md`), markdown(out));
-  console.log(`wrote bench/results/${driver}.json and .md`);
+  if (only.length) {
+    // a partial run does not replace the full results (bench/results/*.tmp is git-ignored)
+    writeFileSync(resolve(dir, `${driver}.partial.tmp`), JSON.stringify(out, null, 2) + '\n');
+    console.log(`partial run: wrote bench/results/${driver}.partial.tmp`);
+  } else {
+    writeFileSync(resolve(dir, `${driver}.json`), JSON.stringify(out, null, 2) + '\n');
+    writeFileSync(resolve(dir, `${driver}.md`), markdown(out));
+    console.log(`wrote bench/results/${driver}.json and .md`);
+  }
   await ctx.sync();
   ctx.destroy();
 }
