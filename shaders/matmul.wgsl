@@ -7,8 +7,9 @@
 // Dropout (lib_rng, idx = row * dropLd + col of x): MASK_A masks op(A)[m, k], MASK_B masks op(B)[k, n],
 // MASK_EPI masks the LoRA term at [m, n]. Each thread computes a TM x 4 block of C; a workgroup of
 // WG_N x WG_M threads computes a (TM·WG_M) x (4·WG_N) tile. No workgroup memory: on the software
-// Vulkan drivers barriers cost more than the cache misses they save.
-//! defaults: ENABLE_F16= W0T=f32 WG_M=16 WG_N=16 TM=4 TRANS_A=false TRANS_B=false HAS_BIAS=false ACCUM=false LORA=false LORA_VT=false MASK_A=false MASK_B=false MASK_EPI=false
+// Vulkan drivers barriers cost more than the cache misses they save. B_VEC4 (no TRANS_B, N and ldb multiples
+// of 4): b is bound as vec4 rows and op(B)[k, n0..n0+3] is one load; B_AT / B_VEC spell the element access.
+//! defaults: ENABLE_F16= W0T=f32 BELEM=f32 B_AT=b[i] B_VEC=vec4f(0.0) B_VEC4=false WG_M=16 WG_N=16 TM=4 TRANS_A=false TRANS_B=false HAS_BIAS=false ACCUM=false LORA=false LORA_VT=false MASK_A=false MASK_B=false MASK_EPI=false
 //#include lib_rng
 
 struct Params {
@@ -19,7 +20,7 @@ struct Params {
 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<{{W0T}}>;
+@group(0) @binding(2) var<storage, read> b: array<{{BELEM}}>;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 @group(0) @binding(5) var<storage, read> u: array<f32>;
@@ -37,6 +38,9 @@ const LORA_VT = {{LORA_VT}};
 const MASK_A = {{MASK_A}};
 const MASK_B = {{MASK_B}};
 const MASK_EPI = {{MASK_EPI}};
+const B_VEC4 = {{B_VEC4}};
+fn b_at(i: u32) -> f32 { return f32({{B_AT}}); }
+fn b_vec(i: u32) -> vec4f { return {{B_VEC}}; }
 
 fn load_a(base: u32, m: u32, k: u32) -> f32 {
   var x: f32;
@@ -47,7 +51,7 @@ fn load_a(base: u32, m: u32, k: u32) -> f32 {
 
 fn load_b(base: u32, k: u32, n: u32) -> f32 {
   var x: f32;
-  if (TRANS_B) { x = f32(b[base + n * p.ldb + k]); } else { x = f32(b[base + k * p.ldb + n]); }
+  if (TRANS_B) { x = b_at(base + n * p.ldb + k); } else { x = b_at(base + k * p.ldb + n); }
   if (MASK_B) { x *= dropout_mult(p.seed, k * p.dropLd + n, p.p); }
   return x;
 }
@@ -69,7 +73,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   var acc0 = vec4f(0.0); var acc1 = vec4f(0.0); var acc2 = vec4f(0.0); var acc3 = vec4f(0.0);
   var acc4 = vec4f(0.0); var acc5 = vec4f(0.0); var acc6 = vec4f(0.0); var acc7 = vec4f(0.0);
   for (var k = 0u; k < p.K; k++) {
-    let bv = vec4f(load_b(baseB, k, ns.x), load_b(baseB, k, ns.y), load_b(baseB, k, ns.z), load_b(baseB, k, ns.w));
+    var bv: vec4f;
+    if (B_VEC4) { bv = b_vec(baseB + k * p.ldb + n0); } else {
+      bv = vec4f(load_b(baseB, k, ns.x), load_b(baseB, k, ns.y), load_b(baseB, k, ns.z), load_b(baseB, k, ns.w));
+    }
     acc0 += load_a(baseA, r0, k) * bv;
     if (TM > 1u) { acc1 += load_a(baseA, r1, k) * bv; }
     if (TM > 2u) { acc2 += load_a(baseA, r2, k) * bv; acc3 += load_a(baseA, r3, k) * bv; }

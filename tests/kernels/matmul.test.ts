@@ -45,7 +45,7 @@ describe('matmul', () => {
 
   it.each([1, 2, 4, 8])('every rows-per-thread variant (tm = %i), odd workgroup shapes, bias, batch 2', async (tm) => {
     const ctx = await gpu();
-    const [B, M, N, K] = [2, 37, 29, 19];
+    const [B, M, N, K] = [2, 37, 28, 19]; // N % 4 = 0: B read as vec4 rows, batch strides included
     const r = rng(tm);
     const a = r.uniform(B * M * K), b = r.uniform(B * K * N), bias = r.uniform(N);
     const ta = Tensor.from(ctx, a, [B, M, K]), tb = Tensor.from(ctx, b, [B, K, N]), tbias = Tensor.from(ctx, bias, [N]);
@@ -111,8 +111,14 @@ describe('matmul', () => {
     if (driver === 'lavapipe') expect(ctx.hasF16).toBe(true);
     if (driver === 'swiftshader') expect(ctx.hasF16).toBe(false);
     const live = ctx.alloc.liveBytes;
-    const [M, N, K] = [100, 33, 257];
-    const r = rng(16);
+    // N = 36 takes the vec4 path for A·B (rows of B 16-byte aligned), N = 33 the scalar one
+    for (const N of [33, 36]) await f16Case(ctx, N);
+    expect(ctx.alloc.liveBytes).toBe(live);
+  });
+
+  async function f16Case(ctx: Awaited<ReturnType<typeof gpu>>, N: number) {
+    const [M, K] = [100, 257];
+    const r = rng(16 + N);
     const x = r.uniform(M * K), w = r.uniform(N * K);
     const tx = Tensor.from(ctx, x, [M, K]), tw = Tensor.from(ctx, w, [N, K], 'w', 'f16');
     if (ctx.hasF16) {
@@ -131,8 +137,7 @@ describe('matmul', () => {
       expect(() => matmul(tx, tw, { transB: true })).toThrow(/shader-f16/);
     }
     [tx, tw].forEach((t) => t.free());
-    expect(ctx.alloc.liveBytes).toBe(live);
-  });
+  }
 
   it('rejects mismatched inner sizes', async () => {
     const ctx = await gpu();
