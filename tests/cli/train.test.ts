@@ -18,12 +18,13 @@ describe('npm run train', () => {
     writeFileSync(data, readFileSync(join(ROOT, 'public/datasets/fortunes.txt'), 'utf8').slice(0, 20_000));
     const err = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
     let code: number;
+    let log = '';
     try {
       code = await main(['--model', BUNDLED, '--data', data, '--out', out, '--steps', '3', '--batch', '2', '--seq-len', '32', '--rank', '4', '--alpha', '8', '--targets', 'q_proj,v_proj', '--eval-every', '2', '--sample-every', '0', '--seed', '3']);
+      log = err.mock.calls.map((c) => String(c[0])).join('');
     } finally {
       err.mockRestore();
     }
-    const log = err.mock.calls.map((c) => String(c[0])).join('');
     expect(code, log).toBe(0);
     expect(log).toMatch(/step 3\/3/);
     expect(log).toMatch(/validation loss at step 2/);
