@@ -9,8 +9,9 @@ import { calmDawnPolling, createNodeContext, nodeDriver } from '../src/gpu/node'
 import type { Row, Section } from './harness';
 import { matmulSection, matmulTilesSection } from './sections/matmul';
 import { loraBackwardSection, loraForwardSection } from './sections/lora';
+import { trainingSection } from './sections/training';
 
-const SECTIONS: Section[] = [matmulSection, matmulTilesSection, loraForwardSection, loraBackwardSection];
+const SECTIONS: Section[] = [matmulSection, matmulTilesSection, loraForwardSection, loraBackwardSection, trainingSection];
 
 export async function main(args: string[]): Promise<void> {
   const only = args.filter((a) => !a.startsWith('-'));
