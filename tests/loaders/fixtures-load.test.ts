@@ -6,8 +6,10 @@ import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { f16BitsToF32 } from '../../src/gpu/f16';
 import { loadModelFiles } from '../../src/loaders/model-files';
+import { bundledSource, type FileProgress } from '../../src/loaders/sources';
 import { dirSource } from '../../src/loaders/sources.node';
-import { expectedTensors } from '../../src/models/config';
+import { expectedTensors, paramCount } from '../../src/models/config';
+import { serveFolder } from './fixtures';
 
 const FIXTURES = resolve(__dirname, '../fixtures');
 const CASES = [
