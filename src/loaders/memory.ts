@@ -19,7 +19,8 @@
 // Not counted: the allocator's rounding and pooling, pipelines, staging buffers for reads, the token
 // ids and targets (tiny), and the CPU-side copy of the weights while they are uploaded.
 
-import { expectedTensors, loraModules, type ModelConfig } from '../models/config';
+import { expectedTensors, type ModelConfig } from '../models/config';
+import { selectModules } from '../models/modules';
 
 export interface MemoryOptions {
   weightDtype: 'f32' | 'f16';
@@ -107,7 +108,7 @@ export function estimateMemory(cfg: ModelConfig, opts: MemoryOptions): MemoryEst
     }
   }
 
-  const modules = loraModules(cfg, opts.targets);
+  const modules = selectModules(cfg, opts.targets);
   const loraParams = modules.reduce((s, m) => s + rank * (m.inFeatures + m.outFeatures), 0);
   const loraBytes = loraParams * F32 * 4;
   const uPerBlock = (modules.length / cfg.numLayers) * rank; // U (N, r) per targeted linear of a block

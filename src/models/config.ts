@@ -289,48 +289,5 @@ export const DEFAULT_TARGETS: Record<Family, string[]> = {
   gpt2: ['c_attn'],
 };
 
-export interface LoraModule {
-  /** Module path as in the HF checkpoint, e.g. model.layers.0.self_attn.q_proj or transformer.h.0.attn.c_attn */
-  path: string;
-  /** PEFT target name, e.g. q_proj, c_proj */
-  target: string;
-  layer: number;
-  inFeatures: number;
-  outFeatures: number;
-}
 
 /** Every linear module that `targets` selects, with its in/out features (A is [r, in], B is [out, r]). */
-export function loraModules(cfg: ModelConfig, targets: string[]): LoraModule[] {
-  const allowed = LORA_TARGETS[cfg.family];
-  for (const t of targets) {
-    if (!allowed.includes(t)) throw new ConfigError(`LoRA target "${t}" does not exist in ${cfg.architecture}; choose from ${allowed.join(', ')}`);
-  }
-  const { hiddenSize: H, intermediateSize: I } = cfg;
-  const Q = cfg.numHeads * cfg.headDim;
-  const KV = cfg.numKvHeads * cfg.headDim;
-  const perLayer: [string, string, number, number][] =
-    cfg.family === 'gpt2'
-      ? [
-          ['attn.c_attn', 'c_attn', H, 3 * H],
-          ['attn.c_proj', 'c_proj', H, H],
-          ['mlp.c_fc', 'c_fc', H, I],
-          ['mlp.c_proj', 'c_proj', I, H],
-        ]
-      : [
-          ['self_attn.q_proj', 'q_proj', H, Q],
-          ['self_attn.k_proj', 'k_proj', H, KV],
-          ['self_attn.v_proj', 'v_proj', H, KV],
-          ['self_attn.o_proj', 'o_proj', Q, H],
-          ['mlp.gate_proj', 'gate_proj', H, I],
-          ['mlp.up_proj', 'up_proj', H, I],
-          ['mlp.down_proj', 'down_proj', I, H],
-        ];
-  const prefix = cfg.family === 'gpt2' ? 'transformer.h.' : 'model.layers.';
-  const out: LoraModule[] = [];
-  for (let l = 0; l < cfg.numLayers; l++) {
-    for (const [sub, target, inF, outF] of perLayer) {
-      if (targets.includes(target)) out.push({ path: `${prefix}${l}.${sub}`, target, layer: l, inFeatures: inF, outFeatures: outF });
-    }
-  }
-  return out;
-}

@@ -1,7 +1,7 @@
 // The linear layers of each family, by their Hugging Face module path. LoRA attaches to these, the
 // adapter file names its tensors after them, and the model code reads their weights.
 
-import type { ModelConfig } from './config';
+import { ConfigError, LORA_TARGETS, type ModelConfig } from './config';
 
 export interface LinearModule {
   /** Full HF module path, e.g. `model.layers.0.self_attn.q_proj` or `transformer.h.0.attn.c_attn`. */
@@ -50,11 +50,9 @@ export function linearModules(cfg: ModelConfig): LinearModule[] {
 
 /** The modules a PEFT-style target list selects (a target matches the last part of the path). */
 export function selectModules(cfg: ModelConfig, targets: string[]): LinearModule[] {
-  const all = linearModules(cfg);
-  const known = new Set(all.map((m) => m.target));
-  const unknown = targets.filter((t) => !known.has(t));
-  if (unknown.length) {
-    throw new Error(`unknown LoRA target module(s) ${unknown.join(', ')} for ${cfg.architecture}; choose from ${[...known].join(', ')}`);
+  const allowed = LORA_TARGETS[cfg.family];
+  for (const t of targets) {
+    if (!allowed.includes(t)) throw new ConfigError(`LoRA target "${t}" does not exist in ${cfg.architecture}; choose from ${allowed.join(', ')}`);
   }
-  return all.filter((m) => targets.includes(m.target));
+  return linearModules(cfg).filter((m) => targets.includes(m.target));
 }

@@ -1,6 +1,7 @@
+import { selectModules } from '../../src/models/modules';
 import { describe, expect, it } from 'vitest';
 import {
-  ConfigError, DEFAULT_TARGETS, expectedTensors, LORA_TARGETS, loraModules, paramCount, parseConfig,
+  ConfigError, DEFAULT_TARGETS, expectedTensors, LORA_TARGETS, paramCount, parseConfig,
 } from '../../src/models/config';
 import { TINY_CONFIGS } from './fixtures';
 
@@ -167,18 +168,18 @@ describe('LoRA targets', () => {
 
   it('sizes the modules: GPT-2 c_attn at r = 8 is 294,912 trainable parameters (the PEFT figure)', () => {
     const g = parseConfig(GPT2);
-    const mods = loraModules(g, ['c_attn']);
+    const mods = selectModules(g, ['c_attn']);
     expect(mods.length).toBe(12);
-    expect(mods[0]).toEqual({ path: 'transformer.h.0.attn.c_attn', target: 'c_attn', layer: 0, inFeatures: 768, outFeatures: 2304 });
+    expect(mods[0]).toMatchObject({ path: 'transformer.h.0.attn.c_attn', target: 'c_attn', layer: 0, inFeatures: 768, outFeatures: 2304 });
     expect(mods.reduce((s, m) => s + 8 * (m.inFeatures + m.outFeatures), 0)).toBe(294_912);
     // c_proj selects both attn.c_proj and mlp.c_proj, as PEFT's suffix match does.
-    expect(loraModules(g, ['c_proj']).filter((m) => m.layer === 0).map((m) => [m.path, m.inFeatures, m.outFeatures])).toEqual([
+    expect(selectModules(g, ['c_proj']).filter((m) => m.layer === 0).map((m) => [m.path, m.inFeatures, m.outFeatures])).toEqual([
       ['transformer.h.0.attn.c_proj', 768, 768], ['transformer.h.0.mlp.c_proj', 3072, 768],
     ]);
-    const l = loraModules(parseConfig(SMOLLM2_135M), DEFAULT_TARGETS.llama);
+    const l = selectModules(parseConfig(SMOLLM2_135M), DEFAULT_TARGETS.llama);
     expect(l.slice(0, 2).map((m) => [m.path, m.inFeatures, m.outFeatures])).toEqual([
       ['model.layers.0.self_attn.q_proj', 576, 576], ['model.layers.0.self_attn.v_proj', 576, 192],
     ]);
-    expect(() => loraModules(g, ['q_proj'])).toThrow(/"q_proj" does not exist in GPT2LMHeadModel; choose from c_attn, c_proj, c_fc/);
+    expect(() => selectModules(g, ['q_proj'])).toThrow(/"q_proj" does not exist in GPT2LMHeadModel; choose from c_attn, c_proj, c_fc/);
   });
 });
