@@ -85,8 +85,10 @@ export function fmtSeconds(s: number): string {
   return `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min`;
 }
 
+/** An error's message as a sentence (ends with a full stop, so more text can follow it). */
 export function errorText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
+  const msg = (e instanceof Error ? e.message : String(e)).trim();
+  return /[.!?)]$/.test(msg) ? msg : `${msg}.`;
 }
 
 /** A definition list from [term, value] pairs. */

@@ -14,7 +14,7 @@ import { trainPanel } from './train-panel';
 
 const NO_WEBGPU_ADVICE =
   'Use a browser with WebGPU: Chrome or Edge 113 or newer on a machine with a supported GPU, or Firefox/Safari versions that enable it. ' +
-  'Check chrome://gpu if you expected it to work. You can still browse the gallery list here once WebGPU is available.';
+  'Check chrome://gpu if you expected it to work. Training, the gallery and Try need WebGPU; the rest of this page still works.';
 
 function main(): void {
   const app = document.getElementById('app')!;

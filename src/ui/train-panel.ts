@@ -49,8 +49,10 @@ export function trainPanel(studio: Studio): HTMLElement {
       showMemory(memoryBox, r.memory, 'Memory estimate for these settings');
     } catch (e) {
       if (ticket !== estimating) return;
-      settingsErrors = form.showErrors([]) + 1;
-      estimateStatus.set(`Could not check the settings: ${errorText(e)}`, 'error');
+      // A failed estimate is still about the settings: put its message by the field it names, if any.
+      const msg = errorText(e);
+      settingsErrors = form.showErrors([msg.replace(/^\w+: /, '')]) || 1;
+      estimateStatus.set(`Could not check the settings: ${msg}`, 'error');
     }
     updateButtons();
   }
@@ -165,7 +167,7 @@ export function trainPanel(studio: Studio): HTMLElement {
   const control = (type: 'pause' | 'resume' | 'stop', doing: string) => async () => {
     try {
       const r = await studio.client.request({ type });
-      if (type === 'pause') status.set(`Paused at step ${r.step}.`, 'info');
+      if (type === 'pause') status.set(`Paused after step ${r.step} (a step already running finishes first).`, 'info');
       else if (type === 'resume') status.set(`Resumed at step ${r.step}.`, 'busy');
       else status.set(`Stopping after step ${r.step}…`, 'busy');
     } catch (e) {

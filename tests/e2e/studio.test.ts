@@ -68,12 +68,14 @@ describe('studio page, main flow', () => {
   });
 
   it('shows invalid settings inline and blocks Start until they are fixed', async () => {
-    const rank = page.getByLabel('Rank (r)');
-    await rank.fill('0');
+    const lr = page.getByLabel('Learning rate', { exact: true });
+    await lr.fill('0');
     const start = page.getByRole('button', { name: 'Start training' });
-    await expect.poll(() => rank.getAttribute('aria-invalid'), { timeout: 20_000 }).toBe('true');
+    await expect.poll(() => lr.getAttribute('aria-invalid'), { timeout: 20_000 }).toBe('true');
     expect(await start.isDisabled()).toBe(true);
-    await expect.poll(() => page.locator('#train .field-error').first().textContent()).toMatch(/rank/i);
+    const err = await page.locator('#train .field-error', { hasText: /learning rate/i }).textContent();
+    expect(err).toMatch(/learning rate must be above 0/i);
+    await screenshot(page, 'area2-invalid-setting', '#train');
   });
 
   it('trains a few steps: progress, statistics and the loss chart update; pause and resume work', async () => {
@@ -106,9 +108,18 @@ describe('studio page, main flow', () => {
     await pause.click();
     await expect.poll(() => resume.isEnabled(), { timeout: 120_000 }).toBe(true);
     expect(await pause.isDisabled()).toBe(true);
-    const pausedAt = await progressText.textContent();
-    await page.waitForTimeout(2500);
+    // A step already running when Pause was pressed may still land; after that the counter must hold.
+    let pausedAt = await progressText.textContent();
+    for (let i = 0; i < 15; i++) {
+      await page.waitForTimeout(2000);
+      const now = await progressText.textContent();
+      if (now === pausedAt) break;
+      pausedAt = now;
+    }
+    await page.waitForTimeout(3000);
     expect(await progressText.textContent()).toBe(pausedAt);
+    expect(pausedAt).not.toBe('Step 6 of 6');
+    expect(await resume.isEnabled()).toBe(true);
     await screenshot(page, 'area2-train-paused', '#train');
 
     await resume.click();
@@ -180,7 +191,7 @@ describe('studio page, main flow', () => {
 
   it('Try gives different continuations with and without the adapter', async () => {
     await page.getByLabel('Adapter', { exact: true }).selectOption({ label: 'e2e-adapter' });
-    await page.getByLabel('Prompt').fill('Once upon a time');
+    await page.getByLabel('Prompt', { exact: true }).fill('Once upon a time');
     await page.getByLabel('Max tokens').fill('16');
     await page.getByLabel('Temperature').fill('0');
     await page.getByLabel('Adapter strength').fill('2');
