@@ -43,6 +43,19 @@ export class GpuWeights {
     return this.tensors.has(name);
   }
 
+  /**
+   * Puts `t` in place of weight `name` and returns the tensor it replaces, which the caller now owns
+   * (nothing is freed or written here). Used by src/adapters/merge.ts to swap merged weights in and out.
+   */
+  swap(name: string, t: Tensor): Tensor {
+    const old = this.get(name);
+    if (t.shape.length !== old.shape.length || t.shape.some((d, i) => d !== old.shape[i])) {
+      throw new Error(`swap '${name}': new tensor is [${t.shape}], the weight is [${old.shape}]`);
+    }
+    this.tensors.set(name, t);
+    return old;
+  }
+
   get bytes(): number {
     let n = 0;
     for (const t of this.tensors.values()) n += t.bytes;
