@@ -186,7 +186,11 @@ export async function main(argv: string[]): Promise<number> {
     const files = await engine.exportAdapter(args.name ?? basename(args.out));
     mkdirSync(args.out, { recursive: true });
     for (const [name, content] of Object.entries(files)) writeFileSync(join(args.out, name), content);
-    log(`wrote ${args.out}/adapter_model.safetensors, adapter_config.json, README.md`);
+    // The run's curves and settings, for tools that build gallery entries (tools/gallery/build.sh).
+    const t = engine.trainer!;
+    const trainLog = { steps: t.step, settings: t.p.settings, lossCurve: t.history, valCurve: t.valHistory, sample: t.lastSample, dataset: sum.name };
+    writeFileSync(join(args.out, 'training_log.json'), JSON.stringify(trainLog, null, 1) + '\n');
+    log(`wrote ${args.out}/adapter_model.safetensors, adapter_config.json, README.md, training_log.json`);
     return 0;
   } catch (e) {
     console.error(`error: ${(e as Error).message}`);
