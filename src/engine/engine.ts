@@ -33,6 +33,8 @@ export interface RunControl {
 
 export interface RunHooks {
   onEvent(e: TrainEvent): void;
+  /** The loop has really stopped between steps (paused) or started again. */
+  onState?(state: 'paused' | 'training'): void;
   /** Called every checkpointEvery steps, on pause and at the end, with the trainer to save. */
   onCheckpoint?(t: Trainer): Promise<void>;
 }
@@ -173,7 +175,9 @@ export class Engine {
     while (!t.done) {
       if (control.paused) {
         await hooks.onCheckpoint?.(t);
+        hooks.onState?.('paused');
         await control.waitIfPaused();
+        if (!control.stopped) hooks.onState?.('training');
       }
       if (control.stopped) break;
       hooks.onEvent(await t.trainStep());

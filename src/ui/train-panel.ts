@@ -46,7 +46,8 @@ export function trainPanel(studio: Studio): HTMLElement {
           ['Settings', r.errors.length || form.hasLocalErrors ? `${settingsErrors} to fix` : 'valid'],
         ]),
       );
-      showMemory(memoryBox, r.memory, 'Memory estimate for these settings');
+      if (r.memory) showMemory(memoryBox, r.memory, 'Memory estimate for these settings');
+      else setChildren(memoryBox, []);
     } catch (e) {
       if (ticket !== estimating) return;
       // A failed estimate is still about the settings: put its message by the field it names, if any.

@@ -162,6 +162,7 @@ async function handle(req: Request): Promise<unknown> {
       const e = requireEngine();
       const { settings, errors } = e.settingsFor(req.settings);
       const cfg = e.requireModel().files.config;
+      if (errors.length) return { trainableParams: 0, share: 0, memory: null, errors } satisfies Replies['estimate'];
       let trainable = 0;
       try {
         for (const m of selectModules(cfg, settings.targets)) trainable += settings.rank * (m.inFeatures + m.outFeatures);
@@ -173,15 +174,14 @@ async function handle(req: Request): Promise<unknown> {
     case 'train':
       return train(req.settings, req.resume ?? false);
     case 'pause': {
+      // The step in flight finishes first; the run reports 'paused' when it has really stopped.
       control.paused = true;
-      emit({ type: 'state', state: 'paused' });
       return { step: engine?.trainer?.step ?? 0 };
     }
     case 'resume': {
       control.paused = false;
       control.wake?.();
       control.wake = null;
-      emit({ type: 'state', state: 'training' });
       return { step: engine?.trainer?.step ?? 0 };
     }
     case 'stop': {
@@ -282,7 +282,7 @@ async function train(partial: Partial<TrainSettings>, resume: boolean): Promise<
   runActive = true;
   emit({ type: 'state', state: 'training' });
   try {
-    const how = await e.run(control, { onEvent: (ev) => emit(ev as Event), onCheckpoint: checkpoint });
+    const how = await e.run(control, { onEvent: (ev) => emit(ev as Event), onCheckpoint: checkpoint, onState: (state) => emit({ type: 'state', state }) });
     if (how === 'done') await discardCheckpoint(store);
     else await checkpoint(trainer);
     return { finished: how === 'done', step: trainer.step, reason: how };

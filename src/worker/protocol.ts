@@ -83,7 +83,7 @@ export interface Replies {
   inspectModel: { model: ModelSummary; memory: MemorySummary };
   loadModel: { model: ModelSummary; memory: MemorySummary };
   loadDataset: DatasetSummary;
-  estimate: { trainableParams: number; share: number; memory: MemorySummary; errors: string[] };
+  estimate: { trainableParams: number; share: number; memory: MemorySummary | null /* null when the settings are invalid */; errors: string[] };
   train: { finished: boolean; step: number; reason: 'done' | 'stopped' | 'error' };
   pause: { step: number };
   resume: { step: number };
