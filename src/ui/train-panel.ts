@@ -47,7 +47,7 @@ export function trainPanel(studio: Studio): HTMLElement {
         ]),
       );
       if (r.memory) showMemory(memoryBox, r.memory, 'Memory estimate for these settings');
-      else setChildren(memoryBox, []);
+      else setChildren(memoryBox);
     } catch (e) {
       if (ticket !== estimating) return;
       // A failed estimate is still about the settings: put its message by the field it names, if any.
