@@ -150,19 +150,25 @@ export class Trainer {
     return { type: 'eval', step: this.step, valLoss };
   }
 
-  /** A sample continuation of the settings' prompt with the adapter as it is now (seeded). */
+  /** A sample continuation of the settings' prompt (empty: the first tokens of a validation sequence), seeded. */
   async sample(prompt = this.p.settings.samplePrompt): Promise<SampleEvent> {
     const { encode, decode } = this.p;
     if (!encode || !decode) throw new Error('sampling needs a tokenizer');
-    const ids = encode(prompt);
+    let ids = prompt ? encode(prompt) : [];
+    if (!prompt && this.p.val.length) {
+      ids = Array.from(this.p.val[0].ids.subarray(0, 8));
+      prompt = decode(ids);
+    }
+    if (!ids.length) ids = encode('');
     const out = await generate(this.p.model, this.p.lora, ids, {
       maxNewTokens: this.p.settings.sampleTokens,
       temperature: 0.8,
       topK: 40,
       seed: this.p.settings.seed,
     });
-    this.lastSample = prompt + decode(out);
-    return { type: 'sample', step: this.step, prompt, text: decode(out) };
+    const text = decode(out);
+    this.lastSample = prompt + text;
+    return { type: 'sample', step: this.step, prompt, text };
   }
 
   free(): void {
