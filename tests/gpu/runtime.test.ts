@@ -1,0 +1,130 @@
+// The GPU runtime itself: the allocator's reuse and byte counts, the pipeline cache, errors that name
+// the kernel, limits the adapter cannot give, a lost device, and a model whose loading fails halfway
+// leaving nothing on the GPU.
+
+import { describe, expect, it } from 'vitest';
+import { sizeClass, OutOfMemoryError } from '../../src/gpu/allocator';
+import { DeviceLostError, GpuContext, GpuError } from '../../src/gpu/context';
+import { createNodeContext, nodeGpu } from '../../src/gpu/node';
+import { Tensor } from '../../src/gpu/tensor';
+import { add_forward } from '../../src/kernels/add';
+import { parseConfig } from '../../src/models/config';
+import { GpuWeights } from '../../src/models/weights';
+import { expectedTensors } from '../../src/models/config';
+import { gpu } from '../helpers/gpu';
+
+describe('buffer allocator', () => {
+  it('reuses freed buffers of the same size class and keeps live, pooled and peak bytes', async () => {
+    const ctx = await gpu();
+    await ctx.sync();
+    const a0 = ctx.alloc.stats();
+    const t = Tensor.empty(ctx, [1000]);
+    const cap = sizeClass(4000);
+    expect(ctx.alloc.liveBytes - a0.liveBytes).toBe(cap);
+    const buf = t.buf.buffer;
+    t.free();
+    expect(ctx.alloc.liveBytes).toBe(a0.liveBytes);
+    expect(ctx.alloc.pooledBytes).toBeGreaterThanOrEqual(cap);
+    const u = Tensor.empty(ctx, [990]); // same size class: the same GPU buffer comes back
+    expect(u.buf.buffer).toBe(buf);
+    expect(ctx.alloc.peakBytes).toBeGreaterThanOrEqual(ctx.alloc.allocatedBytes);
+    u.free();
+    expect(() => u.free()).toThrow(/double free/);
+  });
+
+  it('size classes waste at most 1/8 and are exact for small buffers', () => {
+    for (const n of [1, 255, 256, 257, 4096, 65536, 65537, 1e6, 123456789]) {
+      const c = sizeClass(n);
+      expect(c).toBeGreaterThanOrEqual(n);
+      if (n > 65536) expect(c / n).toBeLessThanOrEqual(1.125 + 1e-9);
+      else expect(c % 256).toBe(0);
+    }
+  });
+
+  it('a buffer larger than the adapter allows is a clear OutOfMemoryError', async () => {
+    const ctx = await gpu();
+    expect(() => ctx.buffer(ctx.limits.maxBufferSize + 4, 'huge')).toThrow(OutOfMemoryError);
+    expect(() => ctx.buffer(ctx.limits.maxBufferSize + 4, 'huge')).toThrow(/huge.*maxBufferSize/);
+  });
+});
+
+describe('kernels and errors', () => {
+  it('caches pipelines by kernel and specialisation', async () => {
+    const ctx = await gpu();
+    expect(ctx.pipeline('add')).toBe(ctx.pipeline('add'));
+    expect(ctx.pipeline('axpy')).not.toBe(ctx.pipeline('add'));
+  });
+
+  it('a validation error is thrown on the next read and names the kernel', async () => {
+    const ctx = await gpu();
+    const a = Tensor.from(ctx, [1, 2, 3], [3]);
+    // A uniform buffer where the kernel wants storage: WebGPU rejects the bind group.
+    const wrong = ctx.alloc.alloc(256, 0x40 | 0x8, 'not-storage');
+    ctx.dispatch('add', { bindings: [a.buf, a.buf, wrong], u32: [3], workgroups: [1] });
+    await expect(a.read()).rejects.toThrow(/validation error in kernel 'add'/);
+    ctx.alloc.free(wrong);
+    a.free();
+  });
+
+  it('a binding over the storage-binding limit is refused before it reaches the GPU', async () => {
+    const ctx = await gpu();
+    const small = ctx.buffer(256, 'big');
+    const over = { buf: small, offset: 0, size: ctx.limits.maxStorageBufferBindingSize + 4 }; // checked before any GPU call
+    expect(() => ctx.dispatch('add', { bindings: [small, small, over], u32: [1], workgroups: [1] })).toThrow(/'big'\) is .* over this adapter's storage binding limit/);
+    ctx.flush();
+    ctx.free(small);
+  });
+
+  it('using a freed tensor is refused with its name', async () => {
+    const ctx = await gpu();
+    const a = Tensor.from(ctx, [1], [1], 'gone');
+    const b = Tensor.from(ctx, [1], [1]);
+    a.free();
+    expect(() => add_forward(a, b)).toThrow(/'gone'\) was already freed/);
+    b.free();
+  });
+});
+
+describe('device', () => {
+  it('limits the adapter cannot give are a clear error', async () => {
+    await expect(GpuContext.create(nodeGpu(), { storageBindingBytes: 2 ** 40 })).rejects.toThrow(/cannot give the limits needed: maxStorageBufferBindingSize/);
+    await expect(GpuContext.create(undefined)).rejects.toThrow(/WebGPU is not available/);
+  });
+
+  it('a lost device becomes an event, and later work a DeviceLostError that says what to do', async () => {
+    const ctx = await createNodeContext();
+    const lost = new Promise<GPUDeviceLostInfo>((r) => ctx.onLost(r));
+    ctx.device.destroy();
+    const info = await lost;
+    expect(info.reason).toBe('destroyed');
+    expect(() => Tensor.empty(ctx, [4])).toThrow(DeviceLostError);
+    expect(() => Tensor.empty(ctx, [4])).toThrow(/Saved work is kept/);
+    expect(DeviceLostError.prototype).toBeInstanceOf(GpuError);
+  });
+});
+
+describe('loading a model', () => {
+  it('a failure halfway through leaves nothing on the GPU', async () => {
+    const ctx = await gpu();
+    await ctx.sync();
+    const live0 = ctx.alloc.liveBytes;
+    const cfg = parseConfig({ architectures: ['LlamaForCausalLM'], vocab_size: 64, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 2, num_attention_heads: 2, tie_word_embeddings: true });
+    let n = 0;
+    const readers = new Map(
+      [...expectedTensors(cfg)].map(([name, shape]) => [
+        name,
+        {
+          shape,
+          async read() {
+            if (++n === 7) throw new Error('network dropped while reading model.safetensors');
+            return new Float32Array(shape.reduce((a, b) => a * b, 1)).fill(0.01);
+          },
+        },
+      ]),
+    );
+    await expect(GpuWeights.load(ctx, cfg, readers, { dtype: 'f32' })).rejects.toThrow(/network dropped/);
+    expect(n).toBe(7);
+    ctx.flush();
+    expect(ctx.alloc.liveBytes).toBe(live0);
+  });
+});
