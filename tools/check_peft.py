@@ -270,7 +270,10 @@ def main(argv):
     bound = REL * float(np.abs(got).max()) + ABS
     effect = float(np.abs(got - base_logits).max())
     sha = hashlib.sha256(st).hexdigest()
+    with open(expected, "rb") as f:
+        sha_exp = hashlib.sha256(f.read()).hexdigest()
     print(f"adapter: {adapter} (adapter_model.safetensors sha256 {sha})")
+    print(f"expected: {expected} (sha256 {sha_exp})")
     print(f"base model: {base} ({cfg['model_type']}), r {pc['r']}, lora_alpha {pc['lora_alpha']}, use_rslora {bool(pc.get('use_rslora'))}, "
           f"fan_in_fan_out {bool(pc.get('fan_in_fan_out'))}, scale {s:.6g}, {len(lora)} modules")
     print(f"logits: {ids.shape[0]}x{ids.shape[1]} tokens x {got.size // ids.numel()} vocab; the adapter moves them by up to {effect:.4g}")

@@ -1,0 +1,130 @@
+// Adapters exported by WebLoRA, checked by an independent reader: tools/check_peft.py loads the exported
+// folder onto the base model with its own safetensors reader and float64 model code and compares the
+// logits with those WebLoRA computed. That check needs PyTorch, so it runs when the fixtures are written:
+//
+//   WEBLORA_WRITE_FIXTURES=1 npx vitest run --project lavapipe tests/adapters/peft-export.test.ts
+//
+// writes tests/fixtures/peft-export-<case>/ (adapter/ + expected.json with the ids and WebLoRA's logits)
+// and runs /usr/bin/python3 tools/check_peft.py on it into check_peft.txt. Without the variable (CI)
+// the test exports again and requires the same bytes (export is deterministic), logits within
+// 1e-6·max|logit| of the committed ones (the kernels are deterministic on one driver; the slack only
+// allows for another Mesa build), and a check_peft.txt that PASSed for exactly these files (hashes).
+// Export -> import is checked bit for bit as well (tensors, config, and a re-export).
+
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { exportAdapter, importAdapter, unzipAdapter, zipAdapter, type AdapterFiles, type CardInfo } from '../../src/adapters/peft';
+import { forwardLogits } from '../../src/autograd/scheduler';
+import { loadModel } from '../../src/models';
+import { LoraState, type LoraArrays, type LoraConfig } from '../../src/models/lora';
+import { selectModules } from '../../src/models/modules';
+import { FIXTURES, ROOT, loadFixtureModel } from '../helpers/fixtures';
+import { gpu, rng } from '../helpers/gpu';
+
+const WRITE = process.env.WEBLORA_WRITE_FIXTURES === '1';
+const FILES = ['adapter_model.safetensors', 'adapter_config.json', 'README.md'] as const;
+
+const cases: { name: string; lc: LoraConfig; seed: number }[] = [
+  { name: 'llama-gqa-tied', lc: { r: 4, alpha: 8, useRslora: true, dropout: 0.05, targets: ['q_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] }, seed: 21 },
+  { name: 'gpt2-tiny', lc: { r: 2, alpha: 8, useRslora: false, dropout: 0, targets: ['c_attn', 'c_fc', 'c_proj'] }, seed: 22 },
+];
+
+const sha256 = (b: Uint8Array | string) => createHash('sha256').update(b).digest('hex');
+
+function card(name: string, lc: LoraConfig): CardInfo {
+  return { name: `peft-export-${name}`, baseModel: name, dataset: 'random weights (test fixture)', settings: { rank: lc.r, alpha: lc.alpha, use_rslora: lc.useRslora, targets: lc.targets }, trainLoss: null, valLoss: null, sample: null };
+}
+
+function expectBitEqual(got: Float32Array, want: Float32Array, what: string) {
+  expect(got.length, what).toBe(want.length);
+  const a = new Uint32Array(got.buffer, got.byteOffset, got.length);
+  const b = new Uint32Array(want.buffer, want.byteOffset, want.length);
+  let firstDiff = -1;
+  for (let i = 0; i < a.length && firstDiff < 0; i++) if (a[i] !== b[i]) firstDiff = i;
+  expect(firstDiff, `${what}: first differing element`).toBe(-1);
+}
+
+describe('PEFT export, checked by tools/check_peft.py', () => {
+  for (const c of cases) {
+    it(`${c.name}: exported adapter is deterministic, checked by the PyTorch reader, and imports back bit for bit`, async () => {
+      const ctx = await gpu();
+      const live0 = ctx.alloc.liveBytes;
+      const dir = join(FIXTURES, `peft-export-${c.name}`);
+      const files = await loadFixtureModel(join(FIXTURES, c.name));
+      const cfg = files.config;
+      const g = rng(c.seed);
+      const init: LoraArrays = new Map();
+      for (const m of selectModules(cfg, c.lc.targets)) {
+        init.set(m.path, { A: g.uniform(c.lc.r * m.inFeatures, -0.3, 0.3), B: g.uniform(m.outFeatures * c.lc.r, -0.3, 0.3) });
+      }
+      const model = await loadModel(ctx, cfg, files.weights, { dtype: 'f32' });
+      const lora = LoraState.fromArrays(ctx, cfg, c.lc, init);
+      const arrays = await lora.read(); // as the engine exports: read back from the GPU
+      const out = exportAdapter(cfg, c.lc, arrays, card(c.name, c.lc));
+      const B = 2, T = 7;
+      const ids = g.int(B * T, cfg.vocabSize);
+      const t = forwardLogits(model, lora, ids, B, T);
+      const logits = await t.read();
+      t.free();
+
+      if (WRITE) {
+        mkdirSync(join(dir, 'adapter'), { recursive: true });
+        for (const f of FILES) writeFileSync(join(dir, 'adapter', f), out[f]);
+        const ids2d = Array.from({ length: B }, (_, b) => Array.from(ids.subarray(b * T, (b + 1) * T)));
+        writeFileSync(join(dir, 'expected.json'), JSON.stringify({ case: c.name, base: `tests/fixtures/${c.name}`, ids: ids2d, logits: Array.from(logits), made_by: 'tests/adapters/peft-export.test.ts (WebLoRA, lavapipe, f32)' }) + '\n');
+        const args = [join(dir, 'adapter'), join(FIXTURES, c.name), join(dir, 'expected.json')].map((p) => relative(ROOT, p));
+        let report: string;
+        try {
+          report = execFileSync('/usr/bin/python3', ['tools/check_peft.py', ...args], { cwd: ROOT, encoding: 'utf8' });
+        } catch (e) {
+          throw new Error(`tools/check_peft.py failed: ${(e as { stdout?: string }).stdout ?? ''}${(e as Error).message}`);
+        }
+        writeFileSync(join(dir, 'check_peft.txt'), `$ /usr/bin/python3 tools/check_peft.py ${args.join(' ')}\n${report}`);
+      }
+
+      // The committed export: same bytes now, logits as committed, and the PyTorch check passed on these files.
+      for (const f of FILES) {
+        const committed = readFileSync(join(dir, 'adapter', f));
+        expect(sha256(typeof out[f] === 'string' ? Buffer.from(out[f] as string) : (out[f] as Uint8Array)), `${f} is exported byte for byte as committed`).toBe(sha256(committed));
+      }
+      const expText = readFileSync(join(dir, 'expected.json'), 'utf8');
+      const exp = JSON.parse(expText);
+      expect(exp.ids.flat()).toEqual(Array.from(ids));
+      expect(exp.logits.length).toBe(logits.length);
+      let maxAbs = 0, worst = 0;
+      for (let i = 0; i < logits.length; i++) {
+        maxAbs = Math.max(maxAbs, Math.abs(exp.logits[i]));
+        worst = Math.max(worst, Math.abs(logits[i] - exp.logits[i]));
+      }
+      expect(worst).toBeLessThanOrEqual(1e-6 * maxAbs);
+      const report = readFileSync(join(dir, 'check_peft.txt'), 'utf8');
+      expect(report).toContain(`adapter_model.safetensors sha256 ${sha256(readFileSync(join(dir, 'adapter', 'adapter_model.safetensors')))}`);
+      expect(report).toContain(`(sha256 ${sha256(expText)})`);
+      expect(report.trim().split('\n').at(-1)).toBe('PASS');
+
+      // Export -> import, as files and through a zip: the same tensors bit for bit, the same config,
+      // and exporting the imported adapter gives the same bytes again.
+      for (const files2 of [out as Partial<AdapterFiles>, unzipAdapter(zipAdapter(out))]) {
+        const imp = importAdapter(files2, cfg, c.name);
+        expect(imp.warnings).toEqual([]);
+        expect({ ...imp.lora, targets: [...imp.lora.targets].sort() }).toEqual({ ...c.lc, targets: [...c.lc.targets].sort() });
+        expect([...imp.arrays.keys()].sort()).toEqual([...arrays.keys()].sort());
+        for (const [p, a] of arrays) {
+          expectBitEqual(imp.arrays.get(p)!.A, a.A, `${p}.lora_A`);
+          expectBitEqual(imp.arrays.get(p)!.B, a.B, `${p}.lora_B`);
+        }
+        const again = exportAdapter(cfg, imp.lora, imp.arrays, card(c.name, c.lc));
+        expect(sha256(again['adapter_model.safetensors'])).toBe(sha256(out['adapter_model.safetensors']));
+        expect(again['adapter_config.json']).toBe(out['adapter_config.json']);
+      }
+
+      lora.free();
+      model.weights.free();
+      await ctx.sync();
+      expect(ctx.alloc.liveBytes).toBe(live0);
+    });
+  }
+});
