@@ -10,8 +10,9 @@ import type { Row, Section } from './harness';
 import { matmulSection, matmulTilesSection } from './sections/matmul';
 import { loraBackwardSection, loraForwardSection } from './sections/lora';
 import { trainingSection } from './sections/training';
+import { peersSection } from './sections/peers';
 
-const SECTIONS: Section[] = [matmulSection, matmulTilesSection, loraForwardSection, loraBackwardSection, trainingSection];
+const SECTIONS: Section[] = [matmulSection, matmulTilesSection, loraForwardSection, loraBackwardSection, trainingSection, peersSection];
 
 export async function main(args: string[]): Promise<void> {
   const only = args.filter((a) => !a.startsWith('-'));
