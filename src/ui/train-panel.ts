@@ -85,7 +85,8 @@ export function trainPanel(studio: Studio): HTMLElement {
     resumeBtn.disabled = st !== 'paused';
     stopBtn.disabled = st !== 'training' && st !== 'paused';
     form.setDisabled(st !== 'idle');
-    resumeOfferBtn.disabled = st !== 'idle' || !studio.model || !studio.dataset || runPending;
+    // The checkpoint carries its dataset and settings: only the model must be loaded.
+    resumeOfferBtn.disabled = st !== 'idle' || !studio.model || runPending;
   }
 
   // --- progress, chart, samples ----------------------------------------------------------------------
@@ -198,7 +199,7 @@ export function trainPanel(studio: Studio): HTMLElement {
   function showOffer(info: Replies['checkpointInfo']): void {
     if (!info?.exists) return;
     const saved = info.savedAt ? new Date(info.savedAt).toLocaleString() : 'earlier';
-    offerText.textContent = `A run was saved at step ${info.step} of ${info.totalSteps} (model ${info.modelId}, dataset ${info.dataset}, ${saved}). Load the same model and dataset, then resume it or discard it.`;
+    offerText.textContent = `A run was saved at step ${info.step} of ${info.totalSteps} (model ${info.modelId}, dataset ${info.dataset}, ${saved}). The dataset and settings are saved with it: with the same model loaded, resume it or discard it.`;
     resumeOfferBtn.textContent = `Resume run from step ${info.step}`;
     offer.hidden = false;
   }

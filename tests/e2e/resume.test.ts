@@ -1,0 +1,61 @@
+// A run interrupted by a page reload resumes from its checkpoint, in a real browser: the page offers
+// "Resume run from step N" after the reload, and the resumed run finishes all its steps.
+
+import type { Browser, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expectBundledModel, launchChromium, openStudio, reportConsole, screenshot, serveStudio, type OpenPage, type Studio } from './harness';
+
+let studio: Studio;
+let browser: Browser;
+let open: OpenPage;
+let page: Page;
+
+beforeAll(async () => {
+  studio = await serveStudio();
+  browser = await launchChromium();
+  open = await openStudio(browser, studio.url);
+  page = open.page;
+});
+
+afterAll(async () => {
+  if (open) reportConsole('resume flow', open.errors);
+  await browser?.close();
+  await studio?.close();
+});
+
+describe('studio page, resuming after a reload', () => {
+  it('offers the saved run after a reload and finishes it', async () => {
+    await expectBundledModel(page);
+    await page.getByLabel('Sample dataset').selectOption({ index: 1 });
+    await page.locator('#dataset-panel').getByText(/examples, .* tokens\.$/).waitFor({ timeout: 60_000 });
+    for (const [label, value] of [['Rank (r)', '2'], ['Batch size', '1'], ['Sequence length', '16'], ['Warmup steps', '0']] as const) await page.getByLabel(label).fill(value);
+    await page.getByLabel('Steps', { exact: true }).fill('8');
+    await page.getByText('Evaluation, samples and checkpoints').click();
+    await page.getByLabel('Evaluate every').fill('0');
+    await page.getByLabel('Sample every').fill('0');
+    await page.getByLabel('Checkpoint every').fill('1');
+    const start = page.getByRole('button', { name: 'Start training' });
+    await expect.poll(() => start.isEnabled(), { timeout: 20_000 }).toBe(true);
+    await start.click();
+    const progressText = page.locator('#train .progress-text');
+    await progressText.getByText(/^Step [3-7] of 8$/).waitFor({ timeout: 180_000 });
+
+    // The tab is reloaded mid-run: the worker dies with it; the checkpoint stays in IndexedDB.
+    await page.reload();
+    await expectBundledModel(page);
+    const offer = page.getByRole('button', { name: /^Resume run from step \d+$/ });
+    await offer.waitFor({ timeout: 30_000 });
+    const from = Number((await offer.textContent())!.match(/\d+/)![0]);
+    expect(from).toBeGreaterThanOrEqual(1);
+    expect(from).toBeLessThan(8);
+    await screenshot(page, 'resume-offer', '#train');
+    await offer.click();
+    await page.locator('#train .status').getByText(/^Finished: 8 steps/).waitFor({ timeout: 240_000 });
+    expect(await progressText.textContent()).toBe('Step 8 of 8');
+    // A finished run leaves no checkpoint behind: after another reload nothing is offered.
+    await page.reload();
+    await expectBundledModel(page);
+    await page.waitForTimeout(2000);
+    expect(await page.getByRole('button', { name: /^Resume run from step/ }).count()).toBe(0);
+  });
+});
