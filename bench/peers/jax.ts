@@ -33,6 +33,7 @@ export async function jaxPeer(gpu: GPU): Promise<Peer> {
   }
 
   return {
+    id: 'jax-js',
     name: `jax-js ${installedVersion('@jax-js/jax')}`,
     syncs: 'jax.blockUntilReady(outputs): submit the lazy kernels, map a staging buffer copied after them',
     idle: () => device.queue.onSubmittedWorkDone(),

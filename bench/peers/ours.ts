@@ -21,6 +21,7 @@ function workload(ctx: GpuContext, inputs: Tensor[], run: () => Outs): Workload<
 
 export function oursPeer(ctx: GpuContext): Peer {
   return {
+    id: 'ours',
     name: 'ours',
     syncs: 'ctx.sync(): submit the recorded batch, await queue.onSubmittedWorkDone()',
     idle: () => ctx.sync(),

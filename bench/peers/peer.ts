@@ -26,6 +26,7 @@ export interface Workload<C = unknown> {
 }
 
 export interface Peer {
+  id: 'ours' | 'jax-js' | 'tfjs';
   name: string; // library and version, e.g. 'jax-js 0.1.25'
   /** how this library's side is synchronised, said in the report */
   syncs: string;
@@ -95,8 +96,8 @@ export interface AcrossResult {
 }
 
 /** Milliseconds per call of each variant: one warm-up call each (compiles; its outputs are read back for the
- * check), then rounds in which every variant is timed once, interleaved, so drift of the machine hits all
- * alike. Before each timed call every library is idle; the clock stops when the variant's own library says
+ * check), then rounds in which every variant is timed once, interleaved and in an order rotated each round,
+ * so drift of the machine hits all alike. Before each timed call every library is idle; the clock stops when the variant's own library says
  * its calls are done. */
 export async function timeAcross(variants: Record<string, Workload>, idleAll: () => Promise<void>, o: AcrossOpts): Promise<AcrossResult> {
   const inner = o.inner ?? 1;
@@ -127,7 +128,8 @@ export async function timeAcross(variants: Record<string, Workload>, idleAll: ()
   let reps = o.maxReps;
   for (let rep = 0; rep < reps; rep++) {
     const tRound = performance.now();
-    for (const n of live()) {
+    const order = live();
+    for (const n of [...order.slice(rep % order.length), ...order.slice(0, rep % order.length)]) {
       try {
         const { dt, calls } = await once(n);
         for (const c of calls) variants[n].release(c);

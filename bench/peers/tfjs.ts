@@ -47,6 +47,7 @@ export async function tfjsPeer(gpu: GPU): Promise<Peer> {
   }
 
   return {
+    id: 'tfjs',
     name: `tfjs ${installedVersion('@tensorflow/tfjs-core')} webgpu`,
     syncs: 'end + submit the backend\'s open command encoder, await queue.onSubmittedWorkDone()',
     idle: finished,
