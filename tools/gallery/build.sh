@@ -21,7 +21,10 @@ for id in "${ids[@]}"; do
   ' "$id")
   echo "== $id: npm run train -- --model $MODEL --out $OUT/$id ${args[*]}" >&2
   start=$(date +%s)
+  base_hash=$(sha256sum "$MODEL/model.safetensors" | cut -d' ' -f1)
   npm run --silent train -- --model "$MODEL" --out "$OUT/$id" "${args[@]}"
+  # The base weights it was trained on (the gallery test fails once the bundled model changes).
+  echo "$base_hash" > "$OUT/$id/base_model.sha256"
   echo "== $id: $(( $(date +%s) - start )) s" >&2
 done
 node tools/gallery/index.mjs

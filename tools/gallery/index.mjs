@@ -38,6 +38,8 @@ for (const r of recipes) {
     createdAt: previous.find((p) => p.weightsHash === weightsHash)?.createdAt ?? new Date().toISOString(),
     sizeBytes: size,
     path: r.id,
+    // sha256 of the bundled model.safetensors it was trained on (tools/gallery/build.sh records it).
+    baseWeightsHash: readFileSync(join(dir, 'base_model.sha256'), 'utf8').trim(),
   });
 }
 writeFileSync(join(GALLERY, 'index.json'), JSON.stringify(entries, null, 1) + '\n');
