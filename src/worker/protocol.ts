@@ -3,6 +3,9 @@
 // plus events at any time (progress, training steps, samples). No GPU object ever crosses it.
 
 import type { TrainSettings } from '../training/settings';
+import type { DatasetSummary } from '../data/dataset';
+
+export type { DatasetSummary };
 
 export type ModelSourceSpec =
   | { kind: 'bundled'; url: string } // folder URL, e.g. 'models/weblora-llama-1m/'
@@ -29,18 +32,6 @@ export interface MemorySummary {
   loraBytes: number;
   activationBytes: number;
   messages: { level: 'info' | 'warn' | 'error'; text: string }[];
-}
-
-export interface DatasetSummary {
-  name: string;
-  format: string;
-  columns: string[] | null;
-  column: string | null;
-  examples: number;
-  preview: { prompt: string; completion: string }[];
-  tokens: number;
-  trainSequences: number;
-  valSequences: number;
 }
 
 export interface GalleryEntry {

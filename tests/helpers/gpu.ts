@@ -71,6 +71,20 @@ export function expectClose(got: ArrayLike<number>, want: ArrayLike<number>, ato
   }
 }
 
+/** Asserts |got − want| ≤ bound elementwise (a bound per element), naming the worst element; returns
+ * the worst |got − want| / bound, so a test can report how tight its bound is. */
+export function expectWithin(got: ArrayLike<number>, want: ArrayLike<number>, bound: ArrayLike<number>, what: string): number {
+  if (got.length !== want.length) throw new Error(`${what}: length ${got.length}, expected ${want.length}`);
+  let worst = 0, at = -1;
+  for (let i = 0; i < got.length; i++) {
+    const d = Math.abs(got[i] - want[i]);
+    const r = d === 0 ? 0 : d / bound[i];
+    if (!(r <= worst)) { worst = Number.isNaN(r) ? Infinity : r; at = i; }
+  }
+  if (worst > 1) throw new Error(`${what}: element ${at} is ${got[at]}, expected ${want[at]} ± ${bound[at]} (${worst.toFixed(2)}x the bound)`);
+  return worst;
+}
+
 /** Central finite differences of scalar f at x (float64), for checking backward twins. */
 export function finiteDiff(f: (x: Float64Array) => number, x: Float64Array, eps = 1e-6): Float64Array {
   const g = new Float64Array(x.length);

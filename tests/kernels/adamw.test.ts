@@ -13,21 +13,9 @@ import { describe, expect, it } from 'vitest';
 import { adamw_step, type AdamWStep } from '../../src/kernels/adamw';
 import { adamw_step_cpu } from '../../src/kernels/adamw.cpu';
 import { Tensor } from '../../src/gpu/tensor';
-import { AWKWARD, gpu, rng } from '../helpers/gpu';
+import { AWKWARD, gpu, rng, expectWithin } from '../helpers/gpu';
 
 const u = 2 ** -24;
-
-function expectWithin(got: ArrayLike<number>, want: ArrayLike<number>, bound: ArrayLike<number>, what: string): number {
-  expect(got.length).toBe(want.length);
-  let worst = 0, at = -1;
-  for (let i = 0; i < got.length; i++) {
-    const d = Math.abs(got[i] - want[i]);
-    const r = d === 0 ? 0 : d / bound[i];
-    if (!(r <= worst)) { worst = Number.isNaN(r) ? Infinity : r; at = i; }
-  }
-  if (worst > 1) throw new Error(`${what}: element ${at} is ${got[at]}, expected ${want[at]} ± ${bound[at]} (${worst.toFixed(2)}x the bound)`);
-  return worst;
-}
 
 interface Case { wd: number; scales: number[] | null }
 

@@ -21,21 +21,9 @@ import { cross_entropy_forward_backward, IGNORE_INDEX } from '../../src/kernels/
 import { cross_entropy_forward_backward_cpu } from '../../src/kernels/cross_entropy.cpu';
 import { rowWorkgroupSize } from '../../src/kernels/rmsnorm';
 import { Tensor } from '../../src/gpu/tensor';
-import { finiteDiff, gpu, rng } from '../helpers/gpu';
+import { finiteDiff, gpu, rng, expectWithin } from '../helpers/gpu';
 
 const u = 2 ** -24;
-
-function expectWithin(got: ArrayLike<number>, want: ArrayLike<number>, bound: ArrayLike<number>, what: string): number {
-  expect(got.length).toBe(want.length);
-  let worst = 0, at = -1;
-  for (let i = 0; i < got.length; i++) {
-    const d = Math.abs(got[i] - want[i]);
-    const r = d === 0 ? 0 : d / bound[i];
-    if (!(r <= worst)) { worst = Number.isNaN(r) ? Infinity : r; at = i; }
-  }
-  if (worst > 1) throw new Error(`${what}: element ${at} is ${got[at]}, expected ${want[at]} ± ${bound[at]} (${worst.toFixed(2)}x the bound)`);
-  return worst;
-}
 
 /** The bounds above for every row (loss) and element (dlogits), from the f32 logits. */
 function bounds(logits: Float32Array, targets: Uint32Array, N: number, V: number, scale: number, want: { losses: Float64Array; dlogits: Float64Array }) {

@@ -15,22 +15,10 @@ import { describe, expect, it } from 'vitest';
 import { gelu_backward, gelu_forward } from '../../src/kernels/gelu';
 import { gelu_backward_cpu, gelu_forward_cpu } from '../../src/kernels/gelu.cpu';
 import { Tensor } from '../../src/gpu/tensor';
-import { AWKWARD, finiteDiff, gpu, rng } from '../helpers/gpu';
+import { AWKWARD, finiteDiff, gpu, rng, expectWithin } from '../helpers/gpu';
 
 const eps = 2 ** -24;
 const K0 = Math.sqrt(2 / Math.PI), K1 = 0.044715;
-
-/** Asserts |got - want| ≤ bound elementwise, naming the worst element. */
-function expectWithin(got: ArrayLike<number>, want: ArrayLike<number>, bound: ArrayLike<number>, what: string): void {
-  expect(got.length).toBe(want.length);
-  let worst = 0, at = -1;
-  for (let i = 0; i < got.length; i++) {
-    const d = Math.abs(got[i] - want[i]);
-    const r = d === 0 ? 0 : d / bound[i];
-    if (!(r <= worst)) { worst = Number.isNaN(r) ? Infinity : r; at = i; }
-  }
-  if (worst > 1) throw new Error(`${what}: element ${at} is ${got[at]}, expected ${want[at]} ± ${bound[at]} (${worst.toFixed(2)}x the bound)`);
-}
 
 function bounds(dy: ArrayLike<number>, x: ArrayLike<number>, atol = 1e-30) {
   const y = gelu_forward_cpu(x), dx = gelu_backward_cpu(dy, x);

@@ -14,22 +14,9 @@ import { describe, expect, it } from 'vitest';
 import { rmsnorm_backward, rmsnorm_forward, rowWorkgroupSize } from '../../src/kernels/rmsnorm';
 import { rmsnorm_backward_cpu, rmsnorm_forward_cpu } from '../../src/kernels/rmsnorm.cpu';
 import { Tensor } from '../../src/gpu/tensor';
-import { AWKWARD, finiteDiff, gpu, rng } from '../helpers/gpu';
+import { AWKWARD, finiteDiff, gpu, rng, expectWithin } from '../helpers/gpu';
 
 const u = 2 ** -24;
-
-/** Asserts |got - want| ≤ bound elementwise, naming the worst element. */
-function expectWithin(got: ArrayLike<number>, want: ArrayLike<number>, bound: ArrayLike<number>, what: string): number {
-  expect(got.length).toBe(want.length);
-  let worst = 0, at = -1;
-  for (let i = 0; i < got.length; i++) {
-    const d = Math.abs(got[i] - want[i]);
-    const r = d === 0 ? 0 : d / bound[i];
-    if (!(r <= worst)) { worst = Number.isNaN(r) ? Infinity : r; at = i; }
-  }
-  if (worst > 1) throw new Error(`${what}: element ${at} is ${got[at]}, expected ${want[at]} ± ${bound[at]} (${worst.toFixed(2)}x the bound)`);
-  return worst;
-}
 
 function reductionTerms(C: number) {
   const wg = rowWorkgroupSize(C);

@@ -12,23 +12,10 @@ import { describe, expect, it } from 'vitest';
 import { rope_backward, rope_forward, rope_inv_freq, rope_inv_freq_tensor, type RopeOpts } from '../../src/kernels/rope';
 import { rope_backward_cpu, rope_forward_cpu } from '../../src/kernels/rope.cpu';
 import { Tensor } from '../../src/gpu/tensor';
-import { finiteDiff, gpu, rng } from '../helpers/gpu';
+import { finiteDiff, gpu, rng, expectWithin } from '../helpers/gpu';
 
 const u = 2 ** -24;
 const EPS_SC = 4e-7;
-
-/** Asserts |got - want| ≤ bound elementwise, naming the worst element; returns the worst ratio. */
-function expectWithin(got: ArrayLike<number>, want: ArrayLike<number>, bound: ArrayLike<number>, what: string): number {
-  expect(got.length).toBe(want.length);
-  let worst = 0, at = -1;
-  for (let i = 0; i < got.length; i++) {
-    const d = Math.abs(got[i] - want[i]);
-    const r = d === 0 ? 0 : d / bound[i];
-    if (!(r <= worst)) { worst = Number.isNaN(r) ? Infinity : r; at = i; }
-  }
-  if (worst > 1) throw new Error(`${what}: element ${at} is ${got[at]}, expected ${want[at]} ± ${bound[at]} (${worst.toFixed(2)}x the bound)`);
-  return worst;
-}
 
 /** The bounds above for every element; exactAngles adds the f32 angle's own error. */
 function ropeBound(x: ArrayLike<number>, o: RopeOpts, exactAngles: boolean): Float64Array {

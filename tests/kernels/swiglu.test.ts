@@ -15,21 +15,9 @@ import { describe, expect, it } from 'vitest';
 import { swiglu_backward, swiglu_forward } from '../../src/kernels/swiglu';
 import { swiglu_backward_cpu, swiglu_forward_cpu } from '../../src/kernels/swiglu.cpu';
 import { Tensor } from '../../src/gpu/tensor';
-import { AWKWARD, finiteDiff, gpu, rng } from '../helpers/gpu';
+import { AWKWARD, finiteDiff, gpu, rng, expectWithin } from '../helpers/gpu';
 
 const eps = 2 ** -24;
-
-/** Asserts |got - want| ≤ bound elementwise, naming the worst element. */
-function expectWithin(got: ArrayLike<number>, want: ArrayLike<number>, bound: ArrayLike<number>, what: string): void {
-  expect(got.length).toBe(want.length);
-  let worst = 0, at = -1;
-  for (let i = 0; i < got.length; i++) {
-    const d = Math.abs(got[i] - want[i]);
-    const r = d === 0 ? 0 : d / bound[i];
-    if (!(r <= worst)) { worst = Number.isNaN(r) ? Infinity : r; at = i; }
-  }
-  if (worst > 1) throw new Error(`${what}: element ${at} is ${got[at]}, expected ${want[at]} ± ${bound[at]} (${worst.toFixed(2)}x the bound)`);
-}
 
 function bounds(dh: ArrayLike<number>, gate: ArrayLike<number>, up: ArrayLike<number>, atol = 1e-30) {
   const n = gate.length;
