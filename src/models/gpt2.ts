@@ -7,15 +7,14 @@
 //
 // Conv1D weights are stored (IN, OUT): the linears run with w0Transposed.
 
-import { add, attention, gelu, layernorm, linear, splitCols } from '../autograd/ops';
+import { add, gelu, layernorm, linear, splitCols } from '../autograd/ops';
 import type { Tape, Var } from '../autograd/tape';
 import { Tensor } from '../gpu/tensor';
 import { add_forward } from '../kernels/add';
-import { copy2d } from '../kernels/copy2d';
 import { embedding_forward } from '../kernels/embedding';
 import type { ModelConfig } from './config';
 import type { LoraState } from './lora';
-import { frozenLinear, moduleSeed, type CausalLM, type RunInfo } from './model';
+import { frozenLinear, moduleSeed, selfAttention, type CausalLM, type RunInfo } from './model';
 import type { GpuWeights } from './weights';
 
 export class GPT2 implements CausalLM {
@@ -56,20 +55,8 @@ export class GPT2 implements CausalLM {
     // attention
     const n1 = layernorm(tape, x, w('ln_1.weight'), w('ln_1.bias'), c.normEps, `${p}.ln_1`);
     const qkv = lin('attn.c_attn', n1);
-    let [q, k, v] = splitCols(tape, qkv, [C, C, C], [`${p}.q`, `${p}.k`, `${p}.v`]);
-    const attnOpts = { heads: c.numHeads, kvHeads: c.numHeads, headDim: c.headDim, seqLen: run.T };
-    let a: Var;
-    if (run.kv) {
-      const layer = run.kv.layers[i];
-      const at = { rows: run.T, cols: C, srcLd: C, srcCol: 0, dstLd: C, dstCol: run.posOffset * C };
-      copy2d(k.t, layer.k, at);
-      copy2d(v.t, layer.v, at);
-      k = tape.leaf(layer.k, `${p}.k_cache`);
-      v = tape.leaf(layer.v, `${p}.v_cache`);
-      a = attention(tape, q, k, v, { ...attnOpts, kvLen: run.posOffset + run.T, kvCapacity: run.kv.capacity }, `${p}.attn`);
-    } else {
-      a = attention(tape, q, k, v, attnOpts, `${p}.attn`);
-    }
+    const [q, k, v] = splitCols(tape, qkv, [C, C, C], [`${p}.q`, `${p}.k`, `${p}.v`]);
+    const a = selfAttention(tape, q, k, v, { heads: c.numHeads, kvHeads: c.numHeads, headDim: c.headDim, seqLen: run.T }, run, i, `${p}.attn`);
     const h = add(tape, x, lin('attn.c_proj', a), `${p}.resid_attn`);
 
     // MLP

@@ -6,14 +6,13 @@
 //
 // x is (B·T, C). Grouped-query attention: Hq query heads share Hkv key/value heads.
 
-import { add, attention, linear, rmsnorm, rope, swiglu } from '../autograd/ops';
+import { add, linear, rmsnorm, rope, swiglu } from '../autograd/ops';
 import type { Tape, Var } from '../autograd/tape';
 import type { Tensor } from '../gpu/tensor';
-import { copy2d } from '../kernels/copy2d';
 import { embedding_forward } from '../kernels/embedding';
 import type { ModelConfig } from './config';
 import type { LoraState } from './lora';
-import { frozenLinear, moduleSeed, type CausalLM, type RunInfo } from './model';
+import { frozenLinear, moduleSeed, selfAttention, type CausalLM, type RunInfo } from './model';
 import type { GpuWeights } from './weights';
 
 export class Llama implements CausalLM {
@@ -42,23 +41,9 @@ export class Llama implements CausalLM {
     // attention
     const n1 = rmsnorm(tape, x, this.weights.get(`${p}.input_layernorm.weight`), c.normEps, `${p}.input_layernorm`);
     const q = rope(tape, lin('self_attn.q_proj', n1), { ...ropeOpts, heads: c.numHeads }, `${p}.rope_q`);
-    let k = rope(tape, lin('self_attn.k_proj', n1), { ...ropeOpts, heads: c.numKvHeads }, `${p}.rope_k`);
-    let v = lin('self_attn.v_proj', n1);
-    const attnOpts = { heads: c.numHeads, kvHeads: c.numKvHeads, headDim: c.headDim, seqLen: run.T };
-    let a: Var;
-    if (run.kv) {
-      // Generation: append this step's keys/values to the cache and attend over all of it.
-      const layer = run.kv.layers[i];
-      const kvDim = c.numKvHeads * c.headDim;
-      const at = { rows: run.T, cols: kvDim, srcLd: kvDim, srcCol: 0, dstLd: kvDim, dstCol: run.posOffset * kvDim };
-      copy2d(k.t, layer.k, at);
-      copy2d(v.t, layer.v, at);
-      k = tape.leaf(layer.k, `${p}.k_cache`);
-      v = tape.leaf(layer.v, `${p}.v_cache`);
-      a = attention(tape, q, k, v, { ...attnOpts, kvLen: run.posOffset + run.T, kvCapacity: run.kv.capacity }, `${p}.attn`);
-    } else {
-      a = attention(tape, q, k, v, attnOpts, `${p}.attn`);
-    }
+    const k = rope(tape, lin('self_attn.k_proj', n1), { ...ropeOpts, heads: c.numKvHeads }, `${p}.rope_k`);
+    const v = lin('self_attn.v_proj', n1);
+    const a = selfAttention(tape, q, k, v, { heads: c.numHeads, kvHeads: c.numKvHeads, headDim: c.headDim, seqLen: run.T }, run, i, `${p}.attn`);
     const h = add(tape, x, lin('self_attn.o_proj', a), `${p}.resid_attn`);
 
     // MLP

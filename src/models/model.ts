@@ -2,7 +2,9 @@
 // (V, C) table of the LM head. The scheduler (src/autograd/scheduler.ts) decides the order.
 
 import type { Tape, Var } from '../autograd/tape';
-import type { FrozenLinear } from '../autograd/ops';
+import { attention, type FrozenLinear } from '../autograd/ops';
+import type { AttentionOpts } from '../kernels/attention';
+import { copy2d } from '../kernels/copy2d';
 import type { Tensor } from '../gpu/tensor';
 import { pcgHash } from '../kernels/rng.cpu';
 import type { ModelConfig } from './config';
@@ -45,4 +47,20 @@ export function frozenLinear(w: GpuWeights, path: string, transposed: boolean): 
 /** Dropout stream for one module in one forward pass. */
 export function moduleSeed(run: RunInfo, layer: number, index: number): number {
   return pcgHash((run.dropoutSeed ^ pcgHash(layer * 16 + index)) >>> 0);
+}
+
+/**
+ * Causal self-attention of block `layer`. During cached generation the step's keys and values
+ * (B·T, Hkv·D) are appended to the layer's cache at row posOffset and the queries attend over all of it.
+ */
+export function selfAttention(tape: Tape, q: Var, k: Var, v: Var, o: AttentionOpts, run: RunInfo, layer: number, name: string): Var {
+  if (!run.kv) return attention(tape, q, k, v, o, name);
+  const cache = run.kv.layers[layer];
+  const kvDim = o.kvHeads * o.headDim;
+  const at = { rows: run.T, cols: kvDim, srcLd: kvDim, srcCol: 0, dstLd: kvDim, dstCol: run.posOffset * kvDim };
+  copy2d(k.t, cache.k, at);
+  copy2d(v.t, cache.v, at);
+  const kc = tape.leaf(cache.k, `${name}.k_cache`);
+  const vc = tape.leaf(cache.v, `${name}.v_cache`);
+  return attention(tape, q, kc, vc, { ...o, kvLen: run.posOffset + run.T, kvCapacity: run.kv.capacity }, name);
 }
