@@ -16,7 +16,7 @@ import { BUNDLED, ROOT, loadFixtureModel } from '../helpers/fixtures';
 import { gpu } from '../helpers/gpu';
 
 const GALLERY = join(ROOT, 'public/gallery');
-const index = JSON.parse(readFileSync(join(GALLERY, 'index.json'), 'utf8')) as (GalleryEntry & { path: string })[];
+const index = JSON.parse(readFileSync(join(GALLERY, 'index.json'), 'utf8')) as (GalleryEntry & { path: string; baseWeightsHash: string })[];
 const recipes = JSON.parse(readFileSync(join(ROOT, 'tools/gallery/recipes.json'), 'utf8')) as { id: string; samplePrompt: string; data: string }[];
 const bundledHash = createHash('sha256').update(readFileSync(join(BUNDLED, 'model.safetensors'))).digest('hex');
 const FILES = ['adapter_model.safetensors', 'adapter_config.json', 'README.md'] as const;
