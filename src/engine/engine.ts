@@ -57,6 +57,8 @@ export function modelSummary(id: string, cfg: ModelConfig, weightBytes: number):
 
 export class Engine {
   loaded: LoadedModel | null = null;
+  /** The files of the last inspected model, so loading it next does not read (or download) them again. */
+  private inspected: { id: string; files: ModelFiles } | null = null;
   data: PreparedDataset | null = null;
   trainer: Trainer | null = null;
   /** The adapter being trained or tried. */
@@ -66,7 +68,9 @@ export class Engine {
 
   /** Reads a model's config and files (no GPU work) and estimates its memory at default settings. */
   async inspect(source: ModelSource, onProgress?: ProgressFn): Promise<{ files: ModelFiles; model: ModelSummary; memory: MemorySummary }> {
-    const files = await loadModelFiles(source, onProgress);
+    const reuse = this.inspected && this.inspected.id === source.id && !source.id.startsWith('files:');
+    const files = reuse ? this.inspected!.files : await loadModelFiles(source, onProgress);
+    this.inspected = { id: source.id, files };
     const wbytes = [...files.weights.values()].reduce((n, w) => n + w.shape.reduce((a, b) => a * b, 1) * 4, 0);
     return { files, model: modelSummary(modelIdOf(source, files), files.config, wbytes), memory: this.memory(files.config, resolveSettings({}, files.config)) };
   }
@@ -103,6 +107,7 @@ export class Engine {
       onProgress: (done) => onProgress?.({ file: 'weights → GPU', loaded: done, total }),
     });
     this.loaded = { id: modelIdOf(source, files), files, model };
+    this.inspected = null;
     return this.loaded;
   }
 
