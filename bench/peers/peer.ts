@@ -84,27 +84,36 @@ export interface AcrossOpts {
   budgetMs: number;
   /** calls per timed round trip, so that a round trip is long against the ~1 ms polling of Dawn */
   inner?: number;
+  /** variants that may be settled: one whose best of the first two rounds is `settleFactor` (default 4) times
+   * the fastest's is not timed again; ~25 % noise cannot change how it compares, and on SwiftShader it would
+   * take most of the time. Two rounds, so that one spike of a busy machine settles nothing. */
+  maySettle?: (name: string) => boolean;
+  settleFactor?: number;
 }
 
 export interface AcrossResult {
   timings: Record<string, Timing>;
+  /** timed rounds per variant */
+  rounds: Record<string, number>;
+  /** variants settled after two rounds (see AcrossOpts.maySettle) */
+  settled: string[];
   /** the warm-up call's outputs, per variant, for the numerical check */
   outputs: Record<string, Float32Array[]>;
   /** variants that threw, with the message; they are left out of the timings */
   failed: Record<string, string>;
-  reps: number;
 }
 
 /** Milliseconds per call of each variant: one warm-up call each (compiles; its outputs are read back for the
  * check), then rounds in which every variant is timed once, interleaved and in an order rotated each round,
- * so drift of the machine hits all alike. Before each timed call every library is idle; the clock stops when the variant's own library says
- * its calls are done. */
+ * so drift of the machine hits all alike. Before each timed call every library is idle; the clock stops
+ * when the variant's own library says its calls are done. */
 export async function timeAcross(variants: Record<string, Workload>, idleAll: () => Promise<void>, o: AcrossOpts): Promise<AcrossResult> {
-  const inner = o.inner ?? 1;
+  const inner = o.inner ?? 1, settleFactor = o.settleFactor ?? 4;
   const names = Object.keys(variants);
   const times: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]));
   const outputs: Record<string, Float32Array[]> = {};
   const failed: Record<string, string> = {};
+  const settled = new Set<string>();
   const live = () => names.filter((n) => !(n in failed));
   const once = async (n: string) => {
     const w = variants[n];
@@ -127,8 +136,7 @@ export async function timeAcross(variants: Record<string, Workload>, idleAll: ()
   }
   let reps = o.maxReps;
   for (let rep = 0; rep < reps; rep++) {
-    const tRound = performance.now();
-    const order = live();
+    const order = live().filter((n) => !settled.has(n));
     for (const n of [...order.slice(rep % order.length), ...order.slice(0, rep % order.length)]) {
       try {
         const { dt, calls } = await once(n);
@@ -138,11 +146,19 @@ export async function timeAcross(variants: Record<string, Workload>, idleAll: ()
         failed[n] = (e as Error).message ?? String(e);
       }
     }
-    if (rep === 0) {
-      const round = performance.now() - tRound;
-      reps = Math.max(o.minReps, Math.min(o.maxReps, Math.floor(o.budgetMs / Math.max(round, 1))));
+    if (rep === 1) {
+      const timed = live(), best = (n: string) => Math.min(...times[n]);
+      const fastest = Math.min(...timed.map(best));
+      for (const n of timed) if (o.maySettle?.(n) && best(n) > settleFactor * fastest) settled.add(n);
+      const round = timed.filter((n) => !settled.has(n)).reduce((sum, n) => sum + best(n) * inner, 0);
+      reps = Math.max(o.minReps, Math.min(o.maxReps, 2 + Math.floor(o.budgetMs / Math.max(round, 1))));
     }
   }
-  const timings = Object.fromEntries(live().map((n) => [n, { median: median(times[n]), min: Math.min(...times[n]) }]));
-  return { timings, outputs, failed, reps };
+  const ok = live();
+  return {
+    timings: Object.fromEntries(ok.map((n) => [n, { median: median(times[n]), min: Math.min(...times[n]) }])),
+    rounds: Object.fromEntries(ok.map((n) => [n, times[n].length])),
+    settled: ok.filter((n) => settled.has(n)),
+    outputs, failed,
+  };
 }
