@@ -121,7 +121,7 @@ export async function forwardBackward(model: CausalLM, lora: LoraState, batch: B
 /** Mean loss of a batch without gradients (validation). */
 export async function evalLoss(model: CausalLM, lora: LoraState | null, batch: Batch): Promise<{ lossSum: number; count: number }> {
   const ctx = model.weights.ctx;
-  const x = forwardHidden(model, lora, Tensor.fromU32(ctx, batch.ids, [batch.B * batch.T], 'ids'), { B: batch.B, T: batch.T, posOffset: 0, dropoutSeed: 0 });
+  const x = forwardHidden(model, lora, Tensor.fromU32(ctx, batch.ids, [batch.B * batch.T], 'ids'), { B: batch.B, T: batch.T, posOffset: 0 });
   const { losses } = headLoss(x, model.weights.lmHead, model.cfg.vocabSize, batch.targets, 1, false);
   x.free();
   return { lossSum: await sumLosses(losses), count: countTargets(batch.targets) };
@@ -147,7 +147,7 @@ export function forwardHidden(model: CausalLM, lora: LoraState | null, ids: Tens
 /** Logits (B·T, V) of a no-grad forward. */
 export function forwardLogits(model: CausalLM, lora: LoraState | null, ids: Uint32Array, B: number, T: number): Tensor {
   const ctx = model.weights.ctx;
-  const x = forwardHidden(model, lora, Tensor.fromU32(ctx, ids, [B * T], 'ids'), { B, T, posOffset: 0, dropoutSeed: 0 });
+  const x = forwardHidden(model, lora, Tensor.fromU32(ctx, ids, [B * T], 'ids'), { B, T, posOffset: 0 });
   const logits = headLogits(x, model.weights.lmHead, model.cfg.vocabSize);
   x.free();
   return logits;

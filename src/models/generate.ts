@@ -87,11 +87,11 @@ export async function generate(model: CausalLM, lora: LoraState | null, prompt: 
       if (useCache) {
         const fresh = seq.slice(pos);
         x = forwardHidden(model, lora, Tensor.fromU32(ctx, fresh, [fresh.length], 'ids'), {
-          B: 1, T: fresh.length, posOffset: pos, dropoutSeed: 0, kv: { layers, capacity },
+          B: 1, T: fresh.length, posOffset: pos, kv: { layers, capacity },
         });
         pos = seq.length;
       } else {
-        x = forwardHidden(model, lora, Tensor.fromU32(ctx, seq, [seq.length], 'ids'), { B: 1, T: seq.length, posOffset: 0, dropoutSeed: 0 });
+        x = forwardHidden(model, lora, Tensor.fromU32(ctx, seq, [seq.length], 'ids'), { B: 1, T: seq.length, posOffset: 0 });
       }
       const logits = await lastLogits(model, x);
       const id = sampleToken(logits, o, rngUniform(o.seed ?? 0, step));

@@ -92,16 +92,17 @@ export class LoraState {
     return state;
   }
 
-  /** The LoRA branch of module `path` on this tape, or null if the module has no adapter. */
-  branch(tape: Tape, path: string, dropoutSeed: number): LoraBranch | null {
+  /** The LoRA branch of module `path` on this tape, or null if the module has no adapter.
+   * dropoutSeed null: no dropout (inference); a training pass gives its stream, also when recomputing. */
+  branch(tape: Tape, path: string, dropoutSeed: number | null): LoraBranch | null {
     const m = this.modules.get(path);
     if (!m) return null;
     return {
       A: tape.param(m.A, m.gradA, `${path}.lora_A`),
       B: tape.param(m.B, m.gradB, `${path}.lora_B`),
       scale: this.scale,
-      dropout: tape.grad ? this.config.dropout : 0, // dropout only while training
-      seed: dropoutSeed,
+      dropout: dropoutSeed === null ? 0 : this.config.dropout,
+      seed: dropoutSeed ?? 0,
     };
   }
 

@@ -22,8 +22,8 @@ export interface RunInfo {
   T: number;
   /** Position of the first row (tokens already in the KV cache). */
   posOffset: number;
-  /** Dropout stream of this forward pass (recomputing a block must reuse it). */
-  dropoutSeed: number;
+  /** Dropout stream of a training forward pass (recomputing a block reuses it); absent: no dropout. */
+  dropoutSeed?: number;
   /** Present during cached generation: each block appends its keys/values and attends over the cache. */
   kv?: { layers: KvLayer[]; capacity: number };
 }
@@ -44,8 +44,9 @@ export function frozenLinear(w: GpuWeights, path: string, transposed: boolean): 
   return { w0: w.get(`${path}.weight`), bias: w.has(`${path}.bias`) ? w.get(`${path}.bias`) : null, transposed };
 }
 
-/** Dropout stream for one module in one forward pass. */
-export function moduleSeed(run: RunInfo, layer: number, index: number): number {
+/** Dropout stream for one module in one training forward pass; null when the pass has no dropout. */
+export function moduleSeed(run: RunInfo, layer: number, index: number): number | null {
+  if (run.dropoutSeed === undefined) return null;
   return pcgHash((run.dropoutSeed ^ pcgHash(layer * 16 + index)) >>> 0);
 }
 

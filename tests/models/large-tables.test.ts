@@ -81,7 +81,7 @@ describe('models larger than one storage binding', () => {
     [idsT, emb].forEach((t) => t.free());
 
     // Logits over all chunks, from the GPU's own final hidden state.
-    const h = forwardHidden(model, null, Tensor.fromU32(ctx, ids, [T]), { B: 1, T, posOffset: 0, dropoutSeed: 0 });
+    const h = forwardHidden(model, null, Tensor.fromU32(ctx, ids, [T]), { B: 1, T, posOffset: 0 });
     const hv = await h.read();
     const logits = headLogits(h, chunks, V);
     const lv = await logits.read();
