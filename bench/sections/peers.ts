@@ -51,7 +51,7 @@ async function measure(peers: Peer[], variants: Record<string, Workload>, rows: 
   const idleAll = async () => {
     for (const p of peers) await p.idle();
   };
-  // tfjs, far behind wherever it is settled, may be; ours and jax-js (the target's peer) are always timed in full
+  // only tfjs may be settled (not repeated once 4x behind); ours and jax-js, the target's peer, are always timed in full
   const tfjs = peers.find((p) => p.id === 'tfjs');
   const res = await timeAcross(variants, idleAll, { ...o, maySettle: (n) => !!tfjs && n.startsWith(tfjs.name) });
   for (const [n, why] of Object.entries(res.failed)) rows.push(failRow(`${n} ${what}`, why));
@@ -68,6 +68,7 @@ function checkNote(outputs: Record<string, Float32Array[]>, name: string, ours: 
   if (!outputs[ours] || !outputs[name]) return 'unchecked';
   try {
     const e = maxRelDiff(outputs[name], outputs[ours]);
+    if (e === 0) return 'bit-identical to ours (same summation order)';
     return `max|Δ|/max|ours| ${e.toExponential(1)}${e > SAME_RESULT ? ' MISMATCH' : ''}`;
   } catch (err) {
     return `MISMATCH: ${message(err)}`;
