@@ -6,6 +6,8 @@
 import { zipSync, unzipSync, strToU8, strFromU8 } from 'fflate';
 import { parseSafetensorsHeader, decodeFloat, writeSafetensors } from '../loaders/safetensors';
 import type { ModelConfig } from '../models/config';
+import { readAll, readText } from '../loaders/byte-source';
+import type { ModelSource } from '../loaders/sources';
 import { linearModules } from '../models/modules';
 import type { LoraArrays, LoraConfig } from '../models/lora';
 
@@ -230,5 +232,25 @@ export function importAdapter(files: Partial<AdapterFiles>, cfg: ModelConfig, ba
     arrays,
     baseModel: base,
     warnings,
+  };
+}
+
+/** The PEFT files of an adapter folder behind any source (a Hub repo id, a local folder). */
+export async function readAdapterFiles(source: ModelSource): Promise<Partial<AdapterFiles>> {
+  const cfg = await source.file('adapter_config.json');
+  if (!cfg) throw new AdapterError(`${source.id} has no adapter_config.json: it is not a PEFT adapter repository`);
+  const st = await source.file('adapter_model.safetensors');
+  if (!st) {
+    const listed = source.list ? await source.list() : [];
+    const bin = listed.includes('adapter_model.bin');
+    throw new AdapterError(
+      `${source.id} has no adapter_model.safetensors` + (bin ? ' (only adapter_model.bin, a pickle WebLoRA does not read: re-save it with safe_serialization=True)' : ''),
+    );
+  }
+  const card = await source.file('README.md');
+  return {
+    'adapter_config.json': await readText(cfg),
+    'adapter_model.safetensors': await readAll(st),
+    ...(card ? { 'README.md': await readText(card) } : {}),
   };
 }

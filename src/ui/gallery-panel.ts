@@ -6,6 +6,8 @@ import { smallCurve } from './chart';
 import { StatusLine, append, defList, downloadBytes, errorText, fmtBytes, h, newId, setChildren } from './dom';
 import type { Studio } from './state';
 import { tryPanel } from './try-panel';
+import { DEFAULT_HUB } from './model-panel';
+import type { Request } from '../worker/protocol';
 
 export function galleryArea(studio: Studio): HTMLElement {
   // --- this run's adapter --------------------------------------------------------------------------------
@@ -65,26 +67,47 @@ export function galleryArea(studio: Studio): HTMLElement {
   const importId = newId('import');
   const importInput = h('input', { id: importId, type: 'file', multiple: true, accept: '.zip,.json,.safetensors,.md' });
   const warnings = h('ul', { class: 'messages' });
-  importInput.addEventListener('change', async () => {
-    const files = [...(importInput.files ?? [])];
-    importInput.value = '';
-    if (!files.length) return;
+  async function importFrom(req: Request & { type: 'importAdapter' }, what: string): Promise<void> {
     setChildren(warnings);
-    importStatus.set(`Importing ${files.map((f) => f.name).join(', ')}…`, 'busy');
+    importStatus.set(`Importing ${what}…`, 'busy');
     try {
-      const r = await studio.client.request({ type: 'importAdapter', files });
+      const r = await studio.client.request(req);
       importStatus.set(`Imported "${r.name}".`, 'ok');
       for (const w of r.warnings) append(warnings, h('li', { 'data-level': 'warn' }, h('strong', { text: 'Warning: ' }), w));
       await refresh();
     } catch (e) {
       importStatus.set(`Could not import: ${errorText(e)}`, 'error');
     }
+  }
+  importInput.addEventListener('change', () => {
+    const files = [...(importInput.files ?? [])];
+    importInput.value = '';
+    if (files.length) void importFrom({ type: 'importAdapter', files }, files.map((f) => f.name).join(', '));
+  });
+  const hubRepoId = newId('import-hub');
+  const hubRepo = h('input', { id: hubRepoId, type: 'text', placeholder: 'owner/adapter-name', autocomplete: 'off', spellcheck: 'false' });
+  const hubForm = h(
+    'form',
+    { class: 'inline-form', 'aria-label': 'Import from Hugging Face' },
+    h('div', { class: 'field' }, h('label', { for: hubRepoId, text: 'Adapter repo id' }), hubRepo, h('small', { text: 'A PEFT LoRA adapter on the Hub (the Hub base URL is the one set under "Load a different model").' })),
+    h('button', { type: 'submit', text: 'Import from Hugging Face' }),
+  );
+  hubForm.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const repo = hubRepo.value.trim();
+    if (!/^[\w.-]+\/[\w.-]+$/.test(repo)) {
+      importStatus.set('Enter a repo id like owner/name.', 'error');
+      return;
+    }
+    const base = (document.getElementById('hub-base-url') as HTMLInputElement | null)?.value.trim() || DEFAULT_HUB;
+    void importFrom({ type: 'importAdapter', hub: { repo, baseUrl: base } }, repo);
   });
   const importBox = h(
     'div',
     { class: 'panel' },
     h('h3', { text: 'Import' }),
     h('div', { class: 'field' }, h('label', { for: importId, text: 'Import a PEFT adapter' }), importInput, h('small', { text: 'A zip, or adapter_config.json with adapter_model.safetensors.' })),
+    hubForm,
     importStatus.el,
     warnings,
   );

@@ -6,7 +6,7 @@ import { StatusLine, append, defList, errorText, fmtBytes, fmtCount, h, newId, s
 import type { Studio } from './state';
 
 export const BUNDLED_MODEL: ModelSourceSpec = { kind: 'bundled', url: 'models/weblora-llama-1m/' };
-const DEFAULT_HUB = 'https://huggingface.co';
+export const DEFAULT_HUB = 'https://huggingface.co';
 
 export function modelPanel(studio: Studio): HTMLElement {
   const status = new StatusLine();
@@ -96,7 +96,7 @@ export function modelPanel(studio: Studio): HTMLElement {
 
   // --- Hugging Face -------------------------------------------------------------------------------
   const repoId = newId('hub-repo');
-  const baseId = newId('hub-base');
+  const baseId = 'hub-base-url'; // one Hub base URL for the page: the gallery's Hub import reads it too
   const repoInput = h('input', { id: repoId, type: 'text', placeholder: 'HuggingFaceTB/SmolLM2-135M', autocomplete: 'off', spellcheck: 'false' });
   const baseInput = h('input', { id: baseId, type: 'url', value: DEFAULT_HUB });
   const hubForm = h(

@@ -2,7 +2,7 @@
 // streams events. All GPU work happens here; the page never sees a GPU object.
 
 /// <reference lib="webworker" />
-import { unzipAdapter, zipAdapter, type AdapterFiles } from '../adapters/peft';
+import { readAdapterFiles, unzipAdapter, zipAdapter, type AdapterFiles } from '../adapters/peft';
 import { Engine, modelSummary } from '../engine/engine';
 import { GpuContext } from '../gpu/context';
 import { bundledSource, cacheStorageBlobCache, filesSource, hubSource, type ModelSource } from '../loaders/sources';
@@ -222,7 +222,9 @@ async function handle(req: Request): Promise<unknown> {
     }
     case 'importAdapter': {
       const e = requireEngine();
-      const files = await filesFromUpload(req.files);
+      const files = req.hub
+        ? await readAdapterFiles(hubSource(req.hub.repo, { baseUrl: req.hub.baseUrl, revision: req.hub.revision, cache: cacheStorageBlobCache() }))
+        : await filesFromUpload(req.files ?? []);
       const { lora, warnings, config } = e.adapterFromFiles(files); // validates against the loaded model
       lora.free();
       const complete: AdapterFiles = {
@@ -230,7 +232,7 @@ async function handle(req: Request): Promise<unknown> {
         'adapter_config.json': files['adapter_config.json']!,
         'README.md': files['README.md'] ?? '',
       };
-      const name = req.files[0]?.name.replace(/\.zip$/i, '') || 'imported adapter';
+      const name = req.hub?.repo ?? (req.files?.[0]?.name.replace(/\.zip$/i, '') || 'imported adapter');
       const entry = await gallery.save(
         { name, baseModel: e.loaded!.id, dataset: 'imported', settings: { rank: config.r, alpha: config.alpha, targets: config.targets }, lossCurve: [], valCurve: [] },
         complete,

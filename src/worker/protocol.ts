@@ -66,7 +66,7 @@ export type Request =
   | { type: 'renameAdapter'; id: string; name: string }
   | { type: 'deleteAdapter'; id: string }
   | { type: 'exportGalleryAdapter'; id: string }
-  | { type: 'importAdapter'; files: File[] }
+  | { type: 'importAdapter'; files?: File[]; hub?: { repo: string; baseUrl?: string; revision?: string } }
   | { type: 'generate'; prompt: string; adapterId: string | null; strength: number; seed: number; maxTokens: number; temperature: number };
 
 export interface Replies {

@@ -52,7 +52,7 @@ describe('studio page, failures', () => {
     await expectBundledModel(page);
     const modelPanel = page.locator('#model-panel');
 
-    await page.getByText('Load a different model').click();
+    await page.getByText('Load a different model', { exact: true }).click();
     const tokenizer = readFileSync(join(ROOT, 'public/models/weblora-llama-1m/tokenizer.json'));
     await page.getByLabel('Model files').setInputFiles([
       { name: 'config.json', mimeType: 'application/json', buffer: Buffer.from(JSON.stringify(TINY_LLAMA_CONFIG)) },

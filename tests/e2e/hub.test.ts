@@ -10,7 +10,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT, expectBundledModel, launchChromium, openStudio, reportConsole, serveStudio, type OpenPage, type Studio } from './harness';
 
 const REPO = 'test-org/weblora-llama-1m';
-const MODEL_DIR = join(ROOT, 'public/models/weblora-llama-1m');
+const ADAPTER_REPO = 'test-org/fortune-quips';
+const DIRS: Record<string, string> = {
+  [REPO]: join(ROOT, 'public/models/weblora-llama-1m'),
+  [ADAPTER_REPO]: join(ROOT, 'public/gallery/fortune-quips'),
+};
 
 let studio: Studio;
 let browser: Browser;
@@ -25,13 +29,13 @@ function startHub(): Promise<void> {
   hub = createServer((req, res) => {
     const m = /^\/([\w.-]+\/[\w.-]+)\/resolve\/main\/([\w.-]+)$/.exec(req.url ?? '');
     res.setHeader('access-control-allow-origin', '*');
-    if (!m || m[1] !== REPO) {
+    if (!m || !DIRS[m[1]]) {
       res.statusCode = 404;
       res.end('not found');
       return;
     }
     const file = m[2];
-    const path = join(MODEL_DIR, file);
+    const path = join(DIRS[m[1]], file);
     let size: number;
     try {
       size = statSync(path).size;
@@ -89,7 +93,7 @@ async function loadFromHub(): Promise<void> {
 describe('studio page, a model from a Hub-shaped server', () => {
   it('shows download progress in bytes and percent, loads the model, and caches it for the next load', async () => {
     await expectBundledModel(page);
-    await page.getByText('Load a different model').click();
+    await page.getByText('Load a different model', { exact: true }).click();
     await loadFromHub();
     // Progress: "<file>: 1.2 MB of 3.9 MB (31%)" while model.safetensors streams in.
     await page.locator('#model-panel .progress-text').getByText(/model\.safetensors.*of .*\(\d+%\)/).waitFor({ timeout: 60_000 });
@@ -111,5 +115,15 @@ describe('studio page, a model from a Hub-shaped server', () => {
       .poll(() => page.evaluate(() => (window as unknown as { __statuses: string[] }).__statuses.join(' | ')), { timeout: 120_000 })
       .toMatch(new RegExp(`(Reading|Loading) .*\\|.*Loaded ${REPO}`));
     expect(requests).toEqual(before);
+  });
+
+  it('imports a PEFT adapter by its Hub repo id into the gallery, flagging the other base model id', async () => {
+    await page.getByLabel('Adapter repo id').fill(ADAPTER_REPO);
+    await page.getByRole('button', { name: 'Import from Hugging Face' }).click();
+    await page.locator('#gallery').getByText(`Imported "${ADAPTER_REPO}".`).waitFor({ timeout: 60_000 });
+    // Trained on 'weblora-llama-1m', loaded here as the Hub copy: a warning, not a refusal.
+    expect(await page.locator('#gallery').getByText(/made for base model 'weblora-llama-1m'/).count()).toBeGreaterThan(0);
+    await page.getByRole('list', { name: 'Adapters' }).getByRole('article', { name: ADAPTER_REPO }).waitFor({ timeout: 30_000 });
+    expect(requests.get('adapter_model.safetensors')).toBe(1);
   });
 });
