@@ -22,7 +22,7 @@ export interface Checkpoint {
 }
 
 export async function saveCheckpoint(store: KeyValueStore, c: Checkpoint): Promise<void> {
-  await store.set(KEY, c);
+  await store.set(KEY, c, 'the training checkpoint');
 }
 
 export async function loadCheckpoint(store: KeyValueStore): Promise<Checkpoint | null> {

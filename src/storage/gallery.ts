@@ -40,7 +40,7 @@ export class Gallery {
       createdAt: new Date().toISOString(),
       sizeBytes: files['adapter_model.safetensors'].byteLength + files['adapter_config.json'].length + files['README.md'].length,
     };
-    await this.store.set(PREFIX + entry.id, { meta: entry, files } satisfies Stored);
+    await this.store.set(PREFIX + entry.id, { meta: entry, files } satisfies Stored, `the adapter '${entry.name}'`);
     return entry;
   }
 
@@ -55,7 +55,7 @@ export class Gallery {
     if (!clean) throw new Error('an adapter name cannot be empty');
     const s = await this.get(id);
     s.meta = { ...s.meta, name: clean.slice(0, 200) };
-    await this.store.set(PREFIX + id, s);
+    await this.store.set(PREFIX + id, s, `the new name of '${s.meta.name}'`);
     return s.meta;
   }
 

@@ -5,7 +5,8 @@ import { createStore, del, get, keys, set, type UseStore } from 'idb-keyval';
 
 export interface KeyValueStore {
   get<T>(key: string): Promise<T | undefined>;
-  set(key: string, value: unknown): Promise<void>;
+  /** `what` names the value in a storage-full message ("the adapter 'x'"). */
+  set(key: string, value: unknown, what?: string): Promise<void>;
   del(key: string): Promise<void>;
   keys(): Promise<string[]>;
 }
@@ -26,11 +27,11 @@ export function idbStore(db = 'weblora', storeName = 'kv'): KeyValueStore {
   const store: UseStore = createStore(db, storeName);
   return {
     get: (k) => get(k, store),
-    async set(k, v) {
+    async set(k, v, what) {
       try {
         await set(k, v, store);
       } catch (e) {
-        throw friendly(e, `'${k}'`);
+        throw friendly(e, what ?? `'${k}'`);
       }
     },
     del: (k) => del(k, store),
@@ -49,13 +50,13 @@ export function memoryStore(quotaBytes = Infinity): KeyValueStore & { map: Map<s
   return {
     map,
     get: async <T>(k: string) => map.get(k) as T | undefined,
-    async set(k, v) {
+    async set(k, v, what) {
       let used = 0;
       for (const [key, val] of map) if (key !== k) used += size(val);
       if (used + size(v) > quotaBytes) {
         const e = new Error('quota exceeded');
         e.name = 'QuotaExceededError';
-        throw friendly(e, `'${k}'`);
+        throw friendly(e, what ?? `'${k}'`);
       }
       map.set(k, structuredClone(v));
     },
