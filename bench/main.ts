@@ -56,6 +56,7 @@ export async function main(args: string[]): Promise<void> {
 }
 
 function fmt(v: number): string {
+  if (!Number.isFinite(v)) return ''; // information rows carry only a note
   return v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2);
 }
 
