@@ -1,3 +1,6 @@
+// shaders/attention_forward.wgsl, attention_backward_dq.wgsl and attention_backward_dkdv.wgsl against the
+// float64 twin (src/kernels/attention.cpu.ts), whose backward is itself checked by finite differences.
+
 import { describe, expect, it } from 'vitest';
 import { attention_backward_cpu, attention_forward_cpu } from '../../src/kernels/attention.cpu';
 import { attention_backward, attention_forward, type AttentionOpts } from '../../src/kernels/attention';

@@ -1,4 +1,4 @@
-// shaders/grad_norm_{sumsq,clip}.wgsl against the float64 twin.
+// shaders/grad_norm_sumsq.wgsl and shaders/grad_norm_clip.wgsl against the float64 twin.
 //
 // Error bound (u = 2^-24; WGSL sqrt 4.5 ULP = 9u, division 2.5 ULP = 5u). Every term of Σg² is non-negative, so
 // relative errors add: per tensor, an invocation squares and sums m = ceil(n / (groups·256)) values ((m + 1)u),
