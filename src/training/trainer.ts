@@ -113,9 +113,8 @@ export class Trainer {
     }
     const lr = this.lr();
     const normT = this.opt.update(lr);
-    const gradNorm = (await normT.read())[0];
+    const gradNorm = (await normT.read())[0]; // reading it waits for the whole step
     normT.free();
-    await ctx.sync();
     const stepMs = performance.now() - t0;
     this.stepsThisSession++;
     const avgMs = (performance.now() - this.startedAt) / this.stepsThisSession;
