@@ -3,6 +3,7 @@
 // loss -> gradients -> optimizer), adapters out (LoRA weights -> PEFT files), and generation.
 
 import { exportAdapter, importAdapter, type AdapterFiles, type CardInfo } from '../adapters/peft';
+import { mergeLora, unmergeLora } from '../adapters/merge';
 import type { GpuContext } from '../gpu/context';
 import { estimateMemory, checkFits } from '../loaders/memory';
 import { loadModelFiles, type ModelFiles } from '../loaders/model-files';
@@ -219,11 +220,24 @@ export class Engine {
     return { lora: LoraState.fromArrays(this.ctx, mf.config, imp.lora, imp.arrays), warnings: imp.warnings, config: imp.lora };
   }
 
-  /** Text continuation of `prompt` by the base model (lora null) or with an adapter. */
-  async generate(prompt: string, lora: LoraState | null, o: { seed: number; maxTokens: number; temperature: number }): Promise<{ text: string; tokens: number }> {
+  /**
+   * Text continuation of `prompt` by the base model (lora null) or with an adapter. `merged`: fold the
+   * adapter into the weights for the generation (the base model's speed, no LoRA branch per token),
+   * then restore the base weights bit for bit.
+   */
+  async generate(prompt: string, lora: LoraState | null, o: { seed: number; maxTokens: number; temperature: number; merged?: boolean }): Promise<{ text: string; tokens: number }> {
     const { model, files } = this.requireModel();
     const ids = files.tokenizer.encode(prompt, true);
-    const out = await generate(model, lora, ids, { maxNewTokens: o.maxTokens, temperature: o.temperature, topK: 40, seed: o.seed });
+    const sampling = { maxNewTokens: o.maxTokens, temperature: o.temperature, topK: 40, seed: o.seed };
+    let out: number[];
+    if (lora && o.merged) {
+      const m = mergeLora(model.weights, lora);
+      try {
+        out = await generate(model, null, ids, sampling);
+      } finally {
+        unmergeLora(m);
+      }
+    } else out = await generate(model, lora, ids, sampling);
     return { text: files.tokenizer.decode(out, true), tokens: out.length };
   }
 

@@ -16,6 +16,8 @@ export function tryPanel(studio: Studio): HTMLElement {
   const strength = h('input', { id: ids.strength, type: 'range', min: 0, max: 2, step: 0.05, value: 1 });
   const strengthOut = h('output', { for: ids.strength, text: '1.00' });
   strength.addEventListener('input', () => (strengthOut.textContent = Number(strength.value).toFixed(2)));
+  const mergedId = newId('try-merged');
+  const merged = h('input', { id: mergedId, type: 'checkbox' });
   const go = h('button', { type: 'button', class: 'primary', text: 'Generate with and without the adapter' });
 
   const baseOut = h('p', { class: 'continuation', 'aria-live': 'polite' });
@@ -63,7 +65,7 @@ export function tryPanel(studio: Studio): HTMLElement {
       const base = await studio.client.request({ type: 'generate', ...common, adapterId: null, strength: 0 });
       baseOut.textContent = base.text;
       st.set('Generating with the adapter…', 'busy');
-      const lora = await studio.client.request({ type: 'generate', ...common, adapterId: id, strength: k });
+      const lora = await studio.client.request({ type: 'generate', ...common, adapterId: id, strength: k, merged: merged.checked });
       loraOut.textContent = lora.text;
       st.set(base.text === lora.text ? 'Both continuations are the same: try a higher strength or another seed.' : 'Done.', 'ok');
     } catch (e) {
@@ -93,6 +95,7 @@ export function tryPanel(studio: Studio): HTMLElement {
       field(ids.max, 'Max tokens', maxTokens),
       field(ids.temp, 'Temperature', temperature, '0 always picks the likeliest token.'),
       h('div', { class: 'field' }, h('label', { for: ids.strength, text: 'Adapter strength' }), h('span', { class: 'range-row' }, strength, strengthOut), h('small', { text: '0 is the base model, 1 the adapter as trained, 2 doubles it.' })),
+      h('div', { class: 'field' }, h('span', { class: 'check-row' }, merged, h('label', { for: mergedId, text: 'Merge into the weights' })), h('small', { text: 'Fold the adapter into the base weights while generating (base-model speed); they are restored exactly afterwards.' })),
     ),
     go,
     st.el,

@@ -259,7 +259,7 @@ async function handle(req: Request): Promise<unknown> {
       const prev = lora?.strength ?? 1;
       if (lora) lora.strength = req.strength;
       try {
-        return await e.generate(req.prompt, lora, { seed: req.seed, maxTokens: req.maxTokens, temperature: req.temperature });
+        return await e.generate(req.prompt, lora, { seed: req.seed, maxTokens: req.maxTokens, temperature: req.temperature, merged: req.merged });
       } finally {
         if (lora) lora.strength = prev;
       }

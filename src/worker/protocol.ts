@@ -67,7 +67,7 @@ export type Request =
   | { type: 'deleteAdapter'; id: string }
   | { type: 'exportGalleryAdapter'; id: string }
   | { type: 'importAdapter'; files?: File[]; hub?: { repo: string; baseUrl?: string; revision?: string } }
-  | { type: 'generate'; prompt: string; adapterId: string | null; strength: number; seed: number; maxTokens: number; temperature: number };
+  | { type: 'generate'; prompt: string; adapterId: string | null; strength: number; seed: number; maxTokens: number; temperature: number; merged?: boolean };
 
 export interface Replies {
   init: { adapterName: string; hasF16: boolean; maxBindingBytes: number; maxBufferBytes: number };
