@@ -49,6 +49,8 @@ export class GpuContext {
   private pipelines = new Map<string, GPUComputePipeline>();
   private compileErrors = new Map<string, string>();
   private encoder: GPUCommandEncoder | null = null;
+  /** The open compute pass: consecutive kernels share one (each dispatch is still its own usage scope). */
+  private pass: GPUComputePassEncoder | null = null;
   private batchKernels: string[] = [];
   private uniformData = new ArrayBuffer(UNIFORM_SLOT * UNIFORM_SLOTS);
   private uniformBuf: GpuBuffer | null = null;
@@ -161,7 +163,7 @@ export class GpuContext {
     const size = Math.ceil(bytes / 4) * 4;
     const staging = this.alloc.alloc(size, 0x1 | 0x8 /* MAP_READ | COPY_DST */, 'readback');
     try {
-      this.enc().copyBufferToBuffer(buf.buffer, offset, staging.buffer, 0, size);
+      this.copyEnc().copyBufferToBuffer(buf.buffer, offset, staging.buffer, 0, size);
       this.flush();
       await this.checkErrors();
       await staging.buffer.mapAsync(0x1 /* GPUMapMode.READ */, 0, size);
@@ -183,12 +185,12 @@ export class GpuContext {
 
   /** Fills `buf` with zeros (recorded in the command stream). */
   clear(buf: GpuBuffer, offset = 0, bytes = Math.ceil(buf.size / 4) * 4): void {
-    this.enc().clearBuffer(buf.buffer, offset, bytes);
+    this.copyEnc().clearBuffer(buf.buffer, offset, bytes);
   }
 
   /** Copies `bytes` bytes between buffers (recorded in the command stream). */
   copy(src: GpuBuffer, srcOffset: number, dst: GpuBuffer, dstOffset: number, bytes: number): void {
-    this.enc().copyBufferToBuffer(src.buffer, srcOffset, dst.buffer, dstOffset, bytes);
+    this.copyEnc().copyBufferToBuffer(src.buffer, srcOffset, dst.buffer, dstOffset, bytes);
   }
 
   // ---- kernels ---------------------------------------------------------------------------------
@@ -241,7 +243,7 @@ export class GpuContext {
       entries.push({ binding: i + 1, resource: { buffer: r.buf.buffer, offset: r.offset, size } });
     });
     const bindGroup = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries, label: name });
-    const pass = enc.beginComputePass({ label: name });
+    const pass = (this.pass ??= enc.beginComputePass());
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bindGroup);
     const [x, y = 1, z = 1] = args.workgroups;
@@ -250,7 +252,6 @@ export class GpuContext {
       throw new GpuError(`kernel '${name}': grid ${x}x${y}x${z} exceeds ${maxWg} workgroups per dimension`);
     }
     if (x > 0 && y > 0 && z > 0) pass.dispatchWorkgroups(x, y, z);
-    pass.end();
     this.batchKernels.push(name);
     this.dispatchCount++;
     if (this.debug) this.flush();
@@ -259,6 +260,7 @@ export class GpuContext {
   /** Submits everything recorded so far. */
   flush(): void {
     if (!this.encoder) return;
+    this.endPass();
     this.device.queue.writeBuffer(this.uniformBuf!.buffer, 0, this.uniformData, 0, this.uniformSlot * UNIFORM_SLOT || 4);
     this.device.queue.submit([this.encoder.finish()]);
     const kernels = [...new Set(this.batchKernels)];
@@ -294,6 +296,17 @@ export class GpuContext {
     const pending = this.pendingErrors;
     this.pendingErrors = [];
     await Promise.all(pending);
+  }
+
+  private endPass(): void {
+    this.pass?.end();
+    this.pass = null;
+  }
+
+  /** The encoder for a copy or clear, which cannot be recorded inside a compute pass. */
+  private copyEnc(): GPUCommandEncoder {
+    this.endPass();
+    return this.enc();
   }
 
   private enc(): GPUCommandEncoder {
