@@ -14,6 +14,11 @@ cd "$root"
 say() { echo "[setup] $*" >&2; }
 die() { echo "[setup] ERROR: $*" >&2; exit 1; }
 
+# --- Node ---------------------------------------------------------------------------------------
+command -v node >/dev/null || die "Node.js is missing: install Node 20 or newer (Debian 12's own nodejs is 18)"
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+[ "$node_major" -ge 20 ] || die "Node $(node -v) is too old: WebLoRA needs Node 20 or newer (vite 8, webgpu 0.6.2)"
+
 # --- npm packages ---------------------------------------------------------------------------
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   say "installing npm packages (npm ci)"
