@@ -75,9 +75,11 @@ export async function forwardBackward(model: CausalLM, lora: LoraState, batch: B
 
   // Forward, block by block.
   const saved: { tape: Tape; x: Var; out: Var }[] = [];
+  // Embeddings are frozen: block 0's input needs no gradient (skipping the input-gradient matmuls of
+  // its first projections) unless a test captures it.
   const runBlock = (i: number, grad: boolean) => {
     const tape = new Tape(grad);
-    const x = tape.leaf(inputs[i], `h${i}`, true);
+    const x = tape.leaf(inputs[i], `h${i}`, i > 0 || !!opts.capture);
     const out = model.block(i, tape, x, lora, run);
     const [h] = tape.endForward([out]);
     return { tape, x, out, h };
