@@ -7,6 +7,7 @@ import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'nod
 import { join, resolve } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type ConsoleMessage, type Page } from 'playwright-core';
 import { build, preview, type PreviewServer } from 'vite';
+import { afterAll, beforeAll } from 'vitest';
 
 export const ROOT = resolve(__dirname, '../..');
 export const ARTIFACTS = join(ROOT, 'test-artifacts');
@@ -143,4 +144,25 @@ export async function expectBundledModel(page: Page, timeout = 120_000): Promise
     await screenshot(page, 'failure-bundled-model').catch(() => undefined);
     throw new Error(`the bundled model did not load within ${timeout / 1000} s; the model panel says: ${status}`);
   }
+}
+
+/**
+ * One test file's studio: serves the built site, launches Chromium and opens the page before the file's
+ * tests (handing the page to `onOpen`), and reports console errors and closes everything after them.
+ */
+export function useStudioPage(name: string, onOpen: (page: Page) => void): void {
+  let studio: Studio | undefined;
+  let browser: Browser | undefined;
+  let open: OpenPage | undefined;
+  beforeAll(async () => {
+    studio = await serveStudio();
+    browser = await launchChromium();
+    open = await openStudio(browser, studio.url);
+    onOpen(open.page);
+  });
+  afterAll(async () => {
+    if (open) reportConsole(name, open.errors);
+    await browser?.close();
+    await studio?.close();
+  });
 }

@@ -5,9 +5,9 @@
 import { createReadStream, readFileSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
-import type { Browser, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ROOT, expectBundledModel, launchChromium, openStudio, reportConsole, serveStudio, type OpenPage, type Studio } from './harness';
+import { ROOT, expectBundledModel, useStudioPage } from './harness';
 
 const REPO = 'test-org/weblora-llama-1m';
 const ADAPTER_REPO = 'test-org/fortune-quips';
@@ -16,9 +16,6 @@ const DIRS: Record<string, string> = {
   [ADAPTER_REPO]: join(ROOT, 'public/gallery/fortune-quips'),
 };
 
-let studio: Studio;
-let browser: Browser;
-let open: OpenPage;
 let page: Page;
 let hub: Server;
 let hubUrl: string;
@@ -69,20 +66,9 @@ function startHub(): Promise<void> {
   );
 }
 
-beforeAll(async () => {
-  await startHub();
-  studio = await serveStudio();
-  browser = await launchChromium();
-  open = await openStudio(browser, studio.url);
-  page = open.page;
-});
-
-afterAll(async () => {
-  if (open) reportConsole('hub flow', open.errors);
-  await browser?.close();
-  await studio?.close();
-  await new Promise((r) => hub?.close(r));
-});
+beforeAll(startHub);
+afterAll(() => new Promise<void>((r) => hub?.close(() => r())));
+useStudioPage('hub flow', (p) => (page = p));
 
 async function loadFromHub(): Promise<void> {
   await page.getByLabel('Hugging Face repo id').fill(REPO);

@@ -1,27 +1,13 @@
 // A run interrupted by a page reload resumes from its checkpoint, in a real browser: the page offers
 // "Resume run from step N" after the reload, and the resumed run finishes all its steps.
 
-import type { Browser, Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { expectBundledModel, launchChromium, openStudio, reportConsole, screenshot, serveStudio, type OpenPage, type Studio } from './harness';
+import type { Page } from 'playwright-core';
+import { describe, expect, it } from 'vitest';
+import { expectBundledModel, screenshot, useStudioPage } from './harness';
 
-let studio: Studio;
-let browser: Browser;
-let open: OpenPage;
 let page: Page;
 
-beforeAll(async () => {
-  studio = await serveStudio();
-  browser = await launchChromium();
-  open = await openStudio(browser, studio.url);
-  page = open.page;
-});
-
-afterAll(async () => {
-  if (open) reportConsole('resume flow', open.errors);
-  await browser?.close();
-  await studio?.close();
-});
+useStudioPage('resume flow', (p) => (page = p));
 
 describe('studio page, resuming after a reload', () => {
   it('offers the saved run after a reload and finishes it', async () => {

@@ -6,17 +6,14 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { unzipSync } from 'fflate';
-import type { Browser, Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Page } from 'playwright-core';
+import { describe, expect, it } from 'vitest';
 import { parseSafetensorsHeader } from '../../src/loaders/safetensors';
-import { ROOT, expectBundledModel, launchChromium, openStudio, reportConsole, screenshot, serveStudio, type OpenPage, type Studio } from './harness';
+import { ROOT, expectBundledModel, screenshot, useStudioPage } from './harness';
 
 // Small enough for SwiftShader on 2 cores; a high learning rate so a few steps change the model.
 const RUN = { rank: '4', alpha: '16', batch: '1', seqLen: '32', steps: '6', warmup: '0', lr: '0.05', evalEvery: '3', sampleEvery: '3', sampleTokens: '8' };
 
-let studio: Studio;
-let browser: Browser;
-let open: OpenPage;
 let page: Page;
 
 function sampleDatasets(): { name: string; file: string; format: string }[] {
@@ -31,18 +28,7 @@ async function fact(scope: string, term: string): Promise<string> {
   return (await dd.textContent()) ?? '';
 }
 
-beforeAll(async () => {
-  studio = await serveStudio();
-  browser = await launchChromium();
-  open = await openStudio(browser, studio.url);
-  page = open.page;
-});
-
-afterAll(async () => {
-  if (open) reportConsole('studio flow', open.errors);
-  await browser?.close();
-  await studio?.close();
-});
+useStudioPage('studio flow', (p) => (page = p));
 
 describe('studio page, main flow', () => {
   it('loads the bundled model at start and shows its shape and memory estimate', async () => {
