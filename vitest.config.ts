@@ -10,9 +10,29 @@ export default defineConfig({
   test: {
     reporters: ['default'],
     projects: [
-      { extends: true, test: { ...common, name: 'lavapipe', include: ['tests/**/*.test.ts'], exclude: ['tests/e2e/**'], env: { WEBLORA_DRIVER: 'lavapipe' } } },
-      { extends: true, test: { ...common, name: 'swiftshader', include: ['tests/kernels/**/*.test.ts', 'tests/gpu/**/*.test.ts', 'tests/autograd/**/*.test.ts'], env: { WEBLORA_DRIVER: 'swiftshader' } } },
-      { extends: true, test: { ...common, name: 'browser', include: ['tests/e2e/**/*.test.ts'], fileParallelism: false } },
+      {
+        extends: true,
+        test: {
+          ...common,
+          name: 'lavapipe',
+          include: ['tests/**/*.test.ts'],
+          exclude: ['tests/e2e/**'],
+          env: { WEBLORA_DRIVER: 'lavapipe' },
+        },
+      },
+      {
+        extends: true,
+        test: {
+          ...common,
+          name: 'swiftshader',
+          include: ['tests/kernels/**/*.test.ts', 'tests/gpu/**/*.test.ts', 'tests/autograd/**/*.test.ts'],
+          env: { WEBLORA_DRIVER: 'swiftshader' },
+        },
+      },
+      {
+        extends: true,
+        test: { ...common, name: 'browser', include: ['tests/e2e/**/*.test.ts'], fileParallelism: false },
+      },
     ],
   },
 });

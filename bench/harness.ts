@@ -43,7 +43,9 @@ export async function timeVariants(
   variants: Record<string, () => (() => void) | void>,
   o: TimeOpts = {},
 ): Promise<Record<string, Timing>> {
-  const reps = o.reps ?? 5, warmup = o.warmup ?? 1, inner = o.inner ?? 1;
+  const reps = o.reps ?? 5,
+    warmup = o.warmup ?? 1,
+    inner = o.inner ?? 1;
   const names = Object.keys(variants);
   const times: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]));
   for (let rep = -warmup; rep < reps; rep++) {

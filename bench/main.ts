@@ -12,12 +12,20 @@ import { loraBackwardSection, loraForwardSection } from './sections/lora';
 import { trainingSection } from './sections/training';
 import { peersSection } from './sections/peers';
 
-const SECTIONS: Section[] = [matmulSection, matmulTilesSection, loraForwardSection, loraBackwardSection, trainingSection, peersSection];
+const SECTIONS: Section[] = [
+  matmulSection,
+  matmulTilesSection,
+  loraForwardSection,
+  loraBackwardSection,
+  trainingSection,
+  peersSection,
+];
 
 export async function main(args: string[]): Promise<void> {
   const only = args.filter((a) => !a.startsWith('-'));
   const unknown = only.filter((n) => !SECTIONS.some((s) => s.name === n));
-  if (unknown.length) throw new Error(`unknown section(s) ${unknown.join(', ')}; have ${SECTIONS.map((s) => s.name).join(', ')}`);
+  if (unknown.length)
+    throw new Error(`unknown section(s) ${unknown.join(', ')}; have ${SECTIONS.map((s) => s.name).join(', ')}`);
   const driver = nodeDriver();
   calmDawnPolling(); // before any GPU promise, for every variant alike
   const ctx = await createNodeContext();
@@ -33,7 +41,8 @@ export async function main(args: string[]): Promise<void> {
     console.log(`\n## ${s.title}`);
     const ts = performance.now();
     const rows = await s.run(ctx);
-    for (const r of rows) console.log(`  ${r.name.padEnd(44)} ${fmt(r.value).padStart(8)} ${r.unit}${r.note ? `   (${r.note})` : ''}`);
+    for (const r of rows)
+      console.log(`  ${r.name.padEnd(44)} ${fmt(r.value).padStart(8)} ${r.unit}${r.note ? `   (${r.note})` : ''}`);
     results.push({ name: s.name, title: s.title, rows, seconds: (performance.now() - ts) / 1000 });
   }
   const total = (performance.now() - t0) / 1000;
@@ -41,7 +50,16 @@ export async function main(args: string[]): Promise<void> {
   const dir = resolve(dirname(fileURLToPath(import.meta.url)), 'results');
   mkdirSync(dir, { recursive: true });
   const loadavg1 = `${loadStart} at start, ${load()} at end (1-minute load average, ${cpus().length} CPUs)`;
-  const out = { driver, adapter: ctx.adapterName, hasF16: ctx.hasF16, date, node: process.version, load: loadavg1, seconds: total, sections: results };
+  const out = {
+    driver,
+    adapter: ctx.adapterName,
+    hasF16: ctx.hasF16,
+    date,
+    node: process.version,
+    load: loadavg1,
+    seconds: total,
+    sections: results,
+  };
   if (only.length) {
     // a partial run does not replace the full results (bench/results/*.tmp is git-ignored)
     writeFileSync(resolve(dir, `${driver}.partial.tmp`), JSON.stringify(out, null, 2) + '\n');
@@ -60,7 +78,16 @@ function fmt(v: number): string {
   return v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2);
 }
 
-function markdown(o: { driver: string; adapter: string; hasF16: boolean; date: string; node: string; load: string; seconds: number; sections: { title: string; rows: Row[] }[] }): string {
+function markdown(o: {
+  driver: string;
+  adapter: string;
+  hasF16: boolean;
+  date: string;
+  node: string;
+  load: string;
+  seconds: number;
+  sections: { title: string; rows: Row[] }[];
+}): string {
   const lines = [
     `# WebLoRA benchmark: ${o.driver}`,
     '',

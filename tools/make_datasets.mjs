@@ -34,7 +34,9 @@ function readCookies(name) {
 
 // Plain printable text only: no backspace overstriking, no replacement characters, no control codes;
 // and nothing about sexual violence or slurs (the demo should be safe to show anyone).
-const clean = (s) => !/[\u0000-\u0008\u000b-\u001f\u007f\ufffd]/.test(s) && !/\brap(e|ed|es|ing|ist)\b|\bsex|\bnigg|\bfag|\bslut|\bwhore|\bretard/i.test(s);
+const clean = (s) =>
+  !/[\u0000-\u0008\u000b-\u001f\u007f\ufffd]/.test(s) &&
+  !/\brap(e|ed|es|ing|ist)\b|\bsex|\bnigg|\bfag|\bslut|\bwhore|\bretard/i.test(s);
 
 /** Hard-wrapped fortune -> one line per sentence run; an attribution ("-- Name") keeps its own line. */
 function unwrapFortune(f) {
@@ -43,7 +45,8 @@ function unwrapFortune(f) {
     const line = raw.trim().replace(/\s+/g, ' ');
     if (!line) return null; // several paragraphs: not a quip
     if (line.startsWith('--') || out.length === 0) out.push(line);
-    else if (out[out.length - 1].startsWith('--')) out[out.length - 1] += ' ' + line; // attribution wraps
+    else if (out[out.length - 1].startsWith('--'))
+      out[out.length - 1] += ' ' + line; // attribution wraps
     else out[out.length - 1] += ' ' + line;
   }
   return out.join('\n');
@@ -51,7 +54,23 @@ function unwrapFortune(f) {
 
 function makeFortunes() {
   // Categories of short witty sayings (the art, poem, and Q/A files are left out).
-  const files = ['fortunes', 'wisdom', 'humorists', 'computers', 'science', 'work', 'people', 'platitudes', 'linuxcookie', 'politics', 'education', 'law', 'literature', 'miscellaneous', 'cookie'];
+  const files = [
+    'fortunes',
+    'wisdom',
+    'humorists',
+    'computers',
+    'science',
+    'work',
+    'people',
+    'platitudes',
+    'linuxcookie',
+    'politics',
+    'education',
+    'law',
+    'literature',
+    'miscellaneous',
+    'cookie',
+  ];
   // Round-robin over the files (in file order within each) until the byte budget is spent, so every
   // category is represented.
   const seen = new Set();
@@ -154,7 +173,12 @@ function makeChat() {
       }
       while (turns.length && turns[turns.length - 1].role !== 'assistant') turns.pop();
       // A conversation starts with the user and alternates (the "great answers" ones start with A:).
-      if (!turns.length || turns[0].role !== 'user' || turns.some((t, i) => t.role !== (i % 2 ? 'assistant' : 'user') || !t.content)) continue;
+      if (
+        !turns.length ||
+        turns[0].role !== 'user' ||
+        turns.some((t, i) => t.role !== (i % 2 ? 'assistant' : 'user') || !t.content)
+      )
+        continue;
       out.push(JSON.stringify({ messages: turns }) + '\n');
     }
   }
@@ -169,7 +193,8 @@ const datasets = [
     name: 'Fortunes (short quips)',
     file: 'fortunes.txt',
     format: 'text',
-    description: 'Short witty sayings from the BSD fortune cookie files, one per blank-line separated block. The bundled model never saw them: after fine-tuning it writes one-line quips with "-- Author" attributions.',
+    description:
+      'Short witty sayings from the BSD fortune cookie files, one per blank-line separated block. The bundled model never saw them: after fine-tuning it writes one-line quips with "-- Author" attributions.',
     licence: FORTUNES_LICENSE,
     source: 'Debian package fortunes (/usr/share/games/fortunes), fortune-mod 1.99',
     make: makeFortunes,
@@ -178,7 +203,8 @@ const datasets = [
     name: 'Jargon File definitions',
     file: 'jargon-define.jsonl',
     format: 'jsonl',
-    description: 'Prompt/completion pairs: "Define: <term>\\n" -> the first paragraph of the Jargon File entry. The loss is on the definition only; the model learns to answer the prompt with a definition.',
+    description:
+      'Prompt/completion pairs: "Define: <term>\\n" -> the first paragraph of the Jargon File entry. The loss is on the definition only; the model learns to answer the prompt with a definition.',
     licence: 'Public domain (the Jargon File, Debian package `jargon-text`)',
     source: 'Debian package jargon-text (/usr/share/doc/jargon-text/jargon.txt.gz), Jargon File 4.4.7',
     make: makeJargon,
@@ -187,7 +213,8 @@ const datasets = [
     name: 'Courtroom and riddle Q&A (chat)',
     file: 'courtroom-chat.jsonl',
     format: 'jsonl',
-    description: 'Chat conversations ({"messages": [...]}) from the Q:/A: fortunes (real-life courtroom quotes, riddles): questions are user turns, answers assistant turns; the loss is on the assistant turns. Rendered with the tokenizer\'s chat template.',
+    description:
+      'Chat conversations ({"messages": [...]}) from the Q:/A: fortunes (real-life courtroom quotes, riddles): questions are user turns, answers assistant turns; the loss is on the assistant turns. Rendered with the tokenizer\'s chat template.',
     licence: FORTUNES_LICENSE,
     source: 'Debian package fortunes (/usr/share/games/fortunes: law, riddles, ...)',
     make: makeChat,

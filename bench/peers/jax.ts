@@ -38,19 +38,33 @@ export async function jaxPeer(gpu: GPU): Promise<Peer> {
     syncs: 'jax.blockUntilReady(outputs): submit the lazy kernels, map a staging buffer copied after them',
     idle: () => device.queue.onSubmittedWorkDone(),
     matmul(a, b, n) {
-      const ja = put(a, [n, n]), jb = put(b, [n, n]);
+      const ja = put(a, [n, n]),
+        jb = put(b, [n, n]);
       return workload([ja, jb], () => [np.matmul(ja.ref, jb.ref)]);
     },
     loraStep(L: LoraData, needDx: boolean) {
       const { N, d, r, scale: s } = L;
-      const inputs = () => [put(L.x, [N, d]), put(L.w0, [d, d]), put(L.bias, [d]), put(L.A, [r, d]), put(L.B, [d, r]), put(L.dy, [N, d])];
+      const inputs = () => [
+        put(L.x, [N, d]),
+        put(L.w0, [d, d]),
+        put(L.bias, [d]),
+        put(L.A, [r, d]),
+        put(L.B, [d, r]),
+        put(L.dy, [N, d]),
+      ];
       // y (N, d) = x·W0ᵀ + bias + s·(x·Aᵀ)·Bᵀ
       const forward = (x: JaxArray, w0: JaxArray, bias: JaxArray, A: JaxArray, B: JaxArray) =>
-        np.matmul(x.ref, w0.transpose()).add(bias).add(np.matmul(np.matmul(x, A.transpose()).mul(s), B.transpose()));
+        np
+          .matmul(x.ref, w0.transpose())
+          .add(bias)
+          .add(np.matmul(np.matmul(x, A.transpose()).mul(s), B.transpose()));
       // jax style: the forward's vjp with cotangent dy gives dA, dB (and dx), jitted into one program
       const autodiff = jax.jit((x: JaxArray, w0: JaxArray, bias: JaxArray, A: JaxArray, B: JaxArray, dy: JaxArray) => {
         if (needDx) {
-          const [y, back] = jax.vjp((x2: JaxArray, A2: JaxArray, B2: JaxArray) => forward(x2, w0, bias, A2, B2), [x, A, B]);
+          const [y, back] = jax.vjp(
+            (x2: JaxArray, A2: JaxArray, B2: JaxArray) => forward(x2, w0, bias, A2, B2),
+            [x, A, B],
+          );
           const [dx, dA, dB] = back(dy);
           back.dispose();
           return [y, dA, dB, dx];
@@ -76,7 +90,11 @@ export async function jaxPeer(gpu: GPU): Promise<Peer> {
       });
       const make = (f: typeof autodiff) => {
         const ins = inputs();
-        return workload(ins, () => f(...(ins.map((a) => a.ref) as Parameters<typeof f>)) as Outs, () => f.dispose());
+        return workload(
+          ins,
+          () => f(...(ins.map((a) => a.ref) as Parameters<typeof f>)) as Outs,
+          () => f.dispose(),
+        );
       };
       return { 'jit(vjp)': make(autodiff), 'jit, explicit matmuls': make(explicit) };
     },

@@ -26,12 +26,15 @@ export function oursPeer(ctx: GpuContext): Peer {
     syncs: 'ctx.sync(): submit the recorded batch, await queue.onSubmittedWorkDone()',
     idle: () => ctx.sync(),
     matmul(a, b, n) {
-      const ta = Tensor.from(ctx, a, [n, n]), tb = Tensor.from(ctx, b, [n, n]);
+      const ta = Tensor.from(ctx, a, [n, n]),
+        tb = Tensor.from(ctx, b, [n, n]);
       return workload(ctx, [ta, tb], () => [matmul(ta, tb)]);
     },
     loraStep(L: LoraData, needDx: boolean) {
       const { N, d, r } = L;
-      const x = Tensor.from(ctx, L.x, [N, d]), w0 = Tensor.from(ctx, L.w0, [d, d]), bias = Tensor.from(ctx, L.bias, [d]);
+      const x = Tensor.from(ctx, L.x, [N, d]),
+        w0 = Tensor.from(ctx, L.w0, [d, d]),
+        bias = Tensor.from(ctx, L.bias, [d]);
       const dy = Tensor.from(ctx, L.dy, [N, d]);
       const lora: LoraParams = { A: Tensor.from(ctx, L.A, [r, d]), B: Tensor.from(ctx, L.B, [d, r]), scale: L.scale };
       const step = () => {

@@ -9,9 +9,16 @@ import { median, type Timing } from '../harness';
 
 /** Host copies of a LoRA layer's inputs: y = x·W0ᵀ + bias + scale·(x·Aᵀ)·Bᵀ, upstream gradient dy. */
 export interface LoraData {
-  N: number; d: number; r: number; scale: number;
-  x: Float32Array /* (N, d) */; w0: Float32Array /* (d, d), (OUT, IN) */; bias: Float32Array /* (d,) */;
-  A: Float32Array /* (r, d) */; B: Float32Array /* (d, r) */; dy: Float32Array /* (N, d) */;
+  N: number;
+  d: number;
+  r: number;
+  scale: number;
+  x: Float32Array /* (N, d) */;
+  w0: Float32Array /* (d, d), (OUT, IN) */;
+  bias: Float32Array /* (d,) */;
+  A: Float32Array /* (r, d) */;
+  B: Float32Array /* (d, r) */;
+  dy: Float32Array /* (N, d) */;
 }
 
 /** One workload uploaded once to one library. `run` records one call and returns its outputs (a handle
@@ -55,10 +62,12 @@ export const requirePackage: (pkg: string) => unknown = createRequire(import.met
  * library gets its device from the same adapter. */
 export function installNavigatorGpu(gpu: GPU): void {
   const g = globalThis as unknown as { navigator?: Record<string, unknown> };
-  if (g.navigator === undefined) Object.defineProperty(globalThis, 'navigator', { value: {}, configurable: true, writable: true });
+  if (g.navigator === undefined)
+    Object.defineProperty(globalThis, 'navigator', { value: {}, configurable: true, writable: true });
   const nav = g.navigator!;
   if (!nav.gpu) Object.defineProperty(nav, 'gpu', { value: gpu, configurable: true });
-  if (typeof nav.userAgent !== 'string') Object.defineProperty(nav, 'userAgent', { value: `Node.js/${process.version}`, configurable: true });
+  if (typeof nav.userAgent !== 'string')
+    Object.defineProperty(nav, 'userAgent', { value: `Node.js/${process.version}`, configurable: true });
 }
 
 /** max |a - b| / max |b| over all outputs, b being ours: a normwise relative difference (elementwise ratios blow up near 0). */
@@ -67,7 +76,8 @@ export function maxRelDiff(a: Float32Array[], b: Float32Array[]): number {
   let worst = 0;
   for (let k = 0; k < a.length; k++) {
     if (a[k].length !== b[k].length) throw new Error(`output ${k}: ${a[k].length} vs ${b[k].length} elements`);
-    let diff = 0, scale = 0;
+    let diff = 0,
+      scale = 0;
     for (let i = 0; i < a[k].length; i++) {
       diff = Math.max(diff, Math.abs(a[k][i] - b[k][i]));
       scale = Math.max(scale, Math.abs(b[k][i]));
@@ -107,8 +117,13 @@ export interface AcrossResult {
  * check), then rounds in which every variant is timed once, interleaved and in an order rotated each round,
  * so drift of the machine hits all alike. Before each timed call every library is idle; the clock stops
  * when the variant's own library says its calls are done. */
-export async function timeAcross(variants: Record<string, Workload>, idleAll: () => Promise<void>, o: AcrossOpts): Promise<AcrossResult> {
-  const inner = o.inner ?? 1, settleFactor = o.settleFactor ?? 4;
+export async function timeAcross(
+  variants: Record<string, Workload>,
+  idleAll: () => Promise<void>,
+  o: AcrossOpts,
+): Promise<AcrossResult> {
+  const inner = o.inner ?? 1,
+    settleFactor = o.settleFactor ?? 4;
   const names = Object.keys(variants);
   const times: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]));
   const outputs: Record<string, Float32Array[]> = {};
@@ -147,7 +162,8 @@ export async function timeAcross(variants: Record<string, Workload>, idleAll: ()
       }
     }
     if (rep === 1) {
-      const timed = live(), best = (n: string) => Math.min(...times[n]);
+      const timed = live(),
+        best = (n: string) => Math.min(...times[n]);
       const fastest = Math.min(...timed.map(best));
       for (const n of timed) if (o.maySettle?.(n) && best(n) > settleFactor * fastest) settled.add(n);
       const round = timed.filter((n) => !settled.has(n)).reduce((sum, n) => sum + best(n) * inner, 0);
@@ -159,6 +175,7 @@ export async function timeAcross(variants: Record<string, Workload>, idleAll: ()
     timings: Object.fromEntries(ok.map((n) => [n, { median: median(times[n]), min: Math.min(...times[n]) }])),
     rounds: Object.fromEntries(ok.map((n) => [n, times[n].length])),
     settled: ok.filter((n) => settled.has(n)),
-    outputs, failed,
+    outputs,
+    failed,
   };
 }

@@ -49,26 +49,32 @@ export async function tfjsPeer(gpu: GPU): Promise<Peer> {
   return {
     id: 'tfjs',
     name: `tfjs ${installedVersion('@tensorflow/tfjs-core')} webgpu`,
-    syncs: 'end + submit the backend\'s open command encoder, await queue.onSubmittedWorkDone()',
+    syncs: "end + submit the backend's open command encoder, await queue.onSubmittedWorkDone()",
     idle: finished,
     matmul(a, b, n) {
-      const ta = tf.tensor2d(a, [n, n]), tb = tf.tensor2d(b, [n, n]);
+      const ta = tf.tensor2d(a, [n, n]),
+        tb = tf.tensor2d(b, [n, n]);
       return workload([ta, tb], () => [tf.matMul(ta, tb)]);
     },
     loraStep(L: LoraData, needDx: boolean) {
       const { N, d, r, scale: s } = L;
-      const x = tf.tensor2d(L.x, [N, d]), w0 = tf.tensor2d(L.w0, [d, d]), bias = tf.tensor1d(L.bias);
-      const A = tf.tensor2d(L.A, [r, d]), B = tf.tensor2d(L.B, [d, r]), dy = tf.tensor2d(L.dy, [N, d]);
-      const step = () => tf.tidy(() => {
-        const us = tf.mul(tf.matMul(x, A, false, true), s); // (N, r) s·x·Aᵀ
-        const y = tf.add(tf.fused.matMul({ a: x, b: w0, transposeB: true, bias }), tf.matMul(us, B, false, true)); // (N, d)
-        const Gs = tf.mul(tf.matMul(dy, B), s); // (N, r) s·dy·B
-        const dB = tf.matMul(dy, us, true, false); // (d, r)
-        const dA = tf.matMul(Gs, x, true, false); // (r, d)
-        if (!needDx) return [y, dA, dB];
-        const dx = tf.add(tf.matMul(dy, w0), tf.matMul(Gs, A)); // (N, d)
-        return [y, dA, dB, dx];
-      });
+      const x = tf.tensor2d(L.x, [N, d]),
+        w0 = tf.tensor2d(L.w0, [d, d]),
+        bias = tf.tensor1d(L.bias);
+      const A = tf.tensor2d(L.A, [r, d]),
+        B = tf.tensor2d(L.B, [d, r]),
+        dy = tf.tensor2d(L.dy, [N, d]);
+      const step = () =>
+        tf.tidy(() => {
+          const us = tf.mul(tf.matMul(x, A, false, true), s); // (N, r) s·x·Aᵀ
+          const y = tf.add(tf.fused.matMul({ a: x, b: w0, transposeB: true, bias }), tf.matMul(us, B, false, true)); // (N, d)
+          const Gs = tf.mul(tf.matMul(dy, B), s); // (N, r) s·dy·B
+          const dB = tf.matMul(dy, us, true, false); // (d, r)
+          const dA = tf.matMul(Gs, x, true, false); // (r, d)
+          if (!needDx) return [y, dA, dB];
+          const dx = tf.add(tf.matMul(dy, w0), tf.matMul(Gs, A)); // (N, d)
+          return [y, dA, dB, dx];
+        });
       return { 'explicit matmuls': workload([x, w0, bias, A, B, dy], step) };
     },
   };

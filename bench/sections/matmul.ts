@@ -32,7 +32,12 @@ export const matmulSection: Section = {
       const flops = 2 * n ** 3;
       const ms = await timeVariants(ctx, variants, { reps: n >= 1024 ? 3 : 5, inner: n <= 256 ? 4 : 1 });
       for (const [k, t] of Object.entries(ms)) {
-        rows.push({ name: `${k} n=${n}`, value: flops / t.median / 1e6, unit: 'GFLOP/s', note: `${t.median.toFixed(1)} ms; best ${(flops / t.min / 1e6).toFixed(2)} GFLOP/s` });
+        rows.push({
+          name: `${k} n=${n}`,
+          value: flops / t.median / 1e6,
+          unit: 'GFLOP/s',
+          note: `${t.median.toFixed(1)} ms; best ${(flops / t.min / 1e6).toFixed(2)} GFLOP/s`,
+        });
       }
       [a, b, b16].forEach((t) => t?.free());
     }
@@ -48,19 +53,39 @@ export const matmulTilesSection: Section = {
   async run(ctx: GpuContext): Promise<Row[]> {
     const n = 512;
     const R = benchRng(1);
-    const a = Tensor.from(ctx, R.uniform(n * n), [n, n]), b = Tensor.from(ctx, R.uniform(n * n), [n, n]);
+    const a = Tensor.from(ctx, R.uniform(n * n), [n, n]),
+      b = Tensor.from(ctx, R.uniform(n * n), [n, n]);
     const c = Tensor.empty(ctx, [n, n]);
     const chosen = matmulTile(n, n);
     const variants: Record<string, () => void> = {};
-    for (const [wgM, wgN, tm] of [[16, 16, 4], [8, 8, 4], [16, 16, 2], [8, 16, 8], [16, 16, 8], [8, 8, 8], [4, 16, 8]]) {
+    for (const [wgM, wgN, tm] of [
+      [16, 16, 4],
+      [8, 8, 4],
+      [16, 16, 2],
+      [8, 16, 8],
+      [16, 16, 8],
+      [8, 8, 8],
+      [4, 16, 8],
+    ]) {
       for (const transB of [true, false]) {
         const mark = wgM === chosen.wgM && wgN === chosen.wgN && tm === chosen.tm ? ' (default)' : '';
         variants[`${wgM}x${wgN} threads, ${tm}x4 each, ${transB ? 'A·Bᵀ' : 'A·B'}${mark}`] = () =>
-          matmulRaw(ctx, { a: a.buf, b: b.buf, c: c.buf, M: n, N: n, K: n, lda: n, ldb: n, ldc: n, transA: false, transB }, undefined, undefined, { wgM, wgN, tm });
+          matmulRaw(
+            ctx,
+            { a: a.buf, b: b.buf, c: c.buf, M: n, N: n, K: n, lda: n, ldb: n, ldc: n, transA: false, transB },
+            undefined,
+            undefined,
+            { wgM, wgN, tm },
+          );
       }
     }
     const ms = await timeVariants(ctx, variants, { reps: 5 });
     [a, b, c].forEach((t) => t.free());
-    return Object.entries(ms).map(([k, t]) => ({ name: k, value: (2 * n ** 3) / t.min / 1e6, unit: 'GFLOP/s', note: `${t.min.toFixed(1)} ms` }));
+    return Object.entries(ms).map(([k, t]) => ({
+      name: k,
+      value: (2 * n ** 3) / t.min / 1e6,
+      unit: 'GFLOP/s',
+      note: `${t.min.toFixed(1)} ms`,
+    }));
   },
 };

@@ -24,7 +24,10 @@ const failRow = (name: string, why: string): Row => ({ name: `${name}: FAILED`, 
 async function loadPeers(ctx: GpuContext, rows: Row[]): Promise<Peer[]> {
   const peers: Peer[] = [oursPeer(ctx)];
   const gpu = nodeGpu(); // the object our context came from: same adapter for every library
-  for (const [label, load] of [['jax-js', jaxPeer], ['tfjs webgpu', tfjsPeer]] as const) {
+  for (const [label, load] of [
+    ['jax-js', jaxPeer],
+    ['tfjs webgpu', tfjsPeer],
+  ] as const) {
     try {
       peers.push(await load(gpu));
     } catch (e) {
@@ -35,7 +38,12 @@ async function loadPeers(ctx: GpuContext, rows: Row[]): Promise<Peer[]> {
 }
 
 /** Workloads of every peer, keyed by variant name; a peer that throws while uploading gets a failure row. */
-function gather(peers: Peer[], rows: Row[], what: string, make: (p: Peer) => Record<string, Workload>): Record<string, Workload> {
+function gather(
+  peers: Peer[],
+  rows: Row[],
+  what: string,
+  make: (p: Peer) => Record<string, Workload>,
+): Record<string, Workload> {
   const out: Record<string, Workload> = {};
   for (const p of peers) {
     try {
@@ -60,7 +68,8 @@ async function measure(peers: Peer[], variants: Record<string, Workload>, rows: 
 }
 
 /** How many times a variant was timed, for a note. */
-const roundsNote = (rounds: number, settled: boolean) => `${rounds} rounds${settled ? ' (≥ 4x slower than the fastest: not repeated)' : ''}`;
+const roundsNote = (rounds: number, settled: boolean) =>
+  `${rounds} rounds${settled ? ' (≥ 4x slower than the fastest: not repeated)' : ''}`;
 
 /** The check against ours, for a note: the difference, flagged when it is not the same result. */
 function checkNote(outputs: Record<string, Float32Array[]>, name: string, ours: string): string {
@@ -78,15 +87,23 @@ function checkNote(outputs: Record<string, Float32Array[]>, name: string, ours: 
 async function matmulRows(peers: Peer[], rows: Row[]): Promise<void> {
   for (const n of [256, 512, 1024]) {
     const R = benchRng(n);
-    const a = R.uniform(n * n), b = R.uniform(n * n);
+    const a = R.uniform(n * n),
+      b = R.uniform(n * n);
     const variants = gather(peers, rows, `matmul n=${n}`, (p) => ({ '': p.matmul(a, b, n) }));
     const budgetMs = { 256: 4000, 512: 6000, 1024: 12000 }[n]!;
-    const res = await measure(peers, variants, rows, `matmul n=${n}`, { minReps: 3, maxReps: 7, budgetMs, inner: n <= 256 ? 4 : 1 });
+    const res = await measure(peers, variants, rows, `matmul n=${n}`, {
+      minReps: 3,
+      maxReps: 7,
+      budgetMs,
+      inner: n <= 256 ? 4 : 1,
+    });
     const flops = 2 * n ** 3;
     const gf = (ms: number) => flops / ms / 1e6;
     for (const [name, t] of Object.entries(res.timings)) {
       rows.push({
-        name: `${name} A·B n=${n}`, value: gf(t.median), unit: 'GFLOP/s',
+        name: `${name} A·B n=${n}`,
+        value: gf(t.median),
+        unit: 'GFLOP/s',
         note: `${t.median.toFixed(1)} ms; best ${gf(t.min).toFixed(2)} GFLOP/s; ${roundsNote(res.rounds[name], res.settled.includes(name))}; ${checkNote(res.outputs, name, 'ours')}`,
       });
     }
@@ -96,7 +113,9 @@ async function matmulRows(peers: Peer[], rows: Row[]): Promise<void> {
       const [bestName, best] = others.reduce((x, y) => (y[1].median < x[1].median ? y : x));
       const bestMin = Math.min(...others.map(([, t]) => t.min));
       rows.push({
-        name: `ours / best peer, matmul n=${n}`, value: best.median / ours.median, unit: 'x',
+        name: `ours / best peer, matmul n=${n}`,
+        value: best.median / ours.median,
+        unit: 'x',
         note: `throughput ratio vs ${bestName}; target ≥ 1.5; ratio of best times ${(bestMin / ours.min).toFixed(2)}`,
       });
     }
@@ -106,9 +125,16 @@ async function matmulRows(peers: Peer[], rows: Row[]): Promise<void> {
 function loraData(N: number, d: number, r: number): LoraData {
   const R = benchRng(1000 + d);
   return {
-    N, d, r, scale: 2,
-    x: R.uniform(N * d), w0: R.uniform(d * d, -0.05, 0.05), bias: R.uniform(d),
-    A: R.uniform(r * d, -0.05, 0.05), B: R.uniform(d * r, -0.05, 0.05), dy: R.uniform(N * d),
+    N,
+    d,
+    r,
+    scale: 2,
+    x: R.uniform(N * d),
+    w0: R.uniform(d * d, -0.05, 0.05),
+    bias: R.uniform(d),
+    A: R.uniform(r * d, -0.05, 0.05),
+    B: R.uniform(d * r, -0.05, 0.05),
+    dy: R.uniform(N * d),
   };
 }
 
@@ -134,7 +160,9 @@ async function loraRows(peers: Peer[], rows: Row[]): Promise<void> {
     for (const [name, t] of Object.entries(res.timings)) {
       const ref = name.endsWith(' +dx') ? 'ours fused +dx' : 'ours fused';
       rows.push({
-        name: `${name}, ${tag}`, value: t.median, unit: 'ms',
+        name: `${name}, ${tag}`,
+        value: t.median,
+        unit: 'ms',
         note: `min ${t.min.toFixed(1)} ms; ${roundsNote(res.rounds[name], res.settled.includes(name))}; ${checkNote(res.outputs, name, ref)}`,
       });
     }
@@ -144,16 +172,21 @@ async function loraRows(peers: Peer[], rows: Row[]): Promise<void> {
         const p = fastest(res.timings, peer, dx);
         if (!ours || !p) continue;
         rows.push({
-          name: `ours / ${peer}, fwd + dA, dB${dx ? ', dx' : ''}, ${tag}`, value: ours[1].median / p[1].median, unit: 'x',
+          name: `ours / ${peer}, fwd + dA, dB${dx ? ', dx' : ''}, ${tag}`,
+          value: ours[1].median / p[1].median,
+          unit: 'x',
           note: `time ratio vs ${p[0]} (its fastest variant)${peer === 'jax-js' ? '; target ≤ 0.33' : ''}; ratio of minima ${(ours[1].min / p[1].min).toFixed(2)}`,
         });
       }
     }
     // the brief's "our full fwd+bwd incl. dx in a third of jax-js's time", against jax-js without dx
-    const oursDx = fastest(res.timings, 'ours', true), jaxNoDx = fastest(res.timings, 'jax-js', false);
+    const oursDx = fastest(res.timings, 'ours', true),
+      jaxNoDx = fastest(res.timings, 'jax-js', false);
     if (oursDx && jaxNoDx) {
       rows.push({
-        name: `ours (+dx) / jax-js (fwd + dA, dB), ${tag}`, value: oursDx[1].median / jaxNoDx[1].median, unit: 'x',
+        name: `ours (+dx) / jax-js (fwd + dA, dB), ${tag}`,
+        value: oursDx[1].median / jaxNoDx[1].median,
+        unit: 'x',
         note: `ours doing more work than ${jaxNoDx[0]}; ratio of minima ${(oursDx[1].min / jaxNoDx[1].min).toFixed(2)}`,
       });
     }
@@ -162,7 +195,8 @@ async function loraRows(peers: Peer[], rows: Row[]): Promise<void> {
 
 export const peersSection: Section = {
   name: 'peers',
-  title: 'Ours vs jax-js and tfjs (WebGPU), same adapter, interleaved: matmul GFLOP/s and LoRA grad-step time (ratios: warm medians)',
+  title:
+    'Ours vs jax-js and tfjs (WebGPU), same adapter, interleaved: matmul GFLOP/s and LoRA grad-step time (ratios: warm medians)',
   async run(ctx: GpuContext): Promise<Row[]> {
     const rows: Row[] = [];
     const peers = await loadPeers(ctx, rows);

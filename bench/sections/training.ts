@@ -17,7 +17,17 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const MODEL = resolve(root, 'public/models/weblora-llama-1m');
 const DATA = resolve(root, 'public/datasets/fortunes.txt');
 
-const SETTINGS: Partial<TrainSettings> = { batchSize: 4, seqLen: 128, rank: 8, alpha: 16, dropout: 0.05, steps: 1000, evalEvery: 0, sampleEvery: 0, checkpointEvery: 0 };
+const SETTINGS: Partial<TrainSettings> = {
+  batchSize: 4,
+  seqLen: 128,
+  rank: 8,
+  alpha: 16,
+  dropout: 0.05,
+  steps: 1000,
+  evalEvery: 0,
+  sampleEvery: 0,
+  checkpointEvery: 0,
+};
 const REPS = 4;
 
 export const trainingSection: Section = {
@@ -26,7 +36,11 @@ export const trainingSection: Section = {
   async run(ctx: GpuContext): Promise<Row[]> {
     const e = new Engine(ctx);
     const m = await e.loadModel(dirSource(MODEL), 'f32');
-    await e.loadDataset('fortunes.txt', readFileSync(DATA, 'utf8').slice(0, 200_000), { seqLen: SETTINGS.seqLen!, valFraction: 0.05, seed: 1 });
+    await e.loadDataset('fortunes.txt', readFileSync(DATA, 'utf8').slice(0, 200_000), {
+      seqLen: SETTINGS.seqLen!,
+      valFraction: 0.05,
+      seed: 1,
+    });
     const variants = { off: false, on: true } as const;
     const times: Record<string, number[]> = { off: [], on: [] };
     const peaks: Record<string, number> = { off: 0, on: 0 };
@@ -45,23 +59,62 @@ export const trainingSection: Section = {
       }
     }
     const tokens = SETTINGS.batchSize! * SETTINGS.seqLen!;
-    const off = median(times.off), on = median(times.on);
+    const off = median(times.off),
+      on = median(times.on);
     const cfg = m.files.config;
     const est = (checkpointing: boolean) =>
-      estimateMemory(cfg, { weightDtype: 'f32', batch: SETTINGS.batchSize!, seqLen: SETTINGS.seqLen!, rank: SETTINGS.rank!, targets: ['q_proj', 'v_proj'], checkpointing, maxBindingBytes: ctx.limits.maxStorageBufferBindingSize });
+      estimateMemory(cfg, {
+        weightDtype: 'f32',
+        batch: SETTINGS.batchSize!,
+        seqLen: SETTINGS.seqLen!,
+        rank: SETTINGS.rank!,
+        targets: ['q_proj', 'v_proj'],
+        checkpointing,
+        maxBindingBytes: ctx.limits.maxStorageBufferBindingSize,
+      });
     const lora = est(false);
     // A full fine-tune holds every weight 4 times in f32 (weight, gradient, Adam m and v) plus the same
     // activations, and needs no LoRA state.
     const fullBytes = lora.weightBytes * 4 + lora.activationBytes + lora.logitsBytes;
     const resident = m.model.weights.bytes + e.lora!.paramCount * 4 * 4;
     const rows: Row[] = [
-      { name: 'training tokens/s, checkpointing off', value: tokens / (off / 1000), unit: 'tok/s', note: `step ${off.toFixed(0)} ms (median of ${REPS})` },
-      { name: 'training tokens/s, checkpointing on', value: tokens / (on / 1000), unit: 'tok/s', note: `step ${on.toFixed(0)} ms` },
-      { name: 'step time: checkpointing on / off', value: on / off, unit: 'x', note: 'recomputing each block in backward' },
-      { name: 'step peak GPU bytes above resident, off', value: peaks.off / 1024 ** 2, unit: 'MiB', note: `resident (weights + LoRA + Adam) ${fmtBytes(resident)}` },
+      {
+        name: 'training tokens/s, checkpointing off',
+        value: tokens / (off / 1000),
+        unit: 'tok/s',
+        note: `step ${off.toFixed(0)} ms (median of ${REPS})`,
+      },
+      {
+        name: 'training tokens/s, checkpointing on',
+        value: tokens / (on / 1000),
+        unit: 'tok/s',
+        note: `step ${on.toFixed(0)} ms`,
+      },
+      {
+        name: 'step time: checkpointing on / off',
+        value: on / off,
+        unit: 'x',
+        note: 'recomputing each block in backward',
+      },
+      {
+        name: 'step peak GPU bytes above resident, off',
+        value: peaks.off / 1024 ** 2,
+        unit: 'MiB',
+        note: `resident (weights + LoRA + Adam) ${fmtBytes(resident)}`,
+      },
       { name: 'step peak GPU bytes above resident, on', value: peaks.on / 1024 ** 2, unit: 'MiB', note: '' },
-      { name: 'peak memory: checkpointing on / off', value: peaks.on / peaks.off, unit: 'x', note: 'activation memory only' },
-      { name: 'LoRA training memory / full fine-tune', value: lora.totalBytes / fullBytes, unit: 'x', note: `estimates from src/loaders/memory.ts: LoRA ${fmtBytes(lora.totalBytes)}, full ${fmtBytes(fullBytes)}` },
+      {
+        name: 'peak memory: checkpointing on / off',
+        value: peaks.on / peaks.off,
+        unit: 'x',
+        note: 'activation memory only',
+      },
+      {
+        name: 'LoRA training memory / full fine-tune',
+        value: lora.totalBytes / fullBytes,
+        unit: 'x',
+        note: `estimates from src/loaders/memory.ts: LoRA ${fmtBytes(lora.totalBytes)}, full ${fmtBytes(fullBytes)}`,
+      },
     ];
     e.unloadModel();
     return rows;

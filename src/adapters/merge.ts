@@ -42,20 +42,63 @@ function f32Copy(ctx: GpuContext, w: Tensor, label: string): Tensor {
   }
   // f16: gather every row through the embedding kernel, which reads f16 and writes f32.
   const [rows, cols] = w.shape;
-  const ids = Tensor.fromU32(ctx, Uint32Array.from({ length: rows }, (_, i) => i), [rows], 'merge.rows');
+  const ids = Tensor.fromU32(
+    ctx,
+    Uint32Array.from({ length: rows }, (_, i) => i),
+    [rows],
+    'merge.rows',
+  );
   const c = embedding_forward(ids, [{ table: w, rowStart: 0 }]).reshape([rows, cols]);
   ids.free();
   return c;
 }
 
 /** W += s·B·A (or s·Aᵀ·Bᵀ for a transposed (IN, OUT) weight); w is f32. */
-function addLoraProduct(ctx: GpuContext, w: Tensor, A: Tensor, B: Tensor, r: number, IN: number, OUT: number, transposed: boolean, s: number): void {
+function addLoraProduct(
+  ctx: GpuContext,
+  w: Tensor,
+  A: Tensor,
+  B: Tensor,
+  r: number,
+  IN: number,
+  OUT: number,
+  transposed: boolean,
+  s: number,
+): void {
   if (transposed) {
     // (IN, OUT) += s · op(A) (IN, r) · op(B) (r, OUT), with A stored (r, IN) and B stored (OUT, r)
-    matmulRaw(ctx, { a: A.buf, b: B.buf, c: w.buf, M: IN, N: OUT, K: r, lda: IN, ldb: r, ldc: OUT, transA: true, transB: true, alpha: s, accumulate: true });
+    matmulRaw(ctx, {
+      a: A.buf,
+      b: B.buf,
+      c: w.buf,
+      M: IN,
+      N: OUT,
+      K: r,
+      lda: IN,
+      ldb: r,
+      ldc: OUT,
+      transA: true,
+      transB: true,
+      alpha: s,
+      accumulate: true,
+    });
   } else {
     // (OUT, IN) += s · B (OUT, r) · A (r, IN)
-    matmulRaw(ctx, { a: B.buf, b: A.buf, c: w.buf, M: OUT, N: IN, K: r, lda: r, ldb: IN, ldc: IN, transA: false, transB: false, alpha: s, accumulate: true });
+    matmulRaw(ctx, {
+      a: B.buf,
+      b: A.buf,
+      c: w.buf,
+      M: OUT,
+      N: IN,
+      K: r,
+      lda: r,
+      ldb: IN,
+      ldc: IN,
+      transA: false,
+      transB: false,
+      alpha: s,
+      accumulate: true,
+    });
   }
 }
 
@@ -116,11 +159,14 @@ export async function exportMergedModel(files: ModelFiles, merged: MergedLora): 
   const tensors = [];
   for (const [name, info] of files.weights) {
     const w = merged.merged.get(name);
-    if (w && merged.weights.has(name) && merged.weights.get(name) !== w) throw new Error(`exportMergedModel: '${name}' is not merged any more`);
+    if (w && merged.weights.has(name) && merged.weights.get(name) !== w)
+      throw new Error(`exportMergedModel: '${name}' is not merged any more`);
     const data = w ? await w.read() : await info.read();
     tensors.push({ name, dtype: 'F32' as const, shape: info.shape, data });
   }
-  for (const name of merged.merged.keys()) if (!files.weights.has(name)) throw new Error(`exportMergedModel: merged weight '${name}' is not in the checkpoint`);
+  for (const name of merged.merged.keys())
+    if (!files.weights.has(name))
+      throw new Error(`exportMergedModel: merged weight '${name}' is not in the checkpoint`);
   return {
     'model.safetensors': writeSafetensors(tensors, { format: 'pt' }),
     'config.json': JSON.stringify(files.configJson, null, 2) + '\n',

@@ -54,7 +54,11 @@ export function peftConfig(cfg: ModelConfig, lc: LoraConfig, baseModel: string):
     use_dora: false,
     use_rslora: lc.useRslora,
   };
-  return Object.fromEntries(Object.keys(c).sort().map((k) => [k, c[k]]));
+  return Object.fromEntries(
+    Object.keys(c)
+      .sort()
+      .map((k) => [k, c[k]]),
+  );
 }
 
 function yamlString(s: string): string {
@@ -111,8 +115,18 @@ export function exportAdapter(cfg: ModelConfig, lc: LoraConfig, arrays: LoraArra
   for (const m of linearModules(cfg)) {
     const a = arrays.get(m.path);
     if (!a) continue;
-    tensors.push({ name: `${PREFIX}${m.path}.lora_A.weight`, dtype: 'F32' as const, shape: [lc.r, m.inFeatures], data: a.A });
-    tensors.push({ name: `${PREFIX}${m.path}.lora_B.weight`, dtype: 'F32' as const, shape: [m.outFeatures, lc.r], data: a.B });
+    tensors.push({
+      name: `${PREFIX}${m.path}.lora_A.weight`,
+      dtype: 'F32' as const,
+      shape: [lc.r, m.inFeatures],
+      data: a.A,
+    });
+    tensors.push({
+      name: `${PREFIX}${m.path}.lora_B.weight`,
+      dtype: 'F32' as const,
+      shape: [m.outFeatures, lc.r],
+      data: a.B,
+    });
   }
   return {
     'adapter_model.safetensors': writeSafetensors(tensors, { format: 'pt' }),
@@ -161,8 +175,14 @@ export interface ImportedAdapter {
 export function importAdapter(files: Partial<AdapterFiles>, cfg: ModelConfig, baseModelId: string): ImportedAdapter {
   const cfgText = files['adapter_config.json'];
   const st = files['adapter_model.safetensors'];
-  if (!cfgText) throw new AdapterError('adapter_config.json is missing: a PEFT adapter folder holds adapter_config.json and adapter_model.safetensors');
-  if (!st) throw new AdapterError('adapter_model.safetensors is missing (adapter_model.bin pickles are not supported: re-save with safe_serialization=True)');
+  if (!cfgText)
+    throw new AdapterError(
+      'adapter_config.json is missing: a PEFT adapter folder holds adapter_config.json and adapter_model.safetensors',
+    );
+  if (!st)
+    throw new AdapterError(
+      'adapter_model.safetensors is missing (adapter_model.bin pickles are not supported: re-save with safe_serialization=True)',
+    );
   let pc: Record<string, unknown>;
   try {
     pc = JSON.parse(cfgText);
@@ -173,21 +193,27 @@ export function importAdapter(files: Partial<AdapterFiles>, cfg: ModelConfig, ba
   const unsupported: string[] = [];
   if (pc.peft_type !== 'LORA') unsupported.push(`peft_type ${JSON.stringify(pc.peft_type)} (only LORA is supported)`);
   if (pc.use_dora) unsupported.push('DoRA (use_dora: true)');
-  if (pc.modules_to_save && (pc.modules_to_save as unknown[]).length) unsupported.push(`modules_to_save ${JSON.stringify(pc.modules_to_save)}`);
+  if (pc.modules_to_save && (pc.modules_to_save as unknown[]).length)
+    unsupported.push(`modules_to_save ${JSON.stringify(pc.modules_to_save)}`);
   if (pc.bias !== undefined && pc.bias !== 'none') unsupported.push(`bias training (bias: ${JSON.stringify(pc.bias)})`);
   for (const k of ['rank_pattern', 'alpha_pattern'] as const) {
     if (pc[k] && Object.keys(pc[k] as object).length) unsupported.push(`per-module ${k}`);
   }
   if (pc.layers_to_transform !== undefined && pc.layers_to_transform !== null) unsupported.push('layers_to_transform');
   if (pc.use_qalora || pc.lora_bias) unsupported.push('QA-LoRA / lora_bias');
-  if (pc.task_type !== undefined && pc.task_type !== 'CAUSAL_LM') warnings.push(`task_type is ${JSON.stringify(pc.task_type)}; WebLoRA uses it as a causal LM adapter`);
-  if (unsupported.length) throw new AdapterError(`this adapter uses options WebLoRA does not support: ${unsupported.join('; ')}`);
+  if (pc.task_type !== undefined && pc.task_type !== 'CAUSAL_LM')
+    warnings.push(`task_type is ${JSON.stringify(pc.task_type)}; WebLoRA uses it as a causal LM adapter`);
+  if (unsupported.length)
+    throw new AdapterError(`this adapter uses options WebLoRA does not support: ${unsupported.join('; ')}`);
   const r = Number(pc.r);
   const alpha = Number(pc.lora_alpha ?? r);
-  if (!(Number.isInteger(r) && r > 0)) throw new AdapterError(`adapter_config.json: r is ${JSON.stringify(pc.r)}; expected a positive integer`);
+  if (!(Number.isInteger(r) && r > 0))
+    throw new AdapterError(`adapter_config.json: r is ${JSON.stringify(pc.r)}; expected a positive integer`);
   const expectFifo = cfg.family === 'gpt2';
   if (pc.fan_in_fan_out !== undefined && Boolean(pc.fan_in_fan_out) !== expectFifo) {
-    warnings.push(`fan_in_fan_out is ${pc.fan_in_fan_out} but ${cfg.architecture} expects ${expectFifo}; the lora_A/lora_B shapes decide, and they match`);
+    warnings.push(
+      `fan_in_fan_out is ${pc.fan_in_fan_out} but ${cfg.architecture} expects ${expectFifo}; the lora_A/lora_B shapes decide, and they match`,
+    );
   }
   const base = String(pc.base_model_name_or_path ?? '');
   if (base && base !== baseModelId) warnings.push(`made for base model '${base}', loaded on '${baseModelId}'`);
@@ -204,15 +230,27 @@ export function importAdapter(files: Partial<AdapterFiles>, cfg: ModelConfig, ba
   const parts = new Map<string, { A?: Float32Array; B?: Float32Array }>();
   for (const [name, info] of header.tensors) {
     const m = /^(?:base_model\.model\.)?(.+)\.lora_([AB])(?:\.default)?\.weight$/.exec(name);
-    if (!m) throw new AdapterError(`adapter_model.safetensors: unexpected tensor '${name}' (only lora_A / lora_B weights are supported)`);
+    if (!m)
+      throw new AdapterError(
+        `adapter_model.safetensors: unexpected tensor '${name}' (only lora_A / lora_B weights are supported)`,
+      );
     const [, path, which] = m;
     const mod = mods.get(path);
-    if (!mod) throw new AdapterError(`adapter tensor '${name}' names module '${path}', which ${cfg.architecture} (${cfg.numLayers} layers) does not have: this adapter is for another model`);
+    if (!mod)
+      throw new AdapterError(
+        `adapter tensor '${name}' names module '${path}', which ${cfg.architecture} (${cfg.numLayers} layers) does not have: this adapter is for another model`,
+      );
     const want = which === 'A' ? [r, mod.inFeatures] : [mod.outFeatures, r];
     if (info.shape.length !== 2 || info.shape[0] !== want[0] || info.shape[1] !== want[1]) {
-      throw new AdapterError(`adapter tensor '${name}' has shape [${info.shape}], but the loaded model needs [${want}]: this adapter is for another model`);
+      throw new AdapterError(
+        `adapter tensor '${name}' has shape [${info.shape}], but the loaded model needs [${want}]: this adapter is for another model`,
+      );
     }
-    const data = decodeFloat(info.dtype, st.subarray(header.dataOffset + info.begin, header.dataOffset + info.end), name);
+    const data = decodeFloat(
+      info.dtype,
+      st.subarray(header.dataOffset + info.begin, header.dataOffset + info.end),
+      name,
+    );
     const p = parts.get(path) ?? {};
     p[which as 'A' | 'B'] = data;
     parts.set(path, p);
@@ -225,7 +263,8 @@ export function importAdapter(files: Partial<AdapterFiles>, cfg: ModelConfig, ba
   }
   // Every module the targets select must be present (PEFT adapts them all).
   for (const m of linearModules(cfg)) {
-    if (targets.has(m.target) && !arrays.has(m.path)) throw new AdapterError(`adapter has no weights for '${m.path}', though it targets '${m.target}'`);
+    if (targets.has(m.target) && !arrays.has(m.path))
+      throw new AdapterError(`adapter has no weights for '${m.path}', though it targets '${m.target}'`);
   }
   return {
     lora: { r, alpha, useRslora: Boolean(pc.use_rslora), dropout: Number(pc.lora_dropout ?? 0), targets: [...targets] },
@@ -244,7 +283,10 @@ export async function readAdapterFiles(source: ModelSource): Promise<Partial<Ada
     const listed = source.list ? await source.list() : [];
     const bin = listed.includes('adapter_model.bin');
     throw new AdapterError(
-      `${source.id} has no adapter_model.safetensors` + (bin ? ' (only adapter_model.bin, a pickle WebLoRA does not read: re-save it with safe_serialization=True)' : ''),
+      `${source.id} has no adapter_model.safetensors` +
+        (bin
+          ? ' (only adapter_model.bin, a pickle WebLoRA does not read: re-save it with safe_serialization=True)'
+          : ''),
     );
   }
   const card = await source.file('README.md');

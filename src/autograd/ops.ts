@@ -109,7 +109,12 @@ export function layernorm(tape: Tape, x: Var, w: Tensor, b: Tensor, eps: number,
 export function rope(tape: Tape, x: Var, o: RopeOpts, name: string): Var {
   const out = tape.output(rope_forward(x.t, o), name, x.requiresGrad);
   if (tape.needsGrad(x)) {
-    tape.record({ name, outputs: [out], saved: [], backward: (tape) => tape.addGrad(x, tape.adopt(rope_backward(out.grad!, o))) });
+    tape.record({
+      name,
+      outputs: [out],
+      saved: [],
+      backward: (tape) => tape.addGrad(x, tape.adopt(rope_backward(out.grad!, o))),
+    });
   }
   return out;
 }
@@ -166,7 +171,12 @@ export function gelu(tape: Tape, x: Var, name: string): Var {
   const xt = x.t;
   const out = tape.output(gelu_forward(xt), name, x.requiresGrad);
   if (tape.needsGrad(x)) {
-    tape.record({ name, outputs: [out], saved: [xt], backward: (tape) => tape.addGrad(x, tape.adopt(gelu_backward(out.grad!, xt))) });
+    tape.record({
+      name,
+      outputs: [out],
+      saved: [xt],
+      backward: (tape) => tape.addGrad(x, tape.adopt(gelu_backward(out.grad!, xt))),
+    });
   }
   return out;
 }

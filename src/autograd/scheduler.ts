@@ -58,7 +58,12 @@ async function sumLosses(losses: Tensor): Promise<number> {
 }
 
 /** Forward and backward of one batch; LoRA gradients are added into lora's gradient accumulators. */
-export async function forwardBackward(model: CausalLM, lora: LoraState, batch: Batch, opts: StepOptions = {}): Promise<StepResult> {
+export async function forwardBackward(
+  model: CausalLM,
+  lora: LoraState,
+  batch: Batch,
+  opts: StepOptions = {},
+): Promise<StepResult> {
   const ctx = lora.ctx;
   const { B, T } = batch;
   const L = model.cfg.numLayers;
@@ -121,9 +126,17 @@ export async function forwardBackward(model: CausalLM, lora: LoraState, batch: B
 }
 
 /** Mean loss of a batch without gradients (validation). */
-export async function evalLoss(model: CausalLM, lora: LoraState | null, batch: Batch): Promise<{ lossSum: number; count: number }> {
+export async function evalLoss(
+  model: CausalLM,
+  lora: LoraState | null,
+  batch: Batch,
+): Promise<{ lossSum: number; count: number }> {
   const ctx = model.weights.ctx;
-  const x = forwardHidden(model, lora, Tensor.fromU32(ctx, batch.ids, [batch.B * batch.T], 'ids'), { B: batch.B, T: batch.T, posOffset: 0 });
+  const x = forwardHidden(model, lora, Tensor.fromU32(ctx, batch.ids, [batch.B * batch.T], 'ids'), {
+    B: batch.B,
+    T: batch.T,
+    posOffset: 0,
+  });
   const { losses } = headLoss(x, model.weights.lmHead, model.cfg.vocabSize, batch.targets, 1, false);
   x.free();
   return { lossSum: await sumLosses(losses), count: countTargets(batch.targets) };

@@ -25,7 +25,11 @@ const FLAGS: Record<string, Flag> = {
   '--alpha': { key: 'alpha', kind: 'num', help: 'LoRA alpha (scale = alpha / r)' },
   '--rslora': { key: 'useRslora', kind: 'bool', help: 'rank-stabilised scale alpha / sqrt(r)' },
   '--dropout': { key: 'dropout', kind: 'num', help: 'dropout on the LoRA branch input' },
-  '--targets': { key: 'targets', kind: 'list', help: 'modules to adapt, e.g. q_proj,v_proj (default: PEFT default for the family)' },
+  '--targets': {
+    key: 'targets',
+    kind: 'list',
+    help: 'modules to adapt, e.g. q_proj,v_proj (default: PEFT default for the family)',
+  },
   '--lr': { key: 'lr', kind: 'num', help: 'peak learning rate' },
   '--warmup': { key: 'warmupSteps', kind: 'int', help: 'linear warmup steps' },
   '--decay': { key: 'decay', kind: 'str', help: 'cosine | linear | constant' },
@@ -46,7 +50,10 @@ const FLAGS: Record<string, Flag> = {
 
 function usage(): string {
   const d = DEFAULT_SETTINGS as unknown as Record<string, unknown>;
-  const lines = Object.entries(FLAGS).map(([f, x]) => `  ${(f + (x.kind === 'bool' ? '' : ' <' + x.kind + '>')).padEnd(26)} ${x.help} (default: ${JSON.stringify(d[x.key])})`);
+  const lines = Object.entries(FLAGS).map(
+    ([f, x]) =>
+      `  ${(f + (x.kind === 'bool' ? '' : ' <' + x.kind + '>')).padEnd(26)} ${x.help} (default: ${JSON.stringify(d[x.key])})`,
+  );
   return `Fine-tune a Hugging Face causal LM with LoRA on WebGPU (Dawn) and write a PEFT adapter.
 
 usage: npm run train -- --model <folder | hub repo id> --data <file> --out <folder> [options]
@@ -67,7 +74,17 @@ The GPU driver is chosen by WEBLORA_DRIVER (lavapipe, swiftshader, system; defau
 
 export function parseArgs(argv: string[]) {
   const settings: Partial<TrainSettings> = {};
-  const o: { model?: string; data?: string; out?: string; format?: string; column?: string; name?: string; f16: boolean; hubBaseUrl?: string; help: boolean } = { f16: false, help: false };
+  const o: {
+    model?: string;
+    data?: string;
+    out?: string;
+    format?: string;
+    column?: string;
+    name?: string;
+    f16: boolean;
+    hubBaseUrl?: string;
+    help: boolean;
+  } = { f16: false, help: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = () => {
@@ -91,7 +108,11 @@ export function parseArgs(argv: string[]) {
       else {
         const v = val();
         if (f.kind === 'str') s[f.key] = v;
-        else if (f.kind === 'list') s[f.key] = v.split(',').map((x) => x.trim()).filter(Boolean);
+        else if (f.kind === 'list')
+          s[f.key] = v
+            .split(',')
+            .map((x) => x.trim())
+            .filter(Boolean);
         else {
           const n = Number(v);
           if (!Number.isFinite(n)) throw new Error(`${a} needs a number, got '${v}'`);
@@ -127,7 +148,9 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const source: ModelSource =
-    existsSync(args.model) && statSync(args.model).isDirectory() ? dirSource(args.model) : hubSource(args.model, { baseUrl: args.hubBaseUrl, cache: memoryBlobCache() });
+    existsSync(args.model) && statSync(args.model).isDirectory()
+      ? dirSource(args.model)
+      : hubSource(args.model, { baseUrl: args.hubBaseUrl, cache: memoryBlobCache() });
   if (!existsSync(args.data)) {
     console.error(`error: data file '${args.data}' does not exist`);
     return 2;
@@ -144,18 +167,30 @@ export async function main(argv: string[]): Promise<number> {
       }
     });
     const cfg = loaded.files.config;
-    log(`model: ${loaded.id} (${cfg.architecture}, ${cfg.numLayers} layers, hidden ${cfg.hiddenSize}, vocab ${cfg.vocabSize}; ${fmtBytes(loaded.model.weights.bytes)} on the GPU)`);
+    log(
+      `model: ${loaded.id} (${cfg.architecture}, ${cfg.numLayers} layers, hidden ${cfg.hiddenSize}, vocab ${cfg.vocabSize}; ${fmtBytes(loaded.model.weights.bytes)} on the GPU)`,
+    );
     const { settings, errors } = engine.settingsFor(args.settings);
     if (errors.length) {
       console.error(`error: invalid settings:\n  ${errors.join('\n  ')}`);
       return 2;
     }
     const text = readFileSync(args.data, 'utf8');
-    const data = await engine.loadDataset(basename(args.data), text, { format: args.format, column: args.column, seqLen: settings.seqLen, valFraction: settings.valFraction, seed: settings.seed });
+    const data = await engine.loadDataset(basename(args.data), text, {
+      format: args.format,
+      column: args.column,
+      seqLen: settings.seqLen,
+      valFraction: settings.valFraction,
+      seed: settings.seed,
+    });
     const sum = data.summary();
-    log(`data: ${sum.name} (${sum.format}), ${sum.examples} examples, ${sum.tokens} tokens, ${sum.trainSequences} train / ${sum.valSequences} validation sequences of ${settings.seqLen}`);
+    log(
+      `data: ${sum.name} (${sum.format}), ${sum.examples} examples, ${sum.tokens} tokens, ${sum.trainSequences} train / ${sum.valSequences} validation sequences of ${settings.seqLen}`,
+    );
     const trainer = engine.createTrainer(args.settings);
-    log(`LoRA: r ${settings.rank}, alpha ${settings.alpha}, targets ${settings.targets.join(',')}: ${engine.lora!.paramCount.toLocaleString()} trainable parameters; ${trainer.p.totalSteps} steps`);
+    log(
+      `LoRA: r ${settings.rank}, alpha ${settings.alpha}, targets ${settings.targets.join(',')}: ${engine.lora!.paramCount.toLocaleString()} trainable parameters; ${trainer.p.totalSteps} steps`,
+    );
     let lastVal = NaN;
     const isTTY = process.stderr.isTTY;
     const onEvent = (e: TrainEvent) => {
@@ -188,7 +223,14 @@ export async function main(argv: string[]): Promise<number> {
     for (const [name, content] of Object.entries(files)) writeFileSync(join(args.out, name), content);
     // The run's curves and settings, for tools that build gallery entries (tools/gallery/build.sh).
     const t = engine.trainer!;
-    const trainLog = { steps: t.step, settings: t.p.settings, lossCurve: t.history, valCurve: t.valHistory, sample: t.lastSample, dataset: sum.name };
+    const trainLog = {
+      steps: t.step,
+      settings: t.p.settings,
+      lossCurve: t.history,
+      valCurve: t.valHistory,
+      sample: t.lastSample,
+      dataset: sum.name,
+    };
     writeFileSync(join(args.out, 'training_log.json'), JSON.stringify(trainLog, null, 1) + '\n');
     log(`wrote ${args.out}/adapter_model.safetensors, adapter_config.json, README.md, training_log.json`);
     return 0;

@@ -48,7 +48,9 @@ export function parseMessages(value: unknown, where: string): ChatMessage[] {
     out.push({ role: r.role, content: r.content });
   });
   if (!out.some((m) => m.role === 'assistant')) {
-    throw new DatasetError(`${where}: the conversation has no "assistant" message, so there is nothing to train on; add the reply the model should learn`);
+    throw new DatasetError(
+      `${where}: the conversation has no "assistant" message, so there is nothing to train on; add the reply the model should learn`,
+    );
   }
   return out;
 }
@@ -61,7 +63,9 @@ function templateOf(source: string): Template {
     try {
       t = new Template(source);
     } catch (e) {
-      throw new DatasetError(`the tokenizer's chat_template could not be parsed (${(e as Error).message}); pick another format or fix the template`);
+      throw new DatasetError(
+        `the tokenizer's chat_template could not be parsed (${(e as Error).message}); pick another format or fix the template`,
+      );
     }
     compiled.set(source, t);
   }
@@ -122,7 +126,8 @@ export function renderChat(messages: ChatMessage[], ctx: ChatContext): Segment[]
     if (messages[i].role !== 'assistant') continue;
     const before = render(t, ctx, messages.slice(0, i), true);
     const through = render(t, ctx, messages.slice(0, i + 1), false);
-    if (!full.startsWith(before) || !full.startsWith(through) || through.length < before.length) prefixConsistent = false;
+    if (!full.startsWith(before) || !full.startsWith(through) || through.length < before.length)
+      prefixConsistent = false;
     else spans.push([before.length, through.length]);
   }
   if (!prefixConsistent) {
@@ -132,7 +137,10 @@ export function renderChat(messages: ChatMessage[], ctx: ChatContext): Segment[]
     for (const m of messages) {
       if (m.role !== 'assistant' || !m.content) continue;
       const s = full.indexOf(m.content, at);
-      if (s < 0) throw new DatasetError('the chat template does not reproduce the assistant messages verbatim, so their loss cannot be located; pick the "jsonl" prompt/completion layout instead');
+      if (s < 0)
+        throw new DatasetError(
+          'the chat template does not reproduce the assistant messages verbatim, so their loss cannot be located; pick the "jsonl" prompt/completion layout instead',
+        );
       spans.push([s, s + m.content.length]);
       at = s + m.content.length;
     }

@@ -55,8 +55,13 @@ export function permutation(n: number, seed: number, epoch: number, stream = STR
 // split
 
 /** Train/validation split of tokenised examples; see the file comment. Order within each part is kept. */
-export function splitExamples(examples: TokenizedExample[], valFraction: number, seed: number): { train: TokenizedExample[]; val: TokenizedExample[] } {
-  if (!(valFraction >= 0 && valFraction < 1)) throw new DatasetError(`the validation fraction must be in [0, 1), got ${valFraction}`);
+export function splitExamples(
+  examples: TokenizedExample[],
+  valFraction: number,
+  seed: number,
+): { train: TokenizedExample[]; val: TokenizedExample[] } {
+  if (!(valFraction >= 0 && valFraction < 1))
+    throw new DatasetError(`the validation fraction must be in [0, 1), got ${valFraction}`);
   const n = examples.length;
   if (valFraction === 0 || n === 0) return { train: examples, val: [] };
   if (n === 1) {
@@ -90,11 +95,22 @@ export interface CursorState {
 function checkState(s: unknown, N: number): CursorState {
   const r = s as Record<string, unknown>;
   const ok = (v: unknown) => typeof v === 'number' && Number.isInteger(v) && v >= 0;
-  if (!r || typeof r !== 'object' || !ok(r.epoch) || !ok(r.index) || typeof r.seed !== 'number' || !Number.isFinite(r.seed)) {
-    throw new DatasetError(`the saved data position ${JSON.stringify(s)} is not {epoch, index, seed}; start a fresh run`);
+  if (
+    !r ||
+    typeof r !== 'object' ||
+    !ok(r.epoch) ||
+    !ok(r.index) ||
+    typeof r.seed !== 'number' ||
+    !Number.isFinite(r.seed)
+  ) {
+    throw new DatasetError(
+      `the saved data position ${JSON.stringify(s)} is not {epoch, index, seed}; start a fresh run`,
+    );
   }
   if ((r.index as number) > N) {
-    throw new DatasetError(`the saved data position (sequence ${r.index}) is past this dataset's ${N} training sequences: the dataset or sequence length changed since the checkpoint; load the same dataset and settings, or start a fresh run`);
+    throw new DatasetError(
+      `the saved data position (sequence ${r.index}) is past this dataset's ${N} training sequences: the dataset or sequence length changed since the checkpoint; load the same dataset and settings, or start a fresh run`,
+    );
   }
   return { epoch: r.epoch as number, index: r.index as number, seed: r.seed as number };
 }
@@ -109,7 +125,10 @@ export class DataCursor {
     readonly seqs: PackedSequences,
     state: CursorState | { seed: number },
   ) {
-    if (seqs.N === 0) throw new DatasetError('there are no training sequences; the dataset is too small for this sequence length and validation fraction');
+    if (seqs.N === 0)
+      throw new DatasetError(
+        'there are no training sequences; the dataset is too small for this sequence length and validation fraction',
+      );
     this.s = checkState({ epoch: 0, index: 0, ...state }, seqs.N);
   }
 
@@ -213,7 +232,10 @@ export class PreparedDataset {
   ) {
     this.train = packSequences(split.train, seqLen, eosId);
     this.val = packSequences(split.val, seqLen, eosId);
-    if (this.train.N === 0) throw new DatasetError(`"${name}" gives no training sequence at sequence length ${seqLen}; add more text or lower the validation fraction`);
+    if (this.train.N === 0)
+      throw new DatasetError(
+        `"${name}" gives no training sequence at sequence length ${seqLen}; add more text or lower the validation fraction`,
+      );
   }
 
   get trainSequences(): number {
@@ -225,12 +247,25 @@ export class PreparedDataset {
 
   /** The same split packed at another sequence length (no re-tokenising). */
   repack(seqLen: number): PreparedDataset {
-    return new PreparedDataset(this.name, this.format, this.columns, this.column, this.examples, this.tokenized, this.split, this.eosId, seqLen);
+    return new PreparedDataset(
+      this.name,
+      this.format,
+      this.columns,
+      this.column,
+      this.examples,
+      this.tokenized,
+      this.split,
+      this.eosId,
+      seqLen,
+    );
   }
 
   /** A cursor at the start (epoch 0) for `seed`, or at a saved `state`. */
   cursor(seed: number, state?: unknown): DataCursor {
-    return new DataCursor(this.train, state === undefined || state === null ? { seed } : checkState(state, this.train.N));
+    return new DataCursor(
+      this.train,
+      state === undefined || state === null ? { seed } : checkState(state, this.train.N),
+    );
   }
 
   valBatches(B: number): Batch[] {
@@ -263,7 +298,9 @@ export class PreparedDataset {
       columns: this.columns,
       column: this.column,
       examples: s.examples,
-      preview: this.examples.slice(0, previewCount).map((e) => ({ prompt: cut(e.prompt), completion: cut(e.completion) })),
+      preview: this.examples
+        .slice(0, previewCount)
+        .map((e) => ({ prompt: cut(e.prompt), completion: cut(e.completion) })),
       tokens: s.tokens,
       trainSequences: s.trainSequences,
       valSequences: s.valSequences,
@@ -272,12 +309,31 @@ export class PreparedDataset {
 }
 
 /** Text -> a prepared dataset: parse (format detected unless given), tokenise with progress, split, pack. */
-export async function prepareDataset(source: DatasetSource, tok: TextTokenizer, opts: PrepareOptions): Promise<PreparedDataset> {
-  const parsed = parseExamples(source.text, { format: source.format, column: source.column, fileName: source.name, chat: chatContextOf(tok) });
+export async function prepareDataset(
+  source: DatasetSource,
+  tok: TextTokenizer,
+  opts: PrepareOptions,
+): Promise<PreparedDataset> {
+  const parsed = parseExamples(source.text, {
+    format: source.format,
+    column: source.column,
+    fileName: source.name,
+    chat: chatContextOf(tok),
+  });
   const tokenized = await tokenizeExamples(parsed.examples, tok, {
     onProgress: opts.onProgress && ((p) => opts.onProgress!(p.done, p.total, p.tokens)),
     signal: opts.signal,
   });
   const split = splitExamples(tokenized, opts.valFraction, opts.seed);
-  return new PreparedDataset(source.name, parsed.format, parsed.columns, parsed.column, parsed.examples, tokenized, split, tok.eosId, opts.seqLen);
+  return new PreparedDataset(
+    source.name,
+    parsed.format,
+    parsed.columns,
+    parsed.column,
+    parsed.examples,
+    tokenized,
+    split,
+    tok.eosId,
+    opts.seqLen,
+  );
 }

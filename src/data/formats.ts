@@ -110,7 +110,10 @@ function sniffFormat(text: string): DataFormat {
   // and the first looks like a header of short names without spaces around them (prose has commas
   // too, but a space after them).
   if (lines.length >= 2 && (lines.length >= 3 || firstLines(text, 3).length === lines.length)) {
-    for (const [format, delim] of [['tsv', '\t'], ['csv', ',']] as const) {
+    for (const [format, delim] of [
+      ['tsv', '\t'],
+      ['csv', ','],
+    ] as const) {
       try {
         const rows = parseDelimited(lines.join('\n'), delim);
         const header = rows[0];
@@ -158,7 +161,10 @@ export function parseDelimited(text: string, delim: string, maxRows = Infinity):
       quoted = true;
       i++;
       for (;;) {
-        if (i >= n) throw new DatasetError(`line ${startLine}: a quoted field is never closed; add the closing " (a quote inside a quoted field is written "")`);
+        if (i >= n)
+          throw new DatasetError(
+            `line ${startLine}: a quoted field is never closed; add the closing " (a quote inside a quoted field is written "")`,
+          );
         const q = text[i];
         if (q === '"') {
           if (text[i + 1] === '"') {
@@ -175,7 +181,9 @@ export function parseDelimited(text: string, delim: string, maxRows = Infinity):
       }
       const next = text[i];
       if (i < n && next !== delim && next !== '\n' && next !== '\r') {
-        throw new DatasetError(`line ${line}: text after a closing quote; quote the whole field and write a quote inside it as ""`);
+        throw new DatasetError(
+          `line ${line}: text after a closing quote; quote the whole field and write a quote inside it as ""`,
+        );
       }
       if (i >= n || next !== delim) continue; // the row ends at the newline below, or at the end
       row.push(field);
@@ -204,7 +212,8 @@ export function parseExamples(text: string, opts: ParseOptions = {}): ParsedData
   const name = opts.fileName ? `"${opts.fileName}"` : 'the dataset';
   if (!text.trim()) throw new DatasetError(`${name} is empty; choose a file that holds text`);
   let format: DataFormat;
-  if (opts.format === undefined || opts.format === '' || opts.format === 'auto') format = detectFormat(text, opts.fileName).format;
+  if (opts.format === undefined || opts.format === '' || opts.format === 'auto')
+    format = detectFormat(text, opts.fileName).format;
   else if ((DATA_FORMATS as readonly string[]).includes(opts.format)) format = opts.format as DataFormat;
   else throw new DatasetError(`unknown format "${opts.format}"; use one of ${DATA_FORMATS.join(', ')}`);
 
@@ -214,7 +223,9 @@ export function parseExamples(text: string, opts: ParseOptions = {}): ParsedData
   else if (format === 'json') out = { format, columns: null, column: null, examples: parseJsonArray(text, opts) };
   else out = parseTable(text, format, opts);
   if (!out.examples.some((e) => (e.segments ? e.segments.some((s) => s.train && s.text) : e.completion))) {
-    throw new DatasetError(`${name} has no text to train on (every example's completion is empty); check the format${format === 'csv' || format === 'tsv' ? ' and the column' : ''}`);
+    throw new DatasetError(
+      `${name} has no text to train on (every example's completion is empty); check the format${format === 'csv' || format === 'tsv' ? ' and the column' : ''}`,
+    );
   }
   return out;
 }
@@ -231,33 +242,53 @@ const str = (v: unknown) => typeof v === 'string';
 
 /** One JSON record (a JSONL line or an array element) -> an example; `where` names it in errors. */
 function recordToExample(v: unknown, where: string, opts: ParseOptions): Example {
-  if (!v || typeof v !== 'object' || Array.isArray(v)) throw new DatasetError(`${where}: expected a JSON object like {"text": "..."}, got ${Array.isArray(v) ? 'a list' : JSON.stringify(v)}`);
+  if (!v || typeof v !== 'object' || Array.isArray(v))
+    throw new DatasetError(
+      `${where}: expected a JSON object like {"text": "..."}, got ${Array.isArray(v) ? 'a list' : JSON.stringify(v)}`,
+    );
   const r = v as Record<string, unknown>;
   if ('messages' in r) {
     const segments = renderChat(parseMessages(r.messages, where), opts.chat ?? { template: null, specialTokens: {} });
     const first = segments.findIndex((s) => s.train);
     return {
-      prompt: segments.slice(0, first).map((s) => s.text).join(''),
-      completion: segments.slice(first).map((s) => s.text).join(''),
+      prompt: segments
+        .slice(0, first)
+        .map((s) => s.text)
+        .join(''),
+      completion: segments
+        .slice(first)
+        .map((s) => s.text)
+        .join(''),
       segments,
       addSpecial: !opts.chat?.template, // a template writes its own BOS
     };
   }
   if ('prompt' in r || 'completion' in r) {
-    if (!str(r.prompt) || !str(r.completion)) throw new DatasetError(`${where}: "prompt" and "completion" must both be strings`);
+    if (!str(r.prompt) || !str(r.completion))
+      throw new DatasetError(`${where}: "prompt" and "completion" must both be strings`);
     return { prompt: r.prompt as string, completion: r.completion as string };
   }
   if ('instruction' in r || 'output' in r) {
-    if (!str(r.instruction) || !str(r.output)) throw new DatasetError(`${where}: Alpaca records need string "instruction" and "output" ("input" is optional)`);
-    if (r.input !== undefined && r.input !== null && !str(r.input)) throw new DatasetError(`${where}: "input" must be a string`);
-    return { prompt: alpacaPrompt(r.instruction as string, (r.input as string | undefined) ?? ''), completion: r.output as string };
+    if (!str(r.instruction) || !str(r.output))
+      throw new DatasetError(`${where}: Alpaca records need string "instruction" and "output" ("input" is optional)`);
+    if (r.input !== undefined && r.input !== null && !str(r.input))
+      throw new DatasetError(`${where}: "input" must be a string`);
+    return {
+      prompt: alpacaPrompt(r.instruction as string, (r.input as string | undefined) ?? ''),
+      completion: r.output as string,
+    };
   }
   if ('text' in r) {
     if (!str(r.text)) throw new DatasetError(`${where}: "text" must be a string`);
     return { prompt: '', completion: r.text as string };
   }
-  const keys = Object.keys(r).slice(0, 6).map((k) => `"${k}"`).join(', ');
-  throw new DatasetError(`${where}: no known fields (found ${keys || 'none'}); use "text", "prompt"+"completion", "instruction"+"output", or "messages"`);
+  const keys = Object.keys(r)
+    .slice(0, 6)
+    .map((k) => `"${k}"`)
+    .join(', ');
+  throw new DatasetError(
+    `${where}: no known fields (found ${keys || 'none'}); use "text", "prompt"+"completion", "instruction"+"output", or "messages"`,
+  );
 }
 
 function parseJsonl(text: string, opts: ParseOptions): Example[] {
@@ -270,7 +301,9 @@ function parseJsonl(text: string, opts: ParseOptions): Example[] {
     try {
       v = JSON.parse(line);
     } catch (e) {
-      throw new DatasetError(`line ${i + 1}: not valid JSON (${(e as Error).message}); each line must be one complete JSON object`);
+      throw new DatasetError(
+        `line ${i + 1}: not valid JSON (${(e as Error).message}); each line must be one complete JSON object`,
+      );
     }
     out.push(recordToExample(v, `line ${i + 1}`, opts));
   }
@@ -282,20 +315,31 @@ function parseJsonArray(text: string, opts: ParseOptions): Example[] {
   try {
     v = JSON.parse(text);
   } catch (e) {
-    throw new DatasetError(`not valid JSON (${(e as Error).message}); a .json dataset must be one array of objects (or use JSONL, one object per line)`);
+    throw new DatasetError(
+      `not valid JSON (${(e as Error).message}); a .json dataset must be one array of objects (or use JSONL, one object per line)`,
+    );
   }
-  if (!Array.isArray(v)) throw new DatasetError('a .json dataset must be an array of objects like [{"text": "..."}]; for one object per line use JSONL');
+  if (!Array.isArray(v))
+    throw new DatasetError(
+      'a .json dataset must be an array of objects like [{"text": "..."}]; for one object per line use JSONL',
+    );
   return v.map((r, i) => recordToExample(r, `item ${i + 1}`, opts));
 }
 
 function parseTable(text: string, format: 'csv' | 'tsv', opts: ParseOptions): ParsedDataset {
   const rows = parseDelimited(text, format === 'csv' ? ',' : '\t');
-  if (rows.length < 2) throw new DatasetError(`the ${format.toUpperCase()} file has ${rows.length ? 'only a header row' : 'no rows'}; it needs a header row and at least one data row`);
+  if (rows.length < 2)
+    throw new DatasetError(
+      `the ${format.toUpperCase()} file has ${rows.length ? 'only a header row' : 'no rows'}; it needs a header row and at least one data row`,
+    );
   const columns = rows[0].map((c) => c.trim());
   let col: number;
   if (opts.column !== undefined && opts.column !== '') {
     col = columns.indexOf(opts.column.trim());
-    if (col < 0) throw new DatasetError(`the ${format.toUpperCase()} file has no column "${opts.column}"; its columns are ${columns.map((c) => `"${c}"`).join(', ')} — pick one of them`);
+    if (col < 0)
+      throw new DatasetError(
+        `the ${format.toUpperCase()} file has no column "${opts.column}"; its columns are ${columns.map((c) => `"${c}"`).join(', ')} — pick one of them`,
+      );
   } else {
     col = columns.indexOf('text');
     if (col < 0) {
@@ -307,7 +351,10 @@ function parseTable(text: string, format: 'csv' | 'tsv', opts: ParseOptions): Pa
   const examples: Example[] = [];
   for (let i = 1; i < rows.length; i++) {
     const v = rows[i][col];
-    if (v === undefined) throw new DatasetError(`row ${i + 1} has ${rows[i].length} fields but the header has ${columns.length}; quote fields that contain ${format === 'csv' ? 'commas' : 'tabs'}`);
+    if (v === undefined)
+      throw new DatasetError(
+        `row ${i + 1} has ${rows[i].length} fields but the header has ${columns.length}; quote fields that contain ${format === 'csv' ? 'commas' : 'tabs'}`,
+      );
     if (v.trim()) examples.push({ prompt: '', completion: v });
   }
   return { format, columns, column: columns[col], examples };

@@ -24,7 +24,10 @@ export interface PackedSequences {
 }
 
 /** The examples as one stream: ids and train flags (train[i] = 1: predicting ids[i] is trained). */
-export function concatStream(examples: TokenizedExample[], eosId: number | null): { ids: Uint32Array; train: Uint8Array } {
+export function concatStream(
+  examples: TokenizedExample[],
+  eosId: number | null,
+): { ids: Uint32Array; train: Uint8Array } {
   let L = 0;
   const addEos = examples.map((e) => eosId !== null && (e.ids.length === 0 || e.ids[e.ids.length - 1] !== eosId));
   examples.forEach((e, k) => (L += e.ids.length + (addEos[k] ? 1 : 0)));

@@ -45,14 +45,20 @@ function commonPrefix(a: number[], b: number[]): number {
 
 /** The example's segments in order: the prompt (not trained) then the completion (trained). */
 export function segmentsOf(ex: Example): Segment[] {
-  return ex.segments ?? [
-    { text: ex.prompt, train: false },
-    { text: ex.completion, train: true },
-  ];
+  return (
+    ex.segments ?? [
+      { text: ex.prompt, train: false },
+      { text: ex.completion, train: true },
+    ]
+  );
 }
 
 /** Tokenises one example (synchronously). */
-export function tokenizeExample(ex: Example, tok: TextTokenizer, emptyCache?: Map<boolean, number[]>): TokenizedExample {
+export function tokenizeExample(
+  ex: Example,
+  tok: TextTokenizer,
+  emptyCache?: Map<boolean, number[]>,
+): TokenizedExample {
   const addSpecial = ex.addSpecial ?? true;
   const segs = segmentsOf(ex);
   const full = tok.encode(segs.map((s) => s.text).join(''), addSpecial);
@@ -117,13 +123,20 @@ function specialAffixes(tok: TextTokenizer): { prefix: number[]; suffix: number[
   const inner = tok.encode('x', false);
   const outer = tok.encode('x', true);
   for (let i = 0; i + inner.length <= outer.length; i++) {
-    if (inner.every((v, k) => outer[i + k] === v)) return { prefix: outer.slice(0, i), suffix: outer.slice(i + inner.length) };
+    if (inner.every((v, k) => outer[i + k] === v))
+      return { prefix: outer.slice(0, i), suffix: outer.slice(i + inner.length) };
   }
   return { prefix: outer, suffix: [] };
 }
 
 /** Encodes long plain text piece by piece, giving the event loop back between pieces when `pause` says. */
-async function encodeLong(text: string, addSpecial: boolean, tok: TextTokenizer, rule: 'keep-space' | 'drop-space', pause: () => Promise<void>): Promise<TokenizedExample> {
+async function encodeLong(
+  text: string,
+  addSpecial: boolean,
+  tok: TextTokenizer,
+  rule: 'keep-space' | 'drop-space',
+  pause: () => Promise<void>,
+): Promise<TokenizedExample> {
   const cuts = pieceCuts(text, LONG_CHARS);
   const { prefix, suffix } = addSpecial ? specialAffixes(tok) : { prefix: [], suffix: [] };
   const parts: number[][] = [prefix];
@@ -143,7 +156,11 @@ async function encodeLong(text: string, addSpecial: boolean, tok: TextTokenizer,
 const nextTick = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
 
 /** Tokenises all examples, yielding to the event loop every `sliceMs` and reporting progress then. */
-export async function tokenizeExamples(examples: Example[], tok: TextTokenizer, opts: TokenizeOptions = {}): Promise<TokenizedExample[]> {
+export async function tokenizeExamples(
+  examples: Example[],
+  tok: TextTokenizer,
+  opts: TokenizeOptions = {},
+): Promise<TokenizedExample[]> {
   const sliceMs = opts.sliceMs ?? 25;
   const out: TokenizedExample[] = [];
   const emptyCache = new Map<boolean, number[]>();

@@ -68,12 +68,19 @@ export class Engine {
   constructor(readonly ctx: GpuContext) {}
 
   /** Reads a model's config and files (no GPU work) and estimates its memory at default settings. */
-  async inspect(source: ModelSource, onProgress?: ProgressFn): Promise<{ files: ModelFiles; model: ModelSummary; memory: MemorySummary }> {
+  async inspect(
+    source: ModelSource,
+    onProgress?: ProgressFn,
+  ): Promise<{ files: ModelFiles; model: ModelSummary; memory: MemorySummary }> {
     const reuse = this.inspected && this.inspected.id === source.id && !source.id.startsWith('files:');
     const files = reuse ? this.inspected!.files : await loadModelFiles(source, onProgress);
     this.inspected = { id: source.id, files };
     const wbytes = [...files.weights.values()].reduce((n, w) => n + w.shape.reduce((a, b) => a * b, 1) * 4, 0);
-    return { files, model: modelSummary(modelIdOf(source, files), files.config, wbytes), memory: this.memory(files.config, resolveSettings({}, files.config)) };
+    return {
+      files,
+      model: modelSummary(modelIdOf(source, files), files.config, wbytes),
+      memory: this.memory(files.config, resolveSettings({}, files.config)),
+    };
   }
 
   memory(cfg: ModelConfig, s: TrainSettings): MemorySummary {
@@ -86,7 +93,10 @@ export class Engine {
       checkpointing: s.checkpointing,
       maxBindingBytes: this.ctx.limits.maxStorageBufferBindingSize,
     });
-    const msgs = checkFits(est, { maxBufferSize: this.ctx.limits.maxBufferSize, maxStorageBufferBindingSize: this.ctx.limits.maxStorageBufferBindingSize });
+    const msgs = checkFits(est, {
+      maxBufferSize: this.ctx.limits.maxBufferSize,
+      maxStorageBufferBindingSize: this.ctx.limits.maxStorageBufferBindingSize,
+    });
     return {
       totalBytes: est.totalBytes,
       weightBytes: est.weightBytes,
@@ -99,7 +109,9 @@ export class Engine {
   /** Loads a model onto the GPU, replacing the current one. On failure nothing new stays on the GPU. */
   async loadModel(source: ModelSource, weightDtype: 'f32' | 'f16', onProgress?: ProgressFn): Promise<LoadedModel> {
     const { files } = await this.inspect(source, onProgress);
-    const errors = this.memory(files.config, resolveSettings({ weightDtype }, files.config)).messages.filter((m) => m.level === 'error');
+    const errors = this.memory(files.config, resolveSettings({ weightDtype }, files.config)).messages.filter(
+      (m) => m.level === 'error',
+    );
     if (errors.length) throw new Error(errors.map((e) => e.text).join(' '));
     this.unloadModel();
     const total = files.weights.size;
@@ -126,7 +138,12 @@ export class Engine {
     return this.loaded;
   }
 
-  async loadDataset(name: string, text: string, opts: { format?: string; column?: string; seqLen: number; valFraction: number; seed: number }, onProgress?: (done: number, total: number) => void): Promise<PreparedDataset> {
+  async loadDataset(
+    name: string,
+    text: string,
+    opts: { format?: string; column?: string; seqLen: number; valFraction: number; seed: number },
+    onProgress?: (done: number, total: number) => void,
+  ): Promise<PreparedDataset> {
     const { files } = this.requireModel();
     this.data = await prepareDataset({ name, text, format: opts.format, column: opts.column }, files.tokenizer, {
       seqLen: opts.seqLen,
@@ -154,7 +171,13 @@ export class Engine {
     }
     this.disposeRun();
     this.lora?.free();
-    const lc: LoraConfig = { r: settings.rank, alpha: settings.alpha, useRslora: settings.useRslora, dropout: settings.dropout, targets: settings.targets };
+    const lc: LoraConfig = {
+      r: settings.rank,
+      alpha: settings.alpha,
+      useRslora: settings.useRslora,
+      dropout: settings.dropout,
+      targets: settings.targets,
+    };
     this.lora = init ?? LoraState.init(this.ctx, files.config, lc, settings.seed);
     const perEpoch = Math.max(1, Math.floor(this.data.trainSequences / (settings.batchSize * settings.gradAccum)));
     const totalSteps = settings.epochs > 0 ? settings.epochs * perEpoch : settings.steps;
@@ -205,7 +228,21 @@ export class Engine {
       name,
       baseModel: id,
       dataset: this.data?.name ?? 'unknown',
-      settings: s ? { rank: s.rank, alpha: s.alpha, use_rslora: s.useRslora, dropout: s.dropout, targets: s.targets, lr: s.lr, steps: t!.step, batch: s.batchSize, grad_accum: s.gradAccum, seq_len: s.seqLen, seed: s.seed } : {},
+      settings: s
+        ? {
+            rank: s.rank,
+            alpha: s.alpha,
+            use_rslora: s.useRslora,
+            dropout: s.dropout,
+            targets: s.targets,
+            lr: s.lr,
+            steps: t!.step,
+            batch: s.batchSize,
+            grad_accum: s.gradAccum,
+            seq_len: s.seqLen,
+            seed: s.seed,
+          }
+        : {},
       trainLoss: t?.history.at(-1)?.loss ?? null,
       valLoss: t?.valHistory.at(-1)?.loss ?? null,
       sample: t?.lastSample ?? null,
@@ -217,7 +254,11 @@ export class Engine {
   adapterFromFiles(files: Partial<AdapterFiles>): { lora: LoraState; warnings: string[]; config: LoraConfig } {
     const { id, files: mf } = this.requireModel();
     const imp = importAdapter(files, mf.config, id);
-    return { lora: LoraState.fromArrays(this.ctx, mf.config, imp.lora, imp.arrays), warnings: imp.warnings, config: imp.lora };
+    return {
+      lora: LoraState.fromArrays(this.ctx, mf.config, imp.lora, imp.arrays),
+      warnings: imp.warnings,
+      config: imp.lora,
+    };
   }
 
   /**
@@ -225,7 +266,11 @@ export class Engine {
    * adapter into the weights for the generation (the base model's speed, no LoRA branch per token),
    * then restore the base weights bit for bit.
    */
-  async generate(prompt: string, lora: LoraState | null, o: { seed: number; maxTokens: number; temperature: number; merged?: boolean }): Promise<{ text: string; tokens: number }> {
+  async generate(
+    prompt: string,
+    lora: LoraState | null,
+    o: { seed: number; maxTokens: number; temperature: number; merged?: boolean },
+  ): Promise<{ text: string; tokens: number }> {
     const { model, files } = this.requireModel();
     const ids = files.tokenizer.encode(prompt, true);
     const sampling = { maxNewTokens: o.maxTokens, temperature: o.temperature, topK: 40, seed: o.seed };
@@ -265,10 +310,23 @@ export class Engine {
   /** Rebuilds the run a checkpoint describes: same dataset order, adapter, optimizer state and curves. */
   async restore(c: Checkpoint): Promise<Trainer> {
     const { id, files } = this.requireModel();
-    if (c.modelId !== id) throw new Error(`the saved run is for model '${c.modelId}', but '${id}' is loaded; load that model to resume it`);
+    if (c.modelId !== id)
+      throw new Error(`the saved run is for model '${c.modelId}', but '${id}' is loaded; load that model to resume it`);
     const s = c.settings;
-    await this.loadDataset(c.dataset.name, c.dataset.text, { format: c.dataset.format, column: c.dataset.column, seqLen: s.seqLen, valFraction: s.valFraction, seed: s.seed });
-    const lc: LoraConfig = { r: s.rank, alpha: s.alpha, useRslora: s.useRslora, dropout: s.dropout, targets: s.targets };
+    await this.loadDataset(c.dataset.name, c.dataset.text, {
+      format: c.dataset.format,
+      column: c.dataset.column,
+      seqLen: s.seqLen,
+      valFraction: s.valFraction,
+      seed: s.seed,
+    });
+    const lc: LoraConfig = {
+      r: s.rank,
+      alpha: s.alpha,
+      useRslora: s.useRslora,
+      dropout: s.dropout,
+      targets: s.targets,
+    };
     const init = LoraState.fromArrays(this.ctx, files.config, lc, new Map(Object.entries(c.lora)));
     const t = this.createTrainer(s, init);
     t.opt.restore(c.optimizer);
@@ -288,6 +346,7 @@ function modelIdOf(source: ModelSource, files: ModelFiles): string {
   const fromConfig = files.configJson._name_or_path;
   if (source.id.startsWith('hf:')) return source.id.slice(3).replace(/@main$/, '');
   // A bundled or local folder is named after the folder.
-  if (source.id.startsWith('bundled:') || source.id.startsWith('dir:')) return source.id.replace(/^\w+:/, '').replace(/\/$/, '').split('/').pop() || 'local';
+  if (source.id.startsWith('bundled:') || source.id.startsWith('dir:'))
+    return source.id.replace(/^\w+:/, '').replace(/\/$/, '').split('/').pop() || 'local';
   return typeof fromConfig === 'string' && fromConfig ? fromConfig : source.id;
 }

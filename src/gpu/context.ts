@@ -100,7 +100,8 @@ export class GpuContext {
     };
     const short: string[] = [];
     const check = (what: string, need: number | undefined, have: number) => {
-      if (need !== undefined && need > have) short.push(`${what}: need ${fmtLimit(need)}, adapter has ${fmtLimit(have)}`);
+      if (need !== undefined && need > have)
+        short.push(`${what}: need ${fmtLimit(need)}, adapter has ${fmtLimit(have)}`);
     };
     check('maxStorageBufferBindingSize', req.storageBindingBytes, a.maxStorageBufferBindingSize);
     check('maxBufferSize', req.bufferBytes, a.maxBufferSize);
@@ -205,7 +206,10 @@ export class GpuContext {
       module.getCompilationInfo().then((info) => {
         const errs = info.messages.filter((m) => m.type === 'error');
         if (errs.length) {
-          this.compileErrors.set(key, errs.map((m) => `shaders/${name}.wgsl:${m.lineNum}:${m.linePos}: ${m.message}`).join('\n'));
+          this.compileErrors.set(
+            key,
+            errs.map((m) => `shaders/${name}.wgsl:${m.lineNum}:${m.linePos}: ${m.message}`).join('\n'),
+          );
         }
       });
       p = this.device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' }, label: key });
@@ -261,7 +265,13 @@ export class GpuContext {
   flush(): void {
     if (!this.encoder) return;
     this.endPass();
-    this.device.queue.writeBuffer(this.uniformBuf!.buffer, 0, this.uniformData, 0, this.uniformSlot * UNIFORM_SLOT || 4);
+    this.device.queue.writeBuffer(
+      this.uniformBuf!.buffer,
+      0,
+      this.uniformData,
+      0,
+      this.uniformSlot * UNIFORM_SLOT || 4,
+    );
     this.device.queue.submit([this.encoder.finish()]);
     const kernels = [...new Set(this.batchKernels)];
     const oom = this.device.popErrorScope();
@@ -274,7 +284,9 @@ export class GpuContext {
         const compile = [...this.compileErrors.values()].join('\n');
         const where = kernels.length === 1 ? `kernel '${kernels[0]}'` : `one of the kernels [${kernels.join(', ')}]`;
         const Cls = o && !v ? OutOfMemoryError : GpuError;
-        throw new Cls(`GPU ${o && !v ? 'out of memory' : 'validation error'} in ${where}: ${e.message}${compile ? '\n' + compile : ''}`);
+        throw new Cls(
+          `GPU ${o && !v ? 'out of memory' : 'validation error'} in ${where}: ${e.message}${compile ? '\n' + compile : ''}`,
+        );
       }),
     );
     this.encoder = null;

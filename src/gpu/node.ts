@@ -73,7 +73,9 @@ export async function createNodeContext(req: GpuRequirements = {}): Promise<GpuC
   calmDawnPolling();
   const ctx = await GpuContext.create(nodeGpu(driver), req);
   const name = ctx.adapterName.toLowerCase();
-  if (driver === 'lavapipe' && !name.includes('llvmpipe')) throw new GpuError(`asked for lavapipe, got '${ctx.adapterName}'`);
-  if (driver === 'swiftshader' && !name.includes('swiftshader')) throw new GpuError(`asked for SwiftShader, got '${ctx.adapterName}'`);
+  if (driver === 'lavapipe' && !name.includes('llvmpipe'))
+    throw new GpuError(`asked for lavapipe, got '${ctx.adapterName}'`);
+  if (driver === 'swiftshader' && !name.includes('swiftshader'))
+    throw new GpuError(`asked for SwiftShader, got '${ctx.adapterName}'`);
   return ctx;
 }

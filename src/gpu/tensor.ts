@@ -64,8 +64,15 @@ export class Tensor {
     return t;
   }
 
-  static from(ctx: GpuContext, data: ArrayLike<number>, shape: readonly number[], label = 'tensor', dtype: DType = 'f32'): Tensor {
-    if (data.length !== numel(shape)) throw new Error(`Tensor.from(${label}): ${data.length} values for shape [${shape}]`);
+  static from(
+    ctx: GpuContext,
+    data: ArrayLike<number>,
+    shape: readonly number[],
+    label = 'tensor',
+    dtype: DType = 'f32',
+  ): Tensor {
+    if (data.length !== numel(shape))
+      throw new Error(`Tensor.from(${label}): ${data.length} values for shape [${shape}]`);
     const view = dtype === 'f16' ? toF16(data) : data instanceof Float32Array ? data : Float32Array.from(data);
     return new Tensor(ctx, ctx.upload(view, label), shape, dtype);
   }

@@ -17,7 +17,8 @@ export function adamw_step_cpu(
     const vi = o.beta2 * v[i] + (1 - o.beta2) * g * g;
     out.m[i] = mi;
     out.v[i] = vi;
-    out.param[i] = param[i] * (1 - o.lr * o.weightDecay) - (o.lr / bc1) * (mi / (Math.sqrt(vi) / Math.sqrt(bc2) + o.eps));
+    out.param[i] =
+      param[i] * (1 - o.lr * o.weightDecay) - (o.lr / bc1) * (mi / (Math.sqrt(vi) / Math.sqrt(bc2) + o.eps));
   }
   return out;
 }

@@ -25,13 +25,21 @@ export function adamwConstants(o: AdamWStep): number[] {
 /** param, grad, m, v are the same shape (f32); param, m and v are updated in place. */
 export function adamw_step(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, o: AdamWStep): void {
   const n = param.numel;
-  for (const [name, t] of [['grad', grad], ['m', m], ['v', v]] as const) {
-    if (t.numel !== n || t.dtype !== 'f32') throw new Error(`adamw_step: ${name} is [${t.shape}] ${t.dtype}, param is [${param.shape}] f32`);
+  for (const [name, t] of [
+    ['grad', grad],
+    ['m', m],
+    ['v', v],
+  ] as const) {
+    if (t.numel !== n || t.dtype !== 'f32')
+      throw new Error(`adamw_step: ${name} is [${t.shape}] ${t.dtype}, param is [${param.shape}] f32`);
   }
   if (param.dtype !== 'f32') throw new Error(`adamw_step: param must be f32, got ${param.dtype}`);
-  if (!Number.isInteger(o.step) || o.step < 1) throw new Error(`adamw_step: step must be a positive integer (1-based), got ${o.step}`);
-  if (new Set([param.buf, grad.buf, m.buf, v.buf]).size !== 4) throw new Error('adamw_step: param, grad, m and v must be different buffers');
-  if (o.gradScale && (o.gradScale.numel !== 1 || o.gradScale.dtype !== 'f32')) throw new Error(`adamw_step: gradScale must be (1,) f32`);
+  if (!Number.isInteger(o.step) || o.step < 1)
+    throw new Error(`adamw_step: step must be a positive integer (1-based), got ${o.step}`);
+  if (new Set([param.buf, grad.buf, m.buf, v.buf]).size !== 4)
+    throw new Error('adamw_step: param, grad, m and v must be different buffers');
+  if (o.gradScale && (o.gradScale.numel !== 1 || o.gradScale.dtype !== 'f32'))
+    throw new Error(`adamw_step: gradScale must be (1,) f32`);
   param.ctx.dispatch('adamw', {
     // Without a scale the kernel never reads binding 5; grad (read-only there too) fills the slot.
     bindings: [param.buf, grad.buf, m.buf, v.buf, (o.gradScale ?? grad).buf],

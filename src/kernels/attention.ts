@@ -43,7 +43,14 @@ export function attentionGeometry(q: Tensor, k: Tensor, v: Tensor, opts: Attenti
   const fail = (why: string) => {
     throw new Error(`attention: ${why} (q [${q.shape}], k [${k.shape}], v [${v.shape}], opts ${JSON.stringify(opts)})`);
   };
-  for (const [name, n] of Object.entries({ heads: Hq, kvHeads: Hkv, headDim: D, seqLen: Tq, kvLen: Tk, kvCapacity: cap })) {
+  for (const [name, n] of Object.entries({
+    heads: Hq,
+    kvHeads: Hkv,
+    headDim: D,
+    seqLen: Tq,
+    kvLen: Tk,
+    kvCapacity: cap,
+  })) {
     if (!Number.isInteger(n) || n < 1) fail(`${name} must be a positive integer`);
   }
   if (Hq % Hkv !== 0) fail('kvHeads must divide heads');
@@ -52,9 +59,11 @@ export function attentionGeometry(q: Tensor, k: Tensor, v: Tensor, opts: Attenti
   if (cap < Tk) fail('kvCapacity must be at least kvLen');
   const B = q.numel / (Tq * Hq * D);
   if (!Number.isInteger(B) || B < 1) fail('q does not hold B·seqLen·heads·headDim values');
-  if (k.numel !== B * cap * Hkv * D || v.numel !== k.numel) fail(`k and v must hold B·kvCapacity·kvHeads·headDim = ${B * cap * Hkv * D} values`);
+  if (k.numel !== B * cap * Hkv * D || v.numel !== k.numel)
+    fail(`k and v must hold B·kvCapacity·kvHeads·headDim = ${B * cap * Hkv * D} values`);
   if (q.dtype !== 'f32' || k.dtype !== 'f32' || v.dtype !== 'f32') fail('q, k, v must be f32');
-  if (B * Math.max(Hq, Hkv) > q.ctx.limits.maxComputeWorkgroupsPerDimension) fail('B·heads over the workgroups per dimension');
+  if (B * Math.max(Hq, Hkv) > q.ctx.limits.maxComputeWorkgroupsPerDimension)
+    fail('B·heads over the workgroups per dimension');
   return { B, Tq, Tk, cap, Hq, Hkv, D, scale };
 }
 
@@ -89,7 +98,8 @@ export function attention_backward(
   opts: AttentionOpts,
 ): { dq: Tensor; dk: Tensor; dv: Tensor } {
   const g = attentionGeometry(q, k, v, opts);
-  if (dout.numel !== q.numel || o.numel !== q.numel) throw new Error('attention_backward: dout and o must be shaped like q');
+  if (dout.numel !== q.numel || o.numel !== q.numel)
+    throw new Error('attention_backward: dout and o must be shaped like q');
   if (lse.numel !== g.B * g.Hq * g.Tq) throw new Error('attention_backward: lse must be (B, Hq, Tq)');
   const ctx = q.ctx;
   const dq = Tensor.empty(ctx, q.shape, 'attention.dq');

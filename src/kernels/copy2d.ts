@@ -2,12 +2,21 @@
 import { grid1d } from '../gpu/context';
 import { Tensor } from '../gpu/tensor';
 
-export interface Copy2d { rows: number; cols: number; srcLd: number; srcCol: number; dstLd: number; dstCol: number }
+export interface Copy2d {
+  rows: number;
+  cols: number;
+  srcLd: number;
+  srcCol: number;
+  dstLd: number;
+  dstCol: number;
+}
 
 /** dst[r, dstCol + c] = src[r, srcCol + c]. */
 export function copy2d(src: Tensor, dst: Tensor, c: Copy2d): void {
-  if ((c.rows - 1) * c.srcLd + c.srcCol + c.cols > src.numel) throw new Error(`copy2d: source [${src.shape}] too small`);
-  if ((c.rows - 1) * c.dstLd + c.dstCol + c.cols > dst.numel) throw new Error(`copy2d: destination [${dst.shape}] too small`);
+  if ((c.rows - 1) * c.srcLd + c.srcCol + c.cols > src.numel)
+    throw new Error(`copy2d: source [${src.shape}] too small`);
+  if ((c.rows - 1) * c.dstLd + c.dstCol + c.cols > dst.numel)
+    throw new Error(`copy2d: destination [${dst.shape}] too small`);
   src.ctx.dispatch('copy2d', {
     bindings: [src.buf, dst.buf],
     u32: [c.rows, c.cols, c.srcLd, c.srcCol, c.dstLd, c.dstCol],

@@ -6,10 +6,16 @@ import { Tensor } from '../gpu/tensor';
 
 function launch(what: string, x: Tensor, p: number, seed: number): Tensor {
   if (!(p >= 0 && p < 1)) throw new Error(`${what}: p must be in [0, 1), got ${p}`);
-  if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw new Error(`${what}: seed must be a u32, got ${seed}`);
+  if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff)
+    throw new Error(`${what}: seed must be a u32, got ${seed}`);
   if (x.dtype !== 'f32') throw new Error(`${what}: input must be f32, got ${x.dtype}`);
   const y = Tensor.empty(x.ctx, x.shape, `${what}.out`);
-  x.ctx.dispatch('dropout', { bindings: [x.buf, y.buf], u32: [x.numel, seed], f32: [p], workgroups: grid1d(x.numel, 256) });
+  x.ctx.dispatch('dropout', {
+    bindings: [x.buf, y.buf],
+    u32: [x.numel, seed],
+    f32: [p],
+    workgroups: grid1d(x.numel, 256),
+  });
   return y;
 }
 

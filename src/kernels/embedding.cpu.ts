@@ -1,6 +1,11 @@
 // CPU twin of shaders/embedding.wgsl over the full table. ids is (N,); table is (V, C) row-major.
 // An id outside the table gives a zero row, as the GPU kernel leaves it.
-export function embedding_forward_cpu(ids: ArrayLike<number>, table: ArrayLike<number>, V: number, C: number): Float64Array {
+export function embedding_forward_cpu(
+  ids: ArrayLike<number>,
+  table: ArrayLike<number>,
+  V: number,
+  C: number,
+): Float64Array {
   const out = new Float64Array(ids.length * C);
   for (let n = 0; n < ids.length; n++) {
     const id = ids[n];

@@ -17,15 +17,20 @@ export function checkChunks(what: string, chunks: RowChunk[]): number {
   const C = chunks[0].table.shape[1];
   const spans = chunks.map((ch, i) => {
     const t = ch.table;
-    if (t.shape.length !== 2 || t.shape[1] !== C) throw new Error(`${what}: chunk ${i} is [${t.shape}], expected (rows, ${C})`);
-    if (t.dtype !== 'f32' && t.dtype !== 'f16') throw new Error(`${what}: chunk ${i} is ${t.dtype}, expected f32 or f16`);
-    if (t.dtype === 'f16' && !t.ctx.hasF16) throw new Error(`${what}: chunk ${i} is f16 but this adapter has no shader-f16`);
-    if (!Number.isInteger(ch.rowStart) || ch.rowStart < 0) throw new Error(`${what}: chunk ${i} has rowStart ${ch.rowStart}`);
+    if (t.shape.length !== 2 || t.shape[1] !== C)
+      throw new Error(`${what}: chunk ${i} is [${t.shape}], expected (rows, ${C})`);
+    if (t.dtype !== 'f32' && t.dtype !== 'f16')
+      throw new Error(`${what}: chunk ${i} is ${t.dtype}, expected f32 or f16`);
+    if (t.dtype === 'f16' && !t.ctx.hasF16)
+      throw new Error(`${what}: chunk ${i} is f16 but this adapter has no shader-f16`);
+    if (!Number.isInteger(ch.rowStart) || ch.rowStart < 0)
+      throw new Error(`${what}: chunk ${i} has rowStart ${ch.rowStart}`);
     return [ch.rowStart, ch.rowStart + t.shape[0]];
   });
   spans.sort((a, b) => a[0] - b[0]);
   for (let i = 1; i < spans.length; i++) {
-    if (spans[i][0] < spans[i - 1][1]) throw new Error(`${what}: chunks overlap at rows ${spans[i][0]}..${spans[i - 1][1]}`);
+    if (spans[i][0] < spans[i - 1][1])
+      throw new Error(`${what}: chunks overlap at rows ${spans[i][0]}..${spans[i - 1][1]}`);
   }
   return C;
 }

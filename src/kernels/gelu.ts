@@ -16,6 +16,10 @@ export function gelu_backward(dy: Tensor, x: Tensor): Tensor {
   if (dy.numel !== x.numel) throw new Error(`gelu_backward: dy [${dy.shape}] and x [${x.shape}] differ`);
   if (x.dtype !== 'f32' || dy.dtype !== 'f32') throw new Error('gelu_backward: dy and x must be f32');
   const dx = Tensor.empty(x.ctx, x.shape, 'gelu.dx');
-  x.ctx.dispatch('gelu_backward', { bindings: [dy.buf, x.buf, dx.buf], u32: [x.numel], workgroups: grid1d(x.numel, 256) });
+  x.ctx.dispatch('gelu_backward', {
+    bindings: [dy.buf, x.buf, dx.buf],
+    u32: [x.numel],
+    workgroups: grid1d(x.numel, 256),
+  });
   return dx;
 }

@@ -17,7 +17,8 @@ export function sumsqGroups(n: number): number {
 /** acc (1,) += Σ g² over every element of g (any shape, f32). acc starts from Tensor.zeros. */
 export function sumsq_accumulate(g: Tensor, acc: Tensor): void {
   if (g.dtype !== 'f32') throw new Error(`sumsq_accumulate: g must be f32, got ${g.dtype}`);
-  if (acc.numel !== 1 || acc.dtype !== 'f32') throw new Error(`sumsq_accumulate: acc must be (1,) f32, got [${acc.shape}] ${acc.dtype}`);
+  if (acc.numel !== 1 || acc.dtype !== 'f32')
+    throw new Error(`sumsq_accumulate: acc must be (1,) f32, got [${acc.shape}] ${acc.dtype}`);
   if (acc.buf === g.buf) throw new Error('sumsq_accumulate: acc and g must be different buffers');
   const ctx = g.ctx;
   const n = g.numel;
@@ -27,8 +28,18 @@ export function sumsq_accumulate(g: Tensor, acc: Tensor): void {
     return;
   }
   const partials = Tensor.empty(ctx, [groups], 'grad_norm.partials');
-  ctx.dispatch('grad_norm_sumsq', { defines: { WG }, bindings: [g.buf, partials.buf], u32: [n, 1, 0], workgroups: [groups] });
-  ctx.dispatch('grad_norm_sumsq', { defines: { WG }, bindings: [partials.buf, acc.buf], u32: [groups, 0, 1], workgroups: [1] });
+  ctx.dispatch('grad_norm_sumsq', {
+    defines: { WG },
+    bindings: [g.buf, partials.buf],
+    u32: [n, 1, 0],
+    workgroups: [groups],
+  });
+  ctx.dispatch('grad_norm_sumsq', {
+    defines: { WG },
+    bindings: [partials.buf, acc.buf],
+    u32: [groups, 0, 1],
+    workgroups: [1],
+  });
   // Safe to free now: a later user of this buffer is recorded after these dispatches and runs after them.
   partials.free();
 }
@@ -38,7 +49,8 @@ export function sumsq_accumulate(g: Tensor, acc: Tensor): void {
  * maxNorm is Infinity: no clipping) and norm (1,) = sqrt(acc) for logging. The caller frees both.
  */
 export function clip_scale(acc: Tensor, maxNorm: number): { scale: Tensor; norm: Tensor } {
-  if (acc.numel !== 1 || acc.dtype !== 'f32') throw new Error(`clip_scale: acc must be (1,) f32, got [${acc.shape}] ${acc.dtype}`);
+  if (acc.numel !== 1 || acc.dtype !== 'f32')
+    throw new Error(`clip_scale: acc must be (1,) f32, got [${acc.shape}] ${acc.dtype}`);
   if (!(maxNorm >= 0)) throw new Error(`clip_scale: maxNorm must be >= 0 (Infinity for no clipping), got ${maxNorm}`);
   const ctx = acc.ctx;
   const scale = Tensor.empty(ctx, [1], 'grad_norm.scale');

@@ -38,8 +38,10 @@ export function layernorm_backward_cpu(
 ): Float64Array {
   const dx = new Float64Array(N * C);
   for (let n = 0; n < N; n++) {
-    const mu = mean[n], r = rstd[n];
-    let gs = 0, gxs = 0;
+    const mu = mean[n],
+      r = rstd[n];
+    let gs = 0,
+      gxs = 0;
     for (let c = 0; c < C; c++) {
       const g = dy[n * C + c] * w[c];
       gs += g;

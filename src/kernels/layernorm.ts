@@ -6,12 +6,18 @@ import { Tensor } from '../gpu/tensor';
 import { rowsOf, rowWorkgroupSize } from './rmsnorm';
 
 function checkVec(what: string, name: string, t: Tensor, C: number): void {
-  if (t.numel !== C || t.dtype !== 'f32') throw new Error(`${what}: ${name} must be (${C},) f32, got [${t.shape}] ${t.dtype}`);
+  if (t.numel !== C || t.dtype !== 'f32')
+    throw new Error(`${what}: ${name} must be (${C},) f32, got [${t.shape}] ${t.dtype}`);
 }
 
 /** x is (N, C) (any shape ending in C); w, b are (C,). y = (x - mean) / sqrt(var + eps) · w + b with the
  * biased variance, as torch.nn.LayerNorm. Returns y shaped like x, and mean, rstd (N,). */
-export function layernorm_forward(x: Tensor, w: Tensor, b: Tensor, eps: number): { y: Tensor; mean: Tensor; rstd: Tensor } {
+export function layernorm_forward(
+  x: Tensor,
+  w: Tensor,
+  b: Tensor,
+  eps: number,
+): { y: Tensor; mean: Tensor; rstd: Tensor } {
   const C = w.numel;
   const N = rowsOf('layernorm_forward', x, C);
   checkVec('layernorm_forward', 'w', w, C);

@@ -19,20 +19,27 @@ export interface LinearOpts {
   w0Transposed?: boolean /* GPT-2 Conv1D: w0 is (IN, OUT) */;
 }
 
-interface Dims { N: number; IN: number; OUT: number; r: number }
+interface Dims {
+  N: number;
+  IN: number;
+  OUT: number;
+  r: number;
+}
 
 function dims(x: Tensor, w0: Tensor, lora: LoraParams | null, opts: LinearOpts): Dims {
   if (x.shape.length !== 2) throw new Error(`lora: x must be (N, IN), got [${x.shape}]`);
   const [N, IN] = x.shape;
   if (w0.shape.length !== 2) throw new Error(`lora: w0 must be 2-D, got [${w0.shape}]`);
   const [OUT, IN0] = opts.w0Transposed ? [w0.shape[1], w0.shape[0]] : [w0.shape[0], w0.shape[1]];
-  if (IN0 !== IN) throw new Error(`lora: x is [${x.shape}] but w0 is [${w0.shape}]${opts.w0Transposed ? ' (transposed)' : ''}`);
+  if (IN0 !== IN)
+    throw new Error(`lora: x is [${x.shape}] but w0 is [${w0.shape}]${opts.w0Transposed ? ' (transposed)' : ''}`);
   if (w0.dtype === 'f16') assertF16(x.ctx);
   else if (w0.dtype !== 'f32') throw new Error(`lora: w0 must be f32 or f16, got ${w0.dtype}`);
   let r = 0;
   if (lora) {
     r = lora.A.shape[0];
-    if (lora.A.shape.length !== 2 || lora.A.shape[1] !== IN) throw new Error(`lora: A must be (r, ${IN}), got [${lora.A.shape}]`);
+    if (lora.A.shape.length !== 2 || lora.A.shape[1] !== IN)
+      throw new Error(`lora: A must be (r, ${IN}), got [${lora.A.shape}]`);
     if (lora.B.shape.length !== 2 || lora.B.shape[0] !== OUT || lora.B.shape[1] !== r) {
       throw new Error(`lora: B must be (${OUT}, ${r}), got [${lora.B.shape}]`);
     }
@@ -43,12 +50,21 @@ function dims(x: Tensor, w0: Tensor, lora: LoraParams | null, opts: LinearOpts):
 }
 
 const dropoutOf = (lora: LoraParams, IN: number, on: MatmulDropout['on']): MatmulDropout => ({
-  seed: lora.seed ?? 0, p: lora.dropout ?? 0, dropLd: IN, on,
+  seed: lora.seed ?? 0,
+  p: lora.dropout ?? 0,
+  dropLd: IN,
+  on,
 });
 
 /** x is (N, IN); w0 is (OUT, IN), or (IN, OUT) when w0Transposed, f32 or f16; bias is (OUT,) or null.
  * Returns y (N, OUT) and u = drop(x)·Aᵀ (N, r), kept for the backward (null without lora). */
-export function lora_forward(x: Tensor, w0: Tensor, bias: Tensor | null, lora: LoraParams | null, opts: LinearOpts = {}): { y: Tensor; u: Tensor | null } {
+export function lora_forward(
+  x: Tensor,
+  w0: Tensor,
+  bias: Tensor | null,
+  lora: LoraParams | null,
+  opts: LinearOpts = {},
+): { y: Tensor; u: Tensor | null } {
   const ctx = x.ctx;
   const { N, IN, OUT, r } = dims(x, w0, lora, opts);
   if (bias && bias.numel !== OUT) throw new Error(`lora: bias must be (${OUT},), got [${bias.shape}]`);
@@ -56,50 +72,132 @@ export function lora_forward(x: Tensor, w0: Tensor, bias: Tensor | null, lora: L
   if (lora) {
     // u (N, r) = drop(x) (N, IN) · Aᵀ, A is (r, IN)
     u = Tensor.empty(ctx, [N, r], 'lora.u');
-    matmulRaw(ctx, { a: x.buf, b: lora.A.buf, c: u.buf, M: N, N: r, K: IN, lda: IN, ldb: IN, ldc: r, transA: false, transB: true },
-      undefined, dropoutOf(lora, IN, 'a'));
+    matmulRaw(
+      ctx,
+      { a: x.buf, b: lora.A.buf, c: u.buf, M: N, N: r, K: IN, lda: IN, ldb: IN, ldc: r, transA: false, transB: true },
+      undefined,
+      dropoutOf(lora, IN, 'a'),
+    );
   }
   // y (N, OUT) = x · W0ᵀ + bias + scale · u · Bᵀ, B is (OUT, r)
   const y = Tensor.empty(ctx, [N, OUT], 'lora.y');
-  matmulRaw(ctx, {
-    a: x.buf, b: w0.buf, c: y.buf, bias: bias?.buf,
-    M: N, N: OUT, K: IN, lda: IN, ldb: opts.w0Transposed ? OUT : IN, ldc: OUT,
-    transA: false, transB: !opts.w0Transposed, bDtype: w0.dtype as 'f32' | 'f16',
-  }, lora && u ? { u: u.buf, v: lora.B.buf, R: r, ldv: r, vT: false, lscale: lora.scale } : undefined);
+  matmulRaw(
+    ctx,
+    {
+      a: x.buf,
+      b: w0.buf,
+      c: y.buf,
+      bias: bias?.buf,
+      M: N,
+      N: OUT,
+      K: IN,
+      lda: IN,
+      ldb: opts.w0Transposed ? OUT : IN,
+      ldc: OUT,
+      transA: false,
+      transB: !opts.w0Transposed,
+      bDtype: w0.dtype as 'f32' | 'f16',
+    },
+    lora && u ? { u: u.buf, v: lora.B.buf, R: r, ldv: r, vT: false, lscale: lora.scale } : undefined,
+  );
   return { y, u };
 }
 
 /** dy is (N, OUT); x (N, IN) and u (N, r) are the forward's input and saved u. Returns dA (r, IN) and dB (OUT, r)
  * (null without lora), and dx (N, IN) = dy·w0 + scale·drop'((dy·B)·A), or null when !needDx. */
 export function lora_backward(
-  dy: Tensor, x: Tensor, u: Tensor | null, w0: Tensor, lora: LoraParams | null, opts: LinearOpts & { needDx: boolean },
+  dy: Tensor,
+  x: Tensor,
+  u: Tensor | null,
+  w0: Tensor,
+  lora: LoraParams | null,
+  opts: LinearOpts & { needDx: boolean },
 ): { dA: Tensor | null; dB: Tensor | null; dx: Tensor | null } {
   const ctx = x.ctx;
   const { N, IN, OUT, r } = dims(x, w0, lora, opts);
-  if (dy.shape.length !== 2 || dy.shape[0] !== N || dy.shape[1] !== OUT) throw new Error(`lora: dy must be (${N}, ${OUT}), got [${dy.shape}]`);
+  if (dy.shape.length !== 2 || dy.shape[0] !== N || dy.shape[1] !== OUT)
+    throw new Error(`lora: dy must be (${N}, ${OUT}), got [${dy.shape}]`);
   if (lora && (!u || u.numel !== N * r)) throw new Error(`lora: u must be the forward's (${N}, ${r}) output`);
-  let dA: Tensor | null = null, dB: Tensor | null = null, G: Tensor | null = null;
+  let dA: Tensor | null = null,
+    dB: Tensor | null = null,
+    G: Tensor | null = null;
   if (lora && u) {
     // G (N, r) = dy (N, OUT) · B (OUT, r)
     G = Tensor.empty(ctx, [N, r], 'lora.G');
-    matmulRaw(ctx, { a: dy.buf, b: lora.B.buf, c: G.buf, M: N, N: r, K: OUT, lda: OUT, ldb: r, ldc: r, transA: false, transB: false });
+    matmulRaw(ctx, {
+      a: dy.buf,
+      b: lora.B.buf,
+      c: G.buf,
+      M: N,
+      N: r,
+      K: OUT,
+      lda: OUT,
+      ldb: r,
+      ldc: r,
+      transA: false,
+      transB: false,
+    });
     // dB (OUT, r) = scale · dyᵀ · u
     dB = Tensor.empty(ctx, [OUT, r], 'lora.dB');
-    matmulRaw(ctx, { a: dy.buf, b: u.buf, c: dB.buf, M: OUT, N: r, K: N, lda: OUT, ldb: r, ldc: r, transA: true, transB: false, alpha: lora.scale });
+    matmulRaw(ctx, {
+      a: dy.buf,
+      b: u.buf,
+      c: dB.buf,
+      M: OUT,
+      N: r,
+      K: N,
+      lda: OUT,
+      ldb: r,
+      ldc: r,
+      transA: true,
+      transB: false,
+      alpha: lora.scale,
+    });
     // dA (r, IN) = scale · Gᵀ · drop(x), the mask regenerated from (seed, row·IN + col)
     dA = Tensor.empty(ctx, [r, IN], 'lora.dA');
-    matmulRaw(ctx, { a: G.buf, b: x.buf, c: dA.buf, M: r, N: IN, K: N, lda: r, ldb: IN, ldc: IN, transA: true, transB: false, alpha: lora.scale },
-      undefined, dropoutOf(lora, IN, 'b'));
+    matmulRaw(
+      ctx,
+      {
+        a: G.buf,
+        b: x.buf,
+        c: dA.buf,
+        M: r,
+        N: IN,
+        K: N,
+        lda: r,
+        ldb: IN,
+        ldc: IN,
+        transA: true,
+        transB: false,
+        alpha: lora.scale,
+      },
+      undefined,
+      dropoutOf(lora, IN, 'b'),
+    );
   }
   let dx: Tensor | null = null;
   if (opts.needDx) {
     // dx (N, IN) = dy · W0 + scale · mask ⊙ (G · A), A is (r, IN)
     dx = Tensor.empty(ctx, [N, IN], 'lora.dx');
-    matmulRaw(ctx, {
-      a: dy.buf, b: w0.buf, c: dx.buf, M: N, N: IN, K: OUT, lda: OUT, ldb: opts.w0Transposed ? OUT : IN, ldc: IN,
-      transA: false, transB: !!opts.w0Transposed, bDtype: w0.dtype as 'f32' | 'f16',
-    }, lora && G ? { u: G.buf, v: lora.A.buf, R: r, ldv: IN, vT: true, lscale: lora.scale } : undefined,
-    lora ? dropoutOf(lora, IN, 'epilogue') : undefined);
+    matmulRaw(
+      ctx,
+      {
+        a: dy.buf,
+        b: w0.buf,
+        c: dx.buf,
+        M: N,
+        N: IN,
+        K: OUT,
+        lda: OUT,
+        ldb: opts.w0Transposed ? OUT : IN,
+        ldc: IN,
+        transA: false,
+        transB: !!opts.w0Transposed,
+        bDtype: w0.dtype as 'f32' | 'f16',
+      },
+      lora && G ? { u: G.buf, v: lora.A.buf, R: r, ldv: IN, vT: true, lscale: lora.scale } : undefined,
+      lora ? dropoutOf(lora, IN, 'epilogue') : undefined,
+    );
   }
   G?.free(); // freed after recording: the allocator reuses it only for later-recorded work
   return { dA, dB, dx };

@@ -10,11 +10,21 @@ export interface MatmulCpuOpts {
   bias?: ArrayLike<number> /* (N,) */;
 }
 
-export function matmul_cpu(a: ArrayLike<number>, b: ArrayLike<number>, M: number, N: number, K: number, o: MatmulCpuOpts = {}): Float64Array {
-  const batch = o.batch ?? 1, alpha = o.alpha ?? 1;
+export function matmul_cpu(
+  a: ArrayLike<number>,
+  b: ArrayLike<number>,
+  M: number,
+  N: number,
+  K: number,
+  o: MatmulCpuOpts = {},
+): Float64Array {
+  const batch = o.batch ?? 1,
+    alpha = o.alpha ?? 1;
   const c = new Float64Array(batch * M * N);
   for (let z = 0; z < batch; z++) {
-    const A = z * M * K, B = z * K * N, C = z * M * N;
+    const A = z * M * K,
+      B = z * K * N,
+      C = z * M * N;
     for (let m = 0; m < M; m++) {
       for (let n = 0; n < N; n++) {
         let s = 0;

@@ -57,7 +57,11 @@ export interface MatmulDropout {
  * lavapipe and ~1.3x on SwiftShader; 2x4 was worst on both; 8x16 and 16x16 threads were within noise of each
  * other on both drivers, so one choice serves both: a 64x64 tile of 8x16 threads. Skinny outputs (the rank-r
  * products of LoRA) get narrow tiles so that threads are not left idle. */
-export interface MatmulTile { wgM: number; wgN: number; tm: number }
+export interface MatmulTile {
+  wgM: number;
+  wgN: number;
+  tm: number;
+}
 export function matmulTile(M: number, N: number): MatmulTile {
   const pow2 = (x: number) => 2 ** Math.ceil(Math.log2(Math.max(1, x)));
   const tm = Math.min(8, pow2(M));
@@ -72,7 +76,13 @@ export function matmulTile(M: number, N: number): MatmulTile {
 const bindingOf = (t: Tensor): Binding => t.buf;
 
 /** Launches the matmul kernel; `lora` and `dropout` are the fused LoRA epilogue and the dropout mask (lora.ts). */
-export function matmulRaw(ctx: GpuContext, m: MatmulRaw, lora?: MatmulLora, dropout?: MatmulDropout, tile?: MatmulTile): void {
+export function matmulRaw(
+  ctx: GpuContext,
+  m: MatmulRaw,
+  lora?: MatmulLora,
+  dropout?: MatmulDropout,
+  tile?: MatmulTile,
+): void {
   const batch = m.batch ?? 1;
   const f16 = m.bDtype === 'f16';
   if (f16) assertF16(ctx);
@@ -108,9 +118,19 @@ export function matmulRaw(ctx: GpuContext, m: MatmulRaw, lora?: MatmulLora, drop
     defines,
     bindings: [m.a, m.b, m.c, m.bias ?? m.a, lora?.u ?? m.a, lora?.v ?? m.a],
     u32: [
-      m.M, m.N, m.K, m.lda, m.ldb, m.ldc,
-      m.strideA ?? 0, m.strideB ?? 0, m.strideC ?? 0,
-      lora?.R ?? 0, lora?.ldv ?? 0, (drop?.seed ?? 0) >>> 0, drop?.dropLd ?? 0,
+      m.M,
+      m.N,
+      m.K,
+      m.lda,
+      m.ldb,
+      m.ldc,
+      m.strideA ?? 0,
+      m.strideB ?? 0,
+      m.strideC ?? 0,
+      lora?.R ?? 0,
+      lora?.ldv ?? 0,
+      (drop?.seed ?? 0) >>> 0,
+      drop?.dropLd ?? 0,
     ],
     f32: [m.alpha ?? 1, lora?.lscale ?? 0, drop?.p ?? 0],
     workgroups: [Math.ceil(m.N / (4 * wgN)), Math.ceil(m.M / (tm * wgM)), batch],
@@ -120,7 +140,9 @@ export function matmulRaw(ctx: GpuContext, m: MatmulRaw, lora?: MatmulLora, drop
 /** f16 weights are refused (not silently widened) where the adapter has no shader-f16: the caller uploads f32. */
 export function assertF16(ctx: GpuContext): void {
   if (!ctx.hasF16) {
-    throw new GpuError('matmul: f16 weights need the shader-f16 feature, which this adapter lacks; upload the weights as f32');
+    throw new GpuError(
+      'matmul: f16 weights need the shader-f16 feature, which this adapter lacks; upload the weights as f32',
+    );
   }
 }
 
@@ -132,7 +154,8 @@ function M_N_K_bad(m: MatmulRaw): boolean {
  * (batch, N, K) with transB (f32, or f16 weights where ctx.hasF16). Returns c (batch, M, N) ([M, N] for 2-D inputs). */
 export function matmul(a: Tensor, b: Tensor, opts: MatmulOpts = {}): Tensor {
   const ctx = a.ctx;
-  const transA = !!opts.transA, transB = !!opts.transB;
+  const transA = !!opts.transA,
+    transB = !!opts.transB;
   if (a.dtype !== 'f32') throw new Error(`matmul: a must be f32, got ${a.dtype}`);
   if (b.dtype !== 'f32' && b.dtype !== 'f16') throw new Error(`matmul: b must be f32 or f16, got ${b.dtype}`);
   if (b.dtype === 'f16') assertF16(ctx);
@@ -143,8 +166,10 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOpts = {}): Tensor {
   };
   const [ba, ra, ca] = as3(a, 'a');
   const [bb, rb, cb] = as3(b, 'b');
-  const M = transA ? ca : ra, K = transA ? ra : ca;
-  const Kb = transB ? cb : rb, N = transB ? rb : cb;
+  const M = transA ? ca : ra,
+    K = transA ? ra : ca;
+  const Kb = transB ? cb : rb,
+    N = transB ? rb : cb;
   if (K !== Kb) throw new Error(`matmul: inner sizes differ: op(a) is ${M}x${K}, op(b) is ${Kb}x${N}`);
   if (ba !== bb) throw new Error(`matmul: batch sizes differ (${ba} vs ${bb})`);
   const batch = ba;
@@ -158,10 +183,24 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOpts = {}): Tensor {
     c = Tensor.empty(ctx, shape, 'matmul.out');
   }
   matmulRaw(ctx, {
-    a: bindingOf(a), b: bindingOf(b), c: bindingOf(c),
-    M, N, K, lda: ca, ldb: cb, ldc: N, transA, transB,
-    batch, strideA: ra * ca, strideB: rb * cb, strideC: M * N,
-    alpha: opts.alpha ?? 1, accumulate: !!opts.accumulate, bDtype: b.dtype as 'f32' | 'f16',
+    a: bindingOf(a),
+    b: bindingOf(b),
+    c: bindingOf(c),
+    M,
+    N,
+    K,
+    lda: ca,
+    ldb: cb,
+    ldc: N,
+    transA,
+    transB,
+    batch,
+    strideA: ra * ca,
+    strideB: rb * cb,
+    strideC: M * N,
+    alpha: opts.alpha ?? 1,
+    accumulate: !!opts.accumulate,
+    bDtype: b.dtype as 'f32' | 'f16',
   });
   return c;
 }

@@ -25,7 +25,8 @@ export function rowsOf(what: string, x: Tensor, C: number): number {
 }
 
 function checkVec(what: string, name: string, t: Tensor, C: number): void {
-  if (t.numel !== C || t.dtype !== 'f32') throw new Error(`${what}: ${name} must be (${C},) f32, got [${t.shape}] ${t.dtype}`);
+  if (t.numel !== C || t.dtype !== 'f32')
+    throw new Error(`${what}: ${name} must be (${C},) f32, got [${t.shape}] ${t.dtype}`);
 }
 
 /** x is (N, C) (any shape ending in C), w is (C,). y = x / sqrt(mean(x²) + eps) · w, computed in f32 like

@@ -5,7 +5,8 @@ import { grid1d, type GpuContext } from '../gpu/context';
 import { Tensor } from '../gpu/tensor';
 
 export function rng_fill(ctx: GpuContext, n: number, seed: number): { bits: Tensor; uniform: Tensor } {
-  if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw new Error(`rng_fill: seed must be a u32, got ${seed}`);
+  if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff)
+    throw new Error(`rng_fill: seed must be a u32, got ${seed}`);
   const bits = Tensor.empty(ctx, [n], 'rng.bits', 'u32');
   const uniform = Tensor.empty(ctx, [n], 'rng.uniform');
   ctx.dispatch('rng_fill', { bindings: [bits.buf, uniform.buf], u32: [n, seed], workgroups: grid1d(n, 256) });

@@ -17,10 +17,12 @@ function rotate_cpu(x: ArrayLike<number>, o: RopeOpts, sign: number, angles: Rop
     const pos = off + (n % T);
     for (let i = 0; i < half; i++) {
       const a = angles === 'f64' ? pos * Math.pow(o.theta, (-2 * i) / D) : Math.fround(pos * f32Freq[i]);
-      const c = Math.cos(a), s = sign * Math.sin(a);
+      const c = Math.cos(a),
+        s = sign * Math.sin(a);
       for (let h = 0; h < H; h++) {
         const at = (n * H + h) * D + i;
-        const x1 = x[at], x2 = x[at + half];
+        const x1 = x[at],
+          x2 = x[at + half];
         out[at] = x1 * c - x2 * s;
         out[at + half] = x2 * c + x1 * s;
       }

@@ -26,6 +26,10 @@ export function swiglu_backward(dh: Tensor, gate: Tensor, up: Tensor): { dgate: 
   const ctx = gate.ctx;
   const dgate = Tensor.empty(ctx, gate.shape, 'swiglu.dgate');
   const dup = Tensor.empty(ctx, up.shape, 'swiglu.dup');
-  ctx.dispatch('swiglu_backward', { bindings: [dh.buf, gate.buf, up.buf, dgate.buf, dup.buf], u32: [n], workgroups: grid1d(n, 256) });
+  ctx.dispatch('swiglu_backward', {
+    bindings: [dh.buf, gate.buf, up.buf, dgate.buf, dup.buf],
+    u32: [n],
+    workgroups: grid1d(n, 256),
+  });
   return { dgate, dup };
 }

@@ -82,7 +82,8 @@ function blockFloatsPerRow(cfg: ModelConfig): number {
 export function estimateMemory(cfg: ModelConfig, opts: MemoryOptions): MemoryEstimate {
   const { batch, seqLen, rank } = opts;
   for (const [k, v] of Object.entries({ batch, seqLen, rank })) {
-    if (!Number.isSafeInteger(v) || v <= 0) throw new RangeError(`estimateMemory: ${k} must be a positive integer, got ${v}`);
+    if (!Number.isSafeInteger(v) || v <= 0)
+      throw new RangeError(`estimateMemory: ${k} must be a positive integer, got ${v}`);
   }
   const wBytes = opts.weightDtype === 'f16' ? 2 : 4;
   const N = batch * seqLen;
@@ -134,10 +135,17 @@ export function estimateMemory(cfg: ModelConfig, opts: MemoryOptions): MemoryEst
     largestUnsplitName = 'logits block';
   }
   return {
-    weightBytes, loraBytes, activationBytes, logitsBytes,
+    weightBytes,
+    loraBytes,
+    activationBytes,
+    logitsBytes,
     totalBytes: weightBytes + loraBytes + activationBytes + logitsBytes,
-    largestTensorBytes, largestTensorName, largestIsTable: isTable(largestTensorName),
-    largestUnsplitBytes, largestUnsplitName, blockActivationBytes,
+    largestTensorBytes,
+    largestTensorName,
+    largestIsTable: isTable(largestTensorName),
+    largestUnsplitBytes,
+    largestUnsplitName,
+    blockActivationBytes,
   };
 }
 
@@ -165,22 +173,40 @@ export function checkFits(
   const out: FitMessage[] = [];
   const binding = limits.maxStorageBufferBindingSize;
   if (est.largestIsTable && est.largestTensorBytes > binding) {
-    out.push({ level: 'info', message: `${est.largestTensorName} (${formatBytes(est.largestTensorBytes)}) is larger than one storage binding (${formatBytes(binding)}); the model code splits it by rows into several buffers.` });
+    out.push({
+      level: 'info',
+      message: `${est.largestTensorName} (${formatBytes(est.largestTensorBytes)}) is larger than one storage binding (${formatBytes(binding)}); the model code splits it by rows into several buffers.`,
+    });
   }
   const unsplitLimit = Math.min(binding, limits.maxBufferSize);
   if (est.largestUnsplitBytes > unsplitLimit) {
-    out.push({ level: 'error', message: `${est.largestUnsplitName} needs ${formatBytes(est.largestUnsplitBytes)}, more than one storage binding or buffer allows (${formatBytes(unsplitLimit)}); use f16 weights or a smaller model.` });
+    out.push({
+      level: 'error',
+      message: `${est.largestUnsplitName} needs ${formatBytes(est.largestUnsplitBytes)}, more than one storage binding or buffer allows (${formatBytes(unsplitLimit)}); use f16 weights or a smaller model.`,
+    });
   }
   const total = formatBytes(est.totalBytes);
   const parts = `weights ${formatBytes(est.weightBytes)}, LoRA with Adam ${formatBytes(est.loraBytes)}, activations ${formatBytes(est.activationBytes)}, logits ${formatBytes(est.logitsBytes)}`;
   if (deviceMemoryHint === undefined || !(deviceMemoryHint > 0)) {
-    out.push({ level: 'info', message: `estimated GPU memory ${total} (${parts}); the browser does not say how much the GPU has.` });
+    out.push({
+      level: 'info',
+      message: `estimated GPU memory ${total} (${parts}); the browser does not say how much the GPU has.`,
+    });
   } else if (est.totalBytes > deviceMemoryHint) {
-    out.push({ level: 'error', message: `estimated GPU memory ${total} (${parts}) is over the ${formatBytes(deviceMemoryHint)} budget: lower batch or sequence length, turn on checkpointing, or use f16 weights.` });
+    out.push({
+      level: 'error',
+      message: `estimated GPU memory ${total} (${parts}) is over the ${formatBytes(deviceMemoryHint)} budget: lower batch or sequence length, turn on checkpointing, or use f16 weights.`,
+    });
   } else if (est.totalBytes > 0.8 * deviceMemoryHint) {
-    out.push({ level: 'warning', message: `estimated GPU memory ${total} (${parts}) is close to the ${formatBytes(deviceMemoryHint)} budget; the estimate leaves out allocator overhead.` });
+    out.push({
+      level: 'warning',
+      message: `estimated GPU memory ${total} (${parts}) is close to the ${formatBytes(deviceMemoryHint)} budget; the estimate leaves out allocator overhead.`,
+    });
   } else {
-    out.push({ level: 'info', message: `estimated GPU memory ${total} (${parts}), within the ${formatBytes(deviceMemoryHint)} budget.` });
+    out.push({
+      level: 'info',
+      message: `estimated GPU memory ${total} (${parts}), within the ${formatBytes(deviceMemoryHint)} budget.`,
+    });
   }
   return out;
 }

@@ -37,15 +37,26 @@ export interface ModelFiles {
 
 const FLOAT_DTYPES: Dtype[] = ['F32', 'F16', 'BF16'];
 
-async function jsonFile(source: ModelSource, name: string, required: true, onProgress?: ProgressFn): Promise<Record<string, unknown>>;
-async function jsonFile(source: ModelSource, name: string, required: false, onProgress?: ProgressFn): Promise<Record<string, unknown> | null>;
+async function jsonFile(
+  source: ModelSource,
+  name: string,
+  required: true,
+  onProgress?: ProgressFn,
+): Promise<Record<string, unknown>>;
+async function jsonFile(
+  source: ModelSource,
+  name: string,
+  required: false,
+  onProgress?: ProgressFn,
+): Promise<Record<string, unknown> | null>;
 async function jsonFile(source: ModelSource, name: string, required: boolean, onProgress?: ProgressFn) {
   const src = await source.file(name, onProgress);
   if (!src) {
     if (required) {
-      const hint = name === 'tokenizer.json'
-        ? ' (the fast-tokenizer file; tokenizer.model or vocab.json + merges.txt alone are not read: AutoTokenizer.from_pretrained(...).save_pretrained(...) writes it)'
-        : '';
+      const hint =
+        name === 'tokenizer.json'
+          ? ' (the fast-tokenizer file; tokenizer.model or vocab.json + merges.txt alone are not read: AutoTokenizer.from_pretrained(...).save_pretrained(...) writes it)'
+          : '';
       throw new ModelLoadError(`${name} was not found in ${source.id}; a Hugging Face model folder needs it${hint}`);
     }
     return null;
@@ -56,7 +67,8 @@ async function jsonFile(source: ModelSource, name: string, required: boolean, on
   } catch (e) {
     throw new ModelLoadError(`${name} in ${source.id} is not valid JSON (${(e as Error).message}); download it again`);
   }
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new ModelLoadError(`${name} in ${source.id} is not a JSON object`);
+  if (typeof json !== 'object' || json === null || Array.isArray(json))
+    throw new ModelLoadError(`${name} in ${source.id} is not a JSON object`);
   return json as Record<string, unknown>;
 }
 
@@ -66,7 +78,10 @@ interface OpenedFile {
   header: SafetensorsHeader;
 }
 
-async function openWeights(source: ModelSource, onProgress?: ProgressFn): Promise<{ opened: OpenedFile[]; owner: Map<string, OpenedFile> }> {
+async function openWeights(
+  source: ModelSource,
+  onProgress?: ProgressFn,
+): Promise<{ opened: OpenedFile[]; owner: Map<string, OpenedFile> }> {
   const owner = new Map<string, OpenedFile>();
   const index = await jsonFile(source, 'model.safetensors.index.json', false, onProgress);
   if (index) {
@@ -77,17 +92,25 @@ async function openWeights(source: ModelSource, onProgress?: ProgressFn): Promis
     const byFile = new Map<string, string[]>();
     for (const [name, file] of Object.entries(map as Record<string, unknown>)) {
       if (typeof file !== 'string' || !file.endsWith('.safetensors')) {
-        throw new ModelLoadError(`model.safetensors.index.json in ${source.id}: weight_map["${name}"] is ${JSON.stringify(file)}, not a .safetensors file name`);
+        throw new ModelLoadError(
+          `model.safetensors.index.json in ${source.id}: weight_map["${name}"] is ${JSON.stringify(file)}, not a .safetensors file name`,
+        );
       }
       byFile.set(file, [...(byFile.get(file) ?? []), name]);
     }
     const opened: OpenedFile[] = [];
     for (const [file, names] of byFile) {
       const src = await source.file(file, onProgress);
-      if (!src) throw new ModelLoadError(`${file} (a shard listed in model.safetensors.index.json) was not found in ${source.id}`);
+      if (!src)
+        throw new ModelLoadError(
+          `${file} (a shard listed in model.safetensors.index.json) was not found in ${source.id}`,
+        );
       const o = { file, src, header: await readSafetensorsHeader(src, `${file} (${source.id})`) };
       for (const name of names) {
-        if (!o.header.tensors.has(name)) throw new ModelLoadError(`${file} in ${source.id} lacks tensor "${name}" that model.safetensors.index.json places there; the shards and the index disagree`);
+        if (!o.header.tensors.has(name))
+          throw new ModelLoadError(
+            `${file} in ${source.id} lacks tensor "${name}" that model.safetensors.index.json places there; the shards and the index disagree`,
+          );
         owner.set(name, o);
       }
       opened.push(o);
@@ -100,11 +123,17 @@ async function openWeights(source: ModelSource, onProgress?: ProgressFn): Promis
     const bin = listed.find((f) => f.endsWith('.bin') || f.endsWith('.pth') || f.endsWith('.gguf'));
     throw new ModelLoadError(
       `neither model.safetensors nor model.safetensors.index.json was found in ${source.id}` +
-        (bin ? ` (there is ${bin}, but WebLoRA reads only safetensors: convert it, e.g. with safetensors.torch.save_file)` : '') +
+        (bin
+          ? ` (there is ${bin}, but WebLoRA reads only safetensors: convert it, e.g. with safetensors.torch.save_file)`
+          : '') +
         '. Pick a model that ships safetensors weights.',
     );
   }
-  const o = { file: 'model.safetensors', src, header: await readSafetensorsHeader(src, `model.safetensors (${source.id})`) };
+  const o = {
+    file: 'model.safetensors',
+    src,
+    header: await readSafetensorsHeader(src, `model.safetensors (${source.id})`),
+  };
   for (const name of o.header.tensors.keys()) owner.set(name, o);
   return { opened: [o], owner };
 }
@@ -131,21 +160,34 @@ function indexWeights(cfg: ModelConfig, owner: Map<string, OpenedFile>, where: s
     const o = owner.get(storedName)!;
     const t = o.header.tensors.get(storedName)!;
     if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
-      throw new ModelLoadError(`${o.file} in ${where}: tensor "${storedName}" has shape [${t.shape.join(', ')}] but config.json implies [${shape.join(', ')}]; the weights do not belong to this config`);
+      throw new ModelLoadError(
+        `${o.file} in ${where}: tensor "${storedName}" has shape [${t.shape.join(', ')}] but config.json implies [${shape.join(', ')}]; the weights do not belong to this config`,
+      );
     }
     if (!FLOAT_DTYPES.includes(t.dtype)) {
-      throw new ModelLoadError(`${o.file} in ${where}: tensor "${storedName}" has dtype ${t.dtype}; WebLoRA reads F32, F16 or BF16 weights (quantised checkpoints are not supported)`);
+      throw new ModelLoadError(
+        `${o.file} in ${where}: tensor "${storedName}" has dtype ${t.dtype}; WebLoRA reads F32, F16 or BF16 weights (quantised checkpoints are not supported)`,
+      );
     }
     const readBytes = () => o.src.read(o.header.dataOffset + t.begin, o.header.dataOffset + t.end);
     weights.set(name, {
-      name, storedName, dtype: t.dtype, shape: t.shape, file: o.file,
+      name,
+      storedName,
+      dtype: t.dtype,
+      shape: t.shape,
+      file: o.file,
       readBytes,
       read: async () => decodeFloat(t.dtype, await readBytes(), `tensor "${storedName}" in ${o.file}`),
     });
   }
   if (missing.length > 0) {
-    const shown = missing.slice(0, 5).map((n) => `"${n}"`).join(', ');
-    throw new ModelLoadError(`the checkpoint in ${where} lacks ${missing.length} tensor${missing.length > 1 ? 's' : ''} that config.json implies: ${shown}${missing.length > 5 ? ', …' : ''}. The weights are incomplete or belong to another model`);
+    const shown = missing
+      .slice(0, 5)
+      .map((n) => `"${n}"`)
+      .join(', ');
+    throw new ModelLoadError(
+      `the checkpoint in ${where} lacks ${missing.length} tensor${missing.length > 1 ? 's' : ''} that config.json implies: ${shown}${missing.length > 5 ? ', …' : ''}. The weights are incomplete or belong to another model`,
+    );
   }
   return weights;
 }
@@ -163,11 +205,22 @@ export async function loadModelFiles(source: ModelSource, onProgress?: ProgressF
 
   const maxId = maxTokenId(tokenizerJson);
   if (maxId >= config.vocabSize) {
-    throw new ModelLoadError(`tokenizer.json in ${source.id} has token id ${maxId} but the model's embedding has only ${config.vocabSize} rows (vocab_size); the tokenizer belongs to another model`);
+    throw new ModelLoadError(
+      `tokenizer.json in ${source.id} has token id ${maxId} but the model's embedding has only ${config.vocabSize} rows (vocab_size); the tokenizer belongs to another model`,
+    );
   }
   const tokenizer = new TextTokenizer(tokenizerJson, tokenizerConfigJson, templateText);
 
   const { owner } = await openWeights(source, onProgress);
   const weights = indexWeights(config, owner, source.id);
-  return { config, configJson, tokenizerJson, tokenizerConfigJson, generationConfig, chatTemplate: tokenizer.chatTemplate, tokenizer, weights };
+  return {
+    config,
+    configJson,
+    tokenizerJson,
+    tokenizerConfigJson,
+    generationConfig,
+    chatTemplate: tokenizer.chatTemplate,
+    tokenizer,
+    weights,
+  };
 }

@@ -11,10 +11,22 @@ export { blobSource, bytesSource, type ByteSource } from './byte-source';
 
 /** Bytes per element of every dtype the format defines (sub-byte F4/F6 types are not supported). */
 export const DTYPE_SIZES = {
-  BOOL: 1, U8: 1, I8: 1, F8_E5M2: 1, F8_E4M3: 1, F8_E8M0: 1,
-  I16: 2, U16: 2, F16: 2, BF16: 2,
-  I32: 4, U32: 4, F32: 4,
-  I64: 8, U64: 8, F64: 8,
+  BOOL: 1,
+  U8: 1,
+  I8: 1,
+  F8_E5M2: 1,
+  F8_E4M3: 1,
+  F8_E8M0: 1,
+  I16: 2,
+  U16: 2,
+  F16: 2,
+  BF16: 2,
+  I32: 4,
+  U32: 4,
+  F32: 4,
+  I64: 8,
+  U64: 8,
+  F64: 8,
 } as const;
 export type Dtype = keyof typeof DTYPE_SIZES;
 
@@ -51,13 +63,26 @@ function fail(fileName: string, problem: string, advice = REEXPORT): never {
 
 /** Reads the header length from the first 8 bytes; checks it fits in a file of `fileSize` bytes. */
 function headerLength(first8: Uint8Array, fileSize: number, fileName: string): number {
-  if (fileSize < 8) fail(fileName, `is ${fileSize} bytes, too short to be a safetensors file (needs at least the 8-byte header length)`);
+  if (fileSize < 8)
+    fail(
+      fileName,
+      `is ${fileSize} bytes, too short to be a safetensors file (needs at least the 8-byte header length)`,
+    );
   const dv = new DataView(first8.buffer, first8.byteOffset, 8);
   const lo = dv.getUint32(0, true);
   const hi = dv.getUint32(4, true);
   const n = hi * 2 ** 32 + lo;
-  if (n > MAX_HEADER_BYTES) fail(fileName, `declares a ${n}-byte header, more than the ${MAX_HEADER_BYTES}-byte limit: this is not a safetensors file or it is corrupt`);
-  if (8 + n > fileSize) fail(fileName, `declares a ${n}-byte header but the file is only ${fileSize} bytes: the file is truncated (an interrupted download?) or not safetensors`, 'Download it again.');
+  if (n > MAX_HEADER_BYTES)
+    fail(
+      fileName,
+      `declares a ${n}-byte header, more than the ${MAX_HEADER_BYTES}-byte limit: this is not a safetensors file or it is corrupt`,
+    );
+  if (8 + n > fileSize)
+    fail(
+      fileName,
+      `declares a ${n}-byte header but the file is only ${fileSize} bytes: the file is truncated (an interrupted download?) or not safetensors`,
+      'Download it again.',
+    );
   if (n < 2) fail(fileName, `declares a ${n}-byte header, too short for a JSON object`);
   return n;
 }
@@ -66,12 +91,25 @@ function headerLength(first8: Uint8Array, fileSize: number, fileName: string): n
  * Parses and validates the header of a safetensors file. `bytes` is the whole file, or at least its
  * first 8 + N bytes when `fileSize` (the whole file's size) is given.
  */
-export function parseSafetensorsHeader(bytes: ArrayBuffer | Uint8Array, fileName: string, fileSize?: number): SafetensorsHeader {
+export function parseSafetensorsHeader(
+  bytes: ArrayBuffer | Uint8Array,
+  fileName: string,
+  fileSize?: number,
+): SafetensorsHeader {
   const u8 = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
   const size = fileSize ?? u8.byteLength;
-  if (u8.byteLength < 8) fail(fileName, `is ${u8.byteLength} bytes, too short to be a safetensors file (needs at least the 8-byte header length)`);
+  if (u8.byteLength < 8)
+    fail(
+      fileName,
+      `is ${u8.byteLength} bytes, too short to be a safetensors file (needs at least the 8-byte header length)`,
+    );
   const n = headerLength(u8.subarray(0, 8), size, fileName);
-  if (u8.byteLength < 8 + n) fail(fileName, `header needs ${8 + n} bytes but only ${u8.byteLength} were given`, 'Pass the first 8 + N bytes of the file.');
+  if (u8.byteLength < 8 + n)
+    fail(
+      fileName,
+      `header needs ${8 + n} bytes but only ${u8.byteLength} were given`,
+      'Pass the first 8 + N bytes of the file.',
+    );
   return parseHeaderJson(u8.subarray(8, 8 + n), size - 8 - n, fileName);
 }
 
@@ -82,7 +120,11 @@ function parseHeaderJson(headerBytes: Uint8Array, dataBytes: number, fileName: s
   } catch {
     fail(fileName, 'header is not valid UTF-8');
   }
-  if (!text.startsWith('{')) fail(fileName, `header does not start with '{' (starts with ${JSON.stringify(text.slice(0, 16))}): this is not a safetensors file`);
+  if (!text.startsWith('{'))
+    fail(
+      fileName,
+      `header does not start with '{' (starts with ${JSON.stringify(text.slice(0, 16))}): this is not a safetensors file`,
+    );
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -105,10 +147,12 @@ function parseHeaderJson(headerBytes: Uint8Array, dataBytes: number, fileName: s
 }
 
 function parseMetadata(entry: unknown, fileName: string): Record<string, string> {
-  if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) fail(fileName, '__metadata__ must be a JSON object of strings');
+  if (typeof entry !== 'object' || entry === null || Array.isArray(entry))
+    fail(fileName, '__metadata__ must be a JSON object of strings');
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(entry as Record<string, unknown>)) {
-    if (typeof v !== 'string') fail(fileName, `__metadata__["${k}"] is ${JSON.stringify(v)}, but metadata values must be strings`);
+    if (typeof v !== 'string')
+      fail(fileName, `__metadata__["${k}"] is ${JSON.stringify(v)}, but metadata values must be strings`);
     out[k] = v;
   }
   return out;
@@ -116,11 +160,15 @@ function parseMetadata(entry: unknown, fileName: string): Record<string, string>
 
 function parseEntry(name: string, entry: unknown, dataBytes: number, fileName: string): TensorInfo {
   const where = `tensor "${name}"`;
-  if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) fail(fileName, `${where} is not a JSON object`);
+  if (typeof entry !== 'object' || entry === null || Array.isArray(entry))
+    fail(fileName, `${where} is not a JSON object`);
   const e = entry as Record<string, unknown>;
   const dtype = e.dtype;
   if (typeof dtype !== 'string' || !(dtype in DTYPE_SIZES)) {
-    fail(fileName, `${where} has unknown dtype ${JSON.stringify(dtype)} (known: ${Object.keys(DTYPE_SIZES).join(', ')})`);
+    fail(
+      fileName,
+      `${where} has unknown dtype ${JSON.stringify(dtype)} (known: ${Object.keys(DTYPE_SIZES).join(', ')})`,
+    );
   }
   const shape = e.shape;
   if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
@@ -128,15 +176,26 @@ function parseEntry(name: string, entry: unknown, dataBytes: number, fileName: s
   }
   const offs = e.data_offsets;
   if (!Array.isArray(offs) || offs.length !== 2 || !offs.every((o) => Number.isSafeInteger(o) && o >= 0)) {
-    fail(fileName, `${where} has data_offsets ${JSON.stringify(offs)}; expected [begin, end] with non-negative integers`);
+    fail(
+      fileName,
+      `${where} has data_offsets ${JSON.stringify(offs)}; expected [begin, end] with non-negative integers`,
+    );
   }
   const [begin, end] = offs as [number, number];
   if (begin > end) fail(fileName, `${where} has data_offsets [${begin}, ${end}] with begin > end`);
-  if (end > dataBytes) fail(fileName, `${where} has data_offsets [${begin}, ${end}] past the end of the ${dataBytes}-byte data section: the file is truncated or corrupt`, 'Download it again.');
+  if (end > dataBytes)
+    fail(
+      fileName,
+      `${where} has data_offsets [${begin}, ${end}] past the end of the ${dataBytes}-byte data section: the file is truncated or corrupt`,
+      'Download it again.',
+    );
   const elements = (shape as number[]).reduce((a, b) => a * b, 1);
   const expectBytes = elements * DTYPE_SIZES[dtype as Dtype];
   if (end - begin !== expectBytes) {
-    fail(fileName, `${where} (${dtype}, shape [${(shape as number[]).join(', ')}]) needs ${expectBytes} bytes but data_offsets [${begin}, ${end}] hold ${end - begin}`);
+    fail(
+      fileName,
+      `${where} (${dtype}, shape [${(shape as number[]).join(', ')}]) needs ${expectBytes} bytes but data_offsets [${begin}, ${end}] hold ${end - begin}`,
+    );
   }
   return { dtype: dtype as Dtype, shape: [...(shape as number[])], begin, end };
 }
@@ -147,13 +206,18 @@ function checkNoOverlap(tensors: Map<string, TensorInfo>, fileName: string): voi
   for (let i = 1; i < spans.length; i++) {
     const [pn, p] = spans[i - 1];
     const [cn, c] = spans[i];
-    if (c.begin < p.end) fail(fileName, `tensors "${pn}" [${p.begin}, ${p.end}) and "${cn}" [${c.begin}, ${c.end}) overlap`);
+    if (c.begin < p.end)
+      fail(fileName, `tensors "${pn}" [${p.begin}, ${p.end}) and "${cn}" [${c.begin}, ${c.end}) overlap`);
   }
 }
 
 /** Reads and validates the header from a ByteSource, touching only its first 8 + N bytes. */
 export async function readSafetensorsHeader(src: ByteSource, fileName: string): Promise<SafetensorsHeader> {
-  if (src.size < 8) fail(fileName, `is ${src.size} bytes, too short to be a safetensors file (needs at least the 8-byte header length)`);
+  if (src.size < 8)
+    fail(
+      fileName,
+      `is ${src.size} bytes, too short to be a safetensors file (needs at least the 8-byte header length)`,
+    );
   const n = headerLength(await src.read(0, 8), src.size, fileName);
   return parseHeaderJson(await src.read(8, 8 + n), src.size - 8 - n, fileName);
 }
@@ -177,7 +241,9 @@ export function decodeFloat(dtype: Dtype, bytes: Uint8Array, what = 'tensor'): F
     case 'BF16':
       return fromBF16(new Uint16Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 2));
     default:
-      throw new SafetensorsError(`${what} has dtype ${dtype}; only F32, F16 and BF16 can be read as floats. Convert the checkpoint to one of those.`);
+      throw new SafetensorsError(
+        `${what} has dtype ${dtype}; only F32, F16 and BF16 can be read as floats. Convert the checkpoint to one of those.`,
+      );
   }
 }
 
@@ -215,27 +281,35 @@ export function writeSafetensors(tensors: TensorToWrite[], metadata?: Record<str
   const sorted = [...tensors].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const header: Record<string, unknown> = {};
   if (metadata && Object.keys(metadata).length > 0) {
-    for (const [k, v] of Object.entries(metadata)) if (typeof v !== 'string') throw new SafetensorsError(`metadata["${k}"] must be a string`);
+    for (const [k, v] of Object.entries(metadata))
+      if (typeof v !== 'string') throw new SafetensorsError(`metadata["${k}"] must be a string`);
     header.__metadata__ = metadata;
   }
   const payloads: Uint8Array[] = [];
   let offset = 0;
   const seen = new Set<string>();
   for (const t of sorted) {
-    if (t.name === '__metadata__' || seen.has(t.name)) throw new SafetensorsError(`tensor name "${t.name}" is reserved or repeated`);
+    if (t.name === '__metadata__' || seen.has(t.name))
+      throw new SafetensorsError(`tensor name "${t.name}" is reserved or repeated`);
     seen.add(t.name);
-    if (!t.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) throw new SafetensorsError(`tensor "${t.name}": bad shape [${t.shape.join(', ')}]`);
+    if (!t.shape.every((d) => Number.isSafeInteger(d) && d >= 0))
+      throw new SafetensorsError(`tensor "${t.name}": bad shape [${t.shape.join(', ')}]`);
     const n = t.shape.reduce((a, b) => a * b, 1);
-    if (t.data.length !== n) throw new SafetensorsError(`tensor "${t.name}": shape [${t.shape.join(', ')}] has ${n} elements but data has ${t.data.length}`);
+    if (t.data.length !== n)
+      throw new SafetensorsError(
+        `tensor "${t.name}": shape [${t.shape.join(', ')}] has ${n} elements but data has ${t.data.length}`,
+      );
     let bytes: Uint8Array;
     if (t.dtype === 'F32') {
-      if (!(t.data instanceof Float32Array)) throw new SafetensorsError(`tensor "${t.name}": F32 data must be a Float32Array`);
+      if (!(t.data instanceof Float32Array))
+        throw new SafetensorsError(`tensor "${t.name}": F32 data must be a Float32Array`);
       bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
     } else if (t.dtype === 'F16') {
       const bits = t.data instanceof Uint16Array ? t.data : Uint16Array.from(t.data, f32ToF16Bits);
       bytes = new Uint8Array(bits.buffer, bits.byteOffset, bits.byteLength);
     } else {
-      if (!(t.data instanceof Uint16Array)) throw new SafetensorsError(`tensor "${t.name}": BF16 data must be a Uint16Array of bfloat16 bits`);
+      if (!(t.data instanceof Uint16Array))
+        throw new SafetensorsError(`tensor "${t.name}": BF16 data must be a Uint16Array of bfloat16 bits`);
       bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
     }
     header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes.byteLength] };

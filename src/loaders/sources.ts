@@ -91,13 +91,20 @@ class GrowableBytes {
  * naming `file` and `where`.
  */
 export async function downloadFile(
-  fetchFn: FetchFn, url: string, file: string, where: string, onProgress?: ProgressFn, init?: RequestInit,
+  fetchFn: FetchFn,
+  url: string,
+  file: string,
+  where: string,
+  onProgress?: ProgressFn,
+  init?: RequestInit,
 ): Promise<{ bytes: Uint8Array; contentType: string | null } | null> {
   let res: Response;
   try {
     res = await fetchFn(url, init);
   } catch (e) {
-    throw new ModelLoadError(`${file} from ${where}: network error (${(e as Error).message}). Check the connection and retry.`);
+    throw new ModelLoadError(
+      `${file} from ${where}: network error (${(e as Error).message}). Check the connection and retry.`,
+    );
   }
   if (res.status === 404) {
     await res.body?.cancel().catch(() => {});
@@ -105,9 +112,10 @@ export async function downloadFile(
   }
   if (!res.ok) {
     await res.body?.cancel().catch(() => {});
-    const hint = res.status === 401 || res.status === 403
-      ? 'The repository may be gated or private: accept its licence on the Hub and give an access token, or pick another model.'
-      : 'Retry later.';
+    const hint =
+      res.status === 401 || res.status === 403
+        ? 'The repository may be gated or private: accept its licence on the Hub and give an access token, or pick another model.'
+        : 'Retry later.';
     throw new ModelLoadError(`${file} from ${where}: HTTP ${res.status} ${res.statusText}. ${hint}`);
   }
   const lenHeader = res.headers.get('content-length');
@@ -133,7 +141,9 @@ export async function downloadFile(
     }
   }
   if (total !== null && buf.length < total) {
-    throw new ModelLoadError(`${file} from ${where}: the download ended after ${buf.length} of ${total} bytes. Nothing was saved; retry.`);
+    throw new ModelLoadError(
+      `${file} from ${where}: the download ended after ${buf.length} of ${total} bytes. Nothing was saved; retry.`,
+    );
   }
   return { bytes: buf.bytes(), contentType: res.headers.get('content-type') };
 }
@@ -173,7 +183,9 @@ export interface HubOptions {
 /** A repository on the Hugging Face Hub: `${baseUrl}/${repoId}/resolve/${revision}/${file}`. */
 export function hubSource(repoId: string, opts: HubOptions = {}): ModelSource {
   if (!/^[\w.-]+\/[\w.-]+$/.test(repoId) && !/^[\w.-]+$/.test(repoId)) {
-    throw new ModelLoadError(`"${repoId}" is not a Hugging Face repository id; expected "owner/name", e.g. HuggingFaceTB/SmolLM2-135M`);
+    throw new ModelLoadError(
+      `"${repoId}" is not a Hugging Face repository id; expected "owner/name", e.g. HuggingFaceTB/SmolLM2-135M`,
+    );
   }
   const baseUrl = (opts.baseUrl ?? 'https://huggingface.co').replace(/\/+$/, '');
   const revision = opts.revision ?? 'main';
@@ -218,7 +230,8 @@ export function filesSource(files: File[]): ModelSource {
     list.push(f);
     byName.set(f.name, list);
   }
-  const depth = (f: File) => ((f as File & { webkitRelativePath?: string }).webkitRelativePath || f.name).split('/').length;
+  const depth = (f: File) =>
+    ((f as File & { webkitRelativePath?: string }).webkitRelativePath || f.name).split('/').length;
   const id = `files:${files.length} picked file${files.length === 1 ? '' : 's'}`;
   return {
     id,
@@ -230,7 +243,9 @@ export function filesSource(files: File[]): ModelSource {
       const candidates = (byName.get(base) ?? []).slice().sort((a, b) => depth(a) - depth(b));
       if (candidates.length === 0) return null;
       if (candidates.length > 1 && depth(candidates[0]) === depth(candidates[1])) {
-        throw new ModelLoadError(`${base}: ${candidates.length} picked files have this name; pick only one model folder`);
+        throw new ModelLoadError(
+          `${base}: ${candidates.length} picked files have this name; pick only one model folder`,
+        );
       }
       const f = candidates[0];
       onProgress?.({ file: name, loaded: f.size, total: f.size });

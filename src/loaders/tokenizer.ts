@@ -24,7 +24,8 @@ export function maxTokenId(tokenizerJson: unknown): number {
   let max = -1;
   const model = (j?.model ?? {}) as Json;
   const vocab = model.vocab;
-  if (Array.isArray(vocab)) max = vocab.length - 1; // Unigram: [[piece, score], ...], id = index
+  if (Array.isArray(vocab))
+    max = vocab.length - 1; // Unigram: [[piece, score], ...], id = index
   else if (vocab && typeof vocab === 'object') {
     for (const id of Object.values(vocab as Json)) if (typeof id === 'number' && id > max) max = id;
   }
@@ -68,7 +69,9 @@ export class TextTokenizer {
     try {
       this.tok = new Tokenizer(tj, cfg);
     } catch (e) {
-      throw new TokenizerError(`tokenizer.json could not be loaded by @huggingface/tokenizers: ${(e as Error).message}`);
+      throw new TokenizerError(
+        `tokenizer.json could not be loaded by @huggingface/tokenizers: ${(e as Error).message}`,
+      );
     }
     this.vocabSize = maxTokenId(tokenizerJson) + 1;
     const idOf = (k: string) => {

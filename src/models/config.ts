@@ -32,7 +32,11 @@ export const SUPPORTED_ARCHITECTURES: Record<string, Family> = {
   Qwen2ForCausalLM: 'qwen2',
   GPT2LMHeadModel: 'gpt2',
 };
-const MODEL_TYPES: Record<string, string> = { llama: 'LlamaForCausalLM', qwen2: 'Qwen2ForCausalLM', gpt2: 'GPT2LMHeadModel' };
+const MODEL_TYPES: Record<string, string> = {
+  llama: 'LlamaForCausalLM',
+  qwen2: 'Qwen2ForCausalLM',
+  gpt2: 'GPT2LMHeadModel',
+};
 
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -50,17 +54,20 @@ function reader(json: Json, fileName: string) {
   const has = (k: string) => json[k] !== undefined && json[k] !== null;
   const int = (k: string, dflt?: number): number => {
     if (!has(k)) {
-      if (dflt === undefined) fail(`required field "${k}" is missing; a config.json saved by transformers always has it`);
+      if (dflt === undefined)
+        fail(`required field "${k}" is missing; a config.json saved by transformers always has it`);
       return dflt!;
     }
     const v = json[k];
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) fail(`"${k}" is ${JSON.stringify(v)}; expected a positive integer`);
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0)
+      fail(`"${k}" is ${JSON.stringify(v)}; expected a positive integer`);
     return v as number;
   };
   const num = (k: string, dflt: number): number => {
     if (!has(k)) return dflt;
     const v = json[k];
-    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) fail(`"${k}" is ${JSON.stringify(v)}; expected a positive number`);
+    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0)
+      fail(`"${k}" is ${JSON.stringify(v)}; expected a positive number`);
     return v as number;
   };
   const bool = (k: string, dflt: boolean): boolean => {
@@ -77,13 +84,15 @@ function reader(json: Json, fileName: string) {
     if (!(k in json)) return dflt;
     const v = json[k];
     if (v === null) return null;
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) fail(`"${k}" is ${JSON.stringify(v)}; expected a token id`);
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0)
+      fail(`"${k}" is ${JSON.stringify(v)}; expected a token id`);
     return v as number;
   };
   const tokenIds = (k: string, dflt: number | null): number | number[] | null => {
     const v = json[k];
     if (Array.isArray(v)) {
-      if (!v.every((x) => Number.isSafeInteger(x) && x >= 0)) fail(`"${k}" is ${JSON.stringify(v)}; expected token ids`);
+      if (!v.every((x) => Number.isSafeInteger(x) && x >= 0))
+        fail(`"${k}" is ${JSON.stringify(v)}; expected token ids`);
       return [...(v as number[])];
     }
     return tokenId(k, dflt);
@@ -97,11 +106,15 @@ function architectureOf(json: Json, fileName: string): string {
   if (Array.isArray(archs) && archs.length > 0) {
     const known = archs.find((a) => typeof a === 'string' && a in SUPPORTED_ARCHITECTURES);
     if (known) return known;
-    throw new ConfigError(`${fileName}: architecture ${archs.map((a) => JSON.stringify(a)).join(', ')} is not supported; WebLoRA loads ${supported}. Pick a model of one of those families.`);
+    throw new ConfigError(
+      `${fileName}: architecture ${archs.map((a) => JSON.stringify(a)).join(', ')} is not supported; WebLoRA loads ${supported}. Pick a model of one of those families.`,
+    );
   }
   const mt = json.model_type;
   if (typeof mt === 'string' && mt in MODEL_TYPES) return MODEL_TYPES[mt];
-  throw new ConfigError(`${fileName}: neither "architectures" nor a known "model_type" (${JSON.stringify(mt ?? null)}) says which model this is; WebLoRA loads ${supported}.`);
+  throw new ConfigError(
+    `${fileName}: neither "architectures" nor a known "model_type" (${JSON.stringify(mt ?? null)}) says which model this is; WebLoRA loads ${supported}.`,
+  );
 }
 
 /** rope_scaling / rope_parameters: only plain RoPE (null or rope_type "default") is implemented. */
@@ -112,9 +125,13 @@ function ropeThetaOf(json: Json, r: ReturnType<typeof reader>): number {
     if (typeof v !== 'object' || Array.isArray(v)) r.fail(`"${k}" is ${JSON.stringify(v)}; expected null or an object`);
     const o = v as Json;
     const type = o.rope_type ?? o.type ?? 'default';
-    if (type !== 'default') r.fail(`"${k}" uses rope_type ${JSON.stringify(type)}, which WebLoRA does not implement (only plain RoPE, rope_scaling: null). Pick a model without RoPE scaling.`);
+    if (type !== 'default')
+      r.fail(
+        `"${k}" uses rope_type ${JSON.stringify(type)}, which WebLoRA does not implement (only plain RoPE, rope_scaling: null). Pick a model without RoPE scaling.`,
+      );
     if (k === 'rope_parameters' && o.rope_theta !== undefined) {
-      if (typeof o.rope_theta !== 'number' || !(o.rope_theta > 0)) r.fail(`"rope_parameters.rope_theta" is ${JSON.stringify(o.rope_theta)}; expected a positive number`);
+      if (typeof o.rope_theta !== 'number' || !(o.rope_theta > 0))
+        r.fail(`"rope_parameters.rope_theta" is ${JSON.stringify(o.rope_theta)}; expected a positive number`);
       return o.rope_theta as number;
     }
   }
@@ -122,13 +139,20 @@ function ropeThetaOf(json: Json, r: ReturnType<typeof reader>): number {
 }
 
 function headsAndDim(r: ReturnType<typeof reader>, hidden: number, heads: number, kvHeads: number): number {
-  if (heads % kvHeads !== 0) r.fail(`num_attention_heads (${heads}) is not a multiple of num_key_value_heads (${kvHeads})`);
+  if (heads % kvHeads !== 0)
+    r.fail(`num_attention_heads (${heads}) is not a multiple of num_key_value_heads (${kvHeads})`);
   if (r.has('head_dim')) return r.int('head_dim');
-  if (hidden % heads !== 0) r.fail(`hidden_size (${hidden}) is not divisible by num_attention_heads (${heads}) and no head_dim is given`);
+  if (hidden % heads !== 0)
+    r.fail(`hidden_size (${hidden}) is not divisible by num_attention_heads (${heads}) and no head_dim is given`);
   return hidden / heads;
 }
 
-function parseLlamaLike(json: Json, r: ReturnType<typeof reader>, family: 'llama' | 'qwen2', architecture: string): ModelConfig {
+function parseLlamaLike(
+  json: Json,
+  r: ReturnType<typeof reader>,
+  family: 'llama' | 'qwen2',
+  architecture: string,
+): ModelConfig {
   const hiddenSize = r.int('hidden_size');
   const numHeads = r.int('num_attention_heads');
   // num_key_value_heads: null -> num_attention_heads in both; absent -> the __init__ default, which is
@@ -137,22 +161,31 @@ function parseLlamaLike(json: Json, r: ReturnType<typeof reader>, family: 'llama
   const numKvHeads = r.int('num_key_value_heads', kvDefault);
   const headDim = headsAndDim(r, hiddenSize, numHeads, numKvHeads);
   const act = r.str('hidden_act', 'silu');
-  if (act !== 'silu' && act !== 'swish') r.fail(`hidden_act "${act}" is not supported for ${architecture}; WebLoRA implements SwiGLU with silu`);
+  if (act !== 'silu' && act !== 'swish')
+    r.fail(`hidden_act "${act}" is not supported for ${architecture}; WebLoRA implements SwiGLU with silu`);
   if (family === 'llama') {
-    if (r.bool('attention_bias', false)) r.fail('attention_bias: true (biases on q/k/v/o) is not supported; WebLoRA implements Llama without attention biases');
-    if (r.bool('mlp_bias', false)) r.fail('mlp_bias: true is not supported; WebLoRA implements Llama without MLP biases');
+    if (r.bool('attention_bias', false))
+      r.fail(
+        'attention_bias: true (biases on q/k/v/o) is not supported; WebLoRA implements Llama without attention biases',
+      );
+    if (r.bool('mlp_bias', false))
+      r.fail('mlp_bias: true is not supported; WebLoRA implements Llama without MLP biases');
   } else {
     // Qwen2Config: sliding_window is None unless use_sliding_window; then layers listed as
     // "sliding_attention" in layer_types (default: those from max_window_layers on) slide.
     if (r.bool('use_sliding_window', false)) {
       const numLayers = r.int('num_hidden_layers');
       const mwl = json.max_window_layers ?? 28;
-      if (typeof mwl !== 'number' || !Number.isSafeInteger(mwl) || mwl < 0) r.fail(`"max_window_layers" is ${JSON.stringify(mwl)}; expected a non-negative integer`);
+      if (typeof mwl !== 'number' || !Number.isSafeInteger(mwl) || mwl < 0)
+        r.fail(`"max_window_layers" is ${JSON.stringify(mwl)}; expected a non-negative integer`);
       const layerTypes = json.layer_types;
       const sliding = Array.isArray(layerTypes)
         ? layerTypes.map((t, i) => (t === 'sliding_attention' ? i : -1)).filter((i) => i >= 0)
         : Array.from({ length: Math.max(0, numLayers - (mwl as number)) }, (_, k) => (mwl as number) + k);
-      if (sliding.length > 0) r.fail(`sliding-window attention is in use (use_sliding_window: true, layers ${sliding[0]}..${sliding[sliding.length - 1]}); WebLoRA implements full causal attention only`);
+      if (sliding.length > 0)
+        r.fail(
+          `sliding-window attention is in use (use_sliding_window: true, layers ${sliding[0]}..${sliding[sliding.length - 1]}); WebLoRA implements full causal attention only`,
+        );
     }
   }
   return {
@@ -181,10 +214,13 @@ function parseGpt2(json: Json, r: ReturnType<typeof reader>, architecture: strin
   const numHeads = r.int('n_head');
   if (hiddenSize % numHeads !== 0) r.fail(`n_embd (${hiddenSize}) is not divisible by n_head (${numHeads})`);
   const act = r.str('activation_function', 'gelu_new');
-  if (act !== 'gelu_new' && act !== 'gelu_pytorch_tanh') r.fail(`activation_function "${act}" is not supported; WebLoRA implements GPT-2's tanh GELU (gelu_new)`);
+  if (act !== 'gelu_new' && act !== 'gelu_pytorch_tanh')
+    r.fail(`activation_function "${act}" is not supported; WebLoRA implements GPT-2's tanh GELU (gelu_new)`);
   if (!r.bool('scale_attn_weights', true)) r.fail('scale_attn_weights: false is not supported');
-  if (r.bool('scale_attn_by_inverse_layer_idx', false)) r.fail('scale_attn_by_inverse_layer_idx: true is not supported');
-  if (!r.bool('tie_word_embeddings', true)) r.fail('tie_word_embeddings: false is not supported for GPT-2; WebLoRA uses wte as the LM head');
+  if (r.bool('scale_attn_by_inverse_layer_idx', false))
+    r.fail('scale_attn_by_inverse_layer_idx: true is not supported');
+  if (!r.bool('tie_word_embeddings', true))
+    r.fail('tie_word_embeddings: false is not supported for GPT-2; WebLoRA uses wte as the LM head');
   return {
     family: 'gpt2',
     architecture,
@@ -208,7 +244,8 @@ function parseGpt2(json: Json, r: ReturnType<typeof reader>, architecture: strin
 
 /** config.json (parsed JSON) -> ModelConfig. Throws ConfigError naming the file and the problem. */
 export function parseConfig(json: unknown, fileName = 'config.json'): ModelConfig {
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new ConfigError(`${fileName}: expected a JSON object`);
+  if (typeof json !== 'object' || json === null || Array.isArray(json))
+    throw new ConfigError(`${fileName}: expected a JSON object`);
   const j = json as Json;
   const architecture = architectureOf(j, fileName);
   const family = SUPPORTED_ARCHITECTURES[architecture];
@@ -288,6 +325,5 @@ export const DEFAULT_TARGETS: Record<Family, string[]> = {
   qwen2: ['q_proj', 'v_proj'],
   gpt2: ['c_attn'],
 };
-
 
 /** Every linear module that `targets` selects, with its in/out features (A is [r, in], B is [out, r]). */

@@ -24,7 +24,11 @@ export interface SampleOptions {
 }
 
 /** Samples one token id from logits (V,) with temperature, top-k and top-p; `u` is uniform in [0, 1). */
-export function sampleToken(logits: Float32Array, o: Pick<SampleOptions, 'temperature' | 'topK' | 'topP'>, u: number): number {
+export function sampleToken(
+  logits: Float32Array,
+  o: Pick<SampleOptions, 'temperature' | 'topK' | 'topP'>,
+  u: number,
+): number {
   const temp = o.temperature ?? 0;
   if (temp <= 0) {
     let best = 0;
@@ -66,19 +70,28 @@ async function lastLogits(model: CausalLM, x: Tensor): Promise<Float32Array> {
   return out;
 }
 
-export async function generate(model: CausalLM, lora: LoraState | null, prompt: number[], o: SampleOptions): Promise<number[]> {
+export async function generate(
+  model: CausalLM,
+  lora: LoraState | null,
+  prompt: number[],
+  o: SampleOptions,
+): Promise<number[]> {
   const ctx = model.weights.ctx;
   const cfg = model.cfg;
   if (prompt.length === 0) throw new Error('generate: the prompt has no tokens');
   const capacity = Math.min(cfg.maxPositions, prompt.length + o.maxNewTokens);
-  if (prompt.length >= capacity && o.maxNewTokens > 0) throw new Error(`the prompt (${prompt.length} tokens) fills the model's context of ${cfg.maxPositions}`);
+  if (prompt.length >= capacity && o.maxNewTokens > 0)
+    throw new Error(`the prompt (${prompt.length} tokens) fills the model's context of ${cfg.maxPositions}`);
   const eos = new Set([cfg.eosTokenId].flat().filter((x): x is number => typeof x === 'number'));
   const seq = [...prompt];
   const out: number[] = [];
   const useCache = o.useKvCache ?? true;
   const kvDim = cfg.numKvHeads * cfg.headDim;
   const layers: KvLayer[] = useCache
-    ? Array.from({ length: cfg.numLayers }, () => ({ k: Tensor.zeros(ctx, [capacity, kvDim], 'k_cache'), v: Tensor.zeros(ctx, [capacity, kvDim], 'v_cache') }))
+    ? Array.from({ length: cfg.numLayers }, () => ({
+        k: Tensor.zeros(ctx, [capacity, kvDim], 'k_cache'),
+        v: Tensor.zeros(ctx, [capacity, kvDim], 'v_cache'),
+      }))
     : [];
   try {
     let pos = 0;
@@ -87,11 +100,18 @@ export async function generate(model: CausalLM, lora: LoraState | null, prompt: 
       if (useCache) {
         const fresh = seq.slice(pos);
         x = forwardHidden(model, lora, Tensor.fromU32(ctx, fresh, [fresh.length], 'ids'), {
-          B: 1, T: fresh.length, posOffset: pos, kv: { layers, capacity },
+          B: 1,
+          T: fresh.length,
+          posOffset: pos,
+          kv: { layers, capacity },
         });
         pos = seq.length;
       } else {
-        x = forwardHidden(model, lora, Tensor.fromU32(ctx, seq, [seq.length], 'ids'), { B: 1, T: seq.length, posOffset: 0 });
+        x = forwardHidden(model, lora, Tensor.fromU32(ctx, seq, [seq.length], 'ids'), {
+          B: 1,
+          T: seq.length,
+          posOffset: 0,
+        });
       }
       const logits = await lastLogits(model, x);
       const id = sampleToken(logits, o, rngUniform(o.seed ?? 0, step));

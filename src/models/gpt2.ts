@@ -56,7 +56,16 @@ export class GPT2 implements CausalLM {
     const n1 = layernorm(tape, x, w('ln_1.weight'), w('ln_1.bias'), c.normEps, `${p}.ln_1`);
     const qkv = lin('attn.c_attn', n1);
     const [q, k, v] = splitCols(tape, qkv, [C, C, C], [`${p}.q`, `${p}.k`, `${p}.v`]);
-    const a = selfAttention(tape, q, k, v, { heads: c.numHeads, kvHeads: c.numHeads, headDim: c.headDim, seqLen: run.T }, run, i, `${p}.attn`);
+    const a = selfAttention(
+      tape,
+      q,
+      k,
+      v,
+      { heads: c.numHeads, kvHeads: c.numHeads, headDim: c.headDim, seqLen: run.T },
+      run,
+      i,
+      `${p}.attn`,
+    );
     const h = add(tape, x, lin('attn.c_proj', a), `${p}.resid_attn`);
 
     // MLP
@@ -66,6 +75,13 @@ export class GPT2 implements CausalLM {
   }
 
   finalNorm(tape: Tape, x: Var): Var {
-    return layernorm(tape, x, this.weights.get('transformer.ln_f.weight'), this.weights.get('transformer.ln_f.bias'), this.cfg.normEps, 'transformer.ln_f');
+    return layernorm(
+      tape,
+      x,
+      this.weights.get('transformer.ln_f.weight'),
+      this.weights.get('transformer.ln_f.bias'),
+      this.cfg.normEps,
+      'transformer.ln_f',
+    );
   }
 }

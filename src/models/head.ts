@@ -23,8 +23,15 @@ function blockLogits(x: Tensor, r0: number, n: number, chunks: RowChunk[], V: nu
       a: { buf: x.buf, offset: r0 * C * 4, size: n * C * 4 },
       b: ch.table.buf,
       c: { buf: logits.buf, offset: ch.rowStart * 4, size: ((n - 1) * V + rows) * 4 },
-      M: n, N: rows, K: C, lda: C, ldb: C, ldc: V,
-      transA: false, transB: true, bDtype: ch.table.dtype === 'f16' ? 'f16' : 'f32',
+      M: n,
+      N: rows,
+      K: C,
+      lda: C,
+      ldb: C,
+      ldc: V,
+      transA: false,
+      transB: true,
+      bDtype: ch.table.dtype === 'f16' ? 'f16' : 'f32',
     });
   }
 }
@@ -36,7 +43,8 @@ export function headLogits(x: Tensor, chunks: RowChunk[], V: number): Tensor {
   const per = headRowsPerBlock(x.ctx, V);
   if (N > per) {
     // Whole-matrix logits are only for small N; keep one binding.
-    if (N * V * 4 > x.ctx.limits.maxStorageBufferBindingSize) throw new Error(`logits (${N} x ${V}) exceed one storage binding; use headLoss`);
+    if (N * V * 4 > x.ctx.limits.maxStorageBufferBindingSize)
+      throw new Error(`logits (${N} x ${V}) exceed one storage binding; use headLoss`);
   }
   blockLogits(x, 0, N, chunks, V, out);
   return out;
@@ -46,7 +54,14 @@ export function headLogits(x: Tensor, chunks: RowChunk[], V: number): Tensor {
  * Loss of each row (N,) and, when wantGrad, dx (N, C) = dlogits · W with dlogits = (softmax − onehot)·gradScale.
  * targets are known on the CPU (IGNORE_INDEX for masked rows).
  */
-export function headLoss(x: Tensor, chunks: RowChunk[], V: number, targets: Uint32Array, gradScale: number, wantGrad: boolean): { losses: Tensor; dx: Tensor | null } {
+export function headLoss(
+  x: Tensor,
+  chunks: RowChunk[],
+  V: number,
+  targets: Uint32Array,
+  gradScale: number,
+  wantGrad: boolean,
+): { losses: Tensor; dx: Tensor | null } {
   const ctx = x.ctx;
   const [N, C] = x.shape;
   if (targets.length !== N) throw new Error(`headLoss: ${targets.length} targets for ${N} rows`);
@@ -67,8 +82,16 @@ export function headLoss(x: Tensor, chunks: RowChunk[], V: number, targets: Uint
           a: { buf: ce.dlogits!.buf, offset: ch.rowStart * 4, size: ((n - 1) * V + rows) * 4 },
           b: ch.table.buf,
           c: { buf: dx.buf, offset: r0 * C * 4, size: n * C * 4 },
-          M: n, N: C, K: rows, lda: V, ldb: C, ldc: C,
-          transA: false, transB: false, accumulate: j > 0, bDtype: ch.table.dtype === 'f16' ? 'f16' : 'f32',
+          M: n,
+          N: C,
+          K: rows,
+          lda: V,
+          ldb: C,
+          ldc: C,
+          transA: false,
+          transB: false,
+          accumulate: j > 0,
+          bDtype: ch.table.dtype === 'f16' ? 'f16' : 'f32',
         });
       });
     }

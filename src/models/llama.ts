@@ -36,18 +36,39 @@ export class Llama implements CausalLM {
       const branch = lora?.branch(tape, path, moduleSeed(run, i, idx++)) ?? null;
       return linear(tape, input, frozenLinear(this.weights, path, false), branch, path);
     };
-    const ropeOpts = { headDim: c.headDim, theta: c.ropeTheta, seqLen: run.T, posOffset: run.posOffset, invFreq: this.weights.get('rope.inv_freq') };
+    const ropeOpts = {
+      headDim: c.headDim,
+      theta: c.ropeTheta,
+      seqLen: run.T,
+      posOffset: run.posOffset,
+      invFreq: this.weights.get('rope.inv_freq'),
+    };
 
     // attention
     const n1 = rmsnorm(tape, x, this.weights.get(`${p}.input_layernorm.weight`), c.normEps, `${p}.input_layernorm`);
     const q = rope(tape, lin('self_attn.q_proj', n1), { ...ropeOpts, heads: c.numHeads }, `${p}.rope_q`);
     const k = rope(tape, lin('self_attn.k_proj', n1), { ...ropeOpts, heads: c.numKvHeads }, `${p}.rope_k`);
     const v = lin('self_attn.v_proj', n1);
-    const a = selfAttention(tape, q, k, v, { heads: c.numHeads, kvHeads: c.numKvHeads, headDim: c.headDim, seqLen: run.T }, run, i, `${p}.attn`);
+    const a = selfAttention(
+      tape,
+      q,
+      k,
+      v,
+      { heads: c.numHeads, kvHeads: c.numKvHeads, headDim: c.headDim, seqLen: run.T },
+      run,
+      i,
+      `${p}.attn`,
+    );
     const h = add(tape, x, lin('self_attn.o_proj', a), `${p}.resid_attn`);
 
     // MLP
-    const n2 = rmsnorm(tape, h, this.weights.get(`${p}.post_attention_layernorm.weight`), c.normEps, `${p}.post_attention_layernorm`);
+    const n2 = rmsnorm(
+      tape,
+      h,
+      this.weights.get(`${p}.post_attention_layernorm.weight`),
+      c.normEps,
+      `${p}.post_attention_layernorm`,
+    );
     const m = swiglu(tape, lin('mlp.gate_proj', n2), lin('mlp.up_proj', n2), `${p}.swiglu`);
     return add(tape, h, lin('mlp.down_proj', m), `${p}.resid_mlp`);
   }

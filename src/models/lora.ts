@@ -75,8 +75,10 @@ export class LoraState {
       for (const m of selectModules(cfg, lc.targets)) {
         const a = arrays.get(m.path);
         if (!a) throw new Error(`LoRA weights for module '${m.path}' are missing`);
-        if (a.A.length !== lc.r * m.inFeatures) throw new Error(`LoRA A of '${m.path}' has ${a.A.length} values, expected [${lc.r}, ${m.inFeatures}]`);
-        if (a.B.length !== m.outFeatures * lc.r) throw new Error(`LoRA B of '${m.path}' has ${a.B.length} values, expected [${m.outFeatures}, ${lc.r}]`);
+        if (a.A.length !== lc.r * m.inFeatures)
+          throw new Error(`LoRA A of '${m.path}' has ${a.A.length} values, expected [${lc.r}, ${m.inFeatures}]`);
+        if (a.B.length !== m.outFeatures * lc.r)
+          throw new Error(`LoRA B of '${m.path}' has ${a.B.length} values, expected [${m.outFeatures}, ${lc.r}]`);
         modules.set(m.path, {
           mod: m,
           A: Tensor.from(ctx, a.A, [lc.r, m.inFeatures], `${m.path}.lora_A`),

@@ -54,7 +54,16 @@ export function moduleSeed(run: RunInfo, layer: number, index: number): number |
  * Causal self-attention of block `layer`. During cached generation the step's keys and values
  * (B·T, Hkv·D) are appended to the layer's cache at row posOffset and the queries attend over all of it.
  */
-export function selfAttention(tape: Tape, q: Var, k: Var, v: Var, o: AttentionOpts, run: RunInfo, layer: number, name: string): Var {
+export function selfAttention(
+  tape: Tape,
+  q: Var,
+  k: Var,
+  v: Var,
+  o: AttentionOpts,
+  run: RunInfo,
+  layer: number,
+  name: string,
+): Var {
   if (!run.kv) return attention(tape, q, k, v, o, name);
   const cache = run.kv.layers[layer];
   const kvDim = o.kvHeads * o.headDim;

@@ -24,7 +24,15 @@ export function linearModules(cfg: ModelConfig): LinearModule[] {
       const p = `transformer.h.${i}`;
       const F = cfg.intermediateSize;
       const m = (path: string, target: string, inF: number, outF: number) =>
-        mods.push({ path: `${p}.${path}`, target, layer: i, inFeatures: inF, outFeatures: outF, transposed: true, hasBias: true });
+        mods.push({
+          path: `${p}.${path}`,
+          target,
+          layer: i,
+          inFeatures: inF,
+          outFeatures: outF,
+          transposed: true,
+          hasBias: true,
+        });
       m('attn.c_attn', 'c_attn', C, 3 * C);
       m('attn.c_proj', 'c_proj', C, C);
       m('mlp.c_fc', 'c_fc', C, F);
@@ -35,7 +43,15 @@ export function linearModules(cfg: ModelConfig): LinearModule[] {
       const kv = cfg.numKvHeads * cfg.headDim;
       const F = cfg.intermediateSize;
       const m = (path: string, inF: number, outF: number, bias: boolean) =>
-        mods.push({ path: `${p}.${path}`, target: path.split('.').pop()!, layer: i, inFeatures: inF, outFeatures: outF, transposed: false, hasBias: bias });
+        mods.push({
+          path: `${p}.${path}`,
+          target: path.split('.').pop()!,
+          layer: i,
+          inFeatures: inF,
+          outFeatures: outF,
+          transposed: false,
+          hasBias: bias,
+        });
       m('self_attn.q_proj', C, q, cfg.attnBias);
       m('self_attn.k_proj', C, kv, cfg.attnBias);
       m('self_attn.v_proj', C, kv, cfg.attnBias);
@@ -52,7 +68,10 @@ export function linearModules(cfg: ModelConfig): LinearModule[] {
 export function selectModules(cfg: ModelConfig, targets: string[]): LinearModule[] {
   const allowed = LORA_TARGETS[cfg.family];
   for (const t of targets) {
-    if (!allowed.includes(t)) throw new ConfigError(`LoRA target "${t}" does not exist in ${cfg.architecture}; choose from ${allowed.join(', ')}`);
+    if (!allowed.includes(t))
+      throw new ConfigError(
+        `LoRA target "${t}" does not exist in ${cfg.architecture}; choose from ${allowed.join(', ')}`,
+      );
   }
   return linearModules(cfg).filter((m) => targets.includes(m.target));
 }

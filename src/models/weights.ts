@@ -73,8 +73,14 @@ export class GpuWeights {
   }
 
   /** Uploads every tensor the model uses. On any error, everything uploaded so far is freed. */
-  static async load(ctx: GpuContext, cfg: ModelConfig, reader: Map<string, TensorReader>, opts: WeightOptions): Promise<GpuWeights> {
-    if (opts.dtype === 'f16' && !ctx.hasF16) throw new Error('f16 weights need the shader-f16 feature, which this GPU adapter lacks; use f32');
+  static async load(
+    ctx: GpuContext,
+    cfg: ModelConfig,
+    reader: Map<string, TensorReader>,
+    opts: WeightOptions,
+  ): Promise<GpuWeights> {
+    if (opts.dtype === 'f16' && !ctx.hasF16)
+      throw new Error('f16 weights need the shader-f16 feature, which this GPU adapter lacks; use f32');
     const w = new GpuWeights(ctx, cfg, opts.dtype);
     try {
       const names = weightNames(cfg);
@@ -131,7 +137,11 @@ export function weightNames(cfg: ModelConfig): { large: string[]; small: string[
     small.push(`model.layers.${i}.input_layernorm.weight`, `model.layers.${i}.post_attention_layernorm.weight`);
   }
   small.push('model.norm.weight');
-  return { large, small, tables: cfg.tieEmbeddings ? ['model.embed_tokens.weight'] : ['model.embed_tokens.weight', 'lm_head.weight'] };
+  return {
+    large,
+    small,
+    tables: cfg.tieEmbeddings ? ['model.embed_tokens.weight'] : ['model.embed_tokens.weight', 'lm_head.weight'],
+  };
 }
 
 /** Rows per chunk so that one chunk fits one storage binding (a multiple of 64 rows). */
@@ -149,7 +159,10 @@ function toRowChunks(ctx: GpuContext, data: Float32Array, shape: number[], name:
   try {
     for (let r = 0; r < rows; r += per) {
       const n = Math.min(per, rows - r);
-      chunks.push({ table: Tensor.from(ctx, data.subarray(r * cols, (r + n) * cols), [n, cols], `${name}[${r}:${r + n}]`, dtype), rowStart: r });
+      chunks.push({
+        table: Tensor.from(ctx, data.subarray(r * cols, (r + n) * cols), [n, cols], `${name}[${r}:${r + n}]`, dtype),
+        rowStart: r,
+      });
     }
   } catch (e) {
     for (const c of chunks) c.table.free();

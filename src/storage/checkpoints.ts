@@ -28,7 +28,10 @@ export async function saveCheckpoint(store: KeyValueStore, c: Checkpoint): Promi
 export async function loadCheckpoint(store: KeyValueStore): Promise<Checkpoint | null> {
   const c = await store.get<Checkpoint>(KEY);
   if (!c) return null;
-  if (c.version !== 1) throw new Error(`the saved checkpoint has version ${c.version}, which this version of WebLoRA cannot read; discard it`);
+  if (c.version !== 1)
+    throw new Error(
+      `the saved checkpoint has version ${c.version}, which this version of WebLoRA cannot read; discard it`,
+    );
   return c;
 }
 

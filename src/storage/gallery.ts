@@ -30,7 +30,10 @@ export class Gallery {
     return out.sort((a, b) => b.createdAt.localeCompare(a.createdAt));
   }
 
-  async save(meta: Omit<GalleryEntry, 'id' | 'weightsHash' | 'sizeBytes' | 'createdAt' | 'builtin'>, files: AdapterFiles): Promise<GalleryEntry> {
+  async save(
+    meta: Omit<GalleryEntry, 'id' | 'weightsHash' | 'sizeBytes' | 'createdAt' | 'builtin'>,
+    files: AdapterFiles,
+  ): Promise<GalleryEntry> {
     const weightsHash = await sha256Hex(files['adapter_model.safetensors']);
     const entry: GalleryEntry = {
       ...meta,
@@ -38,7 +41,8 @@ export class Gallery {
       builtin: false,
       weightsHash,
       createdAt: new Date().toISOString(),
-      sizeBytes: files['adapter_model.safetensors'].byteLength + files['adapter_config.json'].length + files['README.md'].length,
+      sizeBytes:
+        files['adapter_model.safetensors'].byteLength + files['adapter_config.json'].length + files['README.md'].length,
     };
     await this.store.set(PREFIX + entry.id, { meta: entry, files } satisfies Stored, `the adapter '${entry.name}'`);
     return entry;

@@ -34,7 +34,10 @@ export class AdamW {
     readonly cfg: AdamWConfig,
   ) {
     for (const [path, m] of lora.modules) {
-      for (const [p, g, name] of [[m.A, m.gradA, 'lora_A'], [m.B, m.gradB, 'lora_B']] as const) {
+      for (const [p, g, name] of [
+        [m.A, m.gradA, 'lora_A'],
+        [m.B, m.gradB, 'lora_B'],
+      ] as const) {
         this.slots.push({
           param: p,
           grad: g,
@@ -90,7 +93,8 @@ export class AdamW {
     for (const s of this.slots) {
       const m = st.m[s.name];
       const v = st.v[s.name];
-      if (!m || !v || m.length !== s.m.numel || v.length !== s.v.numel) throw new Error(`checkpoint optimizer state for '${s.name}' is missing or has the wrong size`);
+      if (!m || !v || m.length !== s.m.numel || v.length !== s.v.numel)
+        throw new Error(`checkpoint optimizer state for '${s.name}' is missing or has the wrong size`);
       ctx.write(s.m.buf, m);
       ctx.write(s.v.buf, v);
     }

@@ -72,17 +72,20 @@ export function resolveSettings(partial: Partial<TrainSettings>, cfg: ModelConfi
 export function validateSettings(s: TrainSettings, cfg: ModelConfig, opts: { hasF16?: boolean } = {}): string[] {
   const errs: string[] = [];
   const int = (v: number, name: string, min: number, max = Infinity) => {
-    if (!Number.isInteger(v) || v < min || v > max) errs.push(`${name} must be a whole number from ${min}${max < Infinity ? ` to ${max}` : ''} (got ${v})`);
+    if (!Number.isInteger(v) || v < min || v > max)
+      errs.push(`${name} must be a whole number from ${min}${max < Infinity ? ` to ${max}` : ''} (got ${v})`);
   };
   const num = (v: number, name: string, min: number, max: number, openMin = false) => {
-    if (!Number.isFinite(v) || v < min || v > max || (openMin && v === min)) errs.push(`${name} must be ${openMin ? 'above' : 'at least'} ${min} and at most ${max} (got ${v})`);
+    if (!Number.isFinite(v) || v < min || v > max || (openMin && v === min))
+      errs.push(`${name} must be ${openMin ? 'above' : 'at least'} ${min} and at most ${max} (got ${v})`);
   };
   int(s.rank, 'rank', 1, Math.min(1024, cfg.hiddenSize));
   num(s.alpha, 'alpha', 0, 1e6, true);
   num(s.dropout, 'dropout', 0, 0.9);
   num(s.lr, 'learning rate', 0, 1, true);
   int(s.warmupSteps, 'warmup steps', 0);
-  if (!['cosine', 'linear', 'constant'].includes(s.decay)) errs.push(`decay must be cosine, linear or constant (got ${s.decay})`);
+  if (!['cosine', 'linear', 'constant'].includes(s.decay))
+    errs.push(`decay must be cosine, linear or constant (got ${s.decay})`);
   num(s.minLrRatio, 'minimum lr ratio', 0, 1);
   int(s.batchSize, 'batch size', 1, 256);
   int(s.gradAccum, 'gradient accumulation', 1, 1024);

@@ -68,7 +68,13 @@ export class Trainer {
 
   constructor(readonly p: TrainerParts) {
     const s = p.settings;
-    this.opt = new AdamW(p.lora, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: s.weightDecay, maxGradNorm: s.maxGradNorm });
+    this.opt = new AdamW(p.lora, {
+      beta1: 0.9,
+      beta2: 0.999,
+      eps: 1e-8,
+      weightDecay: s.weightDecay,
+      maxGradNorm: s.maxGradNorm,
+    });
   }
 
   get step(): number {
@@ -81,7 +87,13 @@ export class Trainer {
 
   lr(step = this.step): number {
     const s = this.p.settings;
-    return lrAt(step, { lr: s.lr, warmupSteps: s.warmupSteps, totalSteps: this.p.totalSteps, decay: s.decay, minLrRatio: s.minLrRatio });
+    return lrAt(step, {
+      lr: s.lr,
+      warmupSteps: s.warmupSteps,
+      totalSteps: this.p.totalSteps,
+      decay: s.decay,
+      minLrRatio: s.minLrRatio,
+    });
   }
 
   /**

@@ -93,7 +93,11 @@ export class LossChart {
 }
 
 /** A small static curve for a gallery card (no axes labels, no legend). */
-export function smallCurve(train: { step: number; loss: number }[], val: { step: number; loss: number }[], label: string): HTMLElement {
+export function smallCurve(
+  train: { step: number; loss: number }[],
+  val: { step: number; loss: number }[],
+  label: string,
+): HTMLElement {
   const el = document.createElement('div');
   el.className = 'small-curve';
   el.setAttribute('role', 'img');

@@ -28,9 +28,20 @@ export function datasetPanel(studio: Studio): HTMLElement {
   const sampleSelect = h('select', { id: sampleId }, h('option', { value: '', text: 'Loading the list…' }));
   const sampleInfo = h('p', { class: 'hint' });
   const fileInput = h('input', { id: fileId, type: 'file', accept: '.txt,.md,.jsonl,.json,.csv,.tsv' });
-  const formatSelect = h('select', { id: formatId }, h('option', { value: '', text: 'Detect automatically' }), ...FORMATS.map((f) => h('option', { value: f, text: f })));
+  const formatSelect = h(
+    'select',
+    { id: formatId },
+    h('option', { value: '', text: 'Detect automatically' }),
+    ...FORMATS.map((f) => h('option', { value: f, text: f })),
+  );
   const columnSelect = h('select', { id: columnId });
-  const columnField = h('div', { class: 'field' }, h('label', { for: columnId, text: 'Text column' }), columnSelect, h('small', { text: 'The CSV/TSV column to train on.' }));
+  const columnField = h(
+    'div',
+    { class: 'field' },
+    h('label', { for: columnId, text: 'Text column' }),
+    columnSelect,
+    h('small', { text: 'The CSV/TSV column to train on.' }),
+  );
   columnField.hidden = true;
   const summary = h('div', { class: 'dataset-summary', 'aria-live': 'polite' });
   const preview = h('div', { class: 'preview' });
@@ -74,14 +85,23 @@ export function datasetPanel(studio: Studio): HTMLElement {
     tokenizing = true;
     status.set(`Reading ${name}…`, 'busy');
     try {
-      const req = { type: 'loadDataset' as const, name, text, format: formatSelect.value || undefined, column: columnSelect.value || undefined };
+      const req = {
+        type: 'loadDataset' as const,
+        name,
+        text,
+        format: formatSelect.value || undefined,
+        column: columnSelect.value || undefined,
+      };
       const d = await studio.client.request(req);
       if (current?.name !== name) return; // another dataset was chosen meanwhile
       studio.dataset = d;
       show(d);
       status.set(`${d.name}: ${d.examples} examples, ${fmtCount(d.tokens)} tokens.`, 'ok');
     } catch (e) {
-      status.set(`Could not read ${name}: ${errorText(e)}${studio.dataset ? ` The dataset in use is still ${studio.dataset.name}.` : ''}`, 'error');
+      status.set(
+        `Could not read ${name}: ${errorText(e)}${studio.dataset ? ` The dataset in use is still ${studio.dataset.name}.` : ''}`,
+        'error',
+      );
     } finally {
       tokenizing = false;
       progressRow.hidden = true;
@@ -121,8 +141,23 @@ export function datasetPanel(studio: Studio): HTMLElement {
       'table',
       { class: 'preview-table' },
       h('caption', { text: `First ${rows.length} examples` }),
-      h('thead', {}, h('tr', {}, hasPrompt && h('th', { scope: 'col', text: 'Prompt' }), h('th', { scope: 'col', text: hasPrompt ? 'Completion' : 'Text' }))),
-      h('tbody', {}, ...rows.map((r) => h('tr', {}, hasPrompt && h('td', { text: clip(r.prompt) }), h('td', { text: clip(r.completion) })))),
+      h(
+        'thead',
+        {},
+        h(
+          'tr',
+          {},
+          hasPrompt && h('th', { scope: 'col', text: 'Prompt' }),
+          h('th', { scope: 'col', text: hasPrompt ? 'Completion' : 'Text' }),
+        ),
+      ),
+      h(
+        'tbody',
+        {},
+        ...rows.map((r) =>
+          h('tr', {}, hasPrompt && h('td', { text: clip(r.prompt) }), h('td', { text: clip(r.completion) })),
+        ),
+      ),
     );
     setChildren(preview, table);
   }
@@ -150,7 +185,10 @@ export function datasetPanel(studio: Studio): HTMLElement {
 
   async function readFile(f: File): Promise<void> {
     if (f.size > 200 * 1024 * 1024) {
-      status.set(`${f.name} is ${Math.round(f.size / 1048576)} MB; datasets over 200 MB are not supported in the browser.`, 'error');
+      status.set(
+        `${f.name} is ${Math.round(f.size / 1048576)} MB; datasets over 200 MB are not supported in the browser.`,
+        'error',
+      );
       return;
     }
     sampleSelect.value = '';
@@ -168,7 +206,13 @@ export function datasetPanel(studio: Studio): HTMLElement {
   });
   columnSelect.addEventListener('change', () => void load());
 
-  const drop = h('div', { class: 'dropzone' }, h('label', { for: fileId, text: 'Your own file' }), fileInput, h('small', { text: 'Plain text, JSONL, CSV or TSV; or drop a file on this box.' }));
+  const drop = h(
+    'div',
+    { class: 'dropzone' },
+    h('label', { for: fileId, text: 'Your own file' }),
+    fileInput,
+    h('small', { text: 'Plain text, JSONL, CSV or TSV; or drop a file on this box.' }),
+  );
   drop.addEventListener('dragover', (ev) => {
     ev.preventDefault();
     drop.classList.add('over');
@@ -188,7 +232,11 @@ export function datasetPanel(studio: Studio): HTMLElement {
       if (!r.ok) throw new Error(`HTTP ${r.status}`);
       const json = (await r.json()) as SampleDataset[] | { datasets: SampleDataset[] };
       samples = Array.isArray(json) ? json : json.datasets;
-      setChildren(sampleSelect, h('option', { value: '', text: 'Choose a sample…' }), ...samples.map((s) => h('option', { value: s.file, text: `${s.name} (${s.format})` })));
+      setChildren(
+        sampleSelect,
+        h('option', { value: '', text: 'Choose a sample…' }),
+        ...samples.map((s) => h('option', { value: s.file, text: `${s.name} (${s.format})` })),
+      );
     } catch (e) {
       setChildren(sampleSelect, h('option', { value: '', text: 'No samples available' }));
       sampleInfo.textContent = `The sample list could not be read (${errorText(e)}); use your own file.`;
@@ -201,7 +249,18 @@ export function datasetPanel(studio: Studio): HTMLElement {
     h('h3', { text: 'Dataset' }),
     h('div', { class: 'field' }, h('label', { for: sampleId, text: 'Sample dataset' }), sampleSelect, sampleInfo),
     drop,
-    h('div', { class: 'row' }, h('div', { class: 'field' }, h('label', { for: formatId, text: 'Format' }), formatSelect, h('small', { text: 'Override the detected format if it is wrong.' })), columnField),
+    h(
+      'div',
+      { class: 'row' },
+      h(
+        'div',
+        { class: 'field' },
+        h('label', { for: formatId, text: 'Format' }),
+        formatSelect,
+        h('small', { text: 'Override the detected format if it is wrong.' }),
+      ),
+      columnField,
+    ),
     status.el,
     progressRow,
     summary,

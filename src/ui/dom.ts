@@ -8,7 +8,11 @@ type Attrs = Record<string, string | number | boolean | null | undefined | ((e: 
 type Child = Node | string | null | undefined | false;
 
 /** h('button', { type: 'button', onclick: f }, 'Start') -> <button type="button">Start</button> */
-export function h<K extends keyof HTMLElementTagNameMap>(tag: K, attrs: Attrs = {}, ...children: Child[]): HTMLElementTagNameMap[K] {
+export function h<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  attrs: Attrs = {},
+  ...children: Child[]
+): HTMLElementTagNameMap[K] {
   const el = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
     if (v === null || v === undefined || v === false) continue;

@@ -30,10 +30,13 @@ export function galleryArea(studio: Studio): HTMLElement {
   function updateRun(): void {
     const can = studio.runSteps > 0 && (studio.trainState === 'idle' || studio.trainState === 'paused');
     saveBtn.disabled = exportBtn.disabled = !can;
-    runHint.textContent = can ? `The adapter after ${studio.runSteps} steps.` : 'Train an adapter first (area 2); then save or export it here.';
+    runHint.textContent = can
+      ? `The adapter after ${studio.runSteps} steps.`
+      : 'Train an adapter first (area 2); then save or export it here.';
   }
   studio.on('run', () => {
-    if (studio.model && studio.dataset && nameInput.dataset.touched !== 'yes') nameInput.value = `${studio.dataset.name.replace(/\.[a-z]+$/i, '')}-lora`;
+    if (studio.model && studio.dataset && nameInput.dataset.touched !== 'yes')
+      nameInput.value = `${studio.dataset.name.replace(/\.[a-z]+$/i, '')}-lora`;
     updateRun();
   });
   nameInput.addEventListener('input', () => (nameInput.dataset.touched = 'yes'));
@@ -73,7 +76,8 @@ export function galleryArea(studio: Studio): HTMLElement {
     try {
       const r = await studio.client.request(req);
       importStatus.set(`Imported "${r.name}".`, 'ok');
-      for (const w of r.warnings) append(warnings, h('li', { 'data-level': 'warn' }, h('strong', { text: 'Warning: ' }), w));
+      for (const w of r.warnings)
+        append(warnings, h('li', { 'data-level': 'warn' }, h('strong', { text: 'Warning: ' }), w));
       await refresh();
     } catch (e) {
       importStatus.set(`Could not import: ${errorText(e)}`, 'error');
@@ -85,11 +89,25 @@ export function galleryArea(studio: Studio): HTMLElement {
     if (files.length) void importFrom({ type: 'importAdapter', files }, files.map((f) => f.name).join(', '));
   });
   const hubRepoId = newId('import-hub');
-  const hubRepo = h('input', { id: hubRepoId, type: 'text', placeholder: 'owner/adapter-name', autocomplete: 'off', spellcheck: 'false' });
+  const hubRepo = h('input', {
+    id: hubRepoId,
+    type: 'text',
+    placeholder: 'owner/adapter-name',
+    autocomplete: 'off',
+    spellcheck: 'false',
+  });
   const hubForm = h(
     'form',
     { class: 'inline-form', 'aria-label': 'Import from Hugging Face' },
-    h('div', { class: 'field' }, h('label', { for: hubRepoId, text: 'Adapter repo id' }), hubRepo, h('small', { text: 'A PEFT LoRA adapter on the Hub (the Hub base URL is the one set under "Load a different model").' })),
+    h(
+      'div',
+      { class: 'field' },
+      h('label', { for: hubRepoId, text: 'Adapter repo id' }),
+      hubRepo,
+      h('small', {
+        text: 'A PEFT LoRA adapter on the Hub (the Hub base URL is the one set under "Load a different model").',
+      }),
+    ),
     h('button', { type: 'submit', text: 'Import from Hugging Face' }),
   );
   hubForm.addEventListener('submit', (ev) => {
@@ -106,7 +124,13 @@ export function galleryArea(studio: Studio): HTMLElement {
     'div',
     { class: 'panel' },
     h('h3', { text: 'Import' }),
-    h('div', { class: 'field' }, h('label', { for: importId, text: 'Import a PEFT adapter' }), importInput, h('small', { text: 'A zip, or adapter_config.json with adapter_model.safetensors.' })),
+    h(
+      'div',
+      { class: 'field' },
+      h('label', { for: importId, text: 'Import a PEFT adapter' }),
+      importInput,
+      h('small', { text: 'A zip, or adapter_config.json with adapter_model.safetensors.' }),
+    ),
     hubForm,
     importStatus.el,
     warnings,
@@ -131,7 +155,12 @@ export function galleryArea(studio: Studio): HTMLElement {
   function card(a: GalleryEntry): HTMLLIElement {
     const st = new StatusLine();
     const title = h('h4', { text: a.name });
-    const heading = h('div', { class: 'card-head' }, title, a.builtin && h('span', { class: 'badge', text: 'built-in' }));
+    const heading = h(
+      'div',
+      { class: 'card-head' },
+      title,
+      a.builtin && h('span', { class: 'badge', text: 'built-in' }),
+    );
     const created = new Date(a.createdAt);
     const facts = defList([
       ['Base model', a.baseModel],
@@ -145,7 +174,15 @@ export function galleryArea(studio: Studio): HTMLElement {
     const renameB = h('button', { type: 'button', text: 'Rename', 'aria-label': `Rename ${a.name}` });
     const deleteB = h('button', { type: 'button', class: 'danger', text: 'Delete', 'aria-label': `Delete ${a.name}` });
     const buttons = h('div', { class: 'buttons' }, exportB, renameB, deleteB);
-    const article = h('article', { 'aria-label': a.name }, heading, facts, smallCurve(a.lossCurve, a.valCurve, `Loss curve of ${a.name}`), buttons, st.el);
+    const article = h(
+      'article',
+      { 'aria-label': a.name },
+      heading,
+      facts,
+      smallCurve(a.lossCurve, a.valCurve, `Loss curve of ${a.name}`),
+      buttons,
+      st.el,
+    );
 
     exportB.addEventListener('click', async () => {
       st.set('Packing…', 'busy');
@@ -164,7 +201,14 @@ export function galleryArea(studio: Studio): HTMLElement {
       const input = h('input', { id, type: 'text', value: a.name });
       const save = h('button', { type: 'submit', text: 'Save name' });
       const cancel = h('button', { type: 'button', text: 'Cancel' });
-      const f = h('form', { class: 'rename', 'aria-label': `Rename ${a.name}` }, h('label', { for: id, text: 'New name' }), input, save, cancel);
+      const f = h(
+        'form',
+        { class: 'rename', 'aria-label': `Rename ${a.name}` },
+        h('label', { for: id, text: 'New name' }),
+        input,
+        save,
+        cancel,
+      );
       heading.replaceWith(f);
       input.focus();
       input.select();
@@ -189,7 +233,13 @@ export function galleryArea(studio: Studio): HTMLElement {
     deleteB.addEventListener('click', () => {
       const yes = h('button', { type: 'button', class: 'danger', text: 'Yes, delete' });
       const no = h('button', { type: 'button', text: 'Keep' });
-      const confirmBox = h('div', { class: 'confirm', role: 'group', 'aria-label': 'Confirm delete' }, h('span', { text: `Delete "${a.name}"? This cannot be undone.` }), yes, no);
+      const confirmBox = h(
+        'div',
+        { class: 'confirm', role: 'group', 'aria-label': 'Confirm delete' },
+        h('span', { text: `Delete "${a.name}"? This cannot be undone.` }),
+        yes,
+        no,
+      );
       buttons.replaceWith(confirmBox);
       no.focus();
       no.addEventListener('click', () => confirmBox.replaceWith(buttons));

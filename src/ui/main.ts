@@ -25,23 +25,46 @@ function main(): void {
   try {
     client = EngineClient.start();
   } catch (e) {
-    banner.show('The engine could not start.', errorText(e), 'Reload the page; if it keeps happening, use a recent Chrome or Edge.');
+    banner.show(
+      'The engine could not start.',
+      errorText(e),
+      'Reload the page; if it keeps happening, use a recent Chrome or Edge.',
+    );
     setChildren(app, banner.el);
     return;
   }
   const studio = new Studio(client);
   client.on((e) => {
-    if (e.type === 'fatal') banner.show('The engine stopped.', e.message, 'Reload the page to start again. Adapters in the gallery and saved checkpoints are kept.');
+    if (e.type === 'fatal')
+      banner.show(
+        'The engine stopped.',
+        e.message,
+        'Reload the page to start again. Adapters in the gallery and saved checkpoints are kept.',
+      );
   });
 
   setChildren(
     app,
-    h('header', { class: 'top' }, h('h1', { text: 'WebLoRA studio' }), h('p', { class: 'tagline', text: 'Fine-tune a language model with LoRA in your browser, on your GPU. Nothing leaves this machine.' }), engineLine),
+    h(
+      'header',
+      { class: 'top' },
+      h('h1', { text: 'WebLoRA studio' }),
+      h('p', {
+        class: 'tagline',
+        text: 'Fine-tune a language model with LoRA in your browser, on your GPU. Nothing leaves this machine.',
+      }),
+      engineLine,
+    ),
     banner.el,
     h(
       'main',
       {},
-      h('section', { class: 'area', id: 'data', 'aria-labelledby': 'data-h' }, h('h2', { id: 'data-h', text: '1. Model & data' }), h('div', { class: 'columns' }, modelPanel(studio), datasetPanel(studio))),
+      h(
+        'section',
+        { class: 'area', id: 'data', 'aria-labelledby': 'data-h' },
+        h('h2', { id: 'data-h', text: '1. Model & data' }),
+        h('div', { class: 'columns' }, modelPanel(studio), datasetPanel(studio)),
+      ),
       trainPanel(studio),
       galleryArea(studio),
     ),
@@ -56,7 +79,11 @@ function main(): void {
       const msg = errorText(err);
       engineLine.textContent = 'GPU: not available';
       const noGpu = /webgpu|navigator\.gpu|adapter/i.test(msg);
-      banner.show(noGpu ? 'WebGPU is not available, so nothing can be trained here.' : 'The engine failed to start.', msg, noGpu ? NO_WEBGPU_ADVICE : 'Reload the page; if it keeps happening, report the message above.');
+      banner.show(
+        noGpu ? 'WebGPU is not available, so nothing can be trained here.' : 'The engine failed to start.',
+        msg,
+        noGpu ? NO_WEBGPU_ADVICE : 'Reload the page; if it keeps happening, report the message above.',
+      );
     }
     studio.emit('engine');
   })();

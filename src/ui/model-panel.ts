@@ -50,7 +50,13 @@ export function modelPanel(studio: Studio): HTMLElement {
         ['Weights', fmtBytes(m.weightBytes)],
       ]),
     );
-    showMemory(memory, mem, when === 'estimate' ? 'Memory estimate before loading (default settings)' : 'Memory estimate, model loaded (default settings)');
+    showMemory(
+      memory,
+      mem,
+      when === 'estimate'
+        ? 'Memory estimate before loading (default settings)'
+        : 'Memory estimate, model loaded (default settings)',
+    );
   }
 
   async function load(source: ModelSourceSpec, label: string): Promise<void> {
@@ -97,13 +103,31 @@ export function modelPanel(studio: Studio): HTMLElement {
   // --- Hugging Face -------------------------------------------------------------------------------
   const repoId = newId('hub-repo');
   const baseId = 'hub-base-url'; // one Hub base URL for the page: the gallery's Hub import reads it too
-  const repoInput = h('input', { id: repoId, type: 'text', placeholder: 'HuggingFaceTB/SmolLM2-135M', autocomplete: 'off', spellcheck: 'false' });
+  const repoInput = h('input', {
+    id: repoId,
+    type: 'text',
+    placeholder: 'HuggingFaceTB/SmolLM2-135M',
+    autocomplete: 'off',
+    spellcheck: 'false',
+  });
   const baseInput = h('input', { id: baseId, type: 'url', value: DEFAULT_HUB });
   const hubForm = h(
     'form',
     { class: 'inline-form', 'aria-label': 'Load from Hugging Face' },
-    h('div', { class: 'field' }, h('label', { for: repoId, text: 'Hugging Face repo id' }), repoInput, h('small', { text: 'A public model repo with safetensors weights, config.json and tokenizer.json.' })),
-    h('div', { class: 'field' }, h('label', { for: baseId, text: 'Hub base URL' }), baseInput, h('small', { text: 'Change it for a mirror or a local copy of the Hub.' })),
+    h(
+      'div',
+      { class: 'field' },
+      h('label', { for: repoId, text: 'Hugging Face repo id' }),
+      repoInput,
+      h('small', { text: 'A public model repo with safetensors weights, config.json and tokenizer.json.' }),
+    ),
+    h(
+      'div',
+      { class: 'field' },
+      h('label', { for: baseId, text: 'Hub base URL' }),
+      baseInput,
+      h('small', { text: 'Change it for a mirror or a local copy of the Hub.' }),
+    ),
     h('button', { type: 'submit', text: 'Load from Hugging Face' }),
   );
   hubForm.addEventListener('submit', (ev) => {
@@ -122,7 +146,12 @@ export function modelPanel(studio: Studio): HTMLElement {
   const folderId = newId('model-folder');
   const filesId = newId('model-files');
   const folderInput = h('input', { id: folderId, type: 'file', multiple: true, webkitdirectory: true });
-  const filesInput = h('input', { id: filesId, type: 'file', multiple: true, accept: '.json,.safetensors,.model,.txt' });
+  const filesInput = h('input', {
+    id: filesId,
+    type: 'file',
+    multiple: true,
+    accept: '.json,.safetensors,.model,.txt',
+  });
   const onPick = (input: HTMLInputElement) => () => {
     const files = [...(input.files ?? [])];
     input.value = ''; // the same files may be picked again after a fix
@@ -136,12 +165,39 @@ export function modelPanel(studio: Studio): HTMLElement {
   const localForm = h(
     'div',
     { class: 'inline-form', role: 'group', 'aria-label': 'Load from this computer' },
-    h('div', { class: 'field' }, h('label', { for: folderId, text: 'Model folder' }), folderInput, h('small', { text: 'A folder with config.json, tokenizer.json and *.safetensors.' })),
-    h('div', { class: 'field' }, h('label', { for: filesId, text: 'Model files' }), filesInput, h('small', { text: 'Or choose the same files one by one.' })),
+    h(
+      'div',
+      { class: 'field' },
+      h('label', { for: folderId, text: 'Model folder' }),
+      folderInput,
+      h('small', { text: 'A folder with config.json, tokenizer.json and *.safetensors.' }),
+    ),
+    h(
+      'div',
+      { class: 'field' },
+      h('label', { for: filesId, text: 'Model files' }),
+      filesInput,
+      h('small', { text: 'Or choose the same files one by one.' }),
+    ),
   );
 
-  const other = h('details', { class: 'other-model' }, h('summary', { text: 'Load a different model' }), hubForm, progressRow, localForm);
-  const panel = h('div', { class: 'panel', id: 'model-panel' }, h('h3', { text: 'Model' }), status.el, summary, memory, other);
+  const other = h(
+    'details',
+    { class: 'other-model' },
+    h('summary', { text: 'Load a different model' }),
+    hubForm,
+    progressRow,
+    localForm,
+  );
+  const panel = h(
+    'div',
+    { class: 'panel', id: 'model-panel' },
+    h('h3', { text: 'Model' }),
+    status.el,
+    summary,
+    memory,
+    other,
+  );
 
   studio.on('engine', () => {
     if (studio.engine) void load(BUNDLED_MODEL, 'the bundled model');
@@ -164,7 +220,15 @@ export function showMemory(el: HTMLElement, mem: MemorySummary, title: string): 
   if (mem.messages.length) {
     const ul = h('ul', { class: 'messages' });
     for (const m of mem.messages) {
-      append(ul, h('li', { 'data-level': m.level }, h('strong', { text: m.level === 'error' ? 'Problem: ' : m.level === 'warn' ? 'Warning: ' : 'Note: ' }), m.text));
+      append(
+        ul,
+        h(
+          'li',
+          { 'data-level': m.level },
+          h('strong', { text: m.level === 'error' ? 'Problem: ' : m.level === 'warn' ? 'Warning: ' : 'Note: ' }),
+          m.text,
+        ),
+      );
     }
     append(el, ul);
   }

@@ -21,39 +21,220 @@ interface FieldSpec {
 }
 
 const MAIN: FieldSpec[] = [
-  { key: 'rank', label: 'Rank (r)', help: 'Size of the low-rank update; higher learns more and costs more.', kind: 'int', errName: 'rank', min: 1 },
-  { key: 'alpha', label: 'Alpha', help: 'Scales the update: it is multiplied by alpha / r (or alpha / √r with rsLoRA).', kind: 'num', errName: 'alpha', step: 'any', min: 0 },
-  { key: 'useRslora', label: 'rsLoRA', help: 'Scale by alpha / √r, which keeps high ranks stable.', kind: 'bool', errName: 'rslora' },
-  { key: 'dropout', label: 'Dropout', help: 'Fraction of the adapter input zeroed during training (0 to 0.9).', kind: 'num', errName: 'dropout', step: 'any', min: 0, max: 0.9 },
-  { key: 'lr', label: 'Learning rate', help: 'Peak step size of AdamW; 1e-4 to 5e-3 is typical for LoRA.', kind: 'num', errName: 'learning rate', step: 'any', min: 0 },
-  { key: 'warmupSteps', label: 'Warmup steps', help: 'Steps over which the learning rate rises from 0 to its peak.', kind: 'int', errName: 'warmup steps', min: 0 },
-  { key: 'decay', label: 'Decay', help: 'How the learning rate falls after warmup.', kind: 'select', options: ['cosine', 'linear', 'constant'], errName: 'decay' },
-  { key: 'batchSize', label: 'Batch size', help: 'Sequences per micro-batch; memory grows with it.', kind: 'int', errName: 'batch size', min: 1 },
-  { key: 'gradAccum', label: 'Gradient accumulation', help: 'Micro-batches summed per update: a bigger batch at the same memory.', kind: 'int', errName: 'gradient accumulation', min: 1 },
-  { key: 'seqLen', label: 'Sequence length', help: 'Tokens per training sequence; memory grows with it.', kind: 'int', errName: 'sequence length', min: 2 },
-  { key: 'steps', label: 'Steps', help: 'Number of optimizer updates in the run.', kind: 'int', errName: 'steps', min: 1 },
-  { key: 'weightDecay', label: 'Weight decay', help: 'AdamW decay of the adapter weights (0 to 1).', kind: 'num', errName: 'weight decay', step: 'any', min: 0, max: 1 },
-  { key: 'maxGradNorm', label: 'Gradient clipping', help: 'Largest gradient norm before scaling down; 0 turns clipping off.', kind: 'num', errName: 'max gradient norm', step: 'any', min: 0 },
-  { key: 'seed', label: 'Seed', help: 'Makes initialisation, shuffling and dropout repeatable.', kind: 'int', errName: 'seed', min: 0 },
-  { key: 'checkpointing', label: 'Activation checkpointing', help: 'Recompute block activations in the backward pass: less memory, ~30% slower.', kind: 'bool', errName: 'checkpointing' },
-  { key: 'weightDtype', label: 'f16 weights', help: 'Store the base weights in half precision (needs shader-f16; applies at the next model load).', kind: 'bool', errName: 'f16 weights' },
+  {
+    key: 'rank',
+    label: 'Rank (r)',
+    help: 'Size of the low-rank update; higher learns more and costs more.',
+    kind: 'int',
+    errName: 'rank',
+    min: 1,
+  },
+  {
+    key: 'alpha',
+    label: 'Alpha',
+    help: 'Scales the update: it is multiplied by alpha / r (or alpha / √r with rsLoRA).',
+    kind: 'num',
+    errName: 'alpha',
+    step: 'any',
+    min: 0,
+  },
+  {
+    key: 'useRslora',
+    label: 'rsLoRA',
+    help: 'Scale by alpha / √r, which keeps high ranks stable.',
+    kind: 'bool',
+    errName: 'rslora',
+  },
+  {
+    key: 'dropout',
+    label: 'Dropout',
+    help: 'Fraction of the adapter input zeroed during training (0 to 0.9).',
+    kind: 'num',
+    errName: 'dropout',
+    step: 'any',
+    min: 0,
+    max: 0.9,
+  },
+  {
+    key: 'lr',
+    label: 'Learning rate',
+    help: 'Peak step size of AdamW; 1e-4 to 5e-3 is typical for LoRA.',
+    kind: 'num',
+    errName: 'learning rate',
+    step: 'any',
+    min: 0,
+  },
+  {
+    key: 'warmupSteps',
+    label: 'Warmup steps',
+    help: 'Steps over which the learning rate rises from 0 to its peak.',
+    kind: 'int',
+    errName: 'warmup steps',
+    min: 0,
+  },
+  {
+    key: 'decay',
+    label: 'Decay',
+    help: 'How the learning rate falls after warmup.',
+    kind: 'select',
+    options: ['cosine', 'linear', 'constant'],
+    errName: 'decay',
+  },
+  {
+    key: 'batchSize',
+    label: 'Batch size',
+    help: 'Sequences per micro-batch; memory grows with it.',
+    kind: 'int',
+    errName: 'batch size',
+    min: 1,
+  },
+  {
+    key: 'gradAccum',
+    label: 'Gradient accumulation',
+    help: 'Micro-batches summed per update: a bigger batch at the same memory.',
+    kind: 'int',
+    errName: 'gradient accumulation',
+    min: 1,
+  },
+  {
+    key: 'seqLen',
+    label: 'Sequence length',
+    help: 'Tokens per training sequence; memory grows with it.',
+    kind: 'int',
+    errName: 'sequence length',
+    min: 2,
+  },
+  {
+    key: 'steps',
+    label: 'Steps',
+    help: 'Number of optimizer updates in the run.',
+    kind: 'int',
+    errName: 'steps',
+    min: 1,
+  },
+  {
+    key: 'weightDecay',
+    label: 'Weight decay',
+    help: 'AdamW decay of the adapter weights (0 to 1).',
+    kind: 'num',
+    errName: 'weight decay',
+    step: 'any',
+    min: 0,
+    max: 1,
+  },
+  {
+    key: 'maxGradNorm',
+    label: 'Gradient clipping',
+    help: 'Largest gradient norm before scaling down; 0 turns clipping off.',
+    kind: 'num',
+    errName: 'max gradient norm',
+    step: 'any',
+    min: 0,
+  },
+  {
+    key: 'seed',
+    label: 'Seed',
+    help: 'Makes initialisation, shuffling and dropout repeatable.',
+    kind: 'int',
+    errName: 'seed',
+    min: 0,
+  },
+  {
+    key: 'checkpointing',
+    label: 'Activation checkpointing',
+    help: 'Recompute block activations in the backward pass: less memory, ~30% slower.',
+    kind: 'bool',
+    errName: 'checkpointing',
+  },
+  {
+    key: 'weightDtype',
+    label: 'f16 weights',
+    help: 'Store the base weights in half precision (needs shader-f16; applies at the next model load).',
+    kind: 'bool',
+    errName: 'f16 weights',
+  },
 ];
 
 const MORE: FieldSpec[] = [
-  { key: 'minLrRatio', label: 'Minimum learning rate ratio', help: 'Where decay ends, as a fraction of the peak.', kind: 'num', errName: 'minimum lr ratio', step: 'any', min: 0, max: 1 },
-  { key: 'epochs', label: 'Epochs', help: 'If above 0, the number of steps comes from the dataset size instead.', kind: 'int', errName: 'epochs', min: 0 },
-  { key: 'valFraction', label: 'Validation fraction', help: 'Share of the data held out to measure validation loss (0 to 0.5).', kind: 'num', errName: 'validation fraction', step: 'any', min: 0, max: 0.5 },
-  { key: 'evalEvery', label: 'Evaluate every', help: 'Steps between validation losses (0: never).', kind: 'int', errName: 'evaluate every', min: 0 },
-  { key: 'sampleEvery', label: 'Sample every', help: 'Steps between sample generations (0: never).', kind: 'int', errName: 'sample every', min: 0 },
-  { key: 'checkpointEvery', label: 'Checkpoint every', help: 'Steps between saved checkpoints you can resume from (0: never).', kind: 'int', errName: 'checkpoint every', min: 0 },
-  { key: 'samplePrompt', label: 'Sample prompt', help: 'Text the samples continue (empty: the start of a validation example).', kind: 'text', errName: 'sample prompt' },
-  { key: 'sampleTokens', label: 'Sample tokens', help: 'Tokens generated per sample.', kind: 'int', errName: 'sample tokens', min: 1 },
+  {
+    key: 'minLrRatio',
+    label: 'Minimum learning rate ratio',
+    help: 'Where decay ends, as a fraction of the peak.',
+    kind: 'num',
+    errName: 'minimum lr ratio',
+    step: 'any',
+    min: 0,
+    max: 1,
+  },
+  {
+    key: 'epochs',
+    label: 'Epochs',
+    help: 'If above 0, the number of steps comes from the dataset size instead.',
+    kind: 'int',
+    errName: 'epochs',
+    min: 0,
+  },
+  {
+    key: 'valFraction',
+    label: 'Validation fraction',
+    help: 'Share of the data held out to measure validation loss (0 to 0.5).',
+    kind: 'num',
+    errName: 'validation fraction',
+    step: 'any',
+    min: 0,
+    max: 0.5,
+  },
+  {
+    key: 'evalEvery',
+    label: 'Evaluate every',
+    help: 'Steps between validation losses (0: never).',
+    kind: 'int',
+    errName: 'evaluate every',
+    min: 0,
+  },
+  {
+    key: 'sampleEvery',
+    label: 'Sample every',
+    help: 'Steps between sample generations (0: never).',
+    kind: 'int',
+    errName: 'sample every',
+    min: 0,
+  },
+  {
+    key: 'checkpointEvery',
+    label: 'Checkpoint every',
+    help: 'Steps between saved checkpoints you can resume from (0: never).',
+    kind: 'int',
+    errName: 'checkpoint every',
+    min: 0,
+  },
+  {
+    key: 'samplePrompt',
+    label: 'Sample prompt',
+    help: 'Text the samples continue (empty: the start of a validation example).',
+    kind: 'text',
+    errName: 'sample prompt',
+  },
+  {
+    key: 'sampleTokens',
+    label: 'Sample tokens',
+    help: 'Tokens generated per sample.',
+    kind: 'int',
+    errName: 'sample tokens',
+    min: 1,
+  },
 ];
 
 /** The LoRA-able modules per model family, and which ones PEFT picks by default. */
 export const FAMILY_TARGETS: Record<string, { all: string[]; defaults: string[] }> = {
-  llama: { all: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'], defaults: ['q_proj', 'v_proj'] },
-  qwen2: { all: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'], defaults: ['q_proj', 'v_proj'] },
+  llama: {
+    all: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'],
+    defaults: ['q_proj', 'v_proj'],
+  },
+  qwen2: {
+    all: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'],
+    defaults: ['q_proj', 'v_proj'],
+  },
   gpt2: { all: ['c_attn', 'c_proj', 'c_fc'], defaults: ['c_attn'] },
 };
 
@@ -75,7 +256,12 @@ export class SettingsForm {
 
   constructor(private onChange: () => void) {
     this.targetsError = h('p', { class: 'field-error', id: newId('targets-err') });
-    this.targetsBox = h('fieldset', { class: 'targets', 'aria-describedby': this.targetsError.id }, h('legend', { text: 'Target modules' }), h('p', { class: 'hint', text: 'Load a model to see its modules.' }));
+    this.targetsBox = h(
+      'fieldset',
+      { class: 'targets', 'aria-describedby': this.targetsError.id },
+      h('legend', { text: 'Target modules' }),
+      h('p', { class: 'hint', text: 'Load a model to see its modules.' }),
+    );
     this.otherErrors = h('ul', { class: 'form-errors', role: 'alert' });
     const grid = h('div', { class: 'settings-grid' });
     for (const spec of MAIN) append(grid, this.field(spec));
@@ -101,7 +287,11 @@ export class SettingsForm {
     let input: HTMLInputElement | HTMLSelectElement;
     const described = `${id}-help ${id}-err`;
     if (spec.kind === 'select') {
-      input = h('select', { id, 'aria-describedby': described }, ...spec.options!.map((o) => h('option', { value: o, text: o })));
+      input = h(
+        'select',
+        { id, 'aria-describedby': described },
+        ...spec.options!.map((o) => h('option', { value: o, text: o })),
+      );
       input.value = String(def);
     } else if (spec.kind === 'bool') {
       input = h('input', { id, type: 'checkbox', 'aria-describedby': described });
@@ -109,13 +299,29 @@ export class SettingsForm {
     } else if (spec.kind === 'text') {
       input = h('input', { id, type: 'text', value: String(def), 'aria-describedby': described });
     } else {
-      input = h('input', { id, type: 'number', inputmode: spec.kind === 'int' ? 'numeric' : 'decimal', step: spec.step ?? '1', min: spec.min, max: spec.max, value: String(def), 'aria-describedby': described });
+      input = h('input', {
+        id,
+        type: 'number',
+        inputmode: spec.kind === 'int' ? 'numeric' : 'decimal',
+        step: spec.step ?? '1',
+        min: spec.min,
+        max: spec.max,
+        value: String(def),
+        'aria-describedby': described,
+      });
     }
     input.addEventListener('input', () => this.onChange());
     input.addEventListener('change', () => this.onChange());
     this.fields.push({ spec, input, error });
     const label = h('label', { for: id, text: spec.label });
-    return h('div', { class: `field ${spec.kind === 'bool' ? 'check' : ''}` }, spec.kind === 'bool' ? h('span', { class: 'check-row' }, input, label) : label, spec.kind === 'bool' ? null : input, help, error);
+    return h(
+      'div',
+      { class: `field ${spec.kind === 'bool' ? 'check' : ''}` },
+      spec.kind === 'bool' ? h('span', { class: 'check-row' }, input, label) : label,
+      spec.kind === 'bool' ? null : input,
+      help,
+      error,
+    );
   }
 
   /** Shows the modules of the loaded model's family, with its defaults ticked. */
@@ -139,7 +345,13 @@ export class SettingsForm {
       this.targetsBox,
       legend,
       h('p', { class: 'hint', text: 'Layers that get an adapter; attention projections (q, v) are the usual start.' }),
-      h('div', { class: 'target-list' }, ...this.targetBoxes.map((cb) => h('span', { class: 'check-row' }, cb, h('label', { for: cb.id, text: cb.value })))),
+      h(
+        'div',
+        { class: 'target-list' },
+        ...this.targetBoxes.map((cb) =>
+          h('span', { class: 'check-row' }, cb, h('label', { for: cb.id, text: cb.value })),
+        ),
+      ),
     );
   }
 
@@ -177,7 +389,9 @@ export class SettingsForm {
     for (const msg of errors) {
       const lower = msg.toLowerCase();
       // The longest matching name wins ("warmup steps" before "steps").
-      const f = this.fields.filter((x) => lower.startsWith(`${x.spec.errName} `)).sort((a, b) => b.spec.errName.length - a.spec.errName.length)[0];
+      const f = this.fields
+        .filter((x) => lower.startsWith(`${x.spec.errName} `))
+        .sort((a, b) => b.spec.errName.length - a.spec.errName.length)[0];
       if (f) this.mark(f.input, f.error, msg);
       else if (lower.includes('target module')) this.targetsError.textContent = msg;
       else append(this.otherErrors, h('li', { text: msg }));
@@ -195,6 +409,7 @@ export class SettingsForm {
   }
 
   setDisabled(disabled: boolean): void {
-    for (const el of this.el.querySelectorAll<HTMLInputElement | HTMLSelectElement>('input, select')) el.disabled = disabled;
+    for (const el of this.el.querySelectorAll<HTMLInputElement | HTMLSelectElement>('input, select'))
+      el.disabled = disabled;
   }
 }

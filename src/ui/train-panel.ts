@@ -129,7 +129,15 @@ export function trainPanel(studio: Studio): HTMLElement {
         chart.addVal(e.step, e.valLoss);
         break;
       case 'sample':
-        samples.prepend(h('li', {}, h('span', { class: 'sample-step', text: `Step ${e.step}` }), h('span', { class: 'sample-prompt', text: e.prompt }), h('span', { class: 'sample-text', text: e.text })));
+        samples.prepend(
+          h(
+            'li',
+            {},
+            h('span', { class: 'sample-step', text: `Step ${e.step}` }),
+            h('span', { class: 'sample-prompt', text: e.prompt }),
+            h('span', { class: 'sample-text', text: e.text }),
+          ),
+        );
         break;
       case 'checkpoint':
         checkpointNote.textContent = `Checkpoint saved at step ${e.step}.`;
@@ -152,11 +160,19 @@ export function trainPanel(studio: Studio): HTMLElement {
     studio.runSteps = 0;
     studio.emit('run');
     updateButtons();
-    status.set(resume ? 'Resuming the saved run…' : 'Starting: building the adapter and compiling GPU kernels…', 'busy');
+    status.set(
+      resume ? 'Resuming the saved run…' : 'Starting: building the adapter and compiling GPU kernels…',
+      'busy',
+    );
     try {
       const r = await studio.client.request({ type: 'train', settings, resume });
       studio.runSteps = r.step;
-      status.set(r.reason === 'done' ? `Finished: ${r.step} steps. Save or export the adapter below.` : `Stopped at step ${r.step}.`, 'ok');
+      status.set(
+        r.reason === 'done'
+          ? `Finished: ${r.step} steps. Save or export the adapter below.`
+          : `Stopped at step ${r.step}.`,
+        'ok',
+      );
     } catch (e) {
       status.set(`Training failed: ${errorText(e)}`, 'error');
     } finally {
@@ -185,7 +201,13 @@ export function trainPanel(studio: Studio): HTMLElement {
   const resumeOfferBtn = h('button', { type: 'button', text: 'Resume run' });
   const discardBtn = h('button', { type: 'button', text: 'Discard' });
   const offerStatus = new StatusLine();
-  const offer = h('div', { class: 'offer', role: 'region', 'aria-label': 'Saved run' }, offerText, h('div', { class: 'buttons' }, resumeOfferBtn, discardBtn), offerStatus.el);
+  const offer = h(
+    'div',
+    { class: 'offer', role: 'region', 'aria-label': 'Saved run' },
+    offerText,
+    h('div', { class: 'buttons' }, resumeOfferBtn, discardBtn),
+    offerStatus.el,
+  );
   offer.hidden = true;
   resumeOfferBtn.addEventListener('click', () => void run(true));
   discardBtn.addEventListener('click', async () => {
@@ -234,7 +256,14 @@ export function trainPanel(studio: Studio): HTMLElement {
         'div',
         { class: 'panel' },
         h('h3', { text: 'Run' }),
-        h('div', { class: 'buttons', role: 'group', 'aria-label': 'Training controls' }, startBtn, pauseBtn, resumeBtn, stopBtn),
+        h(
+          'div',
+          { class: 'buttons', role: 'group', 'aria-label': 'Training controls' },
+          startBtn,
+          pauseBtn,
+          resumeBtn,
+          stopBtn,
+        ),
         readyHint,
         status.el,
         h('div', { class: 'progress-row' }, progress, progressText),

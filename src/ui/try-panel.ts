@@ -6,7 +6,14 @@ import type { Studio } from './state';
 
 export function tryPanel(studio: Studio): HTMLElement {
   const st = new StatusLine();
-  const ids = { adapter: newId('try-adapter'), prompt: newId('try-prompt'), seed: newId('try-seed'), max: newId('try-max'), temp: newId('try-temp'), strength: newId('try-strength') };
+  const ids = {
+    adapter: newId('try-adapter'),
+    prompt: newId('try-prompt'),
+    seed: newId('try-seed'),
+    max: newId('try-max'),
+    temp: newId('try-temp'),
+    strength: newId('try-strength'),
+  };
   const adapterSelect = h('select', { id: ids.adapter });
   const prompt = h('textarea', { id: ids.prompt, rows: 3 });
   prompt.value = 'Once upon a time';
@@ -33,7 +40,10 @@ export function tryPanel(studio: Studio): HTMLElement {
   function fillAdapters(): void {
     const keep = adapterSelect.value;
     const list = studio.gallery;
-    setChildren(adapterSelect, ...list.map((a) => h('option', { value: a.id, text: `${a.name}${a.builtin ? ' (built-in)' : ''}` })));
+    setChildren(
+      adapterSelect,
+      ...list.map((a) => h('option', { value: a.id, text: `${a.name}${a.builtin ? ' (built-in)' : ''}` })),
+    );
     if (!list.length) setChildren(adapterSelect, h('option', { value: '', text: 'No adapters in the gallery yet' }));
     if (list.some((a) => a.id === keep)) adapterSelect.value = keep;
     update();
@@ -41,7 +51,8 @@ export function tryPanel(studio: Studio): HTMLElement {
 
   let running = false;
   function update(): void {
-    go.disabled = running || !studio.model || studio.modelLoading || !adapterSelect.value || studio.trainState !== 'idle';
+    go.disabled =
+      running || !studio.model || studio.modelLoading || !adapterSelect.value || studio.trainState !== 'idle';
   }
 
   go.addEventListener('click', async () => {
@@ -50,8 +61,10 @@ export function tryPanel(studio: Studio): HTMLElement {
     const t = Number(temperature.value);
     if (!prompt.value.trim()) return st.set('Write a prompt first.', 'error');
     if (!Number.isInteger(s) || s < 0) return st.set('The seed must be a whole number, 0 or more.', 'error');
-    if (!Number.isInteger(n) || n < 1 || n > 512) return st.set('Max tokens must be a whole number from 1 to 512.', 'error');
-    if (!Number.isFinite(t) || t < 0 || t > 2) return st.set('Temperature must be from 0 to 2 (0 picks the likeliest token).', 'error');
+    if (!Number.isInteger(n) || n < 1 || n > 512)
+      return st.set('Max tokens must be a whole number from 1 to 512.', 'error');
+    if (!Number.isFinite(t) || t < 0 || t > 2)
+      return st.set('Temperature must be from 0 to 2 (0 picks the likeliest token).', 'error');
     const id = adapterSelect.value;
     const name = adapterSelect.selectedOptions[0]?.textContent ?? id;
     const k = Number(strength.value);
@@ -65,9 +78,18 @@ export function tryPanel(studio: Studio): HTMLElement {
       const base = await studio.client.request({ type: 'generate', ...common, adapterId: null, strength: 0 });
       baseOut.textContent = base.text;
       st.set('Generating with the adapter…', 'busy');
-      const lora = await studio.client.request({ type: 'generate', ...common, adapterId: id, strength: k, merged: merged.checked });
+      const lora = await studio.client.request({
+        type: 'generate',
+        ...common,
+        adapterId: id,
+        strength: k,
+        merged: merged.checked,
+      });
       loraOut.textContent = lora.text;
-      st.set(base.text === lora.text ? 'Both continuations are the same: try a higher strength or another seed.' : 'Done.', 'ok');
+      st.set(
+        base.text === lora.text ? 'Both continuations are the same: try a higher strength or another seed.' : 'Done.',
+        'ok',
+      );
     } catch (e) {
       st.set(`Could not generate: ${errorText(e)}`, 'error');
     } finally {
@@ -81,7 +103,8 @@ export function tryPanel(studio: Studio): HTMLElement {
   studio.on('train', update);
   fillAdapters();
 
-  const field = (id: string, label: string, input: HTMLElement, help?: string) => h('div', { class: 'field' }, h('label', { for: id, text: label }), input, help ? h('small', { text: help }) : null);
+  const field = (id: string, label: string, input: HTMLElement, help?: string) =>
+    h('div', { class: 'field' }, h('label', { for: id, text: label }), input, help ? h('small', { text: help }) : null);
   return h(
     'div',
     { class: 'panel', id: 'try', role: 'region', 'aria-labelledby': 'try-h' },
@@ -94,8 +117,21 @@ export function tryPanel(studio: Studio): HTMLElement {
       field(ids.seed, 'Seed', seed, 'Same seed, same sampling for both.'),
       field(ids.max, 'Max tokens', maxTokens),
       field(ids.temp, 'Temperature', temperature, '0 always picks the likeliest token.'),
-      h('div', { class: 'field' }, h('label', { for: ids.strength, text: 'Adapter strength' }), h('span', { class: 'range-row' }, strength, strengthOut), h('small', { text: '0 is the base model, 1 the adapter as trained, 2 doubles it.' })),
-      h('div', { class: 'field' }, h('span', { class: 'check-row' }, merged, h('label', { for: mergedId, text: 'Merge into the weights' })), h('small', { text: 'Fold the adapter into the base weights while generating (base-model speed); they are restored exactly afterwards.' })),
+      h(
+        'div',
+        { class: 'field' },
+        h('label', { for: ids.strength, text: 'Adapter strength' }),
+        h('span', { class: 'range-row' }, strength, strengthOut),
+        h('small', { text: '0 is the base model, 1 the adapter as trained, 2 doubles it.' }),
+      ),
+      h(
+        'div',
+        { class: 'field' },
+        h('span', { class: 'check-row' }, merged, h('label', { for: mergedId, text: 'Merge into the weights' })),
+        h('small', {
+          text: 'Fold the adapter into the base weights while generating (base-model speed); they are restored exactly afterwards.',
+        }),
+      ),
     ),
     go,
     st.el,

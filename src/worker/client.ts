@@ -24,7 +24,9 @@ export class EngineClient {
       else p.reject(new Error(msg.error));
     };
     worker.onerror = (e) => {
-      const err = new Error(`The engine worker failed: ${e.message || 'unknown error'}. Reload the page; saved work is kept.`);
+      const err = new Error(
+        `The engine worker failed: ${e.message || 'unknown error'}. Reload the page; saved work is kept.`,
+      );
       for (const p of this.pending.values()) p.reject(err);
       this.pending.clear();
       for (const f of this.listeners) f({ type: 'fatal', message: err.message });

@@ -44,7 +44,8 @@ function requireEngine(): Engine {
 
 function sourceOf(spec: ModelSourceSpec): ModelSource {
   if (spec.kind === 'bundled') return bundledSource(new URL(spec.url, baseUrl()).href);
-  if (spec.kind === 'hub') return hubSource(spec.repo, { baseUrl: spec.baseUrl, revision: spec.revision, cache: cacheStorageBlobCache() });
+  if (spec.kind === 'hub')
+    return hubSource(spec.repo, { baseUrl: spec.baseUrl, revision: spec.revision, cache: cacheStorageBlobCache() });
   return filesSource(spec.files);
 }
 
@@ -57,7 +58,8 @@ function baseUrl(): string {
 }
 
 function progress(phase: 'download' | 'upload') {
-  return (p: { file: string; loaded: number; total: number | null }) => emit({ type: 'progress', phase, file: p.file, loaded: p.loaded, total: p.total });
+  return (p: { file: string; loaded: number; total: number | null }) =>
+    emit({ type: 'progress', phase, file: p.file, loaded: p.loaded, total: p.total });
 }
 
 async function checkpoint(t: Trainer): Promise<void> {
@@ -101,10 +103,12 @@ async function adapterFilesById(id: string): Promise<{ files: AdapterFiles; meta
 }
 
 async function filesFromUpload(files: File[]): Promise<Partial<AdapterFiles>> {
-  if (files.length === 1 && /\.zip$/i.test(files[0].name)) return unzipAdapter(new Uint8Array(await files[0].arrayBuffer()));
+  if (files.length === 1 && /\.zip$/i.test(files[0].name))
+    return unzipAdapter(new Uint8Array(await files[0].arrayBuffer()));
   const out: Partial<AdapterFiles> = {};
   for (const f of files) {
-    if (f.name === 'adapter_model.safetensors') out['adapter_model.safetensors'] = new Uint8Array(await f.arrayBuffer());
+    if (f.name === 'adapter_model.safetensors')
+      out['adapter_model.safetensors'] = new Uint8Array(await f.arrayBuffer());
     else if (f.name === 'adapter_config.json') out['adapter_config.json'] = await f.text();
     else if (f.name === 'README.md') out['README.md'] = await f.text();
   }
@@ -130,11 +134,21 @@ async function handle(req: Request): Promise<unknown> {
     case 'init': {
       if (!engine) {
         const ctx = await GpuContext.create(scope.navigator.gpu);
-        ctx.onLost((info) => emit({ type: 'fatal', message: `The GPU device was lost (${info.reason || 'unknown'}: ${info.message}). Your saved adapters and the last checkpoint are kept; reload the page to continue.` }));
+        ctx.onLost((info) =>
+          emit({
+            type: 'fatal',
+            message: `The GPU device was lost (${info.reason || 'unknown'}: ${info.message}). Your saved adapters and the last checkpoint are kept; reload the page to continue.`,
+          }),
+        );
         engine = new Engine(ctx);
       }
       const c = engine.ctx;
-      return { adapterName: c.adapterName, hasF16: c.hasF16, maxBindingBytes: c.limits.maxStorageBufferBindingSize, maxBufferBytes: c.limits.maxBufferSize } satisfies Replies['init'];
+      return {
+        adapterName: c.adapterName,
+        hasF16: c.hasF16,
+        maxBindingBytes: c.limits.maxStorageBufferBindingSize,
+        maxBufferBytes: c.limits.maxBufferSize,
+      } satisfies Replies['init'];
     }
     case 'inspectModel': {
       const r = await requireEngine().inspect(sourceOf(req.source), progress('download'));
@@ -147,13 +161,25 @@ async function handle(req: Request): Promise<unknown> {
       const m = await e.loadModel(sourceOf(req.source), req.weightDtype, progress('download'));
       const cfg = m.files.config;
       const { settings } = e.settingsFor({ weightDtype: req.weightDtype });
-      return { model: modelSummary(m.id, cfg, m.model.weights.bytes), memory: e.memory(cfg, settings) } satisfies Replies['loadModel'];
+      return {
+        model: modelSummary(m.id, cfg, m.model.weights.bytes),
+        memory: e.memory(cfg, settings),
+      } satisfies Replies['loadModel'];
     }
     case 'loadDataset': {
       const e = requireEngine();
       const { settings } = e.settingsFor({});
-      const d = await e.loadDataset(req.name, req.text, { format: req.format, column: req.column, seqLen: settings.seqLen, valFraction: settings.valFraction, seed: settings.seed }, (done, total) =>
-        emit({ type: 'progress', phase: 'tokenize', loaded: done, total }),
+      const d = await e.loadDataset(
+        req.name,
+        req.text,
+        {
+          format: req.format,
+          column: req.column,
+          seqLen: settings.seqLen,
+          valFraction: settings.valFraction,
+          seed: settings.seed,
+        },
+        (done, total) => emit({ type: 'progress', phase: 'tokenize', loaded: done, total }),
       );
       datasetSpec = { name: req.name, text: req.text, format: req.format, column: req.column };
       return d.summary() satisfies Replies['loadDataset'];
@@ -165,11 +191,17 @@ async function handle(req: Request): Promise<unknown> {
       if (errors.length) return { trainableParams: 0, share: 0, memory: null, errors } satisfies Replies['estimate'];
       let trainable = 0;
       try {
-        for (const m of selectModules(cfg, settings.targets)) trainable += settings.rank * (m.inFeatures + m.outFeatures);
+        for (const m of selectModules(cfg, settings.targets))
+          trainable += settings.rank * (m.inFeatures + m.outFeatures);
       } catch {
         /* reported in errors */
       }
-      return { trainableParams: trainable, share: trainable / paramCount(cfg), memory: e.memory(cfg, settings), errors } satisfies Replies['estimate'];
+      return {
+        trainableParams: trainable,
+        share: trainable / paramCount(cfg),
+        memory: e.memory(cfg, settings),
+        errors,
+      } satisfies Replies['estimate'];
     }
     case 'train':
       return train(req.settings, req.resume ?? false);
@@ -193,7 +225,16 @@ async function handle(req: Request): Promise<unknown> {
     }
     case 'checkpointInfo': {
       const c = await loadCheckpoint(store);
-      return c ? { exists: true, step: c.optimizer.step, totalSteps: c.totalSteps, modelId: c.modelId, dataset: c.dataset.name, savedAt: c.savedAt } : null;
+      return c
+        ? {
+            exists: true,
+            step: c.optimizer.step,
+            totalSteps: c.totalSteps,
+            modelId: c.modelId,
+            dataset: c.dataset.name,
+            savedAt: c.savedAt,
+          }
+        : null;
     }
     case 'discardCheckpoint':
       await discardCheckpoint(store);
@@ -223,7 +264,13 @@ async function handle(req: Request): Promise<unknown> {
     case 'importAdapter': {
       const e = requireEngine();
       const files = req.hub
-        ? await readAdapterFiles(hubSource(req.hub.repo, { baseUrl: req.hub.baseUrl, revision: req.hub.revision, cache: cacheStorageBlobCache() }))
+        ? await readAdapterFiles(
+            hubSource(req.hub.repo, {
+              baseUrl: req.hub.baseUrl,
+              revision: req.hub.revision,
+              cache: cacheStorageBlobCache(),
+            }),
+          )
         : await filesFromUpload(req.files ?? []);
       const { lora, warnings, config } = e.adapterFromFiles(files); // validates against the loaded model
       lora.free();
@@ -234,7 +281,14 @@ async function handle(req: Request): Promise<unknown> {
       };
       const name = req.hub?.repo ?? (req.files?.[0]?.name.replace(/\.zip$/i, '') || 'imported adapter');
       const entry = await gallery.save(
-        { name, baseModel: e.loaded!.id, dataset: 'imported', settings: { rank: config.r, alpha: config.alpha, targets: config.targets }, lossCurve: [], valCurve: [] },
+        {
+          name,
+          baseModel: e.loaded!.id,
+          dataset: 'imported',
+          settings: { rank: config.r, alpha: config.alpha, targets: config.targets },
+          lossCurve: [],
+          valCurve: [],
+        },
         complete,
       );
       return { ...entry, warnings };
@@ -250,7 +304,9 @@ async function handle(req: Request): Promise<unknown> {
         if (!lora) {
           const { files, meta } = await adapterFilesById(req.adapterId);
           if (meta.baseModel && meta.baseModel !== e.requireModel().id) {
-            throw new Error(`adapter '${meta.name}' was made for base model '${meta.baseModel}', but '${e.requireModel().id}' is loaded; load that model to try it`);
+            throw new Error(
+              `adapter '${meta.name}' was made for base model '${meta.baseModel}', but '${e.requireModel().id}' is loaded; load that model to try it`,
+            );
           }
           lora = e.adapterFromFiles(files).lora;
           tryCache.set(req.adapterId, lora);
@@ -259,7 +315,12 @@ async function handle(req: Request): Promise<unknown> {
       const prev = lora?.strength ?? 1;
       if (lora) lora.strength = req.strength;
       try {
-        return await e.generate(req.prompt, lora, { seed: req.seed, maxTokens: req.maxTokens, temperature: req.temperature, merged: req.merged });
+        return await e.generate(req.prompt, lora, {
+          seed: req.seed,
+          maxTokens: req.maxTokens,
+          temperature: req.temperature,
+          merged: req.merged,
+        });
       } finally {
         if (lora) lora.strength = prev;
       }
@@ -284,7 +345,11 @@ async function train(partial: Partial<TrainSettings>, resume: boolean): Promise<
   runActive = true;
   emit({ type: 'state', state: 'training' });
   try {
-    const how = await e.run(control, { onEvent: (ev) => emit(ev as Event), onCheckpoint: checkpoint, onState: (state) => emit({ type: 'state', state }) });
+    const how = await e.run(control, {
+      onEvent: (ev) => emit(ev as Event),
+      onCheckpoint: checkpoint,
+      onState: (state) => emit({ type: 'state', state }),
+    });
     if (how === 'done') await discardCheckpoint(store);
     else await checkpoint(trainer);
     return { finished: how === 'done', step: trainer.step, reason: how };
@@ -296,7 +361,13 @@ async function train(partial: Partial<TrainSettings>, resume: boolean): Promise<
 let runActive = false;
 
 function slug(s: string): string {
-  return s.trim().replace(/[^\w.-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 80) || 'adapter';
+  return (
+    s
+      .trim()
+      .replace(/[^\w.-]+/g, '-')
+      .replace(/^-+|-+$/g, '')
+      .slice(0, 80) || 'adapter'
+  );
 }
 
 scope.onmessage = async (m: MessageEvent<ToWorker>) => {

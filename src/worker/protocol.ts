@@ -67,19 +67,40 @@ export type Request =
   | { type: 'deleteAdapter'; id: string }
   | { type: 'exportGalleryAdapter'; id: string }
   | { type: 'importAdapter'; files?: File[]; hub?: { repo: string; baseUrl?: string; revision?: string } }
-  | { type: 'generate'; prompt: string; adapterId: string | null; strength: number; seed: number; maxTokens: number; temperature: number; merged?: boolean };
+  | {
+      type: 'generate';
+      prompt: string;
+      adapterId: string | null;
+      strength: number;
+      seed: number;
+      maxTokens: number;
+      temperature: number;
+      merged?: boolean;
+    };
 
 export interface Replies {
   init: { adapterName: string; hasF16: boolean; maxBindingBytes: number; maxBufferBytes: number };
   inspectModel: { model: ModelSummary; memory: MemorySummary };
   loadModel: { model: ModelSummary; memory: MemorySummary };
   loadDataset: DatasetSummary;
-  estimate: { trainableParams: number; share: number; memory: MemorySummary | null /* null when the settings are invalid */; errors: string[] };
+  estimate: {
+    trainableParams: number;
+    share: number;
+    memory: MemorySummary | null /* null when the settings are invalid */;
+    errors: string[];
+  };
   train: { finished: boolean; step: number; reason: 'done' | 'stopped' | 'error' };
   pause: { step: number };
   resume: { step: number };
   stop: { step: number };
-  checkpointInfo: { exists: boolean; step: number; totalSteps: number; modelId: string; dataset: string; savedAt: string } | null;
+  checkpointInfo: {
+    exists: boolean;
+    step: number;
+    totalSteps: number;
+    modelId: string;
+    dataset: string;
+    savedAt: string;
+  } | null;
   discardCheckpoint: Record<string, never>;
   exportAdapter: { zip: Uint8Array; fileName: string };
   saveToGallery: GalleryEntry;
@@ -93,7 +114,19 @@ export interface Replies {
 
 export type Event =
   | { type: 'progress'; phase: 'download' | 'upload' | 'tokenize'; file?: string; loaded: number; total: number | null }
-  | { type: 'step'; step: number; totalSteps: number; loss: number; lr: number; gradNorm: number; tokensPerSec: number; stepMs: number; etaSec: number; liveBytes: number; peakBytes: number }
+  | {
+      type: 'step';
+      step: number;
+      totalSteps: number;
+      loss: number;
+      lr: number;
+      gradNorm: number;
+      tokensPerSec: number;
+      stepMs: number;
+      etaSec: number;
+      liveBytes: number;
+      peakBytes: number;
+    }
   | { type: 'eval'; step: number; valLoss: number }
   | { type: 'sample'; step: number; prompt: string; text: string }
   | { type: 'checkpoint'; step: number }

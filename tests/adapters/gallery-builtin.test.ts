@@ -16,12 +16,35 @@ import { BUNDLED, ROOT, loadFixtureModel } from '../helpers/fixtures';
 import { gpu } from '../helpers/gpu';
 
 const GALLERY = join(ROOT, 'public/gallery');
-const index = JSON.parse(readFileSync(join(GALLERY, 'index.json'), 'utf8')) as (GalleryEntry & { path: string; baseWeightsHash: string })[];
-const recipes = JSON.parse(readFileSync(join(ROOT, 'tools/gallery/recipes.json'), 'utf8')) as { id: string; samplePrompt: string; data: string }[];
-const bundledHash = createHash('sha256').update(readFileSync(join(BUNDLED, 'model.safetensors'))).digest('hex');
+const index = JSON.parse(readFileSync(join(GALLERY, 'index.json'), 'utf8')) as (GalleryEntry & {
+  path: string;
+  baseWeightsHash: string;
+})[];
+const recipes = JSON.parse(readFileSync(join(ROOT, 'tools/gallery/recipes.json'), 'utf8')) as {
+  id: string;
+  samplePrompt: string;
+  data: string;
+}[];
+const bundledHash = createHash('sha256')
+  .update(readFileSync(join(BUNDLED, 'model.safetensors')))
+  .digest('hex');
 const FILES = ['adapter_model.safetensors', 'adapter_config.json', 'README.md'] as const;
 // GalleryEntry (src/worker/protocol.ts), plus the folder and the hash of the base weights it was trained on.
-const ENTRY_KEYS = ['id', 'name', 'builtin', 'baseModel', 'weightsHash', 'dataset', 'settings', 'lossCurve', 'valCurve', 'createdAt', 'sizeBytes', 'path', 'baseWeightsHash'];
+const ENTRY_KEYS = [
+  'id',
+  'name',
+  'builtin',
+  'baseModel',
+  'weightsHash',
+  'dataset',
+  'settings',
+  'lossCurve',
+  'valCurve',
+  'createdAt',
+  'sizeBytes',
+  'path',
+  'baseWeightsHash',
+];
 
 function adapterFiles(path: string): AdapterFiles {
   const dir = join(GALLERY, path);
@@ -40,7 +63,10 @@ describe('built-in gallery', () => {
       expect(Object.keys(e).sort()).toEqual([...ENTRY_KEYS].sort());
       expect(e.builtin).toBe(true);
       expect(e.baseModel).toBe('weblora-llama-1m');
-      expect(e.baseWeightsHash, `${e.id} was trained on other weights than the bundled model's: rebuild with bash tools/gallery/build.sh`).toBe(bundledHash);
+      expect(
+        e.baseWeightsHash,
+        `${e.id} was trained on other weights than the bundled model's: rebuild with bash tools/gallery/build.sh`,
+      ).toBe(bundledHash);
       const f = adapterFiles(e.path);
       expect(e.weightsHash).toBe(createHash('sha256').update(f['adapter_model.safetensors']).digest('hex'));
       expect(e.sizeBytes).toBe(FILES.reduce((n, name) => n + statSync(join(GALLERY, e.path, name)).size, 0));

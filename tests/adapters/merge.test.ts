@@ -41,7 +41,13 @@ function maxDiff(a: Float32Array, b: Float32Array): number {
   return m;
 }
 
-async function logitsOf(model: CausalLM, lora: LoraState | null, ids: Uint32Array, B: number, T: number): Promise<Float32Array> {
+async function logitsOf(
+  model: CausalLM,
+  lora: LoraState | null,
+  ids: Uint32Array,
+  B: number,
+  T: number,
+): Promise<Float32Array> {
   const t = forwardLogits(model, lora, ids, B, T);
   const v = await t.read();
   t.free();
@@ -78,9 +84,17 @@ describe('merge / unmerge', () => {
       const arrays: LoraArrays = new Map();
       for (const m of linearModules(cfg)) {
         // B nonzero and large enough that the adapter moves the logits by ~1 (a merge bug cannot hide).
-        arrays.set(m.path, { A: g.uniform(c.rank * m.inFeatures, -0.5, 0.5), B: g.uniform(m.outFeatures * c.rank, -0.5, 0.5) });
+        arrays.set(m.path, {
+          A: g.uniform(c.rank * m.inFeatures, -0.5, 0.5),
+          B: g.uniform(m.outFeatures * c.rank, -0.5, 0.5),
+        });
       }
-      const lora = LoraState.fromArrays(ctx, cfg, { r: c.rank, alpha: 2 * c.rank, useRslora: c.rslora, dropout: 0.1, targets }, arrays);
+      const lora = LoraState.fromArrays(
+        ctx,
+        cfg,
+        { r: c.rank, alpha: 2 * c.rank, useRslora: c.rslora, dropout: 0.1, targets },
+        arrays,
+      );
       const names = [...lora.modules.keys()].map((p) => `${p}.weight`);
       const before = new Map<string, Uint8Array>();
       for (const n of names) {
@@ -89,7 +103,8 @@ describe('merge / unmerge', () => {
         before.set(n, new Uint8Array(await ctx.readBytes(t.buf, t.bytes)));
       }
 
-      const B = 2, T = 9;
+      const B = 2,
+        T = 9;
       const ids = g.int(B * T, cfg.vocabSize);
       const base = await logitsOf(model, null, ids, B, T);
       const want = await logitsOf(model, lora, ids, B, T);
@@ -101,7 +116,9 @@ describe('merge / unmerge', () => {
       expect(() => mergeLora(model.weights, lora)).toThrow(/already holds a merged adapter/);
       const got = await logitsOf(model, null, ids, B, T);
       const d = maxDiff(got, want);
-      console.log(`MEASURED ${c.fixture} ${c.dtype}: max|merged - LoRA| = ${d.toExponential(3)}, max|logit| = ${maxAbs(want).toFixed(3)}`);
+      console.log(
+        `MEASURED ${c.fixture} ${c.dtype}: max|merged - LoRA| = ${d.toExponential(3)}, max|logit| = ${maxAbs(want).toFixed(3)}`,
+      );
       expect(d).toBeLessThanOrEqual(REL * maxAbs(want) + ABS);
 
       // The merged checkpoint, written out and loaded fresh (as f32), computes the merged logits. With
@@ -112,7 +129,8 @@ describe('merge / unmerge', () => {
       writeFileSync(join(tmp, 'model.safetensors'), out['model.safetensors']);
       writeFileSync(join(tmp, 'config.json'), out['config.json']);
       expect(JSON.parse(out['config.json'])).toEqual(files.configJson);
-      for (const f of ['tokenizer.json', 'tokenizer_config.json']) if (existsSync(join(dir, f))) copyFileSync(join(dir, f), join(tmp, f));
+      for (const f of ['tokenizer.json', 'tokenizer_config.json'])
+        if (existsSync(join(dir, f))) copyFileSync(join(dir, f), join(tmp, f));
       const files2 = await loadFixtureModel(tmp);
       expect([...files2.weights.keys()].sort()).toEqual([...files.weights.keys()].sort());
       for (const w of files2.weights.values()) expect(w.dtype).toBe('F32');
@@ -149,8 +167,15 @@ describe('merge / unmerge', () => {
     for (const m of linearModules(cfg).filter((x) => x.target === 'c_attn')) {
       arrays.set(m.path, { A: g.uniform(2 * m.inFeatures), B: g.uniform(m.outFeatures * 2) });
     }
-    const lora = LoraState.fromArrays(ctx, cfg, { r: 2, alpha: 4, useRslora: false, dropout: 0, targets: ['c_attn'] }, arrays);
-    const untouched = linearModules(cfg).filter((m) => m.target !== 'c_attn').map((m) => [m.path, model.weights.get(`${m.path}.weight`)] as const);
+    const lora = LoraState.fromArrays(
+      ctx,
+      cfg,
+      { r: 2, alpha: 4, useRslora: false, dropout: 0, targets: ['c_attn'] },
+      arrays,
+    );
+    const untouched = linearModules(cfg)
+      .filter((m) => m.target !== 'c_attn')
+      .map((m) => [m.path, model.weights.get(`${m.path}.weight`)] as const);
     const merged = mergeLora(model.weights, lora);
     expect([...merged.merged.keys()].sort()).toEqual([...arrays.keys()].map((p) => `${p}.weight`).sort());
     for (const [p, t] of untouched) expect(model.weights.get(`${p}.weight`)).toBe(t);

@@ -16,7 +16,14 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { exportAdapter, importAdapter, unzipAdapter, zipAdapter, type AdapterFiles, type CardInfo } from '../../src/adapters/peft';
+import {
+  exportAdapter,
+  importAdapter,
+  unzipAdapter,
+  zipAdapter,
+  type AdapterFiles,
+  type CardInfo,
+} from '../../src/adapters/peft';
 import { forwardLogits } from '../../src/autograd/scheduler';
 import { loadModel } from '../../src/models';
 import { LoraState, type LoraArrays, type LoraConfig } from '../../src/models/lora';
@@ -28,14 +35,36 @@ const WRITE = process.env.WEBLORA_WRITE_FIXTURES === '1';
 const FILES = ['adapter_model.safetensors', 'adapter_config.json', 'README.md'] as const;
 
 const cases: { name: string; lc: LoraConfig; seed: number }[] = [
-  { name: 'llama-gqa-tied', lc: { r: 4, alpha: 8, useRslora: true, dropout: 0.05, targets: ['q_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] }, seed: 21 },
-  { name: 'gpt2-tiny', lc: { r: 2, alpha: 8, useRslora: false, dropout: 0, targets: ['c_attn', 'c_fc', 'c_proj'] }, seed: 22 },
+  {
+    name: 'llama-gqa-tied',
+    lc: {
+      r: 4,
+      alpha: 8,
+      useRslora: true,
+      dropout: 0.05,
+      targets: ['q_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'],
+    },
+    seed: 21,
+  },
+  {
+    name: 'gpt2-tiny',
+    lc: { r: 2, alpha: 8, useRslora: false, dropout: 0, targets: ['c_attn', 'c_fc', 'c_proj'] },
+    seed: 22,
+  },
 ];
 
 const sha256 = (b: Uint8Array | string) => createHash('sha256').update(b).digest('hex');
 
 function card(name: string, lc: LoraConfig): CardInfo {
-  return { name: `peft-export-${name}`, baseModel: name, dataset: 'random weights (test fixture)', settings: { rank: lc.r, alpha: lc.alpha, use_rslora: lc.useRslora, targets: lc.targets }, trainLoss: null, valLoss: null, sample: null };
+  return {
+    name: `peft-export-${name}`,
+    baseModel: name,
+    dataset: 'random weights (test fixture)',
+    settings: { rank: lc.r, alpha: lc.alpha, use_rslora: lc.useRslora, targets: lc.targets },
+    trainLoss: null,
+    valLoss: null,
+    sample: null,
+  };
 }
 
 function expectBitEqual(got: Float32Array, want: Float32Array, what: string) {
@@ -58,13 +87,17 @@ describe('PEFT export, checked by tools/check_peft.py', () => {
       const g = rng(c.seed);
       const init: LoraArrays = new Map();
       for (const m of selectModules(cfg, c.lc.targets)) {
-        init.set(m.path, { A: g.uniform(c.lc.r * m.inFeatures, -0.3, 0.3), B: g.uniform(m.outFeatures * c.lc.r, -0.3, 0.3) });
+        init.set(m.path, {
+          A: g.uniform(c.lc.r * m.inFeatures, -0.3, 0.3),
+          B: g.uniform(m.outFeatures * c.lc.r, -0.3, 0.3),
+        });
       }
       const model = await loadModel(ctx, cfg, files.weights, { dtype: 'f32' });
       const lora = LoraState.fromArrays(ctx, cfg, c.lc, init);
       const arrays = await lora.read(); // as the engine exports: read back from the GPU
       const out = exportAdapter(cfg, c.lc, arrays, card(c.name, c.lc));
-      const B = 2, T = 7;
+      const B = 2,
+        T = 7;
       const ids = g.int(B * T, cfg.vocabSize);
       const t = forwardLogits(model, lora, ids, B, T);
       const logits = await t.read();
@@ -74,34 +107,56 @@ describe('PEFT export, checked by tools/check_peft.py', () => {
         mkdirSync(join(dir, 'adapter'), { recursive: true });
         for (const f of FILES) writeFileSync(join(dir, 'adapter', f), out[f]);
         const ids2d = Array.from({ length: B }, (_, b) => Array.from(ids.subarray(b * T, (b + 1) * T)));
-        writeFileSync(join(dir, 'expected.json'), JSON.stringify({ case: c.name, base: `tests/fixtures/${c.name}`, ids: ids2d, logits: Array.from(logits), made_by: 'tests/adapters/peft-export.test.ts (WebLoRA, lavapipe, f32)' }) + '\n');
-        const args = [join(dir, 'adapter'), join(FIXTURES, c.name), join(dir, 'expected.json')].map((p) => relative(ROOT, p));
+        writeFileSync(
+          join(dir, 'expected.json'),
+          JSON.stringify({
+            case: c.name,
+            base: `tests/fixtures/${c.name}`,
+            ids: ids2d,
+            logits: Array.from(logits),
+            made_by: 'tests/adapters/peft-export.test.ts (WebLoRA, lavapipe, f32)',
+          }) + '\n',
+        );
+        const args = [join(dir, 'adapter'), join(FIXTURES, c.name), join(dir, 'expected.json')].map((p) =>
+          relative(ROOT, p),
+        );
         let report: string;
         try {
           report = execFileSync('/usr/bin/python3', ['tools/check_peft.py', ...args], { cwd: ROOT, encoding: 'utf8' });
         } catch (e) {
-          throw new Error(`tools/check_peft.py failed: ${(e as { stdout?: string }).stdout ?? ''}${(e as Error).message}`);
+          throw new Error(
+            `tools/check_peft.py failed: ${(e as { stdout?: string }).stdout ?? ''}${(e as Error).message}`,
+          );
         }
-        writeFileSync(join(dir, 'check_peft.txt'), `$ /usr/bin/python3 tools/check_peft.py ${args.join(' ')}\n${report}`);
+        writeFileSync(
+          join(dir, 'check_peft.txt'),
+          `$ /usr/bin/python3 tools/check_peft.py ${args.join(' ')}\n${report}`,
+        );
       }
 
       // The committed export: same bytes now, logits as committed, and the PyTorch check passed on these files.
       for (const f of FILES) {
         const committed = readFileSync(join(dir, 'adapter', f));
-        expect(sha256(typeof out[f] === 'string' ? Buffer.from(out[f] as string) : (out[f] as Uint8Array)), `${f} is exported byte for byte as committed`).toBe(sha256(committed));
+        expect(
+          sha256(typeof out[f] === 'string' ? Buffer.from(out[f] as string) : (out[f] as Uint8Array)),
+          `${f} is exported byte for byte as committed`,
+        ).toBe(sha256(committed));
       }
       const expText = readFileSync(join(dir, 'expected.json'), 'utf8');
       const exp = JSON.parse(expText);
       expect(exp.ids.flat()).toEqual(Array.from(ids));
       expect(exp.logits.length).toBe(logits.length);
-      let maxAbs = 0, worst = 0;
+      let maxAbs = 0,
+        worst = 0;
       for (let i = 0; i < logits.length; i++) {
         maxAbs = Math.max(maxAbs, Math.abs(exp.logits[i]));
         worst = Math.max(worst, Math.abs(logits[i] - exp.logits[i]));
       }
       expect(worst).toBeLessThanOrEqual(1e-6 * maxAbs);
       const report = readFileSync(join(dir, 'check_peft.txt'), 'utf8');
-      expect(report).toContain(`adapter_model.safetensors sha256 ${sha256(readFileSync(join(dir, 'adapter', 'adapter_model.safetensors')))}`);
+      expect(report).toContain(
+        `adapter_model.safetensors sha256 ${sha256(readFileSync(join(dir, 'adapter', 'adapter_model.safetensors')))}`,
+      );
       expect(report).toContain(`(sha256 ${sha256(expText)})`);
       expect(report.trim().split('\n').at(-1)).toBe('PASS');
 
@@ -110,7 +165,10 @@ describe('PEFT export, checked by tools/check_peft.py', () => {
       for (const files2 of [out as Partial<AdapterFiles>, unzipAdapter(zipAdapter(out))]) {
         const imp = importAdapter(files2, cfg, c.name);
         expect(imp.warnings).toEqual([]);
-        expect({ ...imp.lora, targets: [...imp.lora.targets].sort() }).toEqual({ ...c.lc, targets: [...c.lc.targets].sort() });
+        expect({ ...imp.lora, targets: [...imp.lora.targets].sort() }).toEqual({
+          ...c.lc,
+          targets: [...c.lc.targets].sort(),
+        });
         expect([...imp.arrays.keys()].sort()).toEqual([...arrays.keys()].sort());
         for (const [p, a] of arrays) {
           expectBitEqual(imp.arrays.get(p)!.A, a.A, `${p}.lora_A`);

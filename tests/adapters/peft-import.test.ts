@@ -57,13 +57,16 @@ describe('PEFT adapters written by Python PEFT', () => {
       t.free();
       const want = await exp.f32('logits');
       expect(got.length).toBe(want.length);
-      let maxWant = 0, worst = 0;
+      let maxWant = 0,
+        worst = 0;
       for (let i = 0; i < want.length; i++) {
         maxWant = Math.max(maxWant, Math.abs(want[i]));
         const d = Math.abs(got[i] - want[i]);
         worst = Number.isNaN(d) ? Infinity : Math.max(worst, d);
       }
-      console.log(`MEASURED peft-${name}: max|WebLoRA - oracle| = ${worst.toExponential(3)}, max|logit| = ${maxWant.toFixed(3)}`);
+      console.log(
+        `MEASURED peft-${name}: max|WebLoRA - oracle| = ${worst.toExponential(3)}, max|logit| = ${maxWant.toFixed(3)}`,
+      );
       expect(worst).toBeLessThanOrEqual(REL * maxWant + ABS);
       expect(exp.json.adapter_effect).toBeGreaterThan(1000 * (REL * maxWant + ABS));
       lora.free();
@@ -78,9 +81,14 @@ describe('PEFT adapters WebLoRA refuses, or accepts with a warning', () => {
   const dir = join(FIXTURES, 'peft-llama-gqa-tied', 'adapter');
   const good = readAdapter(dir);
   const goodCfg = JSON.parse(good['adapter_config.json']!);
-  const withConfig = (patch: Record<string, unknown>): Partial<AdapterFiles> => ({ ...good, 'adapter_config.json': JSON.stringify({ ...goodCfg, ...patch }) });
+  const withConfig = (patch: Record<string, unknown>): Partial<AdapterFiles> => ({
+    ...good,
+    'adapter_config.json': JSON.stringify({ ...goodCfg, ...patch }),
+  });
   // The fixture's tensors, rewritten with one renamed or reshaped.
-  const withTensors = (edit: (name: string, shape: number[], data: Float32Array) => { name: string; shape: number[]; data: Float32Array }): Partial<AdapterFiles> => {
+  const withTensors = (
+    edit: (name: string, shape: number[], data: Float32Array) => { name: string; shape: number[]; data: Float32Array },
+  ): Partial<AdapterFiles> => {
     const st = good['adapter_model.safetensors']!;
     const h = parseSafetensorsHeader(st, 'adapter_model.safetensors');
     const tensors = [...h.tensors].map(([name, info]) => {
@@ -108,13 +116,17 @@ describe('PEFT adapters WebLoRA refuses, or accepts with a warning', () => {
     expect(importAdapter(good, await modelCfg(), 'llama-gqa-tied').warnings).toEqual([]);
   });
   it('DoRA', async () => refuse(withConfig({ use_dora: true }), /DoRA \(use_dora: true\)/));
-  it('another PEFT method', async () => refuse(withConfig({ peft_type: 'PREFIX_TUNING' }), /peft_type "PREFIX_TUNING" \(only LORA/));
-  it('modules_to_save', async () => refuse(withConfig({ modules_to_save: ['lm_head'] }), /modules_to_save \["lm_head"\]/));
+  it('another PEFT method', async () =>
+    refuse(withConfig({ peft_type: 'PREFIX_TUNING' }), /peft_type "PREFIX_TUNING" \(only LORA/));
+  it('modules_to_save', async () =>
+    refuse(withConfig({ modules_to_save: ['lm_head'] }), /modules_to_save \["lm_head"\]/));
   it('bias training', async () => refuse(withConfig({ bias: 'all' }), /bias training \(bias: "all"\)/));
   it('a tensor whose shape does not fit the model', async () =>
     refuse(
       withTensors((name, shape, data) =>
-        name === 'base_model.model.model.layers.1.self_attn.k_proj.lora_B.weight' ? { name, shape: [shape[0] / 2, shape[1] * 2], data } : { name, shape, data },
+        name === 'base_model.model.model.layers.1.self_attn.k_proj.lora_B.weight'
+          ? { name, shape: [shape[0] / 2, shape[1] * 2], data }
+          : { name, shape, data },
       ),
       /'base_model\.model\.model\.layers\.1\.self_attn\.k_proj\.lora_B\.weight' has shape \[8,8\], but the loaded model needs \[16,4\]/,
     ));
@@ -124,7 +136,11 @@ describe('PEFT adapters WebLoRA refuses, or accepts with a warning', () => {
       /names module 'model\.layers\.7\.(self_attn|mlp)\.\w+_proj', which LlamaForCausalLM \(2 layers\) does not have/,
     ));
   it('another base model name is a warning, not an error', async () => {
-    const imp = importAdapter(withConfig({ base_model_name_or_path: 'HuggingFaceTB/SmolLM2-135M' }), await modelCfg(), 'llama-gqa-tied');
+    const imp = importAdapter(
+      withConfig({ base_model_name_or_path: 'HuggingFaceTB/SmolLM2-135M' }),
+      await modelCfg(),
+      'llama-gqa-tied',
+    );
     expect(imp.warnings).toEqual(["made for base model 'HuggingFaceTB/SmolLM2-135M', loaded on 'llama-gqa-tied'"]);
     expect(imp.arrays.size).toBe(10);
   });

@@ -17,13 +17,23 @@ describe('activation checkpointing', () => {
     const files = await loadModelFiles(dirSource(BUNDLED));
     const model = await loadModel(ctx, files.config, files.weights, { dtype: 'f32' });
     const lc = { r: 4, alpha: 8, useRslora: false, dropout: 0.2, targets: ['q_proj', 'v_proj', 'o_proj', 'up_proj'] };
-    const text = files.tokenizer.encode('It is a truth universally acknowledged, that a single man in possession of a good fortune, must be in want of a wife. '.repeat(3), true);
-    const B = 2, T = 48;
+    const text = files.tokenizer.encode(
+      'It is a truth universally acknowledged, that a single man in possession of a good fortune, must be in want of a wife. '.repeat(
+        3,
+      ),
+      true,
+    );
+    const B = 2,
+      T = 48;
     const ids = Uint32Array.from(text.slice(0, B * T));
     const targets = Uint32Array.from(text.slice(1, B * T + 1));
     const run = async (checkpointing: boolean) => {
       const lora = LoraState.init(ctx, files.config, lc, 5);
-      for (const m of lora.modules.values()) ctx.write(m.B.buf, Float32Array.from({ length: m.B.numel }, (_, i) => Math.sin(i) * 0.05));
+      for (const m of lora.modules.values())
+        ctx.write(
+          m.B.buf,
+          Float32Array.from({ length: m.B.numel }, (_, i) => Math.sin(i) * 0.05),
+        );
       await ctx.sync();
       ctx.alloc.trim();
       ctx.alloc.resetPeak();

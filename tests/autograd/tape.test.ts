@@ -13,9 +13,20 @@ import { lora_forward_cpu } from '../../src/kernels/lora.cpu';
 import { rmsnorm_forward_cpu } from '../../src/kernels/rmsnorm.cpu';
 import { expectClose, finiteDiff, gpu, rng } from '../helpers/gpu';
 
-const N = 5, C = 7, r = 3, scale = 1.7, eps = 1e-5;
+const N = 5,
+  C = 7,
+  r = 3,
+  scale = 1.7,
+  eps = 1e-5;
 
-function lossCpu(x: ArrayLike<number>, w: ArrayLike<number>, W0: ArrayLike<number>, A: ArrayLike<number>, B: ArrayLike<number>, G: ArrayLike<number>): number {
+function lossCpu(
+  x: ArrayLike<number>,
+  w: ArrayLike<number>,
+  W0: ArrayLike<number>,
+  A: ArrayLike<number>,
+  B: ArrayLike<number>,
+  G: ArrayLike<number>,
+): number {
   const n = rmsnorm_forward_cpu(x, w, N, C, eps).y;
   const y = lora_forward_cpu(n, W0, null, A, B, { N, IN: C, OUT: C, r, scale }).y;
   let s = 0;
@@ -28,10 +39,21 @@ describe('autograd tape', () => {
     const ctx = await gpu();
     const live0 = ctx.alloc.liveBytes;
     const rg = rng(3);
-    const x = rg.normal(N * C), w = rg.uniform(C, 0.5, 1.5), W0 = rg.normal(C * C, 0.3);
-    const A = rg.normal(r * C, 0.3), B = rg.normal(C * r, 0.3), G = rg.normal(N * C);
-    const [tx, tw, tW0, tA, tB] = [Tensor.from(ctx, x, [N, C]), Tensor.from(ctx, w, [C]), Tensor.from(ctx, W0, [C, C]), Tensor.from(ctx, A, [r, C]), Tensor.from(ctx, B, [C, r])];
-    const gA = Tensor.zeros(ctx, [r, C]), gB = Tensor.zeros(ctx, [C, r]);
+    const x = rg.normal(N * C),
+      w = rg.uniform(C, 0.5, 1.5),
+      W0 = rg.normal(C * C, 0.3);
+    const A = rg.normal(r * C, 0.3),
+      B = rg.normal(C * r, 0.3),
+      G = rg.normal(N * C);
+    const [tx, tw, tW0, tA, tB] = [
+      Tensor.from(ctx, x, [N, C]),
+      Tensor.from(ctx, w, [C]),
+      Tensor.from(ctx, W0, [C, C]),
+      Tensor.from(ctx, A, [r, C]),
+      Tensor.from(ctx, B, [C, r]),
+    ];
+    const gA = Tensor.zeros(ctx, [r, C]),
+      gB = Tensor.zeros(ctx, [C, r]);
 
     const run = () => {
       const tape = new Tape(true);
@@ -65,7 +87,13 @@ describe('autograd tape', () => {
 
     // A second pass adds into the parameter gradients (gradient accumulation across micro-batches).
     const second = run();
-    expectClose(await gA.read(), Float64Array.from(want.dA, (v) => 2 * v), 4e-4, 2e-3, '2·dA');
+    expectClose(
+      await gA.read(),
+      Float64Array.from(want.dA, (v) => 2 * v),
+      4e-4,
+      2e-3,
+      '2·dA',
+    );
     [first.zt, first.dx, second.zt, second.dx, tx, tw, tW0, tA, tB, gA, gB].forEach((t) => t.free());
     expect(ctx.alloc.liveBytes).toBe(live0);
   });

@@ -20,7 +20,32 @@ describe('npm run train', () => {
     let code: number;
     let log = '';
     try {
-      code = await main(['--model', BUNDLED, '--data', data, '--out', out, '--steps', '3', '--batch', '2', '--seq-len', '32', '--rank', '4', '--alpha', '8', '--targets', 'q_proj,v_proj', '--eval-every', '2', '--sample-every', '0', '--seed', '3']);
+      code = await main([
+        '--model',
+        BUNDLED,
+        '--data',
+        data,
+        '--out',
+        out,
+        '--steps',
+        '3',
+        '--batch',
+        '2',
+        '--seq-len',
+        '32',
+        '--rank',
+        '4',
+        '--alpha',
+        '8',
+        '--targets',
+        'q_proj,v_proj',
+        '--eval-every',
+        '2',
+        '--sample-every',
+        '0',
+        '--seed',
+        '3',
+      ]);
       log = err.mock.calls.map((c) => String(c[0])).join('');
     } finally {
       err.mockRestore();
@@ -29,11 +54,21 @@ describe('npm run train', () => {
     expect(log).toMatch(/step 3\/3/);
     expect(log).toMatch(/validation loss at step 2/);
     const cfg = JSON.parse(readFileSync(join(out, 'adapter_config.json'), 'utf8'));
-    expect(cfg).toMatchObject({ peft_type: 'LORA', r: 4, lora_alpha: 8, target_modules: ['q_proj', 'v_proj'], task_type: 'CAUSAL_LM', base_model_name_or_path: 'weblora-llama-1m' });
+    expect(cfg).toMatchObject({
+      peft_type: 'LORA',
+      r: 4,
+      lora_alpha: 8,
+      target_modules: ['q_proj', 'v_proj'],
+      task_type: 'CAUSAL_LM',
+      base_model_name_or_path: 'weblora-llama-1m',
+    });
     expect(readFileSync(join(out, 'README.md'), 'utf8')).toMatch(/library_name: peft/);
     const files = await loadModelFiles(dirSource(BUNDLED));
     const imp = importAdapter(
-      { 'adapter_config.json': JSON.stringify(cfg), 'adapter_model.safetensors': new Uint8Array(readFileSync(join(out, 'adapter_model.safetensors'))) },
+      {
+        'adapter_config.json': JSON.stringify(cfg),
+        'adapter_model.safetensors': new Uint8Array(readFileSync(join(out, 'adapter_model.safetensors'))),
+      },
       files.config,
       'weblora-llama-1m',
     );
@@ -57,7 +92,11 @@ describe('npm run train', () => {
       out.mockRestore();
       err.mockRestore();
     }
-    expect(parseArgs(['--lr', '1e-3', '--targets', 'q_proj, v_proj', '--checkpointing']).settings).toEqual({ lr: 1e-3, targets: ['q_proj', 'v_proj'], checkpointing: true });
+    expect(parseArgs(['--lr', '1e-3', '--targets', 'q_proj, v_proj', '--checkpointing']).settings).toEqual({
+      lr: 1e-3,
+      targets: ['q_proj', 'v_proj'],
+      checkpointing: true,
+    });
     expect(() => parseArgs(['--lr', 'fast'])).toThrow(/needs a number/);
   });
 });

@@ -25,7 +25,7 @@ export function charTokenizer(o: CharTokenizerOptions = {}): TextTokenizer {
     encode(text: string, addSpecial: boolean): number[] {
       const ids: number[] = addSpecial && bos ? [BOS] : [];
       // "<s>" and "</s>" in the text are the special tokens (as a template writes them).
-      for (let i = 0; i < text.length; ) {
+      for (let i = 0; i < text.length;) {
         if (text.startsWith('<s>', i)) (ids.push(BOS), (i += 3));
         else if (text.startsWith('</s>', i)) (ids.push(EOS), (i += 4));
         else if (merge && text.startsWith('ab', i)) (ids.push(AB), (i += 2));
@@ -39,7 +39,9 @@ export function charTokenizer(o: CharTokenizerOptions = {}): TextTokenizer {
       return ids;
     },
     decode(ids: number[]): string {
-      return ids.map((id) => (id === BOS ? '<s>' : id === EOS ? '</s>' : id === AB ? 'ab' : String.fromCodePoint(id - 3))).join('');
+      return ids
+        .map((id) => (id === BOS ? '<s>' : id === EOS ? '</s>' : id === AB ? 'ab' : String.fromCodePoint(id - 3)))
+        .join('');
     },
   };
 }

@@ -49,7 +49,8 @@ describe('renderChat', () => {
 
   it('falls back to the assistant contents when the template is not prefix-consistent', () => {
     // This template closes the conversation with a footer, so prefixes of the rendering differ.
-    const t = "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}{% if not add_generation_prompt %}-- end{% endif %}";
+    const t =
+      "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}{% if not add_generation_prompt %}-- end{% endif %}";
     const segs = renderChat(convo, { template: t, specialTokens: {} });
     expect(segs).toEqual([
       { text: '[user] Hi there\n[assistant] ', train: false },
@@ -62,7 +63,9 @@ describe('renderChat', () => {
 
   it('reports a template that does not parse or does not contain the replies', () => {
     expect(() => renderChat(convo, { template: '{% for m in messages %}', specialTokens: {} })).toThrow(DatasetError);
-    expect(() => renderChat(convo, { template: '{{ messages | length }} messages', specialTokens: {} })).toThrow(/does not reproduce the assistant messages/);
+    expect(() => renderChat(convo, { template: '{{ messages | length }} messages', specialTokens: {} })).toThrow(
+      /does not reproduce the assistant messages/,
+    );
   });
 
   it('chat JSONL through the tokenizer template is marked addSpecial = false (the template writes BOS)', () => {

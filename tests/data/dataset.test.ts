@@ -9,7 +9,10 @@ import type { TokenizedExample } from '../../src/data/tokenize';
 import { DatasetError } from '../../src/data/types';
 import { BOS, charTokenizer, EOS } from './chartok';
 
-const te = (k: number, n: number): TokenizedExample => ({ ids: Uint32Array.from({ length: n }, (_, i) => 100 * k + i), train: new Uint8Array(n).fill(1) });
+const te = (k: number, n: number): TokenizedExample => ({
+  ids: Uint32Array.from({ length: n }, (_, i) => 100 * k + i),
+  train: new Uint8Array(n).fill(1),
+});
 const examples = Array.from({ length: 40 }, (_, k) => te(k + 1, 5 + (k % 7)));
 const firstIds = (xs: TokenizedExample[]) => xs.map((e) => e.ids[0]);
 const batchKey = (b: Batch) => `${b.B}x${b.T}:${Array.from(b.ids).join(',')}|${Array.from(b.targets).join(',')}`;
@@ -85,36 +88,58 @@ describe('DataCursor', () => {
     expect(b).toMatchObject({ B: 4, T: 8 });
     expect(b.ids.length).toBe(32);
     for (let r = 0; r < 4; r++)
-      for (let t = 0; t < 7; t++) if (b.targets[r * 8 + t] !== IGNORE_INDEX && b.ids[r * 8 + t + 1] !== EOS) expect(b.targets[r * 8 + t]).toBe(b.ids[r * 8 + t + 1]);
+      for (let t = 0; t < 7; t++)
+        if (b.targets[r * 8 + t] !== IGNORE_INDEX && b.ids[r * 8 + t + 1] !== EOS)
+          expect(b.targets[r * 8 + t]).toBe(b.ids[r * 8 + t + 1]);
   });
 
   it('rejects a malformed state or one past the end of the data', () => {
     expect(() => new DataCursor(seqs, { epoch: -1, index: 0, seed: 1 })).toThrow(/not \{epoch, index, seed\}/);
-    expect(() => new DataCursor(seqs, { epoch: 0, index: seqs.N + 1, seed: 1 })).toThrow(/dataset or sequence length changed/);
+    expect(() => new DataCursor(seqs, { epoch: 0, index: seqs.N + 1, seed: 1 })).toThrow(
+      /dataset or sequence length changed/,
+    );
   });
 });
 
 describe('prepareDataset', () => {
   const tok = charTokenizer();
-  const text = Array.from({ length: 30 }, (_, i) => JSON.stringify({ prompt: `Q${i}:`, completion: `answer ${i}` })).join('\n');
+  const text = Array.from({ length: 30 }, (_, i) =>
+    JSON.stringify({ prompt: `Q${i}:`, completion: `answer ${i}` }),
+  ).join('\n');
 
   it('parses, tokenises with progress, splits and packs; stats and summary agree', async () => {
     const calls: number[][] = [];
-    const d = await prepareDataset({ name: 'qa.jsonl', text }, tok, { seqLen: 16, valFraction: 0.2, seed: 3, onProgress: (done, total, tokens) => calls.push([done, total, tokens]) });
+    const d = await prepareDataset({ name: 'qa.jsonl', text }, tok, {
+      seqLen: 16,
+      valFraction: 0.2,
+      seed: 3,
+      onProgress: (done, total, tokens) => calls.push([done, total, tokens]),
+    });
     expect(d.format).toBe('jsonl');
     expect(calls.at(-1)!.slice(0, 2)).toEqual([30, 30]);
     const s = d.stats();
     expect(s.examples).toBe(30);
     expect(d.split.val.length).toBe(6);
     // each example: BOS + "Qi:" + "answer i" ; masked = BOS + prompt
-    const tokens = Array.from({ length: 30 }, (_, i) => 1 + `Q${i}:`.length + `answer ${i}`.length).reduce((a, b) => a + b);
+    const tokens = Array.from({ length: 30 }, (_, i) => 1 + `Q${i}:`.length + `answer ${i}`.length).reduce(
+      (a, b) => a + b,
+    );
     const masked = Array.from({ length: 30 }, (_, i) => 1 + `Q${i}:`.length).reduce((a, b) => a + b);
     expect(s.tokens).toBe(tokens);
     expect(s.maskedFraction).toBeCloseTo(masked / tokens, 12);
     // trained targets in train: completion chars + EOS of each train example
     const trainTargets = d.split.train.reduce((c, e) => c + e.train.reduce((x, f) => x + f, 0) + 1, 0);
     expect(s.trainTargets).toBe(trainTargets);
-    expect(d.summary()).toMatchObject({ name: 'qa.jsonl', format: 'jsonl', columns: null, column: null, examples: 30, tokens, trainSequences: d.trainSequences, valSequences: d.valSequences });
+    expect(d.summary()).toMatchObject({
+      name: 'qa.jsonl',
+      format: 'jsonl',
+      columns: null,
+      column: null,
+      examples: 30,
+      tokens,
+      trainSequences: d.trainSequences,
+      valSequences: d.valSequences,
+    });
     expect(d.summary().preview[0]).toEqual({ prompt: 'Q0:', completion: 'answer 0' });
     expect(d.valSequences).toBeGreaterThan(0);
   });
@@ -143,18 +168,40 @@ describe('prepareDataset', () => {
   });
 
   it('a plain-text file with one paragraph still gets a validation sequence; chat is masked by the template', async () => {
-    const d = await prepareDataset({ name: 'one.txt', text: 'a single paragraph without blank lines, '.repeat(10) }, tok, { seqLen: 32, valFraction: 0.1, seed: 0 });
+    const d = await prepareDataset(
+      { name: 'one.txt', text: 'a single paragraph without blank lines, '.repeat(10) },
+      tok,
+      { seqLen: 32, valFraction: 0.1, seed: 0 },
+    );
     expect(d.examples.length).toBe(1);
     expect(d.valSequences).toBeGreaterThan(0);
-    const chatTok = charTokenizer({ chatTemplate: "{{ bos_token }}{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}" });
-    const line = JSON.stringify({ messages: [{ role: 'user', content: 'hi' }, { role: 'assistant', content: 'yo' }] });
-    const c = await prepareDataset({ name: 'c.jsonl', text: [line, line].join('\n') }, chatTok, { seqLen: 64, valFraction: 0, seed: 0 });
+    const chatTok = charTokenizer({
+      chatTemplate:
+        "{{ bos_token }}{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}",
+    });
+    const line = JSON.stringify({
+      messages: [
+        { role: 'user', content: 'hi' },
+        { role: 'assistant', content: 'yo' },
+      ],
+    });
+    const c = await prepareDataset({ name: 'c.jsonl', text: [line, line].join('\n') }, chatTok, {
+      seqLen: 64,
+      valFraction: 0,
+      seed: 0,
+    });
     expect(Array.from(c.tokenized[0].ids.slice(0, 2))).toEqual([BOS, 'u'.charCodeAt(0) + 3]); // one BOS, from the template
     const trained = c.tokenized[0].ids.filter((_, i) => c.tokenized[0].train[i]);
     expect(chatTok.decode(Array.from(trained))).toBe(' yo\n');
   });
 
   it('a dataset too small for any training sequence says what to do', async () => {
-    await expect(prepareDataset({ name: 'x.jsonl', text: '{"text": "c"}' }, charTokenizer({ bos: false, eos: false }), { seqLen: 8, valFraction: 0, seed: 0 })).rejects.toThrow(/no training sequence/);
+    await expect(
+      prepareDataset({ name: 'x.jsonl', text: '{"text": "c"}' }, charTokenizer({ bos: false, eos: false }), {
+        seqLen: 8,
+        valFraction: 0,
+        seed: 0,
+      }),
+    ).rejects.toThrow(/no training sequence/);
   });
 });

@@ -27,13 +27,23 @@ describe('detectFormat', () => {
   it('sniffs the content when the extension says nothing', () => {
     expect(detectFormat('{"prompt":"a","completion":"b"}\n\n{"text":"c"}\n').format).toBe('jsonl');
     expect(detectFormat(' [ {"text": "a"} ]').format).toBe('json');
-    expect(detectFormat('"name","quote"\n"a","b, c"\n"d","e"\n')).toEqual({ format: 'csv', columns: ['name', 'quote'] });
+    expect(detectFormat('"name","quote"\n"a","b, c"\n"d","e"\n')).toEqual({
+      format: 'csv',
+      columns: ['name', 'quote'],
+    });
     expect(detectFormat('a\tb\n1\t2\n').format).toBe('tsv');
     // Prose with commas is not CSV: its lines disagree on the field count.
-    expect(detectFormat('Call me Ishmael. Some years ago, never mind how long,\nhaving little or no money in my purse\n').format).toBe('text');
+    expect(
+      detectFormat('Call me Ishmael. Some years ago, never mind how long,\nhaving little or no money in my purse\n')
+        .format,
+    ).toBe('text');
     expect(detectFormat('{ not json\nat all').format).toBe('text');
     // Even when a few lines happen to agree on their commas, a long first "header" field is prose.
-    expect(detectFormat('It was the best of times, it was the worst of times, it was the age of wisdom\nHe said, she said, they said\nOne, two, three\n').format).toBe('text');
+    expect(
+      detectFormat(
+        'It was the best of times, it was the worst of times, it was the age of wisdom\nHe said, she said, they said\nOne, two, three\n',
+      ).format,
+    ).toBe('text');
   });
 
   it('skips a UTF-8 byte-order mark', () => {
@@ -96,19 +106,39 @@ describe('JSONL', () => {
   });
 
   it('names the line and the problem for malformed lines', () => {
-    expect(errorOf(() => parseExamples('{"text": "a"}\n{"text": "b",}\n', { format: 'jsonl' })).message).toMatch(/^line 2: not valid JSON .*one complete JSON object/);
-    expect(errorOf(() => parseExamples('{"text": "a"}\n\n[1, 2]\n', { format: 'jsonl' })).message).toMatch(/^line 3: expected a JSON object/);
-    expect(errorOf(() => parseExamples('{"text": 5}', { format: 'jsonl' })).message).toMatch(/^line 1: "text" must be a string/);
-    expect(errorOf(() => parseExamples('{"prompt": "a"}', { format: 'jsonl' })).message).toMatch(/"prompt" and "completion" must both be strings/);
-    expect(errorOf(() => parseExamples('{"instruction": "a", "output": "b", "input": 3}', { format: 'jsonl' })).message).toMatch(/"input" must be a string/);
-    expect(errorOf(() => parseExamples('{"question": "a", "answer": "b"}', { format: 'jsonl' })).message).toMatch(/no known fields \(found "question", "answer"\); use "text"/);
-    expect(errorOf(() => parseExamples('{"messages": []}', { format: 'jsonl' })).message).toMatch(/^line 1: "messages" must be a non-empty list/);
-    expect(errorOf(() => parseExamples('{"messages": [{"role": "user"}]}', { format: 'jsonl' })).message).toMatch(/message 1 must be an object with string "role" and "content"/);
-    expect(errorOf(() => parseExamples('{"messages": [{"role": "user", "content": "hi"}]}', { format: 'jsonl' })).message).toMatch(/no "assistant" message/);
+    expect(errorOf(() => parseExamples('{"text": "a"}\n{"text": "b",}\n', { format: 'jsonl' })).message).toMatch(
+      /^line 2: not valid JSON .*one complete JSON object/,
+    );
+    expect(errorOf(() => parseExamples('{"text": "a"}\n\n[1, 2]\n', { format: 'jsonl' })).message).toMatch(
+      /^line 3: expected a JSON object/,
+    );
+    expect(errorOf(() => parseExamples('{"text": 5}', { format: 'jsonl' })).message).toMatch(
+      /^line 1: "text" must be a string/,
+    );
+    expect(errorOf(() => parseExamples('{"prompt": "a"}', { format: 'jsonl' })).message).toMatch(
+      /"prompt" and "completion" must both be strings/,
+    );
+    expect(
+      errorOf(() => parseExamples('{"instruction": "a", "output": "b", "input": 3}', { format: 'jsonl' })).message,
+    ).toMatch(/"input" must be a string/);
+    expect(errorOf(() => parseExamples('{"question": "a", "answer": "b"}', { format: 'jsonl' })).message).toMatch(
+      /no known fields \(found "question", "answer"\); use "text"/,
+    );
+    expect(errorOf(() => parseExamples('{"messages": []}', { format: 'jsonl' })).message).toMatch(
+      /^line 1: "messages" must be a non-empty list/,
+    );
+    expect(errorOf(() => parseExamples('{"messages": [{"role": "user"}]}', { format: 'jsonl' })).message).toMatch(
+      /message 1 must be an object with string "role" and "content"/,
+    );
+    expect(
+      errorOf(() => parseExamples('{"messages": [{"role": "user", "content": "hi"}]}', { format: 'jsonl' })).message,
+    ).toMatch(/no "assistant" message/);
   });
 
   it('rejects a dataset whose completions are all empty', () => {
-    expect(errorOf(() => parseExamples('{"prompt": "a", "completion": ""}\n', { format: 'jsonl' })).message).toMatch(/no text to train on/);
+    expect(errorOf(() => parseExamples('{"prompt": "a", "completion": ""}\n', { format: 'jsonl' })).message).toMatch(
+      /no text to train on/,
+    );
   });
 });
 
@@ -122,7 +152,9 @@ describe('JSON array', () => {
   it('says what is wrong with malformed JSON or a non-array', () => {
     expect(errorOf(() => parseExamples('[{"text": "a"}', { format: 'json' })).message).toMatch(/not valid JSON/);
     expect(errorOf(() => parseExamples('{"text": "a"}', { format: 'json' })).message).toMatch(/must be an array/);
-    expect(errorOf(() => parseExamples('[{"text": "a"}, 7]', { format: 'json' })).message).toMatch(/^item 2: expected a JSON object/);
+    expect(errorOf(() => parseExamples('[{"text": "a"}, 7]', { format: 'json' })).message).toMatch(
+      /^item 2: expected a JSON object/,
+    );
   });
 });
 
@@ -136,11 +168,16 @@ describe('CSV / TSV', () => {
       ['', 'only'],
     ]);
     expect(parseDelimited('a\n""\n', ',')).toEqual([['a'], ['']]);
-    expect(parseDelimited('q\tr\n"a\tb"\tc', '\t')).toEqual([['q', 'r'], ['a\tb', 'c']]);
+    expect(parseDelimited('q\tr\n"a\tb"\tc', '\t')).toEqual([
+      ['q', 'r'],
+      ['a\tb', 'c'],
+    ]);
   });
 
   it('errors on an unclosed quote or text after a closing quote, naming the line', () => {
-    expect(errorOf(() => parseDelimited('a,b\n1,2\n3,"open\nstill open', ',')).message).toMatch(/^line 3: a quoted field is never closed/);
+    expect(errorOf(() => parseDelimited('a,b\n1,2\n3,"open\nstill open', ',')).message).toMatch(
+      /^line 3: a quoted field is never closed/,
+    );
     expect(errorOf(() => parseDelimited('a,b\n"x"y,2', ',')).message).toMatch(/^line 2: text after a closing quote/);
   });
 
@@ -152,7 +189,11 @@ describe('CSV / TSV', () => {
       { prompt: '', completion: 'Hello, world' },
       { prompt: '', completion: 'Second' },
     ]);
-    expect(parseExamples(csv, { fileName: 'd.csv', column: 'label' }).examples.map((e) => e.completion)).toEqual(['a', 'b', 'c']);
+    expect(parseExamples(csv, { fileName: 'd.csv', column: 'label' }).examples.map((e) => e.completion)).toEqual([
+      'a',
+      'b',
+      'c',
+    ]);
     const noText = parseExamples('n,quote\n1,A long quotation here\n2,Another one\n', { format: 'csv' });
     expect(noText.column).toBe('quote');
     const tsv = parseExamples('k\tv\nx\tthe value\n', { format: 'tsv', column: 'v' });
@@ -166,10 +207,14 @@ describe('CSV / TSV', () => {
 
   it('errors on a header-only file and on a row too short for the column', () => {
     expect(errorOf(() => parseExamples('id,text\n', { format: 'csv' })).message).toMatch(/only a header row/);
-    expect(errorOf(() => parseExamples('id,x,text\n1,2,a\n2,b\n', { format: 'csv', column: 'text' })).message).toMatch(/^row 3 has 2 fields but the header has 3/);
+    expect(errorOf(() => parseExamples('id,x,text\n1,2,a\n2,b\n', { format: 'csv', column: 'text' })).message).toMatch(
+      /^row 3 has 2 fields but the header has 3/,
+    );
   });
 
   it('rejects an unknown format name', () => {
-    expect(errorOf(() => parseExamples('a', { format: 'parquet' })).message).toMatch(/unknown format "parquet"; use one of text, jsonl, json, csv, tsv/);
+    expect(errorOf(() => parseExamples('a', { format: 'parquet' })).message).toMatch(
+      /unknown format "parquet"; use one of text, jsonl, json, csv, tsv/,
+    );
   });
 });

@@ -14,7 +14,10 @@ const ROOT = join(__dirname, '..', '..');
 const MODEL = join(ROOT, 'public', 'models', 'weblora-llama-1m');
 const DATASETS = join(ROOT, 'public', 'datasets');
 
-const tok = new TextTokenizer(JSON.parse(readFileSync(join(MODEL, 'tokenizer.json'), 'utf8')), JSON.parse(readFileSync(join(MODEL, 'tokenizer_config.json'), 'utf8')));
+const tok = new TextTokenizer(
+  JSON.parse(readFileSync(join(MODEL, 'tokenizer.json'), 'utf8')),
+  JSON.parse(readFileSync(join(MODEL, 'tokenizer_config.json'), 'utf8')),
+);
 
 interface IndexEntry {
   name: string;
@@ -46,7 +49,8 @@ describe('sample datasets', () => {
   it('index.json lists 3 files with every field, each file within 400 KB', () => {
     expect(index.map((d) => d.file)).toEqual(['fortunes.txt', 'jargon-define.jsonl', 'courtroom-chat.jsonl']);
     for (const d of index) {
-      for (const k of ['name', 'file', 'format', 'description', 'licence', 'source'] as const) expect(d[k].length).toBeGreaterThan(3);
+      for (const k of ['name', 'file', 'format', 'description', 'licence', 'source'] as const)
+        expect(d[k].length).toBeGreaterThan(3);
       const bytes = readFileSync(join(DATASETS, d.file)).length;
       expect(bytes).toBe(d.bytes);
       expect(bytes).toBeLessThanOrEqual(400 * 1024);
@@ -76,10 +80,14 @@ describe('sample datasets', () => {
         const first = data.tokenized[0];
         expect(first.ids[0]).toBe(tok.bosId);
         expect(first.ids.filter((id) => id === tok.bosId).length).toBe(1);
-        expect(tok.decode(Array.from(first.ids))).toBe("<s> User: Are you married?\nAssistant: No, I'm divorced.\nUser: And what did your husband do before you divorced him?\nAssistant: A lot of things I didn't know about.\n");
+        expect(tok.decode(Array.from(first.ids))).toBe(
+          "<s> User: Are you married?\nAssistant: No, I'm divorced.\nUser: And what did your husband do before you divorced him?\nAssistant: A lot of things I didn't know about.\n",
+        );
         expect(s.maskedFraction).toBeGreaterThan(0.3);
       } else if (d.file === 'jargon-define.jsonl') {
-        expect(tok.decode(Array.from(data.tokenized[1].ids))).toBe('<s> Define: 1TBS\nThe “One True Brace Style”; see indent style.');
+        expect(tok.decode(Array.from(data.tokenized[1].ids))).toBe(
+          '<s> Define: 1TBS\nThe “One True Brace Style”; see indent style.',
+        );
       } else {
         expect(s.maskedFraction).toBeCloseTo(s.examples / s.tokens, 12); // only the BOS of each fortune
       }
@@ -95,7 +103,10 @@ describe('long plain text', () => {
 
   it('encoded in pieces, with progress between them, equals encoding it whole', async () => {
     // ~5 pieces of fortunes joined into one paragraph (no blank lines).
-    const text = readFileSync(join(DATASETS, 'fortunes.txt'), 'utf8').slice(0, 5 * LONG_CHARS).replace(/\s+/g, ' ').trim();
+    const text = readFileSync(join(DATASETS, 'fortunes.txt'), 'utf8')
+      .slice(0, 5 * LONG_CHARS)
+      .replace(/\s+/g, ' ')
+      .trim();
     for (const t of [tok, charTokenizer()]) {
       const ex = { prompt: '', completion: text };
       const reports: number[] = [];

@@ -2,40 +2,67 @@
 
 import { describe, expect, it } from 'vitest';
 import { concatStream, IGNORE_INDEX, packSequences } from '../../src/data/pack';
-import { joinRuleOf, LONG_CHARS, tokenizeExample, tokenizeExamples, type TokenizedExample } from '../../src/data/tokenize';
+import {
+  joinRuleOf,
+  LONG_CHARS,
+  tokenizeExample,
+  tokenizeExamples,
+  type TokenizedExample,
+} from '../../src/data/tokenize';
 import type { Example } from '../../src/data/types';
 import { IGNORE_INDEX as KERNEL_IGNORE_INDEX } from '../../src/kernels/cross_entropy';
 import { AB, BOS, charTokenizer, chars, EOS } from './chartok';
 
 const IG = IGNORE_INDEX;
-const te = (ids: number[], train: number[]): TokenizedExample => ({ ids: Uint32Array.from(ids), train: Uint8Array.from(train) });
+const te = (ids: number[], train: number[]): TokenizedExample => ({
+  ids: Uint32Array.from(ids),
+  train: Uint8Array.from(train),
+});
 const plain = (t: TokenizedExample) => ({ ids: Array.from(t.ids), train: Array.from(t.train) });
 
 describe('tokenizeExample: loss masks', () => {
   const tok = charTokenizer();
 
   it('prompt/completion: BOS and prompt masked, completion trained', () => {
-    expect(plain(tokenizeExample({ prompt: 'ab', completion: 'cd' }, tok))).toEqual({ ids: [BOS, ...chars('abcd')], train: [0, 0, 0, 1, 1] });
+    expect(plain(tokenizeExample({ prompt: 'ab', completion: 'cd' }, tok))).toEqual({
+      ids: [BOS, ...chars('abcd')],
+      train: [0, 0, 0, 1, 1],
+    });
   });
 
   it('plain text: everything but BOS trained', () => {
-    expect(plain(tokenizeExample({ prompt: '', completion: 'xyz' }, tok))).toEqual({ ids: [BOS, ...chars('xyz')], train: [0, 1, 1, 1] });
+    expect(plain(tokenizeExample({ prompt: '', completion: 'xyz' }, tok))).toEqual({
+      ids: [BOS, ...chars('xyz')],
+      train: [0, 1, 1, 1],
+    });
   });
 
   it('without BOS nothing is masked in plain text', () => {
-    expect(plain(tokenizeExample({ prompt: '', completion: 'xy' }, charTokenizer({ bos: false })))).toEqual({ ids: chars('xy'), train: [1, 1] });
+    expect(plain(tokenizeExample({ prompt: '', completion: 'xy' }, charTokenizer({ bos: false })))).toEqual({
+      ids: chars('xy'),
+      train: [1, 1],
+    });
   });
 
   it('a token straddling the boundary goes to the completion (where encode(prompt) and encode(all) part)', () => {
     const merging = charTokenizer({ merge: true });
     // "xa" + "by": the whole text encodes as x, ab, y; encode("xa") = x, a.
-    expect(plain(tokenizeExample({ prompt: 'xa', completion: 'by' }, merging))).toEqual({ ids: [BOS, chars('x')[0], AB, chars('y')[0]], train: [0, 0, 1, 1] });
+    expect(plain(tokenizeExample({ prompt: 'xa', completion: 'by' }, merging))).toEqual({
+      ids: [BOS, chars('x')[0], AB, chars('y')[0]],
+      train: [0, 0, 1, 1],
+    });
   });
 
   it('an EOS the tokenizer appends itself is part of the completion', () => {
     const eosTok = charTokenizer({ eosOnEncode: true });
-    expect(plain(tokenizeExample({ prompt: 'a', completion: 'b' }, eosTok))).toEqual({ ids: [BOS, ...chars('ab'), EOS], train: [0, 0, 1, 1] });
-    expect(plain(tokenizeExample({ prompt: '', completion: 'b' }, eosTok))).toEqual({ ids: [BOS, ...chars('b'), EOS], train: [0, 1, 1] });
+    expect(plain(tokenizeExample({ prompt: 'a', completion: 'b' }, eosTok))).toEqual({
+      ids: [BOS, ...chars('ab'), EOS],
+      train: [0, 0, 1, 1],
+    });
+    expect(plain(tokenizeExample({ prompt: '', completion: 'b' }, eosTok))).toEqual({
+      ids: [BOS, ...chars('b'), EOS],
+      train: [0, 1, 1],
+    });
   });
 
   it('multi-turn segments: only the trained segments, at their exact positions', () => {
@@ -77,7 +104,9 @@ describe('tokenizeExamples', () => {
     const ctl = new AbortController();
     ctl.abort(new Error('cancelled by the test'));
     const examples = [{ prompt: '', completion: 'a' }];
-    await expect(tokenizeExamples(examples, charTokenizer(), { sliceMs: -1, signal: ctl.signal })).rejects.toThrow('cancelled by the test');
+    await expect(tokenizeExamples(examples, charTokenizer(), { sliceMs: -1, signal: ctl.signal })).rejects.toThrow(
+      'cancelled by the test',
+    );
   });
 });
 
@@ -131,14 +160,18 @@ describe('packSequences', () => {
     const rand = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed % n);
     const examples = Array.from({ length: 30 }, () => {
       const n = 1 + rand(20);
-      return te(Array.from({ length: n }, () => 10 + rand(50)), Array.from({ length: n }, () => (rand(3) ? 1 : 0)));
+      return te(
+        Array.from({ length: n }, () => 10 + rand(50)),
+        Array.from({ length: n }, () => (rand(3) ? 1 : 0)),
+      );
     });
     for (const T of [1, 3, 8, 64, 1000]) {
       const s = concatStream(examples, EOS);
       const p = packSequences(examples, T, EOS);
       const pairs: string[] = [];
       for (let n = 0; n < p.N; n++)
-        for (let t = 0; t < T; t++) if (p.targets[n * T + t] !== IG) pairs.push(`${p.ids[n * T + t]}>${p.targets[n * T + t]}`);
+        for (let t = 0; t < T; t++)
+          if (p.targets[n * T + t] !== IG) pairs.push(`${p.ids[n * T + t]}>${p.targets[n * T + t]}`);
       const want: string[] = [];
       for (let i = 1; i < s.ids.length; i++) if (s.train[i]) want.push(`${s.ids[i - 1]}>${s.ids[i]}`);
       expect(pairs).toEqual(want);

@@ -5,7 +5,17 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ROOT, expectBundledModel, launchChromium, openStudio, reportConsole, screenshot, serveStudio, type OpenPage, type Studio } from './harness';
+import {
+  ROOT,
+  expectBundledModel,
+  launchChromium,
+  openStudio,
+  reportConsole,
+  screenshot,
+  serveStudio,
+  type OpenPage,
+  type Studio,
+} from './harness';
 
 let studio: Studio;
 let browser: Browser;
@@ -75,7 +85,11 @@ describe('studio page, failures', () => {
     await datasetPanel.getByText(/examples, .* tokens\.$/).waitFor({ timeout: 60_000 });
 
     // A malformed dataset: a JSONL file (detected from its extension) whose second line is cut off.
-    await page.getByLabel('Your own file').setInputFiles({ name: 'broken.jsonl', mimeType: 'application/jsonl', buffer: Buffer.from('{"text": "a fine first line"}\n{"text": "cut off here\n') });
+    await page.getByLabel('Your own file').setInputFiles({
+      name: 'broken.jsonl',
+      mimeType: 'application/jsonl',
+      buffer: Buffer.from('{"text": "a fine first line"}\n{"text": "cut off here\n'),
+    });
     const dsAlert = datasetPanel.getByRole('alert');
     await dsAlert.waitFor({ timeout: 60_000 });
     const dsText = (await dsAlert.textContent()) ?? '';
@@ -84,7 +98,9 @@ describe('studio page, failures', () => {
     expect(dsText).toContain('still'); // says which dataset is still in use
 
     // Still working after both: the settings estimate answers and Start is possible.
-    await expect.poll(() => page.getByRole('button', { name: 'Start training' }).isEnabled(), { timeout: 30_000 }).toBe(true);
+    await expect
+      .poll(() => page.getByRole('button', { name: 'Start training' }).isEnabled(), { timeout: 30_000 })
+      .toBe(true);
     await screenshot(page, 'errors-malformed-uploads');
   });
 

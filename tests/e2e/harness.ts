@@ -41,11 +41,18 @@ function newestMtime(path: string): number {
 
 /** Builds the site into test-artifacts/dist unless a build newer than every source is there. */
 async function ensureBuilt(): Promise<void> {
-  const sources = ['src', 'shaders', 'public', 'index.html', 'vite.config.ts', 'package.json'].map((p) => join(ROOT, p)).filter(existsSync);
+  const sources = ['src', 'shaders', 'public', 'index.html', 'vite.config.ts', 'package.json']
+    .map((p) => join(ROOT, p))
+    .filter(existsSync);
   const newest = Math.max(...sources.map(newestMtime));
   if (existsSync(STAMP) && statSync(STAMP).mtimeMs > newest) return;
   const t0 = Date.now();
-  await build({ root: ROOT, configFile: join(ROOT, 'vite.config.ts'), logLevel: 'warn', build: { outDir: DIST, emptyOutDir: true } });
+  await build({
+    root: ROOT,
+    configFile: join(ROOT, 'vite.config.ts'),
+    logLevel: 'warn',
+    build: { outDir: DIST, emptyOutDir: true },
+  });
   writeFileSync(STAMP, new Date().toISOString());
   console.log(`[e2e] vite build in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 }
@@ -76,9 +83,17 @@ export async function serveStudio(): Promise<Studio> {
 
 /** Launches Chromium; `webgpu: false` leaves WebGPU off, to check what the page says without it. */
 export async function launchChromium(opts: { webgpu?: boolean } = {}): Promise<Browser> {
-  if (!existsSync(CHROMIUM)) throw new Error(`Chromium is missing at ${CHROMIUM}: install it with 'apt-get install -y chromium' (or run 'bash tools/setup.sh test')`);
-  const args = opts.webgpu === false ? CHROMIUM_ARGS.filter((a) => !a.includes('webgpu') && !a.includes('WebGPU')) : CHROMIUM_ARGS;
-  return chromium.launch({ executablePath: CHROMIUM, args, env: { ...process.env, XDG_RUNTIME_DIR: join(ROOT, '.cache/xdg') } });
+  if (!existsSync(CHROMIUM))
+    throw new Error(
+      `Chromium is missing at ${CHROMIUM}: install it with 'apt-get install -y chromium' (or run 'bash tools/setup.sh test')`,
+    );
+  const args =
+    opts.webgpu === false ? CHROMIUM_ARGS.filter((a) => !a.includes('webgpu') && !a.includes('WebGPU')) : CHROMIUM_ARGS;
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    args,
+    env: { ...process.env, XDG_RUNTIME_DIR: join(ROOT, '.cache/xdg') },
+  });
 }
 
 export interface OpenPage {
@@ -128,7 +143,8 @@ export async function expectEngineUp(page: Page, timeout = 60_000): Promise<stri
     const text = (await line.textContent()) ?? '';
     if (text.startsWith('GPU: ') && text !== 'GPU: not available') return text;
     const banner = page.locator('.banner');
-    if (await banner.isVisible()) throw new Error(`the studio reports no working WebGPU engine: ${await banner.textContent()}`);
+    if (await banner.isVisible())
+      throw new Error(`the studio reports no working WebGPU engine: ${await banner.textContent()}`);
     await page.waitForTimeout(200);
   }
   throw new Error(`the engine did not start within ${timeout / 1000} s (status line: ${await line.textContent()})`);
@@ -138,7 +154,10 @@ export async function expectEngineUp(page: Page, timeout = 60_000): Promise<stri
 export async function expectBundledModel(page: Page, timeout = 120_000): Promise<void> {
   await expectEngineUp(page);
   try {
-    await page.locator('#model-panel').getByText(/^Loaded .*weblora-llama-1m/).waitFor({ timeout });
+    await page
+      .locator('#model-panel')
+      .getByText(/^Loaded .*weblora-llama-1m/)
+      .waitFor({ timeout });
   } catch (e) {
     const status = await page.locator('#model-panel .status').first().textContent();
     await screenshot(page, 'failure-bundled-model').catch(() => undefined);

@@ -82,7 +82,10 @@ describe('studio page, a model from a Hub-shaped server', () => {
     await page.getByText('Load a different model', { exact: true }).click();
     await loadFromHub();
     // Progress: "<file>: 1.2 MB of 3.9 MB (31%)" while model.safetensors streams in.
-    await page.locator('#model-panel .progress-text').getByText(/model\.safetensors.*of .*\(\d+%\)/).waitFor({ timeout: 60_000 });
+    await page
+      .locator('#model-panel .progress-text')
+      .getByText(/model\.safetensors.*of .*\(\d+%\)/)
+      .waitFor({ timeout: 60_000 });
     await page.locator('#model-panel').getByText(`Loaded ${REPO}`, { exact: false }).waitFor({ timeout: 120_000 });
     expect(requests.get('model.safetensors')).toBe(1);
     expect(requests.get('config.json')).toBe(1);
@@ -94,11 +97,17 @@ describe('studio page, a model from a Hub-shaped server', () => {
     await page.evaluate(() => {
       const el = document.querySelector('#model-panel .status')!;
       const seen: string[] = ((window as unknown as { __statuses: string[] }).__statuses = []);
-      new MutationObserver(() => seen.push(el.textContent ?? '')).observe(el, { childList: true, characterData: true, subtree: true });
+      new MutationObserver(() => seen.push(el.textContent ?? '')).observe(el, {
+        childList: true,
+        characterData: true,
+        subtree: true,
+      });
     });
     await loadFromHub();
     await expect
-      .poll(() => page.evaluate(() => (window as unknown as { __statuses: string[] }).__statuses.join(' | ')), { timeout: 120_000 })
+      .poll(() => page.evaluate(() => (window as unknown as { __statuses: string[] }).__statuses.join(' | ')), {
+        timeout: 120_000,
+      })
       .toMatch(new RegExp(`(Reading|Loading) .*\\|.*Loaded ${REPO}`));
     expect(requests).toEqual(before);
   });
@@ -108,8 +117,16 @@ describe('studio page, a model from a Hub-shaped server', () => {
     await page.getByRole('button', { name: 'Import from Hugging Face' }).click();
     await page.locator('#gallery').getByText(`Imported "${ADAPTER_REPO}".`).waitFor({ timeout: 60_000 });
     // Trained on 'weblora-llama-1m', loaded here as the Hub copy: a warning, not a refusal.
-    expect(await page.locator('#gallery').getByText(/made for base model 'weblora-llama-1m'/).count()).toBeGreaterThan(0);
-    await page.getByRole('list', { name: 'Adapters' }).getByRole('article', { name: ADAPTER_REPO }).waitFor({ timeout: 30_000 });
+    expect(
+      await page
+        .locator('#gallery')
+        .getByText(/made for base model 'weblora-llama-1m'/)
+        .count(),
+    ).toBeGreaterThan(0);
+    await page
+      .getByRole('list', { name: 'Adapters' })
+      .getByRole('article', { name: ADAPTER_REPO })
+      .waitFor({ timeout: 30_000 });
     expect(requests.get('adapter_model.safetensors')).toBe(1);
   });
 });

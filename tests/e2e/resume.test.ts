@@ -13,8 +13,17 @@ describe('studio page, resuming after a reload', () => {
   it('offers the saved run after a reload and finishes it', async () => {
     await expectBundledModel(page);
     await page.getByLabel('Sample dataset').selectOption({ index: 1 });
-    await page.locator('#dataset-panel').getByText(/examples, .* tokens\.$/).waitFor({ timeout: 60_000 });
-    for (const [label, value] of [['Rank (r)', '2'], ['Batch size', '1'], ['Sequence length', '16'], ['Warmup steps', '0']] as const) await page.getByLabel(label).fill(value);
+    await page
+      .locator('#dataset-panel')
+      .getByText(/examples, .* tokens\.$/)
+      .waitFor({ timeout: 60_000 });
+    for (const [label, value] of [
+      ['Rank (r)', '2'],
+      ['Batch size', '1'],
+      ['Sequence length', '16'],
+      ['Warmup steps', '0'],
+    ] as const)
+      await page.getByLabel(label).fill(value);
     await page.getByLabel('Steps', { exact: true }).fill('8');
     await page.getByText('Evaluation, samples and checkpoints').click();
     await page.getByLabel('Evaluate every').fill('0');
@@ -36,7 +45,10 @@ describe('studio page, resuming after a reload', () => {
     expect(from).toBeLessThan(8);
     await screenshot(page, 'resume-offer', '#train');
     await offer.click();
-    await page.locator('#train .status').getByText(/^Finished: 8 steps/).waitFor({ timeout: 240_000 });
+    await page
+      .locator('#train .status')
+      .getByText(/^Finished: 8 steps/)
+      .waitFor({ timeout: 240_000 });
     expect(await progressText.textContent()).toBe('Step 8 of 8');
     // A finished run leaves no checkpoint behind: after another reload nothing is offered.
     await page.reload();

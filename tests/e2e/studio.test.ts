@@ -12,7 +12,18 @@ import { parseSafetensorsHeader } from '../../src/loaders/safetensors';
 import { ROOT, expectBundledModel, screenshot, useStudioPage } from './harness';
 
 // Small enough for SwiftShader on 2 cores; a high learning rate so a few steps change the model.
-const RUN = { rank: '4', alpha: '16', batch: '1', seqLen: '32', steps: '6', warmup: '0', lr: '0.05', evalEvery: '3', sampleEvery: '3', sampleTokens: '8' };
+const RUN = {
+  rank: '4',
+  alpha: '16',
+  batch: '1',
+  seqLen: '32',
+  steps: '6',
+  warmup: '0',
+  lr: '0.05',
+  evalEvery: '3',
+  sampleEvery: '3',
+  sampleTokens: '8',
+};
 
 let page: Page;
 
@@ -24,7 +35,10 @@ function sampleDatasets(): { name: string; file: string; format: string }[] {
 
 /** The value next to a term in one of the page's fact lists (<dt>term</dt><dd>value</dd>). */
 async function fact(scope: string, term: string): Promise<string> {
-  const dd = page.locator(`${scope} dt`, { hasText: new RegExp(`^${term}$`) }).first().locator('xpath=following-sibling::dd[1]');
+  const dd = page
+    .locator(`${scope} dt`, { hasText: new RegExp(`^${term}$`) })
+    .first()
+    .locator('xpath=following-sibling::dd[1]');
   return (await dd.textContent()) ?? '';
 }
 
@@ -45,7 +59,10 @@ describe('studio page, main flow', () => {
     const sample = sampleDatasets()[0];
     expect(sample, 'public/datasets/index.json lists no dataset').toBeTruthy();
     await page.getByLabel('Sample dataset').selectOption({ label: `${sample.name} (${sample.format})` });
-    await page.locator('#dataset-panel').getByText(/examples, .* tokens\.$/).waitFor({ timeout: 60_000 });
+    await page
+      .locator('#dataset-panel')
+      .getByText(/examples, .* tokens\.$/)
+      .waitFor({ timeout: 60_000 });
     expect(Number.parseFloat(await fact('#dataset-panel', 'Tokens'))).toBeGreaterThan(0);
     expect(Number(await fact('#dataset-panel', 'Training sequences'))).toBeGreaterThan(0);
     expect(await fact('#dataset-panel', 'Format')).not.toBe('');
@@ -109,7 +126,10 @@ describe('studio page, main flow', () => {
     await screenshot(page, 'area2-train-paused', '#train');
 
     await resume.click();
-    await page.locator('#train .status').getByText(/^Finished: 6 steps/).waitFor({ timeout: 240_000 });
+    await page
+      .locator('#train .status')
+      .getByText(/^Finished: 6 steps/)
+      .waitFor({ timeout: 240_000 });
     expect(await progressText.textContent()).toBe('Step 6 of 6');
     expect(await start.isEnabled()).toBe(true);
     expect(await pause.isDisabled()).toBe(true);
@@ -136,7 +156,18 @@ describe('studio page, main flow', () => {
     const get = (n: string) => files[Object.keys(files).find((p) => p.endsWith(n))!];
 
     const cfg = JSON.parse(new TextDecoder().decode(get('adapter_config.json')));
-    for (const k of ['peft_type', 'r', 'lora_alpha', 'target_modules', 'base_model_name_or_path', 'task_type', 'lora_dropout', 'bias', 'fan_in_fan_out']) expect(cfg, `adapter_config.json lacks ${k}`).toHaveProperty(k);
+    for (const k of [
+      'peft_type',
+      'r',
+      'lora_alpha',
+      'target_modules',
+      'base_model_name_or_path',
+      'task_type',
+      'lora_dropout',
+      'bias',
+      'fan_in_fan_out',
+    ])
+      expect(cfg, `adapter_config.json lacks ${k}`).toHaveProperty(k);
     expect(cfg.peft_type).toBe('LORA');
     expect(cfg.task_type).toBe('CAUSAL_LM');
     expect(cfg.r).toBe(Number(RUN.rank));
@@ -185,7 +216,9 @@ describe('studio page, main flow', () => {
     await expect.poll(() => go.isEnabled(), { timeout: 30_000 }).toBe(true);
     await go.click();
     const status = page.locator('#try .status');
-    await expect.poll(async () => (await status.getAttribute('data-level')) ?? '', { timeout: 180_000 }).toMatch(/^(ok|error)$/);
+    await expect
+      .poll(async () => (await status.getAttribute('data-level')) ?? '', { timeout: 180_000 })
+      .toMatch(/^(ok|error)$/);
     expect(await status.getAttribute('data-level'), (await status.textContent()) ?? '').toBe('ok');
     const base = await page.getByRole('figure', { name: 'Base model output' }).locator('.continuation').textContent();
     const lora = await page.getByRole('figure', { name: 'Adapter output' }).locator('.continuation').textContent();

@@ -13,7 +13,12 @@ describe('engine', () => {
     const ctx = await gpu();
     const e = new Engine(ctx);
     const { files, model } = await e.loadModel(dirSource(BUNDLED), 'f32');
-    const lora = LoraState.init(ctx, files.config, { r: 4, alpha: 32, useRslora: false, dropout: 0, targets: ['q_proj', 'v_proj', 'up_proj'] }, 7);
+    const lora = LoraState.init(
+      ctx,
+      files.config,
+      { r: 4, alpha: 32, useRslora: false, dropout: 0, targets: ['q_proj', 'v_proj', 'up_proj'] },
+      7,
+    );
     for (const m of lora.modules.values()) ctx.write(m.B.buf, rng(3).normal(m.B.numel, 0.3));
     const name = 'model.layers.1.self_attn.q_proj.weight';
     const w0 = await model.weights.get(name).read();

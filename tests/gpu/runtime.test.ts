@@ -70,7 +70,9 @@ describe('kernels and errors', () => {
     const ctx = await gpu();
     const small = ctx.buffer(256, 'big');
     const over = { buf: small, offset: 0, size: ctx.limits.maxStorageBufferBindingSize + 4 }; // checked before any GPU call
-    expect(() => ctx.dispatch('add', { bindings: [small, small, over], u32: [1], workgroups: [1] })).toThrow(/'big'\) is .* over this adapter's storage binding limit/);
+    expect(() => ctx.dispatch('add', { bindings: [small, small, over], u32: [1], workgroups: [1] })).toThrow(
+      /'big'\) is .* over this adapter's storage binding limit/,
+    );
     ctx.flush();
     ctx.free(small);
   });
@@ -87,7 +89,9 @@ describe('kernels and errors', () => {
 
 describe('device', () => {
   it('limits the adapter cannot give are a clear error', async () => {
-    await expect(GpuContext.create(nodeGpu(), { storageBindingBytes: 2 ** 40 })).rejects.toThrow(/cannot give the limits needed: maxStorageBufferBindingSize/);
+    await expect(GpuContext.create(nodeGpu(), { storageBindingBytes: 2 ** 40 })).rejects.toThrow(
+      /cannot give the limits needed: maxStorageBufferBindingSize/,
+    );
     await expect(GpuContext.create(undefined)).rejects.toThrow(/WebGPU is not available/);
   });
 
@@ -108,7 +112,15 @@ describe('loading a model', () => {
     const ctx = await gpu();
     await ctx.sync();
     const live0 = ctx.alloc.liveBytes;
-    const cfg = parseConfig({ architectures: ['LlamaForCausalLM'], vocab_size: 64, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 2, num_attention_heads: 2, tie_word_embeddings: true });
+    const cfg = parseConfig({
+      architectures: ['LlamaForCausalLM'],
+      vocab_size: 64,
+      hidden_size: 16,
+      intermediate_size: 24,
+      num_hidden_layers: 2,
+      num_attention_heads: 2,
+      tie_word_embeddings: true,
+    });
     let n = 0;
     const readers = new Map(
       [...expectedTensors(cfg)].map(([name, shape]) => [

@@ -61,42 +61,49 @@ interface LineOrigin {
  * The text `specialize()` produces, line by line with origins: `//#include lib_x` lines are replaced by
  * lib_x's lines (once per name, like specialize), then `{{KEY}}` by defines[KEY]. `read` gives a file's raw text.
  */
-export function expandWithOrigins(name: string, defines: Defines, read: (name: string) => string): { text: string; origins: LineOrigin[] } {
+export function expandWithOrigins(
+  name: string,
+  defines: Defines,
+  read: (name: string) => string,
+): { text: string; origins: LineOrigin[] } {
   const lines: string[] = [];
   const origins: LineOrigin[] = [];
   const seen = new Set<string>();
   const walk = (file: string) => {
     let skipBlank = false;
-    read(file).split('\n').forEach((line, i) => {
-      // specialize()'s include pattern ends in `\s*$` (multiline), which also swallows the blank lines after
-      // an include line: drop them here too, or every later line number would be off.
-      if (skipBlank && /^\s*$/.test(line)) return;
-      skipBlank = false;
-      const inc = /^\/\/#include\s+(\w+)\s*$/.exec(line);
-      if (inc) {
-        skipBlank = true;
-        if (!seen.has(inc[1])) {
-          seen.add(inc[1]);
-          walk(inc[1]);
-        } else {
-          lines.push('');
-          origins.push({ file, line: i + 1, subs: [] });
+    read(file)
+      .split('\n')
+      .forEach((line, i) => {
+        // specialize()'s include pattern ends in `\s*$` (multiline), which also swallows the blank lines after
+        // an include line: drop them here too, or every later line number would be off.
+        if (skipBlank && /^\s*$/.test(line)) return;
+        skipBlank = false;
+        const inc = /^\/\/#include\s+(\w+)\s*$/.exec(line);
+        if (inc) {
+          skipBlank = true;
+          if (!seen.has(inc[1])) {
+            seen.add(inc[1]);
+            walk(inc[1]);
+          } else {
+            lines.push('');
+            origins.push({ file, line: i + 1, subs: [] });
+          }
+          return;
         }
-        return;
-      }
-      const subs: LineOrigin['subs'] = [];
-      let shift = 0;
-      const out = line.replace(/\{\{(\w+)\}\}/g, (whole: string, key: string, at: number) => {
-        if (!(key in defines)) throw new Error(`shaders/${file}.wgsl:${i + 1}:${at + 1}: no value for {{${key}}} in the defaults line`);
-        const v = defines[key];
-        const s = typeof v === 'boolean' ? (v ? 'true' : 'false') : String(v);
-        subs.push({ at: at + shift, from: whole.length, to: s.length });
-        shift += s.length - whole.length;
-        return s;
+        const subs: LineOrigin['subs'] = [];
+        let shift = 0;
+        const out = line.replace(/\{\{(\w+)\}\}/g, (whole: string, key: string, at: number) => {
+          if (!(key in defines))
+            throw new Error(`shaders/${file}.wgsl:${i + 1}:${at + 1}: no value for {{${key}}} in the defaults line`);
+          const v = defines[key];
+          const s = typeof v === 'boolean' ? (v ? 'true' : 'false') : String(v);
+          subs.push({ at: at + shift, from: whole.length, to: s.length });
+          shift += s.length - whole.length;
+          return s;
+        });
+        lines.push(out);
+        origins.push({ file, line: i + 1, subs });
       });
-      lines.push(out);
-      origins.push({ file, line: i + 1, subs });
-    });
   };
   walk(name);
   return { text: lines.join('\n'), origins };
@@ -110,7 +117,11 @@ function locate(origins: LineOrigin[], line: number, col: number): string {
   let back = 0;
   for (const s of o.subs) {
     if (c >= s.at + s.to) back += s.to - s.from;
-    else if (c >= s.at) { c = s.at + back; back = 0; break; } // inside a substituted value: point at its {{KEY}}
+    else if (c >= s.at) {
+      c = s.at + back;
+      back = 0;
+      break;
+    } // inside a substituted value: point at its {{KEY}}
   }
   return `shaders/${o.file}.wgsl:${o.line}:${c - back + 1}`;
 }
@@ -142,7 +153,9 @@ export async function lintShader(name: string, read: (name: string) => string = 
   if (!defaults) {
     const ph = /\{\{(\w+)\}\}/.exec(src);
     if (ph) {
-      return [`shaders/${name}.wgsl: has placeholders ({{${ph[1]}}}) but no '//! defaults: KEY=value ...' line, so it cannot be linted`];
+      return [
+        `shaders/${name}.wgsl: has placeholders ({{${ph[1]}}}) but no '//! defaults: KEY=value ...' line, so it cannot be linted`,
+      ];
     }
   }
   let expanded: { text: string; origins: LineOrigin[] };
@@ -181,7 +194,14 @@ describe('WGSL lint (Dawn null backend, default limits)', () => {
 
 describe('WGSL lint: self-test', () => {
   const fake: Record<string, string> = {
-    broken: ['// a kernel with a type error on line 4, column 18', '@group(0) @binding(0) var<storage, read_write> a: array<f32>;', '@compute @workgroup_size(1) fn main() {', '  let x: u32 = 1.5;', '  a[0] = f32(x);', '}'].join('\n'),
+    broken: [
+      '// a kernel with a type error on line 4, column 18',
+      '@group(0) @binding(0) var<storage, read_write> a: array<f32>;',
+      '@compute @workgroup_size(1) fn main() {',
+      '  let x: u32 = 1.5;',
+      '  a[0] = f32(x);',
+      '}',
+    ].join('\n'),
     noDefaults: ['@compute @workgroup_size({{WG}}) fn main() {}'].join('\n'),
     placeholderError: [
       '//! defaults: WG=64 T=f32',
@@ -217,7 +237,9 @@ describe('WGSL lint: self-test', () => {
     const line4 = fake.placeholderError.split('\n')[3];
     const errors = await lintShader('placeholderError', read);
     expect(errors.length).toBe(1);
-    expect(errors[0]).toBe(`shaders/placeholderError.wgsl:4:${line4.indexOf('nope') + 1}: ${errors[0].split(': ').slice(1).join(': ')}`);
+    expect(errors[0]).toBe(
+      `shaders/placeholderError.wgsl:4:${line4.indexOf('nope') + 1}: ${errors[0].split(': ').slice(1).join(': ')}`,
+    );
     expect(errors[0]).toMatch(/unresolved value 'nope'/);
   });
 
@@ -234,7 +256,9 @@ describe('WGSL lint: self-test', () => {
   });
 
   it('a defaults line that misses a key is reported at the placeholder', async () => {
-    const errors = await lintShader('x', (n) => (n === 'x' ? '//! defaults: A=1\nconst B = {{B}}u;\n@compute @workgroup_size(1) fn main() {}' : read(n)));
+    const errors = await lintShader('x', (n) =>
+      n === 'x' ? '//! defaults: A=1\nconst B = {{B}}u;\n@compute @workgroup_size(1) fn main() {}' : read(n),
+    );
     expect(errors).toEqual(['shaders/x.wgsl:2:11: no value for {{B}} in the defaults line']);
   });
 });
@@ -243,7 +267,8 @@ describe('WGSL lint: the null backend next to the real driver', () => {
   it('a null-backend device and the project driver work in one process', async () => {
     const nullDev = await nullDevice();
     const ctx = await gpu(); // WEBLORA_DRIVER's adapter, created after the null one
-    const a = Tensor.from(ctx, [1, 2, 3], [3]), b = Tensor.from(ctx, [10, 20, 30], [3]);
+    const a = Tensor.from(ctx, [1, 2, 3], [3]),
+      b = Tensor.from(ctx, [10, 20, 30], [3]);
     const c = add_forward(a, b);
     expect(Array.from(await c.read())).toEqual([11, 22, 33]);
     expect((await lintShader('add')).length).toBe(0); // and the null device still answers afterwards

@@ -23,7 +23,10 @@ export function goldenCases(file = 'golden.json'): { name: string; dir: string; 
 
 export async function readGolden(dir: string, base = 'golden') {
   const json = JSON.parse(readFileSync(join(dir, `${base}.json`), 'utf8'));
-  const st = await openSafetensors(new Uint8Array(readFileSync(join(dir, `${base}.safetensors`))), `${base}.safetensors`);
+  const st = await openSafetensors(
+    new Uint8Array(readFileSync(join(dir, `${base}.safetensors`))),
+    `${base}.safetensors`,
+  );
   const names = [...st.header.tensors.keys()];
   const i32 = async (name: string) => {
     const b = await st.bytes(name);

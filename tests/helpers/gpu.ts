@@ -33,7 +33,10 @@ export function rng(seed: number) {
     next,
     uniform: (n: number, lo = -1, hi = 1) => Float32Array.from({ length: n }, () => lo + (hi - lo) * next()),
     normal: (n: number, std = 1) =>
-      Float32Array.from({ length: n }, () => std * Math.sqrt(-2 * Math.log(1 - next())) * Math.cos(2 * Math.PI * next())),
+      Float32Array.from(
+        { length: n },
+        () => std * Math.sqrt(-2 * Math.log(1 - next())) * Math.cos(2 * Math.PI * next()),
+      ),
     int: (n: number, hi: number) => Uint32Array.from({ length: n }, () => Math.floor(next() * hi)),
   };
 }
@@ -51,7 +54,13 @@ export function maxErrRatio(got: ArrayLike<number>, want: ArrayLike<number>, ato
 }
 
 /** Asserts every element is within atol + rtol*|want|, reporting the worst element. */
-export function expectClose(got: ArrayLike<number>, want: ArrayLike<number>, atol: number, rtol = 0, what = 'values'): void {
+export function expectClose(
+  got: ArrayLike<number>,
+  want: ArrayLike<number>,
+  atol: number,
+  rtol = 0,
+  what = 'values',
+): void {
   if (got.length !== want.length) throw new Error(`${what}: length ${got.length}, expected ${want.length}`);
   let worst = -1;
   let worstR = 0;
@@ -73,15 +82,27 @@ export function expectClose(got: ArrayLike<number>, want: ArrayLike<number>, ato
 
 /** Asserts |got − want| ≤ bound elementwise (a bound per element), naming the worst element; returns
  * the worst |got − want| / bound, so a test can report how tight its bound is. */
-export function expectWithin(got: ArrayLike<number>, want: ArrayLike<number>, bound: ArrayLike<number>, what: string): number {
+export function expectWithin(
+  got: ArrayLike<number>,
+  want: ArrayLike<number>,
+  bound: ArrayLike<number>,
+  what: string,
+): number {
   if (got.length !== want.length) throw new Error(`${what}: length ${got.length}, expected ${want.length}`);
-  let worst = 0, at = -1;
+  let worst = 0,
+    at = -1;
   for (let i = 0; i < got.length; i++) {
     const d = Math.abs(got[i] - want[i]);
     const r = d === 0 ? 0 : d / bound[i];
-    if (!(r <= worst)) { worst = Number.isNaN(r) ? Infinity : r; at = i; }
+    if (!(r <= worst)) {
+      worst = Number.isNaN(r) ? Infinity : r;
+      at = i;
+    }
   }
-  if (worst > 1) throw new Error(`${what}: element ${at} is ${got[at]}, expected ${want[at]} ± ${bound[at]} (${worst.toFixed(2)}x the bound)`);
+  if (worst > 1)
+    throw new Error(
+      `${what}: element ${at} is ${got[at]}, expected ${want[at]} ± ${bound[at]} (${worst.toFixed(2)}x the bound)`,
+    );
   return worst;
 }
 

@@ -19,17 +19,19 @@ interface Case {
   scale?: number;
 }
 
-const CASES: Case[] = ([
-  { B: 1, Tq: 1, Hq: 1, Hkv: 1, D: 8 },
-  { B: 2, Tq: 7, Hq: 2, Hkv: 1, D: 16 }, // GQA, 2 query heads per kv head
-  { B: 1, Tq: 33, Hq: 3, Hkv: 1, D: 24 }, // GQA 3, D not a power of two
-  { B: 2, Tq: 100, Hq: 2, Hkv: 2, D: 64 },
-  { B: 1, Tq: 257, Hq: 4, Hkv: 2, D: 16 },
-  { B: 1, Tq: 7, Tk: 40, cap: 50, Hq: 6, Hkv: 2, D: 16 }, // KV cache: 7 new rows after 33 cached
-  { B: 2, Tq: 1, Tk: 70, cap: 80, Hq: 2, Hkv: 1, D: 24 }, // one generation step
-  { B: 1, Tq: 5, Hq: 2, Hkv: 1, D: 128 }, // largest head
-  { B: 1, Tq: 33, Hq: 2, Hkv: 1, D: 16, amp: 4, scale: 1 }, // scores ~ ±100s: naive exp would overflow
-] as Case[]).map((c) => ({ amp: 1, ...c, Tk: c.Tk ?? c.Tq, cap: c.cap ?? c.Tk ?? c.Tq }));
+const CASES: Case[] = (
+  [
+    { B: 1, Tq: 1, Hq: 1, Hkv: 1, D: 8 },
+    { B: 2, Tq: 7, Hq: 2, Hkv: 1, D: 16 }, // GQA, 2 query heads per kv head
+    { B: 1, Tq: 33, Hq: 3, Hkv: 1, D: 24 }, // GQA 3, D not a power of two
+    { B: 2, Tq: 100, Hq: 2, Hkv: 2, D: 64 },
+    { B: 1, Tq: 257, Hq: 4, Hkv: 2, D: 16 },
+    { B: 1, Tq: 7, Tk: 40, cap: 50, Hq: 6, Hkv: 2, D: 16 }, // KV cache: 7 new rows after 33 cached
+    { B: 2, Tq: 1, Tk: 70, cap: 80, Hq: 2, Hkv: 1, D: 24 }, // one generation step
+    { B: 1, Tq: 5, Hq: 2, Hkv: 1, D: 128 }, // largest head
+    { B: 1, Tq: 33, Hq: 2, Hkv: 1, D: 16, amp: 4, scale: 1 }, // scores ~ ±100s: naive exp would overflow
+  ] as Case[]
+).map((c) => ({ amp: 1, ...c, Tk: c.Tk ?? c.Tq, cap: c.cap ?? c.Tk ?? c.Tq }));
 
 const U = 2 ** -24; // f32 unit roundoff
 // The bounds below are worst-case (n·u per n-term sum). Measured errors on lavapipe sit at 0.1-4 % of them;
@@ -38,7 +40,15 @@ const U = 2 ** -24; // f32 unit roundoff
 function setup(c: Case, seed: number) {
   const Tk = c.Tk ?? c.Tq;
   const cap = c.cap ?? Tk;
-  const opts: AttentionOpts = { heads: c.Hq, kvHeads: c.Hkv, headDim: c.D, seqLen: c.Tq, kvLen: Tk, kvCapacity: cap, scale: c.scale };
+  const opts: AttentionOpts = {
+    heads: c.Hq,
+    kvHeads: c.Hkv,
+    headDim: c.D,
+    seqLen: c.Tq,
+    kvLen: Tk,
+    kvCapacity: cap,
+    scale: c.scale,
+  };
   const r = rng(seed);
   const amp = c.amp ?? 1;
   const q = r.normal(c.B * c.Tq * c.Hq * c.D, amp);
@@ -61,7 +71,8 @@ function setup(c: Case, seed: number) {
       for (let i = 0; i < c.Tq; i++)
         for (let j = 0; j <= Tk - c.Tq + i; j++) {
           let a = 0;
-          const qa = ((b * c.Tq + i) * c.Hq + h) * c.D, ka = ((b * cap + j) * c.Hkv + Math.floor(h / per)) * c.D;
+          const qa = ((b * c.Tq + i) * c.Hq + h) * c.D,
+            ka = ((b * cap + j) * c.Hkv + Math.floor(h / per)) * c.D;
           for (let d = 0; d < c.D; d++) a += Math.abs(q[qa + d] * k[ka + d]);
           S = Math.max(S, a * scale);
         }
@@ -75,46 +86,85 @@ const maxAbs = (x: ArrayLike<number>) => {
 };
 
 describe('attention forward', () => {
-  it.each(CASES)('matches the float64 twin: B=$B Tq=$Tq kvLen=$Tk cap=$cap Hq=$Hq Hkv=$Hkv D=$D amp=$amp', async (c) => {
-    const ctx = await gpu();
-    const { opts, q, k, v, S, Tk } = setup(c, c.Tq * 31 + c.D);
-    const tq = Tensor.from(ctx, q, [c.B, c.Tq, c.Hq, c.D]);
-    const tk = Tensor.from(ctx, k, [c.B, opts.kvCapacity!, c.Hkv, c.D]);
-    const tv = Tensor.from(ctx, v, [c.B, opts.kvCapacity!, c.Hkv, c.D]);
-    const { o, lse } = attention_forward(tq, tk, tv, opts);
-    const want = attention_forward_cpu(q, k, v, c.B, opts);
-    // Bound: each o element is a convex combination of <= Tk values of v; every probability carries a
-    // relative error of at most 2·D·u·S (score rounding through exp) plus (Tk + D + 8)·u from the running
-    // sums and the rescaling, so |Δo| <= max|v|·(2·D·S + Tk + D + 8)·u; a factor 2 of headroom.
-    const tolO = 2 * maxAbs(v.filter((x) => !Number.isNaN(x))) * (2 * c.D * S + Tk + c.D + 8) * U;
-    // lse = m + log(l): score error D·u·S, log of a sum with relative error (Tk + 4)·u, and rounding of lse itself.
-    const tolL = 2 * (c.D * S + Tk + 4) * U;
-    expectClose(await o.read(), want.o, tolO, 0, 'o');
-    expectClose(await lse.read(), want.lse, tolL, 2 * U, 'lse');
-    [tq, tk, tv, o, lse].forEach((t) => t.free());
-    expect(ctx.alloc.liveBytes).toBe(0);
-  });
+  it.each(CASES)(
+    'matches the float64 twin: B=$B Tq=$Tq kvLen=$Tk cap=$cap Hq=$Hq Hkv=$Hkv D=$D amp=$amp',
+    async (c) => {
+      const ctx = await gpu();
+      const { opts, q, k, v, S, Tk } = setup(c, c.Tq * 31 + c.D);
+      const tq = Tensor.from(ctx, q, [c.B, c.Tq, c.Hq, c.D]);
+      const tk = Tensor.from(ctx, k, [c.B, opts.kvCapacity!, c.Hkv, c.D]);
+      const tv = Tensor.from(ctx, v, [c.B, opts.kvCapacity!, c.Hkv, c.D]);
+      const { o, lse } = attention_forward(tq, tk, tv, opts);
+      const want = attention_forward_cpu(q, k, v, c.B, opts);
+      // Bound: each o element is a convex combination of <= Tk values of v; every probability carries a
+      // relative error of at most 2·D·u·S (score rounding through exp) plus (Tk + D + 8)·u from the running
+      // sums and the rescaling, so |Δo| <= max|v|·(2·D·S + Tk + D + 8)·u; a factor 2 of headroom.
+      const tolO = 2 * maxAbs(v.filter((x) => !Number.isNaN(x))) * (2 * c.D * S + Tk + c.D + 8) * U;
+      // lse = m + log(l): score error D·u·S, log of a sum with relative error (Tk + 4)·u, and rounding of lse itself.
+      const tolL = 2 * (c.D * S + Tk + 4) * U;
+      expectClose(await o.read(), want.o, tolO, 0, 'o');
+      expectClose(await lse.read(), want.lse, tolL, 2 * U, 'lse');
+      [tq, tk, tv, o, lse].forEach((t) => t.free());
+      expect(ctx.alloc.liveBytes).toBe(0);
+    },
+  );
 
   it('KV cache: the last rows of a full pass equal a pass over only those rows (bit for bit)', async () => {
     const ctx = await gpu();
-    const B = 2, T = 70, Tq = 5, cap = 72, Hq = 4, Hkv = 2, D = 16;
+    const B = 2,
+      T = 70,
+      Tq = 5,
+      cap = 72,
+      Hq = 4,
+      Hkv = 2,
+      D = 16;
     const r = rng(7);
-    const q = r.normal(B * T * Hq * D), k = r.normal(B * cap * Hkv * D), v = r.normal(B * cap * Hkv * D);
+    const q = r.normal(B * T * Hq * D),
+      k = r.normal(B * cap * Hkv * D),
+      v = r.normal(B * cap * Hkv * D);
     const tq = Tensor.from(ctx, q, [B, T, Hq, D]);
     const tk = Tensor.from(ctx, k, [B, cap, Hkv, D]);
     const tv = Tensor.from(ctx, v, [B, cap, Hkv, D]);
-    const full = attention_forward(tq, tk, tv, { heads: Hq, kvHeads: Hkv, headDim: D, seqLen: T, kvCapacity: cap, kvLen: T });
+    const full = attention_forward(tq, tk, tv, {
+      heads: Hq,
+      kvHeads: Hkv,
+      headDim: D,
+      seqLen: T,
+      kvCapacity: cap,
+      kvLen: T,
+    });
     const qLast = new Float32Array(B * Tq * Hq * D);
     for (let b = 0; b < B; b++) qLast.set(q.subarray((b * T + T - Tq) * Hq * D, (b + 1) * T * Hq * D), b * Tq * Hq * D);
     const tqLast = Tensor.from(ctx, qLast, [B, Tq, Hq, D]);
-    const last = attention_forward(tqLast, tk, tv, { heads: Hq, kvHeads: Hkv, headDim: D, seqLen: Tq, kvLen: T, kvCapacity: cap });
-    const oFull = await full.o.read(), oLast = await last.o.read();
-    const lseFull = await full.lse.read(), lseLast = await last.lse.read();
+    const last = attention_forward(tqLast, tk, tv, {
+      heads: Hq,
+      kvHeads: Hkv,
+      headDim: D,
+      seqLen: Tq,
+      kvLen: T,
+      kvCapacity: cap,
+    });
+    const oFull = await full.o.read(),
+      oLast = await last.o.read();
+    const lseFull = await full.lse.read(),
+      lseLast = await last.lse.read();
     for (let b = 0; b < B; b++) {
       // Masked keys add exact zeros and never move the running max, so the arithmetic is identical.
-      expectClose(oLast.subarray(b * Tq * Hq * D, (b + 1) * Tq * Hq * D), oFull.subarray((b * T + T - Tq) * Hq * D, (b + 1) * T * Hq * D), 0, 0, 'o');
+      expectClose(
+        oLast.subarray(b * Tq * Hq * D, (b + 1) * Tq * Hq * D),
+        oFull.subarray((b * T + T - Tq) * Hq * D, (b + 1) * T * Hq * D),
+        0,
+        0,
+        'o',
+      );
       for (let h = 0; h < Hq; h++) {
-        expectClose(lseLast.subarray((b * Hq + h) * Tq, (b * Hq + h + 1) * Tq), lseFull.subarray((b * Hq + h) * T + T - Tq, (b * Hq + h + 1) * T), 0, 0, 'lse');
+        expectClose(
+          lseLast.subarray((b * Hq + h) * Tq, (b * Hq + h + 1) * Tq),
+          lseFull.subarray((b * Hq + h) * T + T - Tq, (b * Hq + h + 1) * T),
+          0,
+          0,
+          'lse',
+        );
       }
     }
     [tq, tk, tv, tqLast, full.o, full.lse, last.o, last.lse].forEach((t) => t.free());
@@ -156,13 +206,19 @@ async function checkBackward(c: Case, alsoForward = false) {
 }
 
 describe('attention backward', () => {
-  it.each(CASES)('matches the float64 twin: B=$B Tq=$Tq kvLen=$Tk cap=$cap Hq=$Hq Hkv=$Hkv D=$D amp=$amp', async (c) => {
-    await checkBackward(c);
-  });
+  it.each(CASES)(
+    'matches the float64 twin: B=$B Tq=$Tq kvLen=$Tk cap=$cap Hq=$Hq Hkv=$Hkv D=$D amp=$amp',
+    async (c) => {
+      await checkBackward(c);
+    },
+  );
 
   it('dk, dv keep the shape of k when kvLen = kvCapacity', async () => {
     const ctx = await gpu();
-    const B = 2, T = 3, H = 2, D = 8;
+    const B = 2,
+      T = 3,
+      H = 2,
+      D = 8;
     const r = rng(3);
     const mk = (n: number) => Tensor.from(ctx, r.normal(n), [B * T, H * D]);
     const [q, k, v, dout] = [mk(B * T * H * D), mk(B * T * H * D), mk(B * T * H * D), mk(B * T * H * D)];
@@ -185,34 +241,66 @@ describe('attention CPU twin', () => {
     { B: 2, Tq: 4, Hq: 2, Hkv: 2, D: 3 },
     { B: 1, Tq: 5, Hq: 3, Hkv: 1, D: 4 }, // GQA 3
     { B: 2, Tq: 2, Tk: 5, cap: 7, Hq: 4, Hkv: 2, D: 3 }, // KV cache, GQA 2
-  ] as Case[])('backward twin = finite differences of the forward twin: B=$B Tq=$Tq kvLen=$Tk cap=$cap Hq=$Hq Hkv=$Hkv D=$D', (c) => {
-    const Tk = c.Tk ?? c.Tq, cap = c.cap ?? Tk;
-    const opts: AttentionOpts = { heads: c.Hq, kvHeads: c.Hkv, headDim: c.D, seqLen: c.Tq, kvLen: Tk, kvCapacity: cap };
-    const r = rng(11);
-    const q = Float64Array.from(r.normal(c.B * c.Tq * c.Hq * c.D));
-    const k = Float64Array.from(r.normal(c.B * cap * c.Hkv * c.D));
-    const v = Float64Array.from(r.normal(c.B * cap * c.Hkv * c.D));
-    const dout = r.normal(c.B * c.Tq * c.Hq * c.D);
-    const loss = (qq: Float64Array, kk: Float64Array, vv: Float64Array) => {
-      const { o } = attention_forward_cpu(qq, kk, vv, c.B, opts);
-      let L = 0;
-      for (let i = 0; i < o.length; i++) L += o[i] * dout[i];
-      return L;
-    };
-    const g = attention_backward_cpu(dout, q, k, v, c.B, opts);
-    // dk, dv cover the kvLen valid rows; the spare cache rows have zero gradient.
-    const padded = (x: Float64Array) => {
-      const out = new Float64Array(c.B * cap * c.Hkv * c.D);
-      for (let b = 0; b < c.B; b++) out.set(x.subarray(b * Tk * c.Hkv * c.D, (b + 1) * Tk * c.Hkv * c.D), b * cap * c.Hkv * c.D);
-      return out;
-    };
-    expectClose(g.dq, finiteDiff((x) => loss(x, k, v), q), 1e-7, 1e-6, 'dq');
-    expectClose(padded(g.dk), finiteDiff((x) => loss(q, x, v), k), 1e-7, 1e-6, 'dk');
-    expectClose(padded(g.dv), finiteDiff((x) => loss(q, k, x), v), 1e-7, 1e-6, 'dv');
-  });
+  ] as Case[])(
+    'backward twin = finite differences of the forward twin: B=$B Tq=$Tq kvLen=$Tk cap=$cap Hq=$Hq Hkv=$Hkv D=$D',
+    (c) => {
+      const Tk = c.Tk ?? c.Tq,
+        cap = c.cap ?? Tk;
+      const opts: AttentionOpts = {
+        heads: c.Hq,
+        kvHeads: c.Hkv,
+        headDim: c.D,
+        seqLen: c.Tq,
+        kvLen: Tk,
+        kvCapacity: cap,
+      };
+      const r = rng(11);
+      const q = Float64Array.from(r.normal(c.B * c.Tq * c.Hq * c.D));
+      const k = Float64Array.from(r.normal(c.B * cap * c.Hkv * c.D));
+      const v = Float64Array.from(r.normal(c.B * cap * c.Hkv * c.D));
+      const dout = r.normal(c.B * c.Tq * c.Hq * c.D);
+      const loss = (qq: Float64Array, kk: Float64Array, vv: Float64Array) => {
+        const { o } = attention_forward_cpu(qq, kk, vv, c.B, opts);
+        let L = 0;
+        for (let i = 0; i < o.length; i++) L += o[i] * dout[i];
+        return L;
+      };
+      const g = attention_backward_cpu(dout, q, k, v, c.B, opts);
+      // dk, dv cover the kvLen valid rows; the spare cache rows have zero gradient.
+      const padded = (x: Float64Array) => {
+        const out = new Float64Array(c.B * cap * c.Hkv * c.D);
+        for (let b = 0; b < c.B; b++)
+          out.set(x.subarray(b * Tk * c.Hkv * c.D, (b + 1) * Tk * c.Hkv * c.D), b * cap * c.Hkv * c.D);
+        return out;
+      };
+      expectClose(
+        g.dq,
+        finiteDiff((x) => loss(x, k, v), q),
+        1e-7,
+        1e-6,
+        'dq',
+      );
+      expectClose(
+        padded(g.dk),
+        finiteDiff((x) => loss(q, x, v), k),
+        1e-7,
+        1e-6,
+        'dk',
+      );
+      expectClose(
+        padded(g.dv),
+        finiteDiff((x) => loss(q, k, x), v),
+        1e-7,
+        1e-6,
+        'dv',
+      );
+    },
+  );
 
   it('forward twin: one key gives o = v and lse = its score; scores are scaled', () => {
-    const q = [1, 2], k = [3, -1], v = [5, 7];
+    const q = [1, 2],
+      k = [3, -1],
+      v = [5, 7];
     const { o, lse } = attention_forward_cpu(q, k, v, 1, { heads: 1, kvHeads: 1, headDim: 2, seqLen: 1 });
     expect(Array.from(o)).toEqual([5, 7]);
     expect(lse[0]).toBeCloseTo(1 / Math.sqrt(2), 14);

@@ -26,14 +26,26 @@ import { finiteDiff, gpu, rng, expectWithin } from '../helpers/gpu';
 const u = 2 ** -24;
 
 /** The bounds above for every row (loss) and element (dlogits), from the f32 logits. */
-function bounds(logits: Float32Array, targets: Uint32Array, N: number, V: number, scale: number, want: { losses: Float64Array; dlogits: Float64Array }) {
+function bounds(
+  logits: Float32Array,
+  targets: Uint32Array,
+  N: number,
+  V: number,
+  scale: number,
+  want: { losses: Float64Array; dlogits: Float64Array },
+) {
   const wg = rowWorkgroupSize(V);
   const mL = Math.ceil(V / wg) + Math.log2(wg);
-  const loss = new Float64Array(N), grad = new Float64Array(N * V);
+  const loss = new Float64Array(N),
+    grad = new Float64Array(N * V);
   for (let n = 0; n < N; n++) {
     const row = logits.subarray(n * V, (n + 1) * V);
-    let M = -Infinity, mn = Infinity;
-    for (const x of row) { M = Math.max(M, x); mn = Math.min(mn, x); }
+    let M = -Infinity,
+      mn = Infinity;
+    for (const x of row) {
+      M = Math.max(M, x);
+      mn = Math.min(mn, x);
+    }
     const R = M - mn;
     let S = 0;
     for (const x of row) S += Math.exp(x - M);
@@ -45,7 +57,10 @@ function bounds(logits: Float32Array, targets: Uint32Array, N: number, V: number
       const i = n * V + c;
       const pr = Math.exp(row[c] - M) / S;
       const onehot = c === targets[n] ? 1 : 0;
-      grad[i] = targets[n] === IGNORE_INDEX ? 0 : 2 * (Math.abs(scale) * (pr * (dS + (14 + 5 * R) * u) + onehot * u) + u * Math.abs(want.dlogits[i]));
+      grad[i] =
+        targets[n] === IGNORE_INDEX
+          ? 0
+          : 2 * (Math.abs(scale) * (pr * (dS + (14 + 5 * R) * u) + onehot * u) + u * Math.abs(want.dlogits[i]));
     }
   }
   return { loss, grad };
@@ -63,7 +78,8 @@ function inputs(N: number, V: number, seed: number) {
 async function check(N: number, V: number, scale: number, logits: Float32Array, targets: Uint32Array) {
   const ctx = await gpu();
   const live = ctx.alloc.liveBytes;
-  const tl = Tensor.from(ctx, logits, [N, V]), tt = Tensor.fromU32(ctx, targets, [N]);
+  const tl = Tensor.from(ctx, logits, [N, V]),
+    tt = Tensor.fromU32(ctx, targets, [N]);
   const { losses, dlogits } = cross_entropy_forward_backward(tl, tt, { gradScale: scale, wantGrad: true });
   const want = cross_entropy_forward_backward_cpu(logits, targets, N, V, scale);
   const b = bounds(logits, targets, N, V, scale, want);
@@ -73,7 +89,15 @@ async function check(N: number, V: number, scale: number, logits: Float32Array, 
   expect(ctx.alloc.liveBytes).toBe(live);
 }
 
-const SIZES: [number, number][] = [[5, 1], [3, 7], [17, 33], [4, 100], [9, 257], [3, 2048], [2, 50257]];
+const SIZES: [number, number][] = [
+  [5, 1],
+  [3, 7],
+  [17, 33],
+  [4, 100],
+  [9, 257],
+  [3, 2048],
+  [2, 50257],
+];
 
 describe('cross_entropy', () => {
   it.each(SIZES)('loss and dlogits match the twin, N = %i, V = %i (gradScale 1/3, ignored rows)', async (N, V) => {
@@ -82,25 +106,31 @@ describe('cross_entropy', () => {
   });
 
   it('V = 50257: rows whose maximum is the first or the last element, large logits (max subtraction)', async () => {
-    const N = 3, V = 50257;
+    const N = 3,
+      V = 50257;
     const { logits, targets } = inputs(N, V, 77);
     logits[0] = 40; // row 0: the max is its first element
     logits[V + V - 1] = 40; // row 1: the max is its last element
     for (let c = 0; c < V; c++) logits[2 * V + c] += 80; // row 2: exp(x) alone would overflow f32
-    targets[0] = 0; targets[1] = V - 1; targets[2] = 12345;
+    targets[0] = 0;
+    targets[1] = V - 1;
+    targets[2] = 12345;
     await check(N, V, 1, logits, targets);
   });
 
   it('ignored rows give loss 0 and zero gradient rows exactly; wantGrad = false gives the same losses', async () => {
     const ctx = await gpu();
-    const N = 6, V = 33;
+    const N = 6,
+      V = 33;
     const { logits } = inputs(N, V, 6);
     const targets = Uint32Array.from([IGNORE_INDEX, 4, IGNORE_INDEX, 0, 32, IGNORE_INDEX]);
-    const tl = Tensor.from(ctx, logits, [N, V]), tt = Tensor.fromU32(ctx, targets, [N]);
+    const tl = Tensor.from(ctx, logits, [N, V]),
+      tt = Tensor.fromU32(ctx, targets, [N]);
     const withGrad = cross_entropy_forward_backward(tl, tt, { gradScale: 0.25, wantGrad: true });
     const noGrad = cross_entropy_forward_backward(tl, tt, { gradScale: 0.25, wantGrad: false });
     expect(noGrad.dlogits).toBeNull();
-    const l = await withGrad.losses.read(), g = await withGrad.dlogits!.read();
+    const l = await withGrad.losses.read(),
+      g = await withGrad.dlogits!.read();
     expect(Array.from(await noGrad.losses.read())).toEqual(Array.from(l));
     for (const n of [0, 2, 5]) {
       expect(l[n]).toBe(0);
@@ -112,11 +142,15 @@ describe('cross_entropy', () => {
 
   it('the gradient of each counted row sums to 0 and its target entry is (p_t - 1)·gradScale', async () => {
     const ctx = await gpu();
-    const N = 4, V = 257, scale = 0.125;
+    const N = 4,
+      V = 257,
+      scale = 0.125;
     const { logits, targets } = inputs(N, V, 257);
-    const tl = Tensor.from(ctx, logits, [N, V]), tt = Tensor.fromU32(ctx, targets, [N]);
+    const tl = Tensor.from(ctx, logits, [N, V]),
+      tt = Tensor.fromU32(ctx, targets, [N]);
     const { losses, dlogits } = cross_entropy_forward_backward(tl, tt, { gradScale: scale, wantGrad: true });
-    const g = await dlogits!.read(), l = await losses.read();
+    const g = await dlogits!.read(),
+      l = await losses.read();
     for (let n = 0; n < 3; n++) {
       let s = 0;
       for (let c = 0; c < V; c++) s += g[n * V + c];
@@ -130,7 +164,8 @@ describe('cross_entropy', () => {
 
   it('a target >= V gives a NaN loss (a bug upstream must not pass unnoticed)', async () => {
     const ctx = await gpu();
-    const tl = Tensor.from(ctx, [1, 2, 3, 4, 5, 6], [2, 3]), tt = Tensor.fromU32(ctx, [3, 1], [2]);
+    const tl = Tensor.from(ctx, [1, 2, 3, 4, 5, 6], [2, 3]),
+      tt = Tensor.fromU32(ctx, [3, 1], [2]);
     const { losses } = cross_entropy_forward_backward(tl, tt, { gradScale: 1, wantGrad: false });
     const l = await losses.read();
     expect(l[0]).toBeNaN();
@@ -139,28 +174,43 @@ describe('cross_entropy', () => {
   });
 
   it('many rows: N = 70000 > 65535 workgroups per dimension (grid split over y)', async () => {
-    const N = 70000, V = 3;
+    const N = 70000,
+      V = 3;
     const { logits, targets } = inputs(N, V, 70000);
     await check(N, V, 1 / N, logits, targets);
   });
 
   it('rejects mismatched targets and f16/1-D logits', async () => {
     const ctx = await gpu();
-    const tl = Tensor.zeros(ctx, [2, 3]), t1 = Tensor.zeros(ctx, [6]), tt = Tensor.fromU32(ctx, [0, 1, 2], [3]), tf = Tensor.zeros(ctx, [2]);
-    expect(() => cross_entropy_forward_backward(tl, tt, { gradScale: 1, wantGrad: true })).toThrow(/targets must be \(2,\) u32/);
-    expect(() => cross_entropy_forward_backward(tl, tf, { gradScale: 1, wantGrad: true })).toThrow(/targets must be \(2,\) u32/);
-    expect(() => cross_entropy_forward_backward(t1, tt, { gradScale: 1, wantGrad: true })).toThrow(/logits must be \(N, V\) f32/);
+    const tl = Tensor.zeros(ctx, [2, 3]),
+      t1 = Tensor.zeros(ctx, [6]),
+      tt = Tensor.fromU32(ctx, [0, 1, 2], [3]),
+      tf = Tensor.zeros(ctx, [2]);
+    expect(() => cross_entropy_forward_backward(tl, tt, { gradScale: 1, wantGrad: true })).toThrow(
+      /targets must be \(2,\) u32/,
+    );
+    expect(() => cross_entropy_forward_backward(tl, tf, { gradScale: 1, wantGrad: true })).toThrow(
+      /targets must be \(2,\) u32/,
+    );
+    expect(() => cross_entropy_forward_backward(t1, tt, { gradScale: 1, wantGrad: true })).toThrow(
+      /logits must be \(N, V\) f32/,
+    );
     [tl, t1, tt, tf].forEach((t) => t.free());
   });
 });
 
 describe('cross_entropy twin', () => {
-  it.each([[3, 7], [2, 33], [4, 1]])('dlogits = finite differences of Σ loss · gradScale (float64), N = %i, V = %i', (N, V) => {
+  it.each([
+    [3, 7],
+    [2, 33],
+    [4, 1],
+  ])('dlogits = finite differences of Σ loss · gradScale (float64), N = %i, V = %i', (N, V) => {
     // Central differences with step 1e-6 in float64: truncation ~1e-12·|f'''|, rounding ~1e-16·|f|/1e-6;
     // 1e-8 absolute leaves room and is far below any wrong gradient (entries are O(gradScale / V) or more).
     const { logits, targets } = inputs(N, V, N + V);
     const scale = 0.7;
-    const f = (x: Float64Array) => cross_entropy_forward_backward_cpu(x, targets, N, V, scale).losses.reduce((s, v) => s + v * scale, 0);
+    const f = (x: Float64Array) =>
+      cross_entropy_forward_backward_cpu(x, targets, N, V, scale).losses.reduce((s, v) => s + v * scale, 0);
     const fd = finiteDiff(f, Float64Array.from(logits));
     const { dlogits } = cross_entropy_forward_backward_cpu(logits, targets, N, V, scale);
     for (let i = 0; i < fd.length; i++) expect(Math.abs(dlogits[i] - fd[i])).toBeLessThan(1e-8);

@@ -27,10 +27,14 @@ describe('dropout', () => {
     const live = ctx.alloc.liveBytes;
     const r = rng(n);
     const seed = (n * 2654435761) >>> 0;
-    const x = r.uniform(n, 0.5, 2), dy = r.normal(n).map((v) => v || 1); // nonzero, so zeros come from the mask
-    const tx = Tensor.from(ctx, x, [n]), tdy = Tensor.from(ctx, dy, [n]);
-    const y = dropout_forward(tx, p, seed), dx = dropout_backward(tdy, p, seed);
-    const gy = await y.read(), gdx = await dx.read();
+    const x = r.uniform(n, 0.5, 2),
+      dy = r.normal(n).map((v) => v || 1); // nonzero, so zeros come from the mask
+    const tx = Tensor.from(ctx, x, [n]),
+      tdy = Tensor.from(ctx, dy, [n]);
+    const y = dropout_forward(tx, p, seed),
+      dx = dropout_backward(tdy, p, seed);
+    const gy = await y.read(),
+      gdx = await dx.read();
     expectSameMask(gy, dropout_forward_cpu(x, p, seed), 'y');
     expectSameMask(gdx, dropout_backward_cpu(dy, p, seed), 'dx');
     for (let i = 0; i < n; i++) expect(gy[i] === 0).toBe(gdx[i] === 0); // the backward regenerates the forward's mask
@@ -45,8 +49,10 @@ describe('dropout', () => {
     const tx = Tensor.from(ctx, x, [n]);
     const y0 = dropout_forward(tx, 0, 5);
     expect(Array.from(await y0.read())).toEqual(Array.from(x));
-    const a = await dropout_forward(tx, 0.1, 5).read(), b = await dropout_forward(tx, 0.1, 6).read();
-    const kept = a.filter((v) => v !== 0).length, keptB = b.filter((v) => v !== 0).length;
+    const a = await dropout_forward(tx, 0.1, 5).read(),
+      b = await dropout_forward(tx, 0.1, 6).read();
+    const kept = a.filter((v) => v !== 0).length,
+      keptB = b.filter((v) => v !== 0).length;
     // Binomial(n, 0.9): σ = sqrt(n·0.1·0.9) ≈ 95; ±1000 is over 10σ.
     expect(Math.abs(kept - 90_000)).toBeLessThan(1000);
     expect(Math.abs(keptB - 90_000)).toBeLessThan(1000);
@@ -56,7 +62,8 @@ describe('dropout', () => {
     expect(Math.abs(differ / n - 0.18)).toBeLessThan(0.01);
     // Mean is preserved in expectation (inverted dropout): E[y] = E[x] = 1.5; σ of the mean ≈ 0.0017.
     expect(Math.abs(a.reduce((s, v) => s + v, 0) / n - x.reduce((s, v) => s + v, 0) / n)).toBeLessThan(0.02);
-    tx.free(); y0.free();
+    tx.free();
+    y0.free();
   });
 
   it('more than 65535 · 256 elements (grid split over y): the tail matches the twin', async () => {
@@ -69,12 +76,14 @@ describe('dropout', () => {
     const got = await ctx.readF32(y.buf, n - tail, tail);
     const want = Float64Array.from({ length: n - tail }, (_, i) => dropoutMult(99, tail + i, Math.fround(0.25)));
     expectSameMask(got, want, 'y tail');
-    tx.free(); y.free();
+    tx.free();
+    y.free();
   });
 
   it('rejects p outside [0, 1), a seed that is not a u32, and an f16 input', async () => {
     const ctx = await gpu();
-    const t = Tensor.zeros(ctx, [4]), h = Tensor.zeros(ctx, [4], 'h', 'f16');
+    const t = Tensor.zeros(ctx, [4]),
+      h = Tensor.zeros(ctx, [4], 'h', 'f16');
     expect(() => dropout_forward(t, 1, 0)).toThrow(/p must be in \[0, 1\)/);
     expect(() => dropout_backward(t, -0.1, 0)).toThrow(/p must be in \[0, 1\)/);
     expect(() => dropout_forward(t, 0.1, -1)).toThrow(/seed must be a u32/);

@@ -8,34 +8,48 @@ import { Tensor } from '../../src/gpu/tensor';
 import { AWKWARD, expectClose, gpu, rng } from '../helpers/gpu';
 
 /** The (V, C) table split at the given row boundaries, chunks listed in a shuffled order. */
-function chunked(ctx: Awaited<ReturnType<typeof gpu>>, table: Float32Array, C: number, cuts: number[], dtype: 'f32' | 'f16' = 'f32'): RowChunk[] {
+function chunked(
+  ctx: Awaited<ReturnType<typeof gpu>>,
+  table: Float32Array,
+  C: number,
+  cuts: number[],
+  dtype: 'f32' | 'f16' = 'f32',
+): RowChunk[] {
   const chunks: RowChunk[] = [];
   for (let i = 0; i + 1 < cuts.length; i++) {
     const [a, b] = [cuts[i], cuts[i + 1]];
-    chunks.push({ table: Tensor.from(ctx, table.subarray(a * C, b * C), [b - a, C], `table[${a}:${b}]`, dtype), rowStart: a });
+    chunks.push({
+      table: Tensor.from(ctx, table.subarray(a * C, b * C), [b - a, C], `table[${a}:${b}]`, dtype),
+      rowStart: a,
+    });
   }
   return chunks.reverse();
 }
 
 describe('embedding', () => {
-  it.each(AWKWARD.map((C, i) => [[3, 100, 7, 257, 33][i], C]))('one chunk matches the twin exactly, N = %i, C = %i', async (N, C) => {
-    const ctx = await gpu();
-    const live = ctx.alloc.liveBytes;
-    const V = 50;
-    const r = rng(N * 31 + C);
-    const table = r.normal(V * C), ids = r.int(N, V);
-    const tids = Tensor.fromU32(ctx, ids, [N]);
-    const chunks = chunked(ctx, table, C, [0, V]);
-    const out = embedding_forward(tids, chunks);
-    expect(out.shape).toEqual([N, C]);
-    expectClose(await out.read(), Float32Array.from(embedding_forward_cpu(ids, table, V, C)), 0);
-    [tids, out, ...chunks.map((c) => c.table)].forEach((t) => t.free());
-    expect(ctx.alloc.liveBytes).toBe(live);
-  });
+  it.each(AWKWARD.map((C, i) => [[3, 100, 7, 257, 33][i], C]))(
+    'one chunk matches the twin exactly, N = %i, C = %i',
+    async (N, C) => {
+      const ctx = await gpu();
+      const live = ctx.alloc.liveBytes;
+      const V = 50;
+      const r = rng(N * 31 + C);
+      const table = r.normal(V * C),
+        ids = r.int(N, V);
+      const tids = Tensor.fromU32(ctx, ids, [N]);
+      const chunks = chunked(ctx, table, C, [0, V]);
+      const out = embedding_forward(tids, chunks);
+      expect(out.shape).toEqual([N, C]);
+      expectClose(await out.read(), Float32Array.from(embedding_forward_cpu(ids, table, V, C)), 0);
+      [tids, out, ...chunks.map((c) => c.table)].forEach((t) => t.free());
+      expect(ctx.alloc.liveBytes).toBe(live);
+    },
+  );
 
   it('row chunks of uneven sizes, given out of order, gather every id including each chunk edge', async () => {
     const ctx = await gpu();
-    const V = 257, C = 33;
+    const V = 257,
+      C = 33;
     const cuts = [0, 64, 65, 200, 257];
     const r = rng(257);
     const table = r.normal(V * C);
@@ -51,7 +65,9 @@ describe('embedding', () => {
 
   it('f16 tables where the adapter has shader-f16 (exact), a clear error where it has not', async () => {
     const ctx = await gpu();
-    const V = 100, C = 7, N = 33;
+    const V = 100,
+      C = 7,
+      N = 33;
     const r = rng(16);
     const table = r.normal(V * C);
     const ids = r.int(N, V);
@@ -91,9 +107,12 @@ describe('embedding', () => {
 
   it('more than 65535 · 256 output elements (grid split over y)', async () => {
     const ctx = await gpu();
-    const N = 4100, C = 4100, V = 3; // 16,810,000 > 16,776,960 elements
+    const N = 4100,
+      C = 4100,
+      V = 3; // 16,810,000 > 16,776,960 elements
     const r = rng(4100);
-    const table = r.normal(V * C), ids = r.int(N, V);
+    const table = r.normal(V * C),
+      ids = r.int(N, V);
     const tids = Tensor.fromU32(ctx, ids, [N]);
     const chunks = chunked(ctx, table, C, [0, V]);
     const out = embedding_forward(tids, chunks);
@@ -106,10 +125,24 @@ describe('embedding', () => {
 
   it('rejects overlapping chunks, mismatched widths, non-u32 ids and a wrong out', async () => {
     const ctx = await gpu();
-    const a = Tensor.zeros(ctx, [10, 4]), b = Tensor.zeros(ctx, [10, 4]), c = Tensor.zeros(ctx, [10, 3]);
-    const ids = Tensor.fromU32(ctx, [1, 2], [2]), fids = Tensor.zeros(ctx, [2]), out = Tensor.zeros(ctx, [2, 5]);
-    expect(() => embedding_forward(ids, [{ table: a, rowStart: 0 }, { table: b, rowStart: 5 }])).toThrow(/overlap/);
-    expect(() => embedding_forward(ids, [{ table: a, rowStart: 0 }, { table: c, rowStart: 10 }])).toThrow(/expected \(rows, 4\)/);
+    const a = Tensor.zeros(ctx, [10, 4]),
+      b = Tensor.zeros(ctx, [10, 4]),
+      c = Tensor.zeros(ctx, [10, 3]);
+    const ids = Tensor.fromU32(ctx, [1, 2], [2]),
+      fids = Tensor.zeros(ctx, [2]),
+      out = Tensor.zeros(ctx, [2, 5]);
+    expect(() =>
+      embedding_forward(ids, [
+        { table: a, rowStart: 0 },
+        { table: b, rowStart: 5 },
+      ]),
+    ).toThrow(/overlap/);
+    expect(() =>
+      embedding_forward(ids, [
+        { table: a, rowStart: 0 },
+        { table: c, rowStart: 10 },
+      ]),
+    ).toThrow(/expected \(rows, 4\)/);
     expect(() => embedding_forward(fids, [{ table: a, rowStart: 0 }])).toThrow(/ids must be u32/);
     expect(() => embedding_forward(ids, [{ table: a, rowStart: 0 }], out)).toThrow(/expected \(2, 4\) f32/);
     expect(() => embedding_forward(ids, [])).toThrow(/no table chunks/);

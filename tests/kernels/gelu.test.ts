@@ -18,17 +18,28 @@ import { Tensor } from '../../src/gpu/tensor';
 import { AWKWARD, finiteDiff, gpu, rng, expectWithin } from '../helpers/gpu';
 
 const eps = 2 ** -24;
-const K0 = Math.sqrt(2 / Math.PI), K1 = 0.044715;
+const K0 = Math.sqrt(2 / Math.PI),
+  K1 = 0.044715;
 
 function bounds(dy: ArrayLike<number>, x: ArrayLike<number>, atol = 1e-30) {
-  const y = gelu_forward_cpu(x), dx = gelu_backward_cpu(dy, x);
-  const by = new Float64Array(x.length), bdx = new Float64Array(x.length);
+  const y = gelu_forward_cpu(x),
+    dx = gelu_backward_cpu(dy, x);
+  const by = new Float64Array(x.length),
+    bdx = new Float64Array(x.length);
   for (let i = 0; i < x.length; i++) {
-    const v = x[i], us = K0 * (v + K1 * v ** 3), u = Math.abs(us), e = Math.exp(-2 * u);
-    const onePlusT = (us >= 0 ? 2 : 2 * e) / (1 + e), sech2 = (4 * e) / (1 + e) ** 2;
+    const v = x[i],
+      us = K0 * (v + K1 * v ** 3),
+      u = Math.abs(us),
+      e = Math.exp(-2 * u);
+    const onePlusT = (us >= 0 ? 2 : 2 * e) / (1 + e),
+      sech2 = (4 * e) / (1 + e) ** 2;
     by[i] = 2 * (14 + 20 * u) * eps * Math.abs(y[i]) + atol;
     const second = Math.abs(0.5 * v * sech2 * K0 * (1 + 3 * K1 * v * v));
-    bdx[i] = 2 * (Math.abs(dy[i]) * (0.5 * onePlusT * (14 + 20 * u) * eps + second * (30 + 32 * u) * eps) + 2 * eps * Math.abs(dx[i])) + atol;
+    bdx[i] =
+      2 *
+        (Math.abs(dy[i]) * (0.5 * onePlusT * (14 + 20 * u) * eps + second * (30 + 32 * u) * eps) +
+          2 * eps * Math.abs(dx[i])) +
+      atol;
   }
   return { y, dx, by, bdx };
 }
@@ -38,9 +49,12 @@ describe('gelu', () => {
     const ctx = await gpu();
     const live = ctx.alloc.liveBytes;
     const r = rng(n + 5);
-    const x = r.normal(n, 3), dy = r.normal(n);
-    const tx = Tensor.from(ctx, x, [n]), tdy = Tensor.from(ctx, dy, [n]);
-    const y = gelu_forward(tx), dx = gelu_backward(tdy, tx);
+    const x = r.normal(n, 3),
+      dy = r.normal(n);
+    const tx = Tensor.from(ctx, x, [n]),
+      tdy = Tensor.from(ctx, dy, [n]);
+    const y = gelu_forward(tx),
+      dx = gelu_backward(tdy, tx);
     const want = bounds(dy, x);
     expectWithin(await y.read(), want.y, want.by, 'y');
     expectWithin(await dx.read(), want.dx, want.bdx, 'dx');
@@ -52,9 +66,12 @@ describe('gelu', () => {
     const ctx = await gpu();
     const x = Float32Array.from([0, -0, 1, -1, 5, -5, 10, -10, 20, -20, 100, -100, 1e4, -1e4, 1e15, -1e15]);
     const dy = new Float32Array(x.length).fill(1);
-    const tx = Tensor.from(ctx, x, [x.length]), tdy = Tensor.from(ctx, dy, [x.length]);
-    const y = gelu_forward(tx), dx = gelu_backward(tdy, tx);
-    const gy = await y.read(), gdx = await dx.read();
+    const tx = Tensor.from(ctx, x, [x.length]),
+      tdy = Tensor.from(ctx, dy, [x.length]);
+    const y = gelu_forward(tx),
+      dx = gelu_backward(tdy, tx);
+    const gy = await y.read(),
+      gdx = await dx.read();
     for (const v of [...gy, ...gdx]) expect(Number.isFinite(v)).toBe(true);
     const want = bounds(dy, x);
     expectWithin(gy, want.y, want.by, 'y');
@@ -69,7 +86,8 @@ describe('gelu twin', () => {
   it('backward = finite differences of the forward (float64)', () => {
     // f(x) = Σ y·dy. Central differences, step 1e-6, float64: truncation ~1e-12·|f'''|, rounding ~1e-10.
     const r = rng(12);
-    const x = Float64Array.from(r.normal(50, 3)), dy = r.normal(50);
+    const x = Float64Array.from(r.normal(50, 3)),
+      dy = r.normal(50);
     const dx = gelu_backward_cpu(dy, x);
     const fd = finiteDiff((xv) => gelu_forward_cpu(xv).reduce((s, v, i) => s + v * dy[i], 0), x);
     for (let i = 0; i < x.length; i++) expect(Math.abs(dx[i] - fd[i])).toBeLessThan(1e-7 + 1e-6 * Math.abs(fd[i]));

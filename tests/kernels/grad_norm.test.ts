@@ -35,7 +35,9 @@ describe('grad_norm', () => {
     const want = grad_norm_cpu(grads, 1.0);
     const { scale, norm } = clip_scale(acc, 1.0);
     const b = relBound(SIZES);
-    const [gotAcc] = await acc.read(), [gotNorm] = await norm.read(), [gotScale] = await scale.read();
+    const [gotAcc] = await acc.read(),
+      [gotNorm] = await norm.read(),
+      [gotScale] = await scale.read();
     expect(Math.abs(gotAcc - want.sumsq)).toBeLessThanOrEqual(2 * b.acc * want.sumsq);
     expect(Math.abs(gotNorm - want.norm)).toBeLessThanOrEqual(2 * b.norm * want.norm);
     expect(want.scale).toBeLessThan(0.01); // clipping is active here
@@ -59,14 +61,21 @@ describe('grad_norm', () => {
   it('clip factor: 1 below maxNorm and with maxNorm = Infinity, maxNorm/(norm + 1e-6) above, 0 for maxNorm 0', async () => {
     const ctx = await gpu();
     const acc = Tensor.from(ctx, [25], [1]); // norm 5
-    const cases: [number, number][] = [[Infinity, 1], [100, 1], [5.5, 1], [2, 2 / (5 + 1e-6)], [0, 0]];
+    const cases: [number, number][] = [
+      [Infinity, 1],
+      [100, 1],
+      [5.5, 1],
+      [2, 2 / (5 + 1e-6)],
+      [0, 0],
+    ];
     for (const [maxNorm, want] of cases) {
       const { scale, norm } = clip_scale(acc, maxNorm);
       expect((await norm.read())[0]).toBe(5);
       const [s] = await scale.read();
       if (want === 1 || want === 0) expect(s).toBe(want);
       else expect(Math.abs(s - want)).toBeLessThanOrEqual(2 * 15 * u * want);
-      scale.free(); norm.free();
+      scale.free();
+      norm.free();
     }
     expect(() => clip_scale(acc, -1)).toThrow(/maxNorm must be >= 0/);
     expect(() => clip_scale(acc, NaN)).toThrow(/maxNorm must be >= 0/);
@@ -75,7 +84,8 @@ describe('grad_norm', () => {
 
   it('a zero gradient gives norm 0 and scale 1', async () => {
     const ctx = await gpu();
-    const g = Tensor.zeros(ctx, [5000]), acc = Tensor.zeros(ctx, [1]);
+    const g = Tensor.zeros(ctx, [5000]),
+      acc = Tensor.zeros(ctx, [1]);
     sumsq_accumulate(g, acc);
     const { scale, norm } = clip_scale(acc, 1);
     expect((await norm.read())[0]).toBe(0);
@@ -85,7 +95,9 @@ describe('grad_norm', () => {
 
   it('rejects a non-scalar accumulator and an f16 gradient', async () => {
     const ctx = await gpu();
-    const g = Tensor.zeros(ctx, [4]), acc2 = Tensor.zeros(ctx, [2]), h = Tensor.zeros(ctx, [4], 'h', 'f16');
+    const g = Tensor.zeros(ctx, [4]),
+      acc2 = Tensor.zeros(ctx, [2]),
+      h = Tensor.zeros(ctx, [4], 'h', 'f16');
     const acc = Tensor.zeros(ctx, [1]);
     expect(() => sumsq_accumulate(g, acc2)).toThrow(/acc must be \(1,\) f32/);
     expect(() => sumsq_accumulate(h, acc)).toThrow(/g must be f32/);

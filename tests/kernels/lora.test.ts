@@ -12,17 +12,38 @@ const abs = (x: ArrayLike<number>) => Float64Array.from(x, Math.abs);
 /** |got - want| <= (N + IN + OUT + r + 4)·u·mag per element, mag being the same computation on absolute values:
  * every output is at most two chained f32 dot products (e.g. dA: G = dy·B over OUT terms, then N terms), and
  * K chained f32 roundings cost at most ≈K·u of Σ|terms| (Higham's γ_K). A wrong, missing or unmasked term is O(1). */
-function expectBounded(got: ArrayLike<number>, want: ArrayLike<number>, mag: ArrayLike<number>, terms: number, what: string) {
+function expectBounded(
+  got: ArrayLike<number>,
+  want: ArrayLike<number>,
+  mag: ArrayLike<number>,
+  terms: number,
+  what: string,
+) {
   expect(got.length).toBe(want.length);
-  let worst = 0, at = -1;
+  let worst = 0,
+    at = -1;
   for (let i = 0; i < got.length; i++) {
     const q = Math.abs(got[i] - want[i]) / ((terms + 4) * U32 * mag[i] + 1e-30);
-    if (!(q <= worst)) { worst = Number.isNaN(q) ? Infinity : q; at = i; }
+    if (!(q <= worst)) {
+      worst = Number.isNaN(q) ? Infinity : q;
+      at = i;
+    }
   }
-  if (worst > 1) throw new Error(`${what}: element ${at} is ${got[at]}, expected ${want[at]} (${worst.toFixed(2)}x the bound)`);
+  if (worst > 1)
+    throw new Error(`${what}: element ${at} is ${got[at]}, expected ${want[at]} (${worst.toFixed(2)}x the bound)`);
 }
 
-interface Case { N: number; IN: number; OUT: number; r: number; bias: boolean; p: number; w0T: boolean; f16?: boolean; plain?: boolean }
+interface Case {
+  N: number;
+  IN: number;
+  OUT: number;
+  r: number;
+  bias: boolean;
+  p: number;
+  w0T: boolean;
+  f16?: boolean;
+  plain?: boolean;
+}
 const CASES: Case[] = [
   { N: 7, IN: 33, OUT: 100, r: 1, bias: true, p: 0, w0T: false },
   { N: 33, IN: 100, OUT: 7, r: 8, bias: false, p: 0.25, w0T: true },
@@ -38,22 +59,31 @@ async function runCase(c: Case) {
   const live = ctx.alloc.liveBytes;
   const { N, IN, OUT, r } = c;
   const R = rng(N * 7 + IN * 3 + OUT + r);
-  const x = R.uniform(N * IN), dy = R.uniform(N * OUT), bias = c.bias ? R.uniform(OUT) : null;
+  const x = R.uniform(N * IN),
+    dy = R.uniform(N * OUT),
+    bias = c.bias ? R.uniform(OUT) : null;
   let w0: Float32Array = R.uniform(OUT * IN);
   if (c.f16) w0 = fromF16(toF16(w0)); // the twin sees exactly the weights the GPU widens from f16
-  const A = R.uniform(r * IN), B = R.uniform(OUT * r);
+  const A = R.uniform(r * IN),
+    B = R.uniform(OUT * r);
   const d: LoraCpu = { N, IN, OUT, r, scale: 1.7, p: c.p, seed: 1234 + r, w0T: c.w0T };
-  const tx = Tensor.from(ctx, x, [N, IN]), tdy = Tensor.from(ctx, dy, [N, OUT]);
+  const tx = Tensor.from(ctx, x, [N, IN]),
+    tdy = Tensor.from(ctx, dy, [N, OUT]);
   const tw0 = Tensor.from(ctx, w0, c.w0T ? [IN, OUT] : [OUT, IN], 'w0', c.f16 ? 'f16' : 'f32');
   const tb = bias ? Tensor.from(ctx, bias, [OUT]) : null;
-  const tA = c.plain ? null : Tensor.from(ctx, A, [r, IN]), tB = c.plain ? null : Tensor.from(ctx, B, [OUT, r]);
+  const tA = c.plain ? null : Tensor.from(ctx, A, [r, IN]),
+    tB = c.plain ? null : Tensor.from(ctx, B, [OUT, r]);
   const lora: LoraParams | null = c.plain ? null : { A: tA!, B: tB!, scale: d.scale, dropout: c.p, seed: d.seed };
   const opts = { w0Transposed: c.w0T };
 
   const { y, u } = lora_forward(tx, tw0, tb, lora, opts);
-  const Ac = c.plain ? null : A, Bc = c.plain ? null : B;
+  const Ac = c.plain ? null : A,
+    Bc = c.plain ? null : B;
   const want = lora_forward_cpu(x, w0, bias, Ac, Bc, d);
-  const mag = lora_forward_cpu(abs(x), abs(w0), bias && abs(bias), Ac && abs(Ac), Bc && abs(Bc), { ...d, scale: Math.abs(d.scale) });
+  const mag = lora_forward_cpu(abs(x), abs(w0), bias && abs(bias), Ac && abs(Ac), Bc && abs(Bc), {
+    ...d,
+    scale: Math.abs(d.scale),
+  });
   const terms = N + IN + OUT + r;
   expectBounded(await y.read(), want.y, mag.y, terms, 'y');
   if (c.plain) expect(u).toBeNull();
@@ -61,7 +91,10 @@ async function runCase(c: Case) {
 
   const g = lora_backward(tdy, tx, u, tw0, lora, { ...opts, needDx: true });
   const gw = lora_backward_cpu(dy, x, w0, Ac, Bc, d);
-  const gm = lora_backward_cpu(abs(dy), abs(x), abs(w0), Ac && abs(Ac), Bc && abs(Bc), { ...d, scale: Math.abs(d.scale) });
+  const gm = lora_backward_cpu(abs(dy), abs(x), abs(w0), Ac && abs(Ac), Bc && abs(Bc), {
+    ...d,
+    scale: Math.abs(d.scale),
+  });
   expectBounded(await g.dx!.read(), gw.dx, gm.dx, terms, 'dx');
   if (c.plain) {
     expect(g.dA).toBeNull();
@@ -92,10 +125,12 @@ describe('lora', () => {
     } else {
       await ctx.sync();
       const live = ctx.alloc.liveBytes;
-      const tx = Tensor.zeros(ctx, [3, 4]), tw0 = Tensor.from(ctx, new Float32Array(20), [5, 4], 'w0', 'f16');
+      const tx = Tensor.zeros(ctx, [3, 4]),
+        tw0 = Tensor.from(ctx, new Float32Array(20), [5, 4], 'w0', 'f16');
       expect(() => lora_forward(tx, tw0, null, null)).toThrow(GpuError);
       expect(() => lora_forward(tx, tw0, null, null)).toThrow(/shader-f16/);
-      tx.free(); tw0.free();
+      tx.free();
+      tw0.free();
       expect(ctx.alloc.liveBytes).toBe(live);
     }
   });
@@ -104,17 +139,31 @@ describe('lora', () => {
     for (const w0T of [false, true]) {
       const d: LoraCpu = { N: 3, IN: 5, OUT: 4, r: 2, scale: 0.8, p: 0.3, seed: 77, w0T };
       const R = rng(w0T ? 2 : 1);
-      const x = Float64Array.from(R.uniform(d.N * d.IN)), w0 = R.uniform(d.OUT * d.IN), bias = R.uniform(d.OUT);
-      const A = Float64Array.from(R.uniform(d.r * d.IN)), B = Float64Array.from(R.uniform(d.OUT * d.r)), dy = R.uniform(d.N * d.OUT);
+      const x = Float64Array.from(R.uniform(d.N * d.IN)),
+        w0 = R.uniform(d.OUT * d.IN),
+        bias = R.uniform(d.OUT);
+      const A = Float64Array.from(R.uniform(d.r * d.IN)),
+        B = Float64Array.from(R.uniform(d.OUT * d.r)),
+        dy = R.uniform(d.N * d.OUT);
       expect(dropout_cpu(x, d).some((v) => v === 0)).toBe(true); // the mask is really on
       const loss = (xx: ArrayLike<number>, AA: ArrayLike<number>, BB: ArrayLike<number>) =>
         lora_forward_cpu(xx, w0, bias, AA, BB, d).y.reduce((s, v, i) => s + v * dy[i], 0);
       const g = lora_backward_cpu(dy, x, w0, A, B, d);
       // the loss is bilinear in each argument, so central differences are exact up to float64 rounding (~1e-10)
-      const close = (got: Float64Array, want: Float64Array) => got.forEach((v, i) => expect(Math.abs(v - want[i])).toBeLessThan(1e-8));
-      close(g.dx, finiteDiff((v) => loss(v, A, B), x));
-      close(g.dA, finiteDiff((v) => loss(x, v, B), A));
-      close(g.dB, finiteDiff((v) => loss(x, A, v), B));
+      const close = (got: Float64Array, want: Float64Array) =>
+        got.forEach((v, i) => expect(Math.abs(v - want[i])).toBeLessThan(1e-8));
+      close(
+        g.dx,
+        finiteDiff((v) => loss(v, A, B), x),
+      );
+      close(
+        g.dA,
+        finiteDiff((v) => loss(x, v, B), A),
+      );
+      close(
+        g.dB,
+        finiteDiff((v) => loss(x, A, v), B),
+      );
     }
   });
 });

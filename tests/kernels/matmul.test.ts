@@ -10,20 +10,43 @@ const U32 = 2 ** -24; // unit roundoff of f32
 
 /** Asserts |got - want| <= K·u·Σ_k|a||b| + 1e-30 per element: the classic worst-case bound of a K-term f32 dot
  * product (Higham, γ_K ≈ K·u), computed from the same inputs in absolute value. A wrong or missing term is O(1). */
-function expectMatmulClose(got: ArrayLike<number>, want: ArrayLike<number>, absdot: ArrayLike<number>, K: number, what: string) {
+function expectMatmulClose(
+  got: ArrayLike<number>,
+  want: ArrayLike<number>,
+  absdot: ArrayLike<number>,
+  K: number,
+  what: string,
+) {
   expect(got.length).toBe(want.length);
-  let worst = 0, at = -1;
+  let worst = 0,
+    at = -1;
   for (let i = 0; i < got.length; i++) {
     const r = Math.abs(got[i] - want[i]) / ((K + 2) * U32 * absdot[i] + 1e-30);
-    if (!(r <= worst)) { worst = Number.isNaN(r) ? Infinity : r; at = i; }
+    if (!(r <= worst)) {
+      worst = Number.isNaN(r) ? Infinity : r;
+      at = i;
+    }
   }
-  if (worst > 1) throw new Error(`${what}: element ${at} is ${got[at]}, expected ${want[at]} (${worst.toFixed(2)}x the bound)`);
+  if (worst > 1)
+    throw new Error(`${what}: element ${at} is ${got[at]}, expected ${want[at]} (${worst.toFixed(2)}x the bound)`);
 }
 const abs = (x: ArrayLike<number>) => Float64Array.from(x, Math.abs);
 
 // M, N, K mixed from the awkward sizes so every dimension hits a partial tile somewhere
-const SHAPES: [number, number, number][] = [[1, 7, 33], [33, 100, 7], [100, 1, 257], [257, 33, 100], [7, 257, 1], [64, 64, 64]];
-const TRANS: [boolean, boolean][] = [[false, false], [false, true], [true, false], [true, true]];
+const SHAPES: [number, number, number][] = [
+  [1, 7, 33],
+  [33, 100, 7],
+  [100, 1, 257],
+  [257, 33, 100],
+  [7, 257, 1],
+  [64, 64, 64],
+];
+const TRANS: [boolean, boolean][] = [
+  [false, false],
+  [false, true],
+  [true, false],
+  [true, true],
+];
 
 describe('matmul', () => {
   for (const [M, N, K] of SHAPES) {
@@ -31,7 +54,8 @@ describe('matmul', () => {
       const ctx = await gpu();
       const live = ctx.alloc.liveBytes;
       const r = rng(M * 1000 + N * 10 + K);
-      const a = r.uniform(M * K), b = r.uniform(K * N);
+      const a = r.uniform(M * K),
+        b = r.uniform(K * N);
       const ta = Tensor.from(ctx, a, transA ? [K, M] : [M, K]);
       const tb = Tensor.from(ctx, b, transB ? [N, K] : [K, N]);
       const c = matmul(ta, tb, { transA, transB });
@@ -47,14 +71,49 @@ describe('matmul', () => {
     const ctx = await gpu();
     const [B, M, N, K] = [2, 37, 28, 19]; // N % 4 = 0: B read as vec4 rows, batch strides included
     const r = rng(tm);
-    const a = r.uniform(B * M * K), b = r.uniform(B * K * N), bias = r.uniform(N);
-    const ta = Tensor.from(ctx, a, [B, M, K]), tb = Tensor.from(ctx, b, [B, K, N]), tbias = Tensor.from(ctx, bias, [N]);
+    const a = r.uniform(B * M * K),
+      b = r.uniform(B * K * N),
+      bias = r.uniform(N);
+    const ta = Tensor.from(ctx, a, [B, M, K]),
+      tb = Tensor.from(ctx, b, [B, K, N]),
+      tbias = Tensor.from(ctx, bias, [N]);
     const c = Tensor.empty(ctx, [B, M, N]);
-    for (const [wgM, wgN] of [[2, 4], [8, 16]]) {
-      matmulRaw(ctx, { a: ta.buf, b: tb.buf, c: c.buf, bias: tbias.buf, M, N, K, lda: K, ldb: N, ldc: N, transA: false, transB: false,
-        batch: B, strideA: M * K, strideB: K * N, strideC: M * N }, undefined, undefined, { wgM, wgN, tm });
+    for (const [wgM, wgN] of [
+      [2, 4],
+      [8, 16],
+    ]) {
+      matmulRaw(
+        ctx,
+        {
+          a: ta.buf,
+          b: tb.buf,
+          c: c.buf,
+          bias: tbias.buf,
+          M,
+          N,
+          K,
+          lda: K,
+          ldb: N,
+          ldc: N,
+          transA: false,
+          transB: false,
+          batch: B,
+          strideA: M * K,
+          strideB: K * N,
+          strideC: M * N,
+        },
+        undefined,
+        undefined,
+        { wgM, wgN, tm },
+      );
       const o = { batch: B, bias };
-      expectMatmulClose(await c.read(), matmul_cpu(a, b, M, N, K, o), matmul_cpu(abs(a), abs(b), M, N, K, { ...o, bias: abs(bias) }), K, `c ${wgM}x${wgN}`);
+      expectMatmulClose(
+        await c.read(),
+        matmul_cpu(a, b, M, N, K, o),
+        matmul_cpu(abs(a), abs(b), M, N, K, { ...o, bias: abs(bias) }),
+        K,
+        `c ${wgM}x${wgN}`,
+      );
     }
     [ta, tb, tbias, c].forEach((t) => t.free());
   });
@@ -64,8 +123,11 @@ describe('matmul', () => {
     const live = ctx.alloc.liveBytes;
     const [B, M, N, K] = [3, 33, 7, 100];
     const r = rng(5);
-    const a = r.uniform(B * K * M), b = r.uniform(B * N * K), c0 = r.uniform(B * M * N);
-    const ta = Tensor.from(ctx, a, [B, K, M]), tb = Tensor.from(ctx, b, [B, N, K]);
+    const a = r.uniform(B * K * M),
+      b = r.uniform(B * N * K),
+      c0 = r.uniform(B * M * N);
+    const ta = Tensor.from(ctx, a, [B, K, M]),
+      tb = Tensor.from(ctx, b, [B, N, K]);
     const c = matmul(ta, tb, { transA: true, transB: true, alpha: 0.5 });
     expect(c.shape).toEqual([B, M, N]);
     const o = { batch: B, transA: true, transB: true, alpha: 0.5 };
@@ -88,14 +150,27 @@ describe('matmul', () => {
     const live = ctx.alloc.liveBytes;
     const [M, H, K] = [33, 64, 100];
     const r = rng(9);
-    const x = r.uniform(M * K), w = r.uniform(2 * H * K), bias = r.uniform(2 * H);
-    const tx = Tensor.from(ctx, x, [M, K]), tw = Tensor.from(ctx, w, [2 * H, K]), tb = Tensor.from(ctx, bias, [2 * H]);
+    const x = r.uniform(M * K),
+      w = r.uniform(2 * H * K),
+      bias = r.uniform(2 * H);
+    const tx = Tensor.from(ctx, x, [M, K]),
+      tw = Tensor.from(ctx, w, [2 * H, K]),
+      tb = Tensor.from(ctx, bias, [2 * H]);
     const y = Tensor.empty(ctx, [M, 2 * H]);
     for (let h = 0; h < 2; h++) {
       matmulRaw(ctx, {
-        a: tx.buf, b: { buf: tw.buf, offset: h * H * K * 4, size: H * K * 4 }, c: { buf: y.buf, offset: h * H * 4, size: ((M - 1) * 2 * H + H) * 4 },
+        a: tx.buf,
+        b: { buf: tw.buf, offset: h * H * K * 4, size: H * K * 4 },
+        c: { buf: y.buf, offset: h * H * 4, size: ((M - 1) * 2 * H + H) * 4 },
         bias: { buf: tb.buf, offset: h * H * 4, size: H * 4 },
-        M, N: H, K, lda: K, ldb: K, ldc: 2 * H, transA: false, transB: true,
+        M,
+        N: H,
+        K,
+        lda: K,
+        ldb: K,
+        ldc: 2 * H,
+        transA: false,
+        transB: true,
       });
     }
     const want = matmul_cpu(x, w, M, 2 * H, K, { transB: true, bias });
@@ -119,8 +194,10 @@ describe('matmul', () => {
   async function f16Case(ctx: Awaited<ReturnType<typeof gpu>>, N: number) {
     const [M, K] = [100, 257];
     const r = rng(16 + N);
-    const x = r.uniform(M * K), w = r.uniform(N * K);
-    const tx = Tensor.from(ctx, x, [M, K]), tw = Tensor.from(ctx, w, [N, K], 'w', 'f16');
+    const x = r.uniform(M * K),
+      w = r.uniform(N * K);
+    const tx = Tensor.from(ctx, x, [M, K]),
+      tw = Tensor.from(ctx, w, [N, K], 'w', 'f16');
     if (ctx.hasF16) {
       for (const transB of [true, false]) {
         // the twin gets the same f16-rounded weights: the GPU widens f16 to f32 exactly, so the f32 bound holds
@@ -128,7 +205,13 @@ describe('matmul', () => {
         const wt = transB ? w16 : Float32Array.from({ length: N * K }, (_, i) => w16[(i % N) * K + Math.floor(i / N)]);
         const tw2 = transB ? tw : Tensor.from(ctx, wt, [K, N], 'wT', 'f16');
         const y = matmul(tx, tw2, { transB });
-        expectMatmulClose(await y.read(), matmul_cpu(x, wt, M, N, K, { transB }), matmul_cpu(abs(x), abs(wt), M, N, K, { transB }), K, 'f16 y');
+        expectMatmulClose(
+          await y.read(),
+          matmul_cpu(x, wt, M, N, K, { transB }),
+          matmul_cpu(abs(x), abs(wt), M, N, K, { transB }),
+          K,
+          'f16 y',
+        );
         y.free();
         if (!transB) tw2.free();
       }
@@ -141,8 +224,10 @@ describe('matmul', () => {
 
   it('rejects mismatched inner sizes', async () => {
     const ctx = await gpu();
-    const ta = Tensor.zeros(ctx, [3, 4]), tb = Tensor.zeros(ctx, [5, 6]);
+    const ta = Tensor.zeros(ctx, [3, 4]),
+      tb = Tensor.zeros(ctx, [5, 6]);
     expect(() => matmul(ta, tb)).toThrow(/inner sizes differ/);
-    ta.free(); tb.free();
+    ta.free();
+    tb.free();
   });
 });

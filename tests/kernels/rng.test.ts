@@ -21,15 +21,18 @@ async function fill(seed: number, n = N) {
 }
 
 describe('lib_rng', () => {
-  it.each([0, 1, 42, 0xdeadbeef, 0xffffffff])('GPU hash and uniforms equal the CPU twin bit for bit, seed = %i', async (seed) => {
-    const { bits, uniform } = await fill(seed);
-    for (let i = 0; i < N; i++) {
-      const h = pcgHash((i ^ pcgHash(seed)) >>> 0);
-      if (bits[i] !== h || uniform[i] !== rngUniform(seed, i)) {
-        throw new Error(`seed ${seed}, idx ${i}: GPU ${bits[i]} / ${uniform[i]}, CPU ${h} / ${rngUniform(seed, i)}`);
+  it.each([0, 1, 42, 0xdeadbeef, 0xffffffff])(
+    'GPU hash and uniforms equal the CPU twin bit for bit, seed = %i',
+    async (seed) => {
+      const { bits, uniform } = await fill(seed);
+      for (let i = 0; i < N; i++) {
+        const h = pcgHash((i ^ pcgHash(seed)) >>> 0);
+        if (bits[i] !== h || uniform[i] !== rngUniform(seed, i)) {
+          throw new Error(`seed ${seed}, idx ${i}: GPU ${bits[i]} / ${uniform[i]}, CPU ${h} / ${rngUniform(seed, i)}`);
+        }
       }
-    }
-  });
+    },
+  );
 
   it('the hash of a few inputs, computed by hand from the PCG-RXS-M-XS steps', () => {
     // pcg_hash(0): state = 2891336453; word = ((state >> ((state >> 28) + 4)) ^ state) · 277803737 mod 2^32;
@@ -43,7 +46,8 @@ describe('lib_rng', () => {
   });
 
   it('uniforms lie in [0, 1) and look uniform: mean, a 16-bin histogram, serial and cross-seed correlation', async () => {
-    const a = (await fill(1234)).uniform, b = (await fill(1235)).uniform;
+    const a = (await fill(1234)).uniform,
+      b = (await fill(1235)).uniform;
     expect(a.every((v) => v >= 0 && v < 1)).toBe(true);
     // Mean: σ = sqrt(1/12 / N) ≈ 0.00113; ±0.008 is 7σ.
     const mean = a.reduce((s, v) => s + v, 0) / N;
@@ -66,15 +70,19 @@ describe('lib_rng', () => {
   it('dropout masks from the GPU dropout kernel equal dropoutMult on the CPU', async () => {
     // Also exercises lib_rng's dropout_mult itself (not only rng_uniform): with x = 1, y is the multiplier.
     const ctx = await gpu();
-    const n = 5000, p = 0.3, seed = 77;
+    const n = 5000,
+      p = 0.3,
+      seed = 77;
     const x = Tensor.from(ctx, new Float32Array(n).fill(1), [n]);
     const y = dropout_forward(x, p, seed);
     const got = await y.read();
     for (let i = 0; i < n; i++) {
       const want = dropoutMult(seed, i, Math.fround(p));
       // 1/(1 - p) in f32 with WGSL's 2.5-ULP division, vs float64: within 8u.
-      if ((got[i] === 0) !== (want === 0) || Math.abs(got[i] - want) > 8 * 2 ** -24 * want) throw new Error(`idx ${i}: GPU ${got[i]}, CPU ${want}`);
+      if ((got[i] === 0) !== (want === 0) || Math.abs(got[i] - want) > 8 * 2 ** -24 * want)
+        throw new Error(`idx ${i}: GPU ${got[i]}, CPU ${want}`);
     }
-    x.free(); y.free();
+    x.free();
+    y.free();
   });
 });

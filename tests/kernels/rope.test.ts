@@ -9,7 +9,13 @@
 //    the f32 pow and division) and the product (0.5u):  Δangle ≤ angle·4u, which grows with the position
 //    (this is Hugging Face's own f32 error, not the kernel's):  |Δout| ≤ (|x1| + |x2|)·(angle·4u + EPS_SC + 3u).
 import { describe, expect, it } from 'vitest';
-import { rope_backward, rope_forward, rope_inv_freq, rope_inv_freq_tensor, type RopeOpts } from '../../src/kernels/rope';
+import {
+  rope_backward,
+  rope_forward,
+  rope_inv_freq,
+  rope_inv_freq_tensor,
+  type RopeOpts,
+} from '../../src/kernels/rope';
 import { rope_backward_cpu, rope_forward_cpu } from '../../src/kernels/rope.cpu';
 import { Tensor } from '../../src/gpu/tensor';
 import { finiteDiff, gpu, rng, expectWithin } from '../helpers/gpu';
@@ -19,10 +25,13 @@ const EPS_SC = 4e-7;
 
 /** The bounds above for every element; exactAngles adds the f32 angle's own error. */
 function ropeBound(x: ArrayLike<number>, o: RopeOpts, exactAngles: boolean): Float64Array {
-  const { heads: H, headDim: D, seqLen: T } = o, half = D / 2;
+  const { heads: H, headDim: D, seqLen: T } = o,
+    half = D / 2;
   const b = new Float64Array(x.length);
   for (let at = 0; at < x.length; at++) {
-    const n = Math.floor(at / (H * D)), j = at % D, i = j % half;
+    const n = Math.floor(at / (H * D)),
+      j = at % D,
+      i = j % half;
     const base = at - j;
     const mag = Math.abs(x[base + i]) + Math.abs(x[base + i + half]);
     const angle = ((o.posOffset ?? 0) + (n % T)) * Math.pow(o.theta, (-2 * i) / D);
@@ -43,24 +52,31 @@ const CASES: [number, number, number, number, number, number][] = [
 ];
 
 describe('rope', () => {
-  it.each(CASES)('forward and backward match the twin, B = %i, T = %i, H = %i, D = %i, posOffset = %i, theta = %d', async (B, T, H, D, off, theta) => {
-    const ctx = await gpu();
-    const live = ctx.alloc.liveBytes;
-    const o: RopeOpts = { heads: H, headDim: D, theta, seqLen: T, posOffset: off };
-    const r = rng(B * 7 + T * 13 + D + off);
-    const x = r.normal(B * T * H * D), dy = r.normal(B * T * H * D);
-    const tx = Tensor.from(ctx, x, [B * T, H * D]), tdy = Tensor.from(ctx, dy, [B, T, H, D]);
-    const y = rope_forward(tx, o), dx = rope_backward(tdy, o);
-    expect(y.shape).toEqual([B * T, H * D]);
-    expect(dx.shape).toEqual([B, T, H, D]);
-    const gy = await y.read(), gdx = await dx.read();
-    expectWithin(gy, rope_forward_cpu(x, o, 'hf-f32'), ropeBound(x, o, false), 'y vs hf-f32 angles');
-    expectWithin(gdx, rope_backward_cpu(dy, o, 'hf-f32'), ropeBound(dy, o, false), 'dx vs hf-f32 angles');
-    expectWithin(gy, rope_forward_cpu(x, o), ropeBound(x, o, true), 'y vs float64');
-    expectWithin(gdx, rope_backward_cpu(dy, o), ropeBound(dy, o, true), 'dx vs float64');
-    [tx, tdy, y, dx].forEach((t) => t.free());
-    expect(ctx.alloc.liveBytes).toBe(live);
-  });
+  it.each(CASES)(
+    'forward and backward match the twin, B = %i, T = %i, H = %i, D = %i, posOffset = %i, theta = %d',
+    async (B, T, H, D, off, theta) => {
+      const ctx = await gpu();
+      const live = ctx.alloc.liveBytes;
+      const o: RopeOpts = { heads: H, headDim: D, theta, seqLen: T, posOffset: off };
+      const r = rng(B * 7 + T * 13 + D + off);
+      const x = r.normal(B * T * H * D),
+        dy = r.normal(B * T * H * D);
+      const tx = Tensor.from(ctx, x, [B * T, H * D]),
+        tdy = Tensor.from(ctx, dy, [B, T, H, D]);
+      const y = rope_forward(tx, o),
+        dx = rope_backward(tdy, o);
+      expect(y.shape).toEqual([B * T, H * D]);
+      expect(dx.shape).toEqual([B, T, H, D]);
+      const gy = await y.read(),
+        gdx = await dx.read();
+      expectWithin(gy, rope_forward_cpu(x, o, 'hf-f32'), ropeBound(x, o, false), 'y vs hf-f32 angles');
+      expectWithin(gdx, rope_backward_cpu(dy, o, 'hf-f32'), ropeBound(dy, o, false), 'dx vs hf-f32 angles');
+      expectWithin(gy, rope_forward_cpu(x, o), ropeBound(x, o, true), 'y vs float64');
+      expectWithin(gdx, rope_backward_cpu(dy, o), ropeBound(dy, o, true), 'dx vs float64');
+      [tx, tdy, y, dx].forEach((t) => t.free());
+      expect(ctx.alloc.liveBytes).toBe(live);
+    },
+  );
 
   it('uses the rotate_half layout: pairs (i, i + D/2), inv_freq = [1, theta^-1/2] for D = 4', async () => {
     // Hand-checked: at position p, e_0 -> cos p·e_0 + sin p·e_2 and e_2 -> -sin p·e_0 + cos p·e_2;
@@ -73,7 +89,8 @@ describe('rope', () => {
     const got = await y.read();
     const want = [Math.cos(3), 0, Math.sin(3), 0, -Math.sin(4), Math.cos(0.04), Math.cos(4), Math.sin(0.04)];
     want.forEach((v, i) => expect(got[i]).toBeCloseTo(v, 6));
-    tx.free(); y.free();
+    tx.free();
+    y.free();
   });
 
   it('backward undoes forward, and a kept invFreq tensor gives the same bits', async () => {
@@ -82,22 +99,28 @@ describe('rope', () => {
     const x = rng(3).normal(2 * 11 * 3 * 16);
     const tx = Tensor.from(ctx, x, [22, 48]);
     const invFreq = rope_inv_freq_tensor(ctx, 16, 10000);
-    const y = rope_forward(tx, o), y2 = rope_forward(tx, { ...o, invFreq });
+    const y = rope_forward(tx, o),
+      y2 = rope_forward(tx, { ...o, invFreq });
     const back = rope_backward(y, o);
     const gy = await y.read();
     expect(Array.from(await y2.read())).toEqual(Array.from(gy));
     // Two rotations: twice the per-pair bound, against the input itself.
-    expectWithin(await back.read(), x, ropeBound(x, o, false).map((b) => 2 * b), 'backward(forward(x))');
+    expectWithin(
+      await back.read(),
+      x,
+      ropeBound(x, o, false).map((b) => 2 * b),
+      'backward(forward(x))',
+    );
     [tx, invFreq, y, y2, back].forEach((t) => t.free());
   });
 
-  it('inv_freq is Hugging Face\'s float32 computation', () => {
+  it("inv_freq is Hugging Face's float32 computation", () => {
     // torch: 1.0 / (10000 ** (torch.arange(0, 64, 2).float() / 64)), values read back from float32.
     const f = rope_inv_freq(64, 10000);
     expect(f.length).toBe(32);
     expect(f[0]).toBe(1);
     expect(f[1]).toBe(Math.fround(1 / Math.fround(10000 ** Math.fround(2 / 64))));
-    for (let i = 0; i < 32; i++) expect(Math.abs(f[i] / 10000 ** (-2 * i / 64) - 1)).toBeLessThan(2 * u * 2);
+    for (let i = 0; i < 32; i++) expect(Math.abs(f[i] / 10000 ** ((-2 * i) / 64) - 1)).toBeLessThan(2 * u * 2);
   });
 
   it('rejects shapes that do not fit', async () => {
@@ -111,13 +134,20 @@ describe('rope', () => {
 });
 
 describe('rope twin', () => {
-  it.each([[2, 3, 2, 8, 5], [1, 4, 1, 2, 0]])('backward = finite differences of the forward (float64), B = %i, T = %i, H = %i, D = %i, posOffset = %i', (B, T, H, D, off) => {
-    // RoPE is linear in x, so central differences are exact up to rounding: ~1e-16/1e-6 = 1e-10; bound 1e-8.
-    const o: RopeOpts = { heads: H, headDim: D, theta: 10000, seqLen: T, posOffset: off };
-    const r = rng(D + T);
-    const x = Float64Array.from(r.normal(B * T * H * D)), dy = r.normal(B * T * H * D);
-    const fd = finiteDiff((xv) => rope_forward_cpu(xv, o).reduce((s, v, i) => s + v * dy[i], 0), x);
-    const dx = rope_backward_cpu(dy, o);
-    for (let i = 0; i < dx.length; i++) expect(Math.abs(dx[i] - fd[i])).toBeLessThan(1e-8);
-  });
+  it.each([
+    [2, 3, 2, 8, 5],
+    [1, 4, 1, 2, 0],
+  ])(
+    'backward = finite differences of the forward (float64), B = %i, T = %i, H = %i, D = %i, posOffset = %i',
+    (B, T, H, D, off) => {
+      // RoPE is linear in x, so central differences are exact up to rounding: ~1e-16/1e-6 = 1e-10; bound 1e-8.
+      const o: RopeOpts = { heads: H, headDim: D, theta: 10000, seqLen: T, posOffset: off };
+      const r = rng(D + T);
+      const x = Float64Array.from(r.normal(B * T * H * D)),
+        dy = r.normal(B * T * H * D);
+      const fd = finiteDiff((xv) => rope_forward_cpu(xv, o).reduce((s, v, i) => s + v * dy[i], 0), x);
+      const dx = rope_backward_cpu(dy, o);
+      for (let i = 0; i < dx.length; i++) expect(Math.abs(dx[i] - fd[i])).toBeLessThan(1e-8);
+    },
+  );
 });

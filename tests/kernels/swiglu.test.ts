@@ -21,10 +21,14 @@ const eps = 2 ** -24;
 
 function bounds(dh: ArrayLike<number>, gate: ArrayLike<number>, up: ArrayLike<number>, atol = 1e-30) {
   const n = gate.length;
-  const h = swiglu_forward_cpu(gate, up), { dgate, dup } = swiglu_backward_cpu(dh, gate, up);
-  const bh = new Float64Array(n), bgate = new Float64Array(n), bup = new Float64Array(n);
+  const h = swiglu_forward_cpu(gate, up),
+    { dgate, dup } = swiglu_backward_cpu(dh, gate, up);
+  const bh = new Float64Array(n),
+    bgate = new Float64Array(n),
+    bup = new Float64Array(n);
   for (let i = 0; i < n; i++) {
-    const g = gate[i], s = 1 / (1 + Math.exp(-g));
+    const g = gate[i],
+      s = 1 / (1 + Math.exp(-g));
     const A = (6 + 4 * Math.abs(g)) * eps;
     const relS = A * (1 - s) + 7 * eps;
     bh[i] = 2 * (relS + 3 * eps) * Math.abs(h[i]) + atol;
@@ -40,9 +44,13 @@ describe('swiglu', () => {
     const ctx = await gpu();
     const live = ctx.alloc.liveBytes;
     const r = rng(n + 3);
-    const gate = r.normal(n, 4), up = r.normal(n), dh = r.normal(n);
+    const gate = r.normal(n, 4),
+      up = r.normal(n),
+      dh = r.normal(n);
     const shape = n % 7 === 0 ? [n / 7, 7] : [n];
-    const tg = Tensor.from(ctx, gate, shape), tu = Tensor.from(ctx, up, shape), tdh = Tensor.from(ctx, dh, shape);
+    const tg = Tensor.from(ctx, gate, shape),
+      tu = Tensor.from(ctx, up, shape),
+      tdh = Tensor.from(ctx, dh, shape);
     const h = swiglu_forward(tg, tu);
     const { dgate, dup } = swiglu_backward(tdh, tg, tu);
     expect(h.shape).toEqual(shape);
@@ -57,12 +65,18 @@ describe('swiglu', () => {
   it('special values: large |gate| gives finite results (no inf·0), zero gate gives zero', async () => {
     const ctx = await gpu();
     const gate = Float32Array.from([0, -0, 30, -30, 88, -88, 100, -100, 1e4, -1e4, 1e30, -1e30]);
-    const n = gate.length, up = new Float32Array(n).fill(1.5), dh = new Float32Array(n).fill(-2);
-    const tg = Tensor.from(ctx, gate, [n]), tu = Tensor.from(ctx, up, [n]), tdh = Tensor.from(ctx, dh, [n]);
+    const n = gate.length,
+      up = new Float32Array(n).fill(1.5),
+      dh = new Float32Array(n).fill(-2);
+    const tg = Tensor.from(ctx, gate, [n]),
+      tu = Tensor.from(ctx, up, [n]),
+      tdh = Tensor.from(ctx, dh, [n]);
     const h = swiglu_forward(tg, tu);
     const { dgate, dup } = swiglu_backward(tdh, tg, tu);
     const want = bounds(dh, gate, up);
-    const gh = await h.read(), gdg = await dgate.read(), gdu = await dup.read();
+    const gh = await h.read(),
+      gdg = await dgate.read(),
+      gdu = await dup.read();
     for (const v of [...gh, ...gdg, ...gdu]) expect(Number.isFinite(v)).toBe(true);
     expectWithin(gh, want.h, want.bh, 'h');
     expectWithin(gdu, want.dup, want.bup, 'dup');
@@ -72,9 +86,11 @@ describe('swiglu', () => {
 
   it('rejects mismatched shapes', async () => {
     const ctx = await gpu();
-    const a = Tensor.zeros(ctx, [3, 4]), b = Tensor.zeros(ctx, [3, 5]);
+    const a = Tensor.zeros(ctx, [3, 4]),
+      b = Tensor.zeros(ctx, [3, 5]);
     expect(() => swiglu_forward(a, b)).toThrow(/shapes differ/);
-    a.free(); b.free();
+    a.free();
+    b.free();
   });
 });
 
@@ -83,7 +99,9 @@ describe('swiglu twin', () => {
     // f(gate, up) = Σ h·dh. Central differences, step 1e-6, float64: truncation ~1e-12·|f'''|, rounding ~1e-10.
     const r = rng(11);
     const n = 40;
-    const gate = Float64Array.from(r.normal(n, 4)), up = Float64Array.from(r.normal(n)), dh = r.normal(n);
+    const gate = Float64Array.from(r.normal(n, 4)),
+      up = Float64Array.from(r.normal(n)),
+      dh = r.normal(n);
     const { dgate, dup } = swiglu_backward_cpu(dh, gate, up);
     const fdg = finiteDiff((g) => swiglu_forward_cpu(g, up).reduce((s, v, i) => s + v * dh[i], 0), gate);
     const fdu = finiteDiff((u) => swiglu_forward_cpu(gate, u).reduce((s, v, i) => s + v * dh[i], 0), up);

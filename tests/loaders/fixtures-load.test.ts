@@ -48,7 +48,8 @@ describe('oracle fixtures load', () => {
         const v = await w.read();
         expect(v.length).toBe(w.shape.reduce((a, b) => a * b, 1));
         expect(v.every(Number.isFinite), name).toBe(true);
-        for (const i of [0, v.length >> 1, v.length - 1]) expect(v[i], `${name}[${i}]`).toBe(rawElement(file, w.storedName, i));
+        for (const i of [0, v.length >> 1, v.length - 1])
+          expect(v[i], `${name}[${i}]`).toBe(rawElement(file, w.storedName, i));
       }
       // The tokenizer fits the embedding and round-trips plain text.
       expect(m.tokenizer.vocabSize).toBeLessThanOrEqual(m.config.vocabSize);
@@ -66,17 +67,35 @@ describe('the bundled model (public/models/weblora-llama-1m)', () => {
 
   it('loads over HTTP as the studio serves it (dev-server HTML fallback for absent files), ~1M parameters', async () => {
     const files = new Map<string, Uint8Array<ArrayBuffer>>();
-    for (const f of ['config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']) {
+    for (const f of [
+      'config.json',
+      'generation_config.json',
+      'model.safetensors',
+      'tokenizer.json',
+      'tokenizer_config.json',
+    ]) {
       files.set(f, new Uint8Array(readFileSync(join(BUNDLED, f))));
     }
     const server = await serveFolder(files, 'models/weblora-llama-1m/', { htmlFallback: true, chunk: 256 * 1024 });
     try {
       const events: FileProgress[] = [];
       const m = await loadModelFiles(bundledSource(`${server.url}/models/weblora-llama-1m/`), (p) => events.push(p));
-      expect(m.config).toMatchObject({ family: 'llama', vocabSize: 2048, hiddenSize: 128, numLayers: 4, numKvHeads: 2, headDim: 32, tieEmbeddings: true });
+      expect(m.config).toMatchObject({
+        family: 'llama',
+        vocabSize: 2048,
+        hiddenSize: 128,
+        numLayers: 4,
+        numKvHeads: 2,
+        headDim: 32,
+        tieEmbeddings: true,
+      });
       expect(paramCount(m.config)).toBe(988_288);
       const size = files.get('model.safetensors')!.byteLength;
-      expect(events.filter((e) => e.file === 'model.safetensors').at(-1)).toEqual({ file: 'model.safetensors', loaded: size, total: size });
+      expect(events.filter((e) => e.file === 'model.safetensors').at(-1)).toEqual({
+        file: 'model.safetensors',
+        loaded: size,
+        total: size,
+      });
       const emb = await m.weights.get('model.embed_tokens.weight')!.read();
       expect(emb.length).toBe(2048 * 128);
       expect(emb.every(Number.isFinite)).toBe(true);
@@ -89,9 +108,13 @@ describe('the bundled model (public/models/weblora-llama-1m)', () => {
     }
   });
 
-  it('its tokenizer gives sentencepiece\'s ids (first 100 oracle cases)', async () => {
+  it("its tokenizer gives sentencepiece's ids (first 100 oracle cases)", async () => {
     const m = await loadModelFiles(dirSource(BUNDLED));
-    const cases = JSON.parse(readFileSync(join(FIXTURES, 'tokenizer/bundled_cases.json'), 'utf8')).cases as [string, number[]][];
-    for (const [text, ids] of cases.slice(0, 100)) expect(m.tokenizer.encode(text, false), text.slice(0, 40)).toEqual(ids);
+    const cases = JSON.parse(readFileSync(join(FIXTURES, 'tokenizer/bundled_cases.json'), 'utf8')).cases as [
+      string,
+      number[],
+    ][];
+    for (const [text, ids] of cases.slice(0, 100))
+      expect(m.tokenizer.encode(text, false), text.slice(0, 40)).toEqual(ids);
   });
 });

@@ -8,21 +8,58 @@ import { writeSafetensors, type TensorToWrite } from '../../src/loaders/safetens
 
 export const TINY_CONFIGS: Record<Family, Record<string, unknown>> = {
   llama: {
-    architectures: ['LlamaForCausalLM'], model_type: 'llama', vocab_size: 300, hidden_size: 16, intermediate_size: 40,
-    num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 64,
-    rms_norm_eps: 1e-5, rope_theta: 10000.0, tie_word_embeddings: true, bos_token_id: 257, eos_token_id: 256,
-    hidden_act: 'silu', rope_scaling: null, torch_dtype: 'float32',
+    architectures: ['LlamaForCausalLM'],
+    model_type: 'llama',
+    vocab_size: 300,
+    hidden_size: 16,
+    intermediate_size: 40,
+    num_hidden_layers: 2,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    max_position_embeddings: 64,
+    rms_norm_eps: 1e-5,
+    rope_theta: 10000.0,
+    tie_word_embeddings: true,
+    bos_token_id: 257,
+    eos_token_id: 256,
+    hidden_act: 'silu',
+    rope_scaling: null,
+    torch_dtype: 'float32',
   },
   qwen2: {
-    architectures: ['Qwen2ForCausalLM'], model_type: 'qwen2', vocab_size: 300, hidden_size: 16, intermediate_size: 40,
-    num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 1, max_position_embeddings: 64,
-    rms_norm_eps: 1e-6, rope_theta: 1000000.0, tie_word_embeddings: false, use_sliding_window: false,
-    sliding_window: 4096, max_window_layers: 28, hidden_act: 'silu', bos_token_id: 256, eos_token_id: 256,
+    architectures: ['Qwen2ForCausalLM'],
+    model_type: 'qwen2',
+    vocab_size: 300,
+    hidden_size: 16,
+    intermediate_size: 40,
+    num_hidden_layers: 2,
+    num_attention_heads: 4,
+    num_key_value_heads: 1,
+    max_position_embeddings: 64,
+    rms_norm_eps: 1e-6,
+    rope_theta: 1000000.0,
+    tie_word_embeddings: false,
+    use_sliding_window: false,
+    sliding_window: 4096,
+    max_window_layers: 28,
+    hidden_act: 'silu',
+    bos_token_id: 256,
+    eos_token_id: 256,
   },
   gpt2: {
-    architectures: ['GPT2LMHeadModel'], model_type: 'gpt2', vocab_size: 300, n_embd: 16, n_layer: 2, n_head: 4,
-    n_positions: 32, n_ctx: 32, n_inner: null, activation_function: 'gelu_new', layer_norm_epsilon: 1e-5,
-    bos_token_id: 256, eos_token_id: 256,
+    architectures: ['GPT2LMHeadModel'],
+    model_type: 'gpt2',
+    vocab_size: 300,
+    n_embd: 16,
+    n_layer: 2,
+    n_head: 4,
+    n_positions: 32,
+    n_ctx: 32,
+    n_inner: null,
+    activation_function: 'gelu_new',
+    layer_norm_epsilon: 1e-5,
+    bos_token_id: 256,
+    eos_token_id: 256,
   },
 };
 
@@ -36,10 +73,20 @@ export function fakeValues(name: string, n: number): Float32Array {
 }
 
 /** Every tensor of the family's tiny config, as F32 (or F16) tensors ready for writeSafetensors. */
-export function fakeCheckpoint(family: Family, dtype: 'F32' | 'F16' = 'F32', rename: (n: string) => string = (n) => n): TensorToWrite[] {
+export function fakeCheckpoint(
+  family: Family,
+  dtype: 'F32' | 'F16' = 'F32',
+  rename: (n: string) => string = (n) => n,
+): TensorToWrite[] {
   const cfg = parseConfig(TINY_CONFIGS[family]);
   return [...expectedTensors(cfg)].map(([name, shape]) => ({
-    name: rename(name), dtype, shape, data: fakeValues(name, shape.reduce((a, b) => a * b, 1)),
+    name: rename(name),
+    dtype,
+    shape,
+    data: fakeValues(
+      name,
+      shape.reduce((a, b) => a * b, 1),
+    ),
   }));
 }
 
@@ -66,33 +113,69 @@ export function bytesToUnicode(): string[] {
  * A byte-level BPE tokenizer.json: ids 0..255 are the bytes, 256 is <|endoftext|>, 257 is <s>, then a
  * few merges. With `bos`, the post-processor prepends <s> (as Llama's does).
  */
-export function tinyTokenizer(opts: { bos?: boolean; extraIds?: number } = {}): { json: Record<string, unknown>; config: Record<string, unknown> } {
+export function tinyTokenizer(opts: { bos?: boolean; extraIds?: number } = {}): {
+  json: Record<string, unknown>;
+  config: Record<string, unknown>;
+} {
   const b2u = bytesToUnicode();
   const vocab: Record<string, number> = {};
   b2u.forEach((u, b) => (vocab[u] = b));
   const merges = ['Ġ t', 'h e', 'Ġt he', 'Ġ a', 'i n'];
   let next = 258;
   for (const m of merges) vocab[m.replace(' ', '')] = next++;
-  const special = (id: number, content: string) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
+  const special = (id: number, content: string) => ({
+    id,
+    content,
+    single_word: false,
+    lstrip: false,
+    rstrip: false,
+    normalized: false,
+    special: true,
+  });
   const added = [special(256, '<|endoftext|>'), special(257, '<s>')];
   if (opts.extraIds) added.push(special(opts.extraIds, '<|extra|>'));
   const json = {
-    version: '1.0', truncation: null, padding: null, added_tokens: added, normalizer: null,
+    version: '1.0',
+    truncation: null,
+    padding: null,
+    added_tokens: added,
+    normalizer: null,
     pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
     post_processor: opts.bos
       ? {
           type: 'TemplateProcessing',
           single: [{ SpecialToken: { id: '<s>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }],
-          pair: [{ SpecialToken: { id: '<s>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }, { Sequence: { id: 'B', type_id: 1 } }],
+          pair: [
+            { SpecialToken: { id: '<s>', type_id: 0 } },
+            { Sequence: { id: 'A', type_id: 0 } },
+            { Sequence: { id: 'B', type_id: 1 } },
+          ],
           special_tokens: { '<s>': { id: '<s>', ids: [257], tokens: ['<s>'] } },
         }
       : { type: 'ByteLevel', add_prefix_space: true, trim_offsets: false, use_regex: true },
     decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
-    model: { type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: '', end_of_word_suffix: '', fuse_unk: false, byte_fallback: false, vocab, merges },
+    model: {
+      type: 'BPE',
+      dropout: null,
+      unk_token: null,
+      continuing_subword_prefix: '',
+      end_of_word_suffix: '',
+      fuse_unk: false,
+      byte_fallback: false,
+      vocab,
+      merges,
+    },
   };
   const config = {
     bos_token: opts.bos ? '<s>' : '<|endoftext|>',
-    eos_token: { content: '<|endoftext|>', lstrip: false, normalized: false, rstrip: false, single_word: false, __type: 'AddedToken' },
+    eos_token: {
+      content: '<|endoftext|>',
+      lstrip: false,
+      normalized: false,
+      rstrip: false,
+      single_word: false,
+      __type: 'AddedToken',
+    },
     chat_template: "{% for m in messages %}{{ m['content'] }}{% endfor %}",
     clean_up_tokenization_spaces: false,
   };
@@ -102,7 +185,10 @@ export function tinyTokenizer(opts: { bos?: boolean; extraIds?: number } = {}): 
 const enc = (x: unknown) => new TextEncoder().encode(typeof x === 'string' ? x : JSON.stringify(x, null, 2));
 
 /** A whole model folder: file name -> bytes. `shards` > 1 writes model-0000i-of-0000n.safetensors + index. */
-export function tinyModelFolder(family: Family, opts: { shards?: number; dtype?: 'F32' | 'F16' } = {}): Map<string, Uint8Array<ArrayBuffer>> {
+export function tinyModelFolder(
+  family: Family,
+  opts: { shards?: number; dtype?: 'F32' | 'F16' } = {},
+): Map<string, Uint8Array<ArrayBuffer>> {
   const files = new Map<string, Uint8Array<ArrayBuffer>>();
   files.set('config.json', enc(TINY_CONFIGS[family]));
   const tok = tinyTokenizer({ bos: family === 'llama' });
@@ -141,7 +227,11 @@ export interface ServeOptions {
 }
 
 /** Serves `files` on 127.0.0.1 (port 0) at `/${prefix}${name}`; counts requests per path. */
-export async function serveFolder(files: Map<string, Uint8Array<ArrayBuffer>>, prefix: string, opts: ServeOptions = {}) {
+export async function serveFolder(
+  files: Map<string, Uint8Array<ArrayBuffer>>,
+  prefix: string,
+  opts: ServeOptions = {},
+) {
   const requests: string[] = [];
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const path = decodeURIComponent((req.url ?? '').split('?')[0]);
@@ -180,6 +270,10 @@ export async function serveFolder(files: Map<string, Uint8Array<ArrayBuffer>>, p
   return {
     url: `http://127.0.0.1:${port}`,
     requests,
-    close: () => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
   };
 }

@@ -12,19 +12,37 @@ import { AdamW } from '../../src/training/optimizer';
 import { gpu, rng } from '../helpers/gpu';
 
 const LLAMA = parseConfig({
-  architectures: ['LlamaForCausalLM'], vocab_size: 512, hidden_size: 64, intermediate_size: 160, num_hidden_layers: 4,
-  num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 128, tie_word_embeddings: false,
+  architectures: ['LlamaForCausalLM'],
+  vocab_size: 512,
+  hidden_size: 64,
+  intermediate_size: 160,
+  num_hidden_layers: 4,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  max_position_embeddings: 128,
+  tie_word_embeddings: false,
 });
-const GPT2 = parseConfig({ architectures: ['GPT2LMHeadModel'], vocab_size: 512, n_embd: 64, n_layer: 4, n_head: 4, n_positions: 128 });
+const GPT2 = parseConfig({
+  architectures: ['GPT2LMHeadModel'],
+  vocab_size: 512,
+  n_embd: 64,
+  n_layer: 4,
+  n_head: 4,
+  n_positions: 128,
+});
 
 async function measure(cfg: ModelConfig, targets: string[], checkpointing: boolean) {
   const ctx = await gpu();
   const r = rng(7);
-  const reader = new Map([...expectedTensors(cfg)].map(([name, shape]) => {
-    const n = shape.reduce((a, b) => a * b, 1);
-    return [name, { shape, read: async () => r.uniform(n, -0.05, 0.05) }];
-  }));
-  const B = 2, T = 64, rank = 8;
+  const reader = new Map(
+    [...expectedTensors(cfg)].map(([name, shape]) => {
+      const n = shape.reduce((a, b) => a * b, 1);
+      return [name, { shape, read: async () => r.uniform(n, -0.05, 0.05) }];
+    }),
+  );
+  const B = 2,
+    T = 64,
+    rank = 8;
   await ctx.sync();
   ctx.alloc.trim();
   const live0 = ctx.alloc.liveBytes;
@@ -52,7 +70,10 @@ async function measure(cfg: ModelConfig, targets: string[], checkpointing: boole
 }
 
 describe('estimateMemory vs the allocator', () => {
-  for (const [name, cfg, targets] of [['llama', LLAMA, ['q_proj', 'v_proj', 'gate_proj']], ['gpt2', GPT2, ['c_attn', 'c_fc']]] as const) {
+  for (const [name, cfg, targets] of [
+    ['llama', LLAMA, ['q_proj', 'v_proj', 'gate_proj']],
+    ['gpt2', GPT2, ['c_attn', 'c_fc']],
+  ] as const) {
     for (const checkpointing of [false, true]) {
       it(`${name}, checkpointing ${checkpointing}`, async () => {
         const { resident, stepPeak, est } = await measure(cfg, [...targets], checkpointing);

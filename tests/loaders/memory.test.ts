@@ -2,13 +2,30 @@ import { describe, expect, it } from 'vitest';
 import { checkFits, estimateMemory, headRowsPerBlock } from '../../src/loaders/memory';
 import { parseConfig } from '../../src/models/config';
 
-const GPT2 = parseConfig({ architectures: ['GPT2LMHeadModel'], vocab_size: 50257, n_embd: 768, n_layer: 12, n_head: 12, n_positions: 1024 });
+const GPT2 = parseConfig({
+  architectures: ['GPT2LMHeadModel'],
+  vocab_size: 50257,
+  n_embd: 768,
+  n_layer: 12,
+  n_head: 12,
+  n_positions: 1024,
+});
 const SMOLLM2 = parseConfig({
-  architectures: ['LlamaForCausalLM'], vocab_size: 49152, hidden_size: 576, intermediate_size: 1536, num_hidden_layers: 30,
-  num_attention_heads: 9, num_key_value_heads: 3, tie_word_embeddings: true,
+  architectures: ['LlamaForCausalLM'],
+  vocab_size: 49152,
+  hidden_size: 576,
+  intermediate_size: 1536,
+  num_hidden_layers: 30,
+  num_attention_heads: 9,
+  num_key_value_heads: 3,
+  tie_word_embeddings: true,
 });
 const LLAMA7B = parseConfig({
-  architectures: ['LlamaForCausalLM'], vocab_size: 32000, hidden_size: 4096, intermediate_size: 11008, num_hidden_layers: 32,
+  architectures: ['LlamaForCausalLM'],
+  vocab_size: 32000,
+  hidden_size: 4096,
+  intermediate_size: 11008,
+  num_hidden_layers: 32,
   num_attention_heads: 32,
 });
 const DEFAULT_LIMITS = { maxBufferSize: 256 * 2 ** 20, maxStorageBufferBindingSize: 128 * 2 ** 20 };
@@ -18,12 +35,17 @@ describe('estimateMemory', () => {
   it('counts GPT-2 small weights: f32 = 4 × 124,439,808; f16 halves the matrices, norms and biases stay f32', () => {
     expect(estimateMemory(GPT2, base).weightBytes).toBe(124_439_808 * 4);
     // 121,344 one-dimensional parameters (layer norms and biases) stay f32.
-    expect(estimateMemory(GPT2, { ...base, weightDtype: 'f16' }).weightBytes).toBe((124_439_808 - 121_344) * 2 + 121_344 * 4);
+    expect(estimateMemory(GPT2, { ...base, weightDtype: 'f16' }).weightBytes).toBe(
+      (124_439_808 - 121_344) * 2 + 121_344 * 4,
+    );
   });
 
   it('counts LoRA as parameters + gradients + two Adam moments in f32', () => {
     expect(estimateMemory(GPT2, base).loraBytes).toBe(294_912 * 4 * 4);
-    const all = estimateMemory(SMOLLM2, { ...base, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] });
+    const all = estimateMemory(SMOLLM2, {
+      ...base,
+      targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'],
+    });
     // per layer: r·[(576+576) + 2(576+192) + (576+576) + 2(576+1536) + (1536+576)] = 8·10176
     expect(all.loraBytes).toBe(30 * 8 * 10176 * 16);
   });
@@ -36,7 +58,13 @@ describe('estimateMemory', () => {
     expect(e.blockActivationBytes).toBe(N * perRow * 4);
     const tail = N * (2 * 576 + 1) * 4 + N * 576 * 4 + e.blockActivationBytes; // final norm, head dx, workspace
     expect(e.activationBytes).toBe(30 * e.blockActivationBytes + tail);
-    const ck = estimateMemory(SMOLLM2, { ...base, batch: 2, seqLen: 128, targets: ['q_proj', 'v_proj'], checkpointing: true });
+    const ck = estimateMemory(SMOLLM2, {
+      ...base,
+      batch: 2,
+      seqLen: 128,
+      targets: ['q_proj', 'v_proj'],
+      checkpointing: true,
+    });
     expect(ck.activationBytes).toBe(30 * N * 576 * 4 + e.blockActivationBytes + tail);
     expect(ck.activationBytes).toBeLessThan(e.activationBytes / 5);
   });
@@ -58,7 +86,11 @@ describe('estimateMemory', () => {
 describe('checkFits', () => {
   it('GPT-2 small in f32: wte (154 MB) exceeds one binding, which is only info because it is split by rows', () => {
     const e = estimateMemory(GPT2, base);
-    expect([e.largestTensorName, e.largestTensorBytes, e.largestIsTable]).toEqual(['transformer.wte.weight', 50257 * 768 * 4, true]);
+    expect([e.largestTensorName, e.largestTensorBytes, e.largestIsTable]).toEqual([
+      'transformer.wte.weight',
+      50257 * 768 * 4,
+      true,
+    ]);
     const msgs = checkFits(e, DEFAULT_LIMITS);
     expect(msgs.filter((m) => m.level === 'error')).toEqual([]);
     expect(msgs.some((m) => m.level === 'info' && /transformer\.wte\.weight .*split/.test(m.message))).toBe(true);
@@ -70,14 +102,20 @@ describe('checkFits', () => {
     const errors = checkFits(e, DEFAULT_LIMITS).filter((m) => m.level === 'error');
     expect(errors.length).toBe(1);
     expect(errors[0].message).toMatch(/gate_proj\.weight needs 172\.0 MiB/);
-    expect(checkFits(estimateMemory(LLAMA7B, { ...base, targets: ['q_proj'], weightDtype: 'f16' }), DEFAULT_LIMITS).filter((m) => m.level === 'error')).toEqual([]);
+    expect(
+      checkFits(estimateMemory(LLAMA7B, { ...base, targets: ['q_proj'], weightDtype: 'f16' }), DEFAULT_LIMITS).filter(
+        (m) => m.level === 'error',
+      ),
+    ).toEqual([]);
   });
 
   it('compares the total with a stated budget: over is an error, close a warning, under info', () => {
     const e = estimateMemory(GPT2, { ...base, batch: 8, seqLen: 1024 });
     const level = (hint?: number) => checkFits(e, DEFAULT_LIMITS, hint).map((m) => m.level);
     expect(level(e.totalBytes * 0.5)).toContain('error');
-    expect(checkFits(e, DEFAULT_LIMITS, e.totalBytes * 0.5).find((m) => m.level === 'error')!.message).toMatch(/over the .* budget: lower batch/);
+    expect(checkFits(e, DEFAULT_LIMITS, e.totalBytes * 0.5).find((m) => m.level === 'error')!.message).toMatch(
+      /over the .* budget: lower batch/,
+    );
     expect(level(e.totalBytes * 1.1)).toContain('warning');
     expect(level(e.totalBytes * 3)).not.toContain('warning');
     expect(level(e.totalBytes * 3)).not.toContain('error');

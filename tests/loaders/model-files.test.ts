@@ -29,10 +29,15 @@ const json = (x: unknown) => new TextEncoder().encode(JSON.stringify(x));
 describe('loadModelFiles: validation against the config', () => {
   it('names a missing tensor', async () => {
     const files = tinyModelFolder('llama');
-    files.set('model.safetensors', writeSafetensors(fakeCheckpoint('llama').filter((t) => t.name !== 'model.layers.1.mlp.up_proj.weight')));
+    files.set(
+      'model.safetensors',
+      writeSafetensors(fakeCheckpoint('llama').filter((t) => t.name !== 'model.layers.1.mlp.up_proj.weight')),
+    );
     const err = await loadModelFiles(mapSource(files).source).catch((e) => e);
     expect(err).toBeInstanceOf(ModelLoadError);
-    expect(err.message).toMatch(/mem:test lacks 1 tensor that config\.json implies: "model\.layers\.1\.mlp\.up_proj\.weight"/);
+    expect(err.message).toMatch(
+      /mem:test lacks 1 tensor that config\.json implies: "model\.layers\.1\.mlp\.up_proj\.weight"/,
+    );
   });
 
   it('names a tensor whose shape disagrees with the config', async () => {
@@ -51,7 +56,12 @@ describe('loadModelFiles: validation against the config', () => {
     const extra = [
       ...fakeCheckpoint('llama'),
       { name: 'lm_head.weight', dtype: 'F32' as const, shape: [300, 16], data: new Float32Array(300 * 16) },
-      { name: 'model.layers.0.self_attn.rotary_emb.inv_freq', dtype: 'F32' as const, shape: [2], data: new Float32Array(2) },
+      {
+        name: 'model.layers.0.self_attn.rotary_emb.inv_freq',
+        dtype: 'F32' as const,
+        shape: [2],
+        data: new Float32Array(2),
+      },
     ];
     files.set('model.safetensors', writeSafetensors(extra));
     const m = await loadModelFiles(mapSource(files).source);
@@ -75,7 +85,9 @@ describe('loadModelFiles: validation against the config', () => {
   it('reads BF16 weights as float32', async () => {
     const files = tinyModelFolder('qwen2');
     const tensors = fakeCheckpoint('qwen2').map((t) => ({
-      ...t, dtype: 'BF16' as const, data: Uint16Array.from(new Uint32Array((t.data as Float32Array).buffer), (b) => b >>> 16),
+      ...t,
+      dtype: 'BF16' as const,
+      data: Uint16Array.from(new Uint32Array((t.data as Float32Array).buffer), (b) => b >>> 16),
     }));
     files.set('model.safetensors', writeSafetensors(tensors));
     const m = await loadModelFiles(mapSource(files).source);
@@ -100,32 +112,43 @@ describe('loadModelFiles: validation against the config', () => {
     out.set(hb, 8);
     out.set(ints.subarray(8 + n), 8 + hb.byteLength);
     files.set('model.safetensors', out);
-    await expect(loadModelFiles(mapSource(files).source)).rejects.toThrow(/"model\.norm\.weight" has dtype I32; WebLoRA reads F32, F16 or BF16/);
+    await expect(loadModelFiles(mapSource(files).source)).rejects.toThrow(
+      /"model\.norm\.weight" has dtype I32; WebLoRA reads F32, F16 or BF16/,
+    );
   });
 
   it('rejects a tokenizer whose ids do not fit the embedding', async () => {
     const files = tinyModelFolder('llama');
     files.set('tokenizer.json', json(tinyTokenizer({ extraIds: 300 }).json));
-    await expect(loadModelFiles(mapSource(files).source)).rejects.toThrow(/token id 300 but the model's embedding has only 300 rows/);
+    await expect(loadModelFiles(mapSource(files).source)).rejects.toThrow(
+      /token id 300 but the model's embedding has only 300 rows/,
+    );
   });
 
   it('fails on an unsupported architecture before asking for any weights', async () => {
     const files = tinyModelFolder('llama');
     files.set('config.json', json({ ...TINY_CONFIGS.llama, architectures: ['PhiForCausalLM'] }));
     const { source, asked } = mapSource(files);
-    await expect(loadModelFiles(source)).rejects.toThrow(/config\.json \(mem:test\): architecture "PhiForCausalLM" is not supported/);
+    await expect(loadModelFiles(source)).rejects.toThrow(
+      /config\.json \(mem:test\): architecture "PhiForCausalLM" is not supported/,
+    );
     expect(asked).toEqual(['config.json']);
   });
 
   it('reports invalid JSON with the file name', async () => {
     const files = tinyModelFolder('llama');
     files.set('tokenizer_config.json', new TextEncoder().encode('{"bos_token": '));
-    await expect(loadModelFiles(mapSource(files).source)).rejects.toThrow(/tokenizer_config\.json in mem:test is not valid JSON/);
+    await expect(loadModelFiles(mapSource(files).source)).rejects.toThrow(
+      /tokenizer_config\.json in mem:test is not valid JSON/,
+    );
   });
 
   it('reads chat_template.jinja over the tokenizer config template', async () => {
     const files = tinyModelFolder('llama');
-    files.set('chat_template.jinja', new TextEncoder().encode('{{ bos_token }}{% for m in messages %}[{{ m.content }}]{% endfor %}'));
+    files.set(
+      'chat_template.jinja',
+      new TextEncoder().encode('{{ bos_token }}{% for m in messages %}[{{ m.content }}]{% endfor %}'),
+    );
     const m = await loadModelFiles(mapSource(files).source);
     expect(m.chatTemplate).toMatch(/^\{\{ bos_token \}\}/);
   });
@@ -135,7 +158,9 @@ describe('loadModelFiles: sharded index problems', () => {
   it('names a shard the index lists but the source lacks', async () => {
     const files = tinyModelFolder('llama', { shards: 2 });
     files.delete('model-00002-of-00002.safetensors');
-    await expect(loadModelFiles(mapSource(files).source)).rejects.toThrow(/model-00002-of-00002\.safetensors \(a shard listed in model\.safetensors\.index\.json\) was not found in mem:test/);
+    await expect(loadModelFiles(mapSource(files).source)).rejects.toThrow(
+      /model-00002-of-00002\.safetensors \(a shard listed in model\.safetensors\.index\.json\) was not found in mem:test/,
+    );
   });
 
   it('names a tensor the index places in a shard that does not hold it', async () => {
@@ -143,7 +168,9 @@ describe('loadModelFiles: sharded index problems', () => {
     const index = JSON.parse(new TextDecoder().decode(files.get('model.safetensors.index.json')!));
     index.weight_map['model.norm.weight'] = 'model-00001-of-00002.safetensors';
     files.set('model.safetensors.index.json', json(index));
-    await expect(loadModelFiles(mapSource(files).source)).rejects.toThrow(/model-00001-of-00002\.safetensors in mem:test lacks tensor "model\.norm\.weight"/);
+    await expect(loadModelFiles(mapSource(files).source)).rejects.toThrow(
+      /model-00001-of-00002\.safetensors in mem:test lacks tensor "model\.norm\.weight"/,
+    );
   });
 
   it('rejects an index without a weight_map', async () => {
@@ -156,6 +183,8 @@ describe('loadModelFiles: sharded index problems', () => {
     const files = tinyModelFolder('llama', { shards: 2 });
     const shard = files.get('model-00002-of-00002.safetensors')!;
     files.set('model-00002-of-00002.safetensors', shard.subarray(0, 12));
-    await expect(loadModelFiles(mapSource(files).source)).rejects.toThrow(/model-00002-of-00002\.safetensors \(mem:test\):.*truncated/);
+    await expect(loadModelFiles(mapSource(files).source)).rejects.toThrow(
+      /model-00002-of-00002\.safetensors \(mem:test\):.*truncated/,
+    );
   });
 });

@@ -2,8 +2,14 @@ import { describe, expect, it } from 'vitest';
 import { f32ToF16Bits } from '../../src/gpu/f16';
 import { blobSource, bytesSource, type ByteSource } from '../../src/loaders/byte-source';
 import {
-  decodeFloat, MAX_HEADER_BYTES, openSafetensors, parseSafetensorsHeader, readSafetensorsHeader, readTensorF32,
-  SafetensorsError, writeSafetensors,
+  decodeFloat,
+  MAX_HEADER_BYTES,
+  openSafetensors,
+  parseSafetensorsHeader,
+  readSafetensorsHeader,
+  readTensorF32,
+  SafetensorsError,
+  writeSafetensors,
 } from '../../src/loaders/safetensors';
 
 /** A safetensors file from a header (object or raw text) and a data section, optionally lying about N. */
@@ -30,7 +36,10 @@ function expectError(bytes: Uint8Array, ...fragments: (string | RegExp)[]): void
   for (const f of fragments) expect(msg).toMatch(f);
 }
 
-const good = { a: { dtype: 'F32', shape: [2, 3], data_offsets: [0, 24] }, b: { dtype: 'F16', shape: [4], data_offsets: [24, 32] } };
+const good = {
+  a: { dtype: 'F32', shape: [2, 3], data_offsets: [0, 24] },
+  b: { dtype: 'F16', shape: [4], data_offsets: [24, 32] },
+};
 
 describe('parseSafetensorsHeader: malformed files', () => {
   it('accepts a well-formed file (baseline for the cases below)', () => {
@@ -68,16 +77,26 @@ describe('parseSafetensorsHeader: malformed files', () => {
   });
 
   it('rejects data_offsets past the end of the data section', () => {
-    expectError(rawFile({ a: { dtype: 'F32', shape: [2, 3], data_offsets: [0, 24] } }, 20), /past the end/, /truncated or corrupt/);
+    expectError(
+      rawFile({ a: { dtype: 'F32', shape: [2, 3], data_offsets: [0, 24] } }, 20),
+      /past the end/,
+      /truncated or corrupt/,
+    );
   });
 
   it('rejects overlapping tensors', () => {
-    const h = { a: { dtype: 'F32', shape: [4], data_offsets: [0, 16] }, b: { dtype: 'F32', shape: [2], data_offsets: [8, 16] } };
+    const h = {
+      a: { dtype: 'F32', shape: [4], data_offsets: [0, 16] },
+      b: { dtype: 'F32', shape: [2], data_offsets: [8, 16] },
+    };
     expectError(rawFile(h, 16), /"a".*"b".*overlap/);
   });
 
   it('allows empty tensors anywhere (they own no bytes)', () => {
-    const h = { a: { dtype: 'F32', shape: [4], data_offsets: [0, 16] }, e: { dtype: 'F32', shape: [0, 3], data_offsets: [8, 8] } };
+    const h = {
+      a: { dtype: 'F32', shape: [4], data_offsets: [0, 16] },
+      e: { dtype: 'F32', shape: [0, 3], data_offsets: [8, 8] },
+    };
     expect(parseSafetensorsHeader(rawFile(h, 16), 'ok').tensors.get('e')!.shape).toEqual([0, 3]);
   });
 
@@ -94,7 +113,11 @@ describe('parseSafetensorsHeader: malformed files', () => {
   });
 
   it('rejects a shape whose size disagrees with the byte length', () => {
-    expectError(rawFile({ a: { dtype: 'F32', shape: [2, 3], data_offsets: [0, 20] } }, 24), /needs 24 bytes/, /hold 20/);
+    expectError(
+      rawFile({ a: { dtype: 'F32', shape: [2, 3], data_offsets: [0, 20] } }, 24),
+      /needs 24 bytes/,
+      /hold 20/,
+    );
     expectError(rawFile({ a: { dtype: 'BF16', shape: [3], data_offsets: [0, 12] } }, 12), /needs 6 bytes/);
   });
 
@@ -149,9 +172,18 @@ describe('writeSafetensors', () => {
     const bits = Uint16Array.of(0x3c00, 0xc000, 0x7bff);
     const st = await openSafetensors(writeSafetensors([{ name: 'h', dtype: 'F16', shape: [3], data: bits }]), 'h');
     expect(Array.from(new Uint16Array((await st.bytes('h')).slice().buffer))).toEqual(Array.from(bits));
-    expect(() => writeSafetensors([{ name: 'x', dtype: 'F32', shape: [2, 2], data: new Float32Array(3) }])).toThrow(/4 elements but data has 3/);
-    expect(() => writeSafetensors([{ name: 'x', dtype: 'F32', shape: [1], data: new Uint16Array(1) }])).toThrow(/Float32Array/);
-    expect(() => writeSafetensors([{ name: 'x', dtype: 'F32', shape: [1], data: new Float32Array(1) }, { name: 'x', dtype: 'F32', shape: [1], data: new Float32Array(1) }])).toThrow(/repeated/);
+    expect(() => writeSafetensors([{ name: 'x', dtype: 'F32', shape: [2, 2], data: new Float32Array(3) }])).toThrow(
+      /4 elements but data has 3/,
+    );
+    expect(() => writeSafetensors([{ name: 'x', dtype: 'F32', shape: [1], data: new Uint16Array(1) }])).toThrow(
+      /Float32Array/,
+    );
+    expect(() =>
+      writeSafetensors([
+        { name: 'x', dtype: 'F32', shape: [1], data: new Float32Array(1) },
+        { name: 'x', dtype: 'F32', shape: [1], data: new Float32Array(1) },
+      ]),
+    ).toThrow(/repeated/);
   });
 });
 
@@ -184,7 +216,10 @@ describe('decoding F16 and BF16', () => {
 
   it('handles unaligned tensor data (F32 starting at an odd offset)', async () => {
     // A 2-byte F16 tensor first puts the F32 tensor at data offset 2 (not a multiple of 4).
-    const h = { a: { dtype: 'F16', shape: [1], data_offsets: [0, 2] }, b: { dtype: 'F32', shape: [2], data_offsets: [2, 10] } };
+    const h = {
+      a: { dtype: 'F16', shape: [1], data_offsets: [0, 2] },
+      b: { dtype: 'F32', shape: [2], data_offsets: [2, 10] },
+    };
     const data = new Uint8Array(10);
     new DataView(data.buffer).setUint16(0, f32ToF16Bits(0.5), true);
     new DataView(data.buffer).setFloat32(2, 1.25, true);
@@ -198,7 +233,10 @@ describe('decoding F16 and BF16', () => {
 describe('ByteSource: reading the header of a Blob without reading the whole file', () => {
   it('reads only the first 8 + N bytes for the header, then single tensors by range', async () => {
     const big = new Float32Array(100_000).map((_, i) => i);
-    const file = writeSafetensors([{ name: 'big', dtype: 'F32', shape: [100_000], data: big }, { name: 'small', dtype: 'F32', shape: [2], data: Float32Array.of(3, 4) }]);
+    const file = writeSafetensors([
+      { name: 'big', dtype: 'F32', shape: [100_000], data: big },
+      { name: 'small', dtype: 'F32', shape: [2], data: Float32Array.of(3, 4) },
+    ]);
     const blob = new Blob([file]);
     const reads: [number, number][] = [];
     const inner = blobSource(blob);
@@ -213,7 +251,9 @@ describe('ByteSource: reading the header of a Blob without reading the whole fil
   });
 
   it('gives the same header from a Blob, an ArrayBuffer and a Uint8Array view', async () => {
-    const file = writeSafetensors([{ name: 'w', dtype: 'F32', shape: [3], data: Float32Array.of(1, 2, 3) }], { k: 'v' });
+    const file = writeSafetensors([{ name: 'w', dtype: 'F32', shape: [3], data: Float32Array.of(1, 2, 3) }], {
+      k: 'v',
+    });
     const padded = new Uint8Array(file.byteLength + 16);
     padded.set(file, 16);
     const view = padded.subarray(16);
@@ -227,7 +267,11 @@ describe('ByteSource: reading the header of a Blob without reading the whole fil
 
   it('reports a truncated Blob as truncated', async () => {
     const file = writeSafetensors([{ name: 'w', dtype: 'F32', shape: [64], data: new Float32Array(64) }]);
-    await expect(readSafetensorsHeader(blobSource(new Blob([file.subarray(0, 20)])), 'cut.safetensors')).rejects.toThrow(/cut.safetensors.*truncated/);
-    await expect(readSafetensorsHeader(blobSource(new Blob([file.subarray(0, file.byteLength - 4)])), 'cut.safetensors')).rejects.toThrow(/past the end/);
+    await expect(
+      readSafetensorsHeader(blobSource(new Blob([file.subarray(0, 20)])), 'cut.safetensors'),
+    ).rejects.toThrow(/cut.safetensors.*truncated/);
+    await expect(
+      readSafetensorsHeader(blobSource(new Blob([file.subarray(0, file.byteLength - 4)])), 'cut.safetensors'),
+    ).rejects.toThrow(/past the end/);
   });
 });

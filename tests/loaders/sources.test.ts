@@ -6,7 +6,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadModelFiles } from '../../src/loaders/model-files';
-import { bundledSource, filesSource, hubSource, memoryBlobCache, ModelLoadError, type FileProgress } from '../../src/loaders/sources';
+import {
+  bundledSource,
+  filesSource,
+  hubSource,
+  memoryBlobCache,
+  ModelLoadError,
+  type FileProgress,
+} from '../../src/loaders/sources';
 import { dirSource } from '../../src/loaders/sources.node';
 import { expectedTensors } from '../../src/models/config';
 import { fakeValues, serveFolder, tinyModelFolder } from './fixtures';
@@ -66,7 +73,9 @@ describe('hubSource against a local HTTP server', () => {
   it('a connection dropped halfway through the weights: clear error, nothing partial cached', async () => {
     const files = tinyModelFolder('llama');
     const size = files.get('model.safetensors')!.byteLength;
-    const server = await serve(files, PREFIX, { dropAfter: { file: 'model.safetensors', bytes: Math.floor(size / 2) } });
+    const server = await serve(files, PREFIX, {
+      dropAfter: { file: 'model.safetensors', bytes: Math.floor(size / 2) },
+    });
     const cache = memoryBlobCache();
     const err = await loadModelFiles(hubSource(REPO, { baseUrl: server.url, cache })).catch((e) => e);
     expect(err).toBeInstanceOf(ModelLoadError);
@@ -76,16 +85,23 @@ describe('hubSource against a local HTTP server', () => {
     expect(cache.entries.size).toBe(4); // the small files that did complete
 
     // Same drop with chunked transfer (no Content-Length): the stream itself fails.
-    const chunked = await serve(files, PREFIX, { noLength: true, dropAfter: { file: 'model.safetensors', bytes: 100 } });
+    const chunked = await serve(files, PREFIX, {
+      noLength: true,
+      dropAfter: { file: 'model.safetensors', bytes: 100 },
+    });
     const cache2 = memoryBlobCache();
-    await expect(loadModelFiles(hubSource(REPO, { baseUrl: chunked.url, cache: cache2 }))).rejects.toThrow(/model\.safetensors.*interrupted.*retry/);
+    await expect(loadModelFiles(hubSource(REPO, { baseUrl: chunked.url, cache: cache2 }))).rejects.toThrow(
+      /model\.safetensors.*interrupted.*retry/,
+    );
     expect([...cache2.entries.keys()].some((k) => k.endsWith('model.safetensors'))).toBe(false);
   });
 
   it('a body shorter than its Content-Length is an error, and is not cached', async () => {
     const liar = async () => new Response(new Uint8Array(10), { headers: { 'content-length': '100' } });
     const cache = memoryBlobCache();
-    await expect(hubSource(REPO, { fetch: liar, cache }).file('model.safetensors')).rejects.toThrow(/model\.safetensors from tiny-org\/tiny-llama.*ended after 10 of 100 bytes.*retry/);
+    await expect(hubSource(REPO, { fetch: liar, cache }).file('model.safetensors')).rejects.toThrow(
+      /model\.safetensors from tiny-org\/tiny-llama.*ended after 10 of 100 bytes.*retry/,
+    );
     expect(cache.entries.size).toBe(0);
   });
 
@@ -93,19 +109,29 @@ describe('hubSource against a local HTTP server', () => {
     const files = tinyModelFolder('llama');
     files.delete('tokenizer.json');
     const server = await serve(files, PREFIX);
-    await expect(loadModelFiles(hubSource(REPO, { baseUrl: server.url }))).rejects.toThrow(/tokenizer\.json was not found in hf:tiny-org\/tiny-llama@main/);
-    await expect(loadModelFiles(hubSource('tiny-org/other', { baseUrl: server.url }))).rejects.toThrow(/config\.json was not found in hf:tiny-org\/other@main/);
+    await expect(loadModelFiles(hubSource(REPO, { baseUrl: server.url }))).rejects.toThrow(
+      /tokenizer\.json was not found in hf:tiny-org\/tiny-llama@main/,
+    );
+    await expect(loadModelFiles(hubSource('tiny-org/other', { baseUrl: server.url }))).rejects.toThrow(
+      /config\.json was not found in hf:tiny-org\/other@main/,
+    );
     files.delete('model.safetensors');
     files.set('tokenizer.json', tinyModelFolder('llama').get('tokenizer.json')!);
-    await expect(loadModelFiles(hubSource(REPO, { baseUrl: server.url }))).rejects.toThrow(/neither model\.safetensors nor model\.safetensors\.index\.json was found in hf:tiny-org\/tiny-llama@main\. Pick/);
+    await expect(loadModelFiles(hubSource(REPO, { baseUrl: server.url }))).rejects.toThrow(
+      /neither model\.safetensors nor model\.safetensors\.index\.json was found in hf:tiny-org\/tiny-llama@main\. Pick/,
+    );
   });
 
   it('lists the repo through the Hub API to explain a .bin-only checkpoint', async () => {
     const files = tinyModelFolder('llama');
     files.delete('model.safetensors');
     const api = { id: REPO, siblings: [...files.keys(), 'pytorch_model.bin'].map((rfilename) => ({ rfilename })) };
-    const server = await serve(files, PREFIX, { extra: new Map([[`/api/models/${REPO}/revision/main`, new TextEncoder().encode(JSON.stringify(api))]]) });
-    await expect(loadModelFiles(hubSource(REPO, { baseUrl: server.url }))).rejects.toThrow(/there is pytorch_model\.bin, but WebLoRA reads only safetensors/);
+    const server = await serve(files, PREFIX, {
+      extra: new Map([[`/api/models/${REPO}/revision/main`, new TextEncoder().encode(JSON.stringify(api))]]),
+    });
+    await expect(loadModelFiles(hubSource(REPO, { baseUrl: server.url }))).rejects.toThrow(
+      /there is pytorch_model\.bin, but WebLoRA reads only safetensors/,
+    );
     expect(await hubSource('tiny-org/unknown', { baseUrl: server.url }).list!()).toEqual([]);
   });
 
@@ -113,12 +139,16 @@ describe('hubSource against a local HTTP server', () => {
     const server = await serve(new Map(), PREFIX);
     await server.close();
     closers = [];
-    await expect(loadModelFiles(hubSource(REPO, { baseUrl: server.url }))).rejects.toThrow(/config\.json from tiny-org\/tiny-llama.*network error.*retry/);
+    await expect(loadModelFiles(hubSource(REPO, { baseUrl: server.url }))).rejects.toThrow(
+      /config\.json from tiny-org\/tiny-llama.*network error.*retry/,
+    );
   });
 
   it('other HTTP errors are errors (401 says gated or private), not "absent"', async () => {
     const fetch401 = async () => new Response('no', { status: 401, statusText: 'Unauthorized' });
-    await expect(hubSource(REPO, { fetch: fetch401 }).file('config.json')).rejects.toThrow(/HTTP 401.*gated or private/);
+    await expect(hubSource(REPO, { fetch: fetch401 }).file('config.json')).rejects.toThrow(
+      /HTTP 401.*gated or private/,
+    );
     const urls: string[] = [];
     const seen = async (u: string) => (urls.push(u), new Response('{}'));
     await hubSource('gpt2', { fetch: seen, revision: 'refs/pr/1' }).file('sub dir/config.json');
@@ -170,14 +200,18 @@ describe('filesSource with File objects', () => {
     const m = await loadModelFiles(filesSource([nested, ...top]));
     expect(m.config.family).toBe('llama');
     const twin = new File(['{}'], 'config.json');
-    await expect(loadModelFiles(filesSource([...asFiles(tinyModelFolder('llama')), twin]))).rejects.toThrow(/config\.json: 2 picked files have this name/);
+    await expect(loadModelFiles(filesSource([...asFiles(tinyModelFolder('llama')), twin]))).rejects.toThrow(
+      /config\.json: 2 picked files have this name/,
+    );
   });
 
   it('says that .bin checkpoints need converting when there is no safetensors file', async () => {
     const files = tinyModelFolder('llama');
     files.delete('model.safetensors');
     files.set('pytorch_model.bin', new Uint8Array(16));
-    await expect(loadModelFiles(filesSource(asFiles(files)))).rejects.toThrow(/pytorch_model\.bin, but WebLoRA reads only safetensors/);
+    await expect(loadModelFiles(filesSource(asFiles(files)))).rejects.toThrow(
+      /pytorch_model\.bin, but WebLoRA reads only safetensors/,
+    );
   });
 });
 

@@ -40,7 +40,18 @@ describe('TextTokenizer over @huggingface/tokenizers', () => {
 
   it('computes the largest id over vocab and added tokens, and rejects a file without a model', () => {
     expect(maxTokenId(tinyTokenizer({ extraIds: 1000 }).json)).toBe(1000);
-    expect(maxTokenId({ model: { type: 'Unigram', vocab: [['a', 0], ['b', -1], ['c', -2]] } })).toBe(2);
+    expect(
+      maxTokenId({
+        model: {
+          type: 'Unigram',
+          vocab: [
+            ['a', 0],
+            ['b', -1],
+            ['c', -2],
+          ],
+        },
+      }),
+    ).toBe(2);
     expect(() => new TextTokenizer({ added_tokens: [] })).toThrow(TokenizerError);
   });
 });

@@ -19,8 +19,11 @@ describe('f16 weights', () => {
     const ctx = await gpu();
     expect(ctx.hasF16).toBe(true); // lavapipe has shader-f16; the test is about that path
     const files = await loadModelFiles(dirSource(BUNDLED));
-    const ids = Uint32Array.from(files.tokenizer.encode('Call me Ishmael. Some years ago, never mind how long precisely', true));
-    const T = ids.length, V = files.config.vocabSize;
+    const ids = Uint32Array.from(
+      files.tokenizer.encode('Call me Ishmael. Some years ago, never mind how long precisely', true),
+    );
+    const T = ids.length,
+      V = files.config.vocabSize;
     const m32 = await loadModel(ctx, files.config, files.weights, { dtype: 'f32' });
     const m16 = await loadModel(ctx, files.config, files.weights, { dtype: 'f16' });
     expect(m16.weights.bytes).toBeLessThan(0.6 * m32.weights.bytes);
@@ -28,7 +31,9 @@ describe('f16 weights', () => {
     const l16 = forwardLogits(m16, null, ids, 1, T);
     const [a, b] = [await l32.read(), await l16.read()];
     [l32, l16].forEach((t) => t.free());
-    let scale = 0, diff = 0, agree = 0;
+    let scale = 0,
+      diff = 0,
+      agree = 0;
     for (let i = 0; i < a.length; i++) {
       scale = Math.max(scale, Math.abs(a[i]));
       diff = Math.max(diff, Math.abs(a[i] - b[i]));
@@ -42,7 +47,12 @@ describe('f16 weights', () => {
     expect(diff).toBeLessThanOrEqual(2e-2 * scale);
     expect(agree / T).toBeGreaterThanOrEqual(0.8);
 
-    const lora = LoraState.init(ctx, files.config, { r: 4, alpha: 8, useRslora: false, dropout: 0, targets: ['q_proj', 'v_proj'] }, 1);
+    const lora = LoraState.init(
+      ctx,
+      files.config,
+      { r: 4, alpha: 8, useRslora: false, dropout: 0, targets: ['q_proj', 'v_proj'] },
+      1,
+    );
     const targets = Uint32Array.from([...ids.subarray(1), 2]);
     const r = await forwardBackward(m16, lora, { ids, targets, B: 1, T });
     expect(Number.isFinite(r.lossSum / r.count)).toBe(true);

@@ -31,7 +31,12 @@ describe('generation', () => {
     expect(files.tokenizer.decode(cached).length).toBeGreaterThan(0);
 
     // An adapter with random nonzero B changes the text, and the cache still agrees with recompute.
-    const lora = LoraState.init(ctx, files.config, { r: 4, alpha: 64, useRslora: false, dropout: 0, targets: ['q_proj', 'v_proj', 'down_proj'] }, 3);
+    const lora = LoraState.init(
+      ctx,
+      files.config,
+      { r: 4, alpha: 64, useRslora: false, dropout: 0, targets: ['q_proj', 'v_proj', 'down_proj'] },
+      3,
+    );
     for (const m of lora.modules.values()) ctx.write(m.B.buf, rng(9).normal(m.B.numel, 0.5));
     const cachedL = await generate(model, lora, prompt, { ...o, useKvCache: true });
     const fullL = await generate(model, lora, prompt, { ...o, useKvCache: false });

@@ -33,14 +33,17 @@ function expectTensorClose(got: Float32Array, want: Float32Array, what: string, 
   }
   const bound = rel * maxWant + abs;
   if (!(worst <= bound)) {
-    throw new Error(`${what}: element ${at} is ${got[at]}, oracle ${want[at]} (|diff| ${worst.toExponential(3)} > ${bound.toExponential(3)} = ${rel}·max|want| + ${abs})`);
+    throw new Error(
+      `${what}: element ${at} is ${got[at]}, oracle ${want[at]} (|diff| ${worst.toExponential(3)} > ${bound.toExponential(3)} = ${rel}·max|want| + ${abs})`,
+    );
   }
 }
 
 describe('model vs PyTorch oracle', () => {
   it('has fixtures for every family and the bundled model', () => {
     const names = cases.map((c) => c.name);
-    for (const n of ['gpt2-tiny', 'llama-gqa-tied', 'llama-untied', 'qwen2-bias', 'weblora-llama-1m']) expect(names).toContain(n);
+    for (const n of ['gpt2-tiny', 'llama-gqa-tied', 'llama-untied', 'qwen2-bias', 'weblora-llama-1m'])
+      expect(names).toContain(n);
   });
 
   for (const c of cases) {
@@ -57,7 +60,12 @@ describe('model vs PyTorch oracle', () => {
         arrays.set(path, { A: await g.f32(`lora.${path}.A`), B: await g.f32(`lora.${path}.B`) });
       }
       const lc = g.json.lora;
-      const lora = LoraState.fromArrays(ctx, cfg, { r: lc.r, alpha: lc.alpha, useRslora: lc.use_rslora, dropout: 0, targets: lc.targets }, arrays);
+      const lora = LoraState.fromArrays(
+        ctx,
+        cfg,
+        { r: lc.r, alpha: lc.alpha, useRslora: lc.use_rslora, dropout: 0, targets: lc.targets },
+        arrays,
+      );
       expect(lora.modules.size).toBe(arrays.size);
 
       const ids = Uint32Array.from(await g.i32('input_ids'));

@@ -19,10 +19,29 @@ import { LoraState } from '../../src/models/lora';
 import type { TensorReader } from '../../src/models/weights';
 import { gpu, rng } from '../helpers/gpu';
 
-const GPT2_SMALL = { architectures: ['GPT2LMHeadModel'], model_type: 'gpt2', vocab_size: 50257, n_embd: 768, n_layer: 12, n_head: 12, n_positions: 1024, layer_norm_epsilon: 1e-5 };
+const GPT2_SMALL = {
+  architectures: ['GPT2LMHeadModel'],
+  model_type: 'gpt2',
+  vocab_size: 50257,
+  n_embd: 768,
+  n_layer: 12,
+  n_head: 12,
+  n_positions: 1024,
+  layer_norm_epsilon: 1e-5,
+};
 const SMOLLM2_135M = {
-  architectures: ['LlamaForCausalLM'], model_type: 'llama', vocab_size: 49152, hidden_size: 576, intermediate_size: 1536, num_hidden_layers: 30,
-  num_attention_heads: 9, num_key_value_heads: 3, max_position_embeddings: 8192, rms_norm_eps: 1e-5, rope_theta: 100000, tie_word_embeddings: true,
+  architectures: ['LlamaForCausalLM'],
+  model_type: 'llama',
+  vocab_size: 49152,
+  hidden_size: 576,
+  intermediate_size: 1536,
+  num_hidden_layers: 30,
+  num_attention_heads: 9,
+  num_key_value_heads: 3,
+  max_position_embeddings: 8192,
+  rms_norm_eps: 1e-5,
+  rope_theta: 100000,
+  tie_word_embeddings: true,
 };
 
 /** Random weights of the shapes the config implies, made when read (norm weights near 1). */
@@ -48,7 +67,8 @@ function randomReaders(cfg: ModelConfig, seed: number): Map<string, TensorReader
 }
 
 function maxErr(got: Float32Array, want: Float64Array) {
-  let w = 0, d = 0;
+  let w = 0,
+    d = 0;
   for (let i = 0; i < want.length; i++) {
     w = Math.max(w, Math.abs(want[i]));
     d = Math.max(d, Math.abs(got[i] - want[i]));
@@ -76,7 +96,9 @@ describe('models larger than one storage binding', () => {
     const emb = embedding_forward(idsT, chunks);
     const embGot = await emb.read();
     const embWant = new Float64Array(T * C);
-    ids.forEach((id, t) => { for (let c = 0; c < C; c++) embWant[t * C + c] = wte[id * C + c]; });
+    ids.forEach((id, t) => {
+      for (let c = 0; c < C; c++) embWant[t * C + c] = wte[id * C + c];
+    });
     expect(maxErr(embGot, embWant).d).toBe(0);
     [idsT, emb].forEach((t) => t.free());
 
@@ -87,11 +109,12 @@ describe('models larger than one storage binding', () => {
     const lv = await logits.read();
     logits.free();
     const want = new Float64Array(T * V);
-    for (let t = 0; t < T; t++) for (let v = 0; v < V; v++) {
-      let s = 0;
-      for (let c = 0; c < C; c++) s += hv[t * C + c] * wte[v * C + c];
-      want[t * V + v] = s;
-    }
+    for (let t = 0; t < T; t++)
+      for (let v = 0; v < V; v++) {
+        let s = 0;
+        for (let c = 0; c < C; c++) s += hv[t * C + c] * wte[v * C + c];
+        want[t * V + v] = s;
+      }
     const le = maxErr(lv, want);
     expect(le.d).toBeLessThanOrEqual(le.bound);
 
@@ -131,9 +154,19 @@ describe('models larger than one storage binding', () => {
     const live0 = ctx.alloc.liveBytes;
     const cfg = parseConfig(SMOLLM2_135M);
     const model = await loadModel(ctx, cfg, randomReaders(cfg, 5), { dtype: 'f32' });
-    const lora = LoraState.init(ctx, cfg, { r: 4, alpha: 8, useRslora: false, dropout: 0, targets: ['q_proj', 'v_proj'] }, 2);
+    const lora = LoraState.init(
+      ctx,
+      cfg,
+      { r: 4, alpha: 8, useRslora: false, dropout: 0, targets: ['q_proj', 'v_proj'] },
+      2,
+    );
     const ids = Uint32Array.from([1, 100, 49151, 2000]);
-    const r = await forwardBackward(model, lora, { ids, targets: Uint32Array.from([100, 49151, 2000, 3]), B: 1, T: 4 }, { checkpointing: true });
+    const r = await forwardBackward(
+      model,
+      lora,
+      { ids, targets: Uint32Array.from([100, 49151, 2000, 3]), B: 1, T: 4 },
+      { checkpointing: true },
+    );
     // Random weights of std ~0.01 give nearly uniform logits: the loss is close to ln(V).
     expect(Math.abs(r.lossSum / r.count - Math.log(cfg.vocabSize))).toBeLessThan(0.5);
     lora.free();

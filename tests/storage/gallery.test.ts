@@ -10,16 +10,44 @@ import { Gallery, sha256Hex } from '../../src/storage/gallery';
 import { memoryStore, StorageFullError } from '../../src/storage/kv';
 
 // Wide enough that the weights, not the card and config text, dominate an entry's size.
-const cfg = parseConfig({ architectures: ['LlamaForCausalLM'], vocab_size: 50, hidden_size: 512, intermediate_size: 24, num_hidden_layers: 2, num_attention_heads: 2 });
+const cfg = parseConfig({
+  architectures: ['LlamaForCausalLM'],
+  vocab_size: 50,
+  hidden_size: 512,
+  intermediate_size: 24,
+  num_hidden_layers: 2,
+  num_attention_heads: 2,
+});
 const lc = { r: 2, alpha: 4, useRslora: false, dropout: 0, targets: ['q_proj'] };
 
 function files(seed: number) {
   const arrays = new Map(
-    [0, 1].map((l) => [`model.layers.${l}.self_attn.q_proj`, { A: Float32Array.from({ length: 1024 }, (_, i) => Math.sin(i + seed)), B: Float32Array.from({ length: 1024 }, (_, i) => Math.cos(i * seed)) }]),
+    [0, 1].map((l) => [
+      `model.layers.${l}.self_attn.q_proj`,
+      {
+        A: Float32Array.from({ length: 1024 }, (_, i) => Math.sin(i + seed)),
+        B: Float32Array.from({ length: 1024 }, (_, i) => Math.cos(i * seed)),
+      },
+    ]),
   );
-  return exportAdapter(cfg, lc, arrays, { name: `a${seed}`, baseModel: 'tiny', dataset: 'd', settings: {}, trainLoss: 1, valLoss: 2, sample: 'x' });
+  return exportAdapter(cfg, lc, arrays, {
+    name: `a${seed}`,
+    baseModel: 'tiny',
+    dataset: 'd',
+    settings: {},
+    trainLoss: 1,
+    valLoss: 2,
+    sample: 'x',
+  });
 }
-const meta = (name: string) => ({ name, baseModel: 'tiny', dataset: 'd', settings: { rank: 2, alpha: 4, targets: ['q_proj'] }, lossCurve: [{ step: 1, loss: 2 }], valCurve: [] });
+const meta = (name: string) => ({
+  name,
+  baseModel: 'tiny',
+  dataset: 'd',
+  settings: { rank: 2, alpha: 4, targets: ['q_proj'] },
+  lossCurve: [{ step: 1, loss: 2 }],
+  valCurve: [],
+});
 
 describe('gallery', () => {
   it('saves, lists, renames and deletes adapters with their weights hash', async () => {
@@ -47,7 +75,9 @@ describe('gallery', () => {
     const before = await g.list();
     const err = await g.save(meta('c'), files(3)).catch((x) => x);
     expect(err).toBeInstanceOf(StorageFullError);
-    expect(String(err.message)).toMatch(/storage is full, so the adapter 'c' was not saved.*Delete adapters you no longer need.*Nothing already saved was changed/);
+    expect(String(err.message)).toMatch(
+      /storage is full, so the adapter 'c' was not saved.*Delete adapters you no longer need.*Nothing already saved was changed/,
+    );
     const after = await g.list();
     expect(after).toEqual(before);
     for (const e of after) expect((await g.get(e.id)).files['adapter_model.safetensors'].byteLength).toBe(size);
@@ -59,9 +89,17 @@ describe('checkpoints', () => {
     const store = memoryStore();
     expect(await loadCheckpoint(store)).toBeNull();
     const c = {
-      version: 1 as const, modelId: 'm', dataset: { name: 'd', text: 't' }, settings: {} as never, totalSteps: 3,
-      lora: { x: { A: new Float32Array([1]), B: new Float32Array([2]) } }, optimizer: { step: 1, m: {}, v: {} }, data: { epoch: 0, index: 1, seed: 1 },
-      history: [{ step: 1, loss: 2 }], valHistory: [], savedAt: 'now',
+      version: 1 as const,
+      modelId: 'm',
+      dataset: { name: 'd', text: 't' },
+      settings: {} as never,
+      totalSteps: 3,
+      lora: { x: { A: new Float32Array([1]), B: new Float32Array([2]) } },
+      optimizer: { step: 1, m: {}, v: {} },
+      data: { epoch: 0, index: 1, seed: 1 },
+      history: [{ step: 1, loss: 2 }],
+      valHistory: [],
+      savedAt: 'now',
     };
     await saveCheckpoint(store, c);
     expect(await loadCheckpoint(store)).toEqual(c);

@@ -22,7 +22,8 @@ import { gpu } from '../helpers/gpu';
 const cases = goldenCases('train_golden.json');
 
 function maxRelErr(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  let maxWant = 0, worst = 0;
+  let maxWant = 0,
+    worst = 0;
   for (let i = 0; i < want.length; i++) {
     maxWant = Math.max(maxWant, Math.abs(want[i]));
     worst = Math.max(worst, Math.abs(got[i] - want[i]));
@@ -45,10 +46,22 @@ describe('training parity with PyTorch', () => {
       const cfg = files.config;
       const model = await loadModel(ctx, cfg, files.weights, { dtype: 'f32' });
       const init: LoraArrays = new Map();
-      for (const path of j.modules as string[]) init.set(path, { A: await g.f32(`init.${path}.A`), B: await g.f32(`init.${path}.B`) });
-      const lora = LoraState.fromArrays(ctx, cfg, { r: j.lora.r, alpha: j.lora.alpha, useRslora: j.lora.use_rslora, dropout: 0, targets: j.lora.targets }, init);
+      for (const path of j.modules as string[])
+        init.set(path, { A: await g.f32(`init.${path}.A`), B: await g.f32(`init.${path}.B`) });
+      const lora = LoraState.fromArrays(
+        ctx,
+        cfg,
+        { r: j.lora.r, alpha: j.lora.alpha, useRslora: j.lora.use_rslora, dropout: 0, targets: j.lora.targets },
+        init,
+      );
       const o = j.optimizer;
-      const opt = new AdamW(lora, { beta1: o.betas[0], beta2: o.betas[1], eps: o.eps, weightDecay: o.weight_decay, maxGradNorm: o.clip_grad_norm });
+      const opt = new AdamW(lora, {
+        beta1: o.betas[0],
+        beta2: o.betas[1],
+        eps: o.eps,
+        weightDecay: o.weight_decay,
+        maxGradNorm: o.clip_grad_norm,
+      });
       // Our schedule gives the same learning rates as the fixture's.
       for (let i = 0; i < steps; i++) {
         const lr = lrAt(i, { lr: o.lr_peak, warmupSteps: 5, totalSteps: steps, decay: 'cosine', minLrRatio: 0.1 });
@@ -62,7 +75,8 @@ describe('training parity with PyTorch', () => {
         const batch = {
           ids: Uint32Array.from(ids.subarray(i * B * T, (i + 1) * B * T)),
           targets: Uint32Array.from(labels.subarray(i * B * T, (i + 1) * B * T), (x) => (x < 0 ? IGNORE_INDEX : x)),
-          B, T,
+          B,
+          T,
         };
         const r = await forwardBackward(model, lora, batch);
         losses.push(r.lossSum / r.count);
@@ -73,16 +87,28 @@ describe('training parity with PyTorch', () => {
       const wantLosses = await g.f32('losses');
       const wantNorms = await g.f32('grad_norms');
       for (let i = 0; i < steps; i++) {
-        expect(Math.abs(losses[i] - wantLosses[i]) / wantLosses[i], `loss at step ${i}: ${losses[i]} vs ${wantLosses[i]}`).toBeLessThanOrEqual(2e-5);
-        expect(Math.abs(norms[i] - wantNorms[i]) / wantNorms[i], `grad norm at step ${i}: ${norms[i]} vs ${wantNorms[i]}`).toBeLessThanOrEqual(1e-4);
+        expect(
+          Math.abs(losses[i] - wantLosses[i]) / wantLosses[i],
+          `loss at step ${i}: ${losses[i]} vs ${wantLosses[i]}`,
+        ).toBeLessThanOrEqual(2e-5);
+        expect(
+          Math.abs(norms[i] - wantNorms[i]) / wantNorms[i],
+          `grad norm at step ${i}: ${norms[i]} vs ${wantNorms[i]}`,
+        ).toBeLessThanOrEqual(1e-4);
       }
       const final = await lora.read();
       let worst = 0;
       for (const [path, w] of final) {
-        worst = Math.max(worst, maxRelErr(w.A, await g.f32(`final.${path}.A`)), maxRelErr(w.B, await g.f32(`final.${path}.B`)));
+        worst = Math.max(
+          worst,
+          maxRelErr(w.A, await g.f32(`final.${path}.A`)),
+          maxRelErr(w.B, await g.f32(`final.${path}.B`)),
+        );
       }
       expect(worst, 'final A/B, max |diff| / max |value|').toBeLessThanOrEqual(1e-4);
-      console.log(`${c.name}: loss ${losses[0].toFixed(4)} -> ${losses[steps - 1].toFixed(4)}; worst final A/B relative error ${worst.toExponential(2)}`);
+      console.log(
+        `${c.name}: loss ${losses[0].toFixed(4)} -> ${losses[steps - 1].toFixed(4)}; worst final A/B relative error ${worst.toExponential(2)}`,
+      );
       opt.free();
       lora.free();
       model.weights.free();

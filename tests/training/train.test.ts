@@ -16,7 +16,17 @@ import { BUNDLED, ROOT } from '../helpers/fixtures';
 import { gpu } from '../helpers/gpu';
 
 const FORTUNES = readFileSync(join(ROOT, 'public/datasets/fortunes.txt'), 'utf8');
-const small: Partial<TrainSettings> = { batchSize: 2, seqLen: 32, evalEvery: 0, sampleEvery: 0, checkpointEvery: 0, dropout: 0.1, lr: 3e-3, warmupSteps: 2, seed: 7 };
+const small: Partial<TrainSettings> = {
+  batchSize: 2,
+  seqLen: 32,
+  evalEvery: 0,
+  sampleEvery: 0,
+  checkpointEvery: 0,
+  dropout: 0.1,
+  lr: 3e-3,
+  warmupSteps: 2,
+  seed: 7,
+};
 const control = { paused: false, stopped: false, waitIfPaused: async () => {} };
 
 async function engineWithData(text = FORTUNES.slice(0, 60_000), settings = small) {
@@ -54,7 +64,18 @@ describe('training the bundled model', () => {
   });
 
   it('fine-tuning on fortunes lowers the validation loss by a clear margin', async () => {
-    const settings: Partial<TrainSettings> = { ...small, dropout: 0, batchSize: 4, seqLen: 64, lr: 5e-3, rank: 8, alpha: 16, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'], steps: 40, warmupSteps: 4 };
+    const settings: Partial<TrainSettings> = {
+      ...small,
+      dropout: 0,
+      batchSize: 4,
+      seqLen: 64,
+      lr: 5e-3,
+      rank: 8,
+      alpha: 16,
+      targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'],
+      steps: 40,
+      warmupSteps: 4,
+    };
     const e = await engineWithData(FORTUNES.slice(0, 120_000), settings);
     const t = e.createTrainer(settings);
     const before = (await t.validate()).valLoss;
@@ -70,7 +91,10 @@ describe('training the bundled model', () => {
     const e = await engineWithData(FORTUNES.slice(0, 30_000));
     // Settings validation refuses such a learning rate, so build the run by hand to make it diverge.
     const base = e.createTrainer({ ...small, steps: 5 });
-    const t = new Trainer({ ...base.p, settings: { ...base.p.settings, lr: 1e30, maxGradNorm: 0, warmupSteps: 0, decay: 'constant' } });
+    const t = new Trainer({
+      ...base.p,
+      settings: { ...base.p.settings, lr: 1e30, maxGradNorm: 0, warmupSteps: 0, decay: 'constant' },
+    });
     let err: unknown = null;
     let lastGood: Map<string, { A: Float32Array; B: Float32Array }> | null = null;
     try {

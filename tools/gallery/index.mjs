@@ -8,7 +8,9 @@ const GALLERY = 'public/gallery';
 const BASE = 'weblora-llama-1m';
 const recipes = JSON.parse(readFileSync('tools/gallery/recipes.json', 'utf8'));
 // An adapter keeps its createdAt while its weights are unchanged (re-running this must not churn the index).
-const previous = existsSync(join(GALLERY, 'index.json')) ? JSON.parse(readFileSync(join(GALLERY, 'index.json'), 'utf8')) : [];
+const previous = existsSync(join(GALLERY, 'index.json'))
+  ? JSON.parse(readFileSync(join(GALLERY, 'index.json'), 'utf8'))
+  : [];
 const entries = [];
 for (const r of recipes) {
   const dir = join(GALLERY, r.id);
@@ -20,7 +22,10 @@ for (const r of recipes) {
   const weights = readFileSync(join(dir, 'adapter_model.safetensors'));
   const weightsHash = createHash('sha256').update(weights).digest('hex');
   const s = log.settings;
-  const size = ['adapter_model.safetensors', 'adapter_config.json', 'README.md'].reduce((n, f) => n + statSync(join(dir, f)).size, 0);
+  const size = ['adapter_model.safetensors', 'adapter_config.json', 'README.md'].reduce(
+    (n, f) => n + statSync(join(dir, f)).size,
+    0,
+  );
   entries.push({
     id: `builtin-${r.id}`,
     name: r.name,
@@ -29,9 +34,19 @@ for (const r of recipes) {
     weightsHash,
     dataset: log.dataset,
     settings: {
-      rank: s.rank, alpha: s.alpha, targets: s.targets, useRslora: s.useRslora, dropout: s.dropout, lr: s.lr,
-      warmupSteps: s.warmupSteps, decay: s.decay, batchSize: s.batchSize, gradAccum: s.gradAccum, seqLen: s.seqLen,
-      steps: log.steps, seed: s.seed,
+      rank: s.rank,
+      alpha: s.alpha,
+      targets: s.targets,
+      useRslora: s.useRslora,
+      dropout: s.dropout,
+      lr: s.lr,
+      warmupSteps: s.warmupSteps,
+      decay: s.decay,
+      batchSize: s.batchSize,
+      gradAccum: s.gradAccum,
+      seqLen: s.seqLen,
+      steps: log.steps,
+      seed: s.seed,
     },
     lossCurve: log.lossCurve,
     valCurve: log.valCurve,
