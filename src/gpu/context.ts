@@ -26,12 +26,27 @@ export class DeviceLostError extends GpuError {}
 
 export type Binding = GpuBuffer | { buf: GpuBuffer; offset: number; size: number };
 
+/** What one dispatch costs on paper, as its launcher computes it from the shapes (read by the GPU shape
+ * report in `npm run bench`; never used to run anything). */
+export interface DispatchCost {
+  /** Floating-point operations, 2 per multiply-add. */
+  flops: number;
+  /** Bytes of global memory read, each element counted once (ideal caching). */
+  bytesRead: number;
+  /** Bytes of global memory written. */
+  bytesWritten: number;
+  /** Iterations of the longest loop one thread runs (its serial reduction length). */
+  serialLoop: number;
+}
+
 export interface DispatchArgs {
   defines?: Defines;
   bindings: Binding[];
   u32?: number[];
   f32?: number[];
   workgroups: [number, number?, number?];
+  /** Paper cost for the shape report; every launcher should fill it in. */
+  cost?: DispatchCost;
 }
 
 const UNIFORM_SLOT = 256; // >= minUniformBufferOffsetAlignment on every adapter
