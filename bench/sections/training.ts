@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { Engine } from '../../src/engine/engine';
 import type { GpuContext } from '../../src/gpu/context';
 import { fmtBytes } from '../../src/gpu/allocator';
-import { estimateMemory } from '../../src/loaders/memory';
+import { estimateMemory } from '../../src/models/memory';
 import { dirSource } from '../../src/loaders/sources.node';
 import type { TrainSettings } from '../../src/training/settings';
 import { median, type Row, type Section } from '../harness';

@@ -7,10 +7,10 @@
 // Order: epoch e visits the train sequences in a permutation seeded by (seed, e); a batch that runs past
 // the end of an epoch continues with the next epoch's permutation.
 
-import type { Batch } from '../autograd/scheduler';
+import { countTargets, type Batch } from './batch';
 import { chatContextOf } from './chat';
 import { parseExamples, type DataFormat } from './formats';
-import { packSequences, IGNORE_INDEX, type PackedSequences } from './pack';
+import { packSequences, type PackedSequences } from './pack';
 import { tokenizeExamples, type TokenizedExample } from './tokenize';
 import { DatasetError, type Example, type TextTokenizer } from './types';
 
@@ -213,8 +213,6 @@ export interface DatasetSummary {
   valSequences: number;
 }
 
-const countTrained = (t: Uint32Array) => t.reduce((c, v) => c + (v !== IGNORE_INDEX ? 1 : 0), 0);
-
 export class PreparedDataset {
   readonly train: PackedSequences;
   readonly val: PackedSequences;
@@ -284,7 +282,7 @@ export class PreparedDataset {
       tokens,
       trainSequences: this.train.N,
       valSequences: this.val.N,
-      trainTargets: countTrained(this.train.targets),
+      trainTargets: countTargets(this.train.targets),
       maskedFraction: tokens ? masked / tokens : 0,
     };
   }

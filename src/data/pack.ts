@@ -10,10 +10,10 @@
 // whose targets is trained (e.g. inside a long prompt) is dropped. Examples may straddle windows; attention is causal over the whole
 // window, as in GPT-style pretraining.
 
+import { IGNORE_INDEX } from '../kernels/ignore_index';
 import type { TokenizedExample } from './tokenize';
 
-/** The loss ignores targets equal to this: kernels/cross_entropy.ts's value, kept here so the data pipeline needs no GPU module. */
-export const IGNORE_INDEX = 0xffffffff;
+export { IGNORE_INDEX };
 
 /** N sequences of T tokens: ids and targets are (N, T), row n = sequence n. */
 export interface PackedSequences {

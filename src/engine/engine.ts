@@ -5,7 +5,7 @@
 import { exportAdapter, importAdapter, type AdapterFiles, type CardInfo } from '../adapters/peft';
 import { mergeLora, unmergeLora } from '../adapters/merge';
 import type { GpuContext } from '../gpu/context';
-import { estimateMemory, checkFits } from '../loaders/memory';
+import { estimateMemory, checkFits } from '../models/memory';
 import { loadModelFiles, type ModelFiles } from '../loaders/model-files';
 import type { ModelSource, ProgressFn } from '../loaders/sources';
 import { paramCount, type ModelConfig } from '../models/config';
@@ -16,7 +16,6 @@ import type { CausalLM } from '../models/model';
 import { Trainer, type TrainEvent } from '../training/trainer';
 import { resolveSettings, validateSettings, type TrainSettings } from '../training/settings';
 import { prepareDataset, type PreparedDataset } from '../data/dataset';
-import type { MemorySummary, ModelSummary } from '../worker/protocol';
 import type { Checkpoint } from '../storage/checkpoints';
 
 export interface LoadedModel {
@@ -38,6 +37,36 @@ export interface RunHooks {
   onState?(state: 'paused' | 'training'): void;
   /** Called every checkpointEvery steps, on pause and at the end, with the trainer to save. */
   onCheckpoint?(t: Trainer): Promise<void>;
+}
+
+export interface ModelSummary {
+  id: string; // bundled name, hub repo id, or picked folder name
+  architecture: string;
+  family: string;
+  params: number;
+  layers: number;
+  hidden: number;
+  heads: number;
+  kvHeads: number;
+  vocab: number;
+  maxPositions: number;
+  weightBytes: number;
+}
+
+export interface MemorySummary {
+  totalBytes: number;
+  weightBytes: number;
+  loraBytes: number;
+  activationBytes: number;
+  messages: { level: 'info' | 'warn' | 'error'; text: string }[];
+}
+
+export interface MemorySummary {
+  totalBytes: number;
+  weightBytes: number;
+  loraBytes: number;
+  activationBytes: number;
+  messages: { level: 'info' | 'warn' | 'error'; text: string }[];
 }
 
 export function modelSummary(id: string, cfg: ModelConfig, weightBytes: number): ModelSummary {

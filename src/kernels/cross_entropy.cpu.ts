@@ -1,5 +1,5 @@
 // CPU twin of shaders/cross_entropy.wgsl, in float64. logits is (N, V); targets is (N,).
-const IGNORE_INDEX = 0xffffffff; // as in cross_entropy.ts (kept here so the twin needs no GPU module)
+import { IGNORE_INDEX } from './ignore_index';
 
 export function cross_entropy_forward_backward_cpu(
   logits: ArrayLike<number>,

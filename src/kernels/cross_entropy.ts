@@ -3,10 +3,10 @@
 // Shader: shaders/cross_entropy.wgsl. CPU twin: cross_entropy.cpu.ts.
 import { grid1d } from '../gpu/context';
 import { Tensor } from '../gpu/tensor';
+import { IGNORE_INDEX } from './ignore_index';
 import { rowWorkgroupSize } from './rmsnorm';
 
-/** Target of a masked position (prompt tokens, padding): no loss, no gradient. */
-export const IGNORE_INDEX = 0xffffffff;
+export { IGNORE_INDEX };
 
 /**
  * logits is (N, V) f32; targets is (N,) u32 (IGNORE_INDEX for masked rows). Returns losses (N,) (0 for ignored

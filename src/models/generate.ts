@@ -2,10 +2,10 @@
 // runs the prompt once (prefill), then one token per step, each block appending its keys/values;
 // the uncached path recomputes the whole sequence each step (the reference the cache is tested against).
 
-import { forwardHidden } from '../autograd/scheduler';
 import { Tensor } from '../gpu/tensor';
 import { take_cols } from '../kernels/copy2d';
 import { rngUniform } from '../kernels/rng.cpu';
+import { forwardHidden } from './forward';
 import { headLogits } from './head';
 import type { LoraState } from './lora';
 import type { CausalLM, KvLayer } from './model';

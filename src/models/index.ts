@@ -1,7 +1,6 @@
 // Model construction: a loaded model folder + a GPU context -> a CausalLM with its weights on the GPU.
 
 import type { GpuContext } from '../gpu/context';
-import type { ModelFiles } from '../loaders/model-files';
 import type { ModelConfig } from './config';
 import { GPT2 } from './gpt2';
 import { Llama } from './llama';
@@ -21,5 +20,3 @@ export async function loadModel(
 ): Promise<CausalLM> {
   return modelFor(cfg, await GpuWeights.load(ctx, cfg, weights, opts));
 }
-
-export type { ModelFiles };

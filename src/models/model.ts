@@ -1,5 +1,6 @@
-// What every model family gives the scheduler: an embedding, a stack of blocks, a final norm, and the
-// (V, C) table of the LM head. The scheduler (src/autograd/scheduler.ts) decides the order.
+// What every model family gives the forward passes: an embedding, a stack of blocks, a final norm, and the
+// (V, C) table of the LM head. The no-grad forward (./forward.ts) and the training step
+// (src/training/step.ts) decide the order.
 
 import type { Tape, Var } from '../autograd/tape';
 import { attention, type FrozenLinear } from '../autograd/ops';

@@ -2,8 +2,22 @@
 // written (or fails) as a whole and a failed write leaves every other entry as it was.
 
 import type { AdapterFiles } from '../adapters/peft';
-import type { GalleryEntry } from '../worker/protocol';
+import type { TrainSettings } from '../training/settings';
 import type { KeyValueStore } from './kv';
+
+export interface GalleryEntry {
+  id: string;
+  name: string;
+  builtin: boolean;
+  baseModel: string;
+  weightsHash: string;
+  dataset: string;
+  settings: Partial<TrainSettings> & { rank: number; alpha: number; targets: string[] };
+  lossCurve: { step: number; loss: number }[];
+  valCurve: { step: number; loss: number }[];
+  createdAt: string;
+  sizeBytes: number;
+}
 
 const PREFIX = 'adapter:';
 

@@ -2,7 +2,7 @@
 // AdamW, validation, sample generations, NaN guards and checkpoints. It runs the same in the browser's
 // Web Worker and in the Node CLI; it never touches the page.
 
-import { countTargets, evalLoss, forwardBackward, type Batch } from '../autograd/scheduler';
+import { countTargets, type Batch } from '../data/batch';
 import type { GpuContext } from '../gpu/context';
 import { pcgHash } from '../kernels/rng.cpu';
 import { generate } from '../models/generate';
@@ -11,6 +11,7 @@ import type { CausalLM } from '../models/model';
 import { AdamW } from './optimizer';
 import { lrAt } from './schedule';
 import type { TrainSettings } from './settings';
+import { evalLoss, forwardBackward } from './step';
 
 export interface BatchSource {
   nextBatch(B: number): Batch;

@@ -2,7 +2,7 @@
 // one-line explanation and an inline error. The engine's `estimate` reply is the judge of validity;
 // its messages start with the setting's name, which is how they find their field.
 
-import { DEFAULT_SETTINGS, type TrainSettings } from '../training/settings';
+import { DEFAULT_SETTINGS, type TrainSettings } from '../worker/protocol';
 import { append, h, newId, setChildren } from './dom';
 
 type Key = keyof TrainSettings;

@@ -2,8 +2,7 @@
 // engine's `state` events, live progress, the loss chart and periodic samples, and the offer to resume
 // a run whose checkpoint survived a reload.
 
-import type { Replies } from '../worker/protocol';
-import type { TrainSettings } from '../training/settings';
+import type { Replies, TrainSettings } from '../worker/protocol';
 import { LossChart } from './chart';
 import { StatusLine, defList, errorText, fmtBytes, fmtCount, fmtSeconds, h, setChildren } from './dom';
 import { showMemory } from './model-panel';

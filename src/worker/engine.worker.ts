@@ -346,7 +346,7 @@ async function train(partial: Partial<TrainSettings>, resume: boolean): Promise<
   emit({ type: 'state', state: 'training' });
   try {
     const how = await e.run(control, {
-      onEvent: (ev) => emit(ev as Event),
+      onEvent: emit,
       onCheckpoint: checkpoint,
       onState: (state) => emit({ type: 'state', state }),
     });

@@ -2,51 +2,20 @@
 // The page sends requests (each with an id) and receives exactly one reply per request (ok or error),
 // plus events at any time (progress, training steps, samples). No GPU object ever crosses it.
 
-import type { TrainSettings } from '../training/settings';
 import type { DatasetSummary } from '../data/dataset';
+import type { MemorySummary, ModelSummary } from '../engine/engine';
+import type { GalleryEntry } from '../storage/gallery';
+import type { TrainSettings } from '../training/settings';
+import type { TrainEvent } from '../training/trainer';
 
-export type { DatasetSummary };
+// The summaries live with the code that makes them; the page reads them (and the default settings) from here.
+export type { DatasetSummary, GalleryEntry, MemorySummary, ModelSummary, TrainEvent, TrainSettings };
+export { DEFAULT_SETTINGS } from '../training/settings';
 
 export type ModelSourceSpec =
   | { kind: 'bundled'; url: string } // folder URL, e.g. 'models/weblora-llama-1m/'
   | { kind: 'hub'; repo: string; baseUrl?: string; revision?: string }
   | { kind: 'files'; files: File[] };
-
-export interface ModelSummary {
-  id: string; // bundled name, hub repo id, or picked folder name
-  architecture: string;
-  family: string;
-  params: number;
-  layers: number;
-  hidden: number;
-  heads: number;
-  kvHeads: number;
-  vocab: number;
-  maxPositions: number;
-  weightBytes: number;
-}
-
-export interface MemorySummary {
-  totalBytes: number;
-  weightBytes: number;
-  loraBytes: number;
-  activationBytes: number;
-  messages: { level: 'info' | 'warn' | 'error'; text: string }[];
-}
-
-export interface GalleryEntry {
-  id: string;
-  name: string;
-  builtin: boolean;
-  baseModel: string;
-  weightsHash: string;
-  dataset: string;
-  settings: Partial<TrainSettings> & { rank: number; alpha: number; targets: string[] };
-  lossCurve: { step: number; loss: number }[];
-  valCurve: { step: number; loss: number }[];
-  createdAt: string;
-  sizeBytes: number;
-}
 
 export type Request =
   | { type: 'init' }
@@ -114,21 +83,7 @@ export interface Replies {
 
 export type Event =
   | { type: 'progress'; phase: 'download' | 'upload' | 'tokenize'; file?: string; loaded: number; total: number | null }
-  | {
-      type: 'step';
-      step: number;
-      totalSteps: number;
-      loss: number;
-      lr: number;
-      gradNorm: number;
-      tokensPerSec: number;
-      stepMs: number;
-      etaSec: number;
-      liveBytes: number;
-      peakBytes: number;
-    }
-  | { type: 'eval'; step: number; valLoss: number }
-  | { type: 'sample'; step: number; prompt: string; text: string }
+  | TrainEvent // 'step', 'eval' and 'sample', as the trainer makes them
   | { type: 'checkpoint'; step: number }
   | { type: 'state'; state: 'idle' | 'training' | 'paused' | 'stopping' }
   | { type: 'fatal'; message: string }; // device lost or similar: the page shows it; saved work is kept

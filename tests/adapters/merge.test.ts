@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { exportMergedModel, mergeLora, unmergeLora } from '../../src/adapters/merge';
-import { forwardLogits } from '../../src/autograd/scheduler';
+import { forwardLogits } from '../../src/models/forward';
 import { loadModel } from '../../src/models';
 import { LoraState, type LoraArrays } from '../../src/models/lora';
 import { linearModules } from '../../src/models/modules';

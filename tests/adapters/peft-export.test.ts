@@ -24,7 +24,7 @@ import {
   type AdapterFiles,
   type CardInfo,
 } from '../../src/adapters/peft';
-import { forwardLogits } from '../../src/autograd/scheduler';
+import { forwardLogits } from '../../src/models/forward';
 import { loadModel } from '../../src/models';
 import { LoraState, type LoraArrays, type LoraConfig } from '../../src/models/lora';
 import { selectModules } from '../../src/models/modules';

@@ -12,7 +12,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { AdapterError, importAdapter, type AdapterFiles } from '../../src/adapters/peft';
-import { forwardLogits } from '../../src/autograd/scheduler';
+import { forwardLogits } from '../../src/models/forward';
 import { parseSafetensorsHeader, writeSafetensors } from '../../src/loaders/safetensors';
 import { loadModel } from '../../src/models';
 import { LoraState, loraScale } from '../../src/models/lora';

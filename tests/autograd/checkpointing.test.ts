@@ -3,7 +3,7 @@
 // blocks must reuse the forward's dropout streams) while holding fewer bytes at its peak.
 
 import { describe, expect, it } from 'vitest';
-import { forwardBackward } from '../../src/autograd/scheduler';
+import { forwardBackward } from '../../src/training/step';
 import { loadModelFiles } from '../../src/loaders/model-files';
 import { dirSource } from '../../src/loaders/sources.node';
 import { loadModel } from '../../src/models';

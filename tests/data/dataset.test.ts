@@ -2,7 +2,7 @@
 // exactly the same batches, and the prepared dataset's batches and stats.
 
 import { describe, expect, it } from 'vitest';
-import type { Batch } from '../../src/autograd/scheduler';
+import type { Batch } from '../../src/data/batch';
 import { DataCursor, permutation, prepareDataset, splitExamples, batchesOf } from '../../src/data/dataset';
 import { IGNORE_INDEX, packSequences } from '../../src/data/pack';
 import type { TokenizedExample } from '../../src/data/tokenize';

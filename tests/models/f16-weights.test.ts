@@ -6,7 +6,8 @@
 // max|f16 − f32| <= 2e-2·max|logit|, and that the two agree on the top token of most positions.
 
 import { describe, expect, it } from 'vitest';
-import { forwardBackward, forwardLogits } from '../../src/autograd/scheduler';
+import { forwardBackward } from '../../src/training/step';
+import { forwardLogits } from '../../src/models/forward';
 import { loadModelFiles } from '../../src/loaders/model-files';
 import { dirSource } from '../../src/loaders/sources.node';
 import { loadModel } from '../../src/models';

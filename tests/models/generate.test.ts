@@ -3,7 +3,7 @@
 // the samplers do what they say.
 
 import { describe, expect, it } from 'vitest';
-import { forwardLogits } from '../../src/autograd/scheduler';
+import { forwardLogits } from '../../src/models/forward';
 import { loadModelFiles } from '../../src/loaders/model-files';
 import { dirSource } from '../../src/loaders/sources.node';
 import { loadModel } from '../../src/models';

@@ -9,7 +9,8 @@
 // below what any real bug (a wrong sign, a missing scale, a transposed weight) produces.
 
 import { describe, expect, it } from 'vitest';
-import { forwardBackward, forwardLogits } from '../../src/autograd/scheduler';
+import { forwardBackward } from '../../src/training/step';
+import { forwardLogits } from '../../src/models/forward';
 import { IGNORE_INDEX } from '../../src/kernels/cross_entropy';
 import { loadModel } from '../../src/models';
 import { LoraState, type LoraArrays } from '../../src/models/lora';

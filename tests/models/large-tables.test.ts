@@ -9,7 +9,8 @@
 // Bounds: f32 dot products of length C = 768 with |terms| ~ 1e-3: |diff| <= 1e-4·max|want| + 1e-6.
 
 import { describe, expect, it } from 'vitest';
-import { forwardBackward, forwardHidden } from '../../src/autograd/scheduler';
+import { forwardBackward } from '../../src/training/step';
+import { forwardHidden } from '../../src/models/forward';
 import { Tensor } from '../../src/gpu/tensor';
 import { embedding_forward } from '../../src/kernels/embedding';
 import { headLogits, headLoss } from '../../src/models/head';

@@ -10,7 +10,7 @@
 // change the losses at the 1e-2 level within a few steps).
 
 import { describe, expect, it } from 'vitest';
-import { forwardBackward } from '../../src/autograd/scheduler';
+import { forwardBackward } from '../../src/training/step';
 import { IGNORE_INDEX } from '../../src/kernels/cross_entropy';
 import { loadModel } from '../../src/models';
 import { LoraState, type LoraArrays } from '../../src/models/lora';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { checkFits, estimateMemory, headRowsPerBlock } from '../../src/loaders/memory';
+import { checkFits, estimateMemory, headRowsPerBlock } from '../../src/models/memory';
 import { parseConfig } from '../../src/models/config';
 
 const GPT2 = parseConfig({

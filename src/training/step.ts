@@ -1,4 +1,4 @@
-// The scheduler: the one place that knows the order of a training step.
+// The training step: forward and backward of one batch, block by block, and the validation loss.
 //
 //   ids -> embed -> block 0 .. block L-1 -> final norm -> LM head + cross-entropy
 //   d(loss) -> final norm backward -> block L-1 backward .. block 0 backward
@@ -7,19 +7,13 @@
 // until that backward has run. With checkpointing only each block's input is kept: the forward runs on
 // a no-grad tape, and the backward first recomputes the block (same dropout stream) on a fresh tape.
 
-import { Tape, type Var } from './tape';
+import { Tape, type Var } from '../autograd/tape';
+import { countTargets, type Batch } from '../data/batch';
 import { Tensor } from '../gpu/tensor';
-import { IGNORE_INDEX } from '../kernels/cross_entropy';
-import { headLogits, headLoss } from '../models/head';
-import type { CausalLM, RunInfo } from '../models/model';
+import { forwardHidden } from '../models/forward';
+import { headLoss } from '../models/head';
 import type { LoraState } from '../models/lora';
-
-export interface Batch {
-  ids: Uint32Array; // (B·T,)
-  targets: Uint32Array; // (B·T,), IGNORE_INDEX where the loss is masked
-  B: number;
-  T: number;
-}
+import type { CausalLM, RunInfo } from '../models/model';
 
 export interface StepOptions {
   checkpointing?: boolean;
@@ -35,12 +29,6 @@ export interface StepResult {
   count: number;
   hidden?: Tensor[];
   dhidden?: Tensor[];
-}
-
-export function countTargets(targets: Uint32Array): number {
-  let n = 0;
-  for (const t of targets) if (t !== IGNORE_INDEX) n++;
-  return n;
 }
 
 function clone(t: Tensor): Tensor {
@@ -140,30 +128,4 @@ export async function evalLoss(
   const { losses } = headLoss(x, model.weights.lmHead, model.cfg.vocabSize, batch.targets, 1, false);
   x.free();
   return { lossSum: await sumLosses(losses), count: countTargets(batch.targets) };
-}
-
-/** The final-norm output (B·T, C) of a no-grad forward. Takes ownership of `ids`. */
-export function forwardHidden(model: CausalLM, lora: LoraState | null, ids: Tensor, run: RunInfo): Tensor {
-  let h = model.embed(ids, run);
-  ids.free();
-  for (let i = 0; i < model.cfg.numLayers; i++) {
-    const tape = new Tape(false);
-    const out = model.block(i, tape, tape.leaf(h, `h${i}`), lora, run);
-    const [next] = tape.endForward([out]);
-    h.free();
-    h = next;
-  }
-  const tape = new Tape(false);
-  const [normed] = tape.endForward([model.finalNorm(tape, tape.leaf(h, 'hL'))]);
-  h.free();
-  return normed;
-}
-
-/** Logits (B·T, V) of a no-grad forward. */
-export function forwardLogits(model: CausalLM, lora: LoraState | null, ids: Uint32Array, B: number, T: number): Tensor {
-  const ctx = model.weights.ctx;
-  const x = forwardHidden(model, lora, Tensor.fromU32(ctx, ids, [B * T], 'ids'), { B, T, posOffset: 0 });
-  const logits = headLogits(x, model.weights.lmHead, model.cfg.vocabSize);
-  x.free();
-  return logits;
 }

@@ -1,5 +1,5 @@
 // How much GPU memory a LoRA fine-tune of `cfg` will hold, counted from what the model code keeps
-// (src/autograd/ops.ts, src/autograd/scheduler.ts, src/models/head.ts, src/models/weights.ts):
+// (src/autograd/ops.ts, src/training/step.ts, src/models/head.ts, src/models/weights.ts):
 //
 //   weights     linear weights and embedding tables in weightDtype; norm weights and biases in f32;
 //               a tied LM head shares the embedding table.
@@ -19,8 +19,8 @@
 // Not counted: the allocator's rounding and pooling, pipelines, staging buffers for reads, the token
 // ids and targets (tiny), and the CPU-side copy of the weights while they are uploaded.
 
-import { expectedTensors, type ModelConfig } from '../models/config';
-import { selectModules } from '../models/modules';
+import { expectedTensors, type ModelConfig } from './config';
+import { selectModules } from './modules';
 
 export interface MemoryOptions {
   weightDtype: 'f32' | 'f16';

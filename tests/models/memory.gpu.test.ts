@@ -2,8 +2,8 @@
 // and a small GPT-2 on the test GPU, with and without checkpointing, measured by the buffer allocator.
 
 import { describe, expect, it } from 'vitest';
-import { forwardBackward } from '../../src/autograd/scheduler';
-import { estimateMemory } from '../../src/loaders/memory';
+import { forwardBackward } from '../../src/training/step';
+import { estimateMemory } from '../../src/models/memory';
 import { expectedTensors, parseConfig, type ModelConfig } from '../../src/models/config';
 import { modelFor } from '../../src/models/index';
 import { LoraState } from '../../src/models/lora';
