@@ -558,7 +558,7 @@ def train_case(name, steps=30, B=2, T=32, r=4, alpha=8, peak_lr=1e-2, wd=0.01, m
 def selfcheck():
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(99)
-    # 1. RoPE against the per-pair rotation formula in /work/shared/lora-reference.md / HF rotate_half
+    # 1. RoPE against the per-pair rotation formula (pairs (i, i + D/2), as in shaders/rope.wgsl) / HF rotate_half
     x = torch.randn(1, 2, 5, 8, dtype=DT, generator=g)
     want = torch.empty_like(x)
     D, half = 8, 4
@@ -592,7 +592,7 @@ def selfcheck():
     assert torch.allclose(got, torch.nn.functional.linear(xin, (W0 + 1.5 * (Bm @ A).t()).t(), b0), atol=1e-12), "conv1d"
     assert torch.allclose(lora_linear(xin, W0.t().contiguous(), b0, "m", {"m": (A, Bm)}, 1.5), got, atol=1e-12), "linear vs conv1d"
 
-    # 3. LoRA backward formulas of lora-reference.md against autograd
+    # 3. LoRA backward formulas of docs/lora.md against autograd
     A.requires_grad_()
     Bm.requires_grad_()
     xin.requires_grad_()

@@ -1,4 +1,4 @@
-// Ours vs the peers named in /work/shared/webgpu-on-cpu.md, side by side in one run on the same adapter:
+// Ours vs two WebGPU libraries (docs/webgpu-on-software-drivers.md), side by side in one run on the same adapter:
 // jax-js and tfjs (WebGPU backend) get their devices from the same Dawn GPU object as our context.
 // 1. f32 matmul n x n x n at n = 256, 512, 1024: GFLOP/s, and ours / best peer (target ≥ 1.5).
 // 2. The LoRA gradient step, X (256, d), r = 8, d = 256 and 512: y = x·W0ᵀ + b + s·(x·Aᵀ)·Bᵀ with dA, dB

@@ -1,4 +1,4 @@
-// A frozen linear layer with a LoRA adapter, fused (maths: /work/shared/lora-reference.md):
+// A frozen linear layer with a LoRA adapter, fused (maths and derivation: docs/lora.md):
 //   y = x·W0ᵀ + bias + scale·(drop(x)·Aᵀ)·Bᵀ
 // Forward: the rank-r U = drop(x)·Aᵀ first (a skinny matmul), then one pass over W0 whose epilogue adds
 // bias and scale·U·Bᵀ (an r-term loop per output), so y is written once and B·A never exists.

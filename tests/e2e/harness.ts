@@ -1,6 +1,6 @@
 // End-to-end rig: builds the studio with vite (once per change), serves the static build under a
 // sub-path (so relative URLs are checked too), and drives it in Debian's Chromium with SwiftShader
-// WebGPU through playwright-core, as /work/shared/webgpu-on-cpu.md describes.
+// WebGPU through playwright-core, as docs/webgpu-on-software-drivers.md describes.
 // A missing browser or WebGPU adapter fails the test with that reason; nothing is skipped.
 
 import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
