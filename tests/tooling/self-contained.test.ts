@@ -36,7 +36,7 @@ function readText(rel: string): string | null {
 }
 
 // Absolute paths whose first folder belongs to a user or a workspace rather than to the system: a path
-// there exists only on the machine that wrote it. The look-behind keeps URL paths (`host/work/...`) and
+// there exists only on the machine that wrote it. The look-behind keeps URL paths (`host/home/...`) and
 // relative paths (`a/home/b`) out.
 const MACHINE_PATH =
   /(?<![\w.~/-])\/(?:work|workspace|home|root|Users|mnt|media|srv|shared)\/|(?<![\w-])[A-Za-z]:\\Users\\/;
