@@ -3,6 +3,7 @@
 //   liveBytes   bytes held by callers right now (what a leak test checks is zero)
 //   pooledBytes bytes kept for reuse (allocated on the GPU, not in use)
 //   peakBytes   the most bytes ever allocated on the GPU at once (live + pooled)
+//   peakLiveBytes the most bytes ever held by callers at once
 
 export interface GpuBuffer {
   readonly buffer: GPUBuffer;
@@ -28,6 +29,7 @@ export class BufferAllocator {
   liveBytes = 0;
   pooledBytes = 0;
   peakBytes = 0;
+  peakLiveBytes = 0;
   liveCount = 0;
   private pool = new Map<string, GPUBuffer[]>();
 
@@ -61,6 +63,7 @@ export class BufferAllocator {
     this.liveBytes += capacity;
     this.liveCount++;
     this.peakBytes = Math.max(this.peakBytes, this.allocatedBytes);
+    this.peakLiveBytes = Math.max(this.peakLiveBytes, this.liveBytes);
     return { buffer, size: bytes, capacity, usage, label, freed: false };
   }
 
@@ -85,6 +88,7 @@ export class BufferAllocator {
 
   resetPeak(): void {
     this.peakBytes = this.allocatedBytes;
+    this.peakLiveBytes = this.liveBytes;
   }
 
   stats() {
@@ -92,6 +96,7 @@ export class BufferAllocator {
       liveBytes: this.liveBytes,
       pooledBytes: this.pooledBytes,
       peakBytes: this.peakBytes,
+      peakLiveBytes: this.peakLiveBytes,
       liveCount: this.liveCount,
     };
   }

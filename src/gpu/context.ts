@@ -49,6 +49,25 @@ export interface DispatchArgs {
   cost?: DispatchCost;
 }
 
+/** One recorded launch: kernel, grid, threads per workgroup (from the specialised shader's @workgroup_size)
+ * and the paper cost its launcher passed (absent: the launcher gave none). */
+export interface DispatchRecord {
+  name: string;
+  workgroups: [number, number, number];
+  threads: number;
+  cost?: DispatchCost;
+}
+
+/** What a region of work did (see GpuContext.record): every dispatch, the queue submits, and the waits on
+ * the GPU: readbacks (readBytes) and syncs. A readback counts as `settled` when its data had arrived before
+ * the region ended, i.e. the region waited for it. */
+export interface Recording {
+  dispatches: DispatchRecord[];
+  submits: number;
+  readbacks: { bytes: number; settled: boolean }[];
+  syncs: number;
+}
+
 const UNIFORM_SLOT = 256; // >= minUniformBufferOffsetAlignment on every adapter
 const UNIFORM_SLOTS = 256; // dispatches per batch before an automatic flush
 
@@ -72,6 +91,9 @@ export class GpuContext {
   private uniformSlot = 0;
   private pendingErrors: Promise<void>[] = [];
   dispatchCount = 0;
+  /** Open while a region is recorded (record()); null otherwise, so recording costs nothing by default. */
+  private recording: Recording | null = null;
+  private threadsByKey = new Map<string, number>();
 
   private constructor(
     readonly device: GPUDevice,
@@ -177,6 +199,8 @@ export class GpuContext {
   /** Reads `bytes` bytes (default: the buffer's size) from `offset`. Submits pending work and reports its errors. */
   async readBytes(buf: GpuBuffer, bytes = buf.size, offset = 0): Promise<ArrayBuffer> {
     const size = Math.ceil(bytes / 4) * 4;
+    const rec = this.recording && { bytes, settled: false };
+    if (rec) this.recording!.readbacks.push(rec);
     const staging = this.alloc.alloc(size, 0x1 | 0x8 /* MAP_READ | COPY_DST */, 'readback');
     try {
       this.copyEnc().copyBufferToBuffer(buf.buffer, offset, staging.buffer, 0, size);
@@ -185,6 +209,7 @@ export class GpuContext {
       await staging.buffer.mapAsync(0x1 /* GPUMapMode.READ */, 0, size);
       const out = staging.buffer.getMappedRange(0, size).slice(0, bytes);
       staging.buffer.unmap();
+      if (rec) rec.settled = true;
       return out;
     } finally {
       this.alloc.free(staging);
@@ -271,9 +296,39 @@ export class GpuContext {
       throw new GpuError(`kernel '${name}': grid ${x}x${y}x${z} exceeds ${maxWg} workgroups per dimension`);
     }
     if (x > 0 && y > 0 && z > 0) pass.dispatchWorkgroups(x, y, z);
+    this.recording?.dispatches.push({
+      name,
+      workgroups: [x, y, z],
+      threads: this.threadsOf(name, defines),
+      cost: args.cost,
+    });
     this.batchKernels.push(name);
     this.dispatchCount++;
     if (this.debug) this.flush();
+  }
+
+  /** Records every dispatch, submit, readback and sync of `region` (for the GPU shape report). A readback
+   * still in flight when `region` resolves is recorded with settled = false (the region did not wait for it). */
+  async record(region: () => Promise<void>): Promise<Recording> {
+    if (this.recording) throw new Error('record(): a region is already being recorded');
+    const rec: Recording = { dispatches: [], submits: 0, readbacks: [], syncs: 0 };
+    this.recording = rec;
+    try {
+      await region();
+      this.flush();
+    } finally {
+      this.recording = null;
+    }
+    rec.readbacks = rec.readbacks.map((r) => ({ ...r })); // frozen at the end of the region
+    return rec;
+  }
+
+  /** Threads per workgroup of a specialised kernel: the product of its @workgroup_size (cached). */
+  private threadsOf(name: string, defines: Defines): number {
+    const key = `${name}|${definesKey(defines)}`;
+    let n = this.threadsByKey.get(key);
+    if (n === undefined) this.threadsByKey.set(key, (n = workgroupThreads(specialize(name, defines))));
+    return n;
   }
 
   /** Submits everything recorded so far. */
@@ -288,6 +343,7 @@ export class GpuContext {
       this.uniformSlot * UNIFORM_SLOT || 4,
     );
     this.device.queue.submit([this.encoder.finish()]);
+    if (this.recording) this.recording.submits++;
     const kernels = [...new Set(this.batchKernels)];
     const oom = this.device.popErrorScope();
     const val = this.device.popErrorScope();
@@ -313,6 +369,7 @@ export class GpuContext {
 
   /** Waits for all submitted work and throws the first GPU error it produced. */
   async sync(): Promise<void> {
+    if (this.recording) this.recording.syncs++;
     this.flush();
     await this.checkErrors();
     await this.device.queue.onSubmittedWorkDone();
@@ -373,4 +430,22 @@ export function grid1d(n: number, wgSize: number, maxPerDim = 65535): [number, n
   if (groups <= maxPerDim) return [groups, 1];
   const y = Math.ceil(groups / maxPerDim);
   return [Math.ceil(groups / y), y];
+}
+
+/** The product of a WGSL kernel's `@workgroup_size(x, y, z)`, each a literal or a module-scope `const`. */
+export function workgroupThreads(code: string): number {
+  const m = /@workgroup_size\s*\(([^)]*)\)/.exec(code);
+  if (!m) throw new Error('workgroupThreads: no @workgroup_size in the shader');
+  const value = (e: string): number => {
+    const lit = /^(\d+)[ui]?$/.exec(e);
+    if (lit) return Number(lit[1]);
+    const c = new RegExp(`^\\s*const\\s+${e}\\s*(?::\\s*\\w+\\s*)?=\\s*(\\d+)[ui]?\\s*;`, 'm').exec(code);
+    if (!c) throw new Error(`workgroupThreads: cannot evaluate workgroup size '${e}'`);
+    return Number(c[1]);
+  };
+  return m[1]
+    .split(',')
+    .map((e) => e.trim())
+    .filter(Boolean)
+    .reduce((n, e) => n * value(e), 1);
 }

@@ -2,6 +2,7 @@
 // Shader: shaders/adamw.wgsl. CPU twin: adamw.cpu.ts.
 import { grid1d } from '../gpu/context';
 import type { Tensor } from '../gpu/tensor';
+import { elementwiseCost } from './cost';
 
 export interface AdamWStep {
   lr: number;
@@ -46,5 +47,6 @@ export function adamw_step(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, o:
     u32: [n, o.gradScale ? 1 : 0],
     f32: adamwConstants(o),
     workgroups: grid1d(n, 256),
+    cost: elementwiseCost(n, 14, 4, 3), // reads param, grad, m, v; writes param, m, v
   });
 }

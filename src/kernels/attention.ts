@@ -3,6 +3,7 @@
 // probabilities from lse in two passes, one over query rows (dq) and one over key rows (dk, dv, summed over
 // the query heads of each kv head without atomics). Shaders: shaders/attention_*.wgsl. CPU twin:
 // attention.cpu.ts.
+import type { DispatchCost } from '../gpu/context';
 import { Tensor } from '../gpu/tensor';
 
 export interface AttentionOpts {
@@ -23,7 +24,7 @@ export const ATTENTION_MAX_HEAD_DIM = 128;
 const WG = 32;
 const TILE = 16; // keys per online-softmax step in the forward
 
-interface Geometry {
+export interface Geometry {
   B: number;
   Tq: number;
   Tk: number;
@@ -67,6 +68,40 @@ export function attentionGeometry(q: Tensor, k: Tensor, v: Tensor, opts: Attenti
   return { B, Tq, Tk, cap, Hq, Hkv, D, scale };
 }
 
+/** Query-key pairs inside the causal mask of one (batch, head): row i (position Tk - Tq + i) sees i + 1 + Tk - Tq keys. */
+const causalPairs = (g: Geometry) => g.Tq * (g.Tk - g.Tq) + (g.Tq * (g.Tq + 1)) / 2;
+
+/** Paper costs of the three attention kernels (useful work inside the causal mask; the masked lanes of a
+ * block's diagonal are not counted). Per pair: forward s = q·k and o += p·v (4D) plus the online softmax;
+ * dq pass: s, dp = dO·v, dq += ds·k (6D); dk/dv pass: s, dp, dv += p·dO, dk += ds·q (8D). The longest
+ * loop: a query row walks Tk keys; a key row walks the Tq rows of each of the Hq/Hkv query heads sharing it. */
+export function attentionCost(g: Geometry, pass: 'forward' | 'dq' | 'dkdv'): DispatchCost {
+  const pairs = g.B * g.Hq * causalPairs(g);
+  const qElems = g.B * g.Tq * g.Hq * g.D; // q, o, dout, dq
+  const kvElems = g.B * g.Tk * g.Hkv * g.D; // k, v, dk, dv (the kvLen valid rows)
+  const rows = g.B * g.Hq * g.Tq; // lse, delta
+  if (pass === 'forward')
+    return {
+      flops: pairs * (4 * g.D + 4),
+      bytesRead: 4 * (qElems + 2 * kvElems),
+      bytesWritten: 4 * (qElems + rows),
+      serialLoop: g.Tk,
+    };
+  if (pass === 'dq')
+    return {
+      flops: pairs * (6 * g.D + 4) + 2 * qElems,
+      bytesRead: 4 * (3 * qElems + 2 * kvElems + rows),
+      bytesWritten: 4 * (qElems + rows),
+      serialLoop: g.Tk,
+    };
+  return {
+    flops: pairs * (8 * g.D + 4),
+    bytesRead: 4 * (2 * qElems + 2 * kvElems + 2 * rows),
+    bytesWritten: 4 * 2 * kvElems,
+    serialLoop: (g.Hq / g.Hkv) * g.Tq,
+  };
+}
+
 const params = (g: Geometry) => ({ u32: [g.Tq, g.Tk, g.cap, g.Hq, g.Hkv], f32: [g.scale] });
 
 /** q is (B, Tq, Hq, D); k, v are (B, kvCap, Hkv, D).
@@ -81,6 +116,7 @@ export function attention_forward(q: Tensor, k: Tensor, v: Tensor, opts: Attenti
     bindings: [q.buf, k.buf, v.buf, o.buf, lse.buf],
     ...params(g),
     workgroups: [Math.ceil(g.Tq / WG), g.B * g.Hq],
+    cost: attentionCost(g, 'forward'),
   });
   return { o, lse };
 }
@@ -112,12 +148,14 @@ export function attention_backward(
     bindings: [q.buf, k.buf, v.buf, dout.buf, o.buf, lse.buf, dq.buf, delta.buf],
     ...params(g),
     workgroups: [Math.ceil(g.Tq / WG), g.B * g.Hq],
+    cost: attentionCost(g, 'dq'),
   });
   ctx.dispatch('attention_backward_dkdv', {
     defines: { HEAD_DIM: g.D, WG },
     bindings: [q.buf, k.buf, v.buf, dout.buf, lse.buf, delta.buf, dk.buf, dv.buf],
     ...params(g),
     workgroups: [Math.ceil(g.Tk / WG), g.B * g.Hkv],
+    cost: attentionCost(g, 'dkdv'),
   });
   delta.free(); // a later kernel that reuses the buffer runs after this one in the same queue
   return { dq, dk, dv };

@@ -1,6 +1,7 @@
 // Strided copies between column blocks of row-major matrices.
 import { grid1d } from '../gpu/context';
 import { Tensor } from '../gpu/tensor';
+import { elementwiseCost } from './cost';
 
 export interface Copy2d {
   rows: number;
@@ -21,6 +22,7 @@ export function copy2d(src: Tensor, dst: Tensor, c: Copy2d): void {
     bindings: [src.buf, dst.buf],
     u32: [c.rows, c.cols, c.srcLd, c.srcCol, c.dstLd, c.dstCol],
     workgroups: grid1d(c.rows * c.cols, 256),
+    cost: elementwiseCost(c.rows * c.cols, 0, 1, 1),
   });
 }
 

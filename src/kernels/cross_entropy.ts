@@ -5,6 +5,7 @@ import { grid1d } from '../gpu/context';
 import { Tensor } from '../gpu/tensor';
 import { IGNORE_INDEX } from './ignore_index';
 import { rowWorkgroupSize } from './rmsnorm';
+import { rowCost } from './cost';
 
 export { IGNORE_INDEX };
 
@@ -37,6 +38,14 @@ export function cross_entropy_forward_backward(
     u32: [N, V, opts.wantGrad ? 1 : 0],
     f32: [opts.gradScale],
     workgroups: grid1d(N, 1),
+    // max, exp and sum per logit, then (exp, subtract, scale) per dlogit when wanted
+    cost: rowCost(N, V, rowWorkgroupSize(V), {
+      flops: opts.wantGrad ? 7 : 4,
+      reads: 1,
+      writes: opts.wantGrad ? 1 : 0,
+      rowReads: 1,
+      rowWrites: 1,
+    }),
   });
   if (!dlogits) sink.free();
   return { losses, dlogits };

@@ -3,6 +3,7 @@
 // (seed, i), so nothing is stored between the passes. Shader: shaders/dropout.wgsl. CPU twin: dropout.cpu.ts.
 import { grid1d } from '../gpu/context';
 import { Tensor } from '../gpu/tensor';
+import { elementwiseCost } from './cost';
 
 function launch(what: string, x: Tensor, p: number, seed: number): Tensor {
   if (!(p >= 0 && p < 1)) throw new Error(`${what}: p must be in [0, 1), got ${p}`);
@@ -15,6 +16,7 @@ function launch(what: string, x: Tensor, p: number, seed: number): Tensor {
     u32: [x.numel, seed],
     f32: [p],
     workgroups: grid1d(x.numel, 256),
+    cost: elementwiseCost(x.numel, 2, 1, 1), // the mask is hashed from (seed, i): no read
   });
   return y;
 }

@@ -66,6 +66,8 @@ export function embedding_forward(ids: Tensor, chunks: RowChunk[], out?: Tensor,
       bindings: [ids.buf, ch.table.buf, o.buf],
       u32: [N, C, ch.rowStart, ch.table.shape[0]],
       workgroups: grid1d(N * C, 256),
+      // at most every output row comes from this chunk: N ids, N·C table values, N·C outputs
+      cost: { flops: 0, bytesRead: 4 * N + N * C * (f16 ? 2 : 4), bytesWritten: 4 * N * C, serialLoop: 1 },
     });
   }
   return o;

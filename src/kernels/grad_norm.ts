@@ -1,6 +1,7 @@
 // Global gradient norm over many tensors and the clip factor of torch.nn.utils.clip_grad_norm_, without any
 // readback: Σg² accumulates in a (1,) tensor on the GPU, and the factor goes to adamw_step as gradScale.
 // Shaders: shaders/grad_norm_sumsq.wgsl (two-stage sum), shaders/grad_norm_clip.wgsl. CPU twin: grad_norm.cpu.ts.
+import type { DispatchCost } from '../gpu/context';
 import { Tensor } from '../gpu/tensor';
 
 const WG = 256;
@@ -14,6 +15,12 @@ export function sumsqGroups(n: number): number {
   return Math.min(MAX_GROUPS, Math.max(1, Math.ceil(n / (WG * PER_THREAD))));
 }
 
+/** Paper cost of one sumsq stage: n values (a multiply-add each) over `groups` workgroups of WG threads, each
+ * thread striding over n / (groups·WG) of them, then a tree of log2(WG) levels; `outs` values written. */
+function sumsqCost(n: number, groups: number, outs: number): DispatchCost {
+  return { flops: 2 * n + WG, bytesRead: 4 * n, bytesWritten: 4 * outs, serialLoop: Math.ceil(n / (groups * WG)) };
+}
+
 /** acc (1,) += Σ g² over every element of g (any shape, f32). acc starts from Tensor.zeros. */
 export function sumsq_accumulate(g: Tensor, acc: Tensor): void {
   if (g.dtype !== 'f32') throw new Error(`sumsq_accumulate: g must be f32, got ${g.dtype}`);
@@ -24,7 +31,13 @@ export function sumsq_accumulate(g: Tensor, acc: Tensor): void {
   const n = g.numel;
   const groups = sumsqGroups(n);
   if (groups === 1) {
-    ctx.dispatch('grad_norm_sumsq', { defines: { WG }, bindings: [g.buf, acc.buf], u32: [n, 1, 1], workgroups: [1] });
+    ctx.dispatch('grad_norm_sumsq', {
+      defines: { WG },
+      bindings: [g.buf, acc.buf],
+      u32: [n, 1, 1],
+      workgroups: [1],
+      cost: sumsqCost(n, 1, 1),
+    });
     return;
   }
   const partials = Tensor.empty(ctx, [groups], 'grad_norm.partials');
@@ -33,12 +46,14 @@ export function sumsq_accumulate(g: Tensor, acc: Tensor): void {
     bindings: [g.buf, partials.buf],
     u32: [n, 1, 0],
     workgroups: [groups],
+    cost: sumsqCost(n, groups, groups),
   });
   ctx.dispatch('grad_norm_sumsq', {
     defines: { WG },
     bindings: [partials.buf, acc.buf],
     u32: [groups, 0, 1],
     workgroups: [1],
+    cost: sumsqCost(groups, 1, 1),
   });
   // Safe to free now: a later user of this buffer is recorded after these dispatches and runs after them.
   partials.free();
@@ -61,6 +76,7 @@ export function clip_scale(acc: Tensor, maxNorm: number): { scale: Tensor; norm:
     u32: [clip ? 1 : 0],
     f32: [clip ? maxNorm : 0],
     workgroups: [1],
+    cost: { flops: 4, bytesRead: 4, bytesWritten: 8, serialLoop: 1 },
   });
   return { scale, norm };
 }

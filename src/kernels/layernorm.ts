@@ -4,6 +4,7 @@
 import { grid1d } from '../gpu/context';
 import { Tensor } from '../gpu/tensor';
 import { rowsOf, rowWorkgroupSize } from './rmsnorm';
+import { rowCost } from './cost';
 
 function checkVec(what: string, name: string, t: Tensor, C: number): void {
   if (t.numel !== C || t.dtype !== 'f32')
@@ -32,6 +33,7 @@ export function layernorm_forward(
     u32: [N, C],
     f32: [eps],
     workgroups: grid1d(N, 1),
+    cost: rowCost(N, C, rowWorkgroupSize(C), { flops: 7, reads: 1, writes: 1, vecReads: 2, rowWrites: 2 }),
   });
   return { y, mean, rstd };
 }
@@ -51,6 +53,7 @@ export function layernorm_backward(dy: Tensor, x: Tensor, w: Tensor, mean: Tenso
     bindings: [dy.buf, x.buf, w.buf, mean.buf, rstd.buf, dx.buf],
     u32: [N, C],
     workgroups: grid1d(N, 1),
+    cost: rowCost(N, C, rowWorkgroupSize(C), { flops: 10, reads: 2, writes: 1, vecReads: 1, rowReads: 2 }),
   });
   return dx;
 }

@@ -2,7 +2,7 @@
 // `matmul` takes Tensors; `matmulRaw` takes bindings, leading dimensions and strides, for chunked weights
 // (row ranges of a weight bigger than one binding) and strided outputs. The same kernel carries the fused
 // LoRA epilogue used by src/kernels/lora.ts (see shaders/matmul.wgsl).
-import type { Binding, GpuContext } from '../gpu/context';
+import type { Binding, DispatchCost, GpuContext } from '../gpu/context';
 import { GpuError } from '../gpu/context';
 import { Tensor } from '../gpu/tensor';
 
@@ -134,7 +134,31 @@ export function matmulRaw(
     ],
     f32: [m.alpha ?? 1, lora?.lscale ?? 0, drop?.p ?? 0],
     workgroups: [Math.ceil(m.N / (4 * wgN)), Math.ceil(m.M / (tm * wgM)), batch],
+    cost: matmulCost(m, lora),
   });
+}
+
+/** Paper cost of one matmulRaw launch: C (batch, M, N) = alpha·op(A)·op(B), A (batch, M, K), B (batch, K, N)
+ * (one B for all when strideB is 0), plus C itself when accumulating, the bias (N,) and the LoRA epilogue's
+ * U (M, R) and V (N, R). Each thread loops over K (the epilogue's R-term loop is shorter). */
+export function matmulCost(m: MatmulRaw, lora?: MatmulLora): DispatchCost {
+  const batch = m.batch ?? 1;
+  const MN = batch * m.M * m.N;
+  const R = lora?.R ?? 0;
+  const bBytes = m.bDtype === 'f16' ? 2 : 4;
+  const aCopies = batch > 1 && m.strideA ? batch : 1;
+  const bCopies = batch > 1 && m.strideB ? batch : 1;
+  return {
+    flops: 2 * MN * m.K + 2 * MN * R + (m.bias ? MN : 0) + (m.accumulate ? MN : 0),
+    bytesRead:
+      4 * aCopies * m.M * m.K +
+      bBytes * bCopies * m.K * m.N +
+      (m.accumulate ? 4 * MN : 0) +
+      (m.bias ? 4 * m.N : 0) +
+      4 * R * (m.M + m.N),
+    bytesWritten: 4 * MN,
+    serialLoop: m.K,
+  };
 }
 
 /** f16 weights are refused (not silently widened) where the adapter has no shader-f16: the caller uploads f32. */

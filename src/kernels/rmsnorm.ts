@@ -2,6 +2,7 @@
 // LoRA, so there is no dw. Shaders: shaders/rmsnorm_{forward,backward}.wgsl. CPU twin: rmsnorm.cpu.ts.
 import { grid1d } from '../gpu/context';
 import { Tensor } from '../gpu/tensor';
+import { rowCost } from './cost';
 
 /** Invocations per row for a row reduction over C values: 32 (a warp per row, as llm.c does) while each
  * sums at most 64 values, doubling for longer rows up to 256 (SwiftShader's limit). A power of two (tree).
@@ -44,6 +45,7 @@ export function rmsnorm_forward(x: Tensor, w: Tensor, eps: number): { y: Tensor;
     u32: [N, C],
     f32: [eps],
     workgroups: grid1d(N, 1),
+    cost: rowCost(N, C, rowWorkgroupSize(C), { flops: 4, reads: 1, writes: 1, vecReads: 1, rowWrites: 1 }),
   });
   return { y, rstd };
 }
@@ -62,6 +64,7 @@ export function rmsnorm_backward(dy: Tensor, x: Tensor, w: Tensor, rstd: Tensor)
     bindings: [dy.buf, x.buf, w.buf, rstd.buf, dx.buf],
     u32: [N, C],
     workgroups: grid1d(N, 1),
+    cost: rowCost(N, C, rowWorkgroupSize(C), { flops: 7, reads: 2, writes: 1, vecReads: 1, rowReads: 1 }),
   });
   return dx;
 }

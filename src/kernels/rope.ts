@@ -2,6 +2,7 @@
 // inverse rotation). Shader: shaders/rope.wgsl. CPU twin: rope.cpu.ts.
 import { grid1d } from '../gpu/context';
 import { Tensor } from '../gpu/tensor';
+import { elementwiseCost } from './cost';
 
 export interface RopeOpts {
   heads: number; // H, heads in this tensor (query heads for q, kv heads for k)
@@ -58,6 +59,7 @@ function rotate(what: string, x: Tensor, o: RopeOpts, sign: 1 | -1): Tensor {
     u32: [pairs, g.H, g.D / 2, g.T, g.off],
     f32: [sign],
     workgroups: grid1d(pairs, 256),
+    cost: elementwiseCost(pairs, 6, 2, 2), // a 2-D rotation per pair (cos/sin of one angle)
   });
   // Safe before the kernel runs: a later write into a reused buffer flushes this kernel first (ctx.write).
   if (!o.invFreq) invFreq.free();

@@ -2,6 +2,7 @@
 // Shaders: shaders/swiglu_{forward,backward}.wgsl. CPU twin: swiglu.cpu.ts.
 import { grid1d } from '../gpu/context';
 import { Tensor } from '../gpu/tensor';
+import { elementwiseCost } from './cost';
 
 function check(what: string, ...ts: Tensor[]): number {
   const n = ts[0].numel;
@@ -16,7 +17,12 @@ function check(what: string, ...ts: Tensor[]): number {
 export function swiglu_forward(gate: Tensor, up: Tensor): Tensor {
   const n = check('swiglu_forward', gate, up);
   const h = Tensor.empty(gate.ctx, gate.shape, 'swiglu.h');
-  gate.ctx.dispatch('swiglu_forward', { bindings: [gate.buf, up.buf, h.buf], u32: [n], workgroups: grid1d(n, 256) });
+  gate.ctx.dispatch('swiglu_forward', {
+    bindings: [gate.buf, up.buf, h.buf],
+    u32: [n],
+    workgroups: grid1d(n, 256),
+    cost: elementwiseCost(n, 5, 2, 1),
+  });
   return h;
 }
 
@@ -30,6 +36,7 @@ export function swiglu_backward(dh: Tensor, gate: Tensor, up: Tensor): { dgate: 
     bindings: [dh.buf, gate.buf, up.buf, dgate.buf, dup.buf],
     u32: [n],
     workgroups: grid1d(n, 256),
+    cost: elementwiseCost(n, 10, 3, 2), // dgate = dh·up·silu'(gate), dup = dh·silu(gate)
   });
   return { dgate, dup };
 }
