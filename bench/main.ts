@@ -11,6 +11,7 @@ import { matmulSection, matmulTilesSection } from './sections/matmul';
 import { loraBackwardSection, loraForwardSection } from './sections/lora';
 import { trainingSection } from './sections/training';
 import { peersSection } from './sections/peers';
+import { shapesSection } from './sections/shapes';
 
 const SECTIONS: Section[] = [
   matmulSection,
@@ -19,6 +20,7 @@ const SECTIONS: Section[] = [
   loraBackwardSection,
   trainingSection,
   peersSection,
+  shapesSection,
 ];
 
 export async function main(args: string[]): Promise<void> {

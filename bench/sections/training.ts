@@ -14,10 +14,10 @@ import type { TrainSettings } from '../../src/training/settings';
 import { median, type Row, type Section } from '../harness';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const MODEL = resolve(root, 'public/models/weblora-llama-1m');
-const DATA = resolve(root, 'public/datasets/fortunes.txt');
+export const BUNDLED_MODEL = resolve(root, 'public/models/weblora-llama-1m');
+export const BUNDLED_DATA = resolve(root, 'public/datasets/fortunes.txt');
 
-const SETTINGS: Partial<TrainSettings> = {
+export const TRAINING_SETTINGS: Partial<TrainSettings> = {
   batchSize: 4,
   seqLen: 128,
   rank: 8,
@@ -32,12 +32,12 @@ const REPS = 4;
 
 export const trainingSection: Section = {
   name: 'training',
-  title: `Training the bundled model (batch ${SETTINGS.batchSize} x ${SETTINGS.seqLen} tokens, r ${SETTINGS.rank}, q_proj+v_proj, AdamW step included)`,
+  title: `Training the bundled model (batch ${TRAINING_SETTINGS.batchSize} x ${TRAINING_SETTINGS.seqLen} tokens, r ${TRAINING_SETTINGS.rank}, q_proj+v_proj, AdamW step included)`,
   async run(ctx: GpuContext): Promise<Row[]> {
     const e = new Engine(ctx);
-    const m = await e.loadModel(dirSource(MODEL), 'f32');
-    await e.loadDataset('fortunes.txt', readFileSync(DATA, 'utf8').slice(0, 200_000), {
-      seqLen: SETTINGS.seqLen!,
+    const m = await e.loadModel(dirSource(BUNDLED_MODEL), 'f32');
+    await e.loadDataset('fortunes.txt', readFileSync(BUNDLED_DATA, 'utf8').slice(0, 200_000), {
+      seqLen: TRAINING_SETTINGS.seqLen!,
       valFraction: 0.05,
       seed: 1,
     });
@@ -46,7 +46,7 @@ export const trainingSection: Section = {
     const peaks: Record<string, number> = { off: 0, on: 0 };
     for (let rep = -1; rep < REPS; rep++) {
       for (const [k, ck] of Object.entries(variants)) {
-        const t = e.createTrainer({ ...SETTINGS, checkpointing: ck });
+        const t = e.createTrainer({ ...TRAINING_SETTINGS, checkpointing: ck });
         await ctx.sync();
         ctx.alloc.trim(); // nothing pooled: the peak above `base` is what the step itself allocates
         ctx.alloc.resetPeak();
@@ -58,16 +58,16 @@ export const trainingSection: Section = {
         }
       }
     }
-    const tokens = SETTINGS.batchSize! * SETTINGS.seqLen!;
+    const tokens = TRAINING_SETTINGS.batchSize! * TRAINING_SETTINGS.seqLen!;
     const off = median(times.off),
       on = median(times.on);
     const cfg = m.files.config;
     const est = (checkpointing: boolean) =>
       estimateMemory(cfg, {
         weightDtype: 'f32',
-        batch: SETTINGS.batchSize!,
-        seqLen: SETTINGS.seqLen!,
-        rank: SETTINGS.rank!,
+        batch: TRAINING_SETTINGS.batchSize!,
+        seqLen: TRAINING_SETTINGS.seqLen!,
+        rank: TRAINING_SETTINGS.rank!,
         targets: ['q_proj', 'v_proj'],
         checkpointing,
         maxBindingBytes: ctx.limits.maxStorageBufferBindingSize,
