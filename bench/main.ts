@@ -12,6 +12,7 @@ import { loraBackwardSection, loraForwardSection } from './sections/lora';
 import { trainingSection } from './sections/training';
 import { peersSection } from './sections/peers';
 import { shapesSection } from './sections/shapes';
+import { steptimeSection } from './sections/steptime';
 
 const SECTIONS: Section[] = [
   matmulSection,
@@ -21,6 +22,7 @@ const SECTIONS: Section[] = [
   trainingSection,
   peersSection,
   shapesSection,
+  steptimeSection,
 ];
 
 export async function main(args: string[]): Promise<void> {
