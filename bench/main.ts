@@ -13,6 +13,7 @@ import { trainingSection } from './sections/training';
 import { peersSection } from './sections/peers';
 import { shapesSection } from './sections/shapes';
 import { steptimeSection } from './sections/steptime';
+import { headSection } from './sections/head';
 
 const SECTIONS: Section[] = [
   matmulSection,
@@ -20,6 +21,7 @@ const SECTIONS: Section[] = [
   loraForwardSection,
   loraBackwardSection,
   trainingSection,
+  headSection,
   peersSection,
   shapesSection,
   steptimeSection,

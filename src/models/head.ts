@@ -1,29 +1,123 @@
-// The LM head: logits = x · Wᵀ against the (V, C) table (tied embedding or lm_head), fused with the
-// softmax cross-entropy and its backward. Rows are processed in blocks so that the (rows, V) logits
-// stay small (GPT-2: 50,257 columns) and fit one storage binding; the table may be row-chunked.
+// The LM head fused with the softmax cross-entropy and its backward, chunked over the vocabulary so that the
+// (N, V) logits never exist (Gemma 3: V = 262k):
+//   logits  = x · Wᵀ                     x is (N, C), W is the (V, C) table (tied embedding or lm_head)
+//   z       = softcap(logits)            c·tanh(logits / c) with a soft cap c (Gemma 3), else the logits
+//   loss[n] = logsumexp(z[n, :]) − z[n, t_n]                      (0 for IGNORE_INDEX rows)
+//   dx      = dlogits · W,   dlogits = (softmax(z) − onehot(t))·gradScale·softcap'(z)
+// The vocabulary is cut into chunks of at most VC columns, each inside one row chunk of the table:
+//   pass 1, per chunk c:  logits_c = x · W_cᵀ (N, vc), one wide matmul over all N rows; head_lse merges it into
+//                         each row's running (max m, Σ exp(z − m) = l) and picks z at the target; the last chunk
+//                         writes the losses.
+//   pass 2, per chunk c (last first: its logits are still in the buffer, the others are recomputed):
+//                         head_dlogits turns logits_c into dlogits_c in place, and dx (N, C) += dlogits_c · W_c,
+//                         one wide matmul with K = vc.
+// Above x, dx and the table, the head holds one (N, VC) chunk and the (N, 3) row statistics.
 
-import type { GpuContext } from '../gpu/context';
+import type { Binding, GpuContext } from '../gpu/context';
 import { Tensor } from '../gpu/tensor';
-import { cross_entropy_forward_backward } from '../kernels/cross_entropy';
-import type { RowChunk } from '../kernels/embedding';
+import { checkChunks, type RowChunk } from '../kernels/embedding';
+import { head_dlogits_backward } from '../kernels/head_dlogits';
+import { head_lse_forward } from '../kernels/head_lse';
 import { matmulRaw } from '../kernels/matmul';
 
-/** Rows per block: a multiple of 64 (aligned binding offsets) whose logits stay under ~32 MiB and one binding. */
-export function headRowsPerBlock(ctx: GpuContext, V: number): number {
-  const budget = Math.min(32 * 1024 * 1024, ctx.limits.maxStorageBufferBindingSize);
-  return Math.max(64, Math.floor(budget / (V * 4) / 64) * 64);
+/** Longest chunk: K of the dx matmul, the longest loop one of its threads runs. */
+const MAX_CHUNK = 2048;
+/** Chunk widths are multiples of this, so that a chunk's offset into an f32 or f16 table is 256-byte aligned. */
+const CHUNK_ALIGN = 128;
+/** Bytes of one (N, VC) logits chunk the head may hold. */
+const CHUNK_BUDGET = 32 * 1024 * 1024;
+
+/** Vocabulary columns per chunk for N rows: a multiple of 128, at most 2,048, and small enough that the
+ * (N, VC) f32 chunk stays within 32 MiB and one storage binding. */
+export function headChunkCols(N: number, maxBindingBytes: number): number {
+  const budget = Math.min(CHUNK_BUDGET, maxBindingBytes);
+  const vc = Math.floor(budget / (N * 4) / CHUNK_ALIGN) * CHUNK_ALIGN;
+  if (vc < CHUNK_ALIGN && N * CHUNK_ALIGN * 4 > maxBindingBytes)
+    throw new Error(`LM head: ${N} rows of ${CHUNK_ALIGN} logits exceed one storage binding; use fewer rows`);
+  return Math.min(MAX_CHUNK, Math.max(CHUNK_ALIGN, vc));
 }
 
-/** logits (n, V) for rows [r0, r0 + n) of x (N, C); writes into `logits`. */
-function blockLogits(x: Tensor, r0: number, n: number, chunks: RowChunk[], V: number, logits: Tensor): void {
-  const C = x.shape[1];
+/** One vocabulary chunk: columns v0 .. v0 + vc, rows of the table bound as w (vc, C). */
+interface VocabChunk {
+  w: Binding;
+  v0: number;
+  vc: number;
+  f16: boolean;
+}
+
+/** The table's row chunks cut into vocabulary chunks of at most `cols` rows; they must cover 0 .. V exactly. */
+function vocabChunks(chunks: RowChunk[], V: number, cols: number): VocabChunk[] {
+  const out: VocabChunk[] = [];
+  let next = 0;
+  for (const ch of [...chunks].sort((a, b) => a.rowStart - b.rowStart)) {
+    const [rows, C] = ch.table.shape;
+    if (ch.rowStart !== next) throw new Error(`LM head: table rows ${next}..${ch.rowStart} are in no chunk`);
+    const f16 = ch.table.dtype === 'f16';
+    const rowBytes = C * (f16 ? 2 : 4);
+    for (let r = 0; r < rows; r += cols) {
+      const vc = Math.min(cols, rows - r);
+      out.push({ w: { buf: ch.table.buf, offset: r * rowBytes, size: vc * rowBytes }, v0: ch.rowStart + r, vc, f16 });
+    }
+    next = ch.rowStart + rows;
+  }
+  if (next !== V) throw new Error(`LM head: the table has ${next} rows, expected V = ${V}`);
+  return out;
+}
+
+/** logits (N, vc) = x · W_cᵀ, x is (N, C), into the start of `out`. */
+function chunkLogits(ctx: GpuContext, x: Tensor, ch: VocabChunk, out: Tensor): void {
+  const [N, C] = x.shape;
+  matmulRaw(ctx, {
+    a: x.buf,
+    b: ch.w,
+    c: out.buf,
+    M: N,
+    N: ch.vc,
+    K: C,
+    lda: C,
+    ldb: C,
+    ldc: ch.vc,
+    transA: false,
+    transB: true,
+    bDtype: ch.f16 ? 'f16' : 'f32',
+  });
+}
+
+/** dx (N, C) (+)= dlogits_c · W_c, dlogits_c is (N, vc) at the start of `dlogits`. */
+function chunkDx(ctx: GpuContext, dlogits: Tensor, ch: VocabChunk, dx: Tensor, accumulate: boolean): void {
+  const [N, C] = dx.shape;
+  matmulRaw(ctx, {
+    a: dlogits.buf,
+    b: ch.w,
+    c: dx.buf,
+    M: N,
+    N: C,
+    K: ch.vc,
+    lda: ch.vc,
+    ldb: C,
+    ldc: C,
+    transA: false,
+    transB: false,
+    accumulate,
+    bDtype: ch.f16 ? 'f16' : 'f32',
+  });
+}
+
+/** Logits of every row of x (N, C): (N, V). For generation and tests (a few rows); training uses headLoss. */
+export function headLogits(x: Tensor, chunks: RowChunk[], V: number): Tensor {
+  const ctx = x.ctx;
+  const [N, C] = x.shape;
+  if (checkChunks('headLogits', chunks) !== C) throw new Error(`headLogits: x is [${x.shape}], the table is (V, ?)`);
+  if (N * V * 4 > ctx.limits.maxStorageBufferBindingSize)
+    throw new Error(`logits (${N} x ${V}) exceed one storage binding; use headLoss`);
+  const out = Tensor.empty(ctx, [N, V], 'logits');
   for (const ch of chunks) {
     const rows = ch.table.shape[0];
-    matmulRaw(x.ctx, {
-      a: { buf: x.buf, offset: r0 * C * 4, size: n * C * 4 },
+    matmulRaw(ctx, {
+      a: x.buf,
       b: ch.table.buf,
-      c: { buf: logits.buf, offset: ch.rowStart * 4, size: ((n - 1) * V + rows) * 4 },
-      M: n,
+      c: { buf: out.buf, offset: ch.rowStart * 4, size: ((N - 1) * V + rows) * 4 },
+      M: N,
       N: rows,
       K: C,
       lda: C,
@@ -34,25 +128,20 @@ function blockLogits(x: Tensor, r0: number, n: number, chunks: RowChunk[], V: nu
       bDtype: ch.table.dtype === 'f16' ? 'f16' : 'f32',
     });
   }
+  return out;
 }
 
-/** Logits of every row of x (N, C): (N, V). For generation and tests; training uses headLoss. */
-export function headLogits(x: Tensor, chunks: RowChunk[], V: number): Tensor {
-  const N = x.shape[0];
-  const out = Tensor.empty(x.ctx, [N, V], 'logits');
-  const per = headRowsPerBlock(x.ctx, V);
-  if (N > per) {
-    // Whole-matrix logits are only for small N; keep one binding.
-    if (N * V * 4 > x.ctx.limits.maxStorageBufferBindingSize)
-      throw new Error(`logits (${N} x ${V}) exceed one storage binding; use headLoss`);
-  }
-  blockLogits(x, 0, N, chunks, V, out);
-  return out;
+export interface HeadOptions {
+  /** Soft cap c of the logits (z = c·tanh(logits / c)); 0 or absent: none. */
+  softcap?: number;
+  /** Vocabulary columns per chunk (a multiple of 128); default headChunkCols. */
+  chunkCols?: number;
 }
 
 /**
  * Loss of each row (N,) and, when wantGrad, dx (N, C) = dlogits · W with dlogits = (softmax − onehot)·gradScale.
- * targets are known on the CPU (IGNORE_INDEX for masked rows).
+ * x is (N, C); chunks hold the (V, C) table by rows; targets (N,) are known on the CPU (IGNORE_INDEX for masked
+ * rows). A target >= V gives a NaN loss.
  */
 export function headLoss(
   x: Tensor,
@@ -61,41 +150,48 @@ export function headLoss(
   targets: Uint32Array,
   gradScale: number,
   wantGrad: boolean,
+  opts: HeadOptions = {},
 ): { losses: Tensor; dx: Tensor | null } {
   const ctx = x.ctx;
   const [N, C] = x.shape;
+  if (x.shape.length !== 2 || x.dtype !== 'f32') throw new Error(`headLoss: x must be (N, C) f32, got [${x.shape}]`);
+  if (checkChunks('headLoss', chunks) !== C) throw new Error(`headLoss: x is [${x.shape}], the table's rows differ`);
   if (targets.length !== N) throw new Error(`headLoss: ${targets.length} targets for ${N} rows`);
+  const softcap = opts.softcap ?? 0;
+  const cols = opts.chunkCols ?? headChunkCols(N, ctx.limits.maxStorageBufferBindingSize);
+  if (!Number.isInteger(cols) || cols < 1 || cols % CHUNK_ALIGN !== 0)
+    throw new Error(`headLoss: chunkCols ${cols} is not a positive multiple of ${CHUNK_ALIGN}`);
+  const vocab = vocabChunks(chunks, V, cols);
+  const widest = Math.max(...vocab.map((c) => c.vc));
+
+  const tgt = Tensor.fromU32(ctx, targets, [N], 'head.targets');
+  const stats = Tensor.empty(ctx, [N, 3], 'head.stats'); // (m, l, z_t) per row
   const losses = Tensor.empty(ctx, [N], 'losses');
-  const dx = wantGrad ? Tensor.empty(ctx, [N, C], 'head.dx') : null;
-  const per = headRowsPerBlock(ctx, V);
-  for (let r0 = 0; r0 < N; r0 += per) {
-    const n = Math.min(per, N - r0);
-    const logits = Tensor.empty(ctx, [n, V], 'logits');
-    blockLogits(x, r0, n, chunks, V, logits);
-    const tgt = Tensor.fromU32(ctx, targets.subarray(r0, r0 + n), [n], 'targets');
-    const ce = cross_entropy_forward_backward(logits, tgt, { gradScale, wantGrad });
-    ctx.copy(ce.losses.buf, 0, losses.buf, r0 * 4, n * 4);
-    if (dx && ce.dlogits) {
-      chunks.forEach((ch, j) => {
-        const rows = ch.table.shape[0];
-        matmulRaw(ctx, {
-          a: { buf: ce.dlogits!.buf, offset: ch.rowStart * 4, size: ((n - 1) * V + rows) * 4 },
-          b: ch.table.buf,
-          c: { buf: dx.buf, offset: r0 * C * 4, size: n * C * 4 },
-          M: n,
-          N: C,
-          K: rows,
-          lda: V,
-          ldb: C,
-          ldc: C,
-          transA: false,
-          transB: false,
-          accumulate: j > 0,
-          bDtype: ch.table.dtype === 'f16' ? 'f16' : 'f32',
-        });
-      });
-    }
-    [logits, tgt, ce.losses, ...(ce.dlogits ? [ce.dlogits] : [])].forEach((t) => t.free());
+  const buf = Tensor.empty(ctx, [N, widest], 'head.logits'); // one chunk of logits, then of dlogits
+  const view = (ch: VocabChunk) => new Tensor(ctx, buf.buf, [N, ch.vc]);
+
+  // Pass 1: the running log-sum-exp over the chunks; the last writes the losses.
+  vocab.forEach((ch, i) => {
+    chunkLogits(ctx, x, ch, buf);
+    head_lse_forward(view(ch), tgt, stats, losses, {
+      v0: ch.v0,
+      V,
+      first: i === 0,
+      last: i === vocab.length - 1,
+      softcap,
+    });
+  });
+
+  // Pass 2: dlogits per chunk, accumulated into dx; the last chunk of pass 1 goes first, its logits still here.
+  let dx: Tensor | null = null;
+  if (wantGrad) {
+    dx = Tensor.empty(ctx, [N, C], 'head.dx');
+    [...vocab].reverse().forEach((ch, i) => {
+      if (i > 0) chunkLogits(ctx, x, ch, buf);
+      head_dlogits_backward(view(ch), tgt, stats, { v0: ch.v0, gradScale, softcap });
+      chunkDx(ctx, buf, ch, dx!, i > 0);
+    });
   }
+  [tgt, stats, buf].forEach((t) => t.free());
   return { losses, dx };
 }

@@ -1,0 +1,46 @@
+// CPU twin of shaders/head_lse.wgsl (and of shaders/lib_softcap.wgsl), in float64. logits is (N, VC), columns
+// v0 .. v0 + VC of the (N, V) logits; targets is (N,); stats is (N, 3) = (m, l, zt).
+const IGNORE_INDEX = 0xffffffff; // as in cross_entropy.ts (kept here so the twin needs no GPU module)
+
+/** z = c·tanh(y / c) for c > 0, else y. */
+export function softcap_cpu(y: number, c: number): number {
+  return c > 0 ? c * Math.tanh(y / c) : y;
+}
+
+/** dz/dy at z = softcap_cpu(y, c). */
+export function softcap_grad_cpu(z: number, c: number): number {
+  return c > 0 ? 1 - (z / c) * (z / c) : 1;
+}
+
+/** Merges one chunk into the running statistics (null: the first chunk); returns the new statistics, and the
+ * losses (N,) when `last`. */
+export function head_lse_forward_cpu(
+  logits: ArrayLike<number>,
+  targets: ArrayLike<number>,
+  stats: Float64Array | null,
+  N: number,
+  VC: number,
+  chunk: { v0: number; V: number; last: boolean; softcap: number },
+): { stats: Float64Array; losses: Float64Array | null } {
+  const out = new Float64Array(3 * N);
+  const losses = chunk.last ? new Float64Array(N) : null;
+  for (let n = 0; n < N; n++) {
+    const z = (j: number) => softcap_cpu(logits[n * VC + j], chunk.softcap);
+    let m = -Infinity;
+    for (let j = 0; j < VC; j++) m = Math.max(m, z(j));
+    let l = 0;
+    for (let j = 0; j < VC; j++) l += Math.exp(z(j) - m);
+    let zt = 0;
+    if (stats) {
+      const mm = Math.max(stats[3 * n], m);
+      l = stats[3 * n + 1] * Math.exp(stats[3 * n] - mm) + l * Math.exp(m - mm);
+      m = mm;
+      zt = stats[3 * n + 2];
+    }
+    const t = targets[n];
+    if (t !== IGNORE_INDEX && t >= chunk.v0 && t < chunk.v0 + VC) zt = z(t - chunk.v0);
+    out.set([m, l, zt], 3 * n);
+    if (losses) losses[n] = t === IGNORE_INDEX ? 0 : t >= chunk.V ? NaN : m + Math.log(l) - zt;
+  }
+  return { stats: out, losses };
+}
