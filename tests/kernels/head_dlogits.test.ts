@@ -42,6 +42,7 @@ function lseTwin(logits: ArrayLike<number>, targets: Uint32Array, N: number, V: 
 
 async function check(N: number, V: number, cw: number, softcap: number, seed: number) {
   const ctx = await gpu();
+  ctx.flush(); // an open batch holds its uniform buffer: count only what the test makes
   const live = ctx.alloc.liveBytes;
   const { logits, targets } = inputs(N, V, seed);
   const scale = 1 / 3;
@@ -82,6 +83,7 @@ async function check(N: number, V: number, cw: number, softcap: number, seed: nu
     tl.free();
   }
   [tt, ts].forEach((t) => t.free());
+  ctx.flush();
   expect(ctx.alloc.liveBytes).toBe(live);
 }
 

@@ -33,6 +33,7 @@ async function check(
   tweak?: (logits: Float32Array, targets: Uint32Array) => void,
 ) {
   const ctx = await gpu();
+  ctx.flush(); // an open batch holds its uniform buffer: count only what the test makes
   const live = ctx.alloc.liveBytes;
   const { logits, targets } = inputs(N, V, seed);
   tweak?.(logits, targets);
@@ -86,6 +87,7 @@ async function check(
   expectWithin(gl, w.losses!, bloss, 'loss');
   for (let n = 0; n < N; n++) if (targets[n] === IGNORE_INDEX) expect(gl[n]).toBe(0);
   [tt, stats, losses].forEach((t) => t.free());
+  ctx.flush();
   expect(ctx.alloc.liveBytes).toBe(live);
 }
 
