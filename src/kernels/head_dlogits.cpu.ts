@@ -1,8 +1,7 @@
 // CPU twin of shaders/head_dlogits.wgsl, in float64. logits is (N, VC), columns v0 .. v0 + VC of the (N, V)
 // logits; targets is (N,); stats is (N, 3) = (m, l, zt) over the whole vocabulary (head_lse.cpu.ts).
+import { IGNORE_INDEX } from './ignore_index';
 import { softcap_cpu, softcap_grad_cpu } from './head_lse.cpu';
-
-const IGNORE_INDEX = 0xffffffff; // as in cross_entropy.ts (kept here so the twin needs no GPU module)
 
 /** dlogits (N, VC) = (exp(z − m) / l − onehot(t − v0))·gradScale·softcap'(z), zero rows for ignored targets. */
 export function head_dlogits_backward_cpu(

@@ -1,6 +1,6 @@
 // CPU twin of shaders/head_lse.wgsl (and of shaders/lib_softcap.wgsl), in float64. logits is (N, VC), columns
 // v0 .. v0 + VC of the (N, V) logits; targets is (N,); stats is (N, 3) = (m, l, zt).
-const IGNORE_INDEX = 0xffffffff; // as in cross_entropy.ts (kept here so the twin needs no GPU module)
+import { IGNORE_INDEX } from './ignore_index';
 
 /** z = c·tanh(y / c) for c > 0, else y. */
 export function softcap_cpu(y: number, c: number): number {

@@ -1,8 +1,7 @@
 // CPU reference of the whole LM head (src/models/head.ts), unchunked, in float64: x is (N, C), w is the
 // (V, C) table, targets (N,). For tests: the GPU head against it, and it against finite differences.
+import { IGNORE_INDEX } from '../kernels/ignore_index';
 import { softcap_cpu, softcap_grad_cpu } from '../kernels/head_lse.cpu';
-
-const IGNORE_INDEX = 0xffffffff; // as in src/kernels/cross_entropy.ts
 
 /** losses (N,) = logsumexp(z) − z_t and dx (N, C) = ((softmax(z) − onehot(t))·gradScale·softcap'(z)) · w, with
  * z = softcap(x · wᵀ). Ignored rows: loss 0, dx 0; a target >= V: loss NaN. */

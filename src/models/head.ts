@@ -28,12 +28,11 @@ const CHUNK_ALIGN = 128;
 const CHUNK_BUDGET = 32 * 1024 * 1024;
 
 /** Vocabulary columns per chunk for N rows: a multiple of 128, at most 2,048, and small enough that the
- * (N, VC) f32 chunk stays within 32 MiB and one storage binding. */
+ * (N, VC) f32 chunk stays within 32 MiB and one storage binding (for N up to maxBindingBytes / 512 rows; headLoss
+ * refuses more). The one place the head's chunk width is decided (src/models/memory.ts counts with it). */
 export function headChunkCols(N: number, maxBindingBytes: number): number {
   const budget = Math.min(CHUNK_BUDGET, maxBindingBytes);
   const vc = Math.floor(budget / (N * 4) / CHUNK_ALIGN) * CHUNK_ALIGN;
-  if (vc < CHUNK_ALIGN && N * CHUNK_ALIGN * 4 > maxBindingBytes)
-    throw new Error(`LM head: ${N} rows of ${CHUNK_ALIGN} logits exceed one storage binding; use fewer rows`);
   return Math.min(MAX_CHUNK, Math.max(CHUNK_ALIGN, vc));
 }
 
@@ -163,6 +162,8 @@ export function headLoss(
     throw new Error(`headLoss: chunkCols ${cols} is not a positive multiple of ${CHUNK_ALIGN}`);
   const vocab = vocabChunks(chunks, V, cols);
   const widest = Math.max(...vocab.map((c) => c.vc));
+  if (N * widest * 4 > ctx.limits.maxStorageBufferBindingSize)
+    throw new Error(`headLoss: ${N} rows of ${widest} logits exceed one storage binding; use fewer rows`);
 
   const tgt = Tensor.fromU32(ctx, targets, [N], 'head.targets');
   const stats = Tensor.empty(ctx, [N, 3], 'head.stats'); // (m, l, z_t) per row

@@ -14,12 +14,14 @@
 //               only each block's input (N·C) does, plus one block's set, recomputed. On top: the final
 //               norm (input, stats, output), the head's dx (N·C), and a workspace of one block's set
 //               for the gradients in flight during a block's backward (an estimate, not a measurement).
-//   logits      the head works in row blocks of at most ~32 MiB of logits (headRowsPerBlock), so it
-//               holds logits and dlogits for one block of rows, not (B·T, V).
+//   logits      the head (src/models/head.ts) never holds the (B·T, V) logits: one (N, VC) chunk of them
+//               (VC = headChunkCols: at most 2,048 columns and ~32 MiB), turned in place into dlogits, and
+//               the (N, 3) row statistics of its log-sum-exp.
 // Not counted: the allocator's rounding and pooling, pipelines, staging buffers for reads, the token
 // ids and targets (tiny), and the CPU-side copy of the weights while they are uploaded.
 
 import { expectedTensors, type ModelConfig } from './config';
+import { headChunkCols } from './head';
 import { selectModules } from './modules';
 
 export interface MemoryOptions {
@@ -40,11 +42,11 @@ export interface MemoryEstimate {
   logitsBytes: number;
   totalBytes: number;
   largestTensorBytes: number;
-  /** HF name of the largest tensor (or "logits block"). */
+  /** HF name of the largest tensor (or "logits chunk"). */
   largestTensorName: string;
   /** True when the largest tensor is an embedding / LM-head table (which the model code splits by rows). */
   largestIsTable: boolean;
-  /** The largest tensor that must fit one storage binding (any weight but the tables, or the logits block). */
+  /** The largest tensor that must fit one storage binding (any weight but the tables, or the logits chunk). */
   largestUnsplitBytes: number;
   largestUnsplitName: string;
   /** Bytes of one block's saved activations (useful to see what checkpointing saves). */
@@ -56,12 +58,6 @@ const F32 = 4;
 /** Embedding and LM-head tables: the model code keeps them as row chunks, each within one binding. */
 function isTable(name: string): boolean {
   return /(wte|embed_tokens|lm_head)\.weight$/.test(name);
-}
-
-/** Rows of logits the head computes at once (mirrors src/models/head.ts headRowsPerBlock). */
-export function headRowsPerBlock(V: number, maxBindingBytes: number): number {
-  const budget = Math.min(32 * 1024 * 1024, maxBindingBytes);
-  return Math.max(64, Math.floor(budget / (V * 4) / 64) * 64);
 }
 
 /** Floats saved per row by one block, excluding LoRA U's. */
@@ -123,16 +119,16 @@ export function estimateMemory(cfg: ModelConfig, opts: MemoryOptions): MemoryEst
     : cfg.numLayers * blockActivationBytes;
   const activationBytes = saved + finalNorm + headDx + blockActivationBytes;
 
-  const rows = Math.min(N, headRowsPerBlock(V, opts.maxBindingBytes ?? 128 * 1024 * 1024));
-  const logitsBlock = rows * V * F32;
-  const logitsBytes = 2 * logitsBlock; // logits and dlogits of one row block
-  if (logitsBlock > largestTensorBytes) {
-    largestTensorBytes = logitsBlock;
-    largestTensorName = 'logits block';
+  const cols = Math.min(V, headChunkCols(N, opts.maxBindingBytes ?? 128 * 1024 * 1024));
+  const logitsChunk = N * cols * F32;
+  const logitsBytes = logitsChunk + N * 3 * F32; // one chunk of logits (then dlogits), the row statistics
+  if (logitsChunk > largestTensorBytes) {
+    largestTensorBytes = logitsChunk;
+    largestTensorName = 'logits chunk';
   }
-  if (logitsBlock > largestUnsplitBytes) {
-    largestUnsplitBytes = logitsBlock;
-    largestUnsplitName = 'logits block';
+  if (logitsChunk > largestUnsplitBytes) {
+    largestUnsplitBytes = logitsChunk;
+    largestUnsplitName = 'logits chunk';
   }
   return {
     weightBytes,

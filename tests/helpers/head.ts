@@ -1,5 +1,5 @@
 // Inputs and bounds shared by the tests of the chunked LM head (tests/kernels/head_*.test.ts).
-import { IGNORE_INDEX } from '../../src/kernels/cross_entropy';
+import { IGNORE_INDEX } from '../../src/kernels/ignore_index';
 import { softcap_cpu } from '../../src/kernels/head_lse.cpu';
 import { rng } from './gpu';
 

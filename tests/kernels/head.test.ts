@@ -13,7 +13,7 @@
 //   dx = Σ_v g_nv·w_vc: Σ_v δg_nv·|w_vc| + γ_V·Σ_v |g_nv|·|w_vc| (at most V f32 additions per output).
 // The tests allow twice these first-order bounds.
 import { describe, expect, it } from 'vitest';
-import { IGNORE_INDEX } from '../../src/kernels/cross_entropy';
+import { IGNORE_INDEX } from '../../src/kernels/ignore_index';
 import type { RowChunk } from '../../src/kernels/embedding';
 import { softcap_grad_cpu } from '../../src/kernels/head_lse.cpu';
 import { rowWorkgroupSize } from '../../src/kernels/rmsnorm';
@@ -193,7 +193,8 @@ describe('LM head, chunked over the vocabulary', () => {
     expect(headChunkCols(4096, 128 * MiB)).toBe(2048);
     expect(headChunkCols(16384, 128 * MiB)).toBe(512);
     expect(headChunkCols(100_000, 128 * MiB)).toBe(128); // over the budget, within one binding
-    expect(() => headChunkCols(300_000, 128 * MiB)).toThrow(/exceed one storage binding/);
+    expect(headChunkCols(512, 16 * MiB)).toBe(2048);
+    expect(headChunkCols(4096, 16 * MiB)).toBe(1024); // the binding is below the budget
   });
 
   it('refuses tables with missing rows, a wrong V and bad chunk widths', async () => {
@@ -218,6 +219,13 @@ describe('LM head, chunked over the vocabulary', () => {
     expect(() => headLoss(x, [{ table: a, rowStart: 0 }], 4, t, 1, true)).toThrow(/has 3 rows, expected V = 4/);
     expect(() => headLoss(x, [{ table: a, rowStart: 0 }], 3, t, 1, true, { chunkCols: 100 })).toThrow(
       /multiple of 128/,
+    );
+    // More rows than one chunk of 128 logits can hold in one binding (checked before anything is allocated).
+    const rows = ctx.limits.maxStorageBufferBindingSize / 512 + 1;
+    const big = { shape: [rows, 4], dtype: 'f32', ctx } as unknown as Tensor;
+    const wide = { shape: [128, 4], dtype: 'f32', ctx } as unknown as Tensor;
+    expect(() => headLoss(big, [{ table: wide, rowStart: 0 }], 128, new Uint32Array(rows), 1, true)).toThrow(
+      /exceed one storage binding/,
     );
     [x, a, b].forEach((v) => v.free());
   });

@@ -12,7 +12,7 @@
 //     δg ≤ s·((p·(14 + 5|z − m|)u + p·δz + [target]·u)·softcap' + |p − [target]|·(2|z|δz/c² + 4u)) + 2u|g|.
 // The tests allow twice these first-order bounds. Ignored rows must be exactly 0.
 import { describe, expect, it } from 'vitest';
-import { IGNORE_INDEX } from '../../src/kernels/cross_entropy';
+import { IGNORE_INDEX } from '../../src/kernels/ignore_index';
 import { head_dlogits_backward } from '../../src/kernels/head_dlogits';
 import { head_dlogits_backward_cpu } from '../../src/kernels/head_dlogits.cpu';
 import { head_lse_forward_cpu, softcap_cpu, softcap_grad_cpu } from '../../src/kernels/head_lse.cpu';

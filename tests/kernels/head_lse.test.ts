@@ -14,7 +14,7 @@
 //   loss = (m + log l) − z_t: δl/l + 6u·max(log l, 4/3) + u·|m + log l| + u·|loss| + 2Δ.
 // The tests allow twice these first-order bounds.
 import { describe, expect, it } from 'vitest';
-import { IGNORE_INDEX } from '../../src/kernels/cross_entropy';
+import { IGNORE_INDEX } from '../../src/kernels/ignore_index';
 import { head_lse_forward } from '../../src/kernels/head_lse';
 import { head_lse_forward_cpu, softcap_cpu } from '../../src/kernels/head_lse.cpu';
 import { capErr, CHUNK, columns, cut, inputs } from '../helpers/head';

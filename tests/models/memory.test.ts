@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { checkFits, estimateMemory, headRowsPerBlock } from '../../src/models/memory';
+import { checkFits, estimateMemory } from '../../src/models/memory';
+import { headChunkCols } from '../../src/models/head';
 import { parseConfig } from '../../src/models/config';
 
 const GPT2 = parseConfig({
@@ -69,10 +70,12 @@ describe('estimateMemory', () => {
     expect(ck.activationBytes).toBeLessThan(e.activationBytes / 5);
   });
 
-  it('holds logits and dlogits for one row block of the head, not all B·T rows', () => {
-    expect(headRowsPerBlock(50257, 128 * 2 ** 20)).toBe(128);
-    expect(estimateMemory(GPT2, base).logitsBytes).toBe(2 * 64 * 50257 * 4); // N = 64 < 128 rows
-    expect(estimateMemory(GPT2, { ...base, batch: 4, seqLen: 1024 }).logitsBytes).toBe(2 * 128 * 50257 * 4);
+  it('holds one (N, VC) chunk of the head logits and its (N, 3) row statistics, not (B·T, V) logits', () => {
+    expect(headChunkCols(64, 128 * 2 ** 20)).toBe(2048);
+    expect(estimateMemory(GPT2, base).logitsBytes).toBe(64 * 2048 * 4 + 64 * 3 * 4); // N = 64
+    expect(estimateMemory(GPT2, { ...base, batch: 4, seqLen: 1024 }).logitsBytes).toBe(4096 * 2048 * 4 + 4096 * 12);
+    // 16,384 rows: 512 columns keep the chunk at 32 MiB
+    expect(estimateMemory(GPT2, { ...base, batch: 16, seqLen: 1024 }).logitsBytes).toBe(16384 * 512 * 4 + 16384 * 12);
     const e = estimateMemory(GPT2, base);
     expect(e.totalBytes).toBe(e.weightBytes + e.loraBytes + e.activationBytes + e.logitsBytes);
   });
