@@ -50,7 +50,16 @@ export function linear(tape: Tape, x: Var, w: FrozenLinear, lora: LoraBranch | n
     outputs: [out],
     saved: u ? [xt, u] : [xt],
     backward(tape) {
-      const r = lora_backward(out.grad!, xt, u, w.w0, params, { w0Transposed: w.transposed, needDx: x.requiresGrad });
+      // parameters with a persistent gradient get dA and dB added straight into it (no temporary, no axpy)
+      const gradInto =
+        lora?.A.gradAccum && lora.B.gradAccum && lora.A.requiresGrad && lora.B.requiresGrad
+          ? { dA: lora.A.gradAccum, dB: lora.B.gradAccum }
+          : undefined;
+      const r = lora_backward(out.grad!, xt, u, w.w0, params, {
+        w0Transposed: w.transposed,
+        needDx: x.requiresGrad,
+        gradInto,
+      });
       if (lora && r.dA && r.dB) {
         tape.addGrad(lora.A, tape.adopt(r.dA));
         tape.addGrad(lora.B, tape.adopt(r.dB));

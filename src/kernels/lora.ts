@@ -1,11 +1,16 @@
 // A frozen linear layer with a LoRA adapter, fused (maths and derivation: docs/lora.md):
 //   y = x·W0ᵀ + bias + scale·(drop(x)·Aᵀ)·Bᵀ
-// Forward: the rank-r U = drop(x)·Aᵀ first (a skinny matmul), then one pass over W0 whose epilogue adds
+// Forward: the rank-r U = drop(x)·Aᵀ first (a skinny product), then one pass over W0 whose epilogue adds
 // bias and scale·U·Bᵀ (an r-term loop per output), so y is written once and B·A never exists.
 // Backward: G = dy·B, dB = scale·dyᵀ·U, dA = scale·Gᵀ·drop(x), dx = dy·W0 + scale·drop'(G·A) with the
 // LoRA term in the epilogue of the dx matmul. Every intermediate is rank r; W0 gets no gradient.
-// All products run on the one matmul kernel (shaders/matmul.wgsl) with its epilogue/dropout defines.
+// The big products x·W0ᵀ and dy·W0 run on the matmul kernel (shaders/matmul.wgsl) with its epilogue/dropout
+// defines; U and G on shaders/lora_rank.wgsl (few rows per workgroup, K split over threads); dA and dB on
+// shaders/lora_grad.wgsl + lora_grad_sum.wgsl (split over chunks of tokens, summed in a fixed order, and
+// added straight into the gradient buffers when the caller passes them).
 import { Tensor } from '../gpu/tensor';
+import { lora_grad_accumulate } from './lora_grad';
+import { lora_rank_product } from './lora_rank';
 import { assertF16, matmulRaw, type MatmulDropout } from './matmul';
 
 export interface LoraParams {
@@ -71,13 +76,7 @@ export function lora_forward(
   let u: Tensor | null = null;
   if (lora) {
     // u (N, r) = drop(x) (N, IN) · Aᵀ, A is (r, IN)
-    u = Tensor.empty(ctx, [N, r], 'lora.u');
-    matmulRaw(
-      ctx,
-      { a: x.buf, b: lora.A.buf, c: u.buf, M: N, N: r, K: IN, lda: IN, ldb: IN, ldc: r, transA: false, transB: true },
-      undefined,
-      dropoutOf(lora, IN, 'a'),
-    );
+    u = lora_rank_product(x, lora.A, { dropout: lora.dropout, seed: lora.seed });
   }
   // y (N, OUT) = x · W0ᵀ + bias + scale · u · Bᵀ, B is (OUT, r)
   const y = Tensor.empty(ctx, [N, OUT], 'lora.y');
@@ -103,15 +102,22 @@ export function lora_forward(
   return { y, u };
 }
 
+/** The gradient buffers lora_backward adds dA and dB into (gradients summed over micro-batches). */
+export interface LoraGradInto {
+  dA: Tensor /* (r, IN) */;
+  dB: Tensor /* (OUT, r) */;
+}
+
 /** dy is (N, OUT); x (N, IN) and u (N, r) are the forward's input and saved u. Returns dA (r, IN) and dB (OUT, r)
- * (null without lora), and dx (N, IN) = dy·w0 + scale·drop'((dy·B)·A), or null when !needDx. */
+ * (null without lora, and null when opts.gradInto is given: then they are added into gradInto.dA / .dB), and
+ * dx (N, IN) = dy·w0 + scale·drop'((dy·B)·A), or null when !needDx. */
 export function lora_backward(
   dy: Tensor,
   x: Tensor,
   u: Tensor | null,
   w0: Tensor,
   lora: LoraParams | null,
-  opts: LinearOpts & { needDx: boolean },
+  opts: LinearOpts & { needDx: boolean; gradInto?: LoraGradInto },
 ): { dA: Tensor | null; dB: Tensor | null; dx: Tensor | null } {
   const ctx = x.ctx;
   const { N, IN, OUT, r } = dims(x, w0, lora, opts);
@@ -122,58 +128,21 @@ export function lora_backward(
     dB: Tensor | null = null,
     G: Tensor | null = null;
   if (lora && u) {
-    // G (N, r) = dy (N, OUT) · B (OUT, r)
-    G = Tensor.empty(ctx, [N, r], 'lora.G');
-    matmulRaw(ctx, {
-      a: dy.buf,
-      b: lora.B.buf,
-      c: G.buf,
-      M: N,
-      N: r,
-      K: OUT,
-      lda: OUT,
-      ldb: r,
-      ldc: r,
-      transA: false,
-      transB: false,
+    const into = opts.gradInto;
+    // G (N, r) = dy (N, OUT) · B, B is (OUT, r)
+    G = lora_rank_product(dy, lora.B, { wKR: true });
+    // dB (OUT, r) [+]= scale · dyᵀ · u, u is (N, r)
+    const dBout = into?.dB ?? (dB = Tensor.empty(ctx, [OUT, r], 'lora.dB'));
+    lora_grad_accumulate(dy, u, dBout, { scale: lora.scale, layout: 'pj', accumulate: !!into });
+    // dA (r, IN) [+]= scale · Gᵀ · drop(x), the mask regenerated from (seed, row·IN + col)
+    const dAout = into?.dA ?? (dA = Tensor.empty(ctx, [r, IN], 'lora.dA'));
+    lora_grad_accumulate(x, G, dAout, {
+      scale: lora.scale,
+      layout: 'jp',
+      accumulate: !!into,
+      dropout: lora.dropout,
+      seed: lora.seed,
     });
-    // dB (OUT, r) = scale · dyᵀ · u
-    dB = Tensor.empty(ctx, [OUT, r], 'lora.dB');
-    matmulRaw(ctx, {
-      a: dy.buf,
-      b: u.buf,
-      c: dB.buf,
-      M: OUT,
-      N: r,
-      K: N,
-      lda: OUT,
-      ldb: r,
-      ldc: r,
-      transA: true,
-      transB: false,
-      alpha: lora.scale,
-    });
-    // dA (r, IN) = scale · Gᵀ · drop(x), the mask regenerated from (seed, row·IN + col)
-    dA = Tensor.empty(ctx, [r, IN], 'lora.dA');
-    matmulRaw(
-      ctx,
-      {
-        a: G.buf,
-        b: x.buf,
-        c: dA.buf,
-        M: r,
-        N: IN,
-        K: N,
-        lda: r,
-        ldb: IN,
-        ldc: IN,
-        transA: true,
-        transB: false,
-        alpha: lora.scale,
-      },
-      undefined,
-      dropoutOf(lora, IN, 'b'),
-    );
   }
   let dx: Tensor | null = null;
   if (opts.needDx) {

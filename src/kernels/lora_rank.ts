@@ -1,0 +1,58 @@
+// The rank-r products of LoRA, u = drop(x)·Aᵀ (forward) and G = dy·B (backward): (N, r) outputs with a long
+// K (IN or OUT) and r ≤ 64. The general matmul tiles these 16 rows per workgroup with a serial K loop;
+// shaders/lora_rank.wgsl gives each workgroup ROWS rows and splits K over KS threads (reduced in workgroup
+// memory), so N = 4096 tokens make 512 workgroups at any r. CPU twin: lora_rank.cpu.ts.
+//   out[n, j] = Σ_k drop(x)[n, k] · w[j, k]    x is (N, K), w is (r, K), or (K, r) with wKR; out is (N, r)
+import { grid1d, type DispatchCost } from '../gpu/context';
+import { Tensor } from '../gpu/tensor';
+
+export interface RankOpts {
+  wKR?: boolean /* w is (K, r) (B in G = dy·B) instead of (r, K) (A in u = drop(x)·Aᵀ) */;
+  dropout?: number /* p of the mask on x, from lib_rng's (seed, n·K + k) */;
+  seed?: number;
+}
+
+/** ROWS output rows per workgroup, KS threads per K sum, JQ = ceil(r / 4) column quads: KS·ROWS·JQ ≤ 256. */
+export interface RankTile {
+  ROWS: number;
+  KS: number;
+  JQ: number;
+}
+export function rankTile(N: number, K: number, r: number): RankTile {
+  const pow2 = (v: number) => 2 ** Math.ceil(Math.log2(Math.max(1, v)));
+  const JQ = Math.ceil(r / 4);
+  const ROWS = Math.min(8, pow2(N)); // 8 rows: N / 8 workgroups (512 at N = 4096)
+  // the rest of the 256 threads split K, but not below ~4 terms each (a power of two, at least 1)
+  let KS = 2 ** Math.floor(Math.log2(Math.max(1, Math.floor(256 / (ROWS * JQ)))));
+  while (KS > 1 && KS * 4 > K) KS /= 2;
+  return { ROWS, KS, JQ };
+}
+
+/** x is (N, K) f32; w is (r, K), or (K, r) with wKR, f32. Returns out (N, r) = drop(x)·op(w). */
+export function lora_rank_product(x: Tensor, w: Tensor, o: RankOpts = {}): Tensor {
+  if (x.shape.length !== 2 || w.shape.length !== 2) throw new Error('lora_rank: x and w must be 2-D');
+  if (x.dtype !== 'f32' || w.dtype !== 'f32') throw new Error('lora_rank: x and w must be f32');
+  const [N, K] = x.shape;
+  const [r, Kw] = o.wKR ? [w.shape[1], w.shape[0]] : [w.shape[0], w.shape[1]];
+  if (Kw !== K) throw new Error(`lora_rank: x is [${x.shape}] but w is [${w.shape}]${o.wKR ? ' (K, r)' : ' (r, K)'}`);
+  if (r < 1 || r > 64) throw new Error(`lora_rank: rank ${r} is outside 1..64`);
+  const p = o.dropout ?? 0;
+  if (!(p >= 0 && p < 1)) throw new Error(`lora_rank: dropout must be in [0, 1), got ${p}`);
+  const t = rankTile(N, K, r);
+  const out = Tensor.empty(x.ctx, [N, r], 'lora.rank');
+  const cost: DispatchCost = {
+    flops: 2 * N * K * r,
+    bytesRead: 4 * (N * K + r * K),
+    bytesWritten: 4 * N * r,
+    serialLoop: Math.max(Math.ceil(K / t.KS), t.KS),
+  };
+  x.ctx.dispatch('lora_rank', {
+    defines: { ...t, W_KR: !!o.wKR, MASK: p > 0 },
+    bindings: [x.buf, w.buf, out.buf],
+    u32: [N, K, r, (o.seed ?? 0) >>> 0],
+    f32: [p],
+    workgroups: grid1d(Math.ceil(N / t.ROWS), 1),
+    cost,
+  });
+  return out;
+}

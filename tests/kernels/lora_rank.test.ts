@@ -1,0 +1,73 @@
+// shaders/lora_rank.wgsl (the rank-r products u = drop(x)·Aᵀ and G = dy·B) against its float64 twin
+// (src/kernels/lora_rank.cpu.ts) at awkward sizes, with and without dropout, both layouts of w.
+// Bound per element: |got − want| ≤ (K + 4)·u·Σ_k |drop(x)[n, k]·w[j, k]| (u = 2⁻²⁴): each thread sums
+// ≈ K / KS terms and KS partials are summed after, K + KS chained f32 roundings at most (Higham's γ), and the
+// mask multiplier adds two roundings. A wrong, missing or unmasked term is O(1) of the magnitude.
+import { describe, expect, it } from 'vitest';
+import { Tensor } from '../../src/gpu/tensor';
+import { lora_rank_product, rankTile } from '../../src/kernels/lora_rank';
+import { lora_rank_cpu, type RankCpu } from '../../src/kernels/lora_rank.cpu';
+import { expectWithin, gpu, rng } from '../helpers/gpu';
+
+const U32 = 2 ** -24;
+
+interface Case {
+  N: number;
+  K: number;
+  r: number;
+  p: number;
+  wKR: boolean;
+}
+const CASES: Case[] = [
+  { N: 1, K: 5, r: 1, p: 0, wKR: false },
+  { N: 7, K: 100, r: 3, p: 0.25, wKR: true },
+  { N: 33, K: 577, r: 8, p: 0.1, wKR: false },
+  { N: 257, K: 100, r: 16, p: 0, wKR: true },
+  { N: 300, K: 5, r: 64, p: 0.5, wKR: false },
+  { N: 33, K: 577, r: 64, p: 0.1, wKR: true },
+  { N: 4100, K: 577, r: 8, p: 0.1, wKR: false },
+  { N: 4100, K: 100, r: 3, p: 0, wKR: true },
+];
+
+describe('lora_rank (shaders/lora_rank.wgsl)', () => {
+  it.each(CASES)('drop(x)·op(w) matches the twin: %o', async (c) => {
+    const ctx = await gpu();
+    await ctx.sync();
+    const live = ctx.alloc.liveBytes;
+    const R = rng(c.N * 13 + c.K * 7 + c.r);
+    const x = R.uniform(c.N * c.K),
+      w = R.uniform(c.r * c.K);
+    const d: RankCpu = { N: c.N, K: c.K, r: c.r, wKR: c.wKR, p: c.p, seed: 4321 + c.r };
+    const tx = Tensor.from(ctx, x, [c.N, c.K]),
+      tw = Tensor.from(ctx, w, c.wKR ? [c.K, c.r] : [c.r, c.K]);
+    const out = lora_rank_product(tx, tw, { wKR: c.wKR, dropout: c.p, seed: d.seed });
+    expect(out.shape).toEqual([c.N, c.r]);
+    const want = lora_rank_cpu(x, w, d);
+    const mag = lora_rank_cpu(Float64Array.from(x, Math.abs), Float64Array.from(w, Math.abs), d);
+    const bound = Float64Array.from(mag, (m) => (c.K + 4) * U32 * m + 1e-30);
+    expectWithin(await out.read(), want, bound, 'out');
+    for (const t of [tx, tw, out]) t.free();
+    await ctx.sync();
+    expect(ctx.alloc.liveBytes).toBe(live);
+  });
+
+  it('the grid is wide: N = 4096 makes ≥ 264 workgroups at every rank, ≤ 256 threads and ≤ 16 KiB each', () => {
+    for (const r of [1, 3, 8, 16, 64])
+      for (const K of [5, 576, 1536]) {
+        const t = rankTile(4096, K, r);
+        expect(Math.ceil(4096 / t.ROWS)).toBeGreaterThanOrEqual(264);
+        expect(t.KS * t.ROWS * t.JQ).toBeLessThanOrEqual(256);
+        expect(t.KS * t.ROWS * t.JQ * 16).toBeLessThanOrEqual(16384);
+      }
+  });
+
+  it('refuses mismatched shapes and ranks above 64', async () => {
+    const ctx = await gpu();
+    const x = Tensor.zeros(ctx, [3, 5]),
+      w = Tensor.zeros(ctx, [2, 4]),
+      big = Tensor.zeros(ctx, [65, 5]);
+    expect(() => lora_rank_product(x, w)).toThrow(/lora_rank/);
+    expect(() => lora_rank_product(x, big)).toThrow(/rank 65/);
+    for (const t of [x, w, big]) t.free();
+  });
+});
