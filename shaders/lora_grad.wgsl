@@ -7,10 +7,11 @@
 // Each chunk's partial (P·R values, laid out like the gradient) goes to part[c·P·R + ..]; stage 2
 // (lora_grad_sum.wgsl) adds the chunks in order into the gradient. DIRECT (one chunk, N ≤ CH): the one
 // partial is the whole sum, so this pass writes out = scale·sum, or out += scale·sum with ACCUM, itself.
-// A workgroup is WP x JQ threads; thread (tp, jq) owns 4 columns p0..p0+3 (p0 = 4·(wid.x·WP + tp)) x 4
-// columns j0..j0+3 (j0 = 4·jq) of the result: 16 accumulators, reads clamped, stores guarded.
+// A workgroup is WP x JW threads; thread (tp, jw) owns 4 columns p0..p0+3 (p0 = 4·(wid.x·WP + tp)) x 4·JT
+// columns j0.. (j0 = 4·JT·jw) of the result: 16 or 32 accumulators, reads clamped, stores guarded. JT = 2
+// (8 columns of r per thread) halves the loads and mask hashes per multiply-add where r > 4.
 // Every sum runs in a fixed order (n ascending): a run is bit-identical to itself.
-//! defaults: WP=16 JQ=2 OUT_PJ=false MASK=false DIRECT=false ACCUM=false
+//! defaults: WP=16 JW=1 JT=2 OUT_PJ=false MASK=false DIRECT=false ACCUM=false
 //#include lib_rng
 
 struct Params {
@@ -23,7 +24,8 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
 const WP = {{WP}}u; // threads along P (4 columns each)
-const JQ = {{JQ}}u; // threads along R: ceil(R / 4)
+const JW = {{JW}}u; // threads along R: ceil(R / (4·JT))
+const JT = {{JT}}u; // column quads of R per thread: 1 or 2
 const OUT_PJ = {{OUT_PJ}};
 const MASK = {{MASK}};
 const DIRECT = {{DIRECT}};
@@ -35,28 +37,35 @@ fn y_at(n: u32, q: u32) -> f32 {
   return v;
 }
 
-@compute @workgroup_size(WP, JQ)
+@compute @workgroup_size(WP, JW)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
   let p0 = (wid.x * WP + lid.x) * 4u;
-  let j0 = lid.y * 4u;
+  let j0 = lid.y * 4u * JT;
   if (p0 >= p.P) { return; }
   let ps = min(vec4u(p0, p0 + 1u, p0 + 2u, p0 + 3u), vec4u(p.P - 1u));
   let js = min(vec4u(j0, j0 + 1u, j0 + 2u, j0 + 3u), vec4u(p.R - 1u));
+  let jt = min(vec4u(j0 + 4u, j0 + 5u, j0 + 6u, j0 + 7u), vec4u(p.R - 1u));
   let c = wid.y;
   let n1 = min(p.N, (c + 1u) * p.CH);
   var a0 = vec4f(0.0); var a1 = vec4f(0.0); var a2 = vec4f(0.0); var a3 = vec4f(0.0);
+  var b0 = vec4f(0.0); var b1 = vec4f(0.0); var b2 = vec4f(0.0); var b3 = vec4f(0.0);
   for (var n = c * p.CH; n < n1; n++) {
-    // z row n, columns js (vec4 over j); y row n, columns ps: a_i[j] += y[n, p0 + i] · z[n, j]
-    let zv = vec4f(z[n * p.R + js.x], z[n * p.R + js.y], z[n * p.R + js.z], z[n * p.R + js.w]);
-    a0 += y_at(n, ps.x) * zv;
-    a1 += y_at(n, ps.y) * zv;
-    a2 += y_at(n, ps.z) * zv;
-    a3 += y_at(n, ps.w) * zv;
+    // y row n, columns ps; z row n, columns js (and jt): a_i[j] += y[n, p0 + i] · z[n, j]
+    let y0 = y_at(n, ps.x); let y1 = y_at(n, ps.y); let y2 = y_at(n, ps.z); let y3 = y_at(n, ps.w);
+    let zr = n * p.R;
+    let zv = vec4f(z[zr + js.x], z[zr + js.y], z[zr + js.z], z[zr + js.w]);
+    a0 += y0 * zv; a1 += y1 * zv; a2 += y2 * zv; a3 += y3 * zv;
+    if (JT > 1u) {
+      let zw = vec4f(z[zr + jt.x], z[zr + jt.y], z[zr + jt.z], z[zr + jt.w]);
+      b0 += y0 * zw; b1 += y1 * zw; b2 += y2 * zw; b3 += y3 * zw;
+    }
   }
-  store_col(c, p0, j0, a0);
-  store_col(c, p0 + 1u, j0, a1);
-  store_col(c, p0 + 2u, j0, a2);
-  store_col(c, p0 + 3u, j0, a3);
+  store_col(c, p0, j0, a0); store_col(c, p0 + 1u, j0, a1);
+  store_col(c, p0 + 2u, j0, a2); store_col(c, p0 + 3u, j0, a3);
+  if (JT > 1u) {
+    store_col(c, p0, j0 + 4u, b0); store_col(c, p0 + 1u, j0 + 4u, b1);
+    store_col(c, p0 + 2u, j0 + 4u, b2); store_col(c, p0 + 3u, j0 + 4u, b3);
+  }
 }
 
 // The 4 results (q, j0..j0+3) of one column q: to chunk c's partial, or (DIRECT) scaled into the gradient.

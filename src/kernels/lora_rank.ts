@@ -1,9 +1,9 @@
 // The rank-r products of LoRA, u = drop(x)·Aᵀ (forward) and G = dy·B (backward): (N, r) outputs with a long
 // K (IN or OUT) and r ≤ 64. The general matmul tiles these 16 rows per workgroup with a serial K loop;
-// shaders/lora_rank.wgsl gives each workgroup ROWS rows and splits K over KS threads (reduced in workgroup
+// shaders/lora_rank.wgsl gives each workgroup 8 rows and splits K over KS threads (reduced in workgroup
 // memory), so N = 4096 tokens make 512 workgroups at any r. CPU twin: lora_rank.cpu.ts.
 //   out[n, j] = Σ_k drop(x)[n, k] · w[j, k]    x is (N, K), w is (r, K), or (K, r) with wKR; out is (N, r)
-import { grid1d, type DispatchCost } from '../gpu/context';
+import { grid1d, type DispatchCost, type GpuContext } from '../gpu/context';
 import { Tensor } from '../gpu/tensor';
 
 export interface RankOpts {
@@ -12,24 +12,31 @@ export interface RankOpts {
   seed?: number;
 }
 
-/** ROWS output rows per workgroup, KS threads per K sum, JQ = ceil(r / 4) column quads: KS·ROWS·JQ ≤ 256. */
+/** 8 output rows per workgroup (and per thread), KS threads per K sum, JQ = ceil(r / 4) column quads, KS·JQ ≤
+ * `threads` (workgroup memory KS·8·JQ vec4 ≤ 16 KiB at 128). Measured on lavapipe (N = 4096, K = 576, r = 8, min of
+ * 9 on a busy 2-core machine): one row per thread with 256 threads per workgroup was 3x slower than the
+ * register-blocked matmul it replaces (5 loads per 4 multiply-adds); 8 rows per thread with 64 threads 1.5-2x
+ * slower; with 8-16 threads as fast as it. So software drivers get 16 threads, other adapters 64 (more
+ * threads per sum, shorter loops); a tuner can pass its own tile. */
 export interface RankTile {
-  ROWS: number;
   KS: number;
   JQ: number;
 }
-export function rankTile(N: number, K: number, r: number): RankTile {
-  const pow2 = (v: number) => 2 ** Math.ceil(Math.log2(Math.max(1, v)));
+export const RANK_ROWS = 8;
+export function rankTile(K: number, r: number, threads = 64): RankTile {
   const JQ = Math.ceil(r / 4);
-  const ROWS = Math.min(8, pow2(N)); // 8 rows: N / 8 workgroups (512 at N = 4096)
-  // the rest of the 256 threads split K, but not below ~4 terms each (a power of two, at least 1)
-  let KS = 2 ** Math.floor(Math.log2(Math.max(1, Math.floor(256 / (ROWS * JQ)))));
+  // the threads split K, but not below ~4 terms each (a power of two, at least 1)
+  let KS = 2 ** Math.floor(Math.log2(Math.max(1, Math.floor(threads / JQ))));
   while (KS > 1 && KS * 4 > K) KS /= 2;
-  return { ROWS, KS, JQ };
+  return { KS, JQ };
 }
 
-/** x is (N, K) f32; w is (r, K), or (K, r) with wKR, f32. Returns out (N, r) = drop(x)·op(w). */
-export function lora_rank_product(x: Tensor, w: Tensor, o: RankOpts = {}): Tensor {
+/** lavapipe (llvmpipe) and SwiftShader: CPU adapters, where fewer threads per workgroup win. */
+export const softwareAdapter = (ctx: GpuContext) => /llvmpipe|lavapipe|swiftshader/i.test(ctx.adapterName);
+
+/** x is (N, K) f32; w is (r, K), or (K, r) with wKR, f32. Returns out (N, r) = drop(x)·op(w). `tile`: an override
+ * (benchmarks, a tuner). */
+export function lora_rank_product(x: Tensor, w: Tensor, o: RankOpts = {}, tile?: RankTile): Tensor {
   if (x.shape.length !== 2 || w.shape.length !== 2) throw new Error('lora_rank: x and w must be 2-D');
   if (x.dtype !== 'f32' || w.dtype !== 'f32') throw new Error('lora_rank: x and w must be f32');
   const [N, K] = x.shape;
@@ -38,7 +45,8 @@ export function lora_rank_product(x: Tensor, w: Tensor, o: RankOpts = {}): Tenso
   if (r < 1 || r > 64) throw new Error(`lora_rank: rank ${r} is outside 1..64`);
   const p = o.dropout ?? 0;
   if (!(p >= 0 && p < 1)) throw new Error(`lora_rank: dropout must be in [0, 1), got ${p}`);
-  const t = rankTile(N, K, r);
+  const t = tile ?? rankTile(K, r, softwareAdapter(x.ctx) ? 16 : 64);
+  if (t.JQ !== Math.ceil(r / 4) || t.KS * t.JQ > 128) throw new Error(`lora_rank: bad tile ${JSON.stringify(t)}`);
   const out = Tensor.empty(x.ctx, [N, r], 'lora.rank');
   const cost: DispatchCost = {
     flops: 2 * N * K * r,
@@ -51,7 +59,7 @@ export function lora_rank_product(x: Tensor, w: Tensor, o: RankOpts = {}): Tenso
     bindings: [x.buf, w.buf, out.buf],
     u32: [N, K, r, (o.seed ?? 0) >>> 0],
     f32: [p],
-    workgroups: grid1d(Math.ceil(N / t.ROWS), 1),
+    workgroups: grid1d(Math.ceil(N / RANK_ROWS), 1),
     cost,
   });
   return out;

@@ -73,7 +73,7 @@ describe('lora_grad (shaders/lora_grad.wgsl, shaders/lora_grad_sum.wgsl)', () =>
         const t = gradTile(4096, P, r);
         expect(Math.ceil(P / (4 * t.WP)) * t.chunks).toBeGreaterThanOrEqual(264);
         expect(t.CH).toBeLessThanOrEqual(256);
-        expect(t.WP * t.JQ).toBeLessThanOrEqual(256);
+        expect(t.WP * t.JW).toBeLessThanOrEqual(256);
       }
     expect(gradTile(1, 5, 1).chunks).toBe(1);
   });

@@ -5,7 +5,7 @@
 // mask multiplier adds two roundings. A wrong, missing or unmasked term is O(1) of the magnitude.
 import { describe, expect, it } from 'vitest';
 import { Tensor } from '../../src/gpu/tensor';
-import { lora_rank_product, rankTile } from '../../src/kernels/lora_rank';
+import { lora_rank_product, RANK_ROWS, rankTile, softwareAdapter } from '../../src/kernels/lora_rank';
 import { lora_rank_cpu, type RankCpu } from '../../src/kernels/lora_rank.cpu';
 import { expectWithin, gpu, rng } from '../helpers/gpu';
 
@@ -17,6 +17,7 @@ interface Case {
   r: number;
   p: number;
   wKR: boolean;
+  KS?: number /* a tile override (the default depends on the adapter) */;
 }
 const CASES: Case[] = [
   { N: 1, K: 5, r: 1, p: 0, wKR: false },
@@ -27,6 +28,9 @@ const CASES: Case[] = [
   { N: 33, K: 577, r: 64, p: 0.1, wKR: true },
   { N: 4100, K: 577, r: 8, p: 0.1, wKR: false },
   { N: 4100, K: 100, r: 3, p: 0, wKR: true },
+  { N: 257, K: 577, r: 8, p: 0.1, wKR: false, KS: 32 },
+  { N: 33, K: 100, r: 64, p: 0, wKR: true, KS: 8 },
+  { N: 7, K: 577, r: 3, p: 0.25, wKR: true, KS: 64 },
 ];
 
 describe('lora_rank (shaders/lora_rank.wgsl)', () => {
@@ -40,7 +44,8 @@ describe('lora_rank (shaders/lora_rank.wgsl)', () => {
     const d: RankCpu = { N: c.N, K: c.K, r: c.r, wKR: c.wKR, p: c.p, seed: 4321 + c.r };
     const tx = Tensor.from(ctx, x, [c.N, c.K]),
       tw = Tensor.from(ctx, w, c.wKR ? [c.K, c.r] : [c.r, c.K]);
-    const out = lora_rank_product(tx, tw, { wKR: c.wKR, dropout: c.p, seed: d.seed });
+    const tile = c.KS ? { KS: c.KS, JQ: Math.ceil(c.r / 4) } : undefined;
+    const out = lora_rank_product(tx, tw, { wKR: c.wKR, dropout: c.p, seed: d.seed }, tile);
     expect(out.shape).toEqual([c.N, c.r]);
     const want = lora_rank_cpu(x, w, d);
     const mag = lora_rank_cpu(Float64Array.from(x, Math.abs), Float64Array.from(w, Math.abs), d);
@@ -52,17 +57,20 @@ describe('lora_rank (shaders/lora_rank.wgsl)', () => {
   });
 
   it('the grid is wide: N = 4096 makes ≥ 264 workgroups at every rank, ≤ 256 threads and ≤ 16 KiB each', () => {
+    expect(Math.ceil(4096 / RANK_ROWS)).toBeGreaterThanOrEqual(264);
     for (const r of [1, 3, 8, 16, 64])
-      for (const K of [5, 576, 1536]) {
-        const t = rankTile(4096, K, r);
-        expect(Math.ceil(4096 / t.ROWS)).toBeGreaterThanOrEqual(264);
-        expect(t.KS * t.ROWS * t.JQ).toBeLessThanOrEqual(256);
-        expect(t.KS * t.ROWS * t.JQ * 16).toBeLessThanOrEqual(16384);
-      }
+      for (const K of [5, 576, 1536])
+        for (const threads of [16, 64]) {
+          const t = rankTile(K, r, threads);
+          expect(t.KS * t.JQ).toBeLessThanOrEqual(256);
+          expect(t.KS * RANK_ROWS * t.JQ * 16).toBeLessThanOrEqual(16384);
+          expect(Math.ceil(K / t.KS)).toBeLessThanOrEqual(2048);
+        }
   });
 
-  it('refuses mismatched shapes and ranks above 64', async () => {
+  it('refuses mismatched shapes and ranks above 64; knows the test drivers are CPU adapters', async () => {
     const ctx = await gpu();
+    expect(softwareAdapter(ctx)).toBe(true); // lavapipe and SwiftShader get the 16-thread tile
     const x = Tensor.zeros(ctx, [3, 5]),
       w = Tensor.zeros(ctx, [2, 4]),
       big = Tensor.zeros(ctx, [65, 5]);
