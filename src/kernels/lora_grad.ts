@@ -35,8 +35,8 @@ export function gradTile(N: number, P: number, r: number): GradTile {
   const JT = r > 4 ? 2 : 1;
   const JW = Math.ceil(r / (4 * JT));
   let WP = Math.min(2 ** Math.floor(Math.log2(256 / JW)), pow2(Math.ceil(P / 4)));
-  // narrower workgroups (down to 16 threads) until the grid is wide enough
-  while (WP * JW > 16 && WP > 1 && Math.ceil(P / (4 * WP)) * chunks < MIN_WORKGROUPS) WP /= 2;
+  // narrower workgroups until the grid is wide enough: 16 threads at r = 8, P = 576; 4 where P is small (192)
+  while (WP * JW > 4 && WP > 1 && Math.ceil(P / (4 * WP)) * chunks < MIN_WORKGROUPS) WP /= 2;
   return { CH, chunks, WP, JW, JT };
 }
 

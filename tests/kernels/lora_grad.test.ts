@@ -69,7 +69,7 @@ describe('lora_grad (shaders/lora_grad.wgsl, shaders/lora_grad_sum.wgsl)', () =>
 
   it('the grid is wide and the loops short at N = 4096: ≥ 264 workgroups, ≤ 256 token rows per thread', () => {
     for (const r of [8, 16, 64])
-      for (const P of [576, 1536]) {
+      for (const P of [192, 576, 1536]) {
         const t = gradTile(4096, P, r);
         expect(Math.ceil(P / (4 * t.WP)) * t.chunks).toBeGreaterThanOrEqual(264);
         expect(t.CH).toBeLessThanOrEqual(256);
