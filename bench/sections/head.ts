@@ -4,7 +4,7 @@
 import type { GpuContext } from '../../src/gpu/context';
 import { Tensor } from '../../src/gpu/tensor';
 import { headLoss } from '../../src/models/head';
-import { fmtBytes } from '../../src/gpu/allocator';
+import { fmtBytes } from '../../src/util/format';
 import { timeVariants, type Row, type Section } from '../harness';
 import { benchRng } from './data';
 

@@ -7,7 +7,7 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Engine } from '../../src/engine/engine';
 import type { GpuContext } from '../../src/gpu/context';
-import { fmtBytes } from '../../src/gpu/allocator';
+import { fmtBytes } from '../../src/util/format';
 import { estimateMemory } from '../../src/models/memory';
 import { dirSource } from '../../src/loaders/sources.node';
 import type { TrainSettings } from '../../src/training/settings';
@@ -113,7 +113,7 @@ export const trainingSection: Section = {
         name: 'LoRA training memory / full fine-tune',
         value: lora.totalBytes / fullBytes,
         unit: 'x',
-        note: `estimates from src/loaders/memory.ts: LoRA ${fmtBytes(lora.totalBytes)}, full ${fmtBytes(fullBytes)}`,
+        note: `estimates from src/models/memory.ts: LoRA ${fmtBytes(lora.totalBytes)}, full ${fmtBytes(fullBytes)}`,
       },
     ];
     e.unloadModel();

@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'no
 import { basename, join } from 'node:path';
 import { Engine } from '../engine/engine';
 import { createNodeContext } from '../gpu/node';
-import { fmtBytes } from '../gpu/allocator';
+import { fmtBytes } from '../util/format';
 import { hubSource, memoryBlobCache, type ModelSource } from '../loaders/sources';
 import { dirSource } from '../loaders/sources.node';
 import { DEFAULT_SETTINGS, type TrainSettings } from '../training/settings';

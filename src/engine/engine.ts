@@ -8,13 +8,14 @@ import type { GpuContext } from '../gpu/context';
 import { estimateMemory, checkFits } from '../models/memory';
 import { loadModelFiles, type ModelFiles } from '../loaders/model-files';
 import type { ModelSource, ProgressFn } from '../loaders/sources';
-import { paramCount, type ModelConfig } from '../models/config';
+import { DEFAULT_TARGETS, LORA_TARGETS, paramCount, type ModelConfig } from '../models/config';
 import { generate } from '../models/generate';
 import { loadModel } from '../models';
-import { LoraState, type LoraConfig } from '../models/lora';
+import { loraParamCount, LoraState, type LoraConfig } from '../models/lora';
+import { selectModules } from '../models/modules';
 import type { CausalLM } from '../models/model';
 import { Trainer, type TrainEvent } from '../training/trainer';
-import { resolveSettings, validateSettings, type TrainSettings } from '../training/settings';
+import { loraConfigOf, resolveSettings, validateSettings, type TrainSettings } from '../training/settings';
 import { prepareDataset, type PreparedDataset } from '../data/dataset';
 import type { Checkpoint } from '../storage/checkpoints';
 
@@ -51,6 +52,9 @@ export interface ModelSummary {
   vocab: number;
   maxPositions: number;
   weightBytes: number;
+  /** The modules LoRA may target in this family, and PEFT's default choice among them. */
+  loraTargets: string[];
+  defaultTargets: string[];
 }
 
 export interface MemorySummary {
@@ -67,6 +71,16 @@ export interface MemorySummary {
   loraBytes: number;
   activationBytes: number;
   messages: { level: 'info' | 'warn' | 'error'; text: string }[];
+}
+
+/** What the settings would train and hold, or why they are invalid. */
+export interface EstimateSummary {
+  trainableParams: number;
+  /** trainableParams as a share of the model's parameters. */
+  share: number;
+  /** null when the settings are invalid */
+  memory: MemorySummary | null;
+  errors: string[];
 }
 
 export function modelSummary(id: string, cfg: ModelConfig, weightBytes: number): ModelSummary {
@@ -82,6 +96,8 @@ export function modelSummary(id: string, cfg: ModelConfig, weightBytes: number):
     vocab: cfg.vocabSize,
     maxPositions: cfg.maxPositions,
     weightBytes,
+    loraTargets: [...LORA_TARGETS[cfg.family]],
+    defaultTargets: [...DEFAULT_TARGETS[cfg.family]],
   };
 }
 
@@ -189,6 +205,15 @@ export class Engine {
     return { settings, errors: validateSettings(settings, files.config, { hasF16: this.ctx.hasF16 }) };
   }
 
+  /** The trainable parameters and memory of a run with these settings, or the settings' errors. */
+  estimate(partial: Partial<TrainSettings>): EstimateSummary {
+    const { settings, errors } = this.settingsFor(partial);
+    if (errors.length) return { trainableParams: 0, share: 0, memory: null, errors };
+    const cfg = this.requireModel().files.config;
+    const trainableParams = loraParamCount(selectModules(cfg, settings.targets), settings.rank);
+    return { trainableParams, share: trainableParams / paramCount(cfg), memory: this.memory(cfg, settings), errors };
+  }
+
   /** A new trainer over the loaded model and dataset, with a fresh adapter (or `init` weights). */
   createTrainer(partial: Partial<TrainSettings>, init?: LoraState): Trainer {
     const { model, files } = this.requireModel();
@@ -200,14 +225,7 @@ export class Engine {
     }
     this.disposeRun();
     this.lora?.free();
-    const lc: LoraConfig = {
-      r: settings.rank,
-      alpha: settings.alpha,
-      useRslora: settings.useRslora,
-      dropout: settings.dropout,
-      targets: settings.targets,
-    };
-    this.lora = init ?? LoraState.init(this.ctx, files.config, lc, settings.seed);
+    this.lora = init ?? LoraState.init(this.ctx, files.config, loraConfigOf(settings), settings.seed);
     const perEpoch = Math.max(1, Math.floor(this.data.trainSequences / (settings.batchSize * settings.gradAccum)));
     const totalSteps = settings.epochs > 0 ? settings.epochs * perEpoch : settings.steps;
     const tok = files.tokenizer;
@@ -349,14 +367,7 @@ export class Engine {
       valFraction: s.valFraction,
       seed: s.seed,
     });
-    const lc: LoraConfig = {
-      r: s.rank,
-      alpha: s.alpha,
-      useRslora: s.useRslora,
-      dropout: s.dropout,
-      targets: s.targets,
-    };
-    const init = LoraState.fromArrays(this.ctx, files.config, lc, new Map(Object.entries(c.lora)));
+    const init = LoraState.fromArrays(this.ctx, files.config, loraConfigOf(s), new Map(Object.entries(c.lora)));
     const t = this.createTrainer(s, init);
     t.opt.restore(c.optimizer);
     t.p.train = this.data!.cursor(s.seed, c.data);

@@ -5,6 +5,8 @@
 //   peakBytes   the most bytes ever allocated on the GPU at once (live + pooled)
 //   peakLiveBytes the most bytes ever held by callers at once
 
+import { fmtBytes } from '../util/format';
+
 export interface GpuBuffer {
   readonly buffer: GPUBuffer;
   readonly size: number; // bytes the caller asked for
@@ -100,11 +102,4 @@ export class BufferAllocator {
       liveCount: this.liveCount,
     };
   }
-}
-
-export function fmtBytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  if (n < 1024 ** 2) return `${(n / 1024).toFixed(1)} KiB`;
-  if (n < 1024 ** 3) return `${(n / 1024 ** 2).toFixed(1)} MiB`;
-  return `${(n / 1024 ** 3).toFixed(2)} GiB`;
 }

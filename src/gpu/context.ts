@@ -7,7 +7,8 @@
 // Validation and out-of-memory errors are caught per batch with error scopes and rethrown on the next
 // read/sync naming the kernels of that batch (set `debug` to flush after every kernel and name the exact one).
 
-import { BufferAllocator, fmtBytes, OutOfMemoryError, type GpuBuffer } from './allocator';
+import { fmtBytes } from '../util/format';
+import { BufferAllocator, OutOfMemoryError, type GpuBuffer } from './allocator';
 import { definesKey, specialize, type Defines } from './shaders';
 
 export interface GpuRequirements {

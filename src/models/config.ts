@@ -311,7 +311,10 @@ export function paramCount(cfg: ModelConfig): number {
   return n;
 }
 
-/** Module names LoRA may target, as PEFT's target_modules spells them. */
+/**
+ * Module names LoRA may target, as PEFT's target_modules spells them: the one list per family, read by
+ * settings validation, module selection, and the page (through the engine's model summary).
+ */
 export const LORA_TARGETS: Record<Family, string[]> = {
   llama: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'],
   qwen2: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'],
@@ -325,5 +328,3 @@ export const DEFAULT_TARGETS: Record<Family, string[]> = {
   qwen2: ['q_proj', 'v_proj'],
   gpt2: ['c_attn'],
 };
-
-/** Every linear module that `targets` selects, with its in/out features (A is [r, in], B is [out, r]). */

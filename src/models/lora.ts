@@ -22,6 +22,11 @@ export function loraScale(c: Pick<LoraConfig, 'r' | 'alpha' | 'useRslora'>): num
   return c.useRslora ? c.alpha / Math.sqrt(c.r) : c.alpha / c.r;
 }
 
+/** Trainable parameters of rank-r LoRA on `modules`: A (r, IN) and B (OUT, r) each. */
+export function loraParamCount(modules: LinearModule[], r: number): number {
+  return modules.reduce((n, m) => n + r * (m.inFeatures + m.outFeatures), 0);
+}
+
 export interface LoraModule {
   mod: LinearModule;
   A: Tensor; // (r, IN)
@@ -47,9 +52,10 @@ export class LoraState {
   }
 
   get paramCount(): number {
-    let n = 0;
-    for (const m of this.modules.values()) n += m.A.numel + m.B.numel;
-    return n;
+    return loraParamCount(
+      [...this.modules.values()].map((m) => m.mod),
+      this.config.r,
+    );
   }
 
   /** Fresh adapter with PEFT's initialisation, reproducible from `seed`. */

@@ -22,7 +22,9 @@
 
 import { expectedTensors, type ModelConfig } from './config';
 import { headChunkCols } from './head';
+import { loraParamCount } from './lora';
 import { selectModules } from './modules';
+import { fmtBytes } from '../util/format';
 
 export interface MemoryOptions {
   weightDtype: 'f32' | 'f16';
@@ -106,7 +108,7 @@ export function estimateMemory(cfg: ModelConfig, opts: MemoryOptions): MemoryEst
   }
 
   const modules = selectModules(cfg, opts.targets);
-  const loraParams = modules.reduce((s, m) => s + rank * (m.inFeatures + m.outFeatures), 0);
+  const loraParams = loraParamCount(modules, rank);
   const loraBytes = loraParams * F32 * 4;
   const uPerBlock = (modules.length / cfg.numLayers) * rank; // U (N, r) per targeted linear of a block
 
@@ -150,13 +152,6 @@ export interface FitMessage {
   message: string;
 }
 
-export function formatBytes(n: number): string {
-  if (n >= 1024 ** 3) return `${(n / 1024 ** 3).toFixed(2)} GiB`;
-  if (n >= 1024 ** 2) return `${(n / 1024 ** 2).toFixed(1)} MiB`;
-  if (n >= 1024) return `${(n / 1024).toFixed(1)} KiB`;
-  return `${n} B`;
-}
-
 /**
  * Checks an estimate against the device's limits and, when known, a memory budget in bytes (the GPU's
  * memory, or what the user allows). Errors mean the run will not fit; info explains what is handled.
@@ -171,18 +166,18 @@ export function checkFits(
   if (est.largestIsTable && est.largestTensorBytes > binding) {
     out.push({
       level: 'info',
-      message: `${est.largestTensorName} (${formatBytes(est.largestTensorBytes)}) is larger than one storage binding (${formatBytes(binding)}); the model code splits it by rows into several buffers.`,
+      message: `${est.largestTensorName} (${fmtBytes(est.largestTensorBytes)}) is larger than one storage binding (${fmtBytes(binding)}); the model code splits it by rows into several buffers.`,
     });
   }
   const unsplitLimit = Math.min(binding, limits.maxBufferSize);
   if (est.largestUnsplitBytes > unsplitLimit) {
     out.push({
       level: 'error',
-      message: `${est.largestUnsplitName} needs ${formatBytes(est.largestUnsplitBytes)}, more than one storage binding or buffer allows (${formatBytes(unsplitLimit)}); use f16 weights or a smaller model.`,
+      message: `${est.largestUnsplitName} needs ${fmtBytes(est.largestUnsplitBytes)}, more than one storage binding or buffer allows (${fmtBytes(unsplitLimit)}); use f16 weights or a smaller model.`,
     });
   }
-  const total = formatBytes(est.totalBytes);
-  const parts = `weights ${formatBytes(est.weightBytes)}, LoRA with Adam ${formatBytes(est.loraBytes)}, activations ${formatBytes(est.activationBytes)}, logits ${formatBytes(est.logitsBytes)}`;
+  const total = fmtBytes(est.totalBytes);
+  const parts = `weights ${fmtBytes(est.weightBytes)}, LoRA with Adam ${fmtBytes(est.loraBytes)}, activations ${fmtBytes(est.activationBytes)}, logits ${fmtBytes(est.logitsBytes)}`;
   if (deviceMemoryHint === undefined || !(deviceMemoryHint > 0)) {
     out.push({
       level: 'info',
@@ -191,17 +186,17 @@ export function checkFits(
   } else if (est.totalBytes > deviceMemoryHint) {
     out.push({
       level: 'error',
-      message: `estimated GPU memory ${total} (${parts}) is over the ${formatBytes(deviceMemoryHint)} budget: lower batch or sequence length, turn on checkpointing, or use f16 weights.`,
+      message: `estimated GPU memory ${total} (${parts}) is over the ${fmtBytes(deviceMemoryHint)} budget: lower batch or sequence length, turn on checkpointing, or use f16 weights.`,
     });
   } else if (est.totalBytes > 0.8 * deviceMemoryHint) {
     out.push({
       level: 'warning',
-      message: `estimated GPU memory ${total} (${parts}) is close to the ${formatBytes(deviceMemoryHint)} budget; the estimate leaves out allocator overhead.`,
+      message: `estimated GPU memory ${total} (${parts}) is close to the ${fmtBytes(deviceMemoryHint)} budget; the estimate leaves out allocator overhead.`,
     });
   } else {
     out.push({
       level: 'info',
-      message: `estimated GPU memory ${total} (${parts}), within the ${formatBytes(deviceMemoryHint)} budget.`,
+      message: `estimated GPU memory ${total} (${parts}), within the ${fmtBytes(deviceMemoryHint)} budget.`,
     });
   }
   return out;

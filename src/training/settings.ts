@@ -1,7 +1,8 @@
 // Training settings: defaults a first-time user can keep, and validation that says what to fix.
 
-import type { Decay } from './schedule';
 import { DEFAULT_TARGETS, LORA_TARGETS, type ModelConfig } from '../models/config';
+import type { LoraConfig } from '../models/lora';
+import type { Decay } from './schedule';
 
 export interface TrainSettings {
   rank: number;
@@ -66,6 +67,11 @@ export function resolveSettings(partial: Partial<TrainSettings>, cfg: ModelConfi
   const s = { ...DEFAULT_SETTINGS, ...partial };
   if (!s.targets.length) s.targets = [...DEFAULT_TARGETS[cfg.family]];
   return s;
+}
+
+/** The adapter the settings describe. */
+export function loraConfigOf(s: TrainSettings): LoraConfig {
+  return { r: s.rank, alpha: s.alpha, useRslora: s.useRslora, dropout: s.dropout, targets: s.targets };
 }
 
 /** Every problem with the settings, as messages a person can act on (empty = valid). */

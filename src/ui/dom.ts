@@ -63,17 +63,6 @@ export class StatusLine {
   }
 }
 
-export function fmtBytes(n: number): string {
-  if (!Number.isFinite(n)) return '?';
-  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
-  let i = 0;
-  while (Math.abs(n) >= 1024 && i < units.length - 1) {
-    n /= 1024;
-    i++;
-  }
-  return `${n.toFixed(i === 0 ? 0 : n < 10 ? 2 : 1)} ${units[i]}`;
-}
-
 /** 1234567 -> "1.23 M" */
 export function fmtCount(n: number): string {
   if (n >= 1e9) return `${(n / 1e9).toFixed(2)} B`;

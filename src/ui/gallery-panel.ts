@@ -3,7 +3,8 @@
 
 import type { GalleryEntry } from '../worker/protocol';
 import { smallCurve } from './chart';
-import { StatusLine, append, defList, downloadBytes, errorText, fmtBytes, h, newId, setChildren } from './dom';
+import { StatusLine, append, defList, downloadBytes, errorText, h, newId, setChildren } from './dom';
+import { fmtBytes } from '../util/format';
 import type { Studio } from './state';
 import { tryPanel } from './try-panel';
 import { DEFAULT_HUB } from './model-panel';
@@ -59,7 +60,7 @@ export function galleryArea(studio: Studio): HTMLElement {
     try {
       const r = await studio.client.request({ type: 'exportAdapter', name: adapterName() });
       downloadBytes(r.zip, r.fileName);
-      runStatus.set(`Downloaded ${r.fileName} (${fmtBytes(r.zip.byteLength)}).`, 'ok');
+      runStatus.set(`Downloaded ${r.fileName} (${fmtBytes(r.zip.byteLength, 'short')}).`, 'ok');
     } catch (e) {
       runStatus.set(`Could not export: ${errorText(e)}`, 'error');
     }
@@ -168,7 +169,7 @@ export function galleryArea(studio: Studio): HTMLElement {
       ['Rank / alpha', `${a.settings.rank} / ${a.settings.alpha}`],
       ['Targets', a.settings.targets.join(', ')],
       ['Created', Number.isNaN(created.getTime()) ? a.createdAt : created.toLocaleString()],
-      ['Size', fmtBytes(a.sizeBytes)],
+      ['Size', fmtBytes(a.sizeBytes, 'short')],
     ]);
     const exportB = h('button', { type: 'button', text: 'Export', 'aria-label': `Export ${a.name}` });
     const renameB = h('button', { type: 'button', text: 'Rename', 'aria-label': `Rename ${a.name}` });

@@ -2,7 +2,8 @@
 // request. Shows the model's shape and the memory estimate against the GPU adapter's limits.
 
 import type { MemorySummary, ModelSourceSpec, ModelSummary } from '../worker/protocol';
-import { StatusLine, append, defList, errorText, fmtBytes, fmtCount, h, newId, setChildren } from './dom';
+import { StatusLine, append, defList, errorText, fmtCount, h, newId, setChildren } from './dom';
+import { fmtBytes } from '../util/format';
 import type { Studio } from './state';
 
 export const BUNDLED_MODEL: ModelSourceSpec = { kind: 'bundled', url: 'models/weblora-llama-1m/' };
@@ -28,10 +29,10 @@ export function modelPanel(studio: Studio): HTMLElement {
     if (e.total) {
       progress.max = e.total;
       progress.value = e.loaded;
-      progressText.textContent = `${what}${file}: ${fmtBytes(e.loaded)} of ${fmtBytes(e.total)} (${Math.floor((100 * e.loaded) / e.total)}%)`;
+      progressText.textContent = `${what}${file}: ${fmtBytes(e.loaded, 'short')} of ${fmtBytes(e.total, 'short')} (${Math.floor((100 * e.loaded) / e.total)}%)`;
     } else {
       progress.removeAttribute('value'); // indeterminate
-      progressText.textContent = `${what}${file}: ${fmtBytes(e.loaded)}`;
+      progressText.textContent = `${what}${file}: ${fmtBytes(e.loaded, 'short')}`;
     }
   });
 
@@ -47,7 +48,7 @@ export function modelPanel(studio: Studio): HTMLElement {
         ['Attention heads', m.kvHeads !== m.heads ? `${m.heads} (${m.kvHeads} key/value)` : String(m.heads)],
         ['Vocabulary', fmtCount(m.vocab)],
         ['Context length', String(m.maxPositions)],
-        ['Weights', fmtBytes(m.weightBytes)],
+        ['Weights', fmtBytes(m.weightBytes, 'short')],
       ]),
     );
     showMemory(
@@ -211,10 +212,10 @@ export function showMemory(el: HTMLElement, mem: MemorySummary, title: string): 
     el,
     h('h4', { text: title }),
     defList([
-      ['Total', fmtBytes(mem.totalBytes)],
-      ['Weights', fmtBytes(mem.weightBytes)],
-      ['LoRA + optimizer', fmtBytes(mem.loraBytes)],
-      ['Activations', fmtBytes(mem.activationBytes)],
+      ['Total', fmtBytes(mem.totalBytes, 'short')],
+      ['Weights', fmtBytes(mem.weightBytes, 'short')],
+      ['LoRA + optimizer', fmtBytes(mem.loraBytes, 'short')],
+      ['Activations', fmtBytes(mem.activationBytes, 'short')],
     ]),
   );
   if (mem.messages.length) {

@@ -2,7 +2,7 @@
 // one-line explanation and an inline error. The engine's `estimate` reply is the judge of validity;
 // its messages start with the setting's name, which is how they find their field.
 
-import { DEFAULT_SETTINGS, type TrainSettings } from '../worker/protocol';
+import { DEFAULT_SETTINGS, type ModelSummary, type TrainSettings } from '../worker/protocol';
 import { append, h, newId, setChildren } from './dom';
 
 type Key = keyof TrainSettings;
@@ -225,19 +225,6 @@ const MORE: FieldSpec[] = [
   },
 ];
 
-/** The LoRA-able modules per model family, and which ones PEFT picks by default. */
-export const FAMILY_TARGETS: Record<string, { all: string[]; defaults: string[] }> = {
-  llama: {
-    all: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'],
-    defaults: ['q_proj', 'v_proj'],
-  },
-  qwen2: {
-    all: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'],
-    defaults: ['q_proj', 'v_proj'],
-  },
-  gpt2: { all: ['c_attn', 'c_proj', 'c_fc'], defaults: ['c_attn'] },
-};
-
 interface FieldView {
   spec: FieldSpec;
   input: HTMLInputElement | HTMLSelectElement;
@@ -324,20 +311,20 @@ export class SettingsForm {
     );
   }
 
-  /** Shows the modules of the loaded model's family, with its defaults ticked. */
-  setFamily(family: string): void {
+  /** Shows the modules the loaded model's family can adapt (from the engine), with its defaults ticked. */
+  setTargets(model: Pick<ModelSummary, 'family' | 'loraTargets' | 'defaultTargets'>): void {
+    const { family, loraTargets, defaultTargets } = model;
     if (family === this.family) return;
     this.family = family;
-    const t = FAMILY_TARGETS[family];
     const legend = h('legend', { text: 'Target modules' });
-    if (!t) {
+    if (!loraTargets.length) {
       setChildren(this.targetsBox, legend, h('p', { class: 'hint', text: `No module list for the ${family} family.` }));
       this.targetBoxes = [];
       return;
     }
-    this.targetBoxes = t.all.map((name) => {
+    this.targetBoxes = loraTargets.map((name) => {
       const cb = h('input', { type: 'checkbox', value: name, id: newId(`target-${name}`) });
-      cb.checked = t.defaults.includes(name);
+      cb.checked = defaultTargets.includes(name);
       cb.addEventListener('change', () => this.onChange());
       return cb;
     });

@@ -4,7 +4,8 @@
 
 import type { Replies, TrainSettings } from '../worker/protocol';
 import { LossChart } from './chart';
-import { StatusLine, defList, errorText, fmtBytes, fmtCount, fmtSeconds, h, setChildren } from './dom';
+import { StatusLine, defList, errorText, fmtCount, fmtSeconds, h, setChildren } from './dom';
+import { fmtBytes } from '../util/format';
 import { showMemory } from './model-panel';
 import { SettingsForm } from './settings-form';
 import type { Studio } from './state';
@@ -117,7 +118,7 @@ export function trainPanel(studio: Studio): HTMLElement {
             ['Step time', `${e.stepMs.toFixed(0)} ms`],
             ['Learning rate', e.lr.toExponential(2)],
             ['Gradient norm', e.gradNorm.toFixed(3)],
-            ['GPU memory', `${fmtBytes(e.liveBytes)} live, ${fmtBytes(e.peakBytes)} peak`],
+            ['GPU memory', `${fmtBytes(e.liveBytes, 'short')} live, ${fmtBytes(e.peakBytes, 'short')} peak`],
           ]),
         );
         chart.addTrain(e.step, e.loss);
@@ -235,7 +236,7 @@ export function trainPanel(studio: Studio): HTMLElement {
     }
   });
   studio.on('model', () => {
-    if (studio.model) form.setFamily(studio.model.family);
+    if (studio.model) form.setTargets(studio.model);
     void estimate();
   });
   studio.on('dataset', updateButtons);

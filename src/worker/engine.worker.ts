@@ -7,8 +7,6 @@ import { Engine, modelSummary } from '../engine/engine';
 import { GpuContext } from '../gpu/context';
 import { bundledSource, cacheStorageBlobCache, filesSource, hubSource, type ModelSource } from '../loaders/sources';
 import { LoraState } from '../models/lora';
-import { paramCount } from '../models/config';
-import { selectModules } from '../models/modules';
 import type { TrainSettings } from '../training/settings';
 import { discardCheckpoint, loadCheckpoint, saveCheckpoint, type Checkpoint } from '../storage/checkpoints';
 import { Gallery } from '../storage/gallery';
@@ -184,25 +182,8 @@ async function handle(req: Request): Promise<unknown> {
       datasetSpec = { name: req.name, text: req.text, format: req.format, column: req.column };
       return d.summary() satisfies Replies['loadDataset'];
     }
-    case 'estimate': {
-      const e = requireEngine();
-      const { settings, errors } = e.settingsFor(req.settings);
-      const cfg = e.requireModel().files.config;
-      if (errors.length) return { trainableParams: 0, share: 0, memory: null, errors } satisfies Replies['estimate'];
-      let trainable = 0;
-      try {
-        for (const m of selectModules(cfg, settings.targets))
-          trainable += settings.rank * (m.inFeatures + m.outFeatures);
-      } catch {
-        /* reported in errors */
-      }
-      return {
-        trainableParams: trainable,
-        share: trainable / paramCount(cfg),
-        memory: e.memory(cfg, settings),
-        errors,
-      } satisfies Replies['estimate'];
-    }
+    case 'estimate':
+      return requireEngine().estimate(req.settings) satisfies Replies['estimate'];
     case 'train':
       return train(req.settings, req.resume ?? false);
     case 'pause': {

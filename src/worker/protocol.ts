@@ -3,13 +3,13 @@
 // plus events at any time (progress, training steps, samples). No GPU object ever crosses it.
 
 import type { DatasetSummary } from '../data/dataset';
-import type { MemorySummary, ModelSummary } from '../engine/engine';
+import type { EstimateSummary, MemorySummary, ModelSummary } from '../engine/engine';
 import type { GalleryEntry } from '../storage/gallery';
 import type { TrainSettings } from '../training/settings';
 import type { TrainEvent } from '../training/trainer';
 
 // The summaries live with the code that makes them; the page reads them (and the default settings) from here.
-export type { DatasetSummary, GalleryEntry, MemorySummary, ModelSummary, TrainEvent, TrainSettings };
+export type { DatasetSummary, EstimateSummary, GalleryEntry, MemorySummary, ModelSummary, TrainEvent, TrainSettings };
 export { DEFAULT_SETTINGS } from '../training/settings';
 
 export type ModelSourceSpec =
@@ -52,12 +52,7 @@ export interface Replies {
   inspectModel: { model: ModelSummary; memory: MemorySummary };
   loadModel: { model: ModelSummary; memory: MemorySummary };
   loadDataset: DatasetSummary;
-  estimate: {
-    trainableParams: number;
-    share: number;
-    memory: MemorySummary | null /* null when the settings are invalid */;
-    errors: string[];
-  };
+  estimate: EstimateSummary;
   train: { finished: boolean; step: number; reason: 'done' | 'stopped' | 'error' };
   pause: { step: number };
   resume: { step: number };

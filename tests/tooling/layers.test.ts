@@ -7,6 +7,7 @@
 //
 // The order, lowest first:
 //
+//   util     formatting helpers with no imports, which any layer may use
 //   shaders  the WGSL sources (read by gpu through import.meta.glob)
 //   gpu      WebGPU runtime, allocator, tensors
 //   kernels  one file per WGSL kernel and its CPU twin
@@ -30,20 +31,21 @@ const root = resolve(__dirname, '../..');
 
 /** Layer -> the layers it may import (besides itself). */
 const LAYERS: Record<string, string[]> = {
+  util: [],
   shaders: [],
-  gpu: ['shaders'],
-  kernels: ['gpu'],
-  autograd: ['gpu', 'kernels'],
-  data: ['kernels'],
-  models: ['gpu', 'kernels', 'autograd'],
-  loaders: ['gpu', 'models'],
-  adapters: ['gpu', 'kernels', 'models', 'loaders'],
-  training: ['gpu', 'kernels', 'autograd', 'data', 'models'],
-  storage: ['adapters', 'training'],
-  engine: ['gpu', 'kernels', 'autograd', 'data', 'models', 'loaders', 'adapters', 'training', 'storage'],
-  cli: ['gpu', 'loaders', 'training', 'engine'],
-  worker: ['gpu', 'data', 'models', 'loaders', 'adapters', 'training', 'storage', 'engine'],
-  ui: ['worker'],
+  gpu: ['util', 'shaders'],
+  kernels: ['util', 'gpu'],
+  autograd: ['util', 'gpu', 'kernels'],
+  data: ['util', 'kernels'],
+  models: ['util', 'gpu', 'kernels', 'autograd'],
+  loaders: ['util', 'gpu', 'models'],
+  adapters: ['util', 'gpu', 'kernels', 'models', 'loaders'],
+  training: ['util', 'gpu', 'kernels', 'autograd', 'data', 'models'],
+  storage: ['util', 'adapters', 'training'],
+  engine: ['util', 'gpu', 'kernels', 'autograd', 'data', 'models', 'loaders', 'adapters', 'training', 'storage'],
+  cli: ['util', 'gpu', 'loaders', 'training', 'engine'],
+  worker: ['util', 'gpu', 'data', 'models', 'loaders', 'adapters', 'training', 'storage', 'engine'],
+  ui: ['util', 'worker'],
 };
 
 interface ModuleRef {
@@ -238,7 +240,9 @@ describe('layers', () => {
     ]);
     const { problems } = checkRefs(moduleRefs('src/kernels/x.ts', text));
     expect(problems).toHaveLength(8);
-    expect(problems[0]).toBe("src/kernels/x.ts:1 imports '../models/a': layer 'kernels' may import gpu, not 'models'");
+    expect(problems[0]).toBe(
+      "src/kernels/x.ts:1 imports '../models/a': layer 'kernels' may import util, gpu, not 'models'",
+    );
   });
 
   it('reports a path outside every layer, and a cycle with the imports that make it', () => {
