@@ -172,7 +172,7 @@ export async function main(argv: string[]): Promise<number> {
     );
     const { settings, errors } = engine.settingsFor(args.settings);
     if (errors.length) {
-      console.error(`error: invalid settings:\n  ${errors.join('\n  ')}`);
+      console.error(`error: invalid settings:\n  ${errors.map((e) => e.message).join('\n  ')}`);
       return 2;
     }
     const text = readFileSync(args.data, 'utf8');

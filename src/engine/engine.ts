@@ -15,7 +15,13 @@ import { loraParamCount, LoraState, type LoraConfig } from '../models/lora';
 import { selectModules } from '../models/modules';
 import type { CausalLM } from '../models/model';
 import { Trainer, type TrainEvent } from '../training/trainer';
-import { loraConfigOf, resolveSettings, validateSettings, type TrainSettings } from '../training/settings';
+import {
+  loraConfigOf,
+  resolveSettings,
+  validateSettings,
+  type SettingsError,
+  type TrainSettings,
+} from '../training/settings';
 import { prepareDataset, type PreparedDataset } from '../data/dataset';
 import type { Checkpoint } from '../storage/checkpoints';
 
@@ -80,7 +86,7 @@ export interface EstimateSummary {
   share: number;
   /** null when the settings are invalid */
   memory: MemorySummary | null;
-  errors: string[];
+  errors: SettingsError[];
 }
 
 export function modelSummary(id: string, cfg: ModelConfig, weightBytes: number): ModelSummary {
@@ -199,7 +205,7 @@ export class Engine {
     return this.data;
   }
 
-  settingsFor(partial: Partial<TrainSettings>): { settings: TrainSettings; errors: string[] } {
+  settingsFor(partial: Partial<TrainSettings>): { settings: TrainSettings; errors: SettingsError[] } {
     const { files } = this.requireModel();
     const settings = resolveSettings(partial, files.config);
     return { settings, errors: validateSettings(settings, files.config, { hasF16: this.ctx.hasF16 }) };
@@ -219,7 +225,7 @@ export class Engine {
     const { model, files } = this.requireModel();
     if (!this.data) throw new Error('no dataset is loaded; choose one first');
     const { settings, errors } = this.settingsFor(partial);
-    if (errors.length) throw new Error(`invalid settings: ${errors.join('; ')}`);
+    if (errors.length) throw new Error(`invalid settings: ${errors.map((e) => e.message).join('; ')}`);
     if (settings.seqLen !== this.data.seqLen) {
       this.data = this.data.repack(settings.seqLen);
     }

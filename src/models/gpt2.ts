@@ -14,7 +14,7 @@ import { add_forward } from '../kernels/add';
 import { embedding_forward } from '../kernels/embedding';
 import type { ModelConfig } from './config';
 import type { LoraState } from './lora';
-import { frozenLinear, moduleSeed, selfAttention, type CausalLM, type RunInfo } from './model';
+import { frozenLinear, selfAttention, type CausalLM, type RunInfo } from './model';
 import type { GpuWeights } from './weights';
 
 export class GPT2 implements CausalLM {
@@ -45,10 +45,9 @@ export class GPT2 implements CausalLM {
     const C = c.hiddenSize;
     const p = `transformer.h.${i}`;
     const w = (name: string) => this.weights.get(`${p}.${name}`);
-    let idx = 0;
     const lin = (name: string, input: Var) => {
       const path = `${p}.${name}`;
-      const branch = lora?.branch(tape, path, moduleSeed(run, i, idx++)) ?? null;
+      const branch = lora?.branch(tape, path, run.dropoutSeed ?? null) ?? null;
       return linear(tape, input, frozenLinear(this.weights, path, true), branch, path);
     };
 

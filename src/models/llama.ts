@@ -12,7 +12,7 @@ import type { Tensor } from '../gpu/tensor';
 import { embedding_forward } from '../kernels/embedding';
 import type { ModelConfig } from './config';
 import type { LoraState } from './lora';
-import { frozenLinear, moduleSeed, selfAttention, type CausalLM, type RunInfo } from './model';
+import { frozenLinear, selfAttention, type CausalLM, type RunInfo } from './model';
 import type { GpuWeights } from './weights';
 
 export class Llama implements CausalLM {
@@ -30,10 +30,9 @@ export class Llama implements CausalLM {
   block(i: number, tape: Tape, x: Var, lora: LoraState | null, run: RunInfo): Var {
     const c = this.cfg;
     const p = `model.layers.${i}`;
-    let idx = 0;
     const lin = (name: string, input: Var) => {
       const path = `${p}.${name}`;
-      const branch = lora?.branch(tape, path, moduleSeed(run, i, idx++)) ?? null;
+      const branch = lora?.branch(tape, path, run.dropoutSeed ?? null) ?? null;
       return linear(tape, input, frozenLinear(this.weights, path, false), branch, path);
     };
     const ropeOpts = {

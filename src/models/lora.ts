@@ -22,6 +22,21 @@ export function loraScale(c: Pick<LoraConfig, 'r' | 'alpha' | 'useRslora'>): num
   return c.useRslora ? c.alpha / Math.sqrt(c.r) : c.alpha / c.r;
 }
 
+/**
+ * Dropout streams per layer: module `slot` of layer `layer` draws stream layer · MODULE_STREAMS_PER_LAYER
+ * + slot, so streams stay distinct while a layer has fewer linear modules than this (Llama has 7).
+ */
+export const MODULE_STREAMS_PER_LAYER = 16;
+
+/** The dropout stream of module `mod` in the training forward pass whose stream is `passSeed`. */
+export function moduleDropoutSeed(passSeed: number, mod: Pick<LinearModule, 'path' | 'layer' | 'slot'>): number {
+  if (mod.slot >= MODULE_STREAMS_PER_LAYER)
+    throw new Error(
+      `${mod.path} is linear module ${mod.slot} of its layer; dropout streams allow ${MODULE_STREAMS_PER_LAYER} per layer`,
+    );
+  return pcgHash((passSeed ^ pcgHash(mod.layer * MODULE_STREAMS_PER_LAYER + mod.slot)) >>> 0);
+}
+
 /** Trainable parameters of rank-r LoRA on `modules`: A (r, IN) and B (OUT, r) each. */
 export function loraParamCount(modules: LinearModule[], r: number): number {
   return modules.reduce((n, m) => n + r * (m.inFeatures + m.outFeatures), 0);
@@ -101,10 +116,11 @@ export class LoraState {
   }
 
   /** The LoRA branch of module `path` on this tape, or null if the module has no adapter.
-   * dropoutSeed null: no dropout (inference); a training pass gives its stream, also when recomputing. */
-  branch(tape: Tape, path: string, dropoutSeed: number | null): LoraBranch | null {
+   * passSeed null: no dropout (inference); a training pass gives its stream, also when recomputing. */
+  branch(tape: Tape, path: string, passSeed: number | null): LoraBranch | null {
     const m = this.modules.get(path);
     if (!m) return null;
+    const dropoutSeed = passSeed === null ? null : moduleDropoutSeed(passSeed, m.mod);
     return {
       A: tape.param(m.A, m.gradA, `${path}.lora_A`),
       B: tape.param(m.B, m.gradB, `${path}.lora_B`),

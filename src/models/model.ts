@@ -7,7 +7,6 @@ import { attention, type FrozenLinear } from '../autograd/ops';
 import type { AttentionOpts } from '../kernels/attention';
 import { copy2d } from '../kernels/copy2d';
 import type { Tensor } from '../gpu/tensor';
-import { pcgHash } from '../kernels/rng.cpu';
 import type { ModelConfig } from './config';
 import type { LoraState } from './lora';
 import type { GpuWeights } from './weights';
@@ -23,7 +22,8 @@ export interface RunInfo {
   T: number;
   /** Position of the first row (tokens already in the KV cache). */
   posOffset: number;
-  /** Dropout stream of a training forward pass (recomputing a block reuses it); absent: no dropout. */
+  /** Dropout stream of a training forward pass (recomputing a block reuses it); absent: no dropout.
+   * Each LoRA module draws its own stream from it (moduleDropoutSeed in ./lora.ts). */
   dropoutSeed?: number;
   /** Present during cached generation: each block appends its keys/values and attends over the cache. */
   kv?: { layers: KvLayer[]; capacity: number };
@@ -43,12 +43,6 @@ export interface CausalLM {
 /** The frozen linear of module `path` (its weight, bias and layout). */
 export function frozenLinear(w: GpuWeights, path: string, transposed: boolean): FrozenLinear {
   return { w0: w.get(`${path}.weight`), bias: w.has(`${path}.bias`) ? w.get(`${path}.bias`) : null, transposed };
-}
-
-/** Dropout stream for one module in one training forward pass; null when the pass has no dropout. */
-export function moduleSeed(run: RunInfo, layer: number, index: number): number | null {
-  if (run.dropoutSeed === undefined) return null;
-  return pcgHash((run.dropoutSeed ^ pcgHash(layer * 16 + index)) >>> 0);
 }
 
 /**

@@ -9,6 +9,8 @@ export interface LinearModule {
   /** The name PEFT's target_modules match, e.g. `q_proj`, `c_attn`, `c_proj`. */
   target: string;
   layer: number;
+  /** Position among its layer's linear modules, in the order the forward pass runs them. */
+  slot: number;
   inFeatures: number;
   outFeatures: number;
   /** GPT-2 Conv1D stores the weight as (IN, OUT). */
@@ -20,6 +22,7 @@ export function linearModules(cfg: ModelConfig): LinearModule[] {
   const mods: LinearModule[] = [];
   const C = cfg.hiddenSize;
   for (let i = 0; i < cfg.numLayers; i++) {
+    let slot = 0;
     if (cfg.family === 'gpt2') {
       const p = `transformer.h.${i}`;
       const F = cfg.intermediateSize;
@@ -28,6 +31,7 @@ export function linearModules(cfg: ModelConfig): LinearModule[] {
           path: `${p}.${path}`,
           target,
           layer: i,
+          slot: slot++,
           inFeatures: inF,
           outFeatures: outF,
           transposed: true,
@@ -47,6 +51,7 @@ export function linearModules(cfg: ModelConfig): LinearModule[] {
           path: `${p}.${path}`,
           target: path.split('.').pop()!,
           layer: i,
+          slot: slot++,
           inFeatures: inF,
           outFeatures: outF,
           transposed: false,

@@ -74,42 +74,67 @@ export function loraConfigOf(s: TrainSettings): LoraConfig {
   return { r: s.rank, alpha: s.alpha, useRslora: s.useRslora, dropout: s.dropout, targets: s.targets };
 }
 
-/** Every problem with the settings, as messages a person can act on (empty = valid). */
-export function validateSettings(s: TrainSettings, cfg: ModelConfig, opts: { hasF16?: boolean } = {}): string[] {
-  const errs: string[] = [];
-  const int = (v: number, name: string, min: number, max = Infinity) => {
+/** A problem with one setting, in words a person can act on. */
+export interface SettingsError {
+  field: keyof TrainSettings;
+  message: string;
+}
+
+/**
+ * The most micro-batches one optimizer step may sum. The trainer gives micro-batch i of step n the
+ * dropout stream n · MAX_GRAD_ACCUM + i, which stays distinct only below this.
+ */
+export const MAX_GRAD_ACCUM = 1024;
+
+/** Every problem with the settings, each with the setting it is about (empty = valid). */
+export function validateSettings(s: TrainSettings, cfg: ModelConfig, opts: { hasF16?: boolean } = {}): SettingsError[] {
+  const errs: SettingsError[] = [];
+  const int = (field: keyof TrainSettings, name: string, min: number, max = Infinity) => {
+    const v = s[field] as number;
     if (!Number.isInteger(v) || v < min || v > max)
-      errs.push(`${name} must be a whole number from ${min}${max < Infinity ? ` to ${max}` : ''} (got ${v})`);
+      errs.push({
+        field,
+        message: `${name} must be a whole number from ${min}${max < Infinity ? ` to ${max}` : ''} (got ${v})`,
+      });
   };
-  const num = (v: number, name: string, min: number, max: number, openMin = false) => {
+  const num = (field: keyof TrainSettings, name: string, min: number, max: number, openMin = false) => {
+    const v = s[field] as number;
     if (!Number.isFinite(v) || v < min || v > max || (openMin && v === min))
-      errs.push(`${name} must be ${openMin ? 'above' : 'at least'} ${min} and at most ${max} (got ${v})`);
+      errs.push({
+        field,
+        message: `${name} must be ${openMin ? 'above' : 'at least'} ${min} and at most ${max} (got ${v})`,
+      });
   };
-  int(s.rank, 'rank', 1, Math.min(1024, cfg.hiddenSize));
-  num(s.alpha, 'alpha', 0, 1e6, true);
-  num(s.dropout, 'dropout', 0, 0.9);
-  num(s.lr, 'learning rate', 0, 1, true);
-  int(s.warmupSteps, 'warmup steps', 0);
+  int('rank', 'rank', 1, Math.min(1024, cfg.hiddenSize));
+  num('alpha', 'alpha', 0, 1e6, true);
+  num('dropout', 'dropout', 0, 0.9);
+  num('lr', 'learning rate', 0, 1, true);
+  int('warmupSteps', 'warmup steps', 0);
   if (!['cosine', 'linear', 'constant'].includes(s.decay))
-    errs.push(`decay must be cosine, linear or constant (got ${s.decay})`);
-  num(s.minLrRatio, 'minimum lr ratio', 0, 1);
-  int(s.batchSize, 'batch size', 1, 256);
-  int(s.gradAccum, 'gradient accumulation', 1, 1024);
-  int(s.seqLen, 'sequence length', 2, cfg.maxPositions);
-  int(s.steps, 'steps', 1, 1e7);
-  int(s.epochs, 'epochs', 0, 1000);
-  num(s.weightDecay, 'weight decay', 0, 1);
-  num(s.maxGradNorm, 'max gradient norm', 0, 1e6);
-  int(s.seed, 'seed', 0, 2 ** 32 - 1);
-  num(s.valFraction, 'validation fraction', 0, 0.5);
-  int(s.evalEvery, 'evaluate every', 0);
-  int(s.sampleEvery, 'sample every', 0);
-  int(s.checkpointEvery, 'checkpoint every', 0);
-  int(s.sampleTokens, 'sample tokens', 1, 1024);
-  if (s.weightDtype === 'f16' && opts.hasF16 === false) errs.push('f16 weights need a GPU with shader-f16; choose f32');
+    errs.push({ field: 'decay', message: `decay must be cosine, linear or constant (got ${s.decay})` });
+  num('minLrRatio', 'minimum lr ratio', 0, 1);
+  int('batchSize', 'batch size', 1, 256);
+  int('gradAccum', 'gradient accumulation', 1, MAX_GRAD_ACCUM);
+  int('seqLen', 'sequence length', 2, cfg.maxPositions);
+  int('steps', 'steps', 1, 1e7);
+  int('epochs', 'epochs', 0, 1000);
+  num('weightDecay', 'weight decay', 0, 1);
+  num('maxGradNorm', 'max gradient norm', 0, 1e6);
+  int('seed', 'seed', 0, 2 ** 32 - 1);
+  num('valFraction', 'validation fraction', 0, 0.5);
+  int('evalEvery', 'evaluate every', 0);
+  int('sampleEvery', 'sample every', 0);
+  int('checkpointEvery', 'checkpoint every', 0);
+  int('sampleTokens', 'sample tokens', 1, 1024);
+  if (s.weightDtype === 'f16' && opts.hasF16 === false)
+    errs.push({ field: 'weightDtype', message: 'f16 weights need a GPU with shader-f16; choose f32' });
   const known = LORA_TARGETS[cfg.family];
   const bad = s.targets.filter((t) => !known.includes(t));
-  if (bad.length) errs.push(`unknown target module(s) ${bad.join(', ')}; ${cfg.architecture} has ${known.join(', ')}`);
-  if (!s.targets.length) errs.push('choose at least one target module');
+  if (bad.length)
+    errs.push({
+      field: 'targets',
+      message: `unknown target module(s) ${bad.join(', ')}; ${cfg.architecture} has ${known.join(', ')}`,
+    });
+  if (!s.targets.length) errs.push({ field: 'targets', message: 'choose at least one target module' });
   return errs;
 }

@@ -10,7 +10,7 @@ import type { LoraState } from '../models/lora';
 import type { CausalLM } from '../models/model';
 import { AdamW } from './optimizer';
 import { lrAt } from './schedule';
-import type { TrainSettings } from './settings';
+import { MAX_GRAD_ACCUM, type TrainSettings } from './settings';
 import { evalLoss, forwardBackward } from './step';
 
 export interface BatchSource {
@@ -69,6 +69,8 @@ export class Trainer {
 
   constructor(readonly p: TrainerParts) {
     const s = p.settings;
+    if (s.gradAccum > MAX_GRAD_ACCUM)
+      throw new Error(`gradient accumulation must be at most ${MAX_GRAD_ACCUM} (got ${s.gradAccum})`);
     this.opt = new AdamW(p.lora, {
       beta1: 0.9,
       beta2: 0.999,
@@ -112,7 +114,7 @@ export class Trainer {
       const r = await forwardBackward(model, lora, micro[i], {
         checkpointing: s.checkpointing,
         gradScale: count > 0 ? 1 / count : 0,
-        dropoutSeed: pcgHash((s.seed ^ pcgHash(this.step * 1024 + i)) >>> 0),
+        dropoutSeed: pcgHash((s.seed ^ pcgHash(this.step * MAX_GRAD_ACCUM + i)) >>> 0), // see MAX_GRAD_ACCUM
       });
       lossSum += r.lossSum;
     }

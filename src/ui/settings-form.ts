@@ -1,8 +1,8 @@
 // The training settings form, built from DEFAULT_SETTINGS: one labelled field per setting with a
 // one-line explanation and an inline error. The engine's `estimate` reply is the judge of validity;
-// its messages start with the setting's name, which is how they find their field.
+// each of its errors names the setting (`field`) it belongs next to.
 
-import { DEFAULT_SETTINGS, type ModelSummary, type TrainSettings } from '../worker/protocol';
+import { DEFAULT_SETTINGS, type ModelSummary, type SettingsError, type TrainSettings } from '../worker/protocol';
 import { append, h, newId, setChildren } from './dom';
 
 type Key = keyof TrainSettings;
@@ -13,8 +13,6 @@ interface FieldSpec {
   help: string;
   kind: 'int' | 'num' | 'bool' | 'select' | 'text';
   options?: string[];
-  /** How the engine's validation messages name this setting. */
-  errName: string;
   step?: string;
   min?: number;
   max?: number;
@@ -26,7 +24,6 @@ const MAIN: FieldSpec[] = [
     label: 'Rank (r)',
     help: 'Size of the low-rank update; higher learns more and costs more.',
     kind: 'int',
-    errName: 'rank',
     min: 1,
   },
   {
@@ -34,7 +31,6 @@ const MAIN: FieldSpec[] = [
     label: 'Alpha',
     help: 'Scales the update: it is multiplied by alpha / r (or alpha / √r with rsLoRA).',
     kind: 'num',
-    errName: 'alpha',
     step: 'any',
     min: 0,
   },
@@ -43,14 +39,12 @@ const MAIN: FieldSpec[] = [
     label: 'rsLoRA',
     help: 'Scale by alpha / √r, which keeps high ranks stable.',
     kind: 'bool',
-    errName: 'rslora',
   },
   {
     key: 'dropout',
     label: 'Dropout',
     help: 'Fraction of the adapter input zeroed during training (0 to 0.9).',
     kind: 'num',
-    errName: 'dropout',
     step: 'any',
     min: 0,
     max: 0.9,
@@ -60,7 +54,6 @@ const MAIN: FieldSpec[] = [
     label: 'Learning rate',
     help: 'Peak step size of AdamW; 1e-4 to 5e-3 is typical for LoRA.',
     kind: 'num',
-    errName: 'learning rate',
     step: 'any',
     min: 0,
   },
@@ -69,7 +62,6 @@ const MAIN: FieldSpec[] = [
     label: 'Warmup steps',
     help: 'Steps over which the learning rate rises from 0 to its peak.',
     kind: 'int',
-    errName: 'warmup steps',
     min: 0,
   },
   {
@@ -78,14 +70,12 @@ const MAIN: FieldSpec[] = [
     help: 'How the learning rate falls after warmup.',
     kind: 'select',
     options: ['cosine', 'linear', 'constant'],
-    errName: 'decay',
   },
   {
     key: 'batchSize',
     label: 'Batch size',
     help: 'Sequences per micro-batch; memory grows with it.',
     kind: 'int',
-    errName: 'batch size',
     min: 1,
   },
   {
@@ -93,7 +83,6 @@ const MAIN: FieldSpec[] = [
     label: 'Gradient accumulation',
     help: 'Micro-batches summed per update: a bigger batch at the same memory.',
     kind: 'int',
-    errName: 'gradient accumulation',
     min: 1,
   },
   {
@@ -101,7 +90,6 @@ const MAIN: FieldSpec[] = [
     label: 'Sequence length',
     help: 'Tokens per training sequence; memory grows with it.',
     kind: 'int',
-    errName: 'sequence length',
     min: 2,
   },
   {
@@ -109,7 +97,6 @@ const MAIN: FieldSpec[] = [
     label: 'Steps',
     help: 'Number of optimizer updates in the run.',
     kind: 'int',
-    errName: 'steps',
     min: 1,
   },
   {
@@ -117,7 +104,6 @@ const MAIN: FieldSpec[] = [
     label: 'Weight decay',
     help: 'AdamW decay of the adapter weights (0 to 1).',
     kind: 'num',
-    errName: 'weight decay',
     step: 'any',
     min: 0,
     max: 1,
@@ -127,7 +113,6 @@ const MAIN: FieldSpec[] = [
     label: 'Gradient clipping',
     help: 'Largest gradient norm before scaling down; 0 turns clipping off.',
     kind: 'num',
-    errName: 'max gradient norm',
     step: 'any',
     min: 0,
   },
@@ -136,7 +121,6 @@ const MAIN: FieldSpec[] = [
     label: 'Seed',
     help: 'Makes initialisation, shuffling and dropout repeatable.',
     kind: 'int',
-    errName: 'seed',
     min: 0,
   },
   {
@@ -144,14 +128,12 @@ const MAIN: FieldSpec[] = [
     label: 'Activation checkpointing',
     help: 'Recompute block activations in the backward pass: less memory, ~30% slower.',
     kind: 'bool',
-    errName: 'checkpointing',
   },
   {
     key: 'weightDtype',
     label: 'f16 weights',
     help: 'Store the base weights in half precision (needs shader-f16; applies at the next model load).',
     kind: 'bool',
-    errName: 'f16 weights',
   },
 ];
 
@@ -161,7 +143,6 @@ const MORE: FieldSpec[] = [
     label: 'Minimum learning rate ratio',
     help: 'Where decay ends, as a fraction of the peak.',
     kind: 'num',
-    errName: 'minimum lr ratio',
     step: 'any',
     min: 0,
     max: 1,
@@ -171,7 +152,6 @@ const MORE: FieldSpec[] = [
     label: 'Epochs',
     help: 'If above 0, the number of steps comes from the dataset size instead.',
     kind: 'int',
-    errName: 'epochs',
     min: 0,
   },
   {
@@ -179,7 +159,6 @@ const MORE: FieldSpec[] = [
     label: 'Validation fraction',
     help: 'Share of the data held out to measure validation loss (0 to 0.5).',
     kind: 'num',
-    errName: 'validation fraction',
     step: 'any',
     min: 0,
     max: 0.5,
@@ -189,7 +168,6 @@ const MORE: FieldSpec[] = [
     label: 'Evaluate every',
     help: 'Steps between validation losses (0: never).',
     kind: 'int',
-    errName: 'evaluate every',
     min: 0,
   },
   {
@@ -197,7 +175,6 @@ const MORE: FieldSpec[] = [
     label: 'Sample every',
     help: 'Steps between sample generations (0: never).',
     kind: 'int',
-    errName: 'sample every',
     min: 0,
   },
   {
@@ -205,7 +182,6 @@ const MORE: FieldSpec[] = [
     label: 'Checkpoint every',
     help: 'Steps between saved checkpoints you can resume from (0: never).',
     kind: 'int',
-    errName: 'checkpoint every',
     min: 0,
   },
   {
@@ -213,14 +189,12 @@ const MORE: FieldSpec[] = [
     label: 'Sample prompt',
     help: 'Text the samples continue (empty: the start of a validation example).',
     kind: 'text',
-    errName: 'sample prompt',
   },
   {
     key: 'sampleTokens',
     label: 'Sample tokens',
     help: 'Tokens generated per sample.',
     kind: 'int',
-    errName: 'sample tokens',
     min: 1,
   },
 ];
@@ -369,19 +343,18 @@ export class SettingsForm {
     return out as Partial<TrainSettings>;
   }
 
-  /** Puts the engine's validation messages next to their fields; returns how many there are in all. */
-  showErrors(errors: string[]): number {
+  /**
+   * Puts the engine's validation errors next to their fields (errors without a field, such as a failed
+   * request, go in the list under the form); returns how many there are in all.
+   */
+  showErrors(errors: { field: SettingsError['field'] | null; message: string }[]): number {
     setChildren(this.otherErrors);
     this.targetsError.textContent = '';
-    for (const msg of errors) {
-      const lower = msg.toLowerCase();
-      // The longest matching name wins ("warmup steps" before "steps").
-      const f = this.fields
-        .filter((x) => lower.startsWith(`${x.spec.errName} `))
-        .sort((a, b) => b.spec.errName.length - a.spec.errName.length)[0];
-      if (f) this.mark(f.input, f.error, msg);
-      else if (lower.includes('target module')) this.targetsError.textContent = msg;
-      else append(this.otherErrors, h('li', { text: msg }));
+    for (const { field, message } of errors) {
+      const f = this.fields.find((x) => x.spec.key === field);
+      if (f) this.mark(f.input, f.error, message);
+      else if (field === 'targets') this.targetsError.textContent = message;
+      else append(this.otherErrors, h('li', { text: message }));
     }
     return errors.length + this.localErrors;
   }

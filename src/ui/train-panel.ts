@@ -50,9 +50,9 @@ export function trainPanel(studio: Studio): HTMLElement {
       else setChildren(memoryBox);
     } catch (e) {
       if (ticket !== estimating) return;
-      // A failed estimate is still about the settings: put its message by the field it names, if any.
+      // A failed estimate still blocks Start: its message goes in the form's list of errors.
       const msg = errorText(e);
-      settingsErrors = form.showErrors([msg.replace(/^\w+: /, '')]) || 1;
+      settingsErrors = form.showErrors([{ field: null, message: msg }]);
       estimateStatus.set(`Could not check the settings: ${msg}`, 'error');
     }
     updateButtons();

@@ -5,11 +5,20 @@
 import type { DatasetSummary } from '../data/dataset';
 import type { EstimateSummary, MemorySummary, ModelSummary } from '../engine/engine';
 import type { GalleryEntry } from '../storage/gallery';
-import type { TrainSettings } from '../training/settings';
+import type { SettingsError, TrainSettings } from '../training/settings';
 import type { TrainEvent } from '../training/trainer';
 
 // The summaries live with the code that makes them; the page reads them (and the default settings) from here.
-export type { DatasetSummary, EstimateSummary, GalleryEntry, MemorySummary, ModelSummary, TrainEvent, TrainSettings };
+export type {
+  DatasetSummary,
+  EstimateSummary,
+  GalleryEntry,
+  MemorySummary,
+  ModelSummary,
+  SettingsError,
+  TrainEvent,
+  TrainSettings,
+};
 export { DEFAULT_SETTINGS } from '../training/settings';
 
 export type ModelSourceSpec =
