@@ -160,12 +160,7 @@ export async function main(argv: string[]): Promise<number> {
   const log = (s: string) => process.stderr.write(s + '\n');
   try {
     log(`GPU: ${ctx.adapterName}${ctx.hasF16 ? ' (f16)' : ''}`);
-    let lastFile = '';
-    const loaded = await engine.loadModel(source, args.f16 ? 'f16' : 'f32', (p) => {
-      if (p.file !== lastFile && p.total && p.loaded >= p.total) {
-        lastFile = p.file;
-      }
-    });
+    const loaded = await engine.loadModel(source, args.f16 ? 'f16' : 'f32');
     const cfg = loaded.files.config;
     log(
       `model: ${loaded.id} (${cfg.architecture}, ${cfg.numLayers} layers, hidden ${cfg.hiddenSize}, vocab ${cfg.vocabSize}; ${fmtBytes(loaded.model.weights.bytes)} on the GPU)`,
@@ -189,7 +184,7 @@ export async function main(argv: string[]): Promise<number> {
     );
     const trainer = engine.createTrainer(args.settings);
     log(
-      `LoRA: r ${settings.rank}, alpha ${settings.alpha}, targets ${settings.targets.join(',')}: ${engine.lora!.paramCount.toLocaleString()} trainable parameters; ${trainer.p.totalSteps} steps`,
+      `LoRA: r ${settings.rank}, alpha ${settings.alpha}, targets ${settings.targets.join(',')}: ${engine.lora!.paramCount.toLocaleString()} trainable parameters; ${trainer.job.totalSteps} steps`,
     );
     let lastVal = NaN;
     const isTTY = process.stderr.isTTY;
@@ -225,7 +220,7 @@ export async function main(argv: string[]): Promise<number> {
     const t = engine.trainer!;
     const trainLog = {
       steps: t.step,
-      settings: t.p.settings,
+      settings: t.job.settings,
       lossCurve: t.history,
       valCurve: t.valHistory,
       sample: t.lastSample,

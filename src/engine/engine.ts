@@ -220,8 +220,11 @@ export class Engine {
     return { trainableParams, share: trainableParams / paramCount(cfg), memory: this.memory(cfg, settings), errors };
   }
 
-  /** A new trainer over the loaded model and dataset, with a fresh adapter (or `init` weights). */
-  createTrainer(partial: Partial<TrainSettings>, init?: LoraState): Trainer {
+  /**
+   * A new trainer over the loaded model and dataset, with a fresh adapter, or continuing a saved run
+   * (`from`: its adapter, and its position in the data).
+   */
+  createTrainer(partial: Partial<TrainSettings>, from?: { lora: LoraState; dataPosition: unknown }): Trainer {
     const { model, files } = this.requireModel();
     if (!this.data) throw new Error('no dataset is loaded; choose one first');
     const { settings, errors } = this.settingsFor(partial);
@@ -231,7 +234,7 @@ export class Engine {
     }
     this.disposeRun();
     this.lora?.free();
-    this.lora = init ?? LoraState.init(this.ctx, files.config, loraConfigOf(settings), settings.seed);
+    this.lora = from?.lora ?? LoraState.init(this.ctx, files.config, loraConfigOf(settings), settings.seed);
     const perEpoch = Math.max(1, Math.floor(this.data.trainSequences / (settings.batchSize * settings.gradAccum)));
     const totalSteps = settings.epochs > 0 ? settings.epochs * perEpoch : settings.steps;
     const tok = files.tokenizer;
@@ -240,7 +243,7 @@ export class Engine {
       model,
       lora: this.lora,
       settings,
-      train: this.data.cursor(settings.seed),
+      train: this.data.cursor(settings.seed, from?.dataPosition),
       val: this.data.valBatches(settings.batchSize),
       totalSteps,
       encode: (t) => tok.encode(t, true),
@@ -253,7 +256,7 @@ export class Engine {
   async run(control: RunControl, hooks: RunHooks): Promise<'done' | 'stopped'> {
     const t = this.trainer;
     if (!t) throw new Error('no training run; start one first');
-    const s = t.p.settings;
+    const s = t.job.settings;
     while (!t.done) {
       if (control.paused) {
         await hooks.onCheckpoint?.(t);
@@ -264,7 +267,8 @@ export class Engine {
       if (control.stopped) break;
       hooks.onEvent(await t.trainStep());
       const step = t.step;
-      if (s.evalEvery > 0 && (step % s.evalEvery === 0 || t.done) && t.p.val.length) hooks.onEvent(await t.validate());
+      if (s.evalEvery > 0 && (step % s.evalEvery === 0 || t.done) && t.job.val.length)
+        hooks.onEvent(await t.validate());
       if (s.sampleEvery > 0 && (step % s.sampleEvery === 0 || t.done)) hooks.onEvent(await t.sample());
       if (s.checkpointEvery > 0 && step % s.checkpointEvery === 0 && !t.done) await hooks.onCheckpoint?.(t);
     }
@@ -276,7 +280,7 @@ export class Engine {
     const { id, files } = this.requireModel();
     const t = this.trainer;
     if (!this.lora) throw new Error('there is no adapter to export yet; train one first');
-    const s = t?.p.settings;
+    const s = t?.job.settings;
     const card: CardInfo = {
       name,
       baseModel: id,
@@ -349,11 +353,11 @@ export class Engine {
       version: 1,
       modelId: this.loaded.id,
       dataset,
-      settings: t.p.settings,
-      totalSteps: t.p.totalSteps,
+      settings: t.job.settings,
+      totalSteps: t.job.totalSteps,
       lora,
       optimizer: await t.opt.state(),
-      data: t.p.train.state(),
+      data: t.job.train.state(),
       history: [...t.history],
       valHistory: [...t.valHistory],
       savedAt: new Date().toISOString(),
@@ -373,12 +377,9 @@ export class Engine {
       valFraction: s.valFraction,
       seed: s.seed,
     });
-    const init = LoraState.fromArrays(this.ctx, files.config, loraConfigOf(s), new Map(Object.entries(c.lora)));
-    const t = this.createTrainer(s, init);
-    t.opt.restore(c.optimizer);
-    t.p.train = this.data!.cursor(s.seed, c.data);
-    t.history = [...c.history];
-    t.valHistory = [...c.valHistory];
+    const lora = LoraState.fromArrays(this.ctx, files.config, loraConfigOf(s), new Map(Object.entries(c.lora)));
+    const t = this.createTrainer(s, { lora, dataPosition: c.data });
+    t.resumeFrom(c);
     return t;
   }
 

@@ -47,16 +47,18 @@ export type TrainEvent = StepEvent | EvalEvent | SampleEvent;
 
 export class NonFiniteLossError extends Error {}
 
-export interface TrainerParts {
-  ctx: GpuContext;
-  model: CausalLM;
-  lora: LoraState;
-  settings: TrainSettings;
-  train: BatchSource;
-  val: Batch[];
-  totalSteps: number;
-  decode?: (ids: number[]) => string;
-  encode?: (text: string) => number[];
+/** What a trainer works on, fixed for the whole run: the engine builds it, the trainer owns it. */
+export interface TrainingJob {
+  readonly ctx: GpuContext;
+  readonly model: CausalLM;
+  readonly lora: LoraState;
+  readonly settings: TrainSettings;
+  /** The training batches, in order; a resumed run's source starts where the saved one stopped. */
+  readonly train: BatchSource;
+  readonly val: Batch[];
+  readonly totalSteps: number;
+  readonly decode?: (ids: number[]) => string;
+  readonly encode?: (text: string) => number[];
 }
 
 export class Trainer {
@@ -67,11 +69,11 @@ export class Trainer {
   private startedAt = 0;
   private stepsThisSession = 0;
 
-  constructor(readonly p: TrainerParts) {
-    const s = p.settings;
+  constructor(readonly job: TrainingJob) {
+    const s = job.settings;
     if (s.gradAccum > MAX_GRAD_ACCUM)
       throw new Error(`gradient accumulation must be at most ${MAX_GRAD_ACCUM} (got ${s.gradAccum})`);
-    this.opt = new AdamW(p.lora, {
+    this.opt = new AdamW(job.lora, {
       beta1: 0.9,
       beta2: 0.999,
       eps: 1e-8,
@@ -85,15 +87,15 @@ export class Trainer {
   }
 
   get done(): boolean {
-    return this.step >= this.p.totalSteps;
+    return this.step >= this.job.totalSteps;
   }
 
   lr(step = this.step): number {
-    const s = this.p.settings;
+    const s = this.job.settings;
     return lrAt(step, {
       lr: s.lr,
       warmupSteps: s.warmupSteps,
-      totalSteps: this.p.totalSteps,
+      totalSteps: this.job.totalSteps,
       decay: s.decay,
       minLrRatio: s.minLrRatio,
     });
@@ -104,10 +106,10 @@ export class Trainer {
    * before the update, so the adapter and optimizer keep their last good state.
    */
   async trainStep(): Promise<StepEvent> {
-    const { ctx, model, lora, settings: s } = this.p;
+    const { ctx, model, lora, settings: s } = this.job;
     if (!this.startedAt) this.startedAt = performance.now();
     const t0 = performance.now();
-    const micro = Array.from({ length: s.gradAccum }, () => this.p.train.nextBatch(s.batchSize));
+    const micro = Array.from({ length: s.gradAccum }, () => this.job.train.nextBatch(s.batchSize));
     const count = micro.reduce((n, b) => n + countTargets(b.targets), 0);
     let lossSum = 0;
     for (let i = 0; i < micro.length; i++) {
@@ -138,13 +140,13 @@ export class Trainer {
     return {
       type: 'step',
       step: this.step,
-      totalSteps: this.p.totalSteps,
+      totalSteps: this.job.totalSteps,
       loss,
       lr,
       gradNorm,
       tokensPerSec: tokens / (stepMs / 1000),
       stepMs,
-      etaSec: ((this.p.totalSteps - this.step) * avgMs) / 1000,
+      etaSec: ((this.job.totalSteps - this.step) * avgMs) / 1000,
       liveBytes: ctx.alloc.liveBytes,
       peakBytes: ctx.alloc.peakBytes,
     };
@@ -154,8 +156,8 @@ export class Trainer {
   async validate(): Promise<EvalEvent> {
     let sum = 0;
     let n = 0;
-    for (const b of this.p.val) {
-      const r = await evalLoss(this.p.model, this.p.lora, b);
+    for (const b of this.job.val) {
+      const r = await evalLoss(this.job.model, this.job.lora, b);
       sum += r.lossSum;
       n += r.count;
     }
@@ -165,24 +167,35 @@ export class Trainer {
   }
 
   /** A sample continuation of the settings' prompt (empty: the first tokens of a validation sequence), seeded. */
-  async sample(prompt = this.p.settings.samplePrompt): Promise<SampleEvent> {
-    const { encode, decode } = this.p;
+  async sample(prompt = this.job.settings.samplePrompt): Promise<SampleEvent> {
+    const { encode, decode } = this.job;
     if (!encode || !decode) throw new Error('sampling needs a tokenizer');
     let ids = prompt ? encode(prompt) : [];
-    if (!prompt && this.p.val.length) {
-      ids = Array.from(this.p.val[0].ids.subarray(0, 8));
+    if (!prompt && this.job.val.length) {
+      ids = Array.from(this.job.val[0].ids.subarray(0, 8));
       prompt = decode(ids);
     }
     if (!ids.length) ids = encode('');
-    const out = await generate(this.p.model, this.p.lora, ids, {
-      maxNewTokens: this.p.settings.sampleTokens,
+    const out = await generate(this.job.model, this.job.lora, ids, {
+      maxNewTokens: this.job.settings.sampleTokens,
       temperature: 0.8,
       topK: 40,
-      seed: this.p.settings.seed,
+      seed: this.job.settings.seed,
     });
     const text = decode(out);
     this.lastSample = prompt + text;
     return { type: 'sample', step: this.step, prompt, text };
+  }
+
+  /** Continues a saved run: the optimizer's moments and step, and the loss curves so far. */
+  resumeFrom(saved: {
+    optimizer: Parameters<AdamW['restore']>[0];
+    history: { step: number; loss: number }[];
+    valHistory: { step: number; loss: number }[];
+  }): void {
+    this.opt.restore(saved.optimizer);
+    this.history = [...saved.history];
+    this.valHistory = [...saved.valHistory];
   }
 
   free(): void {

@@ -7,7 +7,6 @@ import { Engine, modelSummary } from '../engine/engine';
 import { GpuContext } from '../gpu/context';
 import { bundledSource, cacheStorageBlobCache, filesSource, hubSource, type ModelSource } from '../loaders/sources';
 import { LoraState } from '../models/lora';
-import type { TrainSettings } from '../training/settings';
 import { discardCheckpoint, loadCheckpoint, saveCheckpoint, type Checkpoint } from '../storage/checkpoints';
 import { Gallery } from '../storage/gallery';
 import { idbStore } from '../storage/kv';
@@ -30,6 +29,7 @@ const control = {
 };
 /** Adapters loaded for trying, by gallery id, so switching does not reload anything. */
 const tryCache = new Map<string, LoraState>();
+let runActive = false;
 
 function emit(event: Event): void {
   scope.postMessage({ kind: 'event', event } satisfies FromWorker);
@@ -115,7 +115,7 @@ async function filesFromUpload(files: File[]): Promise<Partial<AdapterFiles>> {
 
 function entryMeta(e: Engine, name: string) {
   const t = e.trainer;
-  const s = t?.p.settings;
+  const s = t?.job.settings;
   const lc = e.lora!.config;
   return {
     name,
@@ -127,201 +127,76 @@ function entryMeta(e: Engine, name: string) {
   };
 }
 
-async function handle(req: Request): Promise<unknown> {
-  switch (req.type) {
-    case 'init': {
-      if (!engine) {
-        const ctx = await GpuContext.create(scope.navigator.gpu);
-        ctx.onLost((info) =>
-          emit({
-            type: 'fatal',
-            message: `The GPU device was lost (${info.reason || 'unknown'}: ${info.message}). Your saved adapters and the last checkpoint are kept; reload the page to continue.`,
-          }),
-        );
-        engine = new Engine(ctx);
-      }
-      const c = engine.ctx;
-      return {
-        adapterName: c.adapterName,
-        hasF16: c.hasF16,
-        maxBindingBytes: c.limits.maxStorageBufferBindingSize,
-        maxBufferBytes: c.limits.maxBufferSize,
-      } satisfies Replies['init'];
-    }
-    case 'inspectModel': {
-      const r = await requireEngine().inspect(sourceOf(req.source), progress('download'));
-      return { model: r.model, memory: r.memory } satisfies Replies['inspectModel'];
-    }
-    case 'loadModel': {
-      const e = requireEngine();
-      for (const l of tryCache.values()) l.free();
-      tryCache.clear();
-      const m = await e.loadModel(sourceOf(req.source), req.weightDtype, progress('download'));
-      const cfg = m.files.config;
-      const { settings } = e.settingsFor({ weightDtype: req.weightDtype });
-      return {
-        model: modelSummary(m.id, cfg, m.model.weights.bytes),
-        memory: e.memory(cfg, settings),
-      } satisfies Replies['loadModel'];
-    }
-    case 'loadDataset': {
-      const e = requireEngine();
-      const { settings } = e.settingsFor({});
-      const d = await e.loadDataset(
-        req.name,
-        req.text,
-        {
-          format: req.format,
-          column: req.column,
-          seqLen: settings.seqLen,
-          valFraction: settings.valFraction,
-          seed: settings.seed,
-        },
-        (done, total) => emit({ type: 'progress', phase: 'tokenize', loaded: done, total }),
-      );
-      datasetSpec = { name: req.name, text: req.text, format: req.format, column: req.column };
-      return d.summary() satisfies Replies['loadDataset'];
-    }
-    case 'estimate':
-      return requireEngine().estimate(req.settings) satisfies Replies['estimate'];
-    case 'train':
-      return train(req.settings, req.resume ?? false);
-    case 'pause': {
-      // The step in flight finishes first; the run reports 'paused' when it has really stopped.
-      control.paused = true;
-      return { step: engine?.trainer?.step ?? 0 };
-    }
-    case 'resume': {
-      control.paused = false;
-      control.wake?.();
-      control.wake = null;
-      return { step: engine?.trainer?.step ?? 0 };
-    }
-    case 'stop': {
-      control.stopped = true;
-      control.paused = false;
-      control.wake?.();
-      emit({ type: 'state', state: 'stopping' });
-      return { step: engine?.trainer?.step ?? 0 };
-    }
-    case 'checkpointInfo': {
-      const c = await loadCheckpoint(store);
-      return c
-        ? {
-            exists: true,
-            step: c.optimizer.step,
-            totalSteps: c.totalSteps,
-            modelId: c.modelId,
-            dataset: c.dataset.name,
-            savedAt: c.savedAt,
-          }
-        : null;
-    }
-    case 'discardCheckpoint':
-      await discardCheckpoint(store);
-      return {};
-    case 'exportAdapter': {
-      const files = await requireEngine().exportAdapter(req.name);
-      return { zip: zipAdapter(files), fileName: `${slug(req.name)}.zip` } satisfies Replies['exportAdapter'];
-    }
-    case 'saveToGallery': {
-      const e = requireEngine();
-      const files = await e.exportAdapter(req.name);
-      return gallery.save(entryMeta(e, req.name), files);
-    }
-    case 'listGallery':
-      return [...(await builtinGallery()), ...(await gallery.list())];
-    case 'renameAdapter':
-      return gallery.rename(req.id, req.name);
-    case 'deleteAdapter':
-      await gallery.delete(req.id);
-      tryCache.get(req.id)?.free();
-      tryCache.delete(req.id);
-      return {};
-    case 'exportGalleryAdapter': {
-      const { files, meta } = await adapterFilesById(req.id);
-      return { zip: zipAdapter(files), fileName: `${slug(meta.name)}.zip` };
-    }
-    case 'importAdapter': {
-      const e = requireEngine();
-      const files = req.hub
-        ? await readAdapterFiles(
-            hubSource(req.hub.repo, {
-              baseUrl: req.hub.baseUrl,
-              revision: req.hub.revision,
-              cache: cacheStorageBlobCache(),
-            }),
-          )
-        : await filesFromUpload(req.files ?? []);
-      const { lora, warnings, config } = e.adapterFromFiles(files); // validates against the loaded model
-      lora.free();
-      const complete: AdapterFiles = {
-        'adapter_model.safetensors': files['adapter_model.safetensors']!,
-        'adapter_config.json': files['adapter_config.json']!,
-        'README.md': files['README.md'] ?? '',
-      };
-      const name = req.hub?.repo ?? (req.files?.[0]?.name.replace(/\.zip$/i, '') || 'imported adapter');
-      const entry = await gallery.save(
-        {
-          name,
-          baseModel: e.loaded!.id,
-          dataset: 'imported',
-          settings: { rank: config.r, alpha: config.alpha, targets: config.targets },
-          lossCurve: [],
-          valCurve: [],
-        },
-        complete,
-      );
-      return { ...entry, warnings };
-    }
-    case 'generate': {
-      const e = requireEngine();
-      let lora: LoraState | null = null;
-      if (req.adapterId === 'current') {
-        lora = e.lora;
-        if (!lora) throw new Error('there is no trained adapter in this session yet');
-      } else if (req.adapterId) {
-        lora = tryCache.get(req.adapterId) ?? null;
-        if (!lora) {
-          const { files, meta } = await adapterFilesById(req.adapterId);
-          if (meta.baseModel && meta.baseModel !== e.requireModel().id) {
-            throw new Error(
-              `adapter '${meta.name}' was made for base model '${meta.baseModel}', but '${e.requireModel().id}' is loaded; load that model to try it`,
-            );
-          }
-          lora = e.adapterFromFiles(files).lora;
-          tryCache.set(req.adapterId, lora);
-        }
-      }
-      const prev = lora?.strength ?? 1;
-      if (lora) lora.strength = req.strength;
-      try {
-        return await e.generate(req.prompt, lora, {
-          seed: req.seed,
-          maxTokens: req.maxTokens,
-          temperature: req.temperature,
-          merged: req.merged,
-        });
-      } finally {
-        if (lora) lora.strength = prev;
-      }
-    }
+type Req<K extends Request['type']> = Extract<Request, { type: K }>;
+type Handler<K extends Request['type']> = (req: Req<K>) => Promise<Replies[K]> | Replies[K];
+
+async function init(): Promise<Replies['init']> {
+  if (!engine) {
+    const ctx = await GpuContext.create(scope.navigator.gpu);
+    ctx.onLost((info) =>
+      emit({
+        type: 'fatal',
+        message: `The GPU device was lost (${info.reason || 'unknown'}: ${info.message}). Your saved adapters and the last checkpoint are kept; reload the page to continue.`,
+      }),
+    );
+    engine = new Engine(ctx);
   }
+  const c = engine.ctx;
+  return {
+    adapterName: c.adapterName,
+    hasF16: c.hasF16,
+    maxBindingBytes: c.limits.maxStorageBufferBindingSize,
+    maxBufferBytes: c.limits.maxBufferSize,
+  };
 }
 
-async function train(partial: Partial<TrainSettings>, resume: boolean): Promise<Replies['train']> {
+async function inspectModel(req: Req<'inspectModel'>): Promise<Replies['inspectModel']> {
+  const r = await requireEngine().inspect(sourceOf(req.source), progress('download'));
+  return { model: r.model, memory: r.memory };
+}
+
+async function loadModel(req: Req<'loadModel'>): Promise<Replies['loadModel']> {
+  const e = requireEngine();
+  for (const l of tryCache.values()) l.free();
+  tryCache.clear();
+  const m = await e.loadModel(sourceOf(req.source), req.weightDtype, progress('download'));
+  const cfg = m.files.config;
+  const { settings } = e.settingsFor({ weightDtype: req.weightDtype });
+  return { model: modelSummary(m.id, cfg, m.model.weights.bytes), memory: e.memory(cfg, settings) };
+}
+
+async function loadDataset(req: Req<'loadDataset'>): Promise<Replies['loadDataset']> {
+  const e = requireEngine();
+  const { settings } = e.settingsFor({});
+  const d = await e.loadDataset(
+    req.name,
+    req.text,
+    {
+      format: req.format,
+      column: req.column,
+      seqLen: settings.seqLen,
+      valFraction: settings.valFraction,
+      seed: settings.seed,
+    },
+    (done, total) => emit({ type: 'progress', phase: 'tokenize', loaded: done, total }),
+  );
+  datasetSpec = { name: req.name, text: req.text, format: req.format, column: req.column };
+  return d.summary();
+}
+
+async function train(req: Req<'train'>): Promise<Replies['train']> {
   const e = requireEngine();
   if (runActive) throw new Error('a run is already in progress; stop it first');
   control.paused = false;
   control.stopped = false;
   let trainer: Trainer;
-  if (resume) {
+  if (req.resume) {
     const c = await loadCheckpoint(store);
     if (!c) throw new Error('there is no saved run to resume');
     trainer = await e.restore(c);
     datasetSpec = c.dataset;
   } else {
-    trainer = e.createTrainer(partial);
+    trainer = e.createTrainer(req.settings);
   }
   runActive = true;
   emit({ type: 'state', state: 'training' });
@@ -339,7 +214,164 @@ async function train(partial: Partial<TrainSettings>, resume: boolean): Promise<
     emit({ type: 'state', state: 'idle' });
   }
 }
-let runActive = false;
+
+/** Pause: the step in flight finishes first; the run reports 'paused' when it has really stopped. */
+function pause(): Replies['pause'] {
+  control.paused = true;
+  return { step: engine?.trainer?.step ?? 0 };
+}
+
+function resume(): Replies['resume'] {
+  control.paused = false;
+  control.wake?.();
+  control.wake = null;
+  return { step: engine?.trainer?.step ?? 0 };
+}
+
+function stop(): Replies['stop'] {
+  control.stopped = true;
+  control.paused = false;
+  control.wake?.();
+  emit({ type: 'state', state: 'stopping' });
+  return { step: engine?.trainer?.step ?? 0 };
+}
+
+async function checkpointInfo(): Promise<Replies['checkpointInfo']> {
+  const c = await loadCheckpoint(store);
+  if (!c) return null;
+  return {
+    exists: true,
+    step: c.optimizer.step,
+    totalSteps: c.totalSteps,
+    modelId: c.modelId,
+    dataset: c.dataset.name,
+    savedAt: c.savedAt,
+  };
+}
+
+async function exportAdapter(req: Req<'exportAdapter'>): Promise<Replies['exportAdapter']> {
+  const files = await requireEngine().exportAdapter(req.name);
+  return { zip: zipAdapter(files), fileName: `${slug(req.name)}.zip` };
+}
+
+async function saveToGallery(req: Req<'saveToGallery'>): Promise<Replies['saveToGallery']> {
+  const e = requireEngine();
+  const files = await e.exportAdapter(req.name);
+  return gallery.save(entryMeta(e, req.name), files);
+}
+
+async function deleteAdapter(req: Req<'deleteAdapter'>): Promise<Replies['deleteAdapter']> {
+  await gallery.delete(req.id);
+  tryCache.get(req.id)?.free();
+  tryCache.delete(req.id);
+  return {};
+}
+
+async function exportGalleryAdapter(req: Req<'exportGalleryAdapter'>): Promise<Replies['exportGalleryAdapter']> {
+  const { files, meta } = await adapterFilesById(req.id);
+  return { zip: zipAdapter(files), fileName: `${slug(meta.name)}.zip` };
+}
+
+/** Reads an adapter from the Hub or from uploaded files, checks it against the loaded model, and keeps it. */
+async function importAdapter(req: Req<'importAdapter'>): Promise<Replies['importAdapter']> {
+  const e = requireEngine();
+  const files = req.hub
+    ? await readAdapterFiles(
+        hubSource(req.hub.repo, {
+          baseUrl: req.hub.baseUrl,
+          revision: req.hub.revision,
+          cache: cacheStorageBlobCache(),
+        }),
+      )
+    : await filesFromUpload(req.files ?? []);
+  const { lora, warnings, config } = e.adapterFromFiles(files); // validates against the loaded model
+  lora.free();
+  const complete: AdapterFiles = {
+    'adapter_model.safetensors': files['adapter_model.safetensors']!,
+    'adapter_config.json': files['adapter_config.json']!,
+    'README.md': files['README.md'] ?? '',
+  };
+  const name = req.hub?.repo ?? (req.files?.[0]?.name.replace(/\.zip$/i, '') || 'imported adapter');
+  const entry = await gallery.save(
+    {
+      name,
+      baseModel: e.loaded!.id,
+      dataset: 'imported',
+      settings: { rank: config.r, alpha: config.alpha, targets: config.targets },
+      lossCurve: [],
+      valCurve: [],
+    },
+    complete,
+  );
+  return { ...entry, warnings };
+}
+
+/** The adapter a generate request names: none, the one being trained ('current'), or a gallery id. */
+async function adapterFor(e: Engine, adapterId: string | null): Promise<LoraState | null> {
+  if (adapterId === 'current') {
+    if (!e.lora) throw new Error('there is no trained adapter in this session yet');
+    return e.lora;
+  }
+  if (!adapterId) return null;
+  const cached = tryCache.get(adapterId);
+  if (cached) return cached;
+  const { files, meta } = await adapterFilesById(adapterId);
+  if (meta.baseModel && meta.baseModel !== e.requireModel().id) {
+    throw new Error(
+      `adapter '${meta.name}' was made for base model '${meta.baseModel}', but '${e.requireModel().id}' is loaded; load that model to try it`,
+    );
+  }
+  const lora = e.adapterFromFiles(files).lora;
+  tryCache.set(adapterId, lora);
+  return lora;
+}
+
+async function generate(req: Req<'generate'>): Promise<Replies['generate']> {
+  const e = requireEngine();
+  const lora = await adapterFor(e, req.adapterId);
+  const prev = lora?.strength ?? 1;
+  if (lora) lora.strength = req.strength;
+  try {
+    return await e.generate(req.prompt, lora, {
+      seed: req.seed,
+      maxTokens: req.maxTokens,
+      temperature: req.temperature,
+      merged: req.merged,
+    });
+  } finally {
+    if (lora) lora.strength = prev;
+  }
+}
+
+/** One handler per request type; each reply's type is the protocol's for that request. */
+const handlers: { [K in Request['type']]: Handler<K> } = {
+  init,
+  inspectModel,
+  loadModel,
+  loadDataset,
+  estimate: (req) => requireEngine().estimate(req.settings),
+  train,
+  pause,
+  resume,
+  stop,
+  checkpointInfo,
+  discardCheckpoint: async () => {
+    await discardCheckpoint(store);
+    return {};
+  },
+  exportAdapter,
+  saveToGallery,
+  listGallery: async () => [...(await builtinGallery()), ...(await gallery.list())],
+  renameAdapter: (req) => gallery.rename(req.id, req.name),
+  deleteAdapter,
+  exportGalleryAdapter,
+  importAdapter,
+  generate,
+};
+
+function handle<K extends Request['type']>(req: Req<K>): Promise<Replies[K]> | Replies[K] {
+  return (handlers[req.type] as Handler<K>)(req);
+}
 
 function slug(s: string): string {
   return (

@@ -92,8 +92,8 @@ describe('training the bundled model', () => {
     // Settings validation refuses such a learning rate, so build the run by hand to make it diverge.
     const base = e.createTrainer({ ...small, steps: 5 });
     const t = new Trainer({
-      ...base.p,
-      settings: { ...base.p.settings, lr: 1e30, maxGradNorm: 0, warmupSteps: 0, decay: 'constant' },
+      ...base.job,
+      settings: { ...base.job.settings, lr: 1e30, maxGradNorm: 0, warmupSteps: 0, decay: 'constant' },
     });
     let err: unknown = null;
     let lastGood: Map<string, { A: Float32Array; B: Float32Array }> | null = null;
