@@ -9,21 +9,20 @@ import type { Studio } from './state';
 export const BUNDLED_MODEL: ModelSourceSpec = { kind: 'bundled', url: 'models/weblora-llama-1m/' };
 export const DEFAULT_HUB = 'https://huggingface.co';
 
-export function modelPanel(studio: Studio): HTMLElement {
-  const status = new StatusLine();
-  const summary = h('div', { class: 'model-summary', 'aria-live': 'polite' });
-  const memory = h('div', { class: 'memory' });
-
-  // Download / upload progress of model files.
-  const progressId = newId('model-progress');
-  const progress = h('progress', { id: progressId, max: 1, value: 0, 'aria-label': 'Model file progress' });
+/** Download / upload progress of model files while a model loads. */
+function fileProgress(studio: Studio) {
+  const progress = h('progress', {
+    id: newId('model-progress'),
+    max: 1,
+    value: 0,
+    'aria-label': 'Model file progress',
+  });
   const progressText = h('span', { class: 'progress-text' });
-  const progressRow = h('div', { class: 'progress-row' }, progress, progressText);
-  progressRow.hidden = true;
-
+  const el = h('div', { class: 'progress-row' }, progress, progressText);
+  el.hidden = true;
   studio.client.on((e) => {
     if (e.type !== 'progress' || e.phase === 'tokenize' || !studio.modelLoading) return;
-    progressRow.hidden = false;
+    el.hidden = false;
     const what = e.phase === 'download' ? 'Downloading' : 'Reading';
     const file = e.file ? ` ${e.file}` : '';
     if (e.total) {
@@ -35,8 +34,16 @@ export function modelPanel(studio: Studio): HTMLElement {
       progressText.textContent = `${what}${file}: ${fmtBytes(e.loaded, 'short')}`;
     }
   });
+  return el;
+}
 
-  function showModel(m: ModelSummary, mem: MemorySummary, when: 'estimate' | 'loaded'): void {
+/** The model's shape and its memory estimate; after a failed load it shows the model still in use. */
+function modelView() {
+  const summary = h('div', { class: 'model-summary', 'aria-live': 'polite' });
+  const memory = h('div', { class: 'memory' });
+  let lastGood: { m: ModelSummary; mem: MemorySummary } | null = null;
+
+  function show(m: ModelSummary, mem: MemorySummary, when: 'estimate' | 'loaded'): void {
     setChildren(
       summary,
       h('h4', { text: m.id }),
@@ -58,9 +65,28 @@ export function modelPanel(studio: Studio): HTMLElement {
         ? 'Memory estimate before loading (default settings)'
         : 'Memory estimate, model loaded (default settings)',
     );
+    if (when === 'loaded') lastGood = { m, mem };
   }
 
-  async function load(source: ModelSourceSpec, label: string): Promise<void> {
+  return {
+    els: [summary, memory],
+    show,
+    showLastGood(): void {
+      if (lastGood) show(lastGood.m, lastGood.mem, 'loaded');
+    },
+  };
+}
+
+type Load = (source: ModelSourceSpec, label: string) => Promise<void>;
+
+/** Loading a model: inspect it (shape, memory at default settings), then load it onto the GPU. */
+function modelLoader(
+  studio: Studio,
+  status: StatusLine,
+  progressRow: HTMLElement,
+  view: ReturnType<typeof modelView>,
+): Load {
+  return async (source, label) => {
     if (studio.modelLoading) {
       status.set('A model is already loading; wait for it to finish.', 'warn');
       return;
@@ -75,33 +101,28 @@ export function modelPanel(studio: Studio): HTMLElement {
     try {
       status.set(`Reading ${label}…`, 'busy');
       const inspected = await studio.client.request({ type: 'inspectModel', source });
-      showModel(inspected.model, inspected.memory, 'estimate');
+      view.show(inspected.model, inspected.memory, 'estimate');
       if (inspected.memory.messages.some((m) => m.level === 'error')) {
         status.set(`${label} does not fit this GPU at default settings; see the memory notes. Loading anyway…`, 'warn');
       } else status.set(`Loading ${label} onto the GPU…`, 'busy');
       const loaded = await studio.client.request({ type: 'loadModel', source, weightDtype: studio.weightDtype });
-      showModel(loaded.model, loaded.memory, 'loaded');
-      lastGood = { m: loaded.model, mem: loaded.memory };
+      view.show(loaded.model, loaded.memory, 'loaded');
       studio.model = loaded.model;
       status.set(`Loaded ${loaded.model.id} (${studio.weightDtype} weights).`, 'ok');
     } catch (e) {
       const still = studio.model ? ` The model in use is still ${studio.model.id}.` : '';
       status.set(`Could not load ${label}: ${errorText(e)}${still}`, 'error');
-      if (studio.model) showModelAgain();
+      if (studio.model) view.showLastGood();
     } finally {
       studio.modelLoading = false;
       progressRow.hidden = true;
       studio.emit('model');
     }
-  }
+  };
+}
 
-  // After a failed load, show the model still in use rather than the failed one's estimate.
-  let lastGood: { m: ModelSummary; mem: MemorySummary } | null = null;
-  function showModelAgain(): void {
-    if (lastGood) showModel(lastGood.m, lastGood.mem, 'loaded');
-  }
-
-  // --- Hugging Face -------------------------------------------------------------------------------
+/** A Hugging Face repo id and Hub base URL. */
+function hubModelForm(status: StatusLine, load: Load): HTMLFormElement {
   const repoId = newId('hub-repo');
   const baseId = 'hub-base-url'; // one Hub base URL for the page: the gallery's Hub import reads it too
   const repoInput = h('input', {
@@ -112,7 +133,7 @@ export function modelPanel(studio: Studio): HTMLElement {
     spellcheck: 'false',
   });
   const baseInput = h('input', { id: baseId, type: 'url', value: DEFAULT_HUB });
-  const hubForm = h(
+  const form = h(
     'form',
     { class: 'inline-form', 'aria-label': 'Load from Hugging Face' },
     h(
@@ -131,7 +152,7 @@ export function modelPanel(studio: Studio): HTMLElement {
     ),
     h('button', { type: 'submit', text: 'Load from Hugging Face' }),
   );
-  hubForm.addEventListener('submit', (ev) => {
+  form.addEventListener('submit', (ev) => {
     ev.preventDefault();
     const repo = repoInput.value.trim();
     if (!/^[\w.-]+\/[\w.-]+$/.test(repo)) {
@@ -142,8 +163,11 @@ export function modelPanel(studio: Studio): HTMLElement {
     const baseUrl = baseInput.value.trim() || DEFAULT_HUB;
     void load({ kind: 'hub', repo, baseUrl }, repo);
   });
+  return form;
+}
 
-  // --- Local files ----------------------------------------------------------------------------------
+/** A model folder, or its files one by one, from this computer. */
+function localModelForm(load: Load): HTMLElement {
   const folderId = newId('model-folder');
   const filesId = newId('model-files');
   const folderInput = h('input', { id: folderId, type: 'file', multiple: true, webkitdirectory: true });
@@ -163,7 +187,7 @@ export function modelPanel(studio: Studio): HTMLElement {
   };
   folderInput.addEventListener('change', onPick(folderInput));
   filesInput.addEventListener('change', onPick(filesInput));
-  const localForm = h(
+  return h(
     'div',
     { class: 'inline-form', role: 'group', 'aria-label': 'Load from this computer' },
     h(
@@ -181,29 +205,25 @@ export function modelPanel(studio: Studio): HTMLElement {
       h('small', { text: 'Or choose the same files one by one.' }),
     ),
   );
+}
 
+export function modelPanel(studio: Studio): HTMLElement {
+  const status = new StatusLine();
+  const progressRow = fileProgress(studio);
+  const view = modelView();
+  const load = modelLoader(studio, status, progressRow, view);
   const other = h(
     'details',
     { class: 'other-model' },
     h('summary', { text: 'Load a different model' }),
-    hubForm,
+    hubModelForm(status, load),
     progressRow,
-    localForm,
+    localModelForm(load),
   );
-  const panel = h(
-    'div',
-    { class: 'panel', id: 'model-panel' },
-    h('h3', { text: 'Model' }),
-    status.el,
-    summary,
-    memory,
-    other,
-  );
-
   studio.on('engine', () => {
     if (studio.engine) void load(BUNDLED_MODEL, 'the bundled model');
   });
-  return panel;
+  return h('div', { class: 'panel', id: 'model-panel' }, h('h3', { text: 'Model' }), status.el, ...view.els, other);
 }
 
 /** The memory estimate with its messages; each message says its level in words, not only colour. */

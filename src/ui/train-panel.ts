@@ -10,15 +10,13 @@ import { showMemory } from './model-panel';
 import { SettingsForm } from './settings-form';
 import type { Studio } from './state';
 
-export function trainPanel(studio: Studio): HTMLElement {
-  const status = new StatusLine();
+/** The settings form and what the engine's `estimate` says about them (trainable parameters, memory). */
+function settingsSection(studio: Studio, onChecked: () => void) {
   const estimateStatus = new StatusLine();
   const estimateBox = h('div', { class: 'estimate', 'aria-live': 'polite' });
   const memoryBox = h('div', { class: 'memory' });
-  let settingsErrors = 0;
+  let errors = 0;
   let estimating = 0;
-
-  // --- settings and their estimate ---------------------------------------------------------------
   let timer: ReturnType<typeof setTimeout> | undefined;
   const form = new SettingsForm(() => {
     clearTimeout(timer);
@@ -29,8 +27,8 @@ export function trainPanel(studio: Studio): HTMLElement {
     const settings = form.read();
     studio.weightDtype = settings.weightDtype ?? 'f32';
     if (!studio.model || studio.modelLoading) {
-      settingsErrors = form.showErrors([]);
-      updateButtons();
+      errors = form.showErrors([]);
+      onChecked();
       return;
     }
     const ticket = ++estimating;
@@ -38,12 +36,12 @@ export function trainPanel(studio: Studio): HTMLElement {
       const r = await studio.client.request({ type: 'estimate', settings });
       if (ticket !== estimating) return; // a newer estimate is on its way
       estimateStatus.clear();
-      settingsErrors = form.showErrors(r.errors);
+      errors = form.showErrors(r.errors);
       setChildren(
         estimateBox,
         defList([
           ['Trainable parameters', `${fmtCount(r.trainableParams)} (${(100 * r.share).toFixed(2)}% of the model)`],
-          ['Settings', r.errors.length || form.hasLocalErrors ? `${settingsErrors} to fix` : 'valid'],
+          ['Settings', r.errors.length || form.hasLocalErrors ? `${errors} to fix` : 'valid'],
         ]),
       );
       if (r.memory) showMemory(memoryBox, r.memory, 'Memory estimate for these settings');
@@ -52,58 +50,44 @@ export function trainPanel(studio: Studio): HTMLElement {
       if (ticket !== estimating) return;
       // A failed estimate still blocks Start: its message goes in the form's list of errors.
       const msg = errorText(e);
-      settingsErrors = form.showErrors([{ field: null, message: msg }]);
+      errors = form.showErrors([{ field: null, message: msg }]);
       estimateStatus.set(`Could not check the settings: ${msg}`, 'error');
     }
-    updateButtons();
+    onChecked();
   }
 
-  // --- buttons -------------------------------------------------------------------------------------
-  const startBtn = h('button', { type: 'button', class: 'primary', text: 'Start training' });
-  const pauseBtn = h('button', { type: 'button', text: 'Pause' });
-  const resumeBtn = h('button', { type: 'button', text: 'Resume' });
-  const stopBtn = h('button', { type: 'button', text: 'Stop' });
-  const readyHint = h('p', { class: 'hint', id: 'start-hint' });
-  startBtn.setAttribute('aria-describedby', readyHint.id);
+  const el = h(
+    'div',
+    { class: 'panel' },
+    h('h3', { text: 'Settings' }),
+    form.el,
+    estimateStatus.el,
+    estimateBox,
+    memoryBox,
+  );
+  return {
+    el,
+    form,
+    estimate,
+    /** Settings problems found by the last check (0: the run may start). */
+    get errors() {
+      return errors;
+    },
+  };
+}
 
-  function updateButtons(): void {
-    const st = studio.trainState;
-    const why = !studio.engine
-      ? 'The engine is not running.'
-      : studio.modelLoading
-        ? 'Waiting for the model to load.'
-        : !studio.model
-          ? 'Load a model first.'
-          : !studio.dataset
-            ? 'Choose a dataset first.'
-            : settingsErrors
-              ? 'Fix the settings marked above.'
-              : '';
-    readyHint.textContent = st === 'idle' ? why : '';
-    startBtn.disabled = st !== 'idle' || !!why || runPending;
-    pauseBtn.disabled = st !== 'training';
-    resumeBtn.disabled = st !== 'paused';
-    stopBtn.disabled = st !== 'training' && st !== 'paused';
-    form.setDisabled(st !== 'idle');
-    // The checkpoint carries its dataset and settings: only the model must be loaded.
-    resumeOfferBtn.disabled = st !== 'idle' || !studio.model || runPending;
-  }
-
-  // --- progress, chart, samples ----------------------------------------------------------------------
+/** Live progress of a run: the step counter, statistics, the loss chart, samples and checkpoint notes. */
+function runProgress(studio: Studio) {
   const progress = h('progress', { max: 1, value: 0, 'aria-label': 'Training progress' });
   const progressText = h('span', { class: 'progress-text', text: 'Not started' });
   const stats = h('div', { class: 'train-stats', 'aria-live': 'off' });
   const chart = new LossChart('Loss chart: training loss per step and validation loss');
   const samples = h('ol', { class: 'samples', 'aria-label': 'Sample generations' });
+  const checkpointNote = h('p', { class: 'hint', 'aria-live': 'polite' });
   let lastVal: number | null = null;
 
   studio.client.on((e) => {
     switch (e.type) {
-      case 'state':
-        studio.trainState = e.state;
-        updateButtons();
-        studio.emit('train');
-        break;
       case 'step':
         progress.max = e.totalSteps;
         progress.value = e.step;
@@ -144,19 +128,131 @@ export function trainPanel(studio: Studio): HTMLElement {
         break;
     }
   });
-  const checkpointNote = h('p', { class: 'hint', 'aria-live': 'polite' });
 
-  // --- the run -------------------------------------------------------------------------------------------
-  let runPending = false;
-  async function run(resume: boolean): Promise<void> {
-    const settings: Partial<TrainSettings> = form.read();
-    runPending = true;
-    if (!resume) {
+  return {
+    /** The elements below the run's buttons, in page order. */
+    els: [
+      h('div', { class: 'progress-row' }, progress, progressText),
+      stats,
+      checkpointNote,
+      h('h4', { text: 'Loss' }),
+      chart.el,
+      h('h4', { text: 'Samples' }),
+      samples,
+    ],
+    /** A new run starts with an empty chart and no samples. */
+    reset(): void {
       chart.reset();
       samples.replaceChildren();
       lastVal = null;
+    },
+  };
+}
+
+/** The offer to resume (or discard) a run whose checkpoint survived a reload. */
+function resumeOffer(studio: Studio, onResume: () => void) {
+  const text = h('p');
+  const resumeBtn = h('button', { type: 'button', text: 'Resume run' });
+  const discardBtn = h('button', { type: 'button', text: 'Discard' });
+  const status = new StatusLine();
+  const el = h(
+    'div',
+    { class: 'offer', role: 'region', 'aria-label': 'Saved run' },
+    text,
+    h('div', { class: 'buttons' }, resumeBtn, discardBtn),
+    status.el,
+  );
+  el.hidden = true;
+  resumeBtn.addEventListener('click', onResume);
+  discardBtn.addEventListener('click', async () => {
+    try {
+      await studio.client.request({ type: 'discardCheckpoint' });
+      el.hidden = true;
+    } catch (e) {
+      status.set(`Could not discard the checkpoint: ${errorText(e)}`, 'error');
     }
-    offer.hidden = true;
+  });
+
+  function show(info: Replies['checkpointInfo']): void {
+    if (!info?.exists) return;
+    const saved = info.savedAt ? new Date(info.savedAt).toLocaleString() : 'earlier';
+    text.textContent = `A run was saved at step ${info.step} of ${info.totalSteps} (model ${info.modelId}, dataset ${info.dataset}, ${saved}). The dataset and settings are saved with it: with the same model loaded, resume it or discard it.`;
+    resumeBtn.textContent = `Resume run from step ${info.step}`;
+    el.hidden = false;
+  }
+
+  studio.on('engine', async () => {
+    if (!studio.engine) return;
+    try {
+      show(await studio.client.request({ type: 'checkpointInfo' }));
+    } catch (e) {
+      status.set(`Could not look for a saved run: ${errorText(e)}`, 'error');
+      el.hidden = false;
+    }
+  });
+  return { el, resumeBtn };
+}
+
+/** Pause, resume and stop: each asks the engine and says what happened. */
+function controlButtons(studio: Studio, status: StatusLine) {
+  const control = (type: 'pause' | 'resume' | 'stop', doing: string) => async () => {
+    try {
+      const r = await studio.client.request({ type });
+      if (type === 'pause') status.set(`Paused after step ${r.step} (a step already running finishes first).`, 'info');
+      else if (type === 'resume') status.set(`Resumed at step ${r.step}.`, 'busy');
+      else status.set(`Stopping after step ${r.step}…`, 'busy');
+    } catch (e) {
+      status.set(`Could not ${doing}: ${errorText(e)}`, 'error');
+    }
+  };
+  const pause = h('button', { type: 'button', text: 'Pause' });
+  const resume = h('button', { type: 'button', text: 'Resume' });
+  const stop = h('button', { type: 'button', text: 'Stop' });
+  pause.addEventListener('click', control('pause', 'pause'));
+  resume.addEventListener('click', control('resume', 'resume'));
+  stop.addEventListener('click', control('stop', 'stop'));
+  return { pause, resume, stop };
+}
+
+/** Why Start is disabled while no run is going ('' when it may start). */
+function notReadyReason(studio: Studio, settingsErrors: number): string {
+  if (!studio.engine) return 'The engine is not running.';
+  if (studio.modelLoading) return 'Waiting for the model to load.';
+  if (!studio.model) return 'Load a model first.';
+  if (!studio.dataset) return 'Choose a dataset first.';
+  if (settingsErrors) return 'Fix the settings marked above.';
+  return '';
+}
+
+export function trainPanel(studio: Studio): HTMLElement {
+  const status = new StatusLine();
+  const startBtn = h('button', { type: 'button', class: 'primary', text: 'Start training' });
+  const readyHint = h('p', { class: 'hint', id: 'start-hint' });
+  startBtn.setAttribute('aria-describedby', readyHint.id);
+  const controls = controlButtons(studio, status);
+  const progress = runProgress(studio);
+  const settings = settingsSection(studio, updateButtons);
+  const offer = resumeOffer(studio, () => void run(true));
+  let runPending = false;
+
+  function updateButtons(): void {
+    const st = studio.trainState;
+    const why = notReadyReason(studio, settings.errors);
+    readyHint.textContent = st === 'idle' ? why : '';
+    startBtn.disabled = st !== 'idle' || !!why || runPending;
+    controls.pause.disabled = st !== 'training';
+    controls.resume.disabled = st !== 'paused';
+    controls.stop.disabled = st !== 'training' && st !== 'paused';
+    settings.form.setDisabled(st !== 'idle');
+    // The checkpoint carries its dataset and settings: only the model must be loaded.
+    offer.resumeBtn.disabled = st !== 'idle' || !studio.model || runPending;
+  }
+
+  async function run(resume: boolean): Promise<void> {
+    const s: Partial<TrainSettings> = settings.form.read();
+    runPending = true;
+    if (!resume) progress.reset();
+    offer.el.hidden = true;
     studio.runSteps = 0;
     studio.emit('run');
     updateButtons();
@@ -165,7 +261,7 @@ export function trainPanel(studio: Studio): HTMLElement {
       'busy',
     );
     try {
-      const r = await studio.client.request({ type: 'train', settings, resume });
+      const r = await studio.client.request({ type: 'train', settings: s, resume });
       studio.runSteps = r.step;
       status.set(
         r.reason === 'done'
@@ -182,62 +278,16 @@ export function trainPanel(studio: Studio): HTMLElement {
     }
   }
   startBtn.addEventListener('click', () => void run(false));
-  const control = (type: 'pause' | 'resume' | 'stop', doing: string) => async () => {
-    try {
-      const r = await studio.client.request({ type });
-      if (type === 'pause') status.set(`Paused after step ${r.step} (a step already running finishes first).`, 'info');
-      else if (type === 'resume') status.set(`Resumed at step ${r.step}.`, 'busy');
-      else status.set(`Stopping after step ${r.step}…`, 'busy');
-    } catch (e) {
-      status.set(`Could not ${doing}: ${errorText(e)}`, 'error');
-    }
-  };
-  pauseBtn.addEventListener('click', control('pause', 'pause'));
-  resumeBtn.addEventListener('click', control('resume', 'resume'));
-  stopBtn.addEventListener('click', control('stop', 'stop'));
 
-  // --- a checkpoint from an earlier visit --------------------------------------------------------------
-  const offerText = h('p');
-  const resumeOfferBtn = h('button', { type: 'button', text: 'Resume run' });
-  const discardBtn = h('button', { type: 'button', text: 'Discard' });
-  const offerStatus = new StatusLine();
-  const offer = h(
-    'div',
-    { class: 'offer', role: 'region', 'aria-label': 'Saved run' },
-    offerText,
-    h('div', { class: 'buttons' }, resumeOfferBtn, discardBtn),
-    offerStatus.el,
-  );
-  offer.hidden = true;
-  resumeOfferBtn.addEventListener('click', () => void run(true));
-  discardBtn.addEventListener('click', async () => {
-    try {
-      await studio.client.request({ type: 'discardCheckpoint' });
-      offer.hidden = true;
-    } catch (e) {
-      offerStatus.set(`Could not discard the checkpoint: ${errorText(e)}`, 'error');
-    }
-  });
-  function showOffer(info: Replies['checkpointInfo']): void {
-    if (!info?.exists) return;
-    const saved = info.savedAt ? new Date(info.savedAt).toLocaleString() : 'earlier';
-    offerText.textContent = `A run was saved at step ${info.step} of ${info.totalSteps} (model ${info.modelId}, dataset ${info.dataset}, ${saved}). The dataset and settings are saved with it: with the same model loaded, resume it or discard it.`;
-    resumeOfferBtn.textContent = `Resume run from step ${info.step}`;
-    offer.hidden = false;
-  }
-
-  studio.on('engine', async () => {
-    if (!studio.engine) return;
-    try {
-      showOffer(await studio.client.request({ type: 'checkpointInfo' }));
-    } catch (e) {
-      offerStatus.set(`Could not look for a saved run: ${errorText(e)}`, 'error');
-      offer.hidden = false;
-    }
+  studio.client.on((e) => {
+    if (e.type !== 'state') return;
+    studio.trainState = e.state;
+    updateButtons();
+    studio.emit('train');
   });
   studio.on('model', () => {
-    if (studio.model) form.setTargets(studio.model);
-    void estimate();
+    if (studio.model) settings.form.setTargets(studio.model);
+    void settings.estimate();
   });
   studio.on('dataset', updateButtons);
   studio.on('engine', updateButtons);
@@ -247,11 +297,11 @@ export function trainPanel(studio: Studio): HTMLElement {
     'section',
     { class: 'area', id: 'train', 'aria-labelledby': 'train-h' },
     h('h2', { id: 'train-h', text: '2. Train' }),
-    offer,
+    offer.el,
     h(
       'div',
       { class: 'columns' },
-      h('div', { class: 'panel' }, h('h3', { text: 'Settings' }), form.el, estimateStatus.el, estimateBox, memoryBox),
+      settings.el,
       h(
         'div',
         { class: 'panel' },
@@ -260,19 +310,13 @@ export function trainPanel(studio: Studio): HTMLElement {
           'div',
           { class: 'buttons', role: 'group', 'aria-label': 'Training controls' },
           startBtn,
-          pauseBtn,
-          resumeBtn,
-          stopBtn,
+          controls.pause,
+          controls.resume,
+          controls.stop,
         ),
         readyHint,
         status.el,
-        h('div', { class: 'progress-row' }, progress, progressText),
-        stats,
-        checkpointNote,
-        h('h4', { text: 'Loss' }),
-        chart.el,
-        h('h4', { text: 'Samples' }),
-        samples,
+        ...progress.els,
       ),
     ),
   );
