@@ -1,32 +1,34 @@
 // Area 3: the gallery of adapters (built-in and the user's, kept by the engine in IndexedDB), the
 // current run's adapter (save / export), importing a PEFT adapter, and the Try panel.
 
-import type { GalleryEntry } from '../worker/protocol';
+import { fmtBytes } from '../util/format';
+import type { GalleryEntry, Request } from '../worker/protocol';
 import { smallCurve } from './chart';
 import { StatusLine, append, defList, downloadBytes, errorText, h, newId, setChildren } from './dom';
-import { fmtBytes } from '../util/format';
+import { DEFAULT_HUB } from './model-panel';
 import type { Studio } from './state';
 import { tryPanel } from './try-panel';
-import { DEFAULT_HUB } from './model-panel';
-import type { Request } from '../worker/protocol';
 
-export function galleryArea(studio: Studio): HTMLElement {
-  // --- this run's adapter --------------------------------------------------------------------------------
+/** Re-reads the gallery and redraws its cards. */
+type Refresh = () => Promise<void>;
+
+/** This run's adapter: a name, and Save to gallery / Export once a run has steps. */
+function runAdapterBox(studio: Studio, refresh: Refresh): HTMLElement {
   const runStatus = new StatusLine();
   const nameId = newId('adapter-name');
   const nameInput = h('input', { id: nameId, type: 'text', value: 'my-adapter', autocomplete: 'off' });
   const saveBtn = h('button', { type: 'button', class: 'primary', text: 'Save to gallery' });
   const exportBtn = h('button', { type: 'button', text: 'Export adapter' });
+  const runHint = h('p', { class: 'hint' });
   const runBox = h(
     'div',
     { class: 'panel', id: 'run-adapter' },
     h('h3', { text: "This run's adapter" }),
     h('div', { class: 'field' }, h('label', { for: nameId, text: 'Adapter name' }), nameInput),
     h('div', { class: 'buttons' }, saveBtn, exportBtn),
+    runHint,
     runStatus.el,
   );
-  const runHint = h('p', { class: 'hint' });
-  runBox.insertBefore(runHint, runStatus.el);
 
   function updateRun(): void {
     const can = studio.runSteps > 0 && (studio.trainState === 'idle' || studio.trainState === 'paused');
@@ -65,8 +67,11 @@ export function galleryArea(studio: Studio): HTMLElement {
       runStatus.set(`Could not export: ${errorText(e)}`, 'error');
     }
   });
+  return runBox;
+}
 
-  // --- import ------------------------------------------------------------------------------------------------
+/** Importing a PEFT adapter from files or from the Hub. */
+function importBox(studio: Studio, refresh: Refresh): HTMLElement {
   const importStatus = new StatusLine();
   const importId = newId('import');
   const importInput = h('input', { id: importId, type: 'file', multiple: true, accept: '.zip,.json,.safetensors,.md' });
@@ -121,7 +126,7 @@ export function galleryArea(studio: Studio): HTMLElement {
     const base = (document.getElementById('hub-base-url') as HTMLInputElement | null)?.value.trim() || DEFAULT_HUB;
     void importFrom({ type: 'importAdapter', hub: { repo, baseUrl: base } }, repo);
   });
-  const importBox = h(
+  return h(
     'div',
     { class: 'panel' },
     h('h3', { text: 'Import' }),
@@ -136,15 +141,117 @@ export function galleryArea(studio: Studio): HTMLElement {
     importStatus.el,
     warnings,
   );
+}
 
-  // --- the cards ----------------------------------------------------------------------------------------------
+/** Rename inline: the card's heading becomes a small form until saved or cancelled. */
+function renameInline(studio: Studio, a: GalleryEntry, heading: HTMLElement, st: StatusLine, refresh: Refresh): void {
+  const id = newId('rename');
+  const input = h('input', { id, type: 'text', value: a.name });
+  const save = h('button', { type: 'submit', text: 'Save name' });
+  const cancel = h('button', { type: 'button', text: 'Cancel' });
+  const f = h(
+    'form',
+    { class: 'rename', 'aria-label': `Rename ${a.name}` },
+    h('label', { for: id, text: 'New name' }),
+    input,
+    save,
+    cancel,
+  );
+  heading.replaceWith(f);
+  input.focus();
+  input.select();
+  cancel.addEventListener('click', () => f.replaceWith(heading));
+  f.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const name = input.value.trim();
+    if (!name) {
+      st.set('A name cannot be empty.', 'error');
+      return;
+    }
+    try {
+      await studio.client.request({ type: 'renameAdapter', id: a.id, name });
+      await refresh();
+    } catch (e) {
+      st.set(`Could not rename: ${errorText(e)}`, 'error');
+    }
+  });
+}
+
+/** Delete asks first, inline (no native dialog): "Delete X? Yes, delete / Keep". */
+function confirmDelete(studio: Studio, a: GalleryEntry, buttons: HTMLElement, st: StatusLine, refresh: Refresh): void {
+  const yes = h('button', { type: 'button', class: 'danger', text: 'Yes, delete' });
+  const no = h('button', { type: 'button', text: 'Keep' });
+  const confirmBox = h(
+    'div',
+    { class: 'confirm', role: 'group', 'aria-label': 'Confirm delete' },
+    h('span', { text: `Delete "${a.name}"? This cannot be undone.` }),
+    yes,
+    no,
+  );
+  buttons.replaceWith(confirmBox);
+  no.focus();
+  no.addEventListener('click', () => confirmBox.replaceWith(buttons));
+  yes.addEventListener('click', async () => {
+    try {
+      await studio.client.request({ type: 'deleteAdapter', id: a.id });
+      await refresh();
+    } catch (e) {
+      confirmBox.replaceWith(buttons);
+      st.set(`Could not delete: ${errorText(e)}`, 'error');
+    }
+  });
+}
+
+/** One adapter's card: its facts and loss curve, with Export, Rename and Delete. */
+function adapterCard(studio: Studio, a: GalleryEntry, refresh: Refresh): HTMLLIElement {
+  const st = new StatusLine();
+  const title = h('h4', { text: a.name });
+  const heading = h('div', { class: 'card-head' }, title, a.builtin && h('span', { class: 'badge', text: 'built-in' }));
+  const created = new Date(a.createdAt);
+  const facts = defList([
+    ['Base model', a.baseModel],
+    ['Dataset', a.dataset],
+    ['Rank / alpha', `${a.settings.rank} / ${a.settings.alpha}`],
+    ['Targets', a.settings.targets.join(', ')],
+    ['Created', Number.isNaN(created.getTime()) ? a.createdAt : created.toLocaleString()],
+    ['Size', fmtBytes(a.sizeBytes, 'short')],
+  ]);
+  const exportB = h('button', { type: 'button', text: 'Export', 'aria-label': `Export ${a.name}` });
+  const renameB = h('button', { type: 'button', text: 'Rename', 'aria-label': `Rename ${a.name}` });
+  const deleteB = h('button', { type: 'button', class: 'danger', text: 'Delete', 'aria-label': `Delete ${a.name}` });
+  const buttons = h('div', { class: 'buttons' }, exportB, renameB, deleteB);
+  const article = h(
+    'article',
+    { 'aria-label': a.name },
+    heading,
+    facts,
+    smallCurve(a.lossCurve, a.valCurve, `Loss curve of ${a.name}`),
+    buttons,
+    st.el,
+  );
+  exportB.addEventListener('click', async () => {
+    st.set('Packing…', 'busy');
+    try {
+      const r = await studio.client.request({ type: 'exportGalleryAdapter', id: a.id });
+      downloadBytes(r.zip, r.fileName);
+      st.set(`Downloaded ${r.fileName}.`, 'ok');
+    } catch (e) {
+      st.set(`Could not export: ${errorText(e)}`, 'error');
+    }
+  });
+  renameB.addEventListener('click', () => renameInline(studio, a, heading, st, refresh));
+  deleteB.addEventListener('click', () => confirmDelete(studio, a, buttons, st, refresh));
+  return h('li', {}, article);
+}
+
+/** The adapters' cards, read from the engine when it starts and after each change. */
+function adapterList(studio: Studio): { el: HTMLElement; refresh: Refresh } {
   const listStatus = new StatusLine();
   const cards = h('ul', { class: 'cards', 'aria-label': 'Adapters' });
-
   async function refresh(): Promise<void> {
     try {
       studio.gallery = await studio.client.request({ type: 'listGallery' });
-      setChildren(cards, ...studio.gallery.map(card));
+      setChildren(cards, ...studio.gallery.map((a) => adapterCard(studio, a, refresh)));
       if (!studio.gallery.length) append(cards, h('li', { class: 'empty', text: 'No adapters yet.' }));
       listStatus.clear();
     } catch (e) {
@@ -152,121 +259,22 @@ export function galleryArea(studio: Studio): HTMLElement {
     }
     studio.emit('gallery');
   }
+  const el = h('div', { class: 'panel' }, h('h3', { text: 'Adapters' }), listStatus.el, cards);
+  return { el, refresh };
+}
 
-  function card(a: GalleryEntry): HTMLLIElement {
-    const st = new StatusLine();
-    const title = h('h4', { text: a.name });
-    const heading = h(
-      'div',
-      { class: 'card-head' },
-      title,
-      a.builtin && h('span', { class: 'badge', text: 'built-in' }),
-    );
-    const created = new Date(a.createdAt);
-    const facts = defList([
-      ['Base model', a.baseModel],
-      ['Dataset', a.dataset],
-      ['Rank / alpha', `${a.settings.rank} / ${a.settings.alpha}`],
-      ['Targets', a.settings.targets.join(', ')],
-      ['Created', Number.isNaN(created.getTime()) ? a.createdAt : created.toLocaleString()],
-      ['Size', fmtBytes(a.sizeBytes, 'short')],
-    ]);
-    const exportB = h('button', { type: 'button', text: 'Export', 'aria-label': `Export ${a.name}` });
-    const renameB = h('button', { type: 'button', text: 'Rename', 'aria-label': `Rename ${a.name}` });
-    const deleteB = h('button', { type: 'button', class: 'danger', text: 'Delete', 'aria-label': `Delete ${a.name}` });
-    const buttons = h('div', { class: 'buttons' }, exportB, renameB, deleteB);
-    const article = h(
-      'article',
-      { 'aria-label': a.name },
-      heading,
-      facts,
-      smallCurve(a.lossCurve, a.valCurve, `Loss curve of ${a.name}`),
-      buttons,
-      st.el,
-    );
-
-    exportB.addEventListener('click', async () => {
-      st.set('Packing…', 'busy');
-      try {
-        const r = await studio.client.request({ type: 'exportGalleryAdapter', id: a.id });
-        downloadBytes(r.zip, r.fileName);
-        st.set(`Downloaded ${r.fileName}.`, 'ok');
-      } catch (e) {
-        st.set(`Could not export: ${errorText(e)}`, 'error');
-      }
-    });
-
-    // Rename inline: the title becomes a small form until saved or cancelled.
-    renameB.addEventListener('click', () => {
-      const id = newId('rename');
-      const input = h('input', { id, type: 'text', value: a.name });
-      const save = h('button', { type: 'submit', text: 'Save name' });
-      const cancel = h('button', { type: 'button', text: 'Cancel' });
-      const f = h(
-        'form',
-        { class: 'rename', 'aria-label': `Rename ${a.name}` },
-        h('label', { for: id, text: 'New name' }),
-        input,
-        save,
-        cancel,
-      );
-      heading.replaceWith(f);
-      input.focus();
-      input.select();
-      cancel.addEventListener('click', () => f.replaceWith(heading));
-      f.addEventListener('submit', async (ev) => {
-        ev.preventDefault();
-        const name = input.value.trim();
-        if (!name) {
-          st.set('A name cannot be empty.', 'error');
-          return;
-        }
-        try {
-          await studio.client.request({ type: 'renameAdapter', id: a.id, name });
-          await refresh();
-        } catch (e) {
-          st.set(`Could not rename: ${errorText(e)}`, 'error');
-        }
-      });
-    });
-
-    // Delete asks first, inline (no native dialog): "Delete X? Yes, delete / Keep".
-    deleteB.addEventListener('click', () => {
-      const yes = h('button', { type: 'button', class: 'danger', text: 'Yes, delete' });
-      const no = h('button', { type: 'button', text: 'Keep' });
-      const confirmBox = h(
-        'div',
-        { class: 'confirm', role: 'group', 'aria-label': 'Confirm delete' },
-        h('span', { text: `Delete "${a.name}"? This cannot be undone.` }),
-        yes,
-        no,
-      );
-      buttons.replaceWith(confirmBox);
-      no.focus();
-      no.addEventListener('click', () => confirmBox.replaceWith(buttons));
-      yes.addEventListener('click', async () => {
-        try {
-          await studio.client.request({ type: 'deleteAdapter', id: a.id });
-          await refresh();
-        } catch (e) {
-          confirmBox.replaceWith(buttons);
-          st.set(`Could not delete: ${errorText(e)}`, 'error');
-        }
-      });
-    });
-    return h('li', {}, article);
-  }
-
+export function galleryArea(studio: Studio): HTMLElement {
+  const list = adapterList(studio);
+  const columns = h('div', { class: 'columns' }, runAdapterBox(studio, list.refresh), importBox(studio, list.refresh));
   studio.on('engine', () => {
-    if (studio.engine) void refresh();
+    if (studio.engine) void list.refresh();
   });
-
   return h(
     'section',
     { class: 'area', id: 'gallery', 'aria-labelledby': 'gallery-h' },
     h('h2', { id: 'gallery-h', text: '3. Gallery' }),
-    h('div', { class: 'columns' }, runBox, importBox),
-    h('div', { class: 'panel' }, h('h3', { text: 'Adapters' }), listStatus.el, cards),
+    columns,
+    list.el,
     tryPanel(studio),
   );
 }
