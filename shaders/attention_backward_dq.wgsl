@@ -1,13 +1,15 @@
 //! defaults: HEAD_DIM=64 WG=64
-// Causal self-attention backward, pass 1 of 2: dq, and delta = rowsum(dO ⊙ O) for pass 2.
+// Causal self-attention backward, row-wise variant (see attention_forward.wgsl), pass 1 of 2: dq, and
+// delta = rowsum(dO ⊙ O) for pass 2.
 // One invocation per query row; the probabilities are recomputed from lse (P = exp(S - lse)), then
 //   dP = dO·Vᵀ,  dS = P ⊙ (dP - delta),  dq = scale · dS·K.
 // No workgroup memory, no barriers (see attention_forward.wgsl).
 //
 // q, dout, o, dq are (B, Tq, Hq, D); k, v are (B, kvCap, Hkv, D); lse, delta are (B, Hq, Tq).
-// Grid: x = ceil(Tq / WG) row blocks, y = B * Hq.
+// Grid: x = ceil(Tq / WG) row blocks, y = B * Hq. Mask: lib_attention.wgsl.
+//#include lib_attention
 
-struct Params { tq: u32, kv_len: u32, kv_cap: u32, hq: u32, hkv: u32, scale: f32 }
+struct Params { tq: u32, kv_len: u32, kv_cap: u32, hq: u32, hkv: u32, window: u32, scale: f32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
 @group(0) @binding(2) var<storage, read> k: array<f32>;
@@ -33,6 +35,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   let row = min(i, p.tq - 1u);
   let pos = off + row;
   let j_end = off + min(wid.x * WG + WG, p.tq); // uniform key loop, masked per lane
+  let j_begin = attn_first_key(off + wid.x * WG, p.window);
 
   let q_at = ((b * p.tq + row) * p.hq + h) * D;
   var qs: array<f32, D>;
@@ -48,7 +51,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   let kv_row = p.hkv * D;
   let kv_at = (b * p.kv_cap * p.hkv + hk) * D;
   var acc: array<f32, D>;
-  for (var j = 0u; j < j_end; j++) {
+  for (var j = j_begin; j < j_end; j++) {
     let at = kv_at + j * kv_row;
     var s = 0.0;
     var dp = 0.0;
@@ -56,7 +59,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
       s += qs[d] * k[at + d];
       dp += dos[d] * v[at + d];
     }
-    let valid = j <= pos;
+    let valid = attn_visible(pos, j, p.window);
     let pij = select(0.0, exp(select(0.0, s - lse_i, valid)), valid); // masked: exactly 0, exp never sees it
     let ds = pij * (dp - dl);
     for (var d = 0u; d < D; d++) { acc[d] += ds * k[at + d]; }

@@ -1,5 +1,6 @@
 //! defaults: HEAD_DIM=64 TILE=16 WG=64
-// Causal self-attention forward, flash style: one invocation per query row keeps its output row and an
+// Causal self-attention forward, row-wise variant (the fast one on software drivers; the tiled
+// attention_tiled_forward.wgsl is the one for real GPUs). Flash style: one invocation per query row keeps its output row and an
 // online softmax (running max m, running sum l) in registers while it walks the keys in tiles of TILE,
 // so nothing grows with T² and only lse = m + log(l) is stored for the backward.
 // No workgroup memory and no barriers: on the software drivers barriers cost more than re-reading k/v
@@ -9,10 +10,12 @@
 // that staging is the next step.
 //
 // q is (B, Tq, Hq, D); k, v are (B, kvCap, Hkv, D), rows 0..kvLen-1 valid; o is (B, Tq, Hq, D); lse is (B, Hq, Tq).
-// Query row i sits at position kvLen - Tq + i and sees keys 0..that position; query head h reads kv head
-// h / (Hq / Hkv). Grid: x = ceil(Tq / WG) row blocks, y = B * Hq.
+// Query row i sits at position kvLen - Tq + i and sees the keys lib_attention.wgsl's mask lets through (causal,
+// optionally a sliding window); query head h reads kv head h / (Hq / Hkv). Grid: x = ceil(Tq / WG) row blocks,
+// y = B * Hq. Key tiles start at multiples of TILE, so a row's arithmetic does not depend on its block.
+//#include lib_attention
 
-struct Params { tq: u32, kv_len: u32, kv_cap: u32, hq: u32, hkv: u32, scale: f32 }
+struct Params { tq: u32, kv_len: u32, kv_cap: u32, hq: u32, hkv: u32, window: u32, scale: f32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
 @group(0) @binding(2) var<storage, read> k: array<f32>;
@@ -35,8 +38,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   let live = i < p.tq;
   let row = min(i, p.tq - 1u); // lanes past the end shadow the last row and write nothing
   let pos = off + row;
-  // Every lane runs up to the workgroup's last row, masking per lane, so key loads stay uniform.
+  // Every lane runs from the workgroup's first row's first key up to its last row, masking per lane, so key
+  // loads stay uniform.
   let j_end = off + min(wid.x * WG + WG, p.tq);
+  let j_begin = (attn_first_key(off + wid.x * WG, p.window) / TILE) * TILE;
 
   let q_at = ((b * p.tq + row) * p.hq + h) * D;
   var qs: array<f32, D>;
@@ -45,28 +50,27 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   let kv_row = p.hkv * D; // stride between key rows
   let kv_at = (b * p.kv_cap * p.hkv + hk) * D;
 
-  // Seed the running max with key 0's score (every row sees key 0): no -inf sentinel ever enters exp.
-  var m = 0.0;
-  for (var d = 0u; d < D; d++) { m += qs[d] * k[kv_at + d]; }
+  var m = -3.0e38; // before any visible key: finite, so exp(m - m_new) is 0 (or 1), never NaN
   var l = 0.0;
   var acc: array<f32, D>;
   var s: array<f32, TILE>;
 
-  for (var j0 = 0u; j0 < j_end; j0 += TILE) {
+  for (var j0 = j_begin; j0 < j_end; j0 += TILE) {
     let n = min(TILE, j_end - j0);
     var m_new = m;
     for (var t = 0u; t < n; t++) {
       let at = kv_at + (j0 + t) * kv_row;
       var sc = 0.0;
       for (var d = 0u; d < D; d++) { sc += qs[d] * k[at + d]; }
-      s[t] = select(m, sc, j0 + t <= pos); // a masked key gets a harmless placeholder, zeroed below
+      s[t] = select(m, sc, attn_visible(pos, j0 + t, p.window)); // masked: a harmless placeholder, zeroed below
       m_new = max(m_new, s[t]);
     }
     let c = exp(m - m_new); // <= 1: rescales what was summed under the old max
     l *= c;
     for (var d = 0u; d < D; d++) { acc[d] *= c; }
     for (var t = 0u; t < n; t++) {
-      let pt = select(0.0, exp(s[t] - m_new), j0 + t <= pos);
+      let vis = attn_visible(pos, j0 + t, p.window);
+      let pt = select(0.0, exp(select(0.0, s[t] - m_new, vis)), vis);
       l += pt;
       let at = kv_at + (j0 + t) * kv_row;
       for (var d = 0u; d < D; d++) { acc[d] += pt * v[at + d]; }

@@ -1,6 +1,7 @@
 // CPU twin of the attention kernels: the plain O(T²) causal softmax attention in float64, materialising
 // the score matrix one query row at a time. Layouts as in attention.ts: q, o (B, Tq, Hq, D);
-// k, v (B, kvCap, Hkv, D); lse (B, Hq, Tq); dk, dv (B, kvLen, Hkv, D).
+// k, v (B, kvCap, Hkv, D); lse (B, Hq, Tq); dk, dv (B, kvLen, Hkv, D). Query row i sits at position
+// pos = kvLen - Tq + i and sees keys j with j <= pos and, with a sliding window W > 0, pos - W < j.
 import type { AttentionOpts } from './attention';
 
 function dims(opts: AttentionOpts) {
@@ -8,29 +9,36 @@ function dims(opts: AttentionOpts) {
   const Tk = opts.kvLen ?? Tq;
   const cap = opts.kvCapacity ?? Tk;
   const { heads: Hq, kvHeads: Hkv, headDim: D } = opts;
-  return { Tq, Tk, cap, Hq, Hkv, D, per: Hq / Hkv, off: Tk - Tq, scale: opts.scale ?? 1 / Math.sqrt(D) };
+  const window = opts.window ?? 0;
+  return { Tq, Tk, cap, Hq, Hkv, D, window, per: Hq / Hkv, off: Tk - Tq, scale: opts.scale ?? 1 / Math.sqrt(D) };
 }
 
-/** Row i of (b, h): scaled scores against keys 0..off+i and their softmax P. */
+/** The keys position `pos` sees: lo..pos. */
+export function visibleKeys(pos: number, window: number): { lo: number; hi: number } {
+  return { lo: window > 0 ? Math.max(0, pos - window + 1) : 0, hi: pos };
+}
+
+/** Row i of (b, h): scaled scores against its visible keys lo..hi and their softmax P (P[j - lo]). */
 function rowProbs(q: ArrayLike<number>, k: ArrayLike<number>, b: number, h: number, i: number, opts: AttentionOpts) {
-  const { Tq, cap, Hq, Hkv, D, per, off, scale } = dims(opts);
+  const { Tq, cap, Hq, Hkv, D, per, off, scale, window } = dims(opts);
   const hk = Math.floor(h / per);
-  const n = off + i + 1;
+  const { lo, hi } = visibleKeys(off + i, window);
+  const n = hi - lo + 1;
   const s = new Float64Array(n);
   const qa = ((b * Tq + i) * Hq + h) * D;
   let m = -Infinity;
-  for (let j = 0; j < n; j++) {
+  for (let j = lo; j <= hi; j++) {
     const ka = ((b * cap + j) * Hkv + hk) * D;
     let dot = 0;
     for (let d = 0; d < D; d++) dot += q[qa + d] * k[ka + d];
-    s[j] = dot * scale;
-    m = Math.max(m, s[j]);
+    s[j - lo] = dot * scale;
+    m = Math.max(m, s[j - lo]);
   }
   let sum = 0;
-  for (let j = 0; j < n; j++) sum += Math.exp(s[j] - m);
+  for (let x = 0; x < n; x++) sum += Math.exp(s[x] - m);
   const lse = m + Math.log(sum);
   const P = s.map((x) => Math.exp(x - lse));
-  return { P, lse };
+  return { P, lse, lo };
 }
 
 export function attention_forward_cpu(
@@ -49,9 +57,9 @@ export function attention_forward_cpu(
         const r = rowProbs(q, k, b, h, i, opts);
         lse[(b * Hq + h) * Tq + i] = r.lse;
         const oa = ((b * Tq + i) * Hq + h) * D;
-        for (let j = 0; j < r.P.length; j++) {
-          const va = ((b * cap + j) * Hkv + Math.floor(h / per)) * D;
-          for (let d = 0; d < D; d++) o[oa + d] += r.P[j] * v[va + d];
+        for (let x = 0; x < r.P.length; x++) {
+          const va = ((b * cap + r.lo + x) * Hkv + Math.floor(h / per)) * D;
+          for (let d = 0; d < D; d++) o[oa + d] += r.P[x] * v[va + d];
         }
       }
   return { o, lse };
@@ -74,23 +82,23 @@ export function attention_backward_cpu(
     for (let h = 0; h < Hq; h++)
       for (let i = 0; i < Tq; i++) {
         const hk = Math.floor(h / per);
-        const { P } = rowProbs(q, k, b, h, i, opts);
+        const { P, lo } = rowProbs(q, k, b, h, i, opts);
         const qa = ((b * Tq + i) * Hq + h) * D;
         const dP = new Float64Array(P.length);
         let rowDot = 0;
-        for (let j = 0; j < P.length; j++) {
-          const va = ((b * cap + j) * Hkv + hk) * D;
-          for (let d = 0; d < D; d++) dP[j] += dout[qa + d] * v[va + d];
-          rowDot += P[j] * dP[j];
+        for (let x = 0; x < P.length; x++) {
+          const va = ((b * cap + lo + x) * Hkv + hk) * D;
+          for (let d = 0; d < D; d++) dP[x] += dout[qa + d] * v[va + d];
+          rowDot += P[x] * dP[x];
         }
-        for (let j = 0; j < P.length; j++) {
-          const ka = ((b * cap + j) * Hkv + hk) * D;
-          const ga = ((b * Tk + j) * Hkv + hk) * D;
-          const dS = P[j] * (dP[j] - rowDot);
+        for (let x = 0; x < P.length; x++) {
+          const ka = ((b * cap + lo + x) * Hkv + hk) * D;
+          const ga = ((b * Tk + lo + x) * Hkv + hk) * D;
+          const dS = P[x] * (dP[x] - rowDot);
           for (let d = 0; d < D; d++) {
             dq[qa + d] += scale * dS * k[ka + d];
             dk[ga + d] += scale * dS * q[qa + d];
-            dv[ga + d] += P[j] * dout[qa + d];
+            dv[ga + d] += P[x] * dout[qa + d];
           }
         }
       }

@@ -1,9 +1,20 @@
-// Causal self-attention with grouped-query heads, flash style: the forward keeps an online softmax per
-// query row and stores only lse (log-sum-exp of the scaled scores); the backward recomputes the
-// probabilities from lse in two passes, one over query rows (dq) and one over key rows (dk, dv, summed over
-// the query heads of each kv head without atomics). Shaders: shaders/attention_*.wgsl. CPU twin:
-// attention.cpu.ts.
-import type { DispatchCost } from '../gpu/context';
+// Causal self-attention with grouped-query heads and an optional sliding window, FlashAttention-2 style:
+//   S = scale · Q·Kᵀ (masked: key j is seen from position i when j <= i and, with a window W, i - W < j),
+//   P = softmax(S) row-wise,  O = P·V,  lse = log Σ_j exp(S_ij)  (saved for the backward).
+// Backward, with P = exp(S - lse) recomputed and delta_i = dO_i · O_i:
+//   dV = Pᵀ·dO,  dP = dO·Vᵀ,  dS = P ⊙ (dP - delta),  dQ = scale · dS·K,  dK = scale · dSᵀ·Q.
+// Three kernels (forward, dq, dk/dv), in two variants with one maths:
+//   tiled    for real GPUs: each workgroup stages tiles in workgroup memory. The forward and dq own a block of
+//            query rows and stream key tiles; dk/dv own a block of keys and stream the query tiles of every
+//            query head sharing the kv head (deterministic, no atomics). Wide grids, short private arrays.
+//            shaders/attention_tiled_forward.wgsl, attention_tiled_backward_dq.wgsl, attention_tiled_backward_dkdv.wgsl
+//   rowwise  for software drivers: one invocation per query (or key) row, its row in private memory, every
+//            lane reading the same key (or query) row at once from global memory: no barriers, uniform loads,
+//            which lavapipe and SwiftShader vectorise well (bench/attention.ts measures both).
+//            shaders/attention_forward.wgsl, attention_backward_dq.wgsl, attention_backward_dkdv.wgsl
+// Both skip the key (query) ranges the mask hides entirely; the mask is shaders/lib_attention.wgsl.
+// CPU twin: attention.cpu.ts.
+import type { DispatchCost, GpuContext } from '../gpu/context';
 import { Tensor } from '../gpu/tensor';
 
 export interface AttentionOpts {
@@ -14,15 +25,29 @@ export interface AttentionOpts {
   kvLen?: number; // Tk keys per batch element actually used (default: Tq)
   kvCapacity?: number; // rows per batch element in the k/v buffers (default: kvLen)
   scale?: number; // default 1/sqrt(D)
+  window?: number; // sliding window W: position i sees keys i - W < j <= i; 0 (default) = plain causal
+  variant?: AttentionVariant; // default: attentionVariant(ctx)
 }
 
-export const ATTENTION_MAX_HEAD_DIM = 128;
-// Invocations per workgroup: one query row (forward, dq) or one key row (dk, dv) each. A workgroup walks
-// keys up to its last row, so the causal triangle inside a block (~WG²/2 pairs) is masked work: 32 keeps
-// that small while the lanes still share every key load. 16, 32, 64 were within noise on lavapipe and
-// SwiftShader (B=1, T=256, Hq=4, D=32); 128 was 2-3x slower.
-const WG = 32;
-const TILE = 16; // keys per online-softmax step in the forward
+export type AttentionVariant = 'tiled' | 'rowwise';
+export const ATTENTION_VARIANTS: AttentionVariant[] = ['tiled', 'rowwise'];
+
+/** The variant to run on ctx: `forced`, else WEBLORA_ATTENTION=tiled|rowwise (Node), else rowwise on the
+ * software drivers (llvmpipe, SwiftShader), where it measured several times faster, and tiled elsewhere. */
+export function attentionVariant(ctx: GpuContext, forced?: AttentionVariant): AttentionVariant {
+  const env = typeof process !== 'undefined' ? process.env?.WEBLORA_ATTENTION : undefined;
+  const v = forced ?? (env || undefined);
+  if (v !== undefined) {
+    if (!ATTENTION_VARIANTS.includes(v as AttentionVariant))
+      throw new Error(`attention variant '${v}' is not one of ${ATTENTION_VARIANTS.join(', ')}`);
+    return v as AttentionVariant;
+  }
+  return /llvmpipe|swiftshader/i.test(ctx.adapterName) ? 'rowwise' : 'tiled';
+}
+
+export const ATTENTION_MAX_HEAD_DIM = 256;
+const WG_FLOATS = 4096; // 16 KiB of workgroup memory
+const MAX_WINDOW = 1 << 30; // keeps j + window inside u32 in the shaders
 
 export interface Geometry {
   B: number;
@@ -33,17 +58,30 @@ export interface Geometry {
   Hkv: number;
   D: number;
   scale: number;
+  window: number;
 }
 
 /** Checks shapes and fills defaults. q is (B, Tq, Hq, D) in any row-major shape, k/v (B, kvCap, Hkv, D). */
 export function attentionGeometry(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOpts): Geometry {
+  const fail = (why: string) => {
+    throw new Error(`attention: ${why} (q [${q.shape}], k [${k.shape}], v [${v.shape}], opts ${JSON.stringify(opts)})`);
+  };
+  const g = geometryOf(q.numel, opts, fail);
+  if (k.numel !== g.B * g.cap * g.Hkv * g.D || v.numel !== k.numel)
+    fail(`k and v must hold B·kvCapacity·kvHeads·headDim = ${g.B * g.cap * g.Hkv * g.D} values`);
+  if (q.dtype !== 'f32' || k.dtype !== 'f32' || v.dtype !== 'f32') fail('q, k, v must be f32');
+  if (g.B * Math.max(g.Hq, g.Hkv) > q.ctx.limits.maxComputeWorkgroupsPerDimension)
+    fail('B·heads over the workgroups per dimension');
+  return g;
+}
+
+/** The geometry of a q of `qNumel` values under `opts` (no tensors needed: the shape report uses it too). */
+export function geometryOf(qNumel: number, opts: AttentionOpts, fail: (why: string) => never): Geometry {
   const { heads: Hq, kvHeads: Hkv, headDim: D, seqLen: Tq } = opts;
   const Tk = opts.kvLen ?? Tq;
   const cap = opts.kvCapacity ?? Tk;
   const scale = opts.scale ?? 1 / Math.sqrt(D);
-  const fail = (why: string) => {
-    throw new Error(`attention: ${why} (q [${q.shape}], k [${k.shape}], v [${v.shape}], opts ${JSON.stringify(opts)})`);
-  };
+  const window = opts.window ?? 0;
   for (const [name, n] of Object.entries({
     heads: Hq,
     kvHeads: Hkv,
@@ -54,55 +92,192 @@ export function attentionGeometry(q: Tensor, k: Tensor, v: Tensor, opts: Attenti
   })) {
     if (!Number.isInteger(n) || n < 1) fail(`${name} must be a positive integer`);
   }
+  if (!Number.isInteger(window) || window < 0 || window > MAX_WINDOW)
+    fail(`window must be an integer in 0..${MAX_WINDOW} (0 = none)`);
   if (Hq % Hkv !== 0) fail('kvHeads must divide heads');
   if (D > ATTENTION_MAX_HEAD_DIM) fail(`headDim over ${ATTENTION_MAX_HEAD_DIM}`);
   if (Tk < Tq) fail('kvLen must be at least seqLen (the query rows are the last kvLen positions)');
   if (cap < Tk) fail('kvCapacity must be at least kvLen');
-  const B = q.numel / (Tq * Hq * D);
+  const B = qNumel / (Tq * Hq * D);
   if (!Number.isInteger(B) || B < 1) fail('q does not hold B·seqLen·heads·headDim values');
-  if (k.numel !== B * cap * Hkv * D || v.numel !== k.numel)
-    fail(`k and v must hold B·kvCapacity·kvHeads·headDim = ${B * cap * Hkv * D} values`);
-  if (q.dtype !== 'f32' || k.dtype !== 'f32' || v.dtype !== 'f32') fail('q, k, v must be f32');
-  if (B * Math.max(Hq, Hkv) > q.ctx.limits.maxComputeWorkgroupsPerDimension)
-    fail('B·heads over the workgroups per dimension');
-  return { B, Tq, Tk, cap, Hq, Hkv, D, scale };
+  return { B, Tq, Tk, cap, Hq, Hkv, D, scale, window };
 }
 
-/** Query-key pairs inside the causal mask of one (batch, head): row i (position Tk - Tq + i) sees i + 1 + Tk - Tq keys. */
-const causalPairs = (g: Geometry) => g.Tq * (g.Tk - g.Tq) + (g.Tq * (g.Tq + 1)) / 2;
+// ---------------------------------------------------------------------------------------------------------
+// Tiles. Each kernel owns `own` rows per workgroup (query rows, or keys for dk/dv), each row served by
+// 256 / own lanes (256 invocations in every kernel) that split its D accumulator dims, and streams `tile`
+// rows of the other side at a time. Both are the largest powers of two (<= 32) whose workgroup memory fits
+// 16 KiB; on a tie, the larger tile (fewer barriers per row walked). Rows are stored D + 1 floats apart (no
+// bank conflicts in the dot products): the forward needs (own + 2·tile)·(D + 1) + own·tile floats; dq needs
+// 2·(own + tile)·(D + 1) + own·tile + 2·own; dk/dv 2·(own + tile)·(D + 1) + 2·own·tile + 2·tile.
 
-/** Paper costs of the three attention kernels (useful work inside the causal mask; the masked lanes of a
- * block's diagonal are not counted). Per pair: forward s = q·k and o += p·v (4D) plus the online softmax;
- * dq pass: s, dp = dO·v, dq += ds·k (6D); dk/dv pass: s, dp, dv += p·dO, dk += ds·q (8D). The longest
- * loop: a query row walks Tk keys; a key row walks the Tq rows of each of the Hq/Hkv query heads sharing it. */
-export function attentionCost(g: Geometry, pass: 'forward' | 'dq' | 'dkdv'): DispatchCost {
-  const pairs = g.B * g.Hq * causalPairs(g);
-  const qElems = g.B * g.Tq * g.Hq * g.D; // q, o, dout, dq
-  const kvElems = g.B * g.Tk * g.Hkv * g.D; // k, v, dk, dv (the kvLen valid rows)
-  const rows = g.B * g.Hq * g.Tq; // lse, delta
-  if (pass === 'forward')
+export type AttentionKernel = 'attention_forward' | 'attention_backward_dq' | 'attention_backward_dkdv';
+const ROWWISE_WG = 32; // rows per workgroup of the rowwise kernels: see attention_forward.wgsl
+const ROWWISE_TILE = 16; // keys per online-softmax step of the rowwise forward
+
+export interface Tiles {
+  own: number;
+  tile: number;
+}
+
+export function workgroupFloats(kernel: AttentionKernel, D: number, own: number, tile: number): number {
+  const SD = D + 1;
+  if (kernel === 'attention_forward') return (own + 2 * tile) * SD + own * tile;
+  if (kernel === 'attention_backward_dq') return 2 * (own + tile) * SD + own * tile + 2 * own;
+  return 2 * (own + tile) * SD + 2 * own * tile + 2 * tile;
+}
+
+export function attentionTiles(kernel: AttentionKernel, D: number): Tiles {
+  let best: Tiles | null = null;
+  for (const own of [32, 16, 8, 4, 2, 1])
+    for (const tile of [32, 16, 8, 4, 2, 1]) {
+      if (workgroupFloats(kernel, D, own, tile) > WG_FLOATS) continue;
+      const better =
+        !best || own * tile > best.own * best.tile || (own * tile === best.own * best.tile && tile > best.tile);
+      if (better) best = { own, tile };
+    }
+  return best!; // own = tile = 1 fits every D <= 256
+}
+
+/** How `kernel` of `variant` runs: rows owned per workgroup, rows of the other side per step, whether key
+ * steps start at multiples of `tile` (the forwards, for KV-cache bit-identity), the shader and its defines. */
+function layout(
+  variant: AttentionVariant,
+  kernel: AttentionKernel,
+  D: number,
+): { own: number; tile: number; aligned: boolean; shader: string; defines: Record<string, number> } {
+  if (variant === 'rowwise') {
+    const fwd = kernel === 'attention_forward';
     return {
-      flops: pairs * (4 * g.D + 4),
-      bytesRead: 4 * (qElems + 2 * kvElems),
-      bytesWritten: 4 * (qElems + rows),
-      serialLoop: g.Tk,
+      own: ROWWISE_WG,
+      tile: fwd ? ROWWISE_TILE : 1,
+      aligned: fwd,
+      shader: kernel as string,
+      defines: fwd ? { HEAD_DIM: D, TILE: ROWWISE_TILE, WG: ROWWISE_WG } : { HEAD_DIM: D, WG: ROWWISE_WG },
     };
-  if (pass === 'dq')
-    return {
-      flops: pairs * (6 * g.D + 4) + 2 * qElems,
-      bytesRead: 4 * (3 * qElems + 2 * kvElems + rows),
-      bytesWritten: 4 * (qElems + rows),
-      serialLoop: g.Tk,
-    };
+  }
+  const { own, tile } = attentionTiles(kernel, D);
   return {
-    flops: pairs * (8 * g.D + 4),
-    bytesRead: 4 * (2 * qElems + 2 * kvElems + 2 * rows),
-    bytesWritten: 4 * 2 * kvElems,
-    serialLoop: (g.Hq / g.Hkv) * g.Tq,
+    own,
+    tile,
+    aligned: kernel === 'attention_forward',
+    shader: kernel.replace('attention_', 'attention_tiled_'),
+    // BR query rows, BC keys: dk/dv own the keys
+    defines:
+      kernel === 'attention_backward_dkdv' ? { HEAD_DIM: D, BR: tile, BC: own } : { HEAD_DIM: D, BR: own, BC: tile },
   };
 }
 
-const params = (g: Geometry) => ({ u32: [g.Tq, g.Tk, g.cap, g.Hq, g.Hkv], f32: [g.scale] });
+// ---------------------------------------------------------------------------------------------------------
+// The paper cost. Flops count the useful work, the (row, key) pairs inside the mask (the masked lanes of the
+// tiles the kernels walk are not counted); per pair the forward does s = q·k and o += p·v (4D) plus the
+// online softmax; dq s, dp = dO·v, dq += ds·k (6D); dk/dv s, dp, dv += p·dO, dk += ds·q (8D). Bytes count each
+// tensor once. The longest loop mirrors the shaders' loop bounds (keys a query row walks; query rows, over
+// all heads sharing the kv head, a key row walks).
+
+/** First key position `pos` sees (lib_attention.wgsl attn_first_key). */
+const firstKey = (pos: number, window: number) => (window > 0 ? Math.max(0, pos + 1 - window) : 0);
+
+/** Keys one query row block [i0, i0 + rows) walks in the forward (aligned to its tile) or dq. */
+function keySpan(g: Geometry, i0: number, rows: number, tile: number, aligned: boolean): number {
+  const off = g.Tk - g.Tq;
+  const first = firstKey(off + i0, g.window);
+  const begin = aligned ? Math.floor(first / tile) * tile : first;
+  return off + i0 + rows - begin;
+}
+
+/** Query rows one key block [j0, j0 + keys) walks in dk/dv (per query head). */
+function rowSpan(g: Geometry, j0: number, keys: number): number {
+  const off = g.Tk - g.Tq;
+  const begin = Math.max(0, j0 - off);
+  const last = j0 + keys - 1;
+  const end = g.window === 0 ? g.Tq : Math.min(g.Tq, Math.max(0, last + g.window - off));
+  return Math.max(0, end - begin);
+}
+
+/** Visible (row, key) pairs of one (b, head). */
+export function visiblePairs(g: Geometry): number {
+  const off = g.Tk - g.Tq;
+  let n = 0;
+  for (let i = 0; i < g.Tq; i++) n += off + i + 1 - firstKey(off + i, g.window);
+  return n;
+}
+
+export interface AttentionDispatch {
+  kernel: string; // the shader
+  defines: Record<string, number>;
+  workgroups: [number, number];
+  cost: DispatchCost;
+}
+
+/** The dispatches of the forward (1) or the backward (2) at geometry g, with their paper cost. */
+export function attentionPlan(
+  g: Geometry,
+  pass: 'forward' | 'backward',
+  variant: AttentionVariant = 'tiled',
+): AttentionDispatch[] {
+  const { B, Tq, Tk, Hq, Hkv, D } = g;
+  const f = 4; // bytes per f32
+  const qBytes = B * Tq * Hq * D * f;
+  const kvBytes = B * Tk * Hkv * D * f; // the valid rows of k (or v)
+  const rowBytes = B * Hq * Tq * f; // lse or delta
+  const blocks = (n: number, b: number) =>
+    Array.from({ length: Math.ceil(n / b) }, (_, x) => [x * b, Math.min(b, n - x * b)]);
+  const queryWalk = (kernel: AttentionKernel) => {
+    const { own, tile, aligned } = layout(variant, kernel, D);
+    const spans = blocks(Tq, own).map(([i0, rows]) => keySpan(g, i0, rows, tile, aligned));
+    return { own, longest: Math.max(...spans) };
+  };
+  const pairs = B * Hq * visiblePairs(g);
+  if (pass === 'forward') {
+    const w = queryWalk('attention_forward');
+    const l = layout(variant, 'attention_forward', D);
+    return [
+      {
+        kernel: l.shader,
+        defines: l.defines,
+        workgroups: [Math.ceil(Tq / w.own), B * Hq],
+        cost: {
+          flops: pairs * (4 * D + 4),
+          bytesRead: qBytes + 2 * kvBytes,
+          bytesWritten: qBytes + rowBytes,
+          serialLoop: w.longest, // keys one lane walks
+        },
+      },
+    ];
+  }
+  const wq = queryWalk('attention_backward_dq');
+  const lq = layout(variant, 'attention_backward_dq', D);
+  const kv = layout(variant, 'attention_backward_dkdv', D);
+  const kvSpans = blocks(Tk, kv.own).map(([j0, keys]) => rowSpan(g, j0, keys));
+  const per = Hq / Hkv;
+  return [
+    {
+      kernel: lq.shader,
+      defines: lq.defines,
+      workgroups: [Math.ceil(Tq / wq.own), B * Hq],
+      cost: {
+        flops: pairs * (6 * D + 4) + 2 * B * Tq * Hq * D, // and delta = dO·O
+        bytesRead: 3 * qBytes + 2 * kvBytes + rowBytes, // q, dout, o, k, v, lse
+        bytesWritten: qBytes + rowBytes, // dq, delta
+        serialLoop: wq.longest,
+      },
+    },
+    {
+      kernel: kv.shader,
+      defines: kv.defines,
+      workgroups: [Math.ceil(Tk / kv.own), B * Hkv],
+      cost: {
+        flops: pairs * (8 * D + 4),
+        bytesRead: 2 * qBytes + 2 * kvBytes + 2 * rowBytes, // q, dout, k, v, lse, delta
+        bytesWritten: 2 * kvBytes,
+        serialLoop: per * Math.max(...kvSpans),
+      },
+    },
+  ];
+}
+
+const params = (g: Geometry) => ({ u32: [g.Tq, g.Tk, g.cap, g.Hq, g.Hkv, g.window], f32: [g.scale] });
 
 /** q is (B, Tq, Hq, D); k, v are (B, kvCap, Hkv, D).
  * Returns o, shaped like q, and lse (B, Hq, Tq), the log-sum-exp of each row's scaled scores. */
@@ -111,12 +286,13 @@ export function attention_forward(q: Tensor, k: Tensor, v: Tensor, opts: Attenti
   const ctx = q.ctx;
   const o = Tensor.empty(ctx, q.shape, 'attention.o');
   const lse = Tensor.empty(ctx, [g.B, g.Hq, g.Tq], 'attention.lse');
-  ctx.dispatch('attention_forward', {
-    defines: { HEAD_DIM: g.D, TILE, WG },
+  const [fwd] = attentionPlan(g, 'forward', attentionVariant(ctx, opts.variant));
+  ctx.dispatch(fwd.kernel, {
+    defines: fwd.defines,
     bindings: [q.buf, k.buf, v.buf, o.buf, lse.buf],
     ...params(g),
-    workgroups: [Math.ceil(g.Tq / WG), g.B * g.Hq],
-    cost: attentionCost(g, 'forward'),
+    workgroups: fwd.workgroups,
+    cost: fwd.cost,
   });
   return { o, lse };
 }
@@ -143,19 +319,20 @@ export function attention_backward(
   const dk = Tensor.empty(ctx, kvShape, 'attention.dk');
   const dv = Tensor.empty(ctx, kvShape, 'attention.dv');
   const delta = Tensor.empty(ctx, [g.B, g.Hq, g.Tq], 'attention.delta'); // rowsum(dO ⊙ O)
-  ctx.dispatch('attention_backward_dq', {
-    defines: { HEAD_DIM: g.D, WG },
+  const [dqPlan, dkdvPlan] = attentionPlan(g, 'backward', attentionVariant(ctx, opts.variant));
+  ctx.dispatch(dqPlan.kernel, {
+    defines: dqPlan.defines,
     bindings: [q.buf, k.buf, v.buf, dout.buf, o.buf, lse.buf, dq.buf, delta.buf],
     ...params(g),
-    workgroups: [Math.ceil(g.Tq / WG), g.B * g.Hq],
-    cost: attentionCost(g, 'dq'),
+    workgroups: dqPlan.workgroups,
+    cost: dqPlan.cost,
   });
-  ctx.dispatch('attention_backward_dkdv', {
-    defines: { HEAD_DIM: g.D, WG },
+  ctx.dispatch(dkdvPlan.kernel, {
+    defines: dkdvPlan.defines,
     bindings: [q.buf, k.buf, v.buf, dout.buf, lse.buf, delta.buf, dk.buf, dv.buf],
     ...params(g),
-    workgroups: [Math.ceil(g.Tk / WG), g.B * g.Hkv],
-    cost: attentionCost(g, 'dkdv'),
+    workgroups: dkdvPlan.workgroups,
+    cost: dkdvPlan.cost,
   });
   delta.free(); // a later kernel that reuses the buffer runs after this one in the same queue
   return { dq, dk, dv };

@@ -1,9 +1,23 @@
-// shaders/attention_forward.wgsl, attention_backward_dq.wgsl and attention_backward_dkdv.wgsl against the
-// float64 twin (src/kernels/attention.cpu.ts), whose backward is itself checked by finite differences.
+// Both variants: shaders/attention_tiled_forward.wgsl, attention_tiled_backward_dq.wgsl,
+// attention_tiled_backward_dkdv.wgsl and the rowwise shaders/attention_forward.wgsl, attention_backward_dq.wgsl,
+// attention_backward_dkdv.wgsl (mask in lib_attention.wgsl), against the float64 twin
+// (src/kernels/attention.cpu.ts), whose backward is itself checked by finite differences; and the launch plan
+// (grids, per-thread loops, costs) at SmolLM2-135M's training shape.
 
 import { describe, expect, it } from 'vitest';
-import { attention_backward_cpu, attention_forward_cpu } from '../../src/kernels/attention.cpu';
-import { attention_backward, attention_forward, type AttentionOpts } from '../../src/kernels/attention';
+import { attention_backward_cpu, attention_forward_cpu, visibleKeys } from '../../src/kernels/attention.cpu';
+import {
+  attentionPlan,
+  attentionTiles,
+  attention_backward,
+  attention_forward,
+  geometryOf,
+  visiblePairs,
+  ATTENTION_VARIANTS,
+  attentionVariant,
+  type AttentionOpts,
+  type AttentionVariant,
+} from '../../src/kernels/attention';
 import { Tensor } from '../../src/gpu/tensor';
 import { expectClose, finiteDiff, gpu, rng } from '../helpers/gpu';
 
@@ -17,6 +31,8 @@ interface Case {
   D: number;
   amp?: number; // std of q and k (large: scores far past exp's f32 range)
   scale?: number;
+  window?: number; // sliding window (0 / absent: plain causal)
+  variant?: AttentionVariant; // absent: the adapter's default
 }
 
 const CASES: Case[] = (
@@ -30,8 +46,21 @@ const CASES: Case[] = (
     { B: 2, Tq: 1, Tk: 70, cap: 80, Hq: 2, Hkv: 1, D: 24 }, // one generation step
     { B: 1, Tq: 5, Hq: 2, Hkv: 1, D: 128 }, // largest head
     { B: 1, Tq: 33, Hq: 2, Hkv: 1, D: 16, amp: 4, scale: 1 }, // scores ~ ±100s: naive exp would overflow
+    // head_dim 72 and 256 (Gemma 3), sliding windows 1, 5 and > T, with and without a KV-cache offset
+    { B: 1, Tq: 1, Hq: 3, Hkv: 1, D: 256 },
+    { B: 1, Tq: 257, Hq: 1, Hkv: 1, D: 256 },
+    { B: 2, Tq: 33, Hq: 3, Hkv: 3, D: 72, window: 5 },
+    { B: 2, Tq: 100, Hq: 3, Hkv: 1, D: 64, window: 1 }, // each row sees only itself: o = v
+    { B: 1, Tq: 257, Hq: 2, Hkv: 2, D: 64, window: 300 }, // window > T: plain causal
+    { B: 1, Tq: 257, Hq: 3, Hkv: 1, D: 8, window: 5 },
+    { B: 1, Tq: 7, Tk: 40, cap: 50, Hq: 3, Hkv: 1, D: 256, window: 5 }, // KV cache + window
+    { B: 2, Tq: 33, Tk: 100, cap: 101, Hq: 6, Hkv: 2, D: 72, window: 40 }, // KV cache, GQA 3, window > Tq
+    { B: 1, Tq: 100, Hq: 2, Hkv: 1, D: 64, amp: 4, scale: 1, window: 33 }, // large scores, window
   ] as Case[]
-).map((c) => ({ amp: 1, ...c, Tk: c.Tk ?? c.Tq, cap: c.cap ?? c.Tk ?? c.Tq }));
+)
+  .map((c) => ({ amp: 1, window: 0, ...c, Tk: c.Tk ?? c.Tq, cap: c.cap ?? c.Tk ?? c.Tq }))
+  // every case on both variants, whichever the adapter would pick by default
+  .flatMap((c) => ATTENTION_VARIANTS.map((variant) => ({ ...c, variant })));
 
 const U = 2 ** -24; // f32 unit roundoff
 // The bounds below are worst-case (n·u per n-term sum). Measured errors on lavapipe sit at 0.1-4 % of them;
@@ -48,6 +77,8 @@ function setup(c: Case, seed: number) {
     kvLen: Tk,
     kvCapacity: cap,
     scale: c.scale,
+    window: c.window,
+    variant: c.variant,
   };
   const r = rng(seed);
   const amp = c.amp ?? 1;
@@ -69,7 +100,7 @@ function setup(c: Case, seed: number) {
   for (let b = 0; b < c.B; b++)
     for (let h = 0; h < c.Hq; h++)
       for (let i = 0; i < c.Tq; i++)
-        for (let j = 0; j <= Tk - c.Tq + i; j++) {
+        for (let j = visibleKeys(Tk - c.Tq + i, c.window ?? 0).lo; j <= Tk - c.Tq + i; j++) {
           let a = 0;
           const qa = ((b * c.Tq + i) * c.Hq + h) * c.D,
             ka = ((b * cap + j) * c.Hkv + Math.floor(h / per)) * c.D;
@@ -87,7 +118,7 @@ const maxAbs = (x: ArrayLike<number>) => {
 
 describe('attention forward', () => {
   it.each(CASES)(
-    'matches the float64 twin: B=$B Tq=$Tq kvLen=$Tk cap=$cap Hq=$Hq Hkv=$Hkv D=$D amp=$amp',
+    'matches the float64 twin: B=$B Tq=$Tq kvLen=$Tk cap=$cap Hq=$Hq Hkv=$Hkv D=$D amp=$amp window=$window $variant',
     async (c) => {
       const ctx = await gpu();
       const { opts, q, k, v, S, Tk } = setup(c, c.Tq * 31 + c.D);
@@ -109,71 +140,83 @@ describe('attention forward', () => {
     },
   );
 
-  it('KV cache: the last rows of a full pass equal a pass over only those rows (bit for bit)', async () => {
-    const ctx = await gpu();
-    const B = 2,
-      T = 70,
-      Tq = 5,
-      cap = 72,
-      Hq = 4,
-      Hkv = 2,
-      D = 16;
-    const r = rng(7);
-    const q = r.normal(B * T * Hq * D),
-      k = r.normal(B * cap * Hkv * D),
-      v = r.normal(B * cap * Hkv * D);
-    const tq = Tensor.from(ctx, q, [B, T, Hq, D]);
-    const tk = Tensor.from(ctx, k, [B, cap, Hkv, D]);
-    const tv = Tensor.from(ctx, v, [B, cap, Hkv, D]);
-    const full = attention_forward(tq, tk, tv, {
-      heads: Hq,
-      kvHeads: Hkv,
-      headDim: D,
-      seqLen: T,
-      kvCapacity: cap,
-      kvLen: T,
-    });
-    const qLast = new Float32Array(B * Tq * Hq * D);
-    for (let b = 0; b < B; b++) qLast.set(q.subarray((b * T + T - Tq) * Hq * D, (b + 1) * T * Hq * D), b * Tq * Hq * D);
-    const tqLast = Tensor.from(ctx, qLast, [B, Tq, Hq, D]);
-    const last = attention_forward(tqLast, tk, tv, {
-      heads: Hq,
-      kvHeads: Hkv,
-      headDim: D,
-      seqLen: Tq,
-      kvLen: T,
-      kvCapacity: cap,
-    });
-    const oFull = await full.o.read(),
-      oLast = await last.o.read();
-    const lseFull = await full.lse.read(),
-      lseLast = await last.lse.read();
-    for (let b = 0; b < B; b++) {
-      // Masked keys add exact zeros and never move the running max, so the arithmetic is identical.
-      expectClose(
-        oLast.subarray(b * Tq * Hq * D, (b + 1) * Tq * Hq * D),
-        oFull.subarray((b * T + T - Tq) * Hq * D, (b + 1) * T * Hq * D),
-        0,
-        0,
-        'o',
-      );
-      for (let h = 0; h < Hq; h++) {
+  it.each([0, 5].flatMap((window) => ATTENTION_VARIANTS.map((variant) => ({ window, variant }))))(
+    'KV cache: the last rows of a full pass equal a pass over only those rows (bit for bit), window $window $variant',
+    async ({ window, variant }) => {
+      const ctx = await gpu();
+      const B = 2,
+        T = 70,
+        Tq = 5,
+        cap = 72,
+        Hq = 4,
+        Hkv = 2,
+        D = 16;
+      const r = rng(7);
+      const q = r.normal(B * T * Hq * D),
+        k = r.normal(B * cap * Hkv * D),
+        v = r.normal(B * cap * Hkv * D);
+      const tq = Tensor.from(ctx, q, [B, T, Hq, D]);
+      const tk = Tensor.from(ctx, k, [B, cap, Hkv, D]);
+      const tv = Tensor.from(ctx, v, [B, cap, Hkv, D]);
+      const full = attention_forward(tq, tk, tv, {
+        heads: Hq,
+        kvHeads: Hkv,
+        headDim: D,
+        seqLen: T,
+        kvCapacity: cap,
+        kvLen: T,
+        window,
+        variant,
+      });
+      const qLast = new Float32Array(B * Tq * Hq * D);
+      for (let b = 0; b < B; b++)
+        qLast.set(q.subarray((b * T + T - Tq) * Hq * D, (b + 1) * T * Hq * D), b * Tq * Hq * D);
+      const tqLast = Tensor.from(ctx, qLast, [B, Tq, Hq, D]);
+      const last = attention_forward(tqLast, tk, tv, {
+        heads: Hq,
+        kvHeads: Hkv,
+        headDim: D,
+        seqLen: Tq,
+        kvLen: T,
+        kvCapacity: cap,
+        window,
+        variant,
+      });
+      const oFull = await full.o.read(),
+        oLast = await last.o.read();
+      const lseFull = await full.lse.read(),
+        lseLast = await last.lse.read();
+      for (let b = 0; b < B; b++) {
+        // Masked keys add exact zeros and never move the running max, and key tiles start at multiples of the
+        // tile in both passes, so the arithmetic is identical.
         expectClose(
-          lseLast.subarray((b * Hq + h) * Tq, (b * Hq + h + 1) * Tq),
-          lseFull.subarray((b * Hq + h) * T + T - Tq, (b * Hq + h + 1) * T),
+          oLast.subarray(b * Tq * Hq * D, (b + 1) * Tq * Hq * D),
+          oFull.subarray((b * T + T - Tq) * Hq * D, (b + 1) * T * Hq * D),
           0,
           0,
-          'lse',
+          'o',
         );
+        for (let h = 0; h < Hq; h++) {
+          expectClose(
+            lseLast.subarray((b * Hq + h) * Tq, (b * Hq + h + 1) * Tq),
+            lseFull.subarray((b * Hq + h) * T + T - Tq, (b * Hq + h + 1) * T),
+            0,
+            0,
+            'lse',
+          );
+        }
       }
-    }
-    [tq, tk, tv, tqLast, full.o, full.lse, last.o, last.lse].forEach((t) => t.free());
-    expect(ctx.alloc.liveBytes).toBe(0);
-  });
+      [tq, tk, tv, tqLast, full.o, full.lse, last.o, last.lse].forEach((t) => t.free());
+      expect(ctx.alloc.liveBytes).toBe(0);
+    },
+  );
 
-  it('T = 1024 (the longest sequence) matches the twin, forward and backward', async () => {
-    await checkBackward({ B: 1, Tq: 1024, Hq: 2, Hkv: 1, D: 8 }, true);
-  });
+  it.each(ATTENTION_VARIANTS)(
+    'T = 1024 (the longest sequence) matches the twin, forward and backward: %s',
+    async (variant) => {
+      await checkBackward({ B: 1, Tq: 1024, Hq: 2, Hkv: 1, D: 8, variant }, true);
+    },
+  );
 });
 
 async function checkBackward(c: Case, alsoForward = false) {
@@ -207,7 +250,7 @@ async function checkBackward(c: Case, alsoForward = false) {
 
 describe('attention backward', () => {
   it.each(CASES)(
-    'matches the float64 twin: B=$B Tq=$Tq kvLen=$Tk cap=$cap Hq=$Hq Hkv=$Hkv D=$D amp=$amp',
+    'matches the float64 twin: B=$B Tq=$Tq kvLen=$Tk cap=$cap Hq=$Hq Hkv=$Hkv D=$D amp=$amp window=$window $variant',
     async (c) => {
       await checkBackward(c);
     },
@@ -241,8 +284,11 @@ describe('attention CPU twin', () => {
     { B: 2, Tq: 4, Hq: 2, Hkv: 2, D: 3 },
     { B: 1, Tq: 5, Hq: 3, Hkv: 1, D: 4 }, // GQA 3
     { B: 2, Tq: 2, Tk: 5, cap: 7, Hq: 4, Hkv: 2, D: 3 }, // KV cache, GQA 2
+    { B: 1, Tq: 7, Hq: 3, Hkv: 1, D: 3, window: 3 }, // sliding window, GQA 3
+    { B: 2, Tq: 3, Tk: 8, cap: 9, Hq: 2, Hkv: 1, D: 2, window: 4 }, // KV cache + window
+    { B: 1, Tq: 4, Hq: 1, Hkv: 1, D: 3, window: 1 }, // window 1: o = v, no gradient reaches q or k
   ] as Case[])(
-    'backward twin = finite differences of the forward twin: B=$B Tq=$Tq kvLen=$Tk cap=$cap Hq=$Hq Hkv=$Hkv D=$D',
+    'backward twin = finite differences of the forward twin: B=$B Tq=$Tq kvLen=$Tk cap=$cap Hq=$Hq Hkv=$Hkv D=$D window=$window',
     (c) => {
       const Tk = c.Tk ?? c.Tq,
         cap = c.cap ?? Tk;
@@ -253,6 +299,7 @@ describe('attention CPU twin', () => {
         seqLen: c.Tq,
         kvLen: Tk,
         kvCapacity: cap,
+        window: c.window,
       };
       const r = rng(11);
       const q = Float64Array.from(r.normal(c.B * c.Tq * c.Hq * c.D));
@@ -304,5 +351,101 @@ describe('attention CPU twin', () => {
     const { o, lse } = attention_forward_cpu(q, k, v, 1, { heads: 1, kvHeads: 1, headDim: 2, seqLen: 1 });
     expect(Array.from(o)).toEqual([5, 7]);
     expect(lse[0]).toBeCloseTo(1 / Math.sqrt(2), 14);
+  });
+});
+
+describe('attention twin: sliding window', () => {
+  it('window 1 gives o = v; a window past every position equals none (exactly)', () => {
+    const r = rng(5);
+    const B = 2,
+      T = 6,
+      H = 2,
+      D = 3;
+    const q = r.normal(B * T * H * D),
+      k = r.normal(B * T * H * D),
+      v = r.normal(B * T * H * D);
+    const base = { heads: H, kvHeads: H, headDim: D, seqLen: T };
+    expectClose(attention_forward_cpu(q, k, v, B, { ...base, window: 1 }).o, v, 1e-15, 0, 'o (window 1)');
+    const none = attention_forward_cpu(q, k, v, B, base);
+    const wide = attention_forward_cpu(q, k, v, B, { ...base, window: T });
+    expectClose(wide.o, none.o, 0, 0, 'o (window T)');
+    expectClose(wide.lse, none.lse, 0, 0, 'lse (window T)');
+  });
+});
+
+describe('attention launch plan', () => {
+  it('the default variant is rowwise on the software drivers; opts.variant and WEBLORA_ATTENTION force one', async () => {
+    const ctx = await gpu();
+    const saved = process.env.WEBLORA_ATTENTION;
+    try {
+      delete process.env.WEBLORA_ATTENTION;
+      expect(ctx.adapterName).toMatch(/llvmpipe|swiftshader/i);
+      expect(attentionVariant(ctx)).toBe('rowwise');
+      expect(attentionVariant(ctx, 'tiled')).toBe('tiled');
+      process.env.WEBLORA_ATTENTION = 'tiled';
+      expect(attentionVariant(ctx)).toBe('tiled');
+      process.env.WEBLORA_ATTENTION = 'fast';
+      expect(() => attentionVariant(ctx)).toThrow(/not one of tiled, rowwise/);
+    } finally {
+      if (saved === undefined) delete process.env.WEBLORA_ATTENTION;
+      else process.env.WEBLORA_ATTENTION = saved;
+    }
+  });
+
+  const plan = (B: number, T: number, Hq: number, Hkv: number, D: number, window = 0) => {
+    const opts: AttentionOpts = { heads: Hq, kvHeads: Hkv, headDim: D, seqLen: T, window };
+    const g = geometryOf(B * T * Hq * D, opts, (why) => {
+      throw new Error(why);
+    });
+    return { g, dispatches: [...attentionPlan(g, 'forward'), ...attentionPlan(g, 'backward')] };
+  };
+
+  // Issue 10's targets for a real GPU at SmolLM2-135M's training shape (B 8, T 512, 9/3 heads, D 64): every
+  // kernel on >= 264 workgroups, and no per-thread loop over 2,048 unless the grid has >= 1,024 workgroups.
+  it.each([
+    [8, 512],
+    [8, 2048],
+    [1, 4096],
+  ])('B %i, T %i, 9/3 heads, head_dim 64: wide grids, short loops', (B, T) => {
+    for (const d of plan(B, T, 9, 3, 64).dispatches) {
+      const wg = d.workgroups[0] * d.workgroups[1];
+      expect(wg, d.kernel).toBeGreaterThanOrEqual(264);
+      if (wg < 1024) expect(d.cost.serialLoop, d.kernel).toBeLessThanOrEqual(2048);
+    }
+  });
+
+  it('every head_dim up to 256 fits 16 KiB of workgroup memory and 256 invocations', () => {
+    // The var<workgroup> arrays each shader declares (rows D + 1 floats apart), in floats:
+    const declared = {
+      attention_forward: (br: number, bc: number, D: number) => br * (D + 1) + 2 * bc * (D + 1) + br * bc, // qs ks vs ss
+      attention_backward_dq: (br: number, bc: number, D: number) =>
+        2 * br * (D + 1) + 2 * bc * (D + 1) + br * bc + 2 * br, // qs dos ks vs dss lse_s dl_s
+      attention_backward_dkdv: (br: number, bc: number, D: number) =>
+        2 * bc * (D + 1) + 2 * br * (D + 1) + 2 * bc * br + 2 * br, // ks vs qs dos pt dst lse_s dl_s
+    };
+    for (let D = 1; D <= 256; D++)
+      for (const k of ['attention_forward', 'attention_backward_dq', 'attention_backward_dkdv'] as const) {
+        const { own, tile } = attentionTiles(k, D);
+        const [br, bc] = k === 'attention_backward_dkdv' ? [tile, own] : [own, tile];
+        expect(declared[k](br, bc, D) * 4, `${k} D=${D}`).toBeLessThanOrEqual(16384);
+        expect(256 % own, `${k} D=${D}`).toBe(0);
+      }
+  });
+
+  it('costs: flops count the visible pairs; a window skips the tiles it hides', () => {
+    const full = plan(2, 512, 9, 3, 64);
+    const slid = plan(2, 512, 9, 3, 64, 64);
+    expect(visiblePairs(full.g)).toBe((512 * 513) / 2);
+    expect(visiblePairs(slid.g)).toBe((64 * 65) / 2 + (512 - 64) * 64);
+    for (const p of [full, slid]) {
+      const pairs = 2 * 9 * visiblePairs(p.g);
+      const [fwd, dq, dkdv] = p.dispatches;
+      expect(fwd.cost.flops).toBe(pairs * (4 * 64 + 4));
+      expect(dq.cost.flops).toBe(pairs * (6 * 64 + 4) + 2 * 2 * 512 * 9 * 64);
+      expect(dkdv.cost.flops).toBe(pairs * (8 * 64 + 4));
+    }
+    // the loops: a full row walks all 512 keys; with the window, 64 keys and the block's rows and tile slack
+    expect(full.dispatches.map((d) => d.cost.serialLoop)).toEqual([512, 512, 3 * 512]);
+    for (const d of slid.dispatches) expect(d.cost.serialLoop).toBeLessThan(3 * (64 + 32));
   });
 });
