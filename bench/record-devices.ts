@@ -44,6 +44,8 @@ function stubDevice(): GPUDevice {
     }),
     createShaderModule: () => ({ getCompilationInfo: async () => ({ messages: [] }) }),
     createComputePipeline: () => ({ getBindGroupLayout: () => ({}) }),
+    createBindGroupLayout: () => ({}),
+    createPipelineLayout: () => ({}),
     createBindGroup: () => ({}),
     createCommandEncoder: () => ({
       beginComputePass: () => pass,

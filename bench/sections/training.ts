@@ -1,6 +1,8 @@
 // Training the bundled model: tokens/s and peak GPU bytes of a whole optimizer step (forward, backward,
 // AdamW) at stated settings; activation checkpointing on vs off (time and memory, same run, interleaved);
-// and LoRA training memory vs what a full fine-tune of the same model would hold, from the same accounting.
+// LoRA training memory vs what a full fine-tune of the same model would hold, from the same accounting;
+// and a run of consecutive steps as the engine drives them (each step's figures read one step late), with
+// the command stream it makes per step: dispatches, submits, bind groups created, blocking readbacks.
 
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
@@ -116,7 +118,55 @@ export const trainingSection: Section = {
         note: `estimates from src/models/memory.ts: LoRA ${fmtBytes(lora.totalBytes)}, full ${fmtBytes(fullBytes)}`,
       },
     ];
+    rows.push(...(await streamRows(ctx, e)));
     e.unloadModel();
     return rows;
   },
 };
+
+const RUN_STEPS = 12;
+
+/** Consecutive steps through Engine.run (checkpointing off): tokens/s over RUN_STEPS - 3 steps in the middle of
+ * a run, and the command stream per step, counted over the same steps (the first two warm caches and pools). */
+async function streamRows(ctx: GpuContext, e: Engine): Promise<Row[]> {
+  const submit = ctx.device.queue.submit.bind(ctx.device.queue);
+  let submits = 0;
+  ctx.device.queue.submit = (b: Iterable<GPUCommandBuffer>) => (submits++, submit(b));
+  try {
+    const t = e.createTrainer({ ...TRAINING_SETTINGS, steps: RUN_STEPS, checkpointing: false });
+    await ctx.sync();
+    const marks: { t: number; dispatches: number; submits: number; groups: number; reads: number }[] = [];
+    const control = { paused: false, stopped: false, waitIfPaused: async () => {} };
+    const mark = () =>
+      marks.push({
+        t: performance.now(),
+        dispatches: ctx.dispatchCount,
+        submits,
+        groups: ctx.bindGroupCount,
+        reads: ctx.readbackCount,
+      });
+    mark();
+    await e.run(control, { onEvent: (ev) => ev.type === 'step' && mark() });
+    // Between the events of steps 2 and RUN_STEPS - 1, RUN_STEPS - 3 steps were recorded (one step ahead of
+    // the events when they come late, none ahead when they do not) and as many step intervals passed.
+    const [a, b] = [marks[2], marks[RUN_STEPS - 1]];
+    const n = RUN_STEPS - 3;
+    const ms = (b.t - a.t) / n;
+    const per = (k: 'dispatches' | 'submits' | 'groups' | 'reads') => (b[k] - a[k]) / n;
+    void t;
+    return [
+      {
+        name: 'training tokens/s, consecutive steps',
+        value: (TRAINING_SETTINGS.batchSize! * TRAINING_SETTINGS.seqLen!) / (ms / 1000),
+        unit: 'tok/s',
+        note: `${ms.toFixed(0)} ms a step, ${n} steps in the middle of one ${RUN_STEPS}-step run (Engine.run)`,
+      },
+      { name: 'dispatches per step', value: per('dispatches'), unit: '', note: 'same steps' },
+      { name: 'submits per step', value: per('submits'), unit: '', note: 'queue.submit calls' },
+      { name: 'bind groups created per step', value: per('groups'), unit: '', note: 'the rest come from the cache' },
+      { name: 'blocking readbacks per step', value: per('reads'), unit: '', note: 'ctx.readBytes calls' },
+    ];
+  } finally {
+    ctx.device.queue.submit = submit;
+  }
+}

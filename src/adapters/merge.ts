@@ -68,8 +68,8 @@ function addLoraProduct(
   if (transposed) {
     // (IN, OUT) += s · op(A) (IN, r) · op(B) (r, OUT), with A stored (r, IN) and B stored (OUT, r)
     matmulRaw(ctx, {
-      a: A.buf,
-      b: B.buf,
+      a: A.binding,
+      b: B.binding,
       c: w.buf,
       M: IN,
       N: OUT,
@@ -85,8 +85,8 @@ function addLoraProduct(
   } else {
     // (OUT, IN) += s · B (OUT, r) · A (r, IN)
     matmulRaw(ctx, {
-      a: B.buf,
-      b: A.buf,
+      a: B.binding,
+      b: A.binding,
       c: w.buf,
       M: OUT,
       N: IN,

@@ -252,26 +252,40 @@ export class Engine {
     return this.trainer;
   }
 
-  /** Runs the trainer until done, stopped, or an error; pauses between steps when asked. */
+  /**
+   * Runs the trainer until done, stopped, or an error; pauses between steps when asked. Step events come
+   * one step late (step k's while step k+1 runs on the GPU); before an evaluation, a sample, a checkpoint,
+   * a pause and at the end the pending step is drained, so events keep their order.
+   */
   async run(control: RunControl, hooks: RunHooks): Promise<'done' | 'stopped'> {
     const t = this.trainer;
     if (!t) throw new Error('no training run; start one first');
     const s = t.job.settings;
+    const drain = async () => {
+      const ev = await t.drain();
+      if (ev) hooks.onEvent(ev);
+    };
     while (!t.done) {
       if (control.paused) {
+        await drain();
         await hooks.onCheckpoint?.(t);
         hooks.onState?.('paused');
         await control.waitIfPaused();
         if (!control.stopped) hooks.onState?.('training');
       }
       if (control.stopped) break;
-      hooks.onEvent(await t.trainStep());
+      const ev = await t.advance();
+      if (ev) hooks.onEvent(ev);
       const step = t.step;
-      if (s.evalEvery > 0 && (step % s.evalEvery === 0 || t.done) && t.job.val.length)
-        hooks.onEvent(await t.validate());
-      if (s.sampleEvery > 0 && (step % s.sampleEvery === 0 || t.done)) hooks.onEvent(await t.sample());
-      if (s.checkpointEvery > 0 && step % s.checkpointEvery === 0 && !t.done) await hooks.onCheckpoint?.(t);
+      const evalNow = s.evalEvery > 0 && (step % s.evalEvery === 0 || t.done) && t.job.val.length > 0;
+      const sampleNow = s.sampleEvery > 0 && (step % s.sampleEvery === 0 || t.done);
+      const checkpointNow = s.checkpointEvery > 0 && step % s.checkpointEvery === 0 && !t.done;
+      if (evalNow || sampleNow || checkpointNow) await drain();
+      if (evalNow) hooks.onEvent(await t.validate());
+      if (sampleNow) hooks.onEvent(await t.sample());
+      if (checkpointNow) await hooks.onCheckpoint?.(t);
     }
+    await drain();
     return control.stopped && !t.done ? 'stopped' : 'done';
   }
 
@@ -347,6 +361,7 @@ export class Engine {
   async snapshot(dataset: Checkpoint['dataset']): Promise<Checkpoint> {
     const t = this.trainer;
     if (!t || !this.lora || !this.loaded) throw new Error('there is no training run to checkpoint');
+    if (t.hasPending) throw new Error('internal: drain the pending training step before a checkpoint');
     const lora: Checkpoint['lora'] = {};
     for (const [k, v] of await this.lora.read()) lora[k] = v;
     return {

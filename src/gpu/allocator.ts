@@ -2,8 +2,9 @@
 // keeps the byte counts that tests and benchmarks read:
 //   liveBytes   bytes held by callers right now (what a leak test checks is zero)
 //   pooledBytes bytes kept for reuse (allocated on the GPU, not in use)
-//   peakBytes   the most bytes ever allocated on the GPU at once (live + pooled)
+//   peakBytes   the most bytes ever allocated on the GPU at once (live + pooled + runtime)
 //   peakLiveBytes the most bytes ever held by callers at once
+//   runtimeBytes bytes the runtime itself holds for good (the uniform ring), never freed, not "live"
 
 import { fmtBytes } from '../util/format';
 
@@ -18,6 +19,10 @@ export interface GpuBuffer {
 
 export class OutOfMemoryError extends Error {}
 
+// Which pooled buffer an allocation gets depends only on the set of pooled buffers (the newest of its class),
+// never on the order they were freed in: a training step then gets the very same buffers every time, and the
+// runtime's bind group cache (keyed by buffer) hits on every dispatch after the first steps.
+//
 // Size classes: multiples of 256 B up to 64 KiB, then steps of 1/8 of a power of two, so reuse wastes
 // at most ~12 % while a training step (same shapes every time) reuses every buffer exactly.
 export function sizeClass(bytes: number): number {
@@ -32,8 +37,14 @@ export class BufferAllocator {
   pooledBytes = 0;
   peakBytes = 0;
   peakLiveBytes = 0;
+  runtimeBytes = 0;
   liveCount = 0;
+  /** Increments on every trim(): buffers were destroyed, so anything that cached them starts over. */
+  trimCount = 0;
+  /** Per (size class, usage): pooled buffers sorted by creation order, newest last. */
   private pool = new Map<string, GPUBuffer[]>();
+  private ids = new WeakMap<GPUBuffer, number>();
+  private nextId = 0;
 
   constructor(
     private device: GPUDevice,
@@ -41,7 +52,15 @@ export class BufferAllocator {
   ) {}
 
   get allocatedBytes(): number {
-    return this.liveBytes + this.pooledBytes;
+    return this.liveBytes + this.pooledBytes + this.runtimeBytes;
+  }
+
+  /** A buffer the runtime keeps for the context's lifetime (not counted as live; destroyed with the device). */
+  reserve(bytes: number, usage: GPUBufferUsageFlags, label: string): GpuBuffer {
+    const buffer = this.device.createBuffer({ size: bytes, usage, label });
+    this.runtimeBytes += bytes;
+    this.peakBytes = Math.max(this.peakBytes, this.allocatedBytes);
+    return { buffer, size: bytes, capacity: bytes, usage, label, freed: false };
   }
 
   alloc(bytes: number, usage: GPUBufferUsageFlags, label = 'buffer'): GpuBuffer {
@@ -61,6 +80,7 @@ export class BufferAllocator {
       buffer = pooled;
     } else {
       buffer = this.device.createBuffer({ size: capacity, usage, label });
+      this.ids.set(buffer, this.nextId++);
     }
     this.liveBytes += capacity;
     this.liveCount++;
@@ -77,7 +97,16 @@ export class BufferAllocator {
     const key = `${buf.capacity}:${buf.usage}`;
     let list = this.pool.get(key);
     if (!list) this.pool.set(key, (list = []));
-    list.push(buf.buffer);
+    // insert keeping creation order (binary search on the ids)
+    const id = this.ids.get(buf.buffer)!;
+    let lo = 0,
+      hi = list.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.ids.get(list[mid])! < id) lo = mid + 1;
+      else hi = mid;
+    }
+    list.splice(lo, 0, buf.buffer);
     this.pooledBytes += buf.capacity;
   }
 
@@ -86,6 +115,7 @@ export class BufferAllocator {
     for (const list of this.pool.values()) for (const b of list) b.destroy();
     this.pool.clear();
     this.pooledBytes = 0;
+    this.trimCount++;
   }
 
   resetPeak(): void {

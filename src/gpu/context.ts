@@ -1,7 +1,9 @@
 // The GPU runtime: one device, one allocator, one pipeline cache, one command stream.
 //
-// Kernels are recorded into a shared command encoder and submitted in batches (flush). Every kernel
-// follows one binding convention:
+// Kernels are recorded into a shared command encoder and submitted in batches (flush). Each kernel's
+// uniforms go to one slot of a persistent uniform ring, bound with a dynamic offset, so the bind group
+// depends only on the storage bindings and is cached: a training step reuses the same bind groups every
+// time (its buffers come back from the allocator's pool). Every kernel follows one binding convention:
 //   @group(0) @binding(0) var<uniform> p: Params;   // u32 fields first, then f32 fields, 4 bytes each
 //   @group(0) @binding(1..n) storage buffers, in the order the caller passes them.
 // Validation and out-of-memory errors are caught per batch with error scopes and rethrown on the next
@@ -70,7 +72,16 @@ export interface Recording {
 }
 
 const UNIFORM_SLOT = 256; // >= minUniformBufferOffsetAlignment on every adapter
-const UNIFORM_SLOTS = 256; // dispatches per batch before an automatic flush
+const UNIFORM_SLOTS = 1024; // dispatches per batch before an automatic flush (a 256 KiB ring)
+const BIND_GROUP_CACHE = 8192; // cached bind groups before the cache starts over
+
+/** The storage bindings a kernel declares, in binding order: whether each is read-write. */
+function storageAccess(code: string): Map<number, boolean> {
+  const out = new Map<number, boolean>();
+  const re = /@binding\((\d+)\)\s*var<storage(?:\s*,\s*(read_write|read))?\s*>/g;
+  for (let m = re.exec(code); m; m = re.exec(code)) out.set(Number(m[1]), m[2] === 'read_write');
+  return out;
+}
 
 export class GpuContext {
   readonly alloc: BufferAllocator;
@@ -82,16 +93,31 @@ export class GpuContext {
   private lostListeners: ((info: GPUDeviceLostInfo) => void)[] = [];
 
   private pipelines = new Map<string, GPUComputePipeline>();
+  /** Per pipeline key: the storage bindings its shader declares (binding -> read-write). */
+  private access = new Map<string, Map<number, boolean>>();
+  /** Explicit layouts (the uniform with a dynamic offset), by pipeline key and binding count. */
+  private layouts = new Map<string, { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }>();
+  private bindGroups = new Map<string, GPUBindGroup>();
+  private bufferIds = new WeakMap<GPUBuffer, number>();
+  private nextBufferId = 1;
+  private trimEpoch = 0;
   private compileErrors = new Map<string, string>();
   private encoder: GPUCommandEncoder | null = null;
   /** The open compute pass: consecutive kernels share one (each dispatch is still its own usage scope). */
   private pass: GPUComputePassEncoder | null = null;
   private batchKernels: string[] = [];
   private uniformData = new ArrayBuffer(UNIFORM_SLOT * UNIFORM_SLOTS);
+  /** The uniform ring: written once per batch before its submit (queue order keeps batches apart). */
   private uniformBuf: GpuBuffer | null = null;
   private uniformSlot = 0;
   private pendingErrors: Promise<void>[] = [];
+  /** Counters for the shape report and tests: kernels recorded, command buffers submitted, bind groups
+   * created (the rest came from the cache), blocking readbacks (readBytes) and non-blocking ones (readLater). */
   dispatchCount = 0;
+  submitCount = 0;
+  bindGroupCount = 0;
+  readbackCount = 0;
+  laterCount = 0;
   /** Open while a region is recorded (record()); null otherwise, so recording costs nothing by default. */
   private recording: Recording | null = null;
   private threadsByKey = new Map<string, number>();
@@ -199,6 +225,7 @@ export class GpuContext {
 
   /** Reads `bytes` bytes (default: the buffer's size) from `offset`. Submits pending work and reports its errors. */
   async readBytes(buf: GpuBuffer, bytes = buf.size, offset = 0): Promise<ArrayBuffer> {
+    this.readbackCount++;
     const size = Math.ceil(bytes / 4) * 4;
     const rec = this.recording && { bytes, settled: false };
     if (rec) this.recording!.readbacks.push(rec);
@@ -215,6 +242,35 @@ export class GpuContext {
     } finally {
       this.alloc.free(staging);
     }
+  }
+
+  /**
+   * Copies `bytes` bytes of `buf` from `offset` into a staging buffer now (in the command stream), submits,
+   * and maps it without waiting: the promise resolves once the GPU has done the work recorded so far (and
+   * reports that work's errors), while later work is recorded and submitted meanwhile. Not a blocking readback.
+   */
+  readLater(buf: GpuBuffer, bytes: number, offset = 0): Promise<ArrayBuffer> {
+    const size = Math.ceil(bytes / 4) * 4;
+    const staging = this.alloc.alloc(size, 0x1 | 0x8 /* MAP_READ | COPY_DST */, 'readback.later');
+    this.copyEnc().copyBufferToBuffer(buf.buffer, offset, staging.buffer, 0, size);
+    this.flush();
+    const errors = Promise.all(this.pendingErrors); // this batch's and earlier ones; sync() still sees them
+    this.laterCount++;
+    // In a recorded region it counts as a readback, settled only if the region ended after its data came.
+    const rec = this.recording && { bytes, settled: false };
+    if (rec) this.recording!.readbacks.push(rec);
+    return (async () => {
+      try {
+        await staging.buffer.mapAsync(0x1 /* GPUMapMode.READ */, 0, size);
+        const out = staging.buffer.getMappedRange(0, size).slice(0, bytes);
+        staging.buffer.unmap();
+        await errors;
+        if (rec) rec.settled = true;
+        return out;
+      } finally {
+        this.alloc.free(staging);
+      }
+    })();
   }
 
   async readF32(buf: GpuBuffer, count = buf.size / 4, offsetElems = 0): Promise<Float32Array> {
@@ -237,13 +293,27 @@ export class GpuContext {
 
   // ---- kernels ---------------------------------------------------------------------------------
 
-  /** The compute pipeline of kernel `name` specialised by `defines` (cached). */
+  /** The compute pipeline of kernel `name` specialised by `defines`, with its 'auto' layout (cached). */
   pipeline(name: string, defines: Defines = {}): GPUComputePipeline {
     const key = `${name}|${definesKey(defines)}`;
     let p = this.pipelines.get(key);
     if (!p) {
+      const module = this.shaderModule(name, defines);
+      p = this.device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' }, label: key });
+      this.pipelines.set(key, p);
+    }
+    return p;
+  }
+
+  private modules = new Map<string, GPUShaderModule>();
+
+  /** The shader module of kernel `name` specialised by `defines` (cached); compile errors are kept for reports. */
+  private shaderModule(name: string, defines: Defines): GPUShaderModule {
+    const key = `${name}|${definesKey(defines)}`;
+    let module = this.modules.get(key);
+    if (!module) {
       const code = specialize(name, defines);
-      const module = this.device.createShaderModule({ code, label: key });
+      module = this.device.createShaderModule({ code, label: key });
       module.getCompilationInfo().then((info) => {
         const errs = info.messages.filter((m) => m.type === 'error');
         if (errs.length) {
@@ -253,17 +323,51 @@ export class GpuContext {
           );
         }
       });
-      p = this.device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' }, label: key });
-      this.pipelines.set(key, p);
+      this.modules.set(key, module);
     }
-    return p;
+    return module;
+  }
+
+  /** The pipeline of kernel `name` with an explicit layout for `nbind` storage bindings, whose uniform
+   * (binding 0) takes a dynamic offset into the ring (cached). */
+  private layoutPipeline(name: string, defines: Defines, nbind: number) {
+    const pkey = `${name}|${definesKey(defines)}`;
+    const key = `${pkey}|${nbind}`;
+    let lp = this.layouts.get(key);
+    if (!lp) {
+      let access = this.access.get(pkey);
+      if (!access) this.access.set(pkey, (access = storageAccess(specialize(name, defines))));
+      const entries: GPUBindGroupLayoutEntry[] = [
+        { binding: 0, visibility: 4 /* COMPUTE */, buffer: { type: 'uniform', hasDynamicOffset: true } },
+      ];
+      for (let i = 1; i <= nbind; i++) {
+        const rw = access.get(i);
+        if (rw === undefined) throw new GpuError(`kernel '${name}': it declares no storage binding ${i}`);
+        entries.push({ binding: i, visibility: 4, buffer: { type: rw ? 'storage' : 'read-only-storage' } });
+      }
+      const layout = this.device.createBindGroupLayout({ entries, label: key });
+      const module = this.shaderModule(name, defines);
+      const pipeline = this.device.createComputePipeline({
+        layout: this.device.createPipelineLayout({ bindGroupLayouts: [layout], label: key }),
+        compute: { module, entryPoint: 'main' },
+        label: key,
+      });
+      this.layouts.set(key, (lp = { pipeline, layout }));
+    }
+    return { ...lp, key };
+  }
+
+  private bufferId(b: GPUBuffer): number {
+    let id = this.bufferIds.get(b);
+    if (id === undefined) this.bufferIds.set(b, (id = this.nextBufferId++));
+    return id;
   }
 
   /** Records one kernel launch. */
   dispatch(name: string, args: DispatchArgs): void {
     this.assertAlive();
     const defines = args.defines ?? {};
-    const pipeline = this.pipeline(name, defines);
+    const { pipeline, layout, key } = this.layoutPipeline(name, defines, args.bindings.length);
     if (this.uniformSlot === UNIFORM_SLOTS) this.flush();
     const enc = this.enc();
     const slot = this.uniformSlot++;
@@ -272,10 +376,13 @@ export class GpuContext {
     const nu = args.u32?.length ?? 0;
     args.u32?.forEach((v, i) => (u[i] = v));
     args.f32?.forEach((v, i) => (f[nu + i] = v));
-    const entries: GPUBindGroupEntry[] = [
-      { binding: 0, resource: { buffer: this.uniformBuf!.buffer, offset: slot * UNIFORM_SLOT, size: UNIFORM_SLOT } },
-    ];
-    args.bindings.forEach((b, i) => {
+    // The bind group: the ring's first slot (moved by the dynamic offset) and the storage ranges.
+    if (this.alloc.trimCount !== this.trimEpoch) {
+      this.bindGroups.clear(); // destroyed buffers: their bind groups can never be used again
+      this.trimEpoch = this.alloc.trimCount;
+    }
+    let gkey = key;
+    const ranges = args.bindings.map((b, i) => {
       const r = 'buf' in b ? b : { buf: b, offset: 0, size: b.size };
       if (r.buf.freed) throw new GpuError(`kernel '${name}': binding ${i + 1} ('${r.buf.label}') was already freed`);
       const size = Math.ceil(r.size / 4) * 4;
@@ -285,12 +392,23 @@ export class GpuContext {
             `storage binding limit of ${fmtBytes(this.limits.maxStorageBufferBindingSize)}; split it into chunks`,
         );
       }
-      entries.push({ binding: i + 1, resource: { buffer: r.buf.buffer, offset: r.offset, size } });
+      gkey += `|${this.bufferId(r.buf.buffer)}:${r.offset}:${size}`;
+      return { buffer: r.buf.buffer, offset: r.offset, size };
     });
-    const bindGroup = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries, label: name });
+    let bindGroup = this.bindGroups.get(gkey);
+    if (!bindGroup) {
+      const entries: GPUBindGroupEntry[] = [
+        { binding: 0, resource: { buffer: this.uniformBuf!.buffer, offset: 0, size: UNIFORM_SLOT } },
+        ...ranges.map((resource, i) => ({ binding: i + 1, resource })),
+      ];
+      if (this.bindGroups.size >= BIND_GROUP_CACHE) this.bindGroups.clear();
+      bindGroup = this.device.createBindGroup({ layout, entries, label: name });
+      this.bindGroups.set(gkey, bindGroup);
+      this.bindGroupCount++;
+    }
     const pass = (this.pass ??= enc.beginComputePass());
     pass.setPipeline(pipeline);
-    pass.setBindGroup(0, bindGroup);
+    pass.setBindGroup(0, bindGroup, [slot * UNIFORM_SLOT]);
     const [x, y = 1, z = 1] = args.workgroups;
     const maxWg = this.limits.maxComputeWorkgroupsPerDimension;
     if (x > maxWg || y > maxWg || z > maxWg) {
@@ -344,11 +462,11 @@ export class GpuContext {
       this.uniformSlot * UNIFORM_SLOT || 4,
     );
     this.device.queue.submit([this.encoder.finish()]);
+    this.submitCount++;
     if (this.recording) this.recording.submits++;
     const kernels = [...new Set(this.batchKernels)];
     const oom = this.device.popErrorScope();
     const val = this.device.popErrorScope();
-    const uniform = this.uniformBuf!;
     this.pendingErrors.push(
       Promise.all([val, oom]).then(([v, o]) => {
         const e = v ?? o;
@@ -363,9 +481,7 @@ export class GpuContext {
     );
     this.encoder = null;
     this.batchKernels = [];
-    this.uniformSlot = 0;
-    this.uniformBuf = null;
-    this.alloc.free(uniform); // reused only by a later batch, whose writeBuffer is queued after this submit
+    this.uniformSlot = 0; // the ring is rewritten by the next batch, whose writeBuffer is queued after this submit
   }
 
   /** Waits for all submitted work and throws the first GPU error it produced. */
@@ -399,7 +515,11 @@ export class GpuContext {
       this.device.pushErrorScope('validation');
       this.device.pushErrorScope('out-of-memory');
       this.encoder = this.device.createCommandEncoder();
-      this.uniformBuf = this.alloc.alloc(UNIFORM_SLOT * UNIFORM_SLOTS, 0x40 | 0x8 /* UNIFORM | COPY_DST */, 'uniforms');
+      this.uniformBuf ??= this.alloc.reserve(
+        UNIFORM_SLOT * UNIFORM_SLOTS,
+        0x40 | 0x8 /* UNIFORM | COPY_DST */,
+        'uniforms',
+      );
       this.uniformSlot = 0;
     }
     return this.encoder;

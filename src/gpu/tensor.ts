@@ -2,7 +2,7 @@
 // Shapes are plain number arrays; comments in kernels give them as e.g. `x is (N, C)`.
 
 import type { GpuBuffer } from './allocator';
-import type { GpuContext } from './context';
+import type { Binding, GpuContext } from './context';
 import { fromF16, toF16 } from './f16';
 
 export type DType = 'f32' | 'f16' | 'u32';
@@ -13,13 +13,53 @@ export function numel(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
 
+/** Views start at multiples of this many bytes (every adapter's minStorageBufferOffsetAlignment is <= 256). */
+export const VIEW_ALIGN = 256;
+
 export class Tensor {
+  /**
+   * A tensor owns its buffer (offset 0, `view` false) or is a view at byte `offset` of a buffer someone
+   * else owns (the flat LoRA buffers). A view has no `buf`: kernels bind it with `binding`, and it is never
+   * freed on its own.
+   */
   constructor(
     readonly ctx: GpuContext,
-    readonly buf: GpuBuffer,
+    readonly base: GpuBuffer,
     readonly shape: readonly number[],
     readonly dtype: DType = 'f32',
-  ) {}
+    readonly offset = 0,
+    readonly view = false,
+  ) {
+    if (offset % VIEW_ALIGN)
+      throw new Error(`Tensor: a view's offset must be a multiple of ${VIEW_ALIGN}, got ${offset}`);
+  }
+
+  /** A (shape) view at byte `offset` of `base` (which the caller keeps and frees). */
+  static view(
+    ctx: GpuContext,
+    base: GpuBuffer,
+    offset: number,
+    shape: readonly number[],
+    dtype: DType = 'f32',
+  ): Tensor {
+    if (offset + numel(shape) * dtypeBytes(dtype) > base.size)
+      throw new Error(`Tensor.view: [${shape}] at byte ${offset} runs past '${base.label}' (${base.size} bytes)`);
+    return new Tensor(ctx, base, shape, dtype, offset, true);
+  }
+
+  /** The whole buffer of a tensor that owns one. A view throws: bind it with `binding` instead. */
+  get buf(): GpuBuffer {
+    if (this.view)
+      throw new Error(
+        `tensor [${this.shape}] is a view at byte ${this.offset} of '${this.base.label}': use t.binding, not t.buf`,
+      );
+    return this.base;
+  }
+
+  /** What a kernel binds: the whole buffer, or a view's byte range. */
+  get binding(): Binding {
+    return this.view ? { buf: this.base, offset: this.offset, size: this.bytes } : this.base;
+  }
 
   get numel(): number {
     return numel(this.shape);
@@ -30,28 +70,37 @@ export class Tensor {
   }
 
   get freed(): boolean {
-    return this.buf.freed;
+    return this.base.freed;
   }
 
   /** The same buffer seen with another shape of the same size (free only one of the two). */
   reshape(shape: readonly number[]): Tensor {
     if (numel(shape) !== this.numel) throw new Error(`reshape [${this.shape}] -> [${shape}]: sizes differ`);
-    return new Tensor(this.ctx, this.buf, shape, this.dtype);
+    return new Tensor(this.ctx, this.base, shape, this.dtype, this.offset, this.view);
   }
 
   free(): void {
-    this.ctx.free(this.buf);
+    if (this.view) throw new Error(`tensor [${this.shape}] is a view of '${this.base.label}': free its owner`);
+    this.ctx.free(this.base);
+  }
+
+  /** Writes `data` (this tensor's dtype, as raw values) into it. */
+  write(data: ArrayBufferView): void {
+    if (data.byteLength !== this.bytes)
+      throw new Error(`Tensor.write: ${data.byteLength} bytes for [${this.shape}] ${this.dtype} (${this.bytes} bytes)`);
+    this.ctx.write(this.base, data, this.offset);
   }
 
   /** Reads the tensor back as float32 (converting from f16 if needed). */
   async read(): Promise<Float32Array> {
     if (this.dtype === 'u32') throw new Error('Tensor.read(): a u32 tensor; use readU32()');
-    if (this.dtype === 'f16') return fromF16(new Uint16Array(await this.ctx.readBytes(this.buf, this.bytes)));
-    return this.ctx.readF32(this.buf, this.numel);
+    if (this.dtype === 'f16')
+      return fromF16(new Uint16Array(await this.ctx.readBytes(this.base, this.bytes, this.offset)));
+    return new Float32Array(await this.ctx.readBytes(this.base, this.bytes, this.offset));
   }
 
   async readU32(): Promise<Uint32Array> {
-    return this.ctx.readU32(this.buf, this.numel);
+    return new Uint32Array(await this.ctx.readBytes(this.base, this.bytes, this.offset));
   }
 
   static empty(ctx: GpuContext, shape: readonly number[], label = 'tensor', dtype: DType = 'f32'): Tensor {

@@ -6,12 +6,13 @@ import { elementwiseCost } from './cost';
 /** y += alpha·x; x and y have the same number of elements and must be different buffers. */
 export function axpy_inplace(y: Tensor, x: Tensor, alpha = 1): void {
   if (x.numel !== y.numel) throw new Error(`axpy: sizes differ ([${x.shape}] vs [${y.shape}])`);
-  if (x.buf === y.buf) throw new Error('axpy: x and y must be different buffers');
+  if (x.base === y.base) throw new Error('axpy: x and y must be different buffers');
+  const n = y.numel;
   y.ctx.dispatch('axpy', {
-    bindings: [x.buf, y.buf],
-    u32: [y.numel],
+    bindings: [x.binding, y.binding],
+    u32: [n],
     f32: [alpha],
-    workgroups: grid1d(y.numel, 256),
-    cost: elementwiseCost(y.numel, 2, 2, 1),
+    workgroups: grid1d(n, 256),
+    cost: elementwiseCost(n, 2, 2, 1),
   });
 }

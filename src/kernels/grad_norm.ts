@@ -59,6 +59,21 @@ export function sumsq_accumulate(g: Tensor, acc: Tensor): void {
   partials.free();
 }
 
+/** acc (1,) += Σ x over every element of x (n,) (a step's per-row losses), one workgroup, no readback. */
+export function sum_accumulate(x: Tensor, acc: Tensor): void {
+  if (x.dtype !== 'f32' || acc.numel !== 1 || acc.dtype !== 'f32')
+    throw new Error(`sum_accumulate: x must be f32 and acc (1,) f32, got [${x.shape}] ${x.dtype}, [${acc.shape}]`);
+  if (acc.base === x.base) throw new Error('sum_accumulate: acc and x must be different buffers');
+  const n = x.numel;
+  x.ctx.dispatch('grad_norm_sumsq', {
+    defines: { WG },
+    bindings: [x.binding, acc.binding],
+    u32: [n, 0, 1],
+    workgroups: [1],
+    cost: { flops: n, bytesRead: 4 * n + 4, bytesWritten: 4, serialLoop: Math.ceil(n / WG) + 8 },
+  });
+}
+
 /**
  * acc (1,) holds Σg² over all gradients. Returns scale (1,) = min(1, maxNorm / (sqrt(acc) + 1e-6)) (1 when
  * maxNorm is Infinity: no clipping) and norm (1,) = sqrt(acc) for logging. The caller frees both.

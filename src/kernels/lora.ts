@@ -97,7 +97,7 @@ export function lora_forward(
       transB: !opts.w0Transposed,
       bDtype: w0.dtype as 'f32' | 'f16',
     },
-    lora && u ? { u: u.buf, v: lora.B.buf, R: r, ldv: r, vT: false, lscale: lora.scale } : undefined,
+    lora && u ? { u: u.buf, v: lora.B.binding, R: r, ldv: r, vT: false, lscale: lora.scale } : undefined,
   );
   return { y, u };
 }
@@ -164,7 +164,7 @@ export function lora_backward(
         transB: !!opts.w0Transposed,
         bDtype: w0.dtype as 'f32' | 'f16',
       },
-      lora && G ? { u: G.buf, v: lora.A.buf, R: r, ldv: IN, vT: true, lscale: lora.scale } : undefined,
+      lora && G ? { u: G.buf, v: lora.A.binding, R: r, ldv: IN, vT: true, lscale: lora.scale } : undefined,
       lora ? dropoutOf(lora, IN, 'epilogue') : undefined,
     );
   }

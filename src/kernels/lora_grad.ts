@@ -73,7 +73,7 @@ export function lora_grad_accumulate(y: Tensor, z: Tensor, out: Tensor, o: GradO
       DIRECT: direct,
       ACCUM: direct && o.accumulate,
     },
-    bindings: [y.buf, z.buf, (part ?? out).buf],
+    bindings: [y.binding, z.binding, (part ?? out).binding],
     u32: [N, P, r, t.CH, (o.seed ?? 0) >>> 0],
     f32: [p, o.scale],
     workgroups: [Math.ceil(P / (4 * t.WP)), t.chunks],
@@ -88,7 +88,7 @@ export function lora_grad_accumulate(y: Tensor, z: Tensor, out: Tensor, o: GradO
   };
   ctx.dispatch('lora_grad_sum', {
     defines: { ACCUM: o.accumulate },
-    bindings: [part.buf, out.buf],
+    bindings: [part.binding, out.binding],
     u32: [E, t.chunks],
     f32: [o.scale],
     workgroups: grid1d(E, 256),

@@ -56,7 +56,7 @@ export function lora_rank_product(x: Tensor, w: Tensor, o: RankOpts = {}, tile?:
   };
   x.ctx.dispatch('lora_rank', {
     defines: { ...t, W_KR: !!o.wKR, MASK: p > 0 },
-    bindings: [x.buf, w.buf, out.buf],
+    bindings: [x.binding, w.binding, out.binding],
     u32: [N, K, r, (o.seed ?? 0) >>> 0],
     f32: [p],
     workgroups: grid1d(Math.ceil(N / RANK_ROWS), 1),

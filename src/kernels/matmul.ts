@@ -73,7 +73,7 @@ export function matmulTile(M: number, N: number): MatmulTile {
   return { wgM, wgN, tm };
 }
 
-const bindingOf = (t: Tensor): Binding => t.buf;
+const bindingOf = (t: Tensor): Binding => t.binding;
 
 /** Launches the matmul kernel; `lora` and `dropout` are the fused LoRA epilogue and the dropout mask (lora.ts). */
 export function matmulRaw(

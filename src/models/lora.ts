@@ -1,11 +1,18 @@
 // The trainable LoRA parameters of a model: for each selected linear module, A (r, IN) and B (OUT, r)
 // on the GPU with their gradient accumulators. PEFT initialisation: A ~ kaiming-uniform(a = sqrt(5)),
 // i.e. U(-1/sqrt(IN), 1/sqrt(IN)), and B = 0, so training starts exactly at the base model.
+//
+// Storage is flat: all parameters live in one buffer and all gradients in another, laid out alike
+// (module by module, A then B, each padded to a multiple of 64 floats so every view starts on a 256-byte
+// binding offset). Each module's A, B, gradA, gradB are views into them, and the optimizer keeps its
+// moments in two more buffers of the same layout, so norm, clip and AdamW run over the whole model at once.
+// Padding is zero in every buffer and stays zero (a zero gradient leaves a zero parameter and moments).
 
 import type { Tape } from '../autograd/tape';
 import type { LoraBranch } from '../autograd/ops';
 import type { GpuContext } from '../gpu/context';
-import { Tensor } from '../gpu/tensor';
+import type { GpuBuffer } from '../gpu/allocator';
+import { Tensor, VIEW_ALIGN } from '../gpu/tensor';
 import { pcgHash, rngUniform } from '../kernels/rng.cpu';
 import type { ModelConfig } from './config';
 import { selectModules, type LinearModule } from './modules';
@@ -52,6 +59,32 @@ export interface LoraModule {
 
 export type LoraArrays = Map<string, { A: Float32Array; B: Float32Array }>;
 
+/** Floats per padding unit of the flat layout: one 256-byte binding offset. */
+export const FLAT_ALIGN = VIEW_ALIGN / 4;
+
+/** Where one tensor sits in the flat buffers (in floats). */
+export interface FlatSlot {
+  name: string /* `${path}.lora_A` or `${path}.lora_B` */;
+  offset: number /* multiple of FLAT_ALIGN */;
+  numel: number;
+}
+
+/** The flat layout of the modules' A and B tensors, in module order, A before B; `numel` includes padding. */
+export function flatLayout(mods: { path: string; inFeatures: number; outFeatures: number }[], r: number) {
+  const slots: FlatSlot[] = [];
+  let n = 0;
+  for (const m of mods) {
+    for (const [name, size] of [
+      ['lora_A', r * m.inFeatures],
+      ['lora_B', m.outFeatures * r],
+    ] as const) {
+      slots.push({ name: `${m.path}.${name}`, offset: n, numel: size });
+      n += Math.ceil(size / FLAT_ALIGN) * FLAT_ALIGN;
+    }
+  }
+  return { slots, numel: Math.max(n, FLAT_ALIGN) };
+}
+
 export class LoraState {
   /** Multiplies the scale (the "adapter strength" control when trying an adapter). */
   strength = 1;
@@ -60,6 +93,13 @@ export class LoraState {
     readonly ctx: GpuContext,
     readonly config: LoraConfig,
     readonly modules: Map<string, LoraModule>,
+    /** Every A and B, flat; `slots` says where each one is. */
+    readonly params: GpuBuffer,
+    /** Their gradient accumulators, same layout. */
+    readonly grads: GpuBuffer,
+    readonly slots: FlatSlot[],
+    /** Floats in each flat buffer, padding included. */
+    readonly flatNumel: number,
   ) {}
 
   get scale(): number {
@@ -90,29 +130,42 @@ export class LoraState {
   /** An adapter from given weights (an imported file, a checkpoint, a test fixture). Shapes are checked. */
   static fromArrays(ctx: GpuContext, cfg: ModelConfig, lc: LoraConfig, arrays: LoraArrays): LoraState {
     if (!(lc.r >= 1 && Number.isInteger(lc.r))) throw new Error(`LoRA rank must be a positive integer, got ${lc.r}`);
-    const modules = new Map<string, LoraModule>();
-    const state = new LoraState(ctx, lc, modules);
-    try {
-      for (const m of selectModules(cfg, lc.targets)) {
-        const a = arrays.get(m.path);
-        if (!a) throw new Error(`LoRA weights for module '${m.path}' are missing`);
-        if (a.A.length !== lc.r * m.inFeatures)
-          throw new Error(`LoRA A of '${m.path}' has ${a.A.length} values, expected [${lc.r}, ${m.inFeatures}]`);
-        if (a.B.length !== m.outFeatures * lc.r)
-          throw new Error(`LoRA B of '${m.path}' has ${a.B.length} values, expected [${m.outFeatures}, ${lc.r}]`);
-        modules.set(m.path, {
-          mod: m,
-          A: Tensor.from(ctx, a.A, [lc.r, m.inFeatures], `${m.path}.lora_A`),
-          B: Tensor.from(ctx, a.B, [m.outFeatures, lc.r], `${m.path}.lora_B`),
-          gradA: Tensor.zeros(ctx, [lc.r, m.inFeatures], `${m.path}.lora_A.grad`),
-          gradB: Tensor.zeros(ctx, [m.outFeatures, lc.r], `${m.path}.lora_B.grad`),
-        });
-      }
-    } catch (e) {
-      state.free();
-      throw e;
+    const mods = selectModules(cfg, lc.targets);
+    for (const m of mods) {
+      const a = arrays.get(m.path);
+      if (!a) throw new Error(`LoRA weights for module '${m.path}' are missing`);
+      if (a.A.length !== lc.r * m.inFeatures)
+        throw new Error(`LoRA A of '${m.path}' has ${a.A.length} values, expected [${lc.r}, ${m.inFeatures}]`);
+      if (a.B.length !== m.outFeatures * lc.r)
+        throw new Error(`LoRA B of '${m.path}' has ${a.B.length} values, expected [${m.outFeatures}, ${lc.r}]`);
     }
-    return state;
+    const layout = flatLayout(mods, lc.r);
+    // host is (flatNumel,): A and B of every module at their slots, zero padding between
+    const host = new Float32Array(layout.numel);
+    for (let i = 0; i < mods.length; i++) {
+      const a = arrays.get(mods[i].path)!;
+      host.set(a.A, layout.slots[2 * i].offset);
+      host.set(a.B, layout.slots[2 * i + 1].offset);
+    }
+    const params = ctx.upload(host, 'lora.params');
+    const grads = ctx.buffer(layout.numel * 4, 'lora.grads');
+    ctx.clear(grads);
+    const modules = new Map<string, LoraModule>();
+    mods.forEach((m, i) => {
+      const [sa, sb] = [layout.slots[2 * i], layout.slots[2 * i + 1]];
+      const [shapeA, shapeB] = [
+        [lc.r, m.inFeatures],
+        [m.outFeatures, lc.r],
+      ];
+      modules.set(m.path, {
+        mod: m,
+        A: Tensor.view(ctx, params, sa.offset * 4, shapeA),
+        B: Tensor.view(ctx, params, sb.offset * 4, shapeB),
+        gradA: Tensor.view(ctx, grads, sa.offset * 4, shapeA),
+        gradB: Tensor.view(ctx, grads, sb.offset * 4, shapeB),
+      });
+    });
+    return new LoraState(ctx, lc, modules, params, grads, layout.slots, layout.numel);
   }
 
   /** The LoRA branch of module `path` on this tape, or null if the module has no adapter.
@@ -131,26 +184,36 @@ export class LoraState {
   }
 
   zeroGrads(): void {
-    for (const m of this.modules.values()) {
-      this.ctx.clear(m.gradA.buf);
-      this.ctx.clear(m.gradB.buf);
-    }
+    this.ctx.clear(this.grads);
   }
 
   async read(): Promise<LoraArrays> {
-    const out: LoraArrays = new Map();
-    for (const [path, m] of this.modules) out.set(path, { A: await m.A.read(), B: await m.B.read() });
-    return out;
+    return this.unflatten(await this.ctx.readF32(this.params, this.flatNumel));
   }
 
   async readGrads(): Promise<LoraArrays> {
+    return this.unflatten(await this.ctx.readF32(this.grads, this.flatNumel));
+  }
+
+  /** Per-module copies of A and B out of a flat (flatNumel,) array laid out as `slots`. */
+  unflatten(flat: Float32Array): LoraArrays {
     const out: LoraArrays = new Map();
-    for (const [path, m] of this.modules) out.set(path, { A: await m.gradA.read(), B: await m.gradB.read() });
+    let i = 0;
+    for (const path of this.modules.keys()) {
+      const [a, b] = [this.slots[i], this.slots[i + 1]];
+      out.set(path, {
+        A: flat.slice(a.offset, a.offset + a.numel),
+        B: flat.slice(b.offset, b.offset + b.numel),
+      });
+      i += 2;
+    }
     return out;
   }
 
   free(): void {
-    for (const m of this.modules.values()) for (const t of [m.A, m.B, m.gradA, m.gradB]) if (!t.freed) t.free();
+    if (this.params.freed) return;
+    this.ctx.free(this.params);
+    this.ctx.free(this.grads);
     this.modules.clear();
   }
 }

@@ -12,6 +12,7 @@ import { countTargets, type Batch } from '../data/batch';
 import { Tensor } from '../gpu/tensor';
 import { forwardHidden } from '../models/forward';
 import { headLoss } from '../models/head';
+import { sum_accumulate } from '../kernels/grad_norm';
 import type { LoraState } from '../models/lora';
 import type { CausalLM, RunInfo } from '../models/model';
 
@@ -22,6 +23,9 @@ export interface StepOptions {
   dropoutSeed?: number;
   /** Keep copies of every block input and its gradient (for tests against the oracle); the caller frees them. */
   capture?: boolean;
+  /** A (1,) accumulator (the optimizer's lossAcc): the loss sum is added into it on the GPU and not read
+   * back, so nothing waits for the GPU; lossSum is then NaN. */
+  lossInto?: Tensor;
 }
 
 export interface StepResult {
@@ -90,7 +94,12 @@ export async function forwardBackward(
   const root = model.finalNorm(headTape, xL);
   const [normed] = headTape.endForward([root]);
   const { losses, dx } = headLoss(normed, model.weights.lmHead, model.cfg.vocabSize, batch.targets, gradScale, true);
-  const lossSum = sumLosses(losses);
+  let lossSum: Promise<number>;
+  if (opts.lossInto) {
+    sum_accumulate(losses, opts.lossInto);
+    losses.free();
+    lossSum = Promise.resolve(NaN);
+  } else lossSum = sumLosses(losses);
   normed.free(); // backward needs only the gradient arriving at the root
   let [dh] = headTape.backward(root, dx!, [xL]);
   inputs[L].free();

@@ -47,6 +47,18 @@ export type TrainEvent = StepEvent | EvalEvent | SampleEvent;
 
 export class NonFiniteLossError extends Error {}
 
+/** A recorded step whose figures are on their way back from the GPU. */
+interface PendingStep {
+  /** 1-based number of the step (the optimizer's step after it). */
+  step: number;
+  lr: number;
+  /** Targets counted over its micro-batches (the loss is their mean). */
+  count: number;
+  tokens: number;
+  /** [loss sum, norm, scale, ok] as f32, mapped once the GPU is done with the step. */
+  stats: Promise<ArrayBuffer>;
+}
+
 /** What a trainer works on, fixed for the whole run: the engine builds it, the trainer owns it. */
 export interface TrainingJob {
   readonly ctx: GpuContext;
@@ -67,7 +79,10 @@ export class Trainer {
   valHistory: { step: number; loss: number }[] = [];
   lastSample: string | null = null;
   private startedAt = 0;
+  private lastReportAt = 0;
   private stepsThisSession = 0;
+  /** The step advance() recorded whose figures are not read yet. */
+  private pending: PendingStep | null = null;
 
   constructor(readonly job: TrainingJob) {
     const s = job.settings;
@@ -102,54 +117,108 @@ export class Trainer {
   }
 
   /**
-   * One optimizer update over gradAccum micro-batches. A non-finite loss throws NonFiniteLossError
-   * before the update, so the adapter and optimizer keep their last good state.
+   * One optimizer update over gradAccum micro-batches, waiting for its figures: advance() then drain().
+   * A non-finite loss or gradient norm throws NonFiniteLossError; the GPU skipped that update, so the
+   * adapter and optimizer keep their last good state.
    */
   async trainStep(): Promise<StepEvent> {
+    if (this.pending) throw new Error('trainStep: a step is still pending; drain() it first');
+    await this.advance();
+    return (await this.drain())!;
+  }
+
+  /**
+   * Records and submits the next step, then returns the previous step's event (null when there is none):
+   * its loss and gradient norm were copied to a staging buffer at its end and are mapped while this step
+   * runs, so no readback stands between one step and the next. Call drain() for the last step's event.
+   */
+  async advance(): Promise<StepEvent | null> {
+    const prev = this.pending;
+    this.pending = this.encodeStep();
+    if (!prev) return null;
+    try {
+      return await this.report(prev);
+    } catch (e) {
+      this.discardPending();
+      throw e;
+    }
+  }
+
+  /** The event of the step advance() recorded last, once the GPU has done it (null when none is pending). */
+  async drain(): Promise<StepEvent | null> {
+    const p = this.pending;
+    this.pending = null;
+    return p ? this.report(p) : null;
+  }
+
+  /** Whether a step was recorded whose event drain() has not given yet. */
+  get hasPending(): boolean {
+    return this.pending !== null;
+  }
+
+  private encodeStep(): PendingStep {
     const { ctx, model, lora, settings: s } = this.job;
-    if (!this.startedAt) this.startedAt = performance.now();
-    const t0 = performance.now();
+    if (!this.startedAt) this.startedAt = this.lastReportAt = performance.now();
     const micro = Array.from({ length: s.gradAccum }, () => this.job.train.nextBatch(s.batchSize));
     const count = micro.reduce((n, b) => n + countTargets(b.targets), 0);
-    let lossSum = 0;
+    const step = this.step;
+    this.opt.beginStep();
+    const lossAcc = this.opt.lossAcc;
     for (let i = 0; i < micro.length; i++) {
-      const r = await forwardBackward(model, lora, micro[i], {
+      forwardBackward(model, lora, micro[i], {
         checkpointing: s.checkpointing,
         gradScale: count > 0 ? 1 / count : 0,
-        dropoutSeed: pcgHash((s.seed ^ pcgHash(this.step * MAX_GRAD_ACCUM + i)) >>> 0), // see MAX_GRAD_ACCUM
+        dropoutSeed: pcgHash((s.seed ^ pcgHash(step * MAX_GRAD_ACCUM + i)) >>> 0), // see MAX_GRAD_ACCUM
+        lossInto: lossAcc,
       });
-      lossSum += r.lossSum;
     }
-    const loss = lossSum / Math.max(1, count);
-    if (!Number.isFinite(loss)) {
-      lora.zeroGrads();
+    const lr = this.lr();
+    this.opt.apply(lr);
+    // [loss sum, norm, scale, ok] of this step, copied now and mapped without waiting
+    const stats = ctx.readLater(this.opt.stats, 16);
+    stats.catch(() => {}); // a discarded step's readback may fail with the run; the one awaited reports it
+    return { step: step + 1, lr, count, tokens: micro.reduce((n, b) => n + b.B * b.T, 0), stats };
+  }
+
+  private async report(p: PendingStep): Promise<StepEvent> {
+    const { ctx } = this.job;
+    const st = AdamW.decodeStats(await p.stats);
+    const loss = st.lossSum / Math.max(1, p.count);
+    if (!st.ok || !Number.isFinite(loss)) {
+      // The GPU skipped this update and every one recorded after it (the guard is sticky): the adapter and
+      // the moments are those of step p.step - 1. Gradients were zeroed by the update kernel.
+      this.opt.step = p.step - 1;
+      this.opt.resetGuard();
+      const what = Number.isFinite(loss) ? `gradient norm became ${st.norm}` : `loss became ${loss}`;
       throw new NonFiniteLossError(
-        `The training loss became ${loss} at step ${this.step + 1}. The run was stopped and the adapter kept at step ${this.step}. ` +
+        `The training ${what} at step ${p.step}. The run was stopped and the adapter kept at step ${p.step - 1}. ` +
           'Lower the learning rate, or check the dataset.',
       );
     }
-    const lr = this.lr();
-    const normT = this.opt.update(lr);
-    const gradNorm = (await normT.read())[0]; // reading it waits for the whole step
-    normT.free();
-    const stepMs = performance.now() - t0;
+    const now = performance.now();
+    const stepMs = now - this.lastReportAt;
+    this.lastReportAt = now;
     this.stepsThisSession++;
-    const avgMs = (performance.now() - this.startedAt) / this.stepsThisSession;
-    const tokens = micro.reduce((n, b) => n + b.B * b.T, 0);
-    this.history.push({ step: this.step, loss });
+    const avgMs = (now - this.startedAt) / this.stepsThisSession;
+    this.history.push({ step: p.step, loss });
     return {
       type: 'step',
-      step: this.step,
+      step: p.step,
       totalSteps: this.job.totalSteps,
       loss,
-      lr,
-      gradNorm,
-      tokensPerSec: tokens / (stepMs / 1000),
+      lr: p.lr,
+      gradNorm: st.norm,
+      tokensPerSec: p.tokens / (stepMs / 1000),
       stepMs,
-      etaSec: ((this.job.totalSteps - this.step) * avgMs) / 1000,
+      etaSec: ((this.job.totalSteps - p.step) * avgMs) / 1000,
       liveBytes: ctx.alloc.liveBytes,
       peakBytes: ctx.alloc.peakBytes,
     };
+  }
+
+  /** Forgets a recorded step after an error: the GPU skipped its update (the guard stays down until reset). */
+  private discardPending(): void {
+    this.pending = null;
   }
 
   /** Mean validation loss over the held-out batches. */
@@ -199,6 +268,7 @@ export class Trainer {
   }
 
   free(): void {
+    this.pending = null;
     this.opt.free();
   }
 }

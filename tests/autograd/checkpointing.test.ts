@@ -30,10 +30,7 @@ describe('activation checkpointing', () => {
     const run = async (checkpointing: boolean) => {
       const lora = LoraState.init(ctx, files.config, lc, 5);
       for (const m of lora.modules.values())
-        ctx.write(
-          m.B.buf,
-          Float32Array.from({ length: m.B.numel }, (_, i) => Math.sin(i) * 0.05),
-        );
+        m.B.write(Float32Array.from({ length: m.B.numel }, (_, i) => Math.sin(i) * 0.05));
       await ctx.sync();
       ctx.alloc.trim();
       ctx.alloc.resetPeak();

@@ -19,7 +19,7 @@ describe('engine', () => {
       { r: 4, alpha: 32, useRslora: false, dropout: 0, targets: ['q_proj', 'v_proj', 'up_proj'] },
       7,
     );
-    for (const m of lora.modules.values()) ctx.write(m.B.buf, rng(3).normal(m.B.numel, 0.3));
+    for (const m of lora.modules.values()) m.B.write(rng(3).normal(m.B.numel, 0.3));
     const name = 'model.layers.1.self_attn.q_proj.weight';
     const w0 = await model.weights.get(name).read();
     const o = { seed: 1, maxTokens: 12, temperature: 0 };

@@ -140,3 +140,49 @@ describe('loading a model', () => {
     expect(ctx.alloc.liveBytes).toBe(live0);
   });
 });
+
+describe('command stream', () => {
+  it('reuses a bind group for the same kernel and buffer ranges; uniforms still differ per dispatch', async () => {
+    const ctx = await gpu();
+    const x = Tensor.from(ctx, [1, 2, 3], [3]);
+    const y = Tensor.from(ctx, [10, 20, 30], [3]);
+    const axpy = (alpha: number, size = 12) =>
+      ctx.dispatch('axpy', {
+        bindings: [x.buf, { buf: y.buf, offset: 0, size }],
+        u32: [size / 4],
+        f32: [alpha],
+        workgroups: [1],
+      });
+    const g0 = ctx.bindGroupCount;
+    axpy(1);
+    axpy(2); // same buffers and ranges: the cached bind group, with this dispatch's own alpha
+    expect(ctx.bindGroupCount - g0).toBe(1);
+    expect(Array.from(await y.read())).toEqual([13, 26, 39]);
+    axpy(-3); // cached across submits too
+    expect(ctx.bindGroupCount - g0).toBe(1);
+    axpy(1, 8); // another range: another bind group
+    expect(ctx.bindGroupCount - g0).toBe(2);
+    expect(Array.from(await y.read())).toEqual([11, 22, 30]); // -3 then +1 on the first two
+    await ctx.sync();
+    ctx.alloc.trim(); // destroyed pooled buffers: the cache starts over
+    axpy(0);
+    expect(ctx.bindGroupCount - g0).toBe(3);
+    x.free();
+    y.free();
+  });
+
+  it('kernels record without a submit until a read, a write or a full uniform ring', async () => {
+    const ctx = await gpu();
+    const x = Tensor.from(ctx, [1], [1]);
+    const y = Tensor.zeros(ctx, [1]);
+    ctx.flush();
+    const s0 = ctx.submitCount;
+    for (let i = 0; i < 300; i++)
+      ctx.dispatch('axpy', { bindings: [x.buf, y.buf], u32: [1], f32: [1], workgroups: [1] });
+    expect(ctx.submitCount).toBe(s0); // 300 dispatches, one open batch
+    expect(Array.from(await y.read())).toEqual([300]);
+    expect(ctx.submitCount).toBe(s0 + 1);
+    x.free();
+    y.free();
+  });
+});

@@ -37,7 +37,7 @@ describe('generation', () => {
       { r: 4, alpha: 64, useRslora: false, dropout: 0, targets: ['q_proj', 'v_proj', 'down_proj'] },
       3,
     );
-    for (const m of lora.modules.values()) ctx.write(m.B.buf, rng(9).normal(m.B.numel, 0.5));
+    for (const m of lora.modules.values()) m.B.write(rng(9).normal(m.B.numel, 0.5));
     const cachedL = await generate(model, lora, prompt, { ...o, useKvCache: true });
     const fullL = await generate(model, lora, prompt, { ...o, useKvCache: false });
     expect(cachedL).toEqual(fullL);
