@@ -1,6 +1,8 @@
 // The whole model, forward and backward, against the independent PyTorch oracle (tools/golden.py,
 // float64): logits, loss, the input of every block and its gradient, and every LoRA gradient, for the
-// bundled model and tiny configs of every family (GPT-2, Llama with GQA, untied Llama, Qwen2 with bias).
+// bundled model and tiny configs of every family (GPT-2, Llama with GQA, untied Llama, Qwen2 with bias,
+// Qwen3 tied and untied with head_dim ≠ hidden/heads, Llama 3.x rope_scaling llama3 with T beyond
+// original_max_position_embeddings, SmolLM3 with NoPE layers).
 //
 // Bounds: the GPU computes in f32. Over a few layers the relative error of f32 activations is ~1e-6
 // per op, growing with depth and width; gradients pass through softmax and norms that amplify it a
@@ -43,7 +45,17 @@ function expectTensorClose(got: Float32Array, want: Float32Array, what: string, 
 describe('model vs PyTorch oracle', () => {
   it('has fixtures for every family and the bundled model', () => {
     const names = cases.map((c) => c.name);
-    for (const n of ['gpt2-tiny', 'llama-gqa-tied', 'llama-untied', 'qwen2-bias', 'weblora-llama-1m'])
+    for (const n of [
+      'gpt2-tiny',
+      'llama-gqa-tied',
+      'llama-untied',
+      'qwen2-bias',
+      'weblora-llama-1m',
+      'qwen3-gqa-tied',
+      'qwen3-untied',
+      'llama3-scaled',
+      'smollm3-nope',
+    ])
       expect(names).toContain(n);
   });
 
