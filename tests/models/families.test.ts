@@ -13,7 +13,9 @@ import { rope_inv_freq_f64 } from '../../src/kernels/rope.cpu';
 import { DEFAULT_TARGETS, expectedTensors, LORA_TARGETS, paramCount, parseConfig } from '../../src/models/config';
 import { FAMILIES } from '../../src/models/families';
 import { estimateMemory } from '../../src/models/memory';
-import { linearModules } from '../../src/models/modules';
+import { linearModules, selectModules } from '../../src/models/modules';
+import { exportAdapter, importAdapter } from '../../src/adapters/peft';
+import { TINY_CONFIGS } from '../loaders/fixtures';
 import { weightNames } from '../../src/models/weights';
 import { goldenCases, readGolden } from '../helpers/fixtures';
 
@@ -284,5 +286,63 @@ describe('bad input: an error naming the field and what is supported', () => {
     expect(() => parseConfig({ ...QWEN3_06B, num_key_value_heads: 3 })).toThrow(
       /num_attention_heads \(16\) is not a multiple of num_key_value_heads \(3\)/,
     );
+  });
+});
+
+/** Tensor names in a safetensors file's header. */
+function readSafetensorsNames(bytes: Uint8Array): string[] {
+  const n = Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(0, true));
+  return Object.keys(JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n)))).filter(
+    (k) => k !== '__metadata__',
+  );
+}
+
+describe('PEFT adapters of the new families', () => {
+  it('export under PEFT module names (base_model.model.model.layers.i.self_attn.q_proj...) and import back', () => {
+    const card = {
+      name: 'a',
+      baseModel: 'b',
+      dataset: 'd',
+      settings: {},
+      trainLoss: null,
+      valLoss: null,
+      sample: null,
+    };
+    for (const json of [
+      TINY_CONFIGS.qwen3,
+      TINY_CONFIGS.smollm3,
+      { ...TINY_CONFIGS.llama, rope_scaling: LLAMA32_1B.rope_scaling },
+    ]) {
+      const cfg = parseConfig(json);
+      const lc = { r: 2, alpha: 4, useRslora: false, dropout: 0, targets: ['q_proj', 'k_proj', 'o_proj', 'down_proj'] };
+      const arrays = new Map(
+        selectModules(cfg, lc.targets).map((m, k) => [
+          m.path,
+          {
+            A: Float32Array.from({ length: 2 * m.inFeatures }, (_, i) => (k + i) / 64),
+            B: Float32Array.from({ length: 2 * m.outFeatures }, (_, i) => (k - i) / 64),
+          },
+        ]),
+      );
+      const files = exportAdapter(cfg, lc, arrays, card);
+      const pc = JSON.parse(files['adapter_config.json']);
+      expect(pc.target_modules).toEqual(['down_proj', 'k_proj', 'o_proj', 'q_proj']);
+      expect(pc.fan_in_fan_out).toBe(false);
+      const imp = importAdapter(files, cfg, 'b');
+      expect([...imp.arrays.keys()].sort()).toEqual([...arrays.keys()].sort());
+      expect(imp.arrays.has('model.layers.0.self_attn.q_proj')).toBe(true);
+      const names = readSafetensorsNames(files['adapter_model.safetensors']);
+      expect(names).toContain('base_model.model.model.layers.1.self_attn.o_proj.lora_A.weight');
+      expect(names).toContain('base_model.model.model.layers.0.mlp.down_proj.lora_B.weight');
+      for (const [p, a] of arrays) {
+        expect(Array.from(imp.arrays.get(p)!.A)).toEqual(Array.from(a.A));
+        expect(Array.from(imp.arrays.get(p)!.B)).toEqual(Array.from(a.B));
+      }
+    }
+    // Qwen3's q_proj is C -> Hq·head_dim (16 -> 4·6), not C -> C
+    expect(selectModules(parseConfig(TINY_CONFIGS.qwen3), ['q_proj'])[0]).toMatchObject({
+      inFeatures: 16,
+      outFeatures: 24,
+    });
   });
 });

@@ -21,6 +21,9 @@ import { gpu } from '../helpers/gpu';
 
 const cases = goldenCases();
 
+/** Worst |got − want| / max|want| of the current case, printed per case as a MEASURED line. */
+let worstRel = 0;
+
 function expectTensorClose(got: Float32Array, want: Float32Array, what: string, rel = 1e-3, abs = 1e-5) {
   expect(got.length, `${what}: length`).toBe(want.length);
   let maxWant = 0;
@@ -35,6 +38,7 @@ function expectTensorClose(got: Float32Array, want: Float32Array, what: string, 
     }
   }
   const bound = rel * maxWant + abs;
+  if (maxWant > 0) worstRel = Math.max(worstRel, worst / maxWant);
   if (!(worst <= bound)) {
     throw new Error(
       `${what}: element ${at} is ${got[at]}, oracle ${want[at]} (|diff| ${worst.toExponential(3)} > ${bound.toExponential(3)} = ${rel}·max|want| + ${abs})`,
@@ -63,6 +67,7 @@ describe('model vs PyTorch oracle', () => {
     it(`${c.name}: logits, loss, block inputs and their gradients, LoRA gradients`, async () => {
       const ctx = await gpu();
       const live0 = ctx.alloc.liveBytes;
+      worstRel = 0;
       const files = await loadFixtureModel(c.modelDir);
       const g = await readGolden(c.dir);
       const { B, T } = g.json;
@@ -106,6 +111,9 @@ describe('model vs PyTorch oracle', () => {
       model.weights.free();
       // Nothing the step made stays on the GPU.
       expect(ctx.alloc.liveBytes).toBe(live0);
+      console.log(
+        `MEASURED ${c.name}: worst |got - oracle| / max|oracle| over all tensors = ${worstRel.toExponential(2)}, loss ${wantLoss}`,
+      );
     });
   }
 });
