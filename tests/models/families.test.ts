@@ -240,6 +240,15 @@ describe('memory estimate of the issue-11 models (r 8, q/v, B 1 × T 512, checkp
     expect(gib(l16.weightBytes)).toBeCloseTo(2.3, 1);
     expect(gib(l32.weightBytes)).toBeCloseTo(4.6, 1);
     expect(q32.totalBytes).toBeGreaterThan(q16.totalBytes);
+    for (const [n, e] of Object.entries({
+      'Qwen3-0.6B f16': q16,
+      'Qwen3-0.6B f32': q32,
+      'Llama-3.2-1B f16': l16,
+      'Llama-3.2-1B f32': l32,
+    }))
+      console.log(
+        `MEASURED estimate ${n}: total ${gib(e.totalBytes).toFixed(2)} GiB (weights ${gib(e.weightBytes).toFixed(2)}, activations ${gib(e.activationBytes).toFixed(2)})`,
+      );
   });
 });
 
