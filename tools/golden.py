@@ -1,6 +1,7 @@
 """Independent PyTorch oracle (float64) for WebLoRA's model tests.
 
-Its own, deliberately plain model code for Llama, Qwen2 and GPT-2 (it does not import pretrain.py),
+Its own, deliberately plain model code for Llama (with Llama 3.x rope_scaling), Qwen2, Qwen3 (per-head q/k
+norms, explicit head_dim), SmolLM3 (NoPE layers) and GPT-2 (it does not import pretrain.py),
 written functionally over a dict of Hugging Face tensor names, with LoRA in PEFT semantics:
     h = W0·x (+ b) + s · B·(A·x),   A (r, in), B (out, r), s = alpha/r (alpha/sqrt(r) with rsLoRA)
 GPT-2 Conv1D stores W0 as [in, out] (h = x·W0 + b); its LoRA A/B keep the (r, in)/(out, r) shapes.
@@ -10,8 +11,8 @@ GPT-2 Conv1D stores W0 as [in, out] (h = x·W0 + b); its LoRA A/B keep the (r, i
   /usr/bin/python3 tools/golden.py train [case ...]       tests/fixtures/<case>/train_golden.{json,safetensors}
   /usr/bin/python3 tools/golden.py all                    everything
 
-Cases: gpt2-tiny llama-gqa-tied llama-untied qwen2-bias weblora-llama-1m (the bundled model in
-public/models/weblora-llama-1m, which must exist).
+Cases: gpt2-tiny llama-gqa-tied llama-untied qwen2-bias qwen3-gqa-tied qwen3-untied llama3-scaled smollm3-nope
+weblora-llama-1m (the bundled model in public/models/weblora-llama-1m, which must exist).
 """
 import json
 import math
@@ -118,15 +119,59 @@ def silu(x):
     return x / (1.0 + torch.exp(-x))
 
 
-def rope(x, theta):
-    # x is (B, H, T, D); HF rotate_half layout: dims i and i + D/2 form a pair rotated by pos·theta^(-2i/D)
+def rope_inv_freq(cfg, D):
+    # float64 inverse frequencies theta^(-2i/D), scaled as rope_scaling says (the maths of transformers'
+    # modeling_rope_utils: linear divides by factor; llama3 keeps high frequencies, divides low ones by
+    # factor and interpolates between, by wavelength 2*pi/inv against original_max_position_embeddings)
+    inv = cfg["rope_theta"] ** (-torch.arange(D // 2, dtype=DT) * 2.0 / D)
+    sc = cfg.get("rope_scaling")
+    if not sc or sc.get("rope_type", sc.get("type")) == "default":
+        return inv
+    kind = sc.get("rope_type", sc.get("type"))
+    if kind == "linear":
+        return inv / sc["factor"]
+    assert kind == "llama3", kind
+    factor, low, high, old = sc["factor"], sc["low_freq_factor"], sc["high_freq_factor"], sc["original_max_position_embeddings"]
+    out = []
+    for f in inv.tolist():
+        wavelen = 2 * math.pi / f
+        if wavelen < old / high:
+            out.append(f)
+        elif wavelen > old / low:
+            out.append(f / factor)
+        else:
+            sm = (old / wavelen - low) / (high - low)
+            out.append((1 - sm) * f / factor + sm * f)
+    return torch.tensor(out, dtype=DT)
+
+
+def hf_llama3_inv_freq_f32(cfg, D):
+    # transformers' _compute_llama3_parameters as written, in float32 torch ops (what the loader must reproduce bit for bit)
+    sc = cfg["rope_scaling"]
+    inv_freq = 1.0 / (cfg["rope_theta"] ** (torch.arange(0, D, 2, dtype=torch.int64).float() / D))
+    factor, low, high, old = sc["factor"], sc["low_freq_factor"], sc["high_freq_factor"], sc["original_max_position_embeddings"]
+    low_freq_wavelen = old / low
+    high_freq_wavelen = old / high
+    wavelen = 2 * math.pi / inv_freq
+    inv_freq_llama = torch.where(wavelen > low_freq_wavelen, inv_freq / factor, inv_freq)
+    smooth_factor = (old / wavelen - low) / (high - low)
+    smoothed_inv_freq = (1 - smooth_factor) * inv_freq_llama / factor + smooth_factor * inv_freq_llama
+    is_medium_freq = ~(wavelen < high_freq_wavelen) * ~(wavelen > low_freq_wavelen)
+    return torch.where(is_medium_freq, smoothed_inv_freq, inv_freq_llama)
+
+
+def rope(x, inv):
+    # x is (B, H, T, D); HF rotate_half layout: dims i and i + D/2 form a pair rotated by pos·inv[i]
     B, H, T, D = x.shape
     half = D // 2
-    inv = theta ** (-torch.arange(half, dtype=DT) * 2.0 / D)
     ang = torch.arange(T, dtype=DT)[:, None] * inv[None, :]  # (T, half)
     c, s = torch.cos(ang), torch.sin(ang)
     x1, x2 = x[..., :half], x[..., half:]
     return torch.cat([x1 * c - x2 * s, x2 * c + x1 * s], dim=-1)
+
+
+def plain_inv(theta, D):
+    return theta ** (-torch.arange(D // 2, dtype=DT) * 2.0 / D)
 
 
 def causal_attention(q, k, v):
@@ -148,11 +193,14 @@ def causal_attention(q, k, v):
 
 
 def llama_forward(W, cfg, ids, lora, s, x0=None):
-    # Llama and Qwen2 (Qwen2 = Llama + q/k/v biases)
+    # Llama, Qwen2 (+ q/k/v biases), Qwen3 (+ per-head RMSNorm of q and k before RoPE, explicit head_dim),
+    # SmolLM3 (layers with no_rope_layers[l] == 0 skip RoPE)
     B, T = ids.shape
     C, H, Hkv = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
     D = cfg.get("head_dim") or C // H
-    eps, theta = cfg["rms_norm_eps"], cfg["rope_theta"]
+    eps = cfg["rms_norm_eps"]
+    inv = rope_inv_freq(cfg, D)
+    uses_rope = cfg.get("no_rope_layers") or [1] * cfg["num_hidden_layers"]
     x = W["model.embed_tokens.weight"][ids] if x0 is None else x0
     hidden = []
     for l in range(cfg["num_hidden_layers"]):
@@ -160,10 +208,16 @@ def llama_forward(W, cfg, ids, lora, s, x0=None):
         hidden.append(x)
         h = rms_norm(x, W[p + "input_layernorm.weight"], eps).reshape(B * T, C)
         proj = lambda n, inp: lora_linear(inp, W[p + n + ".weight"], W.get(p + n + ".bias"), p + n, lora, s)
-        q = proj("self_attn.q_proj", h).view(B, T, H, D).transpose(1, 2)
-        k = proj("self_attn.k_proj", h).view(B, T, Hkv, D).transpose(1, 2)
+        q = proj("self_attn.q_proj", h).view(B, T, H, D)
+        k = proj("self_attn.k_proj", h).view(B, T, Hkv, D)
         v = proj("self_attn.v_proj", h).view(B, T, Hkv, D).transpose(1, 2)
-        y = causal_attention(rope(q, theta), rope(k, theta), v).transpose(1, 2).reshape(B * T, H * D)
+        if p + "self_attn.q_norm.weight" in W:  # Qwen3: RMSNorm over head_dim, per head
+            q = rms_norm(q, W[p + "self_attn.q_norm.weight"], eps)
+            k = rms_norm(k, W[p + "self_attn.k_norm.weight"], eps)
+        q, k = q.transpose(1, 2), k.transpose(1, 2)
+        if uses_rope[l]:
+            q, k = rope(q, inv), rope(k, inv)
+        y = causal_attention(q, k, v).transpose(1, 2).reshape(B * T, H * D)
         x = x + proj("self_attn.o_proj", y).view(B, T, C)
         h = rms_norm(x, W[p + "post_attention_layernorm.weight"], eps).reshape(B * T, C)
         m = silu(proj("mlp.gate_proj", h)) * proj("mlp.up_proj", h)
@@ -275,6 +329,37 @@ def qwen2_config(hidden, layers, heads, kv, inter, vocab):
             "transformers_version": "4.44.0"}
 
 
+def qwen3_config(hidden, layers, heads, kv, head_dim, inter, vocab, tied):
+    return {"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "attention_bias": False, "attention_dropout": 0.0,
+            "bos_token_id": 1, "eos_token_id": 2, "head_dim": head_dim, "hidden_act": "silu", "hidden_size": hidden,
+            "initializer_range": 0.02, "intermediate_size": inter, "max_position_embeddings": 128,
+            "max_window_layers": layers, "num_attention_heads": heads, "num_hidden_layers": layers,
+            "num_key_value_heads": kv, "rms_norm_eps": 1e-6, "rope_scaling": None, "rope_theta": 1000000.0,
+            "sliding_window": None, "tie_word_embeddings": tied, "torch_dtype": "float32", "use_cache": True,
+            "use_sliding_window": False, "vocab_size": vocab, "transformers_version": "4.51.0"}
+
+
+def llama3_config(hidden, layers, heads, kv, head_dim, inter, vocab, tied, original_max):
+    # Llama 3.2-style: rope_theta 500000 and rope_scaling llama3 (factor 32, low 1, high 4 as in Llama 3.2),
+    # with a small original_max_position_embeddings so that T crosses both wavelength boundaries
+    cfg = llama_config(hidden, layers, heads, kv, inter, vocab, tied, max_pos=4 * original_max)
+    cfg.update({"head_dim": head_dim, "rope_theta": 500000.0, "bos_token_id": 1, "eos_token_id": [2, 3],
+                "rope_scaling": {"factor": 32.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0,
+                                 "original_max_position_embeddings": original_max, "rope_type": "llama3"},
+                "transformers_version": "4.45.0"})
+    return cfg
+
+
+def smollm3_config(hidden, layers, heads, kv, inter, vocab, no_rope_layers):
+    return {"architectures": ["SmolLM3ForCausalLM"], "model_type": "smollm3", "attention_bias": False,
+            "attention_dropout": 0.0, "bos_token_id": 1, "eos_token_id": 2, "hidden_act": "silu", "hidden_size": hidden,
+            "initializer_range": 0.02, "intermediate_size": inter, "max_position_embeddings": 128, "mlp_bias": False,
+            "no_rope_layer_interval": 4, "no_rope_layers": no_rope_layers, "num_attention_heads": heads,
+            "num_hidden_layers": layers, "num_key_value_heads": kv, "rms_norm_eps": 1e-6, "rope_scaling": None,
+            "rope_theta": 2000000.0, "sliding_window": None, "tie_word_embeddings": True, "torch_dtype": "float32",
+            "use_cache": True, "use_sliding_window": False, "vocab_size": vocab, "transformers_version": "4.53.0"}
+
+
 def random_weights(family, cfg, g):
     # std 0.2-0.3 so every block does visible work (0.02 would leave the residual stream nearly untouched)
     rn = lambda *shape, std=0.2: torch.randn(*shape, generator=g, dtype=DT) * std
@@ -304,6 +389,10 @@ def random_weights(family, cfg, g):
             W[p + suffix + ".weight"] = rn(o, i, std=1.0 / math.sqrt(i))  # nn.Linear: [out, in]
             if family == "qwen2" and t in ("q_proj", "k_proj", "v_proj"):
                 W[p + suffix + ".bias"] = rn(o, std=0.1)
+        if family == "qwen3":
+            D = cfg["head_dim"]
+            W[p + "self_attn.q_norm.weight"] = 1.0 + rn(D, std=0.1)
+            W[p + "self_attn.k_norm.weight"] = 1.0 + rn(D, std=0.1)
     W["model.norm.weight"] = 1.0 + rn(C, std=0.1)
     if not cfg["tie_word_embeddings"]:
         W["lm_head.weight"] = rn(V, C, std=1.0 / math.sqrt(C))
@@ -312,6 +401,8 @@ def random_weights(family, cfg, g):
 
 # ----------------------------------------------------------------------------------------------
 # the cases
+
+ALL_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 CASES = {
     "gpt2-tiny": dict(family="gpt2", config=gpt2_config(48, 2, 3, 97, 64), dtype="F32", B=2, T=11,
@@ -323,6 +414,18 @@ CASES = {
                          lora=dict(r=2, alpha=5, use_rslora=False, targets=["q_proj", "v_proj", "down_proj"]), seed=13),
     "qwen2-bias": dict(family="qwen2", config=qwen2_config(40, 2, 5, 1, 56, 103), dtype="F32", B=2, T=9,
                        lora=dict(r=4, alpha=8, use_rslora=True, targets=["q_proj", "k_proj", "v_proj", "o_proj", "up_proj"]), seed=14),
+    # Qwen3: GQA, head_dim != hidden/heads (12 vs 10, 24 vs 16), q/k norms; tied and untied
+    "qwen3-gqa-tied": dict(family="qwen3", config=qwen3_config(40, 2, 4, 2, 12, 56, 97, True), dtype="BF16", B=2, T=9,
+                           lora=dict(r=3, alpha=6, use_rslora=False, targets=ALL_TARGETS), seed=16),
+    "qwen3-untied": dict(family="qwen3", config=qwen3_config(32, 2, 2, 2, 24, 48, 89, False), dtype="F32", B=2, T=11,
+                         lora=dict(r=4, alpha=8, use_rslora=True, targets=["q_proj", "k_proj", "o_proj", "down_proj"]), seed=17),
+    # Llama 3.x rope_scaling llama3, original_max_position_embeddings 28 < T = 56: head_dim 32 gives wavelengths
+    # 6.3 (< 28/4: kept), 14.3 (between: smoothed) and 32.4 and up (> 28: divided by the factor)
+    "llama3-scaled": dict(family="llama", config=llama3_config(64, 2, 2, 1, 32, 96, 83, False, 28), dtype="F16", B=1, T=56,
+                          lora=dict(r=2, alpha=4, use_rslora=False, targets=ALL_TARGETS), seed=18),
+    # SmolLM3: NoPE in layers 1 and 2 of 3 (no_rope_layers 0), GQA 4/2, tied
+    "smollm3-nope": dict(family="smollm3", config=smollm3_config(48, 3, 4, 2, 80, 101, [1, 0, 0]), dtype="F32", B=2, T=10,
+                         lora=dict(r=4, alpha=8, use_rslora=False, targets=ALL_TARGETS), seed=19),
     "weblora-llama-1m": dict(family="llama", config=None, dtype=None, B=1, T=16,
                              lora=dict(r=4, alpha=8, use_rslora=False,
                                        targets=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]), seed=15),
@@ -432,6 +535,8 @@ def golden_case(name):
     for i, (h, d) in enumerate(zip(hidden, dh)):
         out[f"hidden.{i}"] = h.detach()
         out[f"dhidden.{i}"] = d
+    if (cfg.get("rope_scaling") or {}).get("rope_type") == "llama3":
+        out["rope_inv_freq_hf_f32"] = hf_llama3_inv_freq_f32(cfg, cfg.get("head_dim") or C // cfg["num_attention_heads"])
     for k, (path, _, _) in enumerate(mods):
         out[f"lora.{path}.A"], out[f"lora.{path}.B"] = lora[path][0].detach(), lora[path][1].detach()
         out[f"grad.{path}.A"], out[f"grad.{path}.B"] = dp[2 * k], dp[2 * k + 1]
@@ -568,7 +673,7 @@ def selfcheck():
             x1, x2 = x[..., t, i], x[..., t, i + half]
             want[..., t, i] = x1 * math.cos(a) - x2 * math.sin(a)
             want[..., t, i + half] = x2 * math.cos(a) + x1 * math.sin(a)
-    got = rope(x, 10000.0)
+    got = rope(x, plain_inv(10000.0, 8))
     assert torch.allclose(got, want, atol=1e-12), "rope"
     # HF form: q*cos + rotate_half(q)*sin with cos/sin = cat(freqs, freqs)
     inv = 1.0 / (10000.0 ** (torch.arange(0, D, 2, dtype=DT) / D))
@@ -578,9 +683,16 @@ def selfcheck():
     # relative-position property: <rope(q)_t, rope(k)_u> depends on t - u only
     q1 = torch.randn(8, dtype=DT, generator=g)
     k1 = torch.randn(8, dtype=DT, generator=g)
-    qs = rope(q1.expand(1, 1, 6, 8).clone(), 10000.0)[0, 0]
-    ks = rope(k1.expand(1, 1, 6, 8).clone(), 10000.0)[0, 0]
+    qs = rope(q1.expand(1, 1, 6, 8).clone(), plain_inv(10000.0, 8))[0, 0]
+    ks = rope(k1.expand(1, 1, 6, 8).clone(), plain_inv(10000.0, 8))[0, 0]
     assert abs(qs[4] @ ks[2] - qs[3] @ ks[1]) < 1e-12
+
+    # 1b. llama3 inverse frequencies: this file's float64 maths against transformers' code run in float32, on a
+    # config whose head_dim spans all three wavelength bands
+    cfg3 = llama3_config(64, 1, 2, 1, 32, 8, 8, False, 28)
+    a, b = rope_inv_freq(cfg3, 32), hf_llama3_inv_freq_f32(cfg3, 32).to(DT)
+    assert torch.allclose(a, b, rtol=1e-6, atol=0), "llama3 inv_freq"
+    assert (a == plain_inv(500000.0, 32)).any() and (a < plain_inv(500000.0, 32) / 31).any(), "llama3 bands"
 
     # 2. GPT-2 Conv1D layout: [in, out] weight, h = x W + b; the PEFT merge is W + s (B A)^T
     xin = torch.randn(7, 6, dtype=DT, generator=g)
@@ -621,6 +733,8 @@ def selfcheck():
         "gpt2": gpt2_config(12, 2, 3, 11, 8),
         "llama": llama_config(12, 2, 3, 1, 10, 13, True),
         "qwen2": qwen2_config(8, 2, 2, 1, 6, 9),
+        "qwen3": qwen3_config(8, 2, 2, 1, 6, 6, 9, False),
+        "smollm3": smollm3_config(8, 2, 2, 1, 6, 9, [0, 1]),
     }
     for family, cfg in tiny.items():
         W = random_weights(family, cfg, g)

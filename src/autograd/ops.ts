@@ -91,6 +91,35 @@ export function rmsnorm(tape: Tape, x: Var, w: Tensor, eps: number, name: string
   return out;
 }
 
+/**
+ * RMSNorm of every head (Qwen3's q_norm / k_norm): x is (N, H·D) seen as (N·H, D), w is (D,) and frozen;
+ * y = x_h / sqrt(mean(x_h²) + eps) · w per head h. The (N·H, D) views share x's buffer; only x itself is
+ * saved (the tape keeps it alive), the view is rebuilt for the backward.
+ */
+export function headRmsnorm(tape: Tape, x: Var, w: Tensor, eps: number, name: string): Var {
+  const xt = x.t;
+  const D = w.numel;
+  const rows = [xt.numel / D, D];
+  const { y, rstd } = rmsnorm_forward(xt.reshape(rows), w, eps); // y (N·H, D), rstd (N·H,)
+  const out = tape.output(y.reshape(xt.shape), name, x.requiresGrad);
+  if (!tape.needsGrad(x)) {
+    rstd.free();
+    return out;
+  }
+  tape.adopt(rstd);
+  tape.record({
+    name,
+    outputs: [out],
+    saved: [xt, rstd],
+    backward: (tape) => {
+      const dx = rmsnorm_backward(out.grad!.reshape(rows), xt.reshape(rows), w, rstd); // (N·H, D)
+      tape.addGrad(x, tape.adopt(dx.reshape(xt.shape)));
+    },
+  });
+  tape.release(rstd);
+  return out;
+}
+
 /** LayerNorm over the last dimension; x is (N, C), w and b are (C,) and frozen. */
 export function layernorm(tape: Tape, x: Var, w: Tensor, b: Tensor, eps: number, name: string): Var {
   const xt = x.t;

@@ -1,13 +1,31 @@
-// Rotary position embedding (Llama, Qwen2) in Hugging Face's rotate_half layout, and its backward (the
-// inverse rotation). Shader: shaders/rope.wgsl. CPU twin: rope.cpu.ts.
+// Rotary position embedding (Llama, Qwen2/3, SmolLM3) in Hugging Face's rotate_half layout, and its backward
+// (the inverse rotation). Shader: shaders/rope.wgsl. CPU twin: rope.cpu.ts.
+//
+// The kernel reads a table of inverse frequencies computed here on the CPU exactly as transformers'
+// modeling_rope_utils.py does in float32:
+//   default  inv_freq[i] = 1 / theta^(2i/D)
+//   linear   inv_freq[i] / factor
+//   llama3   (_compute_llama3_parameters) with wavelen = 2π / inv_freq[i], lw = old / low_freq_factor,
+//            hw = old / high_freq_factor (old = original_max_position_embeddings):
+//              wavelen < hw           inv_freq                      (high frequencies: unchanged)
+//              wavelen > lw           inv_freq / factor             (low frequencies: interpolated)
+//              otherwise              (1 - s) · inv_freq / factor + s · inv_freq,
+//                                     s = (old / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor)
 import { grid1d } from '../gpu/context';
 import { Tensor } from '../gpu/tensor';
 import { elementwiseCost } from './cost';
+
+/** rope_scaling of Llama 3.x ('llama3') and linear position interpolation ('linear'); null = plain RoPE. */
+export type RopeScaling =
+  | { type: 'linear'; factor: number }
+  | { type: 'llama3'; factor: number; lowFreqFactor: number; highFreqFactor: number; originalMaxPositions: number };
 
 export interface RopeOpts {
   heads: number; // H, heads in this tensor (query heads for q, kv heads for k)
   headDim: number; // D, even
   theta: number; // rope_theta
+  /** rope_scaling (absent or null: plain RoPE); used when invFreq is not given. */
+  scaling?: RopeScaling | null;
   /** T: rows per sequence. x holds B·T rows (N = numel / (H·D)); row n sits at position posOffset + n % T. */
   seqLen: number;
   /** Position of each sequence's first row (the KV-cache length during generation). Default 0. */
@@ -17,15 +35,37 @@ export interface RopeOpts {
 }
 
 /** inv_freq[i] = 1 / theta^(2i / D) for i < D/2, rounded to f32 at each step as Hugging Face computes it
- * (torch.arange(0, D, 2).float() / D, then theta ** that and 1.0 / that, all in float32). */
-export function rope_inv_freq(headDim: number, theta: number): Float32Array {
+ * (torch.arange(0, D, 2).float() / D, then theta ** that and 1.0 / that, all in float32), then scaled as
+ * rope_scaling says (see the header), each operation rounded to f32 as torch does on a float32 tensor. */
+export function rope_inv_freq(headDim: number, theta: number, scaling: RopeScaling | null = null): Float32Array {
   const f = Math.fround;
-  return Float32Array.from({ length: headDim / 2 }, (_, i) => f(1 / f(Math.pow(f(theta), f((2 * i) / headDim)))));
+  const inv = Float32Array.from({ length: headDim / 2 }, (_, i) => f(1 / f(Math.pow(f(theta), f((2 * i) / headDim)))));
+  if (!scaling) return inv;
+  const factor = f(scaling.factor);
+  if (scaling.type === 'linear') return inv.map((x) => f(x / factor));
+  const { lowFreqFactor: low, highFreqFactor: high, originalMaxPositions: old } = scaling;
+  const lowWavelen = old / low; // Python floats (double), compared against f32 tensors
+  const highWavelen = old / high;
+  const twoPi = f(2 * Math.PI);
+  // torch evaluates `scalar / tensor` as tensor.reciprocal() * scalar: two roundings, not one
+  const rdiv = (a: number, x: number) => f(f(1 / x) * f(a));
+  return inv.map((x) => {
+    const wavelen = rdiv(twoPi, x);
+    const scaled = wavelen > lowWavelen ? f(x / factor) : x; // inv_freq_llama
+    if (wavelen < highWavelen || wavelen > lowWavelen) return scaled;
+    const smooth = f(f(rdiv(old, wavelen) - f(low)) / f(high - low));
+    return f(f(f(f(1 - smooth) * scaled) / factor) + f(smooth * scaled));
+  });
 }
 
 /** rope_inv_freq as a (D/2,) tensor that callers may keep and pass as opts.invFreq (they own it). */
-export function rope_inv_freq_tensor(ctx: Tensor['ctx'], headDim: number, theta: number): Tensor {
-  return Tensor.from(ctx, rope_inv_freq(headDim, theta), [headDim / 2], 'rope.inv_freq');
+export function rope_inv_freq_tensor(
+  ctx: Tensor['ctx'],
+  headDim: number,
+  theta: number,
+  scaling: RopeScaling | null = null,
+): Tensor {
+  return Tensor.from(ctx, rope_inv_freq(headDim, theta, scaling), [headDim / 2], 'rope.inv_freq');
 }
 
 function geometry(what: string, x: Tensor, o: RopeOpts) {
@@ -52,7 +92,7 @@ function rotate(what: string, x: Tensor, o: RopeOpts, sign: 1 | -1): Tensor {
   const g = geometry(what, x, o);
   const ctx = x.ctx;
   const out = Tensor.empty(ctx, x.shape, `${what}.out`);
-  const invFreq = o.invFreq ?? rope_inv_freq_tensor(ctx, g.D, o.theta);
+  const invFreq = o.invFreq ?? rope_inv_freq_tensor(ctx, g.D, o.theta, o.scaling ?? null);
   const pairs = (g.N * g.H * g.D) / 2;
   ctx.dispatch('rope', {
     bindings: [x.buf, invFreq.buf, out.buf],

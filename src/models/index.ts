@@ -2,13 +2,12 @@
 
 import type { GpuContext } from '../gpu/context';
 import type { ModelConfig } from './config';
-import { GPT2 } from './gpt2';
-import { Llama } from './llama';
+import { familySpec } from './families';
 import type { CausalLM } from './model';
 import { GpuWeights, type TensorReader } from './weights';
 
 export function modelFor(cfg: ModelConfig, weights: GpuWeights): CausalLM {
-  return cfg.family === 'gpt2' ? new GPT2(cfg, weights) : new Llama(cfg, weights);
+  return familySpec(cfg).model(cfg, weights);
 }
 
 /** Uploads the weights and builds the model. Nothing stays on the GPU if it fails. */

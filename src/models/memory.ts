@@ -4,12 +4,14 @@
 //   weights     linear weights and embedding tables in weightDtype; norm weights and biases in f32;
 //               a tied LM head shares the embedding table.
 //   lora        A (r, in) and B (out, r) per targeted module, f32, ×4: parameter, gradient, Adam m and v.
-//   activations what the tape saves for backward, f32, per block (N = B·T rows):
-//                 llama/qwen2: block input x, rstd, n1 = rmsnorm(x), q and k after RoPE, v, attention
-//                   output, lse (Hq per row), h = x + attn, rstd, n2, gate, up, silu(gate)·up, and the
-//                   rank-r U = drop(x)·Aᵀ of every targeted linear;
+//   activations what the tape saves for backward, f32, per block (N = B·T rows): each family says how
+//               many floats per row (src/models/families/<family>.ts blockFloatsPerRow), e.g.
+//                 llama/qwen2/smollm3: block input x, rstd, n1 = rmsnorm(x), q and k after RoPE, v,
+//                   attention output, lse (Hq per row), h = x + attn, rstd, n2, gate, up, silu(gate)·up;
+//                 qwen3: the same plus q and k before their per-head norms and those norms' rstd;
 //                 gpt2: x, mean+rstd, n1, q, k, v (split copies), attention output, lse, h, mean+rstd,
-//                   n2, c_fc output, gelu output, and the U's.
+//                   n2, c_fc output, gelu output;
+//               plus the rank-r U = drop(x)·Aᵀ of every targeted linear.
 //               Without checkpointing every block's set lives until its backward; with checkpointing
 //               only each block's input (N·C) does, plus one block's set, recomputed. On top: the final
 //               norm (input, stats, output), the head's dx (N·C), and a workspace of one block's set
@@ -21,6 +23,7 @@
 // ids and targets (tiny), and the CPU-side copy of the weights while they are uploaded.
 
 import { expectedTensors, type ModelConfig } from './config';
+import { familySpec } from './families';
 import { headChunkCols } from './head';
 import { loraParamCount } from './lora';
 import { selectModules } from './modules';
@@ -62,21 +65,6 @@ function isTable(name: string): boolean {
   return /(wte|embed_tokens|lm_head)\.weight$/.test(name);
 }
 
-/** Floats saved per row by one block, excluding LoRA U's. */
-function blockFloatsPerRow(cfg: ModelConfig): number {
-  const C = cfg.hiddenSize;
-  const I = cfg.intermediateSize;
-  const Q = cfg.numHeads * cfg.headDim;
-  const KV = cfg.numKvHeads * cfg.headDim;
-  const Hq = cfg.numHeads;
-  if (cfg.family === 'gpt2') {
-    // x, n1, q, k, v, attn out, h, n2 (8C) + fc out, gelu out (2I) + lse + 2×(mean, rstd)
-    return 8 * C + 2 * I + Hq + 4;
-  }
-  // x, n1, h, n2 (4C) + q, attn out (2Q) + k, v (2KV) + gate, up, act (3I) + lse + 2 rstd
-  return 4 * C + 2 * Q + 2 * KV + 3 * I + Hq + 2;
-}
-
 export function estimateMemory(cfg: ModelConfig, opts: MemoryOptions): MemoryEstimate {
   const { batch, seqLen, rank } = opts;
   for (const [k, v] of Object.entries({ batch, seqLen, rank })) {
@@ -112,8 +100,8 @@ export function estimateMemory(cfg: ModelConfig, opts: MemoryOptions): MemoryEst
   const loraBytes = loraParams * F32 * 4;
   const uPerBlock = (modules.length / cfg.numLayers) * rank; // U (N, r) per targeted linear of a block
 
-  const blockActivationBytes = N * (blockFloatsPerRow(cfg) + uPerBlock) * F32;
-  const stats = cfg.family === 'gpt2' ? 2 : 1;
+  const blockActivationBytes = N * (familySpec(cfg).blockFloatsPerRow(cfg) + uPerBlock) * F32;
+  const stats = familySpec(cfg).finalNormStatsPerRow;
   const finalNorm = N * (2 * C + stats) * F32; // its input (last block's output) and stats, its output
   const headDx = N * C * F32;
   const saved = opts.checkpointing

@@ -7,8 +7,8 @@ import type { GpuContext } from '../gpu/context';
 import { Tensor, dtypeBytes, type DType } from '../gpu/tensor';
 import type { RowChunk } from '../kernels/embedding';
 import { rope_inv_freq_tensor } from '../kernels/rope';
-import type { ModelConfig } from './config';
-import { linearModules } from './modules';
+import { familySpec } from './families';
+import type { ModelConfig, WeightNames } from './families/types';
 
 /** One tensor of a checkpoint, readable as float32 (the loaders convert F16/BF16). */
 export interface TensorReader {
@@ -108,8 +108,9 @@ export class GpuWeights {
         const head = await get(headName);
         w.lmHead = toRowChunks(ctx, head.data, head.shape, headName, opts.dtype);
       } else w.lmHead = w.embedding;
-      // RoPE's frequency table, once (HF computes it in f32 from rope_theta).
-      if (cfg.family !== 'gpt2') w.tensors.set('rope.inv_freq', rope_inv_freq_tensor(ctx, cfg.headDim, cfg.ropeTheta));
+      // RoPE's frequency table, once (HF computes it in f32 from rope_theta and rope_scaling).
+      if (cfg.ropeTheta > 0)
+        w.tensors.set('rope.inv_freq', rope_inv_freq_tensor(ctx, cfg.headDim, cfg.ropeTheta, cfg.ropeScaling ?? null));
       return w;
     } catch (e) {
       w.free();
@@ -118,30 +119,9 @@ export class GpuWeights {
   }
 }
 
-/** The names of the tensors the model code reads, by how they are stored. */
-export function weightNames(cfg: ModelConfig): { large: string[]; small: string[]; tables: string[] } {
-  const large: string[] = [];
-  const small: string[] = [];
-  for (const m of linearModules(cfg)) {
-    large.push(`${m.path}.weight`);
-    if (m.hasBias) small.push(`${m.path}.bias`);
-  }
-  if (cfg.family === 'gpt2') {
-    for (let i = 0; i < cfg.numLayers; i++) {
-      for (const ln of ['ln_1', 'ln_2']) small.push(`transformer.h.${i}.${ln}.weight`, `transformer.h.${i}.${ln}.bias`);
-    }
-    small.push('transformer.ln_f.weight', 'transformer.ln_f.bias', 'transformer.wpe.weight');
-    return { large, small, tables: ['transformer.wte.weight'] };
-  }
-  for (let i = 0; i < cfg.numLayers; i++) {
-    small.push(`model.layers.${i}.input_layernorm.weight`, `model.layers.${i}.post_attention_layernorm.weight`);
-  }
-  small.push('model.norm.weight');
-  return {
-    large,
-    small,
-    tables: cfg.tieEmbeddings ? ['model.embed_tokens.weight'] : ['model.embed_tokens.weight', 'lm_head.weight'],
-  };
+/** The names of the tensors the model code reads, by how they are stored (the family says which). */
+export function weightNames(cfg: ModelConfig): WeightNames {
+  return familySpec(cfg).weightNames(cfg);
 }
 
 /** Rows per chunk so that one chunk fits one storage binding (a multiple of 64 rows). */

@@ -141,7 +141,9 @@ function hubModelForm(status: StatusLine, load: Load): HTMLFormElement {
       { class: 'field' },
       h('label', { for: repoId, text: 'Hugging Face repo id' }),
       repoInput,
-      h('small', { text: 'A public model repo with safetensors weights, config.json and tokenizer.json.' }),
+      h('small', {
+        text: 'A public model repo with safetensors weights, config.json and tokenizer.json. Supported families: Llama 2 and 3.x (SmolLM2, TinyLlama, Llama 3.2), Qwen2 / Qwen2.5, Qwen3, SmolLM3, GPT-2.',
+      }),
     ),
     h(
       'div',

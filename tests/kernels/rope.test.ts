@@ -16,7 +16,7 @@ import {
   rope_inv_freq_tensor,
   type RopeOpts,
 } from '../../src/kernels/rope';
-import { rope_backward_cpu, rope_forward_cpu } from '../../src/kernels/rope.cpu';
+import { rope_backward_cpu, rope_forward_cpu, rope_inv_freq_f64 } from '../../src/kernels/rope.cpu';
 import { Tensor } from '../../src/gpu/tensor';
 import { finiteDiff, gpu, rng, expectWithin } from '../helpers/gpu';
 
@@ -113,6 +113,49 @@ describe('rope', () => {
     );
     [tx, invFreq, y, y2, back].forEach((t) => t.free());
   });
+
+  // Llama 3.x and linear scaling: the kernel is the same, only the CPU-computed inv_freq table differs.
+  // Bounds as above with the scaled angle; vs the float64 maths the f32 table carries up to 8 ulp
+  // (tests/models/families.test.ts), so the angle term is angle·(8 + 1)u instead of 4u.
+  it.each<[string, RopeOpts['scaling']]>([
+    ['llama3', { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositions: 40 }],
+    ['linear', { type: 'linear', factor: 4 }],
+  ])(
+    'forward and backward with rope_scaling %s match the twin (positions past the original context)',
+    async (_, sc) => {
+      const ctx = await gpu();
+      const live = ctx.alloc.liveBytes;
+      const [B, T, H, D] = [2, 67, 3, 18]; // D/2 = 9 frequencies spanning the three llama3 bands at theta 500000
+      const o: RopeOpts = { heads: H, headDim: D, theta: 500000, scaling: sc, seqLen: T, posOffset: 5 };
+      const r = rng(77);
+      const x = r.normal(B * T * H * D),
+        dy = r.normal(B * T * H * D);
+      const tx = Tensor.from(ctx, x, [B * T, H * D]),
+        tdy = Tensor.from(ctx, dy, [B * T, H * D]);
+      const y = rope_forward(tx, o),
+        dx = rope_backward(tdy, o);
+      const gy = await y.read(),
+        gdx = await dx.read();
+      const inv = rope_inv_freq_f64(D, o.theta, sc);
+      const bound = (v: ArrayLike<number>, exact: boolean) =>
+        Float64Array.from({ length: v.length }, (_, at) => {
+          const n = Math.floor(at / (H * D)),
+            i = (at % D) % (D / 2),
+            base = at - (at % D);
+          const mag = Math.abs(v[base + i]) + Math.abs(v[base + i + D / 2]);
+          const angle = (5 + (n % T)) * inv[i];
+          return mag * ((exact ? angle * 9 * u : 0) + EPS_SC + 3 * u);
+        });
+      expectWithin(gy, rope_forward_cpu(x, o, 'hf-f32'), bound(x, false), 'y vs hf-f32 angles');
+      expectWithin(gdx, rope_backward_cpu(dy, o, 'hf-f32'), bound(dy, false), 'dx vs hf-f32 angles');
+      expectWithin(gy, rope_forward_cpu(x, o), bound(x, true), 'y vs float64');
+      expectWithin(gdx, rope_backward_cpu(dy, o), bound(dy, true), 'dx vs float64');
+      // the scaled table is not the plain one (the test would not see a kernel ignoring it otherwise)
+      expect(Array.from(rope_inv_freq(D, 500000, sc))).not.toEqual(Array.from(rope_inv_freq(D, 500000)));
+      [tx, tdy, y, dx].forEach((t) => t.free());
+      expect(ctx.alloc.liveBytes).toBe(live);
+    },
+  );
 
   it("inv_freq is Hugging Face's float32 computation", () => {
     // torch: 1.0 / (10000 ** (torch.arange(0, 64, 2).float() / 64)), values read back from float32.

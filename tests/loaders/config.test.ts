@@ -265,10 +265,14 @@ describe('parseConfig', () => {
   });
 
   it('rejects options the model code does not implement, saying which', () => {
+    // llama3 and linear scaling are implemented since issue 11 (tests/models/families.test.ts); an
+    // incomplete llama3 block and any other rope_type are refused, naming the field and what is supported.
     expect(() => parseConfig({ ...TINYLLAMA, rope_scaling: { rope_type: 'llama3', factor: 8 } })).toThrow(
-      /rope_type "llama3".*rope_scaling: null/,
+      /"rope_scaling.low_freq_factor".*rope_type "llama3"/,
     );
-    expect(() => parseConfig({ ...TINYLLAMA, rope_scaling: { type: 'linear', factor: 2 } })).toThrow(/"linear"/);
+    expect(() => parseConfig({ ...TINYLLAMA, rope_scaling: { type: 'yarn', factor: 2 } })).toThrow(
+      /"rope_scaling.type" is "yarn".*"default", "linear" and "llama3"/,
+    );
     expect(() => parseConfig({ ...QWEN25_05B, use_sliding_window: true, max_window_layers: 21 })).toThrow(
       /sliding-window attention is in use.*layers 21\.\.23/,
     );
@@ -317,7 +321,13 @@ describe('LoRA targets', () => {
   it('has PEFT names and defaults', () => {
     expect(LORA_TARGETS.llama).toEqual(['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']);
     expect(LORA_TARGETS.gpt2).toEqual(['c_attn', 'c_proj', 'c_fc']);
-    expect(DEFAULT_TARGETS).toEqual({ llama: ['q_proj', 'v_proj'], qwen2: ['q_proj', 'v_proj'], gpt2: ['c_attn'] });
+    expect(DEFAULT_TARGETS).toEqual({
+      llama: ['q_proj', 'v_proj'],
+      qwen2: ['q_proj', 'v_proj'],
+      gpt2: ['c_attn'],
+      qwen3: ['q_proj', 'v_proj'],
+      smollm3: ['q_proj', 'v_proj'],
+    });
   });
 
   it('sizes the modules: GPT-2 c_attn at r = 8 is 294,912 trainable parameters (the PEFT figure)', () => {

@@ -1,6 +1,8 @@
 // The whole model, forward and backward, against the independent PyTorch oracle (tools/golden.py,
 // float64): logits, loss, the input of every block and its gradient, and every LoRA gradient, for the
-// bundled model and tiny configs of every family (GPT-2, Llama with GQA, untied Llama, Qwen2 with bias).
+// bundled model and tiny configs of every family (GPT-2, Llama with GQA, untied Llama, Qwen2 with bias,
+// Qwen3 tied and untied with head_dim ≠ hidden/heads, Llama 3.x rope_scaling llama3 with T beyond
+// original_max_position_embeddings, SmolLM3 with NoPE layers).
 //
 // Bounds: the GPU computes in f32. Over a few layers the relative error of f32 activations is ~1e-6
 // per op, growing with depth and width; gradients pass through softmax and norms that amplify it a
@@ -19,6 +21,9 @@ import { gpu } from '../helpers/gpu';
 
 const cases = goldenCases();
 
+/** Worst |got − want| / max|want| of the current case, printed per case as a MEASURED line. */
+let worstRel = 0;
+
 function expectTensorClose(got: Float32Array, want: Float32Array, what: string, rel = 1e-3, abs = 1e-5) {
   expect(got.length, `${what}: length`).toBe(want.length);
   let maxWant = 0;
@@ -33,6 +38,7 @@ function expectTensorClose(got: Float32Array, want: Float32Array, what: string, 
     }
   }
   const bound = rel * maxWant + abs;
+  if (maxWant > 0) worstRel = Math.max(worstRel, worst / maxWant);
   if (!(worst <= bound)) {
     throw new Error(
       `${what}: element ${at} is ${got[at]}, oracle ${want[at]} (|diff| ${worst.toExponential(3)} > ${bound.toExponential(3)} = ${rel}·max|want| + ${abs})`,
@@ -43,7 +49,17 @@ function expectTensorClose(got: Float32Array, want: Float32Array, what: string, 
 describe('model vs PyTorch oracle', () => {
   it('has fixtures for every family and the bundled model', () => {
     const names = cases.map((c) => c.name);
-    for (const n of ['gpt2-tiny', 'llama-gqa-tied', 'llama-untied', 'qwen2-bias', 'weblora-llama-1m'])
+    for (const n of [
+      'gpt2-tiny',
+      'llama-gqa-tied',
+      'llama-untied',
+      'qwen2-bias',
+      'weblora-llama-1m',
+      'qwen3-gqa-tied',
+      'qwen3-untied',
+      'llama3-scaled',
+      'smollm3-nope',
+    ])
       expect(names).toContain(n);
   });
 
@@ -51,6 +67,7 @@ describe('model vs PyTorch oracle', () => {
     it(`${c.name}: logits, loss, block inputs and their gradients, LoRA gradients`, async () => {
       const ctx = await gpu();
       const live0 = ctx.alloc.liveBytes;
+      worstRel = 0;
       const files = await loadFixtureModel(c.modelDir);
       const g = await readGolden(c.dir);
       const { B, T } = g.json;
@@ -94,6 +111,9 @@ describe('model vs PyTorch oracle', () => {
       model.weights.free();
       // Nothing the step made stays on the GPU.
       expect(ctx.alloc.liveBytes).toBe(live0);
+      console.log(
+        `MEASURED ${c.name}: worst |got - oracle| / max|oracle| over all tensors = ${worstRel.toExponential(2)}, loss ${wantLoss}`,
+      );
     });
   }
 });

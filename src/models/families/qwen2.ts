@@ -1,0 +1,30 @@
+// Qwen2 / Qwen2.5 (Qwen2ForCausalLM): the Llama block (./llama.ts) with biases on q_proj, k_proj and v_proj
+// (none on o_proj or the MLP), as modeling_qwen2.py computes it:
+//
+//   q = q_proj(n1) + b_q    k = k_proj(n1) + b_k    v = v_proj(n1) + b_v
+//
+// Sliding-window layers (use_sliding_window: true) are refused: WebLoRA's attention is full causal.
+
+import { llamaShaped, maxWindowLayers, parseLlamaLike } from './llama';
+import type { FamilySpec } from './types';
+
+export const qwen2: FamilySpec = {
+  ...llamaShaped,
+  family: 'qwen2',
+  architectures: ['Qwen2ForCausalLM'],
+  modelType: 'qwen2',
+  parseConfig(json, r, architecture) {
+    // Qwen2Config: num_key_value_heads absent -> 32 (the __init__ default), null -> num_attention_heads.
+    const defaults = {
+      kvHeads: () => 32,
+      maxPositions: 32768,
+      ropeTheta: 10000,
+      tie: false,
+      bos: null,
+      eos: null,
+      headDimRequired: false,
+    };
+    const cfg = parseLlamaLike(json, r, 'qwen2', architecture, defaults, (L) => maxWindowLayers(json, r, L));
+    return { ...cfg, attnBias: true }; // Qwen2 always has q/k/v biases
+  },
+};

@@ -1,0 +1,149 @@
+// What a model family is, as the rest of WebLoRA reads it. Each family (./llama.ts, ./qwen2.ts, ./qwen3.ts,
+// ./smollm3.ts, ./gpt2.ts) exports one FamilySpec; ./index.ts lists them. A Hugging Face config.json is
+// parsed into a ModelConfig by its family's spec, the way transformers' <Family>Config reads it: absent
+// optional fields take transformers' defaults; the fields that fix tensor shapes are required.
+
+import type { CausalLM } from '../model';
+import type { GpuWeights } from '../weights';
+import type { RopeScaling } from '../../kernels/rope';
+
+export type Family = 'llama' | 'qwen2' | 'gpt2' | 'qwen3' | 'smollm3';
+
+export interface ModelConfig {
+  family: Family;
+  architecture: string;
+  vocabSize: number;
+  hiddenSize: number;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  intermediateSize: number;
+  maxPositions: number;
+  normEps: number;
+  /** RoPE base (llama, qwen2/3, smollm3). 0 for gpt2, which has learned positions instead. */
+  ropeTheta: number;
+  /** rope_scaling / rope_parameters of type linear or llama3; absent or null: plain RoPE. */
+  ropeScaling?: RopeScaling | null;
+  /** Per layer, whether it applies RoPE (SmolLM3's no_rope_layers: 0 = NoPE); absent: every layer does. */
+  ropeLayers?: boolean[];
+  /** Per-head RMSNorm of q and k over head_dim before RoPE (Qwen3's q_norm, k_norm). */
+  qkNorm?: boolean;
+  tieEmbeddings: boolean;
+  /** q/k/v biases (qwen2; gpt2 has all biases) */
+  attnBias: boolean;
+  act: 'silu' | 'gelu_tanh';
+  bosTokenId: number | null;
+  eosTokenId: number | number[] | null;
+}
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+export type Json = Record<string, unknown>;
+
+export interface LinearModule {
+  /** Full HF module path, e.g. `model.layers.0.self_attn.q_proj` or `transformer.h.0.attn.c_attn`. */
+  path: string;
+  /** The name PEFT's target_modules match, e.g. `q_proj`, `c_attn`, `c_proj`. */
+  target: string;
+  layer: number;
+  /** Position among its layer's linear modules, in the order the forward pass runs them. */
+  slot: number;
+  inFeatures: number;
+  outFeatures: number;
+  /** GPT-2 Conv1D stores the weight as (IN, OUT). */
+  transposed: boolean;
+  hasBias: boolean;
+}
+
+/** The tensors the model code reads, by how they are stored (see ../weights.ts). */
+export interface WeightNames {
+  /** Linear weights: weightDtype. */
+  large: string[];
+  /** Norm weights, biases, learned positions: f32. */
+  small: string[];
+  /** [embedding table, LM head table if untied]: row chunks in weightDtype. */
+  tables: string[];
+}
+
+export interface FamilySpec {
+  family: Family;
+  /** HF architectures (config.json "architectures") and model_type this family loads. */
+  architectures: string[];
+  modelType: string;
+  /** config.json -> ModelConfig; `r` reads fields and fails with the file's name. */
+  parseConfig(json: Json, r: ConfigReader, architecture: string): ModelConfig;
+  /** Every tensor name in a Hugging Face checkpoint -> its shape (GPT-2 Conv1D as [in, out]). */
+  tensors(cfg: ModelConfig): Map<string, number[]>;
+  /** The linear modules of layer `layer`, in the order the block runs them. */
+  linears(cfg: ModelConfig, layer: number): LinearModule[];
+  weightNames(cfg: ModelConfig): WeightNames;
+  /** Module names LoRA may target (PEFT target_modules spelling), and PEFT's defaults for the family. */
+  loraTargets: string[];
+  defaultTargets: string[];
+  /** f32 values one block saves per row for backward (excluding LoRA U's), and the final norm's stats. */
+  blockFloatsPerRow(cfg: ModelConfig): number;
+  finalNormStatsPerRow: number;
+  /** The model code: embedding, the block's forward, the final norm. */
+  model(cfg: ModelConfig, weights: GpuWeights): CausalLM;
+}
+
+export type ConfigReader = ReturnType<typeof reader>;
+
+export function reader(json: Json, fileName: string) {
+  const fail = (msg: string): never => {
+    throw new ConfigError(`${fileName}: ${msg}`);
+  };
+  const has = (k: string) => json[k] !== undefined && json[k] !== null;
+  const int = (k: string, dflt?: number): number => {
+    if (!has(k)) {
+      if (dflt === undefined)
+        fail(`required field "${k}" is missing; a config.json saved by transformers always has it`);
+      return dflt!;
+    }
+    const v = json[k];
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0)
+      fail(`"${k}" is ${JSON.stringify(v)}; expected a positive integer`);
+    return v as number;
+  };
+  const num = (k: string, dflt: number): number => {
+    if (!has(k)) return dflt;
+    const v = json[k];
+    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0)
+      fail(`"${k}" is ${JSON.stringify(v)}; expected a positive number`);
+    return v as number;
+  };
+  const bool = (k: string, dflt: boolean): boolean => {
+    if (!has(k)) return dflt;
+    if (typeof json[k] !== 'boolean') fail(`"${k}" is ${JSON.stringify(json[k])}; expected true or false`);
+    return json[k] as boolean;
+  };
+  const str = (k: string, dflt: string): string => {
+    if (!has(k)) return dflt;
+    if (typeof json[k] !== 'string') fail(`"${k}" is ${JSON.stringify(json[k])}; expected a string`);
+    return json[k] as string;
+  };
+  const tokenId = (k: string, dflt: number | null): number | null => {
+    if (!(k in json)) return dflt;
+    const v = json[k];
+    if (v === null) return null;
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0)
+      fail(`"${k}" is ${JSON.stringify(v)}; expected a token id`);
+    return v as number;
+  };
+  const tokenIds = (k: string, dflt: number | null): number | number[] | null => {
+    const v = json[k];
+    if (Array.isArray(v)) {
+      if (!v.every((x) => Number.isSafeInteger(x) && x >= 0))
+        fail(`"${k}" is ${JSON.stringify(v)}; expected token ids`);
+      return [...(v as number[])];
+    }
+    return tokenId(k, dflt);
+  };
+  return { fail, has, int, num, bool, str, tokenId, tokenIds };
+}
