@@ -6,8 +6,8 @@
 // Bounded: timing stops when `budgetMs` is spent (default 500 ms: on lavapipe one pipeline compiles in ~0.2 s, so
 // about one class per load there; on a real GPU many more); the classes left get the baseline, cached like a timed
 // pick, so that the kernels of a device never change between loads and a resumed run stays bit-identical. A variant
-// replaces the baseline only when it is at least `minGain` (10 %) faster, so noise on a busy software driver cannot
-// swap in a slower kernel. A forced policy (setMatmulPolicy or WEBLORA_MATMUL) skips all of it.
+// replaces the baseline only when it is at least `minGain` (20 %) faster in the minimum of 5 interleaved rounds, so
+// noise on a busy software driver does not swap in a slower kernel. A forced policy (setMatmulPolicy or WEBLORA_MATMUL) skips all of it.
 import type { GpuContext } from '../gpu/context';
 import { Tensor } from '../gpu/tensor';
 import type { ModelConfig } from '../models/config';
@@ -125,7 +125,7 @@ export function candidates(ctx: GpuContext, s: MatmulShape): MatmulVariant[] {
 export async function autotuneMatmul(ctx: GpuContext, shapes: MatmulShape[], o: TuneOpts): Promise<TuneReport> {
   const t0 = performance.now();
   const budget = o.budgetMs ?? 500,
-    minGain = o.minGain ?? 0.1;
+    minGain = o.minGain ?? 0.2;
   const policy = matmulPolicy(ctx);
   const classes = new Map<string, MatmulShape[]>();
   for (const s of shapes) {
@@ -195,7 +195,7 @@ function fitShape(s: MatmulShape, maxElems: number): MatmulShape {
 }
 
 /** ms per launch of each variant on zero-filled operands of shape s: one warm launch (compiles the pipeline),
- * then 3 interleaved rounds of enough launches to last ~4 ms; the minimum of the rounds. */
+ * then 5 interleaved rounds of enough launches to last ~4 ms; the minimum of the rounds. */
 async function timeCandidates(ctx: GpuContext, s: MatmulShape, vs: MatmulVariant[]) {
   const [ra, ca] = s.transA ? [s.K, s.M] : [s.M, s.K];
   const [rb, cb] = s.transB ? [s.N, s.K] : [s.K, s.N];
@@ -230,7 +230,7 @@ async function timeCandidates(ctx: GpuContext, s: MatmulShape, vs: MatmulVariant
       await ctx.sync();
       inner[v] = Math.max(1, Math.min(16, Math.round(4 / Math.max(0.05, performance.now() - t))));
     }
-    for (let round = 0; round < 3; round++) {
+    for (let round = 0; round < 5; round++) {
       for (const v of vs) {
         const t = performance.now();
         launch(v, inner[v]!);
