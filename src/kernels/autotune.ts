@@ -19,7 +19,6 @@ import {
   matmulShapeClass,
   matmulVariantFor,
   setMatmulChoice,
-  variantAvailable,
   variantSupports,
   type MatmulRaw,
   type MatmulVariant,
@@ -136,7 +135,7 @@ export async function autotuneMatmul(ctx: GpuContext, shapes: MatmulShape[], o: 
   for (const [shapeClass, members] of classes) {
     const what = members.map((m) => m.what);
     if (policy !== 'auto') {
-      const v = variantAvailable(ctx, policy) ? policy : 'baseline';
+      const v = variantSupports(ctx, policy, members[0]) ? policy : 'baseline'; // as matmulRaw runs it
       results.push({ shapeClass, what, variant: v, source: 'forced' });
       continue;
     }
@@ -154,7 +153,7 @@ export async function autotuneMatmul(ctx: GpuContext, shapes: MatmulShape[], o: 
     if (
       cached &&
       (MATMUL_VARIANTS as readonly string[]).includes(cached) &&
-      variantAvailable(ctx, cached as MatmulVariant)
+      variantSupports(ctx, cached as MatmulVariant, members[0])
     ) {
       setMatmulChoice(ctx, shapeClass, cached as MatmulVariant);
       results.push({ shapeClass, what, variant: cached as MatmulVariant, source: 'cached' });

@@ -1,7 +1,9 @@
 // Matrix multiply: C = alpha · op(A) · op(B) (+ C with accumulate), the workhorse of every linear layer.
 // `matmul` takes Tensors; `matmulRaw` takes bindings, leading dimensions and strides, for chunked weights
-// (row ranges of a weight bigger than one binding) and strided outputs. The same kernel carries the fused
-// LoRA epilogue used by src/kernels/lora.ts (see shaders/matmul.wgsl).
+// (row ranges of a weight bigger than one binding) and strided outputs. The kernels carry the fused LoRA
+// epilogue used by src/kernels/lora.ts (see shaders/matmul.wgsl). matmulRaw runs one of several variants (below):
+// the one forced by setMatmulPolicy / WEBLORA_MATMUL, else the autotuner's pick for the call's shape class
+// (src/kernels/autotune.ts), else the baseline, today's register-blocked kernel.
 import type { Binding, DispatchCost, GpuContext } from '../gpu/context';
 import { GpuError } from '../gpu/context';
 import { Tensor } from '../gpu/tensor';
