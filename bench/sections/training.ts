@@ -136,7 +136,8 @@ export const trainingSection: Section = {
     ];
     // the autotuner's pick per shape class (chosen variant per shape), for the adapter this ran on
     for (const r0 of tune.results) {
-      const r = m.matmul.results.find((x) => x.shapeClass === r0.shapeClass && x.ms) ?? r0; // timed at load, if so
+      // as decided at load (timed, or left on the baseline when the budget ran out), when that load decided it
+      const r = m.matmul.results.find((x) => x.shapeClass === r0.shapeClass && x.source !== 'cached') ?? r0;
       const t = r.ms
         ? Object.entries(r.ms)
             .map(([v, x]) => `${v} ${x!.toFixed(2)}`)
