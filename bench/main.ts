@@ -7,7 +7,7 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { calmDawnPolling, createNodeContext, nodeDriver } from '../src/gpu/node';
 import type { Row, Section } from './harness';
-import { matmulSection, matmulTilesSection } from './sections/matmul';
+import { matmulSection, matmulTilesSection, matmulVariantsSection } from './sections/matmul';
 import { loraBackwardSection, loraForwardSection } from './sections/lora';
 import { trainingSection } from './sections/training';
 import { peersSection } from './sections/peers';
@@ -18,6 +18,7 @@ import { headSection } from './sections/head';
 const SECTIONS: Section[] = [
   matmulSection,
   matmulTilesSection,
+  matmulVariantsSection,
   loraForwardSection,
   loraBackwardSection,
   trainingSection,

@@ -2,7 +2,7 @@
 // f32 and, where the adapter has shader-f16, with f16 B.
 import type { GpuContext } from '../../src/gpu/context';
 import { Tensor } from '../../src/gpu/tensor';
-import { matmul, matmulRaw, matmulTile } from '../../src/kernels/matmul';
+import { MATMUL_VARIANTS, matmul, matmulRaw, matmulTile, variantAvailable } from '../../src/kernels/matmul';
 import { timeVariants, type Row, type Section } from '../harness';
 import { benchRng } from './data';
 
@@ -87,5 +87,64 @@ export const matmulTilesSection: Section = {
       unit: 'GFLOP/s',
       note: `${t.min.toFixed(1)} ms`,
     }));
+  },
+};
+
+/** Every matmul variant (src/kernels/matmul.ts) at square sizes and at LoRA shapes of SmolLM2-135M (N = 4096 tokens,
+ * hidden 576, MLP 1536), interleaved, with the ratio to today's kernel (baseline) measured in the same rounds. */
+export const matmulVariantsSection: Section = {
+  name: 'matmul-variants',
+  title: 'Matmul variants, y = x·Wᵀ (GFLOP/s; ratio to baseline in the note)',
+  async run(ctx: GpuContext): Promise<Row[]> {
+    const shapes: [string, number, number, number][] = [
+      ['n=256', 256, 256, 256],
+      ['n=512', 512, 512, 512],
+      ['n=1024', 1024, 1024, 1024],
+      ['4096x576x576 (q_proj)', 4096, 576, 576],
+      ['4096x1536x576 (gate_proj)', 4096, 1536, 576],
+      ['dA 8x576, K 4096 tokens (Gᵀ·x)', 8, 576, 4096],
+    ];
+    const rows: Row[] = [];
+    for (const [label, M, N, K] of shapes) {
+      const dA = M === 8;
+      const R = benchRng(M + N + K);
+      // y = x·Wᵀ: a (M, K), b (N, K); dA = Gᵀ·x: a (K, M), b (K, N)
+      const a = Tensor.from(ctx, R.uniform(M * K), dA ? [K, M] : [M, K]);
+      const b = Tensor.from(ctx, R.uniform(N * K), dA ? [K, N] : [N, K]);
+      const c = Tensor.empty(ctx, [M, N]);
+      const m = {
+        a: a.buf,
+        b: b.buf,
+        c: c.buf,
+        M,
+        N,
+        K,
+        lda: dA ? M : K,
+        ldb: dA ? N : K,
+        ldc: N,
+        transA: dA,
+        transB: !dA,
+      };
+      const variants: Record<string, () => void> = {};
+      for (const v of MATMUL_VARIANTS) {
+        if (!variantAvailable(ctx, v)) continue;
+        if (v.startsWith('splitk') && M * N > 1 << 16) continue; // a 4 x 4 tile per workgroup: for skinny C only
+        variants[v] = () => matmulRaw(ctx, m, undefined, undefined, undefined, v);
+      }
+      const flops = 2 * M * N * K;
+      const big = flops > 2e9;
+      const ms = await timeVariants(ctx, variants, { reps: big ? 2 : 3, inner: flops < 1e8 ? 4 : 1 });
+      const base = ms.baseline;
+      for (const [k, t] of Object.entries(ms)) {
+        rows.push({
+          name: `${k} ${label}`,
+          value: flops / t.median / 1e6,
+          unit: 'GFLOP/s',
+          note: `${t.median.toFixed(1)} ms; x${(base.median / t.median).toFixed(2)} vs baseline (minima x${(base.min / t.min).toFixed(2)})`,
+        });
+      }
+      [a, b, c].forEach((t) => t.free());
+    }
+    return rows;
   },
 };

@@ -14,6 +14,9 @@ import { estimateMemory } from '../../src/models/memory';
 import { dirSource } from '../../src/loaders/sources.node';
 import type { TrainSettings } from '../../src/training/settings';
 import { median, type Row, type Section } from '../harness';
+import { fileTuneStore } from '../../src/kernels/autotune.node';
+import { setMatmulPolicy } from '../../src/kernels/matmul';
+import { resolveSettings } from '../../src/training/settings';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 export const BUNDLED_MODEL = resolve(root, 'public/models/weblora-llama-1m');
@@ -36,18 +39,25 @@ export const trainingSection: Section = {
   name: 'training',
   title: `Training the bundled model (batch ${TRAINING_SETTINGS.batchSize} x ${TRAINING_SETTINGS.seqLen} tokens, r ${TRAINING_SETTINGS.rank}, q_proj+v_proj, AdamW step included)`,
   async run(ctx: GpuContext): Promise<Row[]> {
-    const e = new Engine(ctx);
+    // the autotuner (cached in .cache/matmul-autotune.json) with room to time every class of these settings
+    const e = new Engine(ctx, { tuneStore: fileTuneStore(), tuneBudgetMs: 60_000, log: () => {} });
     const m = await e.loadModel(dirSource(BUNDLED_MODEL), 'f32');
+    const tune = await e.tuneMatmul(
+      m.files.config,
+      resolveSettings({ ...TRAINING_SETTINGS, weightDtype: 'f32' }, m.files.config),
+    );
     await e.loadDataset('fortunes.txt', readFileSync(BUNDLED_DATA, 'utf8').slice(0, 200_000), {
       seqLen: TRAINING_SETTINGS.seqLen!,
       valFraction: 0.05,
       seed: 1,
     });
-    const variants = { off: false, on: true } as const;
-    const times: Record<string, number[]> = { off: [], on: [] };
-    const peaks: Record<string, number> = { off: 0, on: 0 };
+    // checkpointing off and on with the autotuned matmuls, and off with every matmul on the baseline kernel
+    const variants = { off: false, on: true, 'off, baseline matmul': false } as const;
+    const times: Record<string, number[]> = { off: [], on: [], 'off, baseline matmul': [] };
+    const peaks: Record<string, number> = { off: 0, on: 0, 'off, baseline matmul': 0 };
     for (let rep = -1; rep < REPS; rep++) {
       for (const [k, ck] of Object.entries(variants)) {
+        setMatmulPolicy(ctx, k.includes('baseline') ? 'baseline' : undefined);
         const t = e.createTrainer({ ...TRAINING_SETTINGS, checkpointing: ck });
         await ctx.sync();
         ctx.alloc.trim(); // nothing pooled: the peak above `base` is what the step itself allocates
@@ -60,7 +70,9 @@ export const trainingSection: Section = {
         }
       }
     }
+    setMatmulPolicy(ctx, undefined);
     const tokens = TRAINING_SETTINGS.batchSize! * TRAINING_SETTINGS.seqLen!;
+    const base = median(times['off, baseline matmul']);
     const off = median(times.off),
       on = median(times.on);
     const cfg = m.files.config;
@@ -93,6 +105,12 @@ export const trainingSection: Section = {
         note: `step ${on.toFixed(0)} ms`,
       },
       {
+        name: 'training tokens/s, every matmul on baseline',
+        value: tokens / (base / 1000),
+        unit: 'tok/s',
+        note: `step ${base.toFixed(0)} ms; autotuned / baseline step time x${(off / base).toFixed(2)}`,
+      },
+      {
         name: 'step time: checkpointing on / off',
         value: on / off,
         unit: 'x',
@@ -119,6 +137,22 @@ export const trainingSection: Section = {
       },
     ];
     rows.push(...(await streamRows(ctx, e)));
+    // the autotuner's pick per shape class (chosen variant per shape), for the adapter this ran on
+    for (const r0 of tune.results) {
+      // as decided at load (timed, or left on the baseline when the budget ran out), when that load decided it
+      const r = m.matmul.results.find((x) => x.shapeClass === r0.shapeClass && x.source !== 'cached') ?? r0;
+      const t = r.ms
+        ? Object.entries(r.ms)
+            .map(([v, x]) => `${v} ${x!.toFixed(2)}`)
+            .join(', ')
+        : '';
+      rows.push({
+        name: `matmul ${r.shapeClass}`,
+        value: NaN,
+        unit: r.variant,
+        note: `${r.source}${t ? ` (ms: ${t})` : ''}; ${r.what.join(', ')}`,
+      });
+    }
     e.unloadModel();
     return rows;
   },

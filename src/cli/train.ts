@@ -7,6 +7,7 @@ import { basename, join } from 'node:path';
 import { Engine } from '../engine/engine';
 import { createNodeContext } from '../gpu/node';
 import { fmtBytes } from '../util/format';
+import { fileTuneStore } from '../kernels/autotune.node';
 import { hubSource, memoryBlobCache, type ModelSource } from '../loaders/sources';
 import { dirSource } from '../loaders/sources.node';
 import { DEFAULT_SETTINGS, type TrainSettings } from '../training/settings';
@@ -156,8 +157,8 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const ctx = await createNodeContext();
-  const engine = new Engine(ctx);
   const log = (s: string) => process.stderr.write(s + '\n');
+  const engine = new Engine(ctx, { tuneStore: fileTuneStore(), log });
   try {
     log(`GPU: ${ctx.adapterName}${ctx.hasF16 ? ' (f16)' : ''}`);
     const loaded = await engine.loadModel(source, args.f16 ? 'f16' : 'f32');

@@ -24,11 +24,30 @@ import {
 } from '../training/settings';
 import { prepareDataset, type PreparedDataset } from '../data/dataset';
 import type { Checkpoint } from '../storage/checkpoints';
+import { idbStore, type KeyValueStore } from '../storage/kv';
+import { autotuneMatmul, describeTune, modelMatmulShapes, type TuneReport } from '../kernels/autotune';
+import { setMatmulPolicy, type MatmulPolicy } from '../kernels/matmul';
+import { headChunkCols } from '../models/head';
 
 export interface LoadedModel {
   id: string;
   files: ModelFiles;
   model: CausalLM;
+  /** The matmul variant chosen per shape class at load (src/kernels/autotune.ts). */
+  matmul: TuneReport;
+}
+
+export interface EngineOptions {
+  /** Where the autotuner caches its picks: IndexedDB in the browser by default. Node callers pass
+   * src/kernels/autotune.node.ts's file store (the CLI, the bench); without one nothing is tuned and every matmul
+   * runs on the baseline (or the forced variant), as in the tests. */
+  tuneStore?: KeyValueStore;
+  /** Time the autotuner may spend per load (ms). */
+  tuneBudgetMs?: number;
+  /** The setting that forces a matmul variant ('baseline', a variant, or 'auto'); unset: WEBLORA_MATMUL, else auto. */
+  matmul?: MatmulPolicy;
+  /** Where the autotuner's pick is logged (default console.info). */
+  log?: (line: string) => void;
 }
 
 export interface RunControl {
@@ -116,7 +135,15 @@ export class Engine {
   /** The adapter being trained or tried. */
   lora: LoraState | null = null;
 
-  constructor(readonly ctx: GpuContext) {}
+  private readonly tuneStore: KeyValueStore | undefined;
+
+  constructor(
+    readonly ctx: GpuContext,
+    private readonly opts: EngineOptions = {},
+  ) {
+    this.tuneStore = opts.tuneStore ?? (typeof indexedDB !== 'undefined' ? idbStore('weblora-autotune') : undefined);
+    if (opts.matmul) setMatmulPolicy(ctx, opts.matmul);
+  }
 
   /** Reads a model's config and files (no GPU work) and estimates its memory at default settings. */
   async inspect(
@@ -170,9 +197,25 @@ export class Engine {
       dtype: weightDtype,
       onProgress: (done) => onProgress?.({ file: 'weights → GPU', loaded: done, total }),
     });
-    this.loaded = { id: modelIdOf(source, files), files, model };
+    const matmul = await this.tuneMatmul(files.config, resolveSettings({ weightDtype }, files.config));
+    this.loaded = { id: modelIdOf(source, files), files, model, matmul };
     this.inspected = null;
     return this.loaded;
+  }
+
+  /** Times the matmul variants for the products a training step at `s` runs (bounded; cached per device) and
+   * logs the pick per shape class. loadModel calls it with the default settings. */
+  async tuneMatmul(cfg: ModelConfig, s: TrainSettings): Promise<TuneReport> {
+    const shapes = modelMatmulShapes(cfg, {
+      tokens: s.batchSize * s.seqLen,
+      weightDtype: s.weightDtype,
+      headCols: headChunkCols(s.batchSize * s.seqLen, this.ctx.limits.maxStorageBufferBindingSize),
+    });
+    const r = await autotuneMatmul(this.ctx, shapes, { store: this.tuneStore, budgetMs: this.opts.tuneBudgetMs });
+    (this.opts.log ?? console.info)(
+      `matmul variants on ${r.adapter} (policy ${r.policy}, ${r.spentMs.toFixed(0)} ms):\n  ${describeTune(r).join('\n  ')}`,
+    );
+    return r;
   }
 
   unloadModel(): void {

@@ -86,6 +86,8 @@ function storageAccess(code: string): Map<number, boolean> {
 export class GpuContext {
   readonly alloc: BufferAllocator;
   readonly hasF16: boolean;
+  /** The device has WGSL `subgroups` (requested wherever the adapter offers it; the matmul's splitk-subgroups). */
+  readonly hasSubgroups: boolean;
   readonly adapterName: string;
   readonly limits: GPUSupportedLimits;
   debug = false;
@@ -128,6 +130,7 @@ export class GpuContext {
   ) {
     this.limits = device.limits;
     this.hasF16 = device.features.has('shader-f16');
+    this.hasSubgroups = device.features.has('subgroups' as GPUFeatureName);
     this.adapterName = [adapterInfo.vendor, adapterInfo.architecture, adapterInfo.description || adapterInfo.device]
       .filter(Boolean)
       .join(' ');
@@ -180,6 +183,7 @@ export class GpuContext {
     const features: GPUFeatureName[] = [];
     if (req.f16 !== false && adapter.features.has('shader-f16')) features.push('shader-f16');
     if (adapter.features.has('timestamp-query')) features.push('timestamp-query');
+    if (adapter.features.has('subgroups')) features.push('subgroups' as GPUFeatureName);
     const device = await adapter.requestDevice({ requiredLimits: want, requiredFeatures: features });
     return new GpuContext(device, adapter.info);
   }

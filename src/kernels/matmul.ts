@@ -1,7 +1,9 @@
 // Matrix multiply: C = alpha · op(A) · op(B) (+ C with accumulate), the workhorse of every linear layer.
 // `matmul` takes Tensors; `matmulRaw` takes bindings, leading dimensions and strides, for chunked weights
-// (row ranges of a weight bigger than one binding) and strided outputs. The same kernel carries the fused
-// LoRA epilogue used by src/kernels/lora.ts (see shaders/matmul.wgsl).
+// (row ranges of a weight bigger than one binding) and strided outputs. The kernels carry the fused LoRA
+// epilogue used by src/kernels/lora.ts (see shaders/matmul.wgsl). matmulRaw runs one of several variants (below):
+// the one forced by setMatmulPolicy / WEBLORA_MATMUL, else the autotuner's pick for the call's shape class
+// (src/kernels/autotune.ts), else the baseline, today's register-blocked kernel.
 import type { Binding, DispatchCost, GpuContext } from '../gpu/context';
 import { GpuError } from '../gpu/context';
 import { Tensor } from '../gpu/tensor';
@@ -75,34 +77,119 @@ export function matmulTile(M: number, N: number): MatmulTile {
 
 const bindingOf = (t: Tensor): Binding => t.binding;
 
-/** Launches the matmul kernel; `lora` and `dropout` are the fused LoRA epilogue and the dropout mask (lora.ts). */
+// ---- variants ----------------------------------------------------------------------------------------------
+// Every variant computes the same function (CPU twin: src/kernels/matmul.cpu.ts) with every option matmulRaw has:
+//   baseline          shaders/matmul.wgsl, register-blocked, no workgroup memory (the fastest on software Vulkan)
+//   tile64-bk16/32    shaders/matmul_tiled.wgsl, 64 x 64 tile of C per 256 threads, BK 16 or 32 staged in workgroup
+//   tile128-bk16      memory; 128 x 128 (8 x 8 per thread) only at BK 16: at BK 32 its tiles take 32 KiB, over 16 KiB
+//   splitk            shaders/matmul_splitk.wgsl, a 4 x 4 tile per 256 threads, K split over them (skinny C, long K)
+//   splitk-subgroups  the same, reduced with subgroupAdd first (only where the adapter has `subgroups`)
+export const MATMUL_VARIANTS = [
+  'baseline',
+  'tile64-bk16',
+  'tile64-bk32',
+  'tile128-bk16',
+  'splitk',
+  'splitk-subgroups',
+] as const;
+export type MatmulVariant = (typeof MATMUL_VARIANTS)[number];
+/** 'auto': the autotuner's choice per shape class (baseline where it has none); a variant or 'baseline' forces it. */
+export type MatmulPolicy = MatmulVariant | 'auto';
+
+export function isMatmulPolicy(s: string): s is MatmulPolicy {
+  return s === 'auto' || (MATMUL_VARIANTS as readonly string[]).includes(s);
+}
+
+/** Whether `v` can run on this adapter (every variant supports every option of matmulRaw; see variantSupports). */
+export function variantAvailable(ctx: GpuContext, v: MatmulVariant): boolean {
+  return v !== 'splitk-subgroups' || ctx.hasSubgroups;
+}
+
+/** Whether `v` runs this call: available, and not splitk-subgroups with f16 B (on lavapipe that pipeline did not
+ * finish within 120 s in the tests; the f16 split-K product runs on splitk instead). */
+export function variantSupports(ctx: GpuContext, v: MatmulVariant, m: { bDtype?: 'f32' | 'f16' }): boolean {
+  return variantAvailable(ctx, v) && !(v === 'splitk-subgroups' && m.bDtype === 'f16');
+}
+
+interface MatmulChoices {
+  policy?: MatmulPolicy /* the setting; unset: WEBLORA_MATMUL, else 'auto' */;
+  byClass: Map<string, MatmulVariant> /* the autotuner's picks */;
+}
+const choicesOf = new WeakMap<GpuContext, MatmulChoices>();
+function choices(ctx: GpuContext): MatmulChoices {
+  let c = choicesOf.get(ctx);
+  if (!c) choicesOf.set(ctx, (c = { byClass: new Map() }));
+  return c;
+}
+
+/** The environment's WEBLORA_MATMUL (Node only), checked. */
+export function envMatmulPolicy(): MatmulPolicy | undefined {
+  const env = typeof process !== 'undefined' ? process.env?.WEBLORA_MATMUL : undefined;
+  if (!env) return undefined;
+  if (!isMatmulPolicy(env))
+    throw new Error(`WEBLORA_MATMUL='${env}' is not one of auto, ${MATMUL_VARIANTS.join(', ')}`);
+  return env;
+}
+
+/** The setting: force a variant (or 'baseline') for every matmul on ctx, or 'auto'; undefined: back to the env var. */
+export function setMatmulPolicy(ctx: GpuContext, policy: MatmulPolicy | undefined): void {
+  choices(ctx).policy = policy;
+}
+export function matmulPolicy(ctx: GpuContext): MatmulPolicy {
+  return choices(ctx).policy ?? envMatmulPolicy() ?? 'auto';
+}
+/** Records the autotuner's pick for a shape class (see matmulShapeClass). */
+export function setMatmulChoice(ctx: GpuContext, shapeClass: string, v: MatmulVariant): void {
+  choices(ctx).byClass.set(shapeClass, v);
+}
+export function matmulChoices(ctx: GpuContext): ReadonlyMap<string, MatmulVariant> {
+  return choices(ctx).byClass;
+}
+
+/** The shape class of a product: layout (N/T for op(A), op(B)), B's element type, batched or not, and M, N, K
+ * rounded up to powers of two (at least 16). Products of one class run best on the same variant. */
+export function matmulShapeClass(m: {
+  M: number;
+  N: number;
+  K: number;
+  transA: boolean;
+  transB: boolean;
+  bDtype?: 'f32' | 'f16';
+  batch?: number;
+}): string {
+  const b = (x: number) => Math.max(16, 2 ** Math.ceil(Math.log2(x)));
+  const lay = (m.transA ? 'T' : 'N') + (m.transB ? 'T' : 'N');
+  return `${lay} ${m.bDtype ?? 'f32'}${(m.batch ?? 1) > 1 ? ' batched' : ''} M${b(m.M)} N${b(m.N)} K${b(m.K)}`;
+}
+
+/** The variant a call runs on: the forced one, else the tuned one for its class, else baseline. */
+export function matmulVariantFor(ctx: GpuContext, m: MatmulRaw): MatmulVariant {
+  const policy = matmulPolicy(ctx);
+  const v = policy === 'auto' ? (choices(ctx).byClass.get(matmulShapeClass(m)) ?? 'baseline') : policy;
+  return variantSupports(ctx, v, m) ? v : 'baseline';
+}
+
+/** Launches a matmul; `lora` and `dropout` are the fused LoRA epilogue and the dropout mask (lora.ts). `tile`
+ * (the baseline's thread tile) and `variant` override the choice (benchmarks, tests, the autotuner). */
 export function matmulRaw(
   ctx: GpuContext,
   m: MatmulRaw,
   lora?: MatmulLora,
   dropout?: MatmulDropout,
   tile?: MatmulTile,
+  variant?: MatmulVariant,
 ): void {
   const batch = m.batch ?? 1;
   const f16 = m.bDtype === 'f16';
   if (f16) assertF16(ctx);
   if (lora && (m.accumulate || batch !== 1)) throw new Error('matmul: the LoRA epilogue is for a plain 2-D product');
   if (M_N_K_bad(m)) throw new Error(`matmul: bad sizes M=${m.M} N=${m.N} K=${m.K}`);
-  const { wgM, wgN, tm } = tile ?? matmulTile(m.M, m.N); // tile: the benchmark's override
   const drop = dropout && dropout.p > 0 ? dropout : undefined;
-  // B read as vec4 rows (one load per k) where op(B) rows are 16-byte aligned: +6-9 % on lavapipe at 512-1024,
-  // neutral on SwiftShader (measured in one run each).
-  const vec4B = !m.transB && m.N % 4 === 0 && m.ldb % 4 === 0 && (m.strideB ?? 0) % 4 === 0 && drop?.on !== 'b';
-  const defines = {
+  const v = tile ? 'baseline' : (variant ?? matmulVariantFor(ctx, m));
+  if (!variantSupports(ctx, v, m))
+    throw new GpuError(`matmul: variant ${v} cannot run this product (needs subgroups; f32 B only)`);
+  const common = {
     ENABLE_F16: f16 ? 'enable f16;' : '',
-    W0T: f16 ? 'f16' : 'f32',
-    BELEM: vec4B ? `vec4<${f16 ? 'f16' : 'f32'}>` : f16 ? 'f16' : 'f32',
-    B_AT: vec4B ? 'b[i >> 2u][i & 3u]' : 'b[i]',
-    B_VEC: vec4B ? 'vec4f(b[i >> 2u])' : 'vec4f(0.0)',
-    B_VEC4: vec4B,
-    WG_M: wgM,
-    WG_N: wgN,
-    TM: tm,
     TRANS_A: m.transA,
     TRANS_B: m.transB,
     HAS_BIAS: !!m.bias,
@@ -113,29 +200,96 @@ export function matmulRaw(
     MASK_B: drop?.on === 'b',
     MASK_EPI: drop?.on === 'epilogue',
   };
-  // Unused optional inputs are bound to A (read-only aliases are allowed): the kernel always declares them.
-  ctx.dispatch('matmul', {
-    defines,
-    bindings: [m.a, m.b, m.c, m.bias ?? m.a, lora?.u ?? m.a, lora?.v ?? m.a],
-    u32: [
-      m.M,
-      m.N,
-      m.K,
-      m.lda,
-      m.ldb,
-      m.ldc,
-      m.strideA ?? 0,
-      m.strideB ?? 0,
-      m.strideC ?? 0,
-      lora?.R ?? 0,
-      lora?.ldv ?? 0,
-      (drop?.seed ?? 0) >>> 0,
-      drop?.dropLd ?? 0,
-    ],
-    f32: [m.alpha ?? 1, lora?.lscale ?? 0, drop?.p ?? 0],
-    workgroups: [Math.ceil(m.N / (4 * wgN)), Math.ceil(m.M / (tm * wgM)), batch],
-    cost: matmulCost(m, lora),
-  });
+  // Unused optional inputs are bound to A (read-only aliases are allowed): the kernels always declare them.
+  const bindings = [m.a, m.b, m.c, m.bias ?? m.a, lora?.u ?? m.a, lora?.v ?? m.a];
+  const u32 = [
+    m.M,
+    m.N,
+    m.K,
+    m.lda,
+    m.ldb,
+    m.ldc,
+    m.strideA ?? 0,
+    m.strideB ?? 0,
+    m.strideC ?? 0,
+    lora?.R ?? 0,
+    lora?.ldv ?? 0,
+    (drop?.seed ?? 0) >>> 0,
+    drop?.dropLd ?? 0,
+  ];
+  const f32 = [m.alpha ?? 1, lora?.lscale ?? 0, drop?.p ?? 0];
+  if (v === 'baseline') {
+    const { wgM, wgN, tm } = tile ?? matmulTile(m.M, m.N);
+    // B read as vec4 rows (one load per k) where op(B) rows are 16-byte aligned: +6-9 % on lavapipe at 512-1024,
+    // neutral on SwiftShader (measured in one run each).
+    const vec4B = !m.transB && m.N % 4 === 0 && m.ldb % 4 === 0 && (m.strideB ?? 0) % 4 === 0 && drop?.on !== 'b';
+    const defines = {
+      ...common,
+      W0T: f16 ? 'f16' : 'f32',
+      BELEM: vec4B ? `vec4<${f16 ? 'f16' : 'f32'}>` : f16 ? 'f16' : 'f32',
+      B_AT: vec4B ? 'b[i >> 2u][i & 3u]' : 'b[i]',
+      B_VEC: vec4B ? 'vec4f(b[i >> 2u])' : 'vec4f(0.0)',
+      B_VEC4: vec4B,
+      WG_M: wgM,
+      WG_N: wgN,
+      TM: tm,
+    };
+    ctx.dispatch('matmul', {
+      defines,
+      bindings,
+      u32,
+      f32,
+      workgroups: [Math.ceil(m.N / (4 * wgN)), Math.ceil(m.M / (tm * wgM)), batch],
+      cost: matmulCost(m, lora),
+    });
+  } else if (v === 'splitk' || v === 'splitk-subgroups') {
+    const sg = v === 'splitk-subgroups';
+    const defines = {
+      ...common,
+      ENABLE_SUBGROUPS: sg ? 'enable subgroups;' : '',
+      SG_ADD: sg ? 'subgroupAdd(x)' : 'x',
+      SG_KEEP: sg ? 'subgroupElect()' : 'true',
+      BELEM: f16 ? 'f16' : 'f32',
+    };
+    ctx.dispatch('matmul_splitk', {
+      defines,
+      bindings,
+      u32,
+      f32,
+      workgroups: [Math.ceil(m.N / 4), Math.ceil(m.M / 4), batch],
+      // each thread sums ceil(K / 256) terms, then 4 rows of an 8-step tree
+      cost: { ...matmulCost(m, lora), serialLoop: Math.ceil(m.K / 256) + 8 * 4 + (lora?.R ?? 0) },
+    });
+  } else {
+    const [BMN, BK] = v === 'tile64-bk16' ? [64, 16] : v === 'tile64-bk32' ? [64, 32] : [128, 16];
+    // 4 consecutive elements of an operand's contiguous dimension per load where that extent, its leading
+    // dimension and its batch stride are multiples of 4 (binding offsets are 256-byte multiples already).
+    const aVec = (m.transA ? m.M : m.K) % 4 === 0 && m.lda % 4 === 0 && (m.strideA ?? 0) % 4 === 0;
+    const bVec = (m.transB ? m.K : m.N) % 4 === 0 && m.ldb % 4 === 0 && (m.strideB ?? 0) % 4 === 0;
+    const bt = f16 ? 'f16' : 'f32';
+    const defines = {
+      ...common,
+      AELEM: aVec ? 'vec4f' : 'f32',
+      A_AT: aVec ? 'a[i >> 2u][i & 3u]' : 'a[i]',
+      A_VEC: aVec ? 'a[i >> 2u]' : 'vec4f(0.0)',
+      A_VEC4: aVec,
+      BELEM: bVec ? `vec4<${bt}>` : bt,
+      B_AT: bVec ? 'f32(b[i >> 2u][i & 3u])' : 'f32(b[i])',
+      B_VEC: bVec ? 'vec4f(b[i >> 2u])' : 'vec4f(0.0)',
+      B_VEC4: bVec,
+      BM: BMN,
+      BN: BMN,
+      BK,
+    };
+    ctx.dispatch('matmul_tiled', {
+      defines,
+      bindings,
+      u32,
+      f32,
+      workgroups: [Math.ceil(m.N / BMN), Math.ceil(m.M / BMN), batch],
+      cost: matmulCost(m, lora),
+    });
+  }
 }
 
 /** Paper cost of one matmulRaw launch: C (batch, M, N) = alpha·op(A)·op(B), A (batch, M, K), B (batch, K, N)
