@@ -206,11 +206,54 @@ export function parseDelimited(text: string, delim: string, maxRows = Infinity):
   return rows;
 }
 
-/** Text -> examples in `format` (detected when not given). */
+/** Above this share of U+FFFD (bytes that were not UTF-8) a file is taken for binary, not text. */
+export const MAX_REPLACEMENT_SHARE = 0.1;
+
+/**
+ * Refuses text that is really a binary file (or UTF-16) read as UTF-8: any NUL character, or more than
+ * MAX_REPLACEMENT_SHARE of the characters U+FFFD. `name` names the file in the message.
+ */
+export function checkLooksLikeText(text: string, name: string): void {
+  const nul = text.indexOf('\0');
+  if (nul >= 0) {
+    // UTF-16 text read as UTF-8 has a NUL beside every ASCII character.
+    let nuls = 0;
+    const head = Math.min(text.length, 4096);
+    for (let i = 0; i < head; i++) if (text.charCodeAt(i) === 0) nuls++;
+    const utf16 = nuls >= head / 4;
+    throw new DatasetError(
+      `${name} looks binary, not text: it holds NUL bytes (the first at character ${nul})` +
+        (utf16
+          ? '; it may be UTF-16 text, so save it as UTF-8 and load it again'
+          : '; choose a text file (.txt, .jsonl, .json, .csv or .tsv saved as UTF-8)'),
+    );
+  }
+  let bad = 0;
+  for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) === 0xfffd) bad++;
+  if (bad > MAX_REPLACEMENT_SHARE * text.length) {
+    throw new DatasetError(
+      `${name} looks binary, not text: ${bad} of its ${text.length} characters (${((100 * bad) / text.length).toFixed(1)}%) are not valid UTF-8; choose a text file, or save it as UTF-8 if it is text in another encoding (e.g. Latin-1)`,
+    );
+  }
+}
+
+/** Text -> examples in `format` (detected when not given). Errors name the file when opts.fileName is set. */
 export function parseExamples(text: string, opts: ParseOptions = {}): ParsedDataset {
-  text = stripBom(text);
   const name = opts.fileName ? `"${opts.fileName}"` : 'the dataset';
+  try {
+    return parseExamplesOf(text, name, opts);
+  } catch (e) {
+    // The format parsers name the line; put the file in front of it.
+    if (e instanceof DatasetError && opts.fileName && !e.message.includes(name))
+      throw new DatasetError(`${name}, ${e.message}`);
+    throw e;
+  }
+}
+
+function parseExamplesOf(text: string, name: string, opts: ParseOptions): ParsedDataset {
+  text = stripBom(text);
   if (!text.trim()) throw new DatasetError(`${name} is empty; choose a file that holds text`);
+  checkLooksLikeText(text, name);
   let format: DataFormat;
   if (opts.format === undefined || opts.format === '' || opts.format === 'auto')
     format = detectFormat(text, opts.fileName).format;
