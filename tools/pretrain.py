@@ -539,6 +539,14 @@ Reproduce: see `tools/README.md` (`/usr/bin/python3 tools/pretrain.py all ... --
 """ + "\n".join(f"- **{p}** → {json.dumps(s, ensure_ascii=False)}" for p, s in samples) + "\n"
     with open(os.path.join(OUT_DIR, "README.md"), "w") as f:
         f.write(card)
+    write_manifest()
+
+
+def write_manifest():
+    """manifest.json lists the folder's files, so the page requests only files that exist."""
+    names = sorted(n for n in os.listdir(OUT_DIR) if n != "manifest.json")
+    with open(os.path.join(OUT_DIR, "manifest.json"), "w") as f:
+        f.write(json.dumps({"files": names}, indent=2) + "\n")
 
 
 def main():

@@ -37,6 +37,22 @@ export interface ModelFiles {
 
 const FLOAT_DTYPES: Dtype[] = ['F32', 'F16', 'BF16'];
 
+/**
+ * The file names a source lists, or null when it cannot list them (then every file is asked for).
+ * Optional files not in the list are never requested (no 404s for files a repo does not have).
+ */
+async function listedFiles(source: ModelSource): Promise<Set<string> | null> {
+  const names = source.list ? await source.list() : [];
+  return names.length > 0 ? new Set(names) : null;
+}
+
+/** An optional file: null without a request when the source's list says it is absent. */
+async function optionalFile(source: ModelSource, name: string, onProgress?: ProgressFn) {
+  const listed = await listedFiles(source);
+  if (listed && !listed.has(name)) return null;
+  return source.file(name, onProgress);
+}
+
 async function jsonFile(
   source: ModelSource,
   name: string,
@@ -50,7 +66,7 @@ async function jsonFile(
   onProgress?: ProgressFn,
 ): Promise<Record<string, unknown> | null>;
 async function jsonFile(source: ModelSource, name: string, required: boolean, onProgress?: ProgressFn) {
-  const src = await source.file(name, onProgress);
+  const src = required ? await source.file(name, onProgress) : await optionalFile(source, name, onProgress);
   if (!src) {
     if (required) {
       const hint =
@@ -200,7 +216,7 @@ export async function loadModelFiles(source: ModelSource, onProgress?: ProgressF
   const tokenizerJson = await jsonFile(source, 'tokenizer.json', true, onProgress);
   const tokenizerConfigJson = (await jsonFile(source, 'tokenizer_config.json', false, onProgress)) ?? {};
   const generationConfig = await jsonFile(source, 'generation_config.json', false, onProgress);
-  const templateFile = await source.file('chat_template.jinja', onProgress);
+  const templateFile = await optionalFile(source, 'chat_template.jinja', onProgress);
   const templateText = templateFile ? await readText(templateFile) : null;
 
   const maxId = maxTokenId(tokenizerJson);

@@ -15,7 +15,7 @@ export type ProgressFn = (p: FileProgress) => void;
 export interface ModelSource {
   /** Human-readable origin, used in error messages (e.g. "hf:HuggingFaceTB/SmolLM2-135M@main"). */
   id: string;
-  /** File names the source knows about, when it can list them. */
+  /** File names the source knows about, when it can list them ([] when it cannot). */
   list?(): Promise<string[]>;
   /** The file, or null when the source has no such file. Throws on any other failure. */
   file(name: string, onProgress?: ProgressFn): Promise<ByteSource | null>;
@@ -152,21 +152,51 @@ function encodePath(file: string): string {
   return file.split('/').map(encodeURIComponent).join('/');
 }
 
+/** The file that lists a bundled folder's files: {"files": ["config.json", ...]}. */
+export const MANIFEST = 'manifest.json';
+
+/** The names in a manifest.json; throws a ModelLoadError naming `where` when it is malformed. */
+export function parseManifest(bytes: Uint8Array, where: string): string[] {
+  let json: unknown;
+  try {
+    json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+  } catch (e) {
+    throw new ModelLoadError(`${MANIFEST} in ${where} is not valid JSON (${(e as Error).message})`);
+  }
+  const files = (json as { files?: unknown } | null)?.files;
+  if (!Array.isArray(files) || !files.every((f) => typeof f === 'string' && f.length > 0))
+    throw new ModelLoadError(`${MANIFEST} in ${where} has no "files" list of file names`);
+  return files as string[];
+}
+
 /**
  * The model folder shipped with the app (`public/models/<name>/` is served at `<base>/models/<name>/`).
- * A dev server that answers a missing file with its index.html (SPA fallback) counts as "absent".
+ * Its manifest.json lists the folder's files; a file not listed is absent and never requested. A folder
+ * without a manifest (a test server) falls back to asking for each file. A dev server that answers a
+ * missing file with its index.html (SPA fallback) counts as "absent".
  */
 export function bundledSource(baseUrl: string, opts: { fetch?: FetchFn } = {}): ModelSource {
   const fetchFn = opts.fetch ?? ((u: string, i?: RequestInit) => globalThis.fetch(u, i));
   const base = baseUrl.endsWith('/') ? baseUrl : baseUrl + '/';
   const id = `bundled:${base}`;
+  const get = async (name: string, onProgress?: ProgressFn) => {
+    const got = await downloadFile(fetchFn, base + encodePath(name), name, id, onProgress);
+    if (!got) return null;
+    if (!name.endsWith('.html') && (got.contentType ?? '').startsWith('text/html')) return null;
+    return got.bytes;
+  };
+  let manifest: Promise<string[] | null> | null = null;
+  const listed = () => (manifest ??= get(MANIFEST).then((bytes) => (bytes ? parseManifest(bytes, id) : null)));
   return {
     id,
+    async list() {
+      return (await listed()) ?? [];
+    },
     async file(name, onProgress) {
-      const got = await downloadFile(fetchFn, base + encodePath(name), name, id, onProgress);
-      if (!got) return null;
-      if (!name.endsWith('.html') && (got.contentType ?? '').startsWith('text/html')) return null;
-      return bytesSource(got.bytes);
+      const names = await listed();
+      if (names && !names.includes(name)) return null;
+      const bytes = await get(name, onProgress);
+      return bytes ? bytesSource(bytes) : null;
     },
   };
 }
@@ -193,18 +223,26 @@ export function hubSource(repoId: string, opts: HubOptions = {}): ModelSource {
   const fetchFn = opts.fetch ?? ((u: string, i?: RequestInit) => globalThis.fetch(u, i));
   const id = `hf:${repoId}@${revision}`;
   const init: RequestInit | undefined = opts.token ? { headers: { authorization: `Bearer ${opts.token}` } } : undefined;
+  let listing: Promise<string[]> | null = null;
+  const fetchList = async (): Promise<string[]> => {
+    try {
+      const res = await fetchFn(`${baseUrl}/api/models/${repoId}/revision/${encodeURIComponent(revision)}`, init);
+      if (!res.ok) return [];
+      const info = (await res.json()) as { siblings?: { rfilename?: unknown }[] };
+      const siblings = Array.isArray(info?.siblings) ? info.siblings : [];
+      return siblings.map((s) => s?.rfilename).filter((f): f is string => typeof f === 'string');
+    } catch {
+      return [];
+    }
+  };
   return {
     id,
-    /** The repo's file names from the Hub API (used only to explain what is missing); [] if unavailable. */
-    async list() {
-      try {
-        const res = await fetchFn(`${baseUrl}/api/models/${repoId}/revision/${encodeURIComponent(revision)}`, init);
-        if (!res.ok) return [];
-        const info = (await res.json()) as { siblings?: { rfilename?: unknown }[] };
-        return (info.siblings ?? []).map((s) => s.rfilename).filter((f): f is string => typeof f === 'string');
-      } catch {
-        return [];
-      }
+    /**
+     * The repo's file names from the Hub API, asked once per source; [] if unavailable. Loaders ask it
+     * before fetching optional files, so absent ones are not requested.
+     */
+    list() {
+      return (listing ??= fetchList());
     },
     async file(name, onProgress) {
       const url = `${baseUrl}/${repoId}/resolve/${encodeURIComponent(revision)}/${encodePath(name)}`;

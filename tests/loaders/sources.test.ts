@@ -42,7 +42,11 @@ async function expectWeightsIntact(weights: Awaited<ReturnType<typeof loadModelF
 describe('hubSource against a local HTTP server', () => {
   it('loads a model folder with byte-level progress, and the second load comes from the cache', async () => {
     const files = tinyModelFolder('llama');
-    const server = await serve(files, PREFIX, { chunk: 1024 });
+    const api = { id: REPO, siblings: [...files.keys()].map((rfilename) => ({ rfilename })) };
+    const server = await serve(files, PREFIX, {
+      chunk: 1024,
+      extra: new Map([[`/api/models/${REPO}/revision/main`, new TextEncoder().encode(JSON.stringify(api))]]),
+    });
     const cache = memoryBlobCache();
     const events: FileProgress[] = [];
     const m = await loadModelFiles(hubSource(REPO, { baseUrl: server.url, cache }), (p) => events.push(p));
@@ -66,8 +70,9 @@ describe('hubSource against a local HTTP server', () => {
     const again = await loadModelFiles(hubSource(REPO, { baseUrl: server.url, cache }));
     await expectWeightsIntact(again.weights);
     const second = server.requests.slice(before);
-    // Files that exist are not requested again; only the optional absent ones (404s are not cached) are.
-    expect(second.sort()).toEqual([`/${PREFIX}chat_template.jinja`, `/${PREFIX}model.safetensors.index.json`]);
+    // Files that exist are not requested again, and the absent optional ones are not requested at all:
+    // only the Hub's file list is asked.
+    expect(second).toEqual([`/api/models/${REPO}/revision/main`]);
   });
 
   it('a connection dropped halfway through the weights: clear error, nothing partial cached', async () => {
