@@ -164,7 +164,12 @@ function storedNames(name: string): string[] {
  * Builds the weight index and checks it against what `cfg` implies. Extra tensors (lm_head.weight on a
  * tied model, rotary caches, GPT-2's attn.bias mask buffers) are ignored.
  */
-function indexWeights(cfg: ModelConfig, owner: Map<string, OpenedFile>, where: string): WeightIndex {
+function indexWeights(
+  cfg: ModelConfig,
+  opened: OpenedFile[],
+  owner: Map<string, OpenedFile>,
+  where: string,
+): WeightIndex {
   const weights: WeightIndex = new Map();
   const missing: string[] = [];
   for (const [name, shape] of expectedTensors(cfg)) {
@@ -202,7 +207,7 @@ function indexWeights(cfg: ModelConfig, owner: Map<string, OpenedFile>, where: s
       .map((n) => `"${n}"`)
       .join(', ');
     throw new ModelLoadError(
-      `the checkpoint in ${where} lacks ${missing.length} tensor${missing.length > 1 ? 's' : ''} that config.json implies: ${shown}${missing.length > 5 ? ', …' : ''}. The weights are incomplete or belong to another model`,
+      `the checkpoint (${opened.map((o) => o.file).join(', ')}) in ${where} lacks ${missing.length} tensor${missing.length > 1 ? 's' : ''} that config.json implies: ${shown}${missing.length > 5 ? ', …' : ''}. The weights are incomplete or belong to another model`,
     );
   }
   return weights;
@@ -227,8 +232,8 @@ export async function loadModelFiles(source: ModelSource, onProgress?: ProgressF
   }
   const tokenizer = new TextTokenizer(tokenizerJson, tokenizerConfigJson, templateText);
 
-  const { owner } = await openWeights(source, onProgress);
-  const weights = indexWeights(config, owner, source.id);
+  const { opened, owner } = await openWeights(source, onProgress);
+  const weights = indexWeights(config, opened, owner, source.id);
   return {
     config,
     configJson,
