@@ -55,6 +55,13 @@ export class SafetensorsError extends Error {
 /** Same limit as the reference implementation: a larger header is a corrupt or hostile file. */
 export const MAX_HEADER_BYTES = 100_000_000;
 
+/**
+ * At most this many tensors in one file. Real checkpoints hold hundreds to a few thousand per file; a
+ * header of a million tiny entries would stall the page for minutes in JSON.parse, so it is refused
+ * (counted cheaply before parsing) with the figures.
+ */
+export const MAX_TENSORS = 50_000;
+
 const REEXPORT = 'Re-export it with the safetensors library (safetensors.torch.save_file) or re-download it.';
 
 function fail(fileName: string, problem: string, advice = REEXPORT): never {
@@ -124,6 +131,13 @@ function parseHeaderJson(headerBytes: Uint8Array, dataBytes: number, fileName: s
     fail(
       fileName,
       `header does not start with '{' (starts with ${JSON.stringify(text.slice(0, 16))}): this is not a safetensors file`,
+    );
+  let entries = 0;
+  for (let at = text.indexOf('"data_offsets"'); at >= 0; at = text.indexOf('"data_offsets"', at + 14)) entries++;
+  if (entries > MAX_TENSORS)
+    fail(
+      fileName,
+      `header declares ${entries} tensors, more than the ${MAX_TENSORS} WebLoRA reads from one file: this is not a model checkpoint or it is corrupt`,
     );
   let json: unknown;
   try {
