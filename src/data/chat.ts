@@ -12,7 +12,7 @@
 //   <|role|>\n{content}\n
 // and the loss is on "{content}\n" of assistant messages.
 
-import { Template } from '@huggingface/jinja';
+import { Environment, Interpreter, Template } from '@huggingface/jinja';
 import { DatasetError, type Segment, type TextTokenizer } from './types';
 
 export interface ChatMessage {
@@ -24,14 +24,93 @@ export interface ChatMessage {
 export interface ChatContext {
   template: string | null;
   specialTokens: Record<string, string>;
+  /** The file the template came from (tokenizer_config.json or chat_template.jinja), for error messages. */
+  templateFile?: string | null;
 }
+
+/**
+ * The most numbers a template's range() calls may produce in one rendering, all calls together. A
+ * template like {% for i in range(10**9) %} (or two nested range(1000) loops) would otherwise hang the
+ * page; real templates loop over the messages, not over range().
+ */
+export const MAX_TEMPLATE_RANGE = 10_000;
 
 /** The tokenizer's chat template and its special-token strings (decoded from the ids when not given). */
 export function chatContextOf(tok: TextTokenizer): ChatContext {
   const specialTokens: Record<string, string> = { ...(tok.specialTokens ?? {}) };
   if (specialTokens.bos_token === undefined && tok.bosId !== null) specialTokens.bos_token = tok.decode([tok.bosId]);
   if (specialTokens.eos_token === undefined && tok.eosId !== null) specialTokens.eos_token = tok.decode([tok.eosId]);
-  return { template: tok.chatTemplate, specialTokens };
+  return { template: tok.chatTemplate, specialTokens, templateFile: tok.chatTemplateFile ?? null };
+}
+
+/** "the chat template in tokenizer_config.json" (or without the file when it is not known). */
+function templateName(ctx: ChatContext): string {
+  return ctx.templateFile ? `the chat template in ${ctx.templateFile}` : "the tokenizer's chat template";
+}
+
+/**
+ * Template.render with the library's globals, except that range() is boundedRange (Template.render
+ * declares its own range, which a context value cannot replace).
+ */
+function renderBounded(t: Template, ctx: ChatContext, items: Record<string, unknown>): unknown {
+  const env = new Environment();
+  const globals: Record<string, unknown> = {
+    false: false,
+    true: true,
+    none: null,
+    False: false,
+    True: true,
+    None: null,
+    raise_exception: (msg: unknown) => {
+      throw new Error(String(msg));
+    },
+    range: boundedRange(ctx),
+    strftime_now: strftimeNow,
+  };
+  for (const [k, v] of Object.entries({ ...globals, ...items })) env.set(k, v);
+  return new Interpreter(env).run(t.parsed).value;
+}
+
+/** strftime_now(format) as the library has it: %Y %m %d %b %B %H %M %% of the current local time. */
+function strftimeNow(format: unknown): string {
+  const d = new Date();
+  const pad2 = (n: number) => String(n).padStart(2, '0');
+  const month = (style: 'long' | 'short') => new Intl.DateTimeFormat(undefined, { month: style }).format(d);
+  return String(format).replace(/%[YmdbBHM%]/g, (tok) =>
+    tok === '%Y'
+      ? String(d.getFullYear())
+      : tok === '%m'
+        ? pad2(d.getMonth() + 1)
+        : tok === '%d'
+          ? pad2(d.getDate())
+          : tok === '%b'
+            ? month('short')
+            : tok === '%B'
+              ? month('long')
+              : tok === '%H'
+                ? pad2(d.getHours())
+                : tok === '%M'
+                  ? pad2(d.getMinutes())
+                  : '%',
+  );
+}
+
+/** Jinja's range(), with a budget of MAX_TEMPLATE_RANGE numbers for one rendering. */
+function boundedRange(ctx: ChatContext) {
+  let budget = MAX_TEMPLATE_RANGE;
+  return (start: number, stop?: number, step = 1): number[] => {
+    if (stop === undefined) [start, stop] = [0, start];
+    for (const v of [start, stop, step])
+      if (typeof v !== 'number' || !Number.isFinite(v)) throw new Error(`range() needs numbers, got ${String(v)}`);
+    if (step === 0) throw new Error('range() step must not be zero');
+    const n = Math.max(0, Math.ceil((stop - start) / step));
+    budget -= n;
+    if (budget < 0)
+      throw new Error(
+        `${templateName(ctx)} asks range() for more than ${MAX_TEMPLATE_RANGE} numbers in one conversation (${n} in one call); it would not finish`,
+      );
+    return Array.from({ length: n }, (_, i) => start + i * step);
+  };
 }
 
 /** Checks a `messages` value from a data file; `where` names it in errors (e.g. "line 3"). */
@@ -57,14 +136,14 @@ export function parseMessages(value: unknown, where: string): ChatMessage[] {
 
 const compiled = new Map<string, Template>();
 
-function templateOf(source: string): Template {
+function templateOf(source: string, ctx: ChatContext): Template {
   let t = compiled.get(source);
   if (!t) {
     try {
       t = new Template(source);
     } catch (e) {
       throw new DatasetError(
-        `the tokenizer's chat_template could not be parsed (${(e as Error).message}); pick another format or fix the template`,
+        `${templateName(ctx)} could not be parsed (${(e as Error).message}); pick another format or fix the template`,
       );
     }
     compiled.set(source, t);
@@ -74,9 +153,16 @@ function templateOf(source: string): Template {
 
 function render(t: Template, ctx: ChatContext, messages: ChatMessage[], addGenerationPrompt: boolean): string {
   try {
-    return t.render({ ...ctx.specialTokens, messages, add_generation_prompt: addGenerationPrompt });
+    const out: unknown = renderBounded(t, ctx, {
+      ...ctx.specialTokens,
+      messages,
+      add_generation_prompt: addGenerationPrompt,
+    });
+    if (typeof out !== 'string') throw new Error(`it rendered ${typeof out}, not text`);
+    return out;
   } catch (e) {
-    throw new DatasetError(`the chat template failed on a conversation: ${(e as Error).message}`);
+    const msg = e instanceof Error ? e.message : String(e);
+    throw new DatasetError(`${templateName(ctx)} failed on a conversation: ${msg}`);
   }
 }
 
@@ -118,7 +204,7 @@ function segmentsFromSpans(text: string, spans: [number, number][]): Segment[] {
 /** A conversation as segments whose concatenation is the rendered text; assistant turns have train = true. */
 export function renderChat(messages: ChatMessage[], ctx: ChatContext): Segment[] {
   if (ctx.template === null) return defaultSegments(messages);
-  const t = templateOf(ctx.template);
+  const t = templateOf(ctx.template, ctx);
   const full = render(t, ctx, messages, false);
   const spans: [number, number][] = [];
   let prefixConsistent = true;

@@ -291,7 +291,14 @@ function recordToExample(v: unknown, where: string, opts: ParseOptions): Example
     );
   const r = v as Record<string, unknown>;
   if ('messages' in r) {
-    const segments = renderChat(parseMessages(r.messages, where), opts.chat ?? { template: null, specialTokens: {} });
+    const messages = parseMessages(r.messages, where);
+    let segments;
+    try {
+      segments = renderChat(messages, opts.chat ?? { template: null, specialTokens: {} });
+    } catch (e) {
+      if (e instanceof DatasetError) throw new DatasetError(`${where}: ${e.message}`);
+      throw e;
+    }
     const first = segments.findIndex((s) => s.train);
     return {
       prompt: segments

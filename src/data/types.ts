@@ -10,6 +10,8 @@ export interface TextTokenizer {
   bosId: number | null;
   eosId: number | null;
   chatTemplate: string | null;
+  /** Where chatTemplate came from (chat_template.jinja or tokenizer_config.json), for error messages. */
+  chatTemplateFile?: string | null;
   /** Strings of the special tokens a chat template may use, e.g. { bos_token: '<s>' }. */
   specialTokens?: Record<string, string>;
 }

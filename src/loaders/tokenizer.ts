@@ -53,6 +53,8 @@ export class TextTokenizer {
   /** One more than the largest id the tokenizer can emit (what the embedding must cover). */
   readonly vocabSize: number;
   readonly chatTemplate: string | null;
+  /** The file the chat template came from, or null when there is none. */
+  readonly chatTemplateFile: string | null;
   private readonly tok: Tokenizer;
 
   /**
@@ -81,6 +83,8 @@ export class TextTokenizer {
     this.bosId = idOf('bos_token');
     this.eosId = idOf('eos_token');
     this.chatTemplate = chatTemplateOf(cfg, chatTemplate);
+    this.chatTemplateFile =
+      this.chatTemplate === null ? null : chatTemplate !== null ? 'chat_template.jinja' : 'tokenizer_config.json';
   }
 
   /** Text -> token ids; `addSpecial` adds what the post-processor adds (e.g. Llama's BOS). */
