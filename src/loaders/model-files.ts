@@ -154,6 +154,35 @@ async function openWeights(
   return { opened: [o], owner };
 }
 
+/**
+ * The parameters config.json declares, counted without listing every layer's tensors (a config may
+ * declare 10^9 layers): the tensors outside the layers plus numLayers times one layer's.
+ */
+export function declaredParams(cfg: ModelConfig): number {
+  const count = (layers: number) => {
+    let n = 0;
+    for (const shape of expectedTensors({ ...cfg, numLayers: layers }).values()) n += shape.reduce((a, b) => a * b, 1);
+    return n;
+  };
+  const outside = count(0);
+  return outside + cfg.numLayers * (count(1) - outside);
+}
+
+/**
+ * Refuses a config that declares more parameters than the weight files can hold (2 bytes each at the
+ * least, as F16 or BF16), with the figures, before any tensor is listed, read or allocated.
+ */
+function checkDeclaredSize(cfg: ModelConfig, opened: OpenedFile[], where: string): void {
+  const params = declaredParams(cfg);
+  const dataBytes = opened.reduce((n, o) => n + (o.src.size - o.header.dataOffset), 0);
+  if (!(params * 2 <= dataBytes)) {
+    const files = opened.map((o) => o.file).join(', ');
+    throw new ModelLoadError(
+      `config.json in ${where} declares ${params.toExponential(3)} parameters (${cfg.numLayers} layers, hidden size ${cfg.hiddenSize}, vocabulary ${cfg.vocabSize}), at least ${(params * 2).toExponential(3)} bytes as F16, but the weights (${files}) hold ${dataBytes} bytes of data: the config does not belong to these weights`,
+    );
+  }
+}
+
 /** Names a checkpoint may use for a canonical tensor: GPT-2 and base-model saves drop the first prefix. */
 function storedNames(name: string): string[] {
   const m = /^(transformer|model)\.(.+)$/.exec(name);
@@ -233,6 +262,7 @@ export async function loadModelFiles(source: ModelSource, onProgress?: ProgressF
   const tokenizer = new TextTokenizer(tokenizerJson, tokenizerConfigJson, templateText);
 
   const { opened, owner } = await openWeights(source, onProgress);
+  checkDeclaredSize(config, opened, source.id);
   const weights = indexWeights(config, opened, owner, source.id);
   return {
     config,
