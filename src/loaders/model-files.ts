@@ -114,6 +114,10 @@ async function openWeights(
       }
       byFile.set(file, [...(byFile.get(file) ?? []), name]);
     }
+    if (byFile.size === 0)
+      throw new ModelLoadError(
+        `model.safetensors.index.json in ${source.id} lists no tensors in its "weight_map"; download it again`,
+      );
     const opened: OpenedFile[] = [];
     for (const [file, names] of byFile) {
       const src = await source.file(file, onProgress);
