@@ -35,14 +35,18 @@ export function maxTokenId(tokenizerJson: unknown): number {
   return max;
 }
 
-/** Picks the default chat template: a string, or the one named "default" in a list of {name, template}. */
+/**
+ * Picks the default chat template: a string, or the one named "default" in a list of {name, template}.
+ * An empty (or whitespace-only) template is no template: it would render every conversation as nothing.
+ */
 function chatTemplateOf(cfg: Json, override: string | null): string | null {
-  if (override !== null) return override;
+  const given = (s: unknown): s is string => typeof s === 'string' && s.trim() !== '';
+  if (given(override)) return override;
   const t = cfg.chat_template;
-  if (typeof t === 'string') return t;
+  if (given(t)) return t;
   if (Array.isArray(t)) {
     const d = t.find((x) => x && (x as Json).name === 'default') as Json | undefined;
-    if (d && typeof d.template === 'string') return d.template;
+    if (d && given(d.template)) return d.template;
   }
   return null;
 }
@@ -84,7 +88,11 @@ export class TextTokenizer {
     this.eosId = idOf('eos_token');
     this.chatTemplate = chatTemplateOf(cfg, chatTemplate);
     this.chatTemplateFile =
-      this.chatTemplate === null ? null : chatTemplate !== null ? 'chat_template.jinja' : 'tokenizer_config.json';
+      this.chatTemplate === null
+        ? null
+        : this.chatTemplate === chatTemplate
+          ? 'chat_template.jinja'
+          : 'tokenizer_config.json';
   }
 
   /** Text -> token ids; `addSpecial` adds what the post-processor adds (e.g. Llama's BOS). */
