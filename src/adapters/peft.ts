@@ -204,7 +204,7 @@ export function importAdapter(files: Partial<AdapterFiles>, cfg: ModelConfig, ba
   if (pc.task_type !== undefined && pc.task_type !== 'CAUSAL_LM')
     warnings.push(`task_type is ${JSON.stringify(pc.task_type)}; WebLoRA uses it as a causal LM adapter`);
   if (unsupported.length)
-    throw new AdapterError(`this adapter uses options WebLoRA does not support: ${unsupported.join('; ')}`);
+    throw new AdapterError(`adapter_config.json uses options WebLoRA does not support: ${unsupported.join('; ')}`);
   const r = Number(pc.r);
   const alpha = Number(pc.lora_alpha ?? r);
   if (!(Number.isInteger(r) && r > 0))
@@ -238,18 +238,18 @@ export function importAdapter(files: Partial<AdapterFiles>, cfg: ModelConfig, ba
     const mod = mods.get(path);
     if (!mod)
       throw new AdapterError(
-        `adapter tensor '${name}' names module '${path}', which ${cfg.architecture} (${cfg.numLayers} layers) does not have: this adapter is for another model`,
+        `adapter_model.safetensors: tensor '${name}' names module '${path}', which ${cfg.architecture} (${cfg.numLayers} layers) does not have: this adapter is for another model`,
       );
     const want = which === 'A' ? [r, mod.inFeatures] : [mod.outFeatures, r];
     if (info.shape.length !== 2 || info.shape[0] !== want[0] || info.shape[1] !== want[1]) {
       throw new AdapterError(
-        `adapter tensor '${name}' has shape [${info.shape}], but the loaded model needs [${want}]: this adapter is for another model`,
+        `adapter_model.safetensors: tensor '${name}' has shape [${info.shape}], but the loaded model needs [${want}] (with r = ${r} from adapter_config.json): this adapter is for another model, or its config and weights disagree`,
       );
     }
     const data = decodeFloat(
       info.dtype,
       st.subarray(header.dataOffset + info.begin, header.dataOffset + info.end),
-      name,
+      `tensor '${name}' in adapter_model.safetensors`,
     );
     const p = parts.get(path) ?? {};
     p[which as 'A' | 'B'] = data;
@@ -258,13 +258,18 @@ export function importAdapter(files: Partial<AdapterFiles>, cfg: ModelConfig, ba
   }
   if (!parts.size) throw new AdapterError('adapter_model.safetensors holds no LoRA tensors');
   for (const [path, p] of parts) {
-    if (!p.A || !p.B) throw new AdapterError(`module '${path}' has lora_${p.A ? 'B' : 'A'} missing`);
+    if (!p.A || !p.B)
+      throw new AdapterError(
+        `adapter_model.safetensors: module '${path}' has lora_${p.A ? 'A' : 'B'} but no lora_${p.A ? 'B' : 'A'}`,
+      );
     arrays.set(path, { A: p.A, B: p.B });
   }
   // Every module the targets select must be present (PEFT adapts them all).
   for (const m of linearModules(cfg)) {
     if (targets.has(m.target) && !arrays.has(m.path))
-      throw new AdapterError(`adapter has no weights for '${m.path}', though it targets '${m.target}'`);
+      throw new AdapterError(
+        `adapter_model.safetensors has no weights for '${m.path}', though the adapter targets '${m.target}'`,
+      );
   }
   return {
     lora: { r, alpha, useRslora: Boolean(pc.use_rslora), dropout: Number(pc.lora_dropout ?? 0), targets: [...targets] },
