@@ -143,14 +143,55 @@ export function zipAdapter(files: AdapterFiles): Uint8Array {
   });
 }
 
-/** The adapter files from a zip (at its root or in one folder). */
-export function unzipAdapter(zip: Uint8Array): Partial<AdapterFiles> {
+/** The most bytes one adapter file may unpack to (a rank-64 adapter of a 1.5B model is ~150 MB in f32). */
+export const MAX_ADAPTER_ENTRY_BYTES = 1 << 30;
+/** Above this compression ratio (for entries over 1 MiB) an entry is taken for a zip bomb: weights barely compress. */
+export const MAX_ZIP_RATIO = 100;
+const ADAPTER_NAMES = new Set(['adapter_model.safetensors', 'adapter_config.json', 'README.md']);
+
+/**
+ * Checks a zip's directory before unpacking anything: no absolute or '../' paths, each adapter file at
+ * most once, and no entry that would unpack to more than MAX_ADAPTER_ENTRY_BYTES or compresses better
+ * than MAX_ZIP_RATIO:1. Returns the problem, or null.
+ */
+function zipEntryProblem(f: { name: string; size: number; originalSize: number }, seen: Map<string, string>) {
+  if (f.name.startsWith('/') || f.name.split(/[/\\]/).includes('..'))
+    return `entry "${f.name}" has an unsafe path (absolute or with '..'); a zip of an adapter holds plain file names`;
+  const base = f.name.split('/').pop()!;
+  if (!ADAPTER_NAMES.has(base)) return null;
+  const before = seen.get(base);
+  if (before !== undefined) return `it holds ${base} twice ("${before}" and "${f.name}"); put one adapter in a zip`;
+  seen.set(base, f.name);
+  if (f.originalSize > MAX_ADAPTER_ENTRY_BYTES)
+    return `${f.name} would unpack to ${f.originalSize} bytes, more than the ${MAX_ADAPTER_ENTRY_BYTES}-byte limit for an adapter file`;
+  if (f.originalSize > 1 << 20 && f.originalSize > MAX_ZIP_RATIO * f.size)
+    return `${f.name} would unpack from ${f.size} to ${f.originalSize} bytes (${Math.round(f.originalSize / Math.max(1, f.size))}:1); LoRA weights do not compress like that, so this looks like a zip bomb`;
+  return null;
+}
+
+/** The adapter files from a zip (at its root or in one folder); `fileName` names the zip in errors. */
+export function unzipAdapter(zip: Uint8Array, fileName = 'the adapter zip'): Partial<AdapterFiles> {
   let entries: Record<string, Uint8Array>;
+  let problem: string | null = null;
+  const seen = new Map<string, string>();
+  const declared = new Map<string, number>();
   try {
-    entries = unzipSync(zip);
+    entries = unzipSync(zip, {
+      filter: (f) => {
+        problem ??= zipEntryProblem(f, seen);
+        declared.set(f.name, f.originalSize);
+        return problem === null && ADAPTER_NAMES.has(f.name.split('/').pop()!);
+      },
+    });
   } catch (e) {
-    throw new AdapterError(`the file is not a valid zip (${(e as Error).message}); export the adapter again`);
+    throw new AdapterError(`${fileName} is not a valid zip (${(e as Error).message}); export the adapter again`);
   }
+  if (problem !== null) throw new AdapterError(`${fileName}: ${problem}`);
+  for (const [path, bytes] of Object.entries(entries))
+    if (bytes.byteLength !== declared.get(path))
+      throw new AdapterError(
+        `${fileName}: ${path} unpacked to ${bytes.byteLength} bytes but the zip declares ${declared.get(path)}; the zip is corrupt, export the adapter again`,
+      );
   const out: Partial<AdapterFiles> = {};
   for (const [path, bytes] of Object.entries(entries)) {
     const base = path.split('/').pop()!;
