@@ -208,6 +208,7 @@ export interface CaseSpec {
 /** Runs one case and records it in `t`. Never throws (the tally carries the failure). */
 export async function runCase(t: Tally, spec: CaseSpec, body: () => unknown): Promise<void> {
   t.cases++;
+  if (process.env.FUZZ_TRACE) process.stderr.write(`[fuzz] case ${spec.label}\n`);
   const liveBefore = spec.ctx ? spec.ctx.alloc.liveBytes : 0;
   const t0 = performance.now();
   let error: unknown = null;
