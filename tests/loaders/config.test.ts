@@ -187,6 +187,20 @@ describe('parseConfig', () => {
     expect(() => parseConfig('nope')).toThrow(/JSON object/);
   });
 
+  it('refuses an absurd layer count at once, before building any per-layer table', () => {
+    // A hostile config: a billion layers with per-layer tables (sliding window, NoPE) that would hang the parse.
+    for (const cfg of [
+      { ...QWEN25_05B, num_hidden_layers: 1e9, use_sliding_window: true },
+      { ...TINYLLAMA, num_hidden_layers: 1025 },
+      { ...GPT2, n_layer: 1e9 },
+    ]) {
+      expect(() => parseConfig(cfg, 'c.json')).toThrow(
+        /c\.json: "(num_hidden_layers|n_layer)" is \d+; WebLoRA supports models of at most 1024 layers/,
+      );
+    }
+    expect(parseConfig({ ...TINYLLAMA, num_hidden_layers: 1024 }).numLayers).toBe(1024);
+  });
+
   it('falls back to model_type when architectures is absent', () => {
     expect(parseConfig(without(GPT2, 'architectures')).architecture).toBe('GPT2LMHeadModel');
   });

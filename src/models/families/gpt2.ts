@@ -130,7 +130,7 @@ export const gpt2: FamilySpec = {
       architecture,
       vocabSize: r.int('vocab_size'),
       hiddenSize,
-      numLayers: r.int('n_layer'),
+      numLayers: r.layers('n_layer'),
       numHeads,
       numKvHeads: numHeads,
       headDim: hiddenSize / numHeads,

@@ -156,7 +156,7 @@ export function parseLlamaLike(
 ): ModelConfig {
   const hiddenSize = r.int('hidden_size');
   const numHeads = r.int('num_attention_heads');
-  const numLayers = r.int('num_hidden_layers');
+  const numLayers = r.layers('num_hidden_layers');
   const numKvHeads = r.int('num_key_value_heads', 'num_key_value_heads' in json ? numHeads : d.kvHeads(numHeads));
   const headDim = headsAndDim(r, hiddenSize, numHeads, numKvHeads, d.headDimRequired);
   const act = r.str('hidden_act', 'silu');

@@ -39,7 +39,7 @@ export const smollm3: FamilySpec = {
       eos: 128001,
       headDimRequired: false,
     };
-    const numLayers = r.int('num_hidden_layers');
+    const numLayers = r.layers('num_hidden_layers');
     const rope = ropeLayers(json, r, numLayers);
     // SmolLM3Config's default layer_types: a layer slides when use_sliding_window, sliding_window is set
     // and it has no RoPE.

@@ -95,6 +95,10 @@ export interface FamilySpec {
 
 export type ConfigReader = ReturnType<typeof reader>;
 
+/** The most layers a config may declare: far above any model that fits a browser tab, and low enough that
+ * per-layer tables built while parsing (sliding-window layers, RoPE layers) stay small for hostile configs. */
+export const MAX_LAYERS = 1024;
+
 export function reader(json: Json, fileName: string) {
   const fail = (msg: string): never => {
     throw new ConfigError(`${fileName}: ${msg}`);
@@ -110,6 +114,11 @@ export function reader(json: Json, fileName: string) {
     if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0)
       fail(`"${k}" is ${JSON.stringify(v)}; expected a positive integer`);
     return v as number;
+  };
+  const layers = (k: string): number => {
+    const n = int(k);
+    if (n > MAX_LAYERS) fail(`"${k}" is ${n}; WebLoRA supports models of at most ${MAX_LAYERS} layers`);
+    return n;
   };
   const num = (k: string, dflt: number): number => {
     if (!has(k)) return dflt;
@@ -145,5 +154,5 @@ export function reader(json: Json, fileName: string) {
     }
     return tokenId(k, dflt);
   };
-  return { fail, has, int, num, bool, str, tokenId, tokenIds };
+  return { fail, has, int, layers, num, bool, str, tokenId, tokenIds };
 }
