@@ -14,7 +14,7 @@ import { estimateMemory } from '../../src/models/memory';
 import { dirSource } from '../../src/loaders/sources.node';
 import type { TrainSettings } from '../../src/training/settings';
 import { median, type Row, type Section } from '../harness';
-import { fileTuneStore } from '../../src/kernels/autotune.node';
+import { fileTuneStore } from '../../src/engine/autotune-store.node';
 import { setMatmulPolicy } from '../../src/kernels/matmul';
 import { resolveSettings } from '../../src/training/settings';
 

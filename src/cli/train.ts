@@ -7,7 +7,7 @@ import { basename, join } from 'node:path';
 import { Engine } from '../engine/engine';
 import { createNodeContext } from '../gpu/node';
 import { fmtBytes } from '../util/format';
-import { fileTuneStore } from '../kernels/autotune.node';
+import { fileTuneStore } from '../engine/autotune-store.node';
 import { hubSource, memoryBlobCache, type ModelSource } from '../loaders/sources';
 import { dirSource } from '../loaders/sources.node';
 import { DEFAULT_SETTINGS, type TrainSettings } from '../training/settings';

@@ -25,7 +25,8 @@ import {
 import { prepareDataset, type PreparedDataset } from '../data/dataset';
 import type { Checkpoint } from '../storage/checkpoints';
 import { idbStore, type KeyValueStore } from '../storage/kv';
-import { autotuneMatmul, describeTune, modelMatmulShapes, type TuneReport } from '../kernels/autotune';
+import { autotuneMatmul, describeTune, type TuneReport } from '../kernels/autotune';
+import { modelMatmulShapes } from '../models/matmul-shapes';
 import { setMatmulPolicy, type MatmulPolicy } from '../kernels/matmul';
 import { headChunkCols } from '../models/head';
 
@@ -39,7 +40,7 @@ export interface LoadedModel {
 
 export interface EngineOptions {
   /** Where the autotuner caches its picks: IndexedDB in the browser by default. Node callers pass
-   * src/kernels/autotune.node.ts's file store (the CLI, the bench); without one nothing is tuned and every matmul
+   * src/engine/autotune-store.node.ts's file store (the CLI, the bench); without one nothing is tuned and every matmul
    * runs on the baseline (or the forced variant), as in the tests. */
   tuneStore?: KeyValueStore;
   /** Time the autotuner may spend per load (ms). */

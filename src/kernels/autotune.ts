@@ -1,7 +1,7 @@
 // The matmul autotuner: at model load, for the matmul shapes the model will run (its linears' x·W0ᵀ and
 // dx = dy·W0, the LoRA rank-r products, the head), time the candidate variants (src/kernels/matmul.ts) on this
 // device and pick one per shape class; the pick is cached under the adapter's identity and the class (IndexedDB
-// in the browser, a JSON file under .cache/ in Node: src/kernels/autotune.node.ts), so a later load only reads it.
+// in the browser, a JSON file under .cache/ in Node: src/engine/autotune-store.node.ts), so a later load only reads it.
 //
 // Bounded: timing stops when `budgetMs` is spent (default 500 ms: on lavapipe one pipeline compiles in ~0.2 s, so
 // about one class per load there; on a real GPU many more); the classes left get the baseline, cached like a timed
@@ -10,8 +10,6 @@
 // noise on a busy software driver does not swap in a slower kernel. A forced policy (setMatmulPolicy or WEBLORA_MATMUL) skips all of it.
 import type { GpuContext } from '../gpu/context';
 import { Tensor } from '../gpu/tensor';
-import type { ModelConfig } from '../models/config';
-import type { KeyValueStore } from '../storage/kv';
 import {
   MATMUL_VARIANTS,
   matmulPolicy,
@@ -53,52 +51,17 @@ export interface TuneReport {
   results: TuneResult[];
 }
 
-export interface TuneOpts {
-  /** the cache; without one nothing is timed (picks that could change at every load would break exact resume) */
-  store?: KeyValueStore;
-  budgetMs?: number;
-  minGain?: number;
+/** Where picks are cached: any key-value store (src/storage/kv.ts's idbStore in the browser, a JSON file in Node). */
+export interface TuneStore {
+  get<T>(key: string): Promise<T | undefined>;
+  set(key: string, value: unknown): Promise<void>;
 }
 
-/** The products of one training step that run on matmulRaw, at `tokens` rows (batch · seqLen): every linear's
- * y = x·W0ᵀ and dx = dy·W0 (LoRA's rank-r products have their own kernels, src/kernels/lora.ts) and the head's. */
-export function modelMatmulShapes(
-  cfg: ModelConfig,
-  o: { tokens: number; weightDtype: 'f32' | 'f16'; headCols?: number },
-): MatmulShape[] {
-  const { hiddenSize: H, intermediateSize: I, numHeads, numKvHeads, headDim, vocabSize: V } = cfg;
-  const T = o.tokens,
-    bd = o.weightDtype;
-  // [name, OUT, IN, w0 stored (IN, OUT) as GPT-2's Conv1D]
-  const linears: [string, number, number, boolean][] =
-    cfg.family === 'gpt2'
-      ? [
-          ['c_attn', 3 * H, H, true],
-          ['c_proj', H, H, true],
-          ['c_fc', I, H, true],
-          ['c_proj', H, I, true],
-        ]
-      : [
-          ['q_proj', numHeads * headDim, H, false],
-          ['k_proj', numKvHeads * headDim, H, false],
-          ['v_proj', numKvHeads * headDim, H, false],
-          ['o_proj', H, numHeads * headDim, false],
-          ['gate_proj', I, H, false],
-          ['up_proj', I, H, false],
-          ['down_proj', H, I, false],
-        ];
-  const s: MatmulShape[] = [];
-  const add = (what: string, M: number, N: number, K: number, transA: boolean, transB: boolean, b = bd) =>
-    s.push({ what, M, N, K, transA, transB, bDtype: b });
-  for (const [name, OUT, IN, w0T] of linears) {
-    add(`${name} y = x·W0ᵀ`, T, OUT, IN, false, !w0T);
-    add(`${name} dx = dy·W0`, T, IN, OUT, false, w0T);
-  }
-  // the head works on vocabulary chunks of headCols columns (src/models/head.ts headChunkCols)
-  const vc = Math.min(V, o.headCols ?? V);
-  add('head logits = x·Eᵀ (a chunk)', T, vc, H, false, true);
-  add('head dx += dlogits·E (a chunk)', T, H, vc, false, false);
-  return s;
+export interface TuneOpts {
+  /** the cache; without one nothing is timed (picks that could change at every load would break exact resume) */
+  store?: TuneStore;
+  budgetMs?: number;
+  minGain?: number;
 }
 
 /** The cache key's device part: what identifies the adapter and the features the variants depend on. */

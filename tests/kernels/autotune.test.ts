@@ -3,7 +3,8 @@
 // twin (src/kernels/matmul.cpu.ts; the variants' kernels: shaders/matmul.wgsl, shaders/matmul_tiled.wgsl,
 // shaders/matmul_splitk.wgsl); the budget bounds the timing.
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { adapterKey, autotuneMatmul, modelMatmulShapes, type MatmulShape } from '../../src/kernels/autotune';
+import { adapterKey, autotuneMatmul, type MatmulShape } from '../../src/kernels/autotune';
+import { modelMatmulShapes } from '../../src/models/matmul-shapes';
 import {
   MATMUL_VARIANTS,
   matmul,
