@@ -10,7 +10,7 @@ import {
   type TokenizedExample,
 } from '../../src/data/tokenize';
 import type { Example } from '../../src/data/types';
-import { IGNORE_INDEX as KERNEL_IGNORE_INDEX } from '../../src/kernels/cross_entropy';
+import { IGNORE_INDEX as KERNEL_IGNORE_INDEX } from '../../src/kernels/ignore_index';
 import { AB, BOS, charTokenizer, chars, EOS } from './chartok';
 
 const IG = IGNORE_INDEX;

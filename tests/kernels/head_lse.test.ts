@@ -8,9 +8,11 @@
 //   z: without a soft cap z = y exactly. With cap c, z = c·t(y/c): the division is off by ≤ 5u|y/c|, our tanh by
 //     ≤ (16 + 4|y/c|)u absolute (lib_softcap.wgsl), the product by u|z|: δz ≤ c(16 + 4|y/c|)u + 5u|y| + u|z|.
 //     Δ = the largest δz of the row. m is a max of the z: off by ≤ Δ (exactly 0 without a cap); z_t by ≤ Δ.
-//   l = Σ exp(z − m): as in tests/kernels/cross_entropy.test.ts, each term passes through at most w + L + K
-//     rescalings (the running max of an invocation, the tree, the merges across chunks) whose arguments add up
-//     to ≤ R along its path: δl/l ≤ (6 + 10R + 8(w + L + K))u, plus 2Δ for the shifted z and m.
+//   l = Σ exp(z − m): each term's exp(z − m_k) is off by ≤ (6 + 5R)u (the f32 subtraction, then exp), and it
+//     passes through at most w + L + K rescalings exp(m_old − m_new) (the running max of an invocation, the
+//     tree, the merges across chunks) whose arguments add up to ≤ R along its path (the running max only
+//     grows), each costing 6u plus 2u for the adds and multiplies; all terms are positive, so
+//     δl/l ≤ (6 + 10R + 8(w + L + K))u, plus 2Δ for the shifted z and m.
 //   loss = (m + log l) − z_t: δl/l + 6u·max(log l, 4/3) + u·|m + log l| + u·|loss| + 2Δ.
 // The tests allow twice these first-order bounds.
 import { describe, expect, it } from 'vitest';

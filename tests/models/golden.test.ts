@@ -13,7 +13,7 @@
 import { describe, expect, it } from 'vitest';
 import { forwardBackward } from '../../src/training/step';
 import { forwardLogits } from '../../src/models/forward';
-import { IGNORE_INDEX } from '../../src/kernels/cross_entropy';
+import { IGNORE_INDEX } from '../../src/kernels/ignore_index';
 import { loadModel } from '../../src/models';
 import { LoraState, type LoraArrays } from '../../src/models/lora';
 import { goldenCases, loadFixtureModel, readGolden } from '../helpers/fixtures';

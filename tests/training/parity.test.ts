@@ -11,7 +11,7 @@
 
 import { describe, expect, it } from 'vitest';
 import { forwardBackward } from '../../src/training/step';
-import { IGNORE_INDEX } from '../../src/kernels/cross_entropy';
+import { IGNORE_INDEX } from '../../src/kernels/ignore_index';
 import { loadModel } from '../../src/models';
 import { LoraState, type LoraArrays } from '../../src/models/lora';
 import { AdamW } from '../../src/training/optimizer';
