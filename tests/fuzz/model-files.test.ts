@@ -166,11 +166,19 @@ describe('fuzz: model folder JSON files', () => {
   it('a config declaring more parameters than the weights hold is refused with the figures, before any GPU work', async () => {
     const ctx = await gpu();
     const files = new Map<string, Uint8Array>(tinyModelFolder('llama'));
-    files.set('config.json', enc({ ...jsonOf(files.get('config.json')!), num_hidden_layers: 1e9 }));
+    files.set(
+      'config.json',
+      enc({ ...jsonOf(files.get('config.json')!), num_hidden_layers: 1024, intermediate_size: 1e7 }),
+    );
     const live = ctx.alloc.liveBytes;
     const t0 = performance.now();
     await expect(loadAll(ctx, files)).rejects.toThrow(
-      /^config\.json in fuzz:folder declares 2\.720e\+12 parameters \(1000000000 layers, hidden size 16, vocabulary 300\), at least 5\.440e\+12 bytes as F16, but the weights \(model\.safetensors\) hold 41024 bytes of data/,
+      /^config\.json in fuzz:folder declares 4\.915e\+11 parameters \(1024 layers, hidden size 16, vocabulary 300\), at least 9\.830e\+11 bytes as F16, but the weights \(model\.safetensors\) hold 41024 bytes of data/,
+    );
+    // a billion layers is refused by the layer limit itself, before any per-layer table is built
+    files.set('config.json', enc({ ...jsonOf(files.get('config.json')!), num_hidden_layers: 1e9 }));
+    await expect(loadAll(ctx, files)).rejects.toThrow(
+      /"num_hidden_layers" is 1000000000; WebLoRA supports models of at most 1024 layers/,
     );
     expect(performance.now() - t0).toBeLessThan(2000);
     expect(ctx.alloc.liveBytes).toBe(live);
