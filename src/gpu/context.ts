@@ -89,6 +89,8 @@ export class GpuContext {
   /** The device has WGSL `subgroups` (requested wherever the adapter offers it; the matmul's splitk-subgroups). */
   readonly hasSubgroups: boolean;
   readonly adapterName: string;
+  /** A CPU implementation of Vulkan (lavapipe/llvmpipe, SwiftShader): kernels pick the shapes tuned for it. */
+  readonly softwareAdapter: boolean;
   readonly limits: GPUSupportedLimits;
   debug = false;
   lost: GPUDeviceLostInfo | null = null;
@@ -134,6 +136,7 @@ export class GpuContext {
     this.adapterName = [adapterInfo.vendor, adapterInfo.architecture, adapterInfo.description || adapterInfo.device]
       .filter(Boolean)
       .join(' ');
+    this.softwareAdapter = /llvmpipe|lavapipe|swiftshader/i.test(this.adapterName);
     this.alloc = new BufferAllocator(device, device.limits.maxBufferSize);
     device.lost.then((info) => {
       this.lost = info;

@@ -42,7 +42,7 @@ export function attentionVariant(ctx: GpuContext, forced?: AttentionVariant): At
       throw new Error(`attention variant '${v}' is not one of ${ATTENTION_VARIANTS.join(', ')}`);
     return v as AttentionVariant;
   }
-  return /llvmpipe|swiftshader/i.test(ctx.adapterName) ? 'rowwise' : 'tiled';
+  return ctx.softwareAdapter ? 'rowwise' : 'tiled';
 }
 
 export const ATTENTION_MAX_HEAD_DIM = 256;

@@ -3,7 +3,7 @@
 // shaders/lora_rank.wgsl gives each workgroup 8 rows and splits K over KS threads (reduced in workgroup
 // memory), so N = 4096 tokens make 512 workgroups at any r. CPU twin: lora_rank.cpu.ts.
 //   out[n, j] = Σ_k drop(x)[n, k] · w[j, k]    x is (N, K), w is (r, K), or (K, r) with wKR; out is (N, r)
-import { grid1d, type DispatchCost, type GpuContext } from '../gpu/context';
+import { grid1d, type DispatchCost } from '../gpu/context';
 import { Tensor } from '../gpu/tensor';
 
 export interface RankOpts {
@@ -31,9 +31,6 @@ export function rankTile(K: number, r: number, threads = 64): RankTile {
   return { KS, JQ };
 }
 
-/** lavapipe (llvmpipe) and SwiftShader: CPU adapters, where fewer threads per workgroup win. */
-export const softwareAdapter = (ctx: GpuContext) => /llvmpipe|lavapipe|swiftshader/i.test(ctx.adapterName);
-
 /** x is (N, K) f32; w is (r, K), or (K, r) with wKR, f32. Returns out (N, r) = drop(x)·op(w). `tile`: an override
  * (benchmarks, a tuner). */
 export function lora_rank_product(x: Tensor, w: Tensor, o: RankOpts = {}, tile?: RankTile): Tensor {
@@ -45,7 +42,7 @@ export function lora_rank_product(x: Tensor, w: Tensor, o: RankOpts = {}, tile?:
   if (r < 1 || r > 64) throw new Error(`lora_rank: rank ${r} is outside 1..64`);
   const p = o.dropout ?? 0;
   if (!(p >= 0 && p < 1)) throw new Error(`lora_rank: dropout must be in [0, 1), got ${p}`);
-  const t = tile ?? rankTile(K, r, softwareAdapter(x.ctx) ? 16 : 64);
+  const t = tile ?? rankTile(K, r, x.ctx.softwareAdapter ? 16 : 64 /* CPU adapters: fewer threads per workgroup win */);
   if (t.JQ !== Math.ceil(r / 4) || t.KS * t.JQ > 128) throw new Error(`lora_rank: bad tile ${JSON.stringify(t)}`);
   const out = Tensor.empty(x.ctx, [N, r], 'lora.rank');
   const cost: DispatchCost = {

@@ -64,7 +64,7 @@ export interface MatmulTile {
   wgN: number;
   tm: number;
 }
-export function matmulTile(M: number, N: number): MatmulTile {
+export function matmulTile(M: number, N: number, K = 0, batch = 1, wideGrid = false): MatmulTile {
   const pow2 = (x: number) => 2 ** Math.ceil(Math.log2(Math.max(1, x)));
   const tm = Math.min(8, pow2(M));
   let wgN = Math.min(16, pow2(Math.ceil(N / 4)));
@@ -72,8 +72,19 @@ export function matmulTile(M: number, N: number): MatmulTile {
   // widen toward 64 threads per workgroup while the long side still splits into >= 4 workgroups
   while (wgM * wgN < 64 && wgM * tm * 8 <= M) wgM *= 2;
   while (wgM * wgN < 64 && wgN * 4 * 8 <= N) wgN *= 2;
+  // On a real GPU (wideGrid) a big product (> WIDE_GRID_MFLOP) on a narrow grid starves the chip (it wants >= 2
+  // workgroups per compute unit: 264 on an H200): narrow the tile's columns, then rows, down to 32 threads. Each
+  // output is still one thread's K loop, so results are bit-identical. Software drivers keep the tiles tuned there.
+  const grid = () => Math.ceil(M / (wgM * tm)) * Math.ceil(N / (wgN * 4)) * batch;
+  if (wideGrid && 2 * M * N * K * batch > WIDE_GRID_MFLOP * 1e6) {
+    while (grid() < WIDE_GRID_WORKGROUPS && wgN > 4 && wgM * wgN > 32) wgN /= 2;
+    while (grid() < WIDE_GRID_WORKGROUPS && wgM > 4 && wgM * wgN > 32) wgM /= 2;
+  }
   return { wgM, wgN, tm };
 }
+/** Products above this many MFLOP get at least WIDE_GRID_WORKGROUPS workgroups where the tile can shrink. */
+export const WIDE_GRID_MFLOP = 10;
+export const WIDE_GRID_WORKGROUPS = 264;
 
 const bindingOf = (t: Tensor): Binding => t.binding;
 
@@ -219,7 +230,7 @@ export function matmulRaw(
   ];
   const f32 = [m.alpha ?? 1, lora?.lscale ?? 0, drop?.p ?? 0];
   if (v === 'baseline') {
-    const { wgM, wgN, tm } = tile ?? matmulTile(m.M, m.N);
+    const { wgM, wgN, tm } = tile ?? matmulTile(m.M, m.N, m.K, m.batch ?? 1, !ctx.softwareAdapter);
     // B read as vec4 rows (one load per k) where op(B) rows are 16-byte aligned: +6-9 % on lavapipe at 512-1024,
     // neutral on SwiftShader (measured in one run each).
     const vec4B = !m.transB && m.N % 4 === 0 && m.ldb % 4 === 0 && (m.strideB ?? 0) % 4 === 0 && drop?.on !== 'b';

@@ -5,7 +5,7 @@
 // mask multiplier adds two roundings. A wrong, missing or unmasked term is O(1) of the magnitude.
 import { describe, expect, it } from 'vitest';
 import { Tensor } from '../../src/gpu/tensor';
-import { lora_rank_product, RANK_ROWS, rankTile, softwareAdapter } from '../../src/kernels/lora_rank';
+import { lora_rank_product, RANK_ROWS, rankTile } from '../../src/kernels/lora_rank';
 import { lora_rank_cpu, type RankCpu } from '../../src/kernels/lora_rank.cpu';
 import { expectWithin, gpu, rng } from '../helpers/gpu';
 
@@ -70,7 +70,7 @@ describe('lora_rank (shaders/lora_rank.wgsl)', () => {
 
   it('refuses mismatched shapes and ranks above 64; knows the test drivers are CPU adapters', async () => {
     const ctx = await gpu();
-    expect(softwareAdapter(ctx)).toBe(true); // lavapipe and SwiftShader get the 16-thread tile
+    expect(ctx.softwareAdapter).toBe(true); // lavapipe and SwiftShader get the 16-thread tile
     const x = Tensor.zeros(ctx, [3, 5]),
       w = Tensor.zeros(ctx, [2, 4]),
       big = Tensor.zeros(ctx, [65, 5]);

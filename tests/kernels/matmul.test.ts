@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { matmul, matmulRaw } from '../../src/kernels/matmul';
+import { matmul, matmulRaw, matmulTile, WIDE_GRID_WORKGROUPS } from '../../src/kernels/matmul';
 import { matmul_cpu } from '../../src/kernels/matmul.cpu';
 import { Tensor } from '../../src/gpu/tensor';
 import { GpuError } from '../../src/gpu/context';
@@ -229,5 +229,52 @@ describe('matmul', () => {
     expect(() => matmul(ta, tb)).toThrow(/inner sizes differ/);
     ta.free();
     tb.free();
+  });
+});
+
+describe('matmul tile choice (shaders/matmul.wgsl)', () => {
+  const grid = (M: number, N: number, t: { wgM: number; wgN: number; tm: number }) =>
+    Math.ceil(M / (t.wgM * t.tm)) * Math.ceil(N / (t.wgN * 4));
+  it('gives a big product on a narrow output enough workgroups for a real GPU', () => {
+    // SmolLM2's k/v projection at B 8 x T 512: 4096 x 192 x 576, 906 MFLOP; the 64 x 64 tile gave 192 workgroups
+    const t = matmulTile(4096, 192, 576, 1, true);
+    expect(grid(4096, 192, matmulTile(4096, 192, 576))).toBe(192); // software drivers keep their tile
+    expect(grid(4096, 192, t)).toBeGreaterThanOrEqual(WIDE_GRID_WORKGROUPS);
+    expect(t.wgM * t.wgN).toBeGreaterThanOrEqual(32);
+  });
+  it('keeps the tile of small products as it was', () => {
+    for (const [M, N] of [
+      [512, 64],
+      [64, 128],
+      [100, 7],
+    ])
+      expect(matmulTile(M, N, 128, 1, true)).toEqual(matmulTile(M, N));
+  });
+  it('computes the same bits with the narrowed tile as with the wide one', async () => {
+    const ctx = await gpu();
+    const [M, N, K] = [1100, 70, 300]; // 46 MFLOP, awkward sizes
+    const r = rng(7);
+    const a = Tensor.from(ctx, r.uniform(M * K), [M, K]);
+    const b = Tensor.from(ctx, r.uniform(N * K), [N, K]);
+    const narrow = matmulTile(M, N, K, 1, true);
+    expect(narrow).not.toEqual(matmulTile(M, N));
+    const outs = [narrow, matmulTile(M, N)].map((tile) => {
+      const c = Tensor.empty(ctx, [M, N]);
+      matmulRaw(
+        ctx,
+        { a: a.binding, b: b.binding, c: c.binding, M, N, K, lda: K, ldb: K, ldc: N, transA: false, transB: true },
+        undefined,
+        undefined,
+        tile,
+        'baseline',
+      );
+      return c;
+    });
+    const [x, y] = await Promise.all(outs.map((c) => c.read()));
+    expect(x).toEqual(y);
+    const want = matmul_cpu(await a.read(), await b.read(), M, N, K, { transB: true });
+    // a 300-term f32 dot product of values in [-1, 1]: (K + 4)·2^-24·Σ|a||b| <= 304·2^-24·300 < 1e-2; 1e-4 is ample
+    for (let i = 0; i < x.length; i += 97) expect(Math.abs(x[i] - want[i])).toBeLessThanOrEqual(1e-4);
+    [a, b, ...outs].forEach((t) => t.free());
   });
 });
