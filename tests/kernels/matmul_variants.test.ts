@@ -2,7 +2,7 @@
 // splitk, splitk-subgroups; beside today's shaders/matmul.wgsl) against the CPU twin src/kernels/matmul.cpu.ts, each
 // forced through matmulRaw's `variant`, at awkward sizes (partial tiles everywhere), both transposes, the vec4 and
 // scalar staging paths, odd leading dimensions, batch strides, alpha, bias, accumulate, f16 B, and the LoRA
-// epilogue with each dropout mask.
+// epilogue with each dropout mask (shaders/lib_matmul_epilogue.wgsl, shared by both variant shaders).
 import { describe, expect, it } from 'vitest';
 import {
   MATMUL_VARIANTS,
