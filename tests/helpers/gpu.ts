@@ -1,6 +1,6 @@
 // Test helpers: one GpuContext per test file on the driver picked by the vitest project
 // (WEBLORA_DRIVER), random data, and comparison with a stated error bound.
-import { afterAll } from 'vitest';
+import { afterAll, expect } from 'vitest';
 import type { GpuContext } from '../../src/gpu/context';
 import { createNodeContext } from '../../src/gpu/node';
 
@@ -39,6 +39,31 @@ export function rng(seed: number) {
       ),
     int: (n: number, hi: number) => Uint32Array.from({ length: n }, () => Math.floor(next() * hi)),
   };
+}
+
+/** |got - want| <= (terms + 4)·u·mag per element (u = 2^-24, f32's unit roundoff), `mag` being the same
+ * computation on absolute values: the worst case of `terms` chained f32 roundings in any order (Higham's γ_n),
+ * plus a few for scaling and accumulation. Each caller states why its `terms` covers its computation. Throws
+ * naming the worst element. */
+export function expectSumBounded(
+  got: ArrayLike<number>,
+  want: ArrayLike<number>,
+  mag: ArrayLike<number>,
+  terms: number,
+  what: string,
+): void {
+  expect(got.length).toBe(want.length);
+  let worst = 0,
+    at = -1;
+  for (let i = 0; i < got.length; i++) {
+    const q = Math.abs(got[i] - want[i]) / ((terms + 4) * 2 ** -24 * mag[i] + 1e-30);
+    if (!(q <= worst)) {
+      worst = Number.isNaN(q) ? Infinity : q;
+      at = i;
+    }
+  }
+  if (worst > 1)
+    throw new Error(`${what}: element ${at} is ${got[at]}, expected ${want[at]} (${worst.toFixed(2)}x the bound)`);
 }
 
 /** Largest |got - want| / (atol + rtol * |want|); <= 1 means within bounds. */

@@ -4,34 +4,14 @@ import { dropout_cpu, lora_backward_cpu, lora_forward_cpu, type LoraCpu } from '
 import { Tensor } from '../../src/gpu/tensor';
 import { GpuError } from '../../src/gpu/context';
 import { fromF16, toF16 } from '../../src/gpu/f16';
-import { finiteDiff, gpu, rng } from '../helpers/gpu';
+import { expectSumBounded, finiteDiff, gpu, rng } from '../helpers/gpu';
 
-const U32 = 2 ** -24; // unit roundoff of f32
 const abs = (x: ArrayLike<number>) => Float64Array.from(x, Math.abs);
 
-/** |got - want| <= (N + IN + OUT + r + 4)·u·mag per element, mag being the same computation on absolute values:
- * every output is at most two chained f32 dot products (e.g. dA: G = dy·B over OUT terms, then N terms), and
- * K chained f32 roundings cost at most ≈K·u of Σ|terms| (Higham's γ_K). A wrong, missing or unmasked term is O(1). */
-function expectBounded(
-  got: ArrayLike<number>,
-  want: ArrayLike<number>,
-  mag: ArrayLike<number>,
-  terms: number,
-  what: string,
-) {
-  expect(got.length).toBe(want.length);
-  let worst = 0,
-    at = -1;
-  for (let i = 0; i < got.length; i++) {
-    const q = Math.abs(got[i] - want[i]) / ((terms + 4) * U32 * mag[i] + 1e-30);
-    if (!(q <= worst)) {
-      worst = Number.isNaN(q) ? Infinity : q;
-      at = i;
-    }
-  }
-  if (worst > 1)
-    throw new Error(`${what}: element ${at} is ${got[at]}, expected ${want[at]} (${worst.toFixed(2)}x the bound)`);
-}
+// The bound (expectSumBounded, terms = N + IN + OUT + r): |got - want| <= (N + IN + OUT + r + 4)·u·mag per
+// element, mag being the same computation on absolute values:
+// every output is at most two chained f32 dot products (e.g. dA: G = dy·B over OUT terms, then N terms), and
+// K chained f32 roundings cost at most ≈K·u of Σ|terms| (Higham's γ_K). A wrong, missing or unmasked term is O(1).
 
 interface Case {
   N: number;
@@ -85,9 +65,9 @@ async function runCase(c: Case) {
     scale: Math.abs(d.scale),
   });
   const terms = N + IN + OUT + r;
-  expectBounded(await y.read(), want.y, mag.y, terms, 'y');
+  expectSumBounded(await y.read(), want.y, mag.y, terms, 'y');
   if (c.plain) expect(u).toBeNull();
-  else expectBounded(await u!.read(), want.u, mag.u, terms, 'u'); // with p > 0 this checks the GPU mask = the twin's
+  else expectSumBounded(await u!.read(), want.u, mag.u, terms, 'u'); // with p > 0 this checks the GPU mask = the twin's
 
   const g = lora_backward(tdy, tx, u, tw0, lora, { ...opts, needDx: true });
   const gw = lora_backward_cpu(dy, x, w0, Ac, Bc, d);
@@ -95,13 +75,13 @@ async function runCase(c: Case) {
     ...d,
     scale: Math.abs(d.scale),
   });
-  expectBounded(await g.dx!.read(), gw.dx, gm.dx, terms, 'dx');
+  expectSumBounded(await g.dx!.read(), gw.dx, gm.dx, terms, 'dx');
   if (c.plain) {
     expect(g.dA).toBeNull();
     expect(g.dB).toBeNull();
   } else {
-    expectBounded(await g.dA!.read(), gw.dA, gm.dA, terms, 'dA');
-    expectBounded(await g.dB!.read(), gw.dB, gm.dB, terms, 'dB');
+    expectSumBounded(await g.dA!.read(), gw.dA, gm.dA, terms, 'dA');
+    expectSumBounded(await g.dB!.read(), gw.dB, gm.dB, terms, 'dB');
   }
   const g2 = lora_backward(tdy, tx, u, tw0, lora, { ...opts, needDx: false });
   expect(g2.dx).toBeNull();

@@ -14,34 +14,13 @@ import {
 import { matmul_cpu, type MatmulCpuOpts } from '../../src/kernels/matmul.cpu';
 import { Tensor } from '../../src/gpu/tensor';
 import { fromF16, toF16 } from '../../src/gpu/f16';
-import { gpu, rng } from '../helpers/gpu';
+import { expectSumBounded, gpu, rng } from '../helpers/gpu';
 
-const U32 = 2 ** -24; // unit roundoff of f32
 const abs = (x: ArrayLike<number>) => Float64Array.from(x, Math.abs);
 
-/** |got - want| <= (K + R + 4)·u·mag per element, mag the same product on absolute values: the worst case of a
- * (K + R)-term f32 sum in any order (Higham's γ_n; a tree as in splitk is tighter), plus the roundings of alpha,
- * bias, the dropout multiplier and the accumulate. A wrong, missing or unmasked term is O(1). */
-function expectBounded(
-  got: ArrayLike<number>,
-  want: ArrayLike<number>,
-  mag: ArrayLike<number>,
-  n: number,
-  what: string,
-) {
-  expect(got.length).toBe(want.length);
-  let worst = 0,
-    at = -1;
-  for (let i = 0; i < got.length; i++) {
-    const q = Math.abs(got[i] - want[i]) / ((n + 4) * U32 * mag[i] + 1e-30);
-    if (!(q <= worst)) {
-      worst = Number.isNaN(q) ? Infinity : q;
-      at = i;
-    }
-  }
-  if (worst > 1)
-    throw new Error(`${what}: element ${at} is ${got[at]}, expected ${want[at]} (${worst.toFixed(2)}x the bound)`);
-}
+// The bound (expectSumBounded, terms = K + R): |got - want| <= (K + R + 4)·u·mag per element, mag the same product on absolute values: the worst case of a
+// (K + R)-term f32 sum in any order (Higham's γ_n; a tree as in splitk is tighter), plus the roundings of alpha,
+// bias, the dropout multiplier and the accumulate. A wrong, missing or unmasked term is O(1).
 
 const VARIANTS = MATMUL_VARIANTS.filter((v) => v !== 'baseline');
 
@@ -158,7 +137,7 @@ async function runCase(v: MatmulVariant, c: Case, seed: number) {
     c0: o.c0 && abs(C0),
     lora: o.lora && { ...o.lora, u: abs(u), v: abs(vv) },
   };
-  expectBounded(got, matmul_cpu(A, B, M, N, K, o), matmul_cpu(abs(A), abs(B), M, N, K, mo), K + R, `${v} c`);
+  expectSumBounded(got, matmul_cpu(A, B, M, N, K, o), matmul_cpu(abs(A), abs(B), M, N, K, mo), K + R, `${v} c`);
   [ta, tb, tc, tbias, tu, tv].forEach((t) => t.free());
 }
 
