@@ -18,7 +18,8 @@ import { expectSumBounded, gpu, rng } from '../helpers/gpu';
 
 const abs = (x: ArrayLike<number>) => Float64Array.from(x, Math.abs);
 
-// The bound (expectSumBounded, terms = K + R): |got - want| <= (K + R + 4)·u·mag per element, mag the same product on absolute values: the worst case of a
+// The bound (expectSumBounded, terms = K + R): |got - want| <= (K + R + 4)·u·mag per element, mag the same
+// product on absolute values: the worst case of a
 // (K + R)-term f32 sum in any order (Higham's γ_n; a tree as in splitk is tighter), plus the roundings of alpha,
 // bias, the dropout multiplier and the accumulate. A wrong, missing or unmasked term is O(1).
 
