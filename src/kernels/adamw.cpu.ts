@@ -1,4 +1,5 @@
-// CPU twin of shaders/adamw.wgsl in float64: one torch.optim.AdamW step. Returns new arrays (inputs untouched).
+// One torch.optim.AdamW step in float64, the per-element maths of shaders/optim_adamw.wgsl (optim.cpu.ts builds
+// its twin on it). Returns new arrays (inputs untouched).
 export function adamw_step_cpu(
   param: ArrayLike<number>,
   grad: ArrayLike<number>,

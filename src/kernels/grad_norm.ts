@@ -1,6 +1,6 @@
-// Global gradient norm over many tensors and the clip factor of torch.nn.utils.clip_grad_norm_, without any
-// readback: Σg² accumulates in a (1,) tensor on the GPU, and the factor goes to adamw_step as gradScale.
-// Shaders: shaders/grad_norm_sumsq.wgsl (two-stage sum), shaders/grad_norm_clip.wgsl. CPU twin: grad_norm.cpu.ts.
+// Sums on the GPU without any readback, through shaders/grad_norm_sumsq.wgsl: Σg² of a tensor into a (1,)
+// accumulator (one dispatch, or two stages through partials), and the step's loss sum. The optimizer
+// (./optim.ts) runs the same shader's stage 1 over the flat gradients. CPU twin: grad_norm.cpu.ts.
 import type { DispatchCost } from '../gpu/context';
 import { Tensor } from '../gpu/tensor';
 
@@ -72,26 +72,4 @@ export function sum_accumulate(x: Tensor, acc: Tensor): void {
     workgroups: [1],
     cost: { flops: n, bytesRead: 4 * n + 4, bytesWritten: 4, serialLoop: Math.ceil(n / WG) + 8 },
   });
-}
-
-/**
- * acc (1,) holds Σg² over all gradients. Returns scale (1,) = min(1, maxNorm / (sqrt(acc) + 1e-6)) (1 when
- * maxNorm is Infinity: no clipping) and norm (1,) = sqrt(acc) for logging. The caller frees both.
- */
-export function clip_scale(acc: Tensor, maxNorm: number): { scale: Tensor; norm: Tensor } {
-  if (acc.numel !== 1 || acc.dtype !== 'f32')
-    throw new Error(`clip_scale: acc must be (1,) f32, got [${acc.shape}] ${acc.dtype}`);
-  if (!(maxNorm >= 0)) throw new Error(`clip_scale: maxNorm must be >= 0 (Infinity for no clipping), got ${maxNorm}`);
-  const ctx = acc.ctx;
-  const scale = Tensor.empty(ctx, [1], 'grad_norm.scale');
-  const norm = Tensor.empty(ctx, [1], 'grad_norm.norm');
-  const clip = Number.isFinite(maxNorm);
-  ctx.dispatch('grad_norm_clip', {
-    bindings: [acc.buf, norm.buf, scale.buf],
-    u32: [clip ? 1 : 0],
-    f32: [clip ? maxNorm : 0],
-    workgroups: [1],
-    cost: { flops: 4, bytesRead: 4, bytesWritten: 8, serialLoop: 1 },
-  });
-  return { scale, norm };
 }

@@ -9,7 +9,6 @@
 // CPU twin: optim.cpu.ts.
 import type { GpuBuffer } from '../gpu/allocator';
 import { grid1d, type Binding, type GpuContext } from '../gpu/context';
-import { adamwConstants, type AdamWStep } from './adamw';
 import { sumsqGroups } from './grad_norm';
 
 export const STATS = { loss: 0, norm: 1, scale: 2, bad: 3, sumsq: 4, count: 8 } as const;
@@ -23,6 +22,24 @@ export function flatChunks(numel: number, maxBindingBytes: number): { start: num
   const out: { start: number; n: number }[] = [];
   for (let s = 0; s < numel; s += per) out.push({ start: s, n: Math.min(per, numel - s) });
   return out;
+}
+
+/** Hyper-parameters of one AdamW update (torch.optim.AdamW semantics; see shaders/optim_adamw.wgsl). */
+export interface AdamWStep {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  /** 1-based count of updates, this one included (torch's `step` state after its increment). */
+  step: number;
+}
+
+/** The uniforms the kernel needs, computed in float64 as torch does in Python: [decay, 1-β1, β2, 1-β2, lr/bc1, sqrt(bc2), eps]. */
+export function adamwConstants(o: AdamWStep): number[] {
+  const bc1 = 1 - o.beta1 ** o.step;
+  const bc2 = 1 - o.beta2 ** o.step;
+  return [1 - o.lr * o.weightDecay, 1 - o.beta1, o.beta2, 1 - o.beta2, o.lr / bc1, Math.sqrt(bc2), o.eps];
 }
 
 const range = (buf: GpuBuffer, c: { start: number; n: number }): Binding => ({
@@ -79,7 +96,7 @@ export function optim_adamw(
   ctx: GpuContext,
   b: { params: GpuBuffer; grads: GpuBuffer; m: GpuBuffer; v: GpuBuffer; stats: GpuBuffer },
   numel: number,
-  o: Omit<AdamWStep, 'gradScale'>,
+  o: AdamWStep,
   maxBindingBytes = ctx.limits.maxStorageBufferBindingSize,
 ): void {
   if (!Number.isInteger(o.step) || o.step < 1)

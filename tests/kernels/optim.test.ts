@@ -8,9 +8,13 @@
 // partials (≤ chunks·u) and another 8-level tree (8u). So
 //   δsumsq/sumsq ≤ (m + 17 + chunks)·u,  δnorm/norm ≤ ½·δsumsq/sumsq + 9u,  δscale/scale ≤ δnorm/norm + 6u.
 // AdamW: the twin is run with the GPU's own scale (checked on its own above), so what remains is the update's
-// arithmetic, bounded per element as in tests/kernels/adamw.test.ts (one step from given m, v):
-//   Δg ≤ u·|g|,  Δm ≤ (1-β1)·(Δg + 3u·|g - m|) + u·|m'|,  Δv ≤ (1-β2)·(2|g|·Δg + 3u·g²) + 2u·v',
-//   Δdenom ≤ ½·Δv/sqrt(v'·bc2) + 16u·denom,  Δp ≤ 2u·|p·decay| + step·(Δm + |m'|·Δdenom/denom + 8u·|m'|)/denom + u·|p'|.
+// arithmetic, per element, one step from given m, v (WGSL: division 2.5 ULP, sqrt 4.5 ULP as 1/inverseSqrt, an ULP
+// ≤ 2u relative; the kernel's uniforms 1 - lr·wd, 1 - β1, lr/bc1, ... are rounded to f32, u each):
+//   Δg ≤ u·|g| (the product with the scale)
+//   Δm ≤ (1-β1)·(Δg + 3u·|g - m|) + u·|m'|        (g - m, · (1-β1), + m, and 1-β1's rounding)
+//   Δv ≤ (1-β2)·(2|g|·Δg + 3u·g²) + 2u·v'          (all terms positive)
+//   denom = sqrt(v')/sqrt(bc2) + eps:  Δdenom ≤ ½·Δv/sqrt(v'·bc2) + 16u·denom   (sqrt 9u, division 5u, add, rounding)
+//   Δp ≤ 2u·|p·decay| + step·(Δm + |m'|·Δdenom/denom + 8u·|m'|)/denom + u·|p'|,  step = lr/bc1.
 // The tests allow twice these bounds.
 import { describe, expect, it } from 'vitest';
 import type { GpuBuffer } from '../../src/gpu/allocator';
@@ -140,6 +144,70 @@ describe('optim (flat norm, clip, AdamW)', () => {
   ])('several chunks: n = %i over %i-byte bindings', async (n, bytes) => {
     expect(flatChunks(n, bytes).length).toBeGreaterThan(1);
     await run(n, 1, bytes, n + 2, 2);
+  });
+
+  it('step 1 from zero moments: param·(1 - lr·wd) - lr·g/(|g| + eps) (torch.optim.AdamW by hand)', async () => {
+    const ctx = await gpu();
+    const p = [1, -2, 0.5, 3],
+      g = [0.5, -4, 1e-8, 0];
+    const f = (x: number[]) => new Float32Array(x);
+    const b = upload(ctx, { p: f(p), g: f(g), m: f([0, 0, 0, 0]), v: f([0, 0, 0, 0]) }, 1);
+    setStats(ctx, b, 1, true);
+    optim_norm_clip(ctx, b.grads, 4, b.partials, b.stats, Infinity); // scale exactly 1
+    optim_adamw(ctx, b, 4, { lr: 0.1, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.5, step: 1 });
+    const got = await ctx.readF32(b.params, 4);
+    const byHand = (i: number) => p[i] * (1 - 0.05) - (0.1 * g[i]) / (Math.abs(g[i]) + 1e-8);
+    for (let i = 0; i < 4; i++) expect(got[i]).toBeCloseTo(byHand(i), 6);
+    expect(got[0]).toBeCloseTo(0.85, 6); // 1·0.95 - 0.1
+    expect(got[2]).toBeCloseTo(0.475 - 0.05, 6); // |g| = eps: half a step
+    const m = await ctx.readF32(b.m, 4),
+      v = await ctx.readF32(b.v, 4);
+    for (let i = 0; i < 4; i++) {
+      expect(m[i]).toBeCloseTo(0.1 * g[i], 7); // (1 - β1)·g
+      expect(v[i]).toBeCloseTo(0.001 * g[i] * g[i], 7); // (1 - β2)·g²
+    }
+    freeAll(ctx, b);
+  });
+
+  it('clip factor: 1 below maxNorm and with maxNorm = Infinity, maxNorm/(norm + 1e-6) above, 0 for maxNorm 0', async () => {
+    const ctx = await gpu();
+    const z = new Float32Array(2);
+    const cases: [number, number][] = [
+      [Infinity, 1],
+      [100, 1],
+      [5.5, 1],
+      [2, 2 / (5 + 1e-6)],
+      [0, 0],
+    ];
+    for (const [maxNorm, want] of cases) {
+      const b = upload(ctx, { p: z, g: new Float32Array([3, 4]), m: z, v: z }, 1); // norm 5
+      setStats(ctx, b, 1, true);
+      optim_norm_clip(ctx, b.grads, 2, b.partials, b.stats, maxNorm);
+      const st = await ctx.readF32(b.stats, STATS.count);
+      expect(st[STATS.norm]).toBe(5);
+      if (want === 1 || want === 0) expect(st[STATS.scale], `maxNorm ${maxNorm}`).toBe(want);
+      else expect(Math.abs(st[STATS.scale] - want)).toBeLessThanOrEqual(2 * 15 * u * want);
+      freeAll(ctx, b);
+    }
+    const b = upload(ctx, { p: z, g: z, m: z, v: z }, 1);
+    expect(() => optim_norm_clip(ctx, b.grads, 2, b.partials, b.stats, -1)).toThrow(/maxNorm must be >= 0/);
+    expect(() => optim_norm_clip(ctx, b.grads, 2, b.partials, b.stats, NaN)).toThrow(/maxNorm must be >= 0/);
+    // A zero gradient: norm 0 and scale 1.
+    setStats(ctx, b, 1, true);
+    optim_norm_clip(ctx, b.grads, 2, b.partials, b.stats, 1);
+    const st = await ctx.readF32(b.stats, STATS.count);
+    expect([st[STATS.norm], st[STATS.scale]]).toEqual([0, 1]);
+    freeAll(ctx, b);
+  });
+
+  it('rejects a 0-based step and aliased buffers', async () => {
+    const ctx = await gpu();
+    const z = new Float32Array(4);
+    const b = upload(ctx, { p: z, g: z, m: z, v: z }, 1);
+    expect(() => optim_adamw(ctx, b, 4, { ...HP, step: 0 })).toThrow(/1-based/);
+    expect(() => optim_adamw(ctx, { ...b, m: b.v }, 4, HP)).toThrow(/different/);
+    expect(() => optim_adamw(ctx, b, 5, HP)).toThrow(/fewer than 5 floats/);
+    freeAll(ctx, b);
   });
 
   it('non-finite gradient, or loss, or an earlier bad step: params and moments stay bit-identical', async () => {
