@@ -4,6 +4,7 @@
 
 import type { Tensor } from '../gpu/tensor';
 import { attention_backward, attention_forward, type AttentionOpts } from '../kernels/attention';
+import { geglu_backward, geglu_forward } from '../kernels/geglu';
 import { gelu_backward, gelu_forward } from '../kernels/gelu';
 import { layernorm_backward, layernorm_forward } from '../kernels/layernorm';
 import { lora_backward, lora_forward, type LoraParams } from '../kernels/lora';
@@ -196,6 +197,26 @@ export function swiglu(tape: Tape, gate: Var, up: Var, name: string): Var {
       saved: [gt, ut],
       backward(tape) {
         const g = swiglu_backward(out.grad!, gt, ut);
+        tape.addGrad(gate, tape.adopt(g.dgate));
+        tape.addGrad(up, tape.adopt(g.dup));
+      },
+    });
+  }
+  return out;
+}
+
+/** h = gelu(gate)·up with GELU's tanh approximation (Gemma's GeGLU); gate, up, h are (N, F). */
+export function geglu(tape: Tape, gate: Var, up: Var, name: string): Var {
+  const [gt, ut] = [gate.t, up.t];
+  const needs = tape.needsGrad(gate, up);
+  const out = tape.output(geglu_forward(gt, ut), name, needs);
+  if (needs) {
+    tape.record({
+      name,
+      outputs: [out],
+      saved: [gt, ut],
+      backward(tape) {
+        const g = geglu_backward(out.grad!, gt, ut);
         tape.addGrad(gate, tape.adopt(g.dgate));
         tape.addGrad(up, tape.adopt(g.dup));
       },

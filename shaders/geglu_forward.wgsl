@@ -1,0 +1,16 @@
+// GeGLU (Gemma's MLP gating): h = gelu(gate) · up, gelu the tanh approximation of lib_gelu.wgsl.
+// gate, up, h are (N, F), flattened to n = N·F.
+//#include lib_gelu
+
+struct Params { n: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> gate: array<f32>;
+@group(0) @binding(2) var<storage, read> up: array<f32>;
+@group(0) @binding(3) var<storage, read_write> h: array<f32>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = gid.x + gid.y * nwg.x * 256u;
+  if (i >= p.n) { return; }
+  h[i] = gelu_tanh(gate[i]) * up[i];
+}
