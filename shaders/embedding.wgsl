@@ -1,12 +1,12 @@
 {{ENABLE_F16}}
-// Embedding gather for one row chunk of the table: out[n, :] = table[ids[n] - rowStart, :] for every row n
+// Embedding gather for one row chunk of the table: out[n, :] = table[ids[n] - rowStart, :] · scale for every row n
 // whose id falls in this chunk, rowStart <= id < rowStart + rows; other rows of out are left as they are
 // (the caller clears out and runs one dispatch per chunk, since the full table may not fit one binding).
 // ids is (N,) u32; table is (rows, C) of element type T (f32, or f16 where the adapter has shader-f16);
-// out is (N, C) f32. One invocation per element of out, linear index i = gid.x + gid.y · nwg.x · 256.
+// out is (N, C) f32. scale is 1, or Gemma's √hidden_size normalizer. One invocation per element of out, linear index i = gid.x + gid.y · nwg.x · 256.
 //! defaults: ENABLE_F16= T=f32
 
-struct Params { N: u32, C: u32, rowStart: u32, rows: u32 }
+struct Params { N: u32, C: u32, rowStart: u32, rows: u32, scale: f32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> ids: array<u32>;
 @group(0) @binding(2) var<storage, read> table: array<{{T}}>;
@@ -22,5 +22,5 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   // Unsigned: an id below rowStart wraps to a huge value and fails the same test.
   let r = id - p.rowStart;
   if (id < p.rowStart || r >= p.rows) { return; }
-  out[i] = f32(table[r * p.C + c]);
+  out[i] = f32(table[r * p.C + c]) * p.scale;
 }

@@ -1,4 +1,5 @@
-// Token (and position) embedding lookup: out[n, :] = table[ids[n], :]. The table is frozen under LoRA, so
+// Token (and position) embedding lookup: out[n, :] = table[ids[n], :] · scale (scale 1, or Gemma's
+// normalizer √hidden_size, multiplied in f32 as Gemma3TextScaledWordEmbedding does for f32 weights). The table is frozen under LoRA, so
 // there is no backward kernel: nothing upstream of the lookup needs a gradient (the ids are integers).
 // The (V, C) table may exceed one storage binding (GPT-2's wte in f32 on some adapters), so it arrives as
 // row chunks and the gather runs once per chunk. Shader: shaders/embedding.wgsl. CPU twin: embedding.cpu.ts.
@@ -38,9 +39,15 @@ export function checkChunks(what: string, chunks: RowChunk[]): number {
 /**
  * ids is (N,) u32; chunks hold the (V, C) table by rows; out (if given) is (N, C) f32. Returns out (N, C).
  * A row whose id falls in no chunk is left zero; pass `hostIds` (the same ids, known on the CPU) to have that
- * caught here as an error instead.
+ * caught here as an error instead. Every value is multiplied by `scale` (rounded to f32).
  */
-export function embedding_forward(ids: Tensor, chunks: RowChunk[], out?: Tensor, hostIds?: ArrayLike<number>): Tensor {
+export function embedding_forward(
+  ids: Tensor,
+  chunks: RowChunk[],
+  out?: Tensor,
+  hostIds?: ArrayLike<number>,
+  scale = 1,
+): Tensor {
   const C = checkChunks('embedding_forward', chunks);
   if (ids.dtype !== 'u32') throw new Error(`embedding_forward: ids must be u32 (Tensor.fromU32), got ${ids.dtype}`);
   const N = ids.numel;
@@ -65,9 +72,15 @@ export function embedding_forward(ids: Tensor, chunks: RowChunk[], out?: Tensor,
       defines: { ENABLE_F16: f16 ? 'enable f16;' : '', T: f16 ? 'f16' : 'f32' },
       bindings: [ids.buf, ch.table.buf, o.buf],
       u32: [N, C, ch.rowStart, ch.table.shape[0]],
+      f32: [scale],
       workgroups: grid1d(N * C, 256),
       // at most every output row comes from this chunk: N ids, N·C table values, N·C outputs
-      cost: { flops: 0, bytesRead: 4 * N + N * C * (f16 ? 2 : 4), bytesWritten: 4 * N * C, serialLoop: 1 },
+      cost: {
+        flops: scale === 1 ? 0 : N * C,
+        bytesRead: 4 * N + N * C * (f16 ? 2 : 4),
+        bytesWritten: 4 * N * C,
+        serialLoop: 1,
+      },
     });
   }
   return o;

@@ -46,6 +46,24 @@ describe('embedding', () => {
     },
   );
 
+  it("scale (Gemma's √hidden_size): each value times scale, one f32 rounding (WGSL multiplies correctly rounded)", async () => {
+    const ctx = await gpu();
+    const V = 70,
+      C = 33,
+      N = 29;
+    const scale = Math.fround(Math.sqrt(640)); // gemma-3-270m's normalizer in f32
+    const r = rng(640);
+    const table = r.normal(V * C),
+      ids = r.int(N, V);
+    const tids = Tensor.fromU32(ctx, ids, [N]);
+    const chunks = chunked(ctx, table, C, [0, 64, V]);
+    const out = embedding_forward(tids, chunks, undefined, ids, scale);
+    const want = Float32Array.from(embedding_forward_cpu(ids, table, V, C, scale)); // f64 product, rounded once
+    expectClose(await out.read(), want, 0);
+    expect(want.some((v, i) => v !== Math.fround(table[ids[Math.floor(i / C)] * C + (i % C)]))).toBe(true);
+    [tids, out, ...chunks.map((c) => c.table)].forEach((t) => t.free());
+  });
+
   it('row chunks of uneven sizes, given out of order, gather every id including each chunk edge', async () => {
     const ctx = await gpu();
     const V = 257,
