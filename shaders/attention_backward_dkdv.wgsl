@@ -9,7 +9,7 @@
 // dk, dv are (B, kvLen, Hkv, D). Grid: x = ceil(kvLen / WG) key blocks, y = B * Hkv. Mask: lib_attention.wgsl.
 //#include lib_attention
 
-struct Params { tq: u32, kv_len: u32, kv_cap: u32, hq: u32, hkv: u32, window: u32, scale: f32 }
+struct Params { tq: u32, kv_len: u32, kv_cap: u32, hq: u32, hkv: u32, window: u32, scale: f32, softcap: f32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
 @group(0) @binding(2) var<storage, read> k: array<f32>;
@@ -58,9 +58,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
         s += q[at + d] * ks[d];
         dp += dout[at + d] * vs[d];
       }
+      s = softcap(s, p.softcap);
       let valid = attn_visible(off + i, key, p.window);
       let pij = select(0.0, exp(select(0.0, s - lse[bh * p.tq + i], valid)), valid);
-      let ds = pij * (dp - delta[bh * p.tq + i]);
+      let ds = pij * (dp - delta[bh * p.tq + i]) * softcap_grad(s, p.softcap);
       for (var d = 0u; d < D; d++) {
         dv_acc[d] += pij * dout[at + d];
         dk_acc[d] += ds * q[at + d];

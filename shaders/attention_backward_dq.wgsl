@@ -9,7 +9,7 @@
 // Grid: x = ceil(Tq / WG) row blocks, y = B * Hq. Mask: lib_attention.wgsl.
 //#include lib_attention
 
-struct Params { tq: u32, kv_len: u32, kv_cap: u32, hq: u32, hkv: u32, window: u32, scale: f32 }
+struct Params { tq: u32, kv_len: u32, kv_cap: u32, hq: u32, hkv: u32, window: u32, scale: f32, softcap: f32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
 @group(0) @binding(2) var<storage, read> k: array<f32>;
@@ -59,9 +59,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
       s += qs[d] * k[at + d];
       dp += dos[d] * v[at + d];
     }
+    s = softcap(s, p.softcap);
     let valid = attn_visible(pos, j, p.window);
     let pij = select(0.0, exp(select(0.0, s - lse_i, valid)), valid); // masked: exactly 0, exp never sees it
-    let ds = pij * (dp - dl);
+    let ds = pij * (dp - dl) * softcap_grad(s, p.softcap);
     for (var d = 0u; d < D; d++) { acc[d] += ds * k[at + d]; }
   }
 

@@ -15,7 +15,7 @@
 // y = B * Hq. Key tiles start at multiples of TILE, so a row's arithmetic does not depend on its block.
 //#include lib_attention
 
-struct Params { tq: u32, kv_len: u32, kv_cap: u32, hq: u32, hkv: u32, window: u32, scale: f32 }
+struct Params { tq: u32, kv_len: u32, kv_cap: u32, hq: u32, hkv: u32, window: u32, scale: f32, softcap: f32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
 @group(0) @binding(2) var<storage, read> k: array<f32>;
@@ -62,6 +62,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
       let at = kv_at + (j0 + t) * kv_row;
       var sc = 0.0;
       for (var d = 0u; d < D; d++) { sc += qs[d] * k[at + d]; }
+      sc = softcap(sc, p.softcap);
       s[t] = select(m, sc, attn_visible(pos, j0 + t, p.window)); // masked: a harmless placeholder, zeroed below
       m_new = max(m_new, s[t]);
     }

@@ -12,7 +12,7 @@
 // Grid: x = ceil(kvLen / BC) key blocks, y = B * Hkv.
 //#include lib_attention
 
-struct Params { tq: u32, kv_len: u32, kv_cap: u32, hq: u32, hkv: u32, window: u32, scale: f32 }
+struct Params { tq: u32, kv_len: u32, kv_cap: u32, hq: u32, hkv: u32, window: u32, scale: f32, softcap: f32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
 @group(0) @binding(2) var<storage, read> k: array<f32>;
@@ -104,10 +104,11 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) t: u
           s += ks[cc * SD + d] * qs[rr * SD + d];
           dp += vs[cc * SD + d] * dos[rr * SD + d];
         }
+        s = softcap(s, p.softcap);
         let vis = cc < keys && rr < n && attn_visible(off + i0 + rr, j0 + cc, p.window);
         let pc = select(0.0, exp(select(0.0, s - lse_s[rr], vis)), vis);
         pt[e] = pc;
-        dst[e] = pc * (dp - dl_s[rr]);
+        dst[e] = pc * (dp - dl_s[rr]) * softcap_grad(s, p.softcap);
       }
       workgroupBarrier();
       for (var rr = 0u; rr < n; rr++) {

@@ -10,7 +10,7 @@
 // Workgroup memory: 2·(BR + BC)·(D + 1) + BR·BC + 2·BR floats. Grid: x = ceil(Tq / BR) row blocks, y = B * Hq.
 //#include lib_attention
 
-struct Params { tq: u32, kv_len: u32, kv_cap: u32, hq: u32, hkv: u32, window: u32, scale: f32 }
+struct Params { tq: u32, kv_len: u32, kv_cap: u32, hq: u32, hkv: u32, window: u32, scale: f32, softcap: f32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
 @group(0) @binding(2) var<storage, read> k: array<f32>;
@@ -105,9 +105,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) t: u
         s += qs[rr * SD + d] * ks[c * SD + d];
         dp += dos[rr * SD + d] * vs[c * SD + d];
       }
+      s = softcap(s, p.softcap);
       let vis = rr < rows && c < n && attn_visible(off + i0 + rr, j0 + c, p.window);
       let pc = select(0.0, exp(select(0.0, s - lse_s[rr], vis)), vis); // masked: exactly 0
-      dss[e] = pc * (dp - dl_s[rr]);
+      dss[e] = pc * (dp - dl_s[rr]) * softcap_grad(s, p.softcap);
     }
     workgroupBarrier();
     for (var c = 0u; c < n; c++) {

@@ -17,7 +17,7 @@
 // Grid: x = ceil(Tq / BR) row blocks, y = B * Hq.
 //#include lib_attention
 
-struct Params { tq: u32, kv_len: u32, kv_cap: u32, hq: u32, hkv: u32, window: u32, scale: f32 }
+struct Params { tq: u32, kv_len: u32, kv_cap: u32, hq: u32, hkv: u32, window: u32, scale: f32, softcap: f32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
 @group(0) @binding(2) var<storage, read> k: array<f32>;
@@ -88,7 +88,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) t: u
       let ka = (e % BC) * SD;
       var s = 0.0;
       for (var d = 0u; d < D; d++) { s += qs[qa + d] * ks[ka + d]; }
-      ss[e] = s;
+      ss[e] = softcap(s, p.softcap);
     }
     workgroupBarrier();
     var m_new = m;

@@ -2,6 +2,9 @@
 // src/kernels/attention.cpu.ts. A query at position pos sees key j when
 //   j <= pos  and  (window = 0  or  pos - window < j)        (causal, optionally a sliding window)
 // Every position sees itself, so every softmax row has at least one key.
+// Scores may carry a soft cap (Gemma's attn_logit_softcapping): S = softcap(scale·q·k, c), and the backward
+// multiplies dS by softcap_grad(S, c) (lib_softcap.wgsl; c = 0: none, and both are exact no-ops).
+//#include lib_softcap
 
 fn attn_visible(pos: u32, j: u32, window: u32) -> bool {
   return j <= pos && (window == 0u || j + window > pos);

@@ -2,7 +2,9 @@
 // the score matrix one query row at a time. Layouts as in attention.ts: q, o (B, Tq, Hq, D);
 // k, v (B, kvCap, Hkv, D); lse (B, Hq, Tq); dk, dv (B, kvLen, Hkv, D). Query row i sits at position
 // pos = kvLen - Tq + i and sees keys j with j <= pos and, with a sliding window W > 0, pos - W < j.
+// With a soft cap c > 0 the scores are S = c·tanh(scale·q·k / c) and dS picks up the factor 1 - (S / c)².
 import type { AttentionOpts } from './attention';
+import { softcap_cpu, softcap_grad_cpu } from './head_lse.cpu';
 
 function dims(opts: AttentionOpts) {
   const Tq = opts.seqLen;
@@ -10,7 +12,8 @@ function dims(opts: AttentionOpts) {
   const cap = opts.kvCapacity ?? Tk;
   const { heads: Hq, kvHeads: Hkv, headDim: D } = opts;
   const window = opts.window ?? 0;
-  return { Tq, Tk, cap, Hq, Hkv, D, window, per: Hq / Hkv, off: Tk - Tq, scale: opts.scale ?? 1 / Math.sqrt(D) };
+  const scale = opts.scale ?? 1 / Math.sqrt(D);
+  return { Tq, Tk, cap, Hq, Hkv, D, window, per: Hq / Hkv, off: Tk - Tq, scale, softcap: opts.softcap ?? 0 };
 }
 
 /** The keys position `pos` sees: lo..pos. */
@@ -18,9 +21,9 @@ export function visibleKeys(pos: number, window: number): { lo: number; hi: numb
   return { lo: window > 0 ? Math.max(0, pos - window + 1) : 0, hi: pos };
 }
 
-/** Row i of (b, h): scaled scores against its visible keys lo..hi and their softmax P (P[j - lo]). */
+/** Row i of (b, h): scaled (and capped) scores s against its visible keys lo..hi and their softmax P (P[j - lo]). */
 function rowProbs(q: ArrayLike<number>, k: ArrayLike<number>, b: number, h: number, i: number, opts: AttentionOpts) {
-  const { Tq, cap, Hq, Hkv, D, per, off, scale, window } = dims(opts);
+  const { Tq, cap, Hq, Hkv, D, per, off, scale, window, softcap } = dims(opts);
   const hk = Math.floor(h / per);
   const { lo, hi } = visibleKeys(off + i, window);
   const n = hi - lo + 1;
@@ -31,14 +34,14 @@ function rowProbs(q: ArrayLike<number>, k: ArrayLike<number>, b: number, h: numb
     const ka = ((b * cap + j) * Hkv + hk) * D;
     let dot = 0;
     for (let d = 0; d < D; d++) dot += q[qa + d] * k[ka + d];
-    s[j - lo] = dot * scale;
+    s[j - lo] = softcap_cpu(dot * scale, softcap);
     m = Math.max(m, s[j - lo]);
   }
   let sum = 0;
   for (let x = 0; x < n; x++) sum += Math.exp(s[x] - m);
   const lse = m + Math.log(sum);
   const P = s.map((x) => Math.exp(x - lse));
-  return { P, lse, lo };
+  return { P, lse, lo, s };
 }
 
 export function attention_forward_cpu(
@@ -65,7 +68,7 @@ export function attention_forward_cpu(
   return { o, lse };
 }
 
-/** Softmax backward per row: dP = dO·Vᵀ, dS = P ⊙ (dP - Σ_j P dP), S = scale·Q·Kᵀ. */
+/** Softmax backward per row: dP = dO·Vᵀ, dS = P ⊙ (dP - Σ_j P dP) · softcap'(S), S = softcap(scale·Q·Kᵀ). */
 export function attention_backward_cpu(
   dout: ArrayLike<number>,
   q: ArrayLike<number>,
@@ -74,7 +77,7 @@ export function attention_backward_cpu(
   B: number,
   opts: AttentionOpts,
 ): { dq: Float64Array; dk: Float64Array; dv: Float64Array } {
-  const { Tq, Tk, cap, Hq, Hkv, D, per, scale } = dims(opts);
+  const { Tq, Tk, cap, Hq, Hkv, D, per, scale, softcap } = dims(opts);
   const dq = new Float64Array(B * Tq * Hq * D);
   const dk = new Float64Array(B * Tk * Hkv * D);
   const dv = new Float64Array(B * Tk * Hkv * D);
@@ -82,7 +85,7 @@ export function attention_backward_cpu(
     for (let h = 0; h < Hq; h++)
       for (let i = 0; i < Tq; i++) {
         const hk = Math.floor(h / per);
-        const { P, lo } = rowProbs(q, k, b, h, i, opts);
+        const { P, lo, s } = rowProbs(q, k, b, h, i, opts);
         const qa = ((b * Tq + i) * Hq + h) * D;
         const dP = new Float64Array(P.length);
         let rowDot = 0;
@@ -94,7 +97,7 @@ export function attention_backward_cpu(
         for (let x = 0; x < P.length; x++) {
           const ka = ((b * cap + lo + x) * Hkv + hk) * D;
           const ga = ((b * Tk + lo + x) * Hkv + hk) * D;
-          const dS = P[x] * (dP[x] - rowDot);
+          const dS = P[x] * (dP[x] - rowDot) * softcap_grad_cpu(s[x], softcap);
           for (let d = 0; d < D; d++) {
             dq[qa + d] += scale * dS * k[ka + d];
             dk[ga + d] += scale * dS * q[qa + d];

@@ -1,8 +1,10 @@
-// Causal self-attention with grouped-query heads and an optional sliding window, FlashAttention-2 style:
-//   S = scale · Q·Kᵀ (masked: key j is seen from position i when j <= i and, with a window W, i - W < j),
+// Causal self-attention with grouped-query heads, an optional sliding window and an optional soft cap,
+// FlashAttention-2 style:
+//   S = scale · Q·Kᵀ, or c·tanh(scale · Q·Kᵀ / c) with a soft cap c (Gemma's attn_logit_softcapping)
+//       (masked: key j is seen from position i when j <= i and, with a window W, i - W < j),
 //   P = softmax(S) row-wise,  O = P·V,  lse = log Σ_j exp(S_ij)  (saved for the backward).
 // Backward, with P = exp(S - lse) recomputed and delta_i = dO_i · O_i:
-//   dV = Pᵀ·dO,  dP = dO·Vᵀ,  dS = P ⊙ (dP - delta),  dQ = scale · dS·K,  dK = scale · dSᵀ·Q.
+//   dV = Pᵀ·dO,  dP = dO·Vᵀ,  dS = P ⊙ (dP - delta) [⊙ (1 - (S/c)²)],  dQ = scale · dS·K,  dK = scale · dSᵀ·Q.
 // Three kernels (forward, dq, dk/dv), in two variants with one maths:
 //   tiled    for real GPUs: each workgroup stages tiles in workgroup memory. The forward and dq own a block of
 //            query rows and stream key tiles; dk/dv own a block of keys and stream the query tiles of every
@@ -26,6 +28,7 @@ export interface AttentionOpts {
   kvCapacity?: number; // rows per batch element in the k/v buffers (default: kvLen)
   scale?: number; // default 1/sqrt(D)
   window?: number; // sliding window W: position i sees keys i - W < j <= i; 0 (default) = plain causal
+  softcap?: number; // soft cap c of the scores, S = c·tanh(S / c); 0 (default) = none
   variant?: AttentionVariant; // default: attentionVariant(ctx)
 }
 
@@ -59,6 +62,7 @@ export interface Geometry {
   D: number;
   scale: number;
   window: number;
+  softcap: number;
 }
 
 /** Checks shapes and fills defaults. q is (B, Tq, Hq, D) in any row-major shape, k/v (B, kvCap, Hkv, D). */
@@ -82,6 +86,7 @@ export function geometryOf(qNumel: number, opts: AttentionOpts, fail: (why: stri
   const cap = opts.kvCapacity ?? Tk;
   const scale = opts.scale ?? 1 / Math.sqrt(D);
   const window = opts.window ?? 0;
+  const softcap = opts.softcap ?? 0;
   for (const [name, n] of Object.entries({
     heads: Hq,
     kvHeads: Hkv,
@@ -94,13 +99,14 @@ export function geometryOf(qNumel: number, opts: AttentionOpts, fail: (why: stri
   }
   if (!Number.isInteger(window) || window < 0 || window > MAX_WINDOW)
     fail(`window must be an integer in 0..${MAX_WINDOW} (0 = none)`);
+  if (!(softcap >= 0) || !Number.isFinite(softcap)) fail('softcap must be a finite number >= 0 (0 = none)');
   if (Hq % Hkv !== 0) fail('kvHeads must divide heads');
   if (D > ATTENTION_MAX_HEAD_DIM) fail(`headDim over ${ATTENTION_MAX_HEAD_DIM}`);
   if (Tk < Tq) fail('kvLen must be at least seqLen (the query rows are the last kvLen positions)');
   if (cap < Tk) fail('kvCapacity must be at least kvLen');
   const B = qNumel / (Tq * Hq * D);
   if (!Number.isInteger(B) || B < 1) fail('q does not hold B·seqLen·heads·headDim values');
-  return { B, Tq, Tk, cap, Hq, Hkv, D, scale, window };
+  return { B, Tq, Tk, cap, Hq, Hkv, D, scale, window, softcap };
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -229,6 +235,7 @@ export function attentionPlan(
     return { own, longest: Math.max(...spans) };
   };
   const pairs = B * Hq * visiblePairs(g);
+  const cap = g.softcap > 0 ? 6 : 0; // the soft cap per score (lib_softcap.wgsl); the backward adds its derivative
   if (pass === 'forward') {
     const w = queryWalk('attention_forward');
     const l = layout(variant, 'attention_forward', D);
@@ -238,7 +245,7 @@ export function attentionPlan(
         defines: l.defines,
         workgroups: [Math.ceil(Tq / w.own), B * Hq],
         cost: {
-          flops: pairs * (4 * D + 4),
+          flops: pairs * (4 * D + 4 + cap),
           bytesRead: qBytes + 2 * kvBytes,
           bytesWritten: qBytes + rowBytes,
           serialLoop: w.longest, // keys one lane walks
@@ -257,7 +264,7 @@ export function attentionPlan(
       defines: lq.defines,
       workgroups: [Math.ceil(Tq / wq.own), B * Hq],
       cost: {
-        flops: pairs * (6 * D + 4) + 2 * B * Tq * Hq * D, // and delta = dO·O
+        flops: pairs * (6 * D + 4 + 1.5 * cap) + 2 * B * Tq * Hq * D, // and delta = dO·O
         bytesRead: 3 * qBytes + 2 * kvBytes + rowBytes, // q, dout, o, k, v, lse
         bytesWritten: qBytes + rowBytes, // dq, delta
         serialLoop: wq.longest,
@@ -268,7 +275,7 @@ export function attentionPlan(
       defines: kv.defines,
       workgroups: [Math.ceil(Tk / kv.own), B * Hkv],
       cost: {
-        flops: pairs * (8 * D + 4),
+        flops: pairs * (8 * D + 4 + 1.5 * cap),
         bytesRead: 2 * qBytes + 2 * kvBytes + 2 * rowBytes, // q, dout, k, v, lse, delta
         bytesWritten: 2 * kvBytes,
         serialLoop: per * Math.max(...kvSpans),
@@ -277,7 +284,7 @@ export function attentionPlan(
   ];
 }
 
-const params = (g: Geometry) => ({ u32: [g.Tq, g.Tk, g.cap, g.Hq, g.Hkv, g.window], f32: [g.scale] });
+const params = (g: Geometry) => ({ u32: [g.Tq, g.Tk, g.cap, g.Hq, g.Hkv, g.window], f32: [g.scale, g.softcap] });
 
 /** q is (B, Tq, Hq, D); k, v are (B, kvCap, Hkv, D).
  * Returns o, shaped like q, and lse (B, Hq, Tq), the log-sum-exp of each row's scaled scores. */

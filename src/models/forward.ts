@@ -30,7 +30,7 @@ export function forwardHidden(model: CausalLM, lora: LoraState | null, ids: Tens
 export function forwardLogits(model: CausalLM, lora: LoraState | null, ids: Uint32Array, B: number, T: number): Tensor {
   const ctx = model.weights.ctx;
   const x = forwardHidden(model, lora, Tensor.fromU32(ctx, ids, [B * T], 'ids'), { B, T, posOffset: 0 });
-  const logits = headLogits(x, model.weights.lmHead, model.cfg.vocabSize);
+  const logits = headLogits(x, model.weights.lmHead, model.cfg.vocabSize, model.cfg.finalSoftcap);
   x.free();
   return logits;
 }

@@ -63,7 +63,7 @@ async function lastLogits(model: CausalLM, x: Tensor): Promise<Float32Array> {
   const [T, C] = x.shape;
   const last = take_cols(x.reshape([1, T * C]), (T - 1) * C, C);
   x.free();
-  const logits = headLogits(last, model.weights.lmHead, model.cfg.vocabSize);
+  const logits = headLogits(last, model.weights.lmHead, model.cfg.vocabSize, model.cfg.finalSoftcap);
   last.free();
   const out = await logits.read();
   logits.free();

@@ -19,6 +19,7 @@ import { checkChunks, type RowChunk } from '../kernels/embedding';
 import { head_dlogits_backward } from '../kernels/head_dlogits';
 import { head_lse_forward } from '../kernels/head_lse';
 import { matmulRaw } from '../kernels/matmul';
+import { softcap_inplace } from '../kernels/softcap';
 
 /** Longest chunk: K of the dx matmul, the longest loop one of its threads runs. */
 const MAX_CHUNK = 2048;
@@ -102,8 +103,9 @@ function chunkDx(ctx: GpuContext, dlogits: Tensor, ch: VocabChunk, dx: Tensor, a
   });
 }
 
-/** Logits of every row of x (N, C): (N, V). For generation and tests (a few rows); training uses headLoss. */
-export function headLogits(x: Tensor, chunks: RowChunk[], V: number): Tensor {
+/** Logits of every row of x (N, C): (N, V), soft-capped when softcap > 0. For generation and tests (a few rows);
+ * training uses headLoss. */
+export function headLogits(x: Tensor, chunks: RowChunk[], V: number, softcap = 0): Tensor {
   const ctx = x.ctx;
   const [N, C] = x.shape;
   if (checkChunks('headLogits', chunks) !== C) throw new Error(`headLogits: x is [${x.shape}], the table is (V, ?)`);
@@ -127,7 +129,7 @@ export function headLogits(x: Tensor, chunks: RowChunk[], V: number): Tensor {
       bDtype: ch.table.dtype === 'f16' ? 'f16' : 'f32',
     });
   }
-  return out;
+  return softcap > 0 ? softcap_inplace(out, softcap) : out;
 }
 
 export interface HeadOptions {

@@ -93,9 +93,11 @@ export class GpuWeights {
         opts.onProgress?.(++done, total);
         return { data, shape: r.shape };
       };
+      const spec = familySpec(cfg);
       for (const name of names.small) {
         const { data, shape } = await get(name);
-        w.tensors.set(name, Tensor.from(ctx, data, shape, name, 'f32'));
+        const stored = spec.storeSmall ? spec.storeSmall(name, data) : data;
+        w.tensors.set(name, Tensor.from(ctx, stored, shape, name, 'f32'));
       }
       for (const name of names.large) {
         const { data, shape } = await get(name);
@@ -111,6 +113,9 @@ export class GpuWeights {
       // RoPE's frequency table, once (HF computes it in f32 from rope_theta and rope_scaling).
       if (cfg.ropeTheta > 0)
         w.tensors.set('rope.inv_freq', rope_inv_freq_tensor(ctx, cfg.headDim, cfg.ropeTheta, cfg.ropeScaling ?? null));
+      // Gemma 3's sliding layers: a second, unscaled table from rope_local_base_freq.
+      if (cfg.ropeLocalTheta)
+        w.tensors.set('rope_local.inv_freq', rope_inv_freq_tensor(ctx, cfg.headDim, cfg.ropeLocalTheta, null));
       return w;
     } catch (e) {
       w.free();

@@ -93,7 +93,10 @@ export async function forwardBackward(
   const xL = headTape.leaf(inputs[L], 'hL', true);
   const root = model.finalNorm(headTape, xL);
   const [normed] = headTape.endForward([root]);
-  const { losses, dx } = headLoss(normed, model.weights.lmHead, model.cfg.vocabSize, batch.targets, gradScale, true);
+  const softcap = model.cfg.finalSoftcap;
+  const { losses, dx } = headLoss(normed, model.weights.lmHead, model.cfg.vocabSize, batch.targets, gradScale, true, {
+    softcap,
+  });
   let lossSum: Promise<number>;
   if (opts.lossInto) {
     sum_accumulate(losses, opts.lossInto);
@@ -134,7 +137,9 @@ export async function evalLoss(
     T: batch.T,
     posOffset: 0,
   });
-  const { losses } = headLoss(x, model.weights.lmHead, model.cfg.vocabSize, batch.targets, 1, false);
+  const { losses } = headLoss(x, model.weights.lmHead, model.cfg.vocabSize, batch.targets, 1, false, {
+    softcap: model.cfg.finalSoftcap,
+  });
   x.free();
   return { lossSum: await sumLosses(losses), count: countTargets(batch.targets) };
 }

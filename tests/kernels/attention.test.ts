@@ -32,6 +32,7 @@ interface Case {
   amp?: number; // std of q and k (large: scores far past exp's f32 range)
   scale?: number;
   window?: number; // sliding window (0 / absent: plain causal)
+  softcap?: number; // soft cap of the scores (0 / absent: none)
   variant?: AttentionVariant; // absent: the adapter's default
 }
 
@@ -56,9 +57,14 @@ const CASES: Case[] = (
     { B: 1, Tq: 7, Tk: 40, cap: 50, Hq: 3, Hkv: 1, D: 256, window: 5 }, // KV cache + window
     { B: 2, Tq: 33, Tk: 100, cap: 101, Hq: 6, Hkv: 2, D: 72, window: 40 }, // KV cache, GQA 3, window > Tq
     { B: 1, Tq: 100, Hq: 2, Hkv: 1, D: 64, amp: 4, scale: 1, window: 33 }, // large scores, window
+    // Gemma's attention soft cap: scores ~ ±3 against a cap of 1.5 (strongly bent), ±100s against 50 (Gemma 2's
+    // value: saturated), and with a KV cache, a window and head_dim 256
+    { B: 2, Tq: 33, Hq: 4, Hkv: 2, D: 16, amp: 2, softcap: 1.5 },
+    { B: 1, Tq: 100, Hq: 2, Hkv: 1, D: 64, amp: 4, scale: 1, window: 33, softcap: 50 },
+    { B: 1, Tq: 7, Tk: 40, cap: 50, Hq: 3, Hkv: 1, D: 256, window: 5, softcap: 2 },
   ] as Case[]
 )
-  .map((c) => ({ amp: 1, window: 0, ...c, Tk: c.Tk ?? c.Tq, cap: c.cap ?? c.Tk ?? c.Tq }))
+  .map((c) => ({ amp: 1, window: 0, softcap: 0, ...c, Tk: c.Tk ?? c.Tq, cap: c.cap ?? c.Tk ?? c.Tq }))
   // every case on both variants, whichever the adapter would pick by default
   .flatMap((c) => ATTENTION_VARIANTS.map((variant) => ({ ...c, variant })));
 
@@ -78,6 +84,7 @@ function setup(c: Case, seed: number) {
     kvCapacity: cap,
     scale: c.scale,
     window: c.window,
+    softcap: c.softcap,
     variant: c.variant,
   };
   const r = rng(seed);
@@ -107,7 +114,11 @@ function setup(c: Case, seed: number) {
           for (let d = 0; d < c.D; d++) a += Math.abs(q[qa + d] * k[ka + d]);
           S = Math.max(S, a * scale);
         }
-  return { opts, q, k, v, dout, Tk, cap, S, per };
+  // E: the error of a score in units of u. Unscaled: D·S. With a cap c the capped score adds lib_softcap's
+  // c·(16 + 4|y/c|)u + 5u|y| + u|z| <= (17c + 9S)u (tests/helpers/head.ts capErr); its slope <= 1 passes the rest.
+  const sc = c.softcap ?? 0;
+  const E = c.D * S + (sc > 0 ? 17 * sc + 9 * S : 0);
+  return { opts, q, k, v, dout, Tk, cap, S, E, per };
 }
 
 const maxAbs = (x: ArrayLike<number>) => {
@@ -118,21 +129,21 @@ const maxAbs = (x: ArrayLike<number>) => {
 
 describe('attention forward', () => {
   it.each(CASES)(
-    'matches the float64 twin: B=$B Tq=$Tq kvLen=$Tk cap=$cap Hq=$Hq Hkv=$Hkv D=$D amp=$amp window=$window $variant',
+    'matches the float64 twin: B=$B Tq=$Tq kvLen=$Tk cap=$cap Hq=$Hq Hkv=$Hkv D=$D amp=$amp window=$window softcap=$softcap $variant',
     async (c) => {
       const ctx = await gpu();
-      const { opts, q, k, v, S, Tk } = setup(c, c.Tq * 31 + c.D);
+      const { opts, q, k, v, E, Tk } = setup(c, c.Tq * 31 + c.D);
       const tq = Tensor.from(ctx, q, [c.B, c.Tq, c.Hq, c.D]);
       const tk = Tensor.from(ctx, k, [c.B, opts.kvCapacity!, c.Hkv, c.D]);
       const tv = Tensor.from(ctx, v, [c.B, opts.kvCapacity!, c.Hkv, c.D]);
       const { o, lse } = attention_forward(tq, tk, tv, opts);
       const want = attention_forward_cpu(q, k, v, c.B, opts);
       // Bound: each o element is a convex combination of <= Tk values of v; every probability carries a
-      // relative error of at most 2·D·u·S (score rounding through exp) plus (Tk + D + 8)·u from the running
-      // sums and the rescaling, so |Δo| <= max|v|·(2·D·S + Tk + D + 8)·u; a factor 2 of headroom.
-      const tolO = 2 * maxAbs(v.filter((x) => !Number.isNaN(x))) * (2 * c.D * S + Tk + c.D + 8) * U;
-      // lse = m + log(l): score error D·u·S, log of a sum with relative error (Tk + 4)·u, and rounding of lse itself.
-      const tolL = 2 * (c.D * S + Tk + 4) * U;
+      // relative error of at most 2·E·u (score rounding through exp) plus (Tk + D + 8)·u from the running
+      // sums and the rescaling, so |Δo| <= max|v|·(2·E + Tk + D + 8)·u; a factor 2 of headroom.
+      const tolO = 2 * maxAbs(v.filter((x) => !Number.isNaN(x))) * (2 * E + Tk + c.D + 8) * U;
+      // lse = m + log(l): score error E·u, log of a sum with relative error (Tk + 4)·u, and rounding of lse itself.
+      const tolL = 2 * (E + Tk + 4) * U;
       expectClose(await o.read(), want.o, tolO, 0, 'o');
       expectClose(await lse.read(), want.lse, tolL, 2 * U, 'lse');
       [tq, tk, tv, o, lse].forEach((t) => t.free());
@@ -221,7 +232,7 @@ describe('attention forward', () => {
 
 async function checkBackward(c: Case, alsoForward = false) {
   const ctx = await gpu();
-  const { opts, q, k, v, dout, S, Tk, per } = setup(c, c.Tq * 17 + c.D);
+  const { opts, q, k, v, dout, E, Tk, per } = setup(c, c.Tq * 17 + c.D);
   const cap = opts.kvCapacity!;
   const tq = Tensor.from(ctx, q, [c.B, c.Tq, c.Hq, c.D]);
   const tk = Tensor.from(ctx, k, [c.B, cap, c.Hkv, c.D]);
@@ -233,14 +244,16 @@ async function checkBackward(c: Case, alsoForward = false) {
   const want = attention_backward_cpu(dout, q, k, v, c.B, opts);
   if (alsoForward) {
     const f = attention_forward_cpu(q, k, v, c.B, opts);
-    expectClose(await o.read(), f.o, 2 * maxAbs(v) * (2 * c.D * S + Tk + c.D + 8) * U, 0, 'o');
+    expectClose(await o.read(), f.o, 2 * maxAbs(v) * (2 * E + Tk + c.D + 8) * U, 0, 'o');
   }
   // Bound, normwise: every gradient element is a sum of n products (n = Tk for dq, (Hq/Hkv)·Tq for dk and
-  // dv) whose probability factor carries a relative error <= 2·D·u·S (see the forward), whose dP and
-  // delta = dO·O carry D·u relative to their absolute sums, and the sum itself (n + D)·u. With random
-  // inputs the terms are of the size of the result's largest element, so |Δ| <= (4·D·S + 2·D + n)·u·max|g|;
-  // a factor 4 of headroom for the cancellation inside dS = P ⊙ (dP - delta).
-  const tol = (g: Float64Array, n: number) => 4 * (4 * c.D * S + 2 * c.D + n) * U * maxAbs(g);
+  // dv) whose probability factor carries a relative error <= 2·E·u (see the forward), whose dP and
+  // delta = dO·O carry D·u relative to their absolute sums, and the sum itself (n + D)·u; a cap c multiplies
+  // dS by 1 - (z/c)² <= 1, off by <= (2E/c + 3)·u. With random inputs the terms are of the size of the
+  // result's largest element, so |Δ| <= (4·E + 2·D + n [+ 2E/c + 3])·u·max|g|; a factor 4 of headroom for the
+  // cancellation inside dS = P ⊙ (dP - delta).
+  const capTerm = c.softcap ? (2 * E) / c.softcap + 3 : 0;
+  const tol = (g: Float64Array, n: number) => 4 * (4 * E + 2 * c.D + n + capTerm) * U * maxAbs(g);
   expectClose(await dq.read(), want.dq, tol(want.dq, Tk), 0, 'dq');
   expectClose(await dk.read(), want.dk, tol(want.dk, per * c.Tq), 0, 'dk');
   expectClose(await dv.read(), want.dv, tol(want.dv, per * c.Tq), 0, 'dv');
@@ -250,7 +263,7 @@ async function checkBackward(c: Case, alsoForward = false) {
 
 describe('attention backward', () => {
   it.each(CASES)(
-    'matches the float64 twin: B=$B Tq=$Tq kvLen=$Tk cap=$cap Hq=$Hq Hkv=$Hkv D=$D amp=$amp window=$window $variant',
+    'matches the float64 twin: B=$B Tq=$Tq kvLen=$Tk cap=$cap Hq=$Hq Hkv=$Hkv D=$D amp=$amp window=$window softcap=$softcap $variant',
     async (c) => {
       await checkBackward(c);
     },
@@ -287,8 +300,10 @@ describe('attention CPU twin', () => {
     { B: 1, Tq: 7, Hq: 3, Hkv: 1, D: 3, window: 3 }, // sliding window, GQA 3
     { B: 2, Tq: 3, Tk: 8, cap: 9, Hq: 2, Hkv: 1, D: 2, window: 4 }, // KV cache + window
     { B: 1, Tq: 4, Hq: 1, Hkv: 1, D: 3, window: 1 }, // window 1: o = v, no gradient reaches q or k
+    { B: 2, Tq: 5, Hq: 2, Hkv: 1, D: 3, window: 3, softcap: 0.7 }, // soft cap below the scores, window, GQA
+    { B: 1, Tq: 2, Tk: 6, cap: 6, Hq: 2, Hkv: 2, D: 4, softcap: 1.3 }, // soft cap, KV cache
   ] as Case[])(
-    'backward twin = finite differences of the forward twin: B=$B Tq=$Tq kvLen=$Tk cap=$cap Hq=$Hq Hkv=$Hkv D=$D window=$window',
+    'backward twin = finite differences of the forward twin: B=$B Tq=$Tq kvLen=$Tk cap=$cap Hq=$Hq Hkv=$Hkv D=$D window=$window softcap=$softcap',
     (c) => {
       const Tk = c.Tk ?? c.Tq,
         cap = c.cap ?? Tk;
@@ -300,6 +315,7 @@ describe('attention CPU twin', () => {
         kvLen: Tk,
         kvCapacity: cap,
         window: c.window,
+        softcap: c.softcap,
       };
       const r = rng(11);
       const q = Float64Array.from(r.normal(c.B * c.Tq * c.Hq * c.D));
@@ -351,6 +367,20 @@ describe('attention CPU twin', () => {
     const { o, lse } = attention_forward_cpu(q, k, v, 1, { heads: 1, kvHeads: 1, headDim: 2, seqLen: 1 });
     expect(Array.from(o)).toEqual([5, 7]);
     expect(lse[0]).toBeCloseTo(1 / Math.sqrt(2), 14);
+  });
+
+  it('forward twin: a soft cap c bends the scores to c·tanh(s / c) (one key: lse = that), and a huge c is none', () => {
+    const o1 = { heads: 1, kvHeads: 1, headDim: 2, seqLen: 1, softcap: 0.5 };
+    expect(attention_forward_cpu([1, 2], [3, -1], [5, 7], 1, o1).lse[0]).toBeCloseTo(0.5 * Math.tanh(Math.SQRT2), 14);
+    const r = rng(8);
+    const q = r.normal(2 * 5 * 3),
+      k = r.normal(2 * 5 * 3),
+      v = r.normal(2 * 5 * 3);
+    const base = { heads: 1, kvHeads: 1, headDim: 3, seqLen: 5 };
+    const none = attention_forward_cpu(q, k, v, 2, base);
+    expectClose(attention_forward_cpu(q, k, v, 2, { ...base, softcap: 1e7 }).o, none.o, 1e-12, 0, 'o (cap 1e7)');
+    const bent = attention_forward_cpu(q, k, v, 2, { ...base, softcap: 0.3 });
+    expect(maxAbs(bent.lse.map((x, i) => x - none.lse[i]))).toBeGreaterThan(0.1);
   });
 });
 

@@ -4,13 +4,14 @@
 // reads from the spec.
 
 import { ConfigError, type Family, type FamilySpec, type Json, type ModelConfig } from './types';
+import { gemma3 } from './gemma3';
 import { gpt2 } from './gpt2';
 import { llama } from './llama';
 import { qwen2 } from './qwen2';
 import { qwen3 } from './qwen3';
 import { smollm3 } from './smollm3';
 
-export const FAMILIES: Record<Family, FamilySpec> = { llama, qwen2, gpt2, qwen3, smollm3 };
+export const FAMILIES: Record<Family, FamilySpec> = { llama, qwen2, gpt2, qwen3, smollm3, gemma3 };
 
 export function familySpec(f: Family | ModelConfig): FamilySpec {
   const spec = FAMILIES[typeof f === 'string' ? f : f.family];
@@ -24,14 +25,12 @@ export const ARCHITECTURES: Record<string, Family> = Object.fromEntries(
 );
 
 /**
- * Checkpoints people try that are close to a supported family but are not one: a clear reason each. Gemma 3
- * text is the next family to add; the others need parts WebLoRA does not have.
+ * Checkpoints people try that are close to a supported family but are not one: a clear reason each. They need
+ * parts WebLoRA does not have.
  */
 const NOT_SUPPORTED: Record<string, string> = {
-  Gemma3ForCausalLM:
-    'Gemma 3 text models (gemma-3-270m, gemma-3-1b) are not yet supported: their block (x·(1+w) norms, four norms per layer, GeGLU, sliding-window layers, softcapping) is not implemented yet',
   Gemma3ForConditionalGeneration:
-    'this is a Gemma 3 multimodal checkpoint (vision tower + language model); WebLoRA fine-tunes text-only causal LMs',
+    'this is a Gemma 3 multimodal checkpoint (vision tower + language model, the text model under "text_config"); WebLoRA fine-tunes text-only causal LMs such as Gemma3ForCausalLM (gemma-3-270m, gemma-3-1b)',
   Gemma3nForCausalLM:
     'Gemma 3n (per-layer embeddings, AltUp, LAuReL, MatFormer) is not supported; WebLoRA fine-tunes standard decoder-only Transformers',
   Gemma3nForConditionalGeneration:

@@ -1,5 +1,5 @@
 // What a model family is, as the rest of WebLoRA reads it. Each family (./llama.ts, ./qwen2.ts, ./qwen3.ts,
-// ./smollm3.ts, ./gpt2.ts) exports one FamilySpec; ./index.ts lists them. A Hugging Face config.json is
+// ./smollm3.ts, ./gemma3.ts, ./gpt2.ts) exports one FamilySpec; ./index.ts lists them. A Hugging Face config.json is
 // parsed into a ModelConfig by its family's spec, the way transformers' <Family>Config reads it: absent
 // optional fields take transformers' defaults; the fields that fix tensor shapes are required.
 
@@ -7,7 +7,7 @@ import type { CausalLM } from '../model';
 import type { GpuWeights } from '../weights';
 import type { RopeScaling } from '../../kernels/rope';
 
-export type Family = 'llama' | 'qwen2' | 'gpt2' | 'qwen3' | 'smollm3';
+export type Family = 'llama' | 'qwen2' | 'gpt2' | 'qwen3' | 'smollm3' | 'gemma3';
 
 export interface ModelConfig {
   family: Family;
@@ -29,6 +29,17 @@ export interface ModelConfig {
   ropeLayers?: boolean[];
   /** Per-head RMSNorm of q and k over head_dim before RoPE (Qwen3's q_norm, k_norm). */
   qkNorm?: boolean;
+  /** Per layer, whether its attention is a sliding window of `slidingWindow` keys (Gemma 3's layer_types). */
+  slidingLayers?: boolean[];
+  slidingWindow?: number;
+  /** RoPE base of the sliding layers (Gemma 3's rope_local_base_freq; plain RoPE, no scaling). */
+  ropeLocalTheta?: number;
+  /** Attention score scale; absent: 1/sqrt(headDim). Gemma 3: query_pre_attn_scalar^-½. */
+  attnScale?: number;
+  /** Soft caps c·tanh(x / c) of the attention scores and of the final logits (Gemma 3's attn_logit_softcapping,
+   * final_logit_softcapping); absent: none. */
+  attnSoftcap?: number;
+  finalSoftcap?: number;
   tieEmbeddings: boolean;
   /** q/k/v biases (qwen2; gpt2 has all biases) */
   attnBias: boolean;
@@ -83,6 +94,8 @@ export interface FamilySpec {
   /** The linear modules of layer `layer`, in the order the block runs them. */
   linears(cfg: ModelConfig, layer: number): LinearModule[];
   weightNames(cfg: ModelConfig): WeightNames;
+  /** How a small tensor's values are stored on the GPU, when not as read (Gemma's norms: 1 + w). */
+  storeSmall?(name: string, data: Float32Array): Float32Array;
   /** Module names LoRA may target (PEFT target_modules spelling), and PEFT's defaults for the family. */
   loraTargets: string[];
   defaultTargets: string[];
