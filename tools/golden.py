@@ -1,7 +1,9 @@
 """Independent PyTorch oracle (float64) for WebLoRA's model tests.
 
 Its own, deliberately plain model code for Llama (with Llama 3.x rope_scaling), Qwen2, Qwen3 (per-head q/k
-norms, explicit head_dim), SmolLM3 (NoPE layers) and GPT-2 (it does not import pretrain.py),
+norms, explicit head_dim), SmolLM3 (NoPE layers), Gemma 3 text (written from the maths of modeling_gemma3.py,
+not by calling transformers: (1 + w) norms, four per layer, GeGLU, scaled embeddings, sliding-window layers with
+their own RoPE base, query_pre_attn_scalar, soft caps) and GPT-2 (it does not import pretrain.py),
 written functionally over a dict of Hugging Face tensor names, with LoRA in PEFT semantics:
     h = W0·x (+ b) + s · B·(A·x),   A (r, in), B (out, r), s = alpha/r (alpha/sqrt(r) with rsLoRA)
 GPT-2 Conv1D stores W0 as [in, out] (h = x·W0 + b); its LoRA A/B keep the (r, in)/(out, r) shapes.
@@ -12,7 +14,7 @@ GPT-2 Conv1D stores W0 as [in, out] (h = x·W0 + b); its LoRA A/B keep the (r, i
   /usr/bin/python3 tools/golden.py all                    everything
 
 Cases: gpt2-tiny llama-gqa-tied llama-untied qwen2-bias qwen3-gqa-tied qwen3-untied llama3-scaled smollm3-nope
-weblora-llama-1m (the bundled model in public/models/weblora-llama-1m, which must exist).
+gemma3-sliding-softcap gemma3-pattern-untied weblora-llama-1m (the bundled model in public/models/weblora-llama-1m, which must exist).
 """
 import json
 import math
@@ -174,14 +176,20 @@ def plain_inv(theta, D):
     return theta ** (-torch.arange(D // 2, dtype=DT) * 2.0 / D)
 
 
-def causal_attention(q, k, v):
-    # q is (B, H, T, D), k/v are (B, Hkv, T, D); query head h reads kv head h // (H / Hkv)
+def causal_attention(q, k, v, scale=None, window=0, softcap=0.0):
+    # q is (B, H, T, D), k/v are (B, Hkv, T, D); query head h reads kv head h // (H / Hkv). Scores scale·q·k
+    # (default 1/sqrt(D)), soft-capped to c·tanh(s / c) when softcap = c > 0; position i sees keys j <= i and,
+    # with a sliding window W > 0, i - W < j (transformers' sliding_window_overlay: kv_idx > q_idx - W)
     B, H, T, D = q.shape
     group = H // k.shape[1]
     k = torch.stack([k[:, h // group] for h in range(H)], dim=1)
     v = torch.stack([v[:, h // group] for h in range(H)], dim=1)
-    att = (q @ k.transpose(-1, -2)) / math.sqrt(D)
+    att = (q @ k.transpose(-1, -2)) * (scale if scale is not None else 1 / math.sqrt(D))
+    if softcap:
+        att = softcap * torch.tanh(att / softcap)
     mask = torch.ones(T, T, dtype=torch.bool).triu(1)
+    if window:
+        mask = mask | torch.ones(T, T, dtype=torch.bool).tril(-window)
     att = att.masked_fill(mask, float("-inf"))
     att = torch.exp(att - att.max(-1, keepdim=True).values)
     att = att / att.sum(-1, keepdim=True)
@@ -227,6 +235,63 @@ def llama_forward(W, cfg, ids, lora, s, x0=None):
     return x @ head.t(), hidden
 
 
+def gemma_rms_norm(x, w, eps):
+    # Gemma3RMSNorm: the weight is stored as w (initialised to 0) and used as 1 + w
+    return x / torch.sqrt((x * x).mean(-1, keepdim=True) + eps) * (1.0 + w)
+
+
+def gemma3_sliding(cfg):
+    # per layer: sliding (True) or full attention, from layer_types or, in older configs, sliding_window_pattern
+    if cfg.get("layer_types"):
+        return [t == "sliding_attention" for t in cfg["layer_types"]]
+    pattern = cfg.get("sliding_window_pattern", 6)
+    return [bool((i + 1) % pattern) for i in range(cfg["num_hidden_layers"])]
+
+
+def gemma3_normalizer(C):
+    # Gemma3TextScaledWordEmbedding multiplies by torch.tensor(C ** 0.5) cast to the weight dtype: float32 here, the
+    # dtype WebLoRA's golden test loads the weights in
+    return torch.tensor(C ** 0.5, dtype=torch.float32).to(DT)
+
+
+def gemma3_forward(W, cfg, ids, lora, s, x0=None):
+    # Gemma 3 text: x·√C embeddings; per layer x += post_attn_norm(attn(in_norm(x))), x += post_ff_norm(mlp(pre_ff_norm(x)))
+    # with (1 + w) norms, per-head q/k norms, RoPE from rope_local_base_freq on sliding layers and rope_theta (+ scaling)
+    # on full ones, scores scaled by query_pre_attn_scalar^-1/2 and optionally soft-capped, GeGLU (gelu tanh);
+    # the final logits optionally soft-capped
+    B, T = ids.shape
+    C, H, Hkv, D = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
+    eps = cfg["rms_norm_eps"]
+    inv_full, inv_local = rope_inv_freq(cfg, D), plain_inv(cfg["rope_local_base_freq"], D)
+    scale = cfg["query_pre_attn_scalar"] ** -0.5
+    sliding = gemma3_sliding(cfg)
+    x = W["model.embed_tokens.weight"][ids] * gemma3_normalizer(C) if x0 is None else x0
+    hidden = []
+    for l in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{l}."
+        norm = lambda n, t: gemma_rms_norm(t, W[p + n + ".weight"], eps)
+        proj = lambda n, inp: lora_linear(inp, W[p + n + ".weight"], None, p + n, lora, s)
+        hidden.append(x)
+        h = norm("input_layernorm", x).reshape(B * T, C)
+        q = norm("self_attn.q_norm", proj("self_attn.q_proj", h).view(B, T, H, D)).transpose(1, 2)
+        k = norm("self_attn.k_norm", proj("self_attn.k_proj", h).view(B, T, Hkv, D)).transpose(1, 2)
+        v = proj("self_attn.v_proj", h).view(B, T, Hkv, D).transpose(1, 2)
+        inv = inv_local if sliding[l] else inv_full
+        q, k = rope(q, inv), rope(k, inv)
+        window = cfg["sliding_window"] if sliding[l] else 0
+        y = causal_attention(q, k, v, scale, window, cfg.get("attn_logit_softcapping") or 0.0)
+        y = y.transpose(1, 2).reshape(B * T, H * D)
+        x = x + norm("post_attention_layernorm", proj("self_attn.o_proj", y)).view(B, T, C)
+        h = norm("pre_feedforward_layernorm", x).reshape(B * T, C)
+        m = gelu_tanh(proj("mlp.gate_proj", h)) * proj("mlp.up_proj", h)
+        x = x + norm("post_feedforward_layernorm", proj("mlp.down_proj", m)).view(B, T, C)
+    x = gemma_rms_norm(x, W["model.norm.weight"], eps)
+    head = W["model.embed_tokens.weight"] if cfg.get("tie_word_embeddings", True) else W["lm_head.weight"]
+    logits = x @ head.t()
+    cap = cfg.get("final_logit_softcapping")
+    return (cap * torch.tanh(logits / cap) if cap else logits), hidden
+
+
 def gpt2_forward(W, cfg, ids, lora, s, x0=None):
     B, T = ids.shape
     C, H = cfg["n_embd"], cfg["n_head"]
@@ -249,13 +314,16 @@ def gpt2_forward(W, cfg, ids, lora, s, x0=None):
 
 
 def forward(family, W, cfg, ids, lora, s, x0=None):
-    return (gpt2_forward if family == "gpt2" else llama_forward)(W, cfg, ids, lora, s, x0)
+    f = {"gpt2": gpt2_forward, "gemma3": gemma3_forward}.get(family, llama_forward)
+    return f(W, cfg, ids, lora, s, x0)
 
 
 def embed(family, W, ids):
     # the input of block 0: token (+ learned position) embeddings, (B, T, C)
     if family == "gpt2":
         return W["transformer.wte.weight"][ids] + W["transformer.wpe.weight"][:ids.shape[1]][None]
+    if family == "gemma3":
+        return W["model.embed_tokens.weight"][ids] * gemma3_normalizer(W["model.embed_tokens.weight"].shape[1])
     return W["model.embed_tokens.weight"][ids]
 
 
@@ -360,6 +428,26 @@ def smollm3_config(hidden, layers, heads, kv, inter, vocab, no_rope_layers):
             "use_cache": True, "use_sliding_window": False, "vocab_size": vocab, "transformers_version": "4.53.0"}
 
 
+def gemma3_config(hidden, layers, heads, kv, head_dim, inter, vocab, tied, sliding_window, query_pre_attn_scalar,
+                  layer_types=None, pattern=None, attn_cap=None, final_cap=None, rope_scaling=None):
+    # Gemma3TextConfig as transformers 4.5x saves it (gemma-3-270m's fields); `pattern` instead of layer_types
+    # gives the older sliding_window_pattern form (gemma-3-1b's config)
+    cfg = {"architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text", "attention_bias": False,
+           "attention_dropout": 0.0, "attn_logit_softcapping": attn_cap, "bos_token_id": 2, "eos_token_id": 1,
+           "final_logit_softcapping": final_cap, "head_dim": head_dim, "hidden_activation": "gelu_pytorch_tanh",
+           "hidden_size": hidden, "initializer_range": 0.02, "intermediate_size": inter, "max_position_embeddings": 128,
+           "num_attention_heads": heads, "num_hidden_layers": layers, "num_key_value_heads": kv, "pad_token_id": 0,
+           "query_pre_attn_scalar": query_pre_attn_scalar, "rms_norm_eps": 1e-6, "rope_local_base_freq": 10000.0,
+           "rope_scaling": rope_scaling, "rope_theta": 1000000.0, "sliding_window": sliding_window,
+           "tie_word_embeddings": tied, "torch_dtype": "float32", "use_bidirectional_attention": False,
+           "use_cache": True, "vocab_size": vocab, "transformers_version": "4.55.0"}
+    if layer_types is not None:
+        cfg["layer_types"] = layer_types
+    else:
+        cfg["sliding_window_pattern"] = pattern
+    return cfg
+
+
 def random_weights(family, cfg, g):
     # std 0.2-0.3 so every block does visible work (0.02 would leave the residual stream nearly untouched)
     rn = lambda *shape, std=0.2: torch.randn(*shape, generator=g, dtype=DT) * std
@@ -381,19 +469,24 @@ def random_weights(family, cfg, g):
         return W
     C, V = cfg["hidden_size"], cfg["vocab_size"]
     W["model.embed_tokens.weight"] = rn(V, C, std=0.5)
+    # Gemma stores its norm weights as w and uses 1 + w: around 0, not 1
+    norm_w = (lambda n: rn(n, std=0.1)) if family == "gemma3" else (lambda n: 1.0 + rn(n, std=0.1))
     for l in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{l}."
-        W[p + "input_layernorm.weight"] = 1.0 + rn(C, std=0.1)
-        W[p + "post_attention_layernorm.weight"] = 1.0 + rn(C, std=0.1)
+        norms = ["input_layernorm", "post_attention_layernorm"]
+        if family == "gemma3":
+            norms += ["pre_feedforward_layernorm", "post_feedforward_layernorm"]
+        for n in norms:
+            W[p + n + ".weight"] = norm_w(C)
         for suffix, (t, i, o) in module_shapes(family, cfg).items():
             W[p + suffix + ".weight"] = rn(o, i, std=1.0 / math.sqrt(i))  # nn.Linear: [out, in]
             if family == "qwen2" and t in ("q_proj", "k_proj", "v_proj"):
                 W[p + suffix + ".bias"] = rn(o, std=0.1)
-        if family == "qwen3":
+        if family in ("qwen3", "gemma3"):
             D = cfg["head_dim"]
-            W[p + "self_attn.q_norm.weight"] = 1.0 + rn(D, std=0.1)
-            W[p + "self_attn.k_norm.weight"] = 1.0 + rn(D, std=0.1)
-    W["model.norm.weight"] = 1.0 + rn(C, std=0.1)
+            W[p + "self_attn.q_norm.weight"] = norm_w(D)
+            W[p + "self_attn.k_norm.weight"] = norm_w(D)
+    W["model.norm.weight"] = norm_w(C)
     if not cfg["tie_word_embeddings"]:
         W["lm_head.weight"] = rn(V, C, std=1.0 / math.sqrt(C))
     return W
@@ -426,6 +519,18 @@ CASES = {
     # SmolLM3: NoPE in layers 1 and 2 of 3 (no_rope_layers 0), GQA 4/2, tied
     "smollm3-nope": dict(family="smollm3", config=smollm3_config(48, 3, 4, 2, 80, 101, [1, 0, 0]), dtype="F32", B=2, T=10,
                          lora=dict(r=4, alpha=8, use_rslora=False, targets=ALL_TARGETS), seed=19),
+    # Gemma 3: GQA 4/2, head_dim 16 != 48/4, query_pre_attn_scalar 24 != head_dim, layer_types mixing sliding (window
+    # 4 < T) and full layers, both soft caps at values the scores and logits reach, tied
+    "gemma3-sliding-softcap": dict(family="gemma3", config=gemma3_config(
+        48, 3, 4, 2, 16, 64, 101, True, 4, 24, layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+        attn_cap=2.5, final_cap=5.0), dtype="BF16", B=2, T=11,
+        lora=dict(r=3, alpha=6, use_rslora=False, targets=ALL_TARGETS), seed=20),
+    # Gemma 3 as gemma-3-1b writes it: sliding_window_pattern (2: layers 0 and 2 slide), no soft caps, one kv head,
+    # rope_scaling linear on the full layers only, head_dim 24 != 32/2; untied for coverage
+    "gemma3-pattern-untied": dict(family="gemma3", config=gemma3_config(
+        32, 3, 2, 1, 24, 48, 89, False, 5, 24, pattern=2, rope_scaling={"factor": 8.0, "rope_type": "linear"}),
+        dtype="F32", B=2, T=13, lora=dict(r=4, alpha=8, use_rslora=True, targets=["q_proj", "v_proj", "down_proj"]),
+        seed=21),
     "weblora-llama-1m": dict(family="llama", config=None, dtype=None, B=1, T=16,
                              lora=dict(r=4, alpha=8, use_rslora=False,
                                        targets=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]), seed=15),
@@ -468,7 +573,7 @@ def load_case_model(name):
 def tiny_tokenizer(family, V):
     # a character-level tokenizer.json with exactly V ids, so the fixture folder is a loadable HF model folder
     # (the golden itself works on ids). Llama/Qwen2: <unk>=0 <s>=1 </s>=2; GPT-2: <|endoftext|> = V-1.
-    specials = ["<|endoftext|>"] if family == "gpt2" else ["<unk>", "<s>", "</s>"]
+    specials = {"gpt2": ["<|endoftext|>"], "gemma3": ["<pad>", "<eos>", "<bos>", "<unk>"]}.get(family, ["<unk>", "<s>", "</s>"])
     chars = [chr(c) for c in range(32, 127)] + [chr(c) for c in range(0xA1, 0x17F)]
     chars = chars[:V - len(specials)]
     pieces = chars + specials if family == "gpt2" else specials + chars
@@ -477,10 +582,13 @@ def tiny_tokenizer(family, V):
               "normalized": False, "special": True} for t in specials]
     tok = {"version": "1.0", "truncation": None, "padding": None, "added_tokens": added, "normalizer": None,
            "pre_tokenizer": None, "post_processor": None, "decoder": {"type": "Fuse"},
-           "model": {"type": "BPE", "dropout": None, "unk_token": specials[0], "continuing_subword_prefix": None,
+           "model": {"type": "BPE", "dropout": None, "unk_token": "<unk>" if "<unk>" in specials else specials[0], "continuing_subword_prefix": None,
                      "end_of_word_suffix": None, "fuse_unk": True, "byte_fallback": False, "ignore_merges": False,
                      "vocab": vocab, "merges": []}}
-    if family == "gpt2":
+    if family == "gemma3":  # Gemma's ids: <pad> 0, <eos> 1, <bos> 2, <unk> 3
+        cfg = {"bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>", "unk_token": "<unk>", "add_bos_token": True,
+               "add_eos_token": False, "model_max_length": 128, "clean_up_tokenization_spaces": False}
+    elif family == "gpt2":
         cfg = {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>",
                "add_bos_token": False, "model_max_length": 64, "clean_up_tokenization_spaces": False}
     else:
@@ -728,6 +836,21 @@ def selfcheck():
     v2[:, :, -1] += 1
     assert torch.allclose(causal_attention(q, k2, v2)[:, :, :-1], causal_attention(q, k, v)[:, :, :-1])
 
+    # 4b. the sliding window and the soft cap: a window past T is none; window 1 sees only itself (o = v); a huge
+    # cap is none; Gemma's norm is the plain RMSNorm with weight 1 + w
+    q = torch.randn(1, 2, 6, 3, dtype=DT, generator=g)
+    k = torch.randn(1, 2, 6, 3, dtype=DT, generator=g)
+    v = torch.randn(1, 2, 6, 3, dtype=DT, generator=g)
+    assert torch.equal(causal_attention(q, k, v, window=6), causal_attention(q, k, v))
+    assert torch.allclose(causal_attention(q, k, v, window=1), v, atol=1e-15)
+    assert torch.allclose(causal_attention(q, k, v, softcap=1e9), causal_attention(q, k, v), atol=1e-12)
+    assert not torch.allclose(causal_attention(q, k, v, window=3), causal_attention(q, k, v))
+    # window 3 by hand: row 4 sees keys 2, 3, 4 only
+    s34 = (q[0, 0, 4] @ k[0, 0, 2:5].t()) / math.sqrt(3)
+    assert torch.allclose(causal_attention(q, k, v, window=3)[0, 0, 4], torch.softmax(s34, -1) @ v[0, 0, 2:5])
+    w = torch.randn(3, dtype=DT, generator=g)
+    assert torch.allclose(gemma_rms_norm(q, w, 1e-6), rms_norm(q, 1.0 + w, 1e-6))
+
     # 5. gradcheck, every family: loss w.r.t. LoRA A, B and the block-0 input, float64
     tiny = {
         "gpt2": gpt2_config(12, 2, 3, 11, 8),
@@ -735,6 +858,8 @@ def selfcheck():
         "qwen2": qwen2_config(8, 2, 2, 1, 6, 9),
         "qwen3": qwen3_config(8, 2, 2, 1, 6, 6, 9, False),
         "smollm3": smollm3_config(8, 2, 2, 1, 6, 9, [0, 1]),
+        "gemma3": gemma3_config(8, 2, 2, 1, 6, 6, 9, True, 2, 5, layer_types=["sliding_attention", "full_attention"],
+                                attn_cap=1.0, final_cap=2.0),
     }
     for family, cfg in tiny.items():
         W = random_weights(family, cfg, g)

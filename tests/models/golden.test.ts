@@ -2,7 +2,9 @@
 // float64): logits, loss, the input of every block and its gradient, and every LoRA gradient, for the
 // bundled model and tiny configs of every family (GPT-2, Llama with GQA, untied Llama, Qwen2 with bias,
 // Qwen3 tied and untied with head_dim ≠ hidden/heads, Llama 3.x rope_scaling llama3 with T beyond
-// original_max_position_embeddings, SmolLM3 with NoPE layers).
+// original_max_position_embeddings, SmolLM3 with NoPE layers, Gemma 3 with sliding-window layers mixed with full
+// ones, both soft caps, GQA and head_dim ≠ hidden/heads, and Gemma 3 in gemma-3-1b's config form with linear
+// rope_scaling and an untied head).
 //
 // Bounds: the GPU computes in f32. Over a few layers the relative error of f32 activations is ~1e-6
 // per op, growing with depth and width; gradients pass through softmax and norms that amplify it a
@@ -59,6 +61,8 @@ describe('model vs PyTorch oracle', () => {
       'qwen3-untied',
       'llama3-scaled',
       'smollm3-nope',
+      'gemma3-sliding-softcap',
+      'gemma3-pattern-untied',
     ])
       expect(names).toContain(n);
   });
