@@ -32,8 +32,10 @@ function maxRelErr(got: ArrayLike<number>, want: ArrayLike<number>): number {
 }
 
 describe('training parity with PyTorch', () => {
-  it('has training fixtures for GPT-2 and the bundled model', () => {
-    expect(cases.map((c) => c.name)).toEqual(expect.arrayContaining(['gpt2-tiny', 'weblora-llama-1m']));
+  it('has training fixtures for GPT-2, the bundled model, Qwen3 and Gemma 3', () => {
+    expect(cases.map((c) => c.name)).toEqual(
+      expect.arrayContaining(['gpt2-tiny', 'weblora-llama-1m', 'qwen3-gqa-tied', 'gemma3-sliding-softcap']),
+    );
   });
 
   for (const c of cases) {
