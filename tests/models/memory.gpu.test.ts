@@ -1,5 +1,5 @@
-// The memory estimate against what the model code really allocates: one training step of a small Llama
-// and a small GPT-2 on the test GPU, with and without checkpointing, measured by the buffer allocator.
+// The memory estimate against what the model code really allocates: one training step of a small Llama,
+// a small GPT-2 and a small Gemma 3 (four norms per layer, q/k norms, GeGLU) on the test GPU, with and without checkpointing, measured by the buffer allocator.
 
 import { describe, expect, it } from 'vitest';
 import { forwardBackward } from '../../src/training/step';
@@ -29,6 +29,20 @@ const GPT2 = parseConfig({
   n_layer: 4,
   n_head: 4,
   n_positions: 128,
+});
+
+const GEMMA3 = parseConfig({
+  architectures: ['Gemma3ForCausalLM'],
+  vocab_size: 512,
+  hidden_size: 64,
+  intermediate_size: 160,
+  num_hidden_layers: 4,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  head_dim: 24, // ≠ 64/4; q is 1.5·C wide, as gemma-3-270m's (1024 vs 640)
+  sliding_window_pattern: 2,
+  sliding_window: 16,
+  max_position_embeddings: 128,
 });
 
 async function measure(cfg: ModelConfig, targets: string[], checkpointing: boolean) {
@@ -73,6 +87,7 @@ describe('estimateMemory vs the allocator', () => {
   for (const [name, cfg, targets] of [
     ['llama', LLAMA, ['q_proj', 'v_proj', 'gate_proj']],
     ['gpt2', GPT2, ['c_attn', 'c_fc']],
+    ['gemma3', GEMMA3, ['q_proj', 'v_proj', 'down_proj']],
   ] as const) {
     for (const checkpointing of [false, true]) {
       it(`${name}, checkpointing ${checkpointing}`, async () => {
@@ -83,8 +98,11 @@ describe('estimateMemory vs the allocator', () => {
         expect(resident / residentEst).toBeGreaterThanOrEqual(0.99);
         expect(resident / residentEst).toBeLessThan(1.05);
         // A step's peak (live + pooled) vs activations + logits. Measured on lavapipe: 0.94 / 0.90 (llama),
-        // 0.93 / 0.88 (gpt2): the one-block gradient workspace is counted generously. The bound says the
+        // 0.93 / 0.88 (gpt2), MEASURED below for gemma3: the one-block gradient workspace is counted generously. The bound says the
         // estimate is never more than 10 % low and at most 25 % high.
+        console.log(
+          `MEASURED ${name} checkpointing ${checkpointing}: step peak / estimate ${(stepPeak / stepEst).toFixed(3)}`,
+        );
         expect(stepPeak / stepEst).toBeGreaterThan(0.8);
         expect(stepPeak / stepEst).toBeLessThan(1.1);
       });
