@@ -135,19 +135,19 @@ export function fakeValues(name: string, n: number): Float32Array {
 /** Every tensor of the family's tiny config, as F32 (or F16) tensors ready for writeSafetensors. */
 export function fakeCheckpoint(
   family: Family,
-  dtype: 'F32' | 'F16' = 'F32',
+  dtype: 'F32' | 'F16' | 'BF16' = 'F32',
   rename: (n: string) => string = (n) => n,
 ): TensorToWrite[] {
   const cfg = parseConfig(TINY_CONFIGS[family]);
-  return [...expectedTensors(cfg)].map(([name, shape]) => ({
-    name: rename(name),
-    dtype,
-    shape,
-    data: fakeValues(
+  return [...expectedTensors(cfg)].map(([name, shape]) => {
+    const values = fakeValues(
       name,
       shape.reduce((a, b) => a * b, 1),
-    ),
-  }));
+    );
+    // bf16 is the top half of the f32 bits (exact for these values)
+    const data = dtype === 'BF16' ? Uint16Array.from(new Uint32Array(values.buffer), (u) => u >>> 16) : values;
+    return { name: rename(name), dtype, shape, data };
+  });
 }
 
 /** GPT-2's byte -> printable-unicode table (bytes_to_unicode). */
@@ -247,7 +247,7 @@ const enc = (x: unknown) => new TextEncoder().encode(typeof x === 'string' ? x :
 /** A whole model folder: file name -> bytes. `shards` > 1 writes model-0000i-of-0000n.safetensors + index. */
 export function tinyModelFolder(
   family: Family,
-  opts: { shards?: number; dtype?: 'F32' | 'F16' } = {},
+  opts: { shards?: number; dtype?: 'F32' | 'F16' | 'BF16' } = {},
 ): Map<string, Uint8Array<ArrayBuffer>> {
   const files = new Map<string, Uint8Array<ArrayBuffer>>();
   files.set('config.json', enc(TINY_CONFIGS[family]));

@@ -1,11 +1,12 @@
-// Qwen3, SmolLM3 and a Llama with rope_scaling llama3, each as a model folder (config.json, tokenizer,
-// safetensors with every tensor the config implies) served Hub-style from a local HTTP server: the
-// loader reads it, the weights go to the GPU, and one LoRA forward + backward runs on every target.
-// The values are the loader tests' deterministic fakes; what this checks is the whole path (names,
-// shapes, q/k norms, NoPE layers, the scaled RoPE table), not the numbers, which golden.test.ts checks.
+// Qwen3, SmolLM3, Gemma 3 and a Llama with rope_scaling llama3, each as a model folder (config.json,
+// tokenizer, safetensors with every tensor the config implies) served Hub-style from a local HTTP server (and
+// Gemma 3 also as picked files, in bf16 like its Hub checkpoints): the loader reads it, the weights go to the
+// GPU, and one LoRA forward + backward runs on every target. The values are the loader tests' deterministic
+// fakes; what this checks is the whole path (names, shapes, q/k norms, Gemma's four norms and sliding layers,
+// NoPE layers, the scaled RoPE table), not the numbers, which golden.test.ts checks.
 
 import { describe, expect, it } from 'vitest';
-import { hubSource } from '../../src/loaders/sources';
+import { filesSource, hubSource } from '../../src/loaders/sources';
 import { loadModelFiles } from '../../src/loaders/model-files';
 import { loadModel } from '../../src/models';
 import { expectedTensors } from '../../src/models/config';
@@ -26,10 +27,40 @@ const llama3 = {
   },
 };
 
+type Loaded = Awaited<ReturnType<typeof loadModelFiles>>;
+
+/** Uploads the model and runs one LoRA forward + backward on every target: finite loss, a dB for every module. */
+async function oneLoraStep(m: Loaded) {
+  const ctx = await gpu();
+  const live0 = ctx.alloc.liveBytes;
+  const model = await loadModel(ctx, m.config, m.weights, { dtype: 'f32' });
+  const targets = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
+  const lora = LoraState.init(ctx, m.config, { r: 2, alpha: 4, useRslora: false, dropout: 0, targets }, 5);
+  // T beyond original_max_position_embeddings (16) for the llama3 case and the window (3) of Gemma's sliding layer
+  const [B, T] = [2, 20];
+  const ids = Uint32Array.from({ length: B * T }, (_, i) => (i * 37) % 300);
+  const tgt = Uint32Array.from({ length: B * T }, (_, i) => (i * 37 + 37) % 300);
+  const r = await forwardBackward(model, lora, { ids, targets: tgt, B, T }, {});
+  expect(Number.isFinite(r.lossSum)).toBe(true);
+  expect(r.count).toBe(B * T);
+  const grads = await lora.readGrads();
+  expect(grads.size).toBe(7 * m.config.numLayers);
+  // B starts at zero (PEFT init), so dB carries the signal of the first step
+  for (const [path, g] of grads)
+    expect(
+      g.B.some((x) => x !== 0),
+      `${path} dB`,
+    ).toBe(true);
+  lora.free();
+  model.weights.free();
+  expect(ctx.alloc.liveBytes).toBe(live0);
+}
+
 describe('new families from a Hub-shaped server, one LoRA step', () => {
   it.each([
     ['qwen3', 'qwen3'],
     ['smollm3', 'smollm3'],
+    ['gemma3', 'gemma3'],
     ['llama3', 'llama'],
   ] as const)('%s', async (name, family) => {
     const files = tinyModelFolder(family);
@@ -43,31 +74,21 @@ describe('new families from a Hub-shaped server, one LoRA step', () => {
       if (name === 'qwen3') expect(m.weights.has('model.layers.1.self_attn.k_norm.weight')).toBe(true);
       if (name === 'smollm3') expect(m.config.ropeLayers).toEqual([true, false]);
       if (name === 'llama3') expect(m.config.ropeScaling?.type).toBe('llama3');
-
-      const ctx = await gpu();
-      const live0 = ctx.alloc.liveBytes;
-      const model = await loadModel(ctx, m.config, m.weights, { dtype: 'f32' });
-      const targets = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
-      const lora = LoraState.init(ctx, m.config, { r: 2, alpha: 4, useRslora: false, dropout: 0, targets }, 5);
-      const [B, T] = [2, 20]; // T beyond original_max_position_embeddings (16) for the llama3 case
-      const ids = Uint32Array.from({ length: B * T }, (_, i) => (i * 37) % 300);
-      const tgt = Uint32Array.from({ length: B * T }, (_, i) => (i * 37 + 37) % 300);
-      const r = await forwardBackward(model, lora, { ids, targets: tgt, B, T }, {});
-      expect(Number.isFinite(r.lossSum)).toBe(true);
-      expect(r.count).toBe(B * T);
-      const grads = await lora.readGrads();
-      expect(grads.size).toBe(7 * m.config.numLayers);
-      // B starts at zero (PEFT init), so dB carries the signal of the first step
-      for (const [path, g] of grads)
-        expect(
-          g.B.some((x) => x !== 0),
-          `${path} dB`,
-        ).toBe(true);
-      lora.free();
-      model.weights.free();
-      expect(ctx.alloc.liveBytes).toBe(live0);
+      if (name === 'gemma3') {
+        expect(m.config.slidingLayers).toEqual([true, false]);
+        expect(m.weights.has('model.layers.1.post_feedforward_layernorm.weight')).toBe(true);
+      }
+      await oneLoraStep(m);
     } finally {
       await server.close();
     }
+  });
+
+  it('gemma3 from picked files, bf16 as on the Hub', async () => {
+    const files = [...tinyModelFolder('gemma3', { dtype: 'BF16' })].map(([name, bytes]) => new File([bytes], name));
+    const m = await loadModelFiles(filesSource(files));
+    expect(m.config).toMatchObject({ family: 'gemma3', headDim: 8, slidingWindow: 3, tieEmbeddings: true });
+    expect(m.weights.get('model.layers.0.self_attn.q_norm.weight')!.dtype).toBe('BF16');
+    await oneLoraStep(m);
   });
 });
