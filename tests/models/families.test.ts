@@ -1,5 +1,6 @@
 // The families of issue 11 read from their config.json as transformers reads it: Qwen3 (q/k norms, explicit
-// head_dim), Llama 3.x (rope_scaling llama3 / linear, rope_theta 500000) and SmolLM3 (no_rope_layers), the
+// head_dim), Llama 3.x (rope_scaling llama3 / linear, rope_theta 500000), SmolLM3 (no_rope_layers) and Gemma 3
+// text (layer_types / sliding_window_pattern, two RoPE bases, query_pre_attn_scalar, soft caps), the
 // registry every other module reads from, and the errors for what WebLoRA does not implement. The RoPE
 // frequency table is checked bit for bit against transformers' own float32 computation, which
 // tools/golden.py ran (tests/fixtures/llama3-scaled/golden.safetensors, rope_inv_freq_hf_f32); the models
@@ -111,6 +112,73 @@ const SMOLLM3_3B = {
   vocab_size: 128256,
 };
 
+// gemma-3-270m's config.json: layer_types written out (every 6th layer full), no soft caps.
+const GEMMA3_270M = {
+  _sliding_window_pattern: 6,
+  architectures: ['Gemma3ForCausalLM'],
+  attention_bias: false,
+  attention_dropout: 0.0,
+  attn_logit_softcapping: null,
+  bos_token_id: 2,
+  eos_token_id: 1,
+  final_logit_softcapping: null,
+  head_dim: 256,
+  hidden_activation: 'gelu_pytorch_tanh',
+  hidden_size: 640,
+  initializer_range: 0.02,
+  intermediate_size: 2048,
+  layer_types: Array.from({ length: 18 }, (_, i) => ((i + 1) % 6 === 0 ? 'full_attention' : 'sliding_attention')),
+  max_position_embeddings: 32768,
+  model_type: 'gemma3_text',
+  num_attention_heads: 4,
+  num_hidden_layers: 18,
+  num_key_value_heads: 1,
+  pad_token_id: 0,
+  query_pre_attn_scalar: 256,
+  rms_norm_eps: 1e-6,
+  rope_local_base_freq: 10000.0,
+  rope_scaling: null,
+  rope_theta: 1000000.0,
+  sliding_window: 512,
+  torch_dtype: 'bfloat16',
+  use_bidirectional_attention: false,
+  use_cache: true,
+  vocab_size: 262144,
+};
+
+// gemma-3-1b's config.json, saved before layer_types existed: sliding_window_pattern instead.
+const GEMMA3_1B = {
+  architectures: ['Gemma3ForCausalLM'],
+  attention_bias: false,
+  attention_dropout: 0.0,
+  attn_logit_softcapping: null,
+  bos_token_id: 2,
+  cache_implementation: 'hybrid',
+  eos_token_id: [1, 106],
+  final_logit_softcapping: null,
+  head_dim: 256,
+  hidden_activation: 'gelu_pytorch_tanh',
+  hidden_size: 1152,
+  initializer_range: 0.02,
+  intermediate_size: 6912,
+  max_position_embeddings: 32768,
+  model_type: 'gemma3_text',
+  num_attention_heads: 4,
+  num_hidden_layers: 26,
+  num_key_value_heads: 1,
+  pad_token_id: 0,
+  query_pre_attn_scalar: 256,
+  rms_norm_eps: 1e-6,
+  rope_local_base_freq: 10000,
+  rope_scaling: null,
+  rope_theta: 1000000,
+  sliding_window: 512,
+  sliding_window_pattern: 6,
+  torch_dtype: 'bfloat16',
+  use_cache: true,
+  vocab_size: 262144,
+};
+
 describe('family registry', () => {
   it('every family answers for its architectures, tensors, modules, targets and memory', () => {
     for (const spec of Object.values(FAMILIES)) {
@@ -119,7 +187,7 @@ describe('family registry', () => {
       for (const t of spec.defaultTargets) expect(spec.loraTargets).toContain(t);
     }
     // the model code reads exactly the checkpoint's tensors (+ nothing it does not load)
-    for (const cfg of [parseConfig(QWEN3_06B), parseConfig(LLAMA32_1B), parseConfig(SMOLLM3_3B)]) {
+    for (const cfg of [QWEN3_06B, LLAMA32_1B, SMOLLM3_3B, GEMMA3_270M, GEMMA3_1B].map((j) => parseConfig(j))) {
       const w = weightNames(cfg);
       expect(new Set([...w.large, ...w.small, ...w.tables])).toEqual(new Set(expectedTensors(cfg).keys()));
       const shapes = expectedTensors(cfg);
@@ -226,6 +294,76 @@ describe('SmolLM3', () => {
   });
 });
 
+describe('Gemma 3 text', () => {
+  const sliding270 = GEMMA3_270M.layer_types.map((t) => t === 'sliding_attention');
+
+  it('reads gemma-3-270m: 268M parameters (170M of them the tied 262,144 × 640 embedding), 5 of 6 layers sliding', () => {
+    const c = parseConfig(GEMMA3_270M);
+    expect(c).toMatchObject({
+      family: 'gemma3',
+      headDim: 256, // ≠ 640 / 4
+      numHeads: 4,
+      numKvHeads: 1,
+      qkNorm: true,
+      tieEmbeddings: true,
+      act: 'gelu_tanh',
+      slidingWindow: 512,
+      ropeTheta: 1e6,
+      ropeLocalTheta: 1e4,
+      bosTokenId: 2,
+      eosTokenId: 1,
+    });
+    expect(c.slidingLayers).toEqual(sliding270);
+    expect(c.attnScale).toBe(1 / 16); // query_pre_attn_scalar 256
+    expect([c.attnSoftcap, c.finalSoftcap, c.ropeScaling]).toEqual([undefined, undefined, undefined]);
+    const t = expectedTensors(c);
+    expect(t.get('model.layers.0.self_attn.q_proj.weight')).toEqual([1024, 640]);
+    expect(t.get('model.layers.0.self_attn.k_proj.weight')).toEqual([256, 640]);
+    expect(t.get('model.layers.17.self_attn.q_norm.weight')).toEqual([256]);
+    expect(t.get('model.layers.17.pre_feedforward_layernorm.weight')).toEqual([640]);
+    expect(t.get('model.layers.17.post_feedforward_layernorm.weight')).toEqual([640]);
+    expect(t.has('lm_head.weight')).toBe(false);
+    // per layer 5,570,560 linear + 3,072 norm weights; the embedding 167,772,160; the final norm 640
+    expect(paramCount(c)).toBe(268_098_176);
+    expect(paramCount(c) - 262144 * 640).toBe(100_326_016);
+  });
+
+  it('reads gemma-3-1b (sliding_window_pattern 6, two eos ids): 999,885,952 parameters', () => {
+    const c = parseConfig(GEMMA3_1B);
+    expect(c.slidingLayers).toEqual(Array.from({ length: 26 }, (_, i) => (i + 1) % 6 !== 0));
+    expect(c.eosTokenId).toEqual([1, 106]);
+    expect(paramCount(c)).toBe(999_885_952);
+    // the form written without layer_types or the pattern: Gemma3TextConfig's default pattern 6
+    const { sliding_window_pattern: _, ...noPattern } = GEMMA3_1B;
+    expect(parseConfig(noPattern).slidingLayers).toEqual(c.slidingLayers);
+    // larger Gemma 3s scale RoPE linearly on the full layers only; soft caps when set
+    const scaled = parseConfig({ ...GEMMA3_1B, rope_scaling: { rope_type: 'linear', factor: 8 } });
+    expect([scaled.ropeScaling, scaled.ropeLocalTheta]).toEqual([{ type: 'linear', factor: 8 }, 10000]);
+    const capped = parseConfig({ ...GEMMA3_1B, attn_logit_softcapping: 50, final_logit_softcapping: 30 });
+    expect([capped.attnSoftcap, capped.finalSoftcap]).toEqual([50, 30]);
+  });
+
+  it('reads the per-layer-type rope_parameters of newer transformers', () => {
+    const { rope_theta: _t, rope_local_base_freq: _l, rope_scaling: _s, ...rest } = GEMMA3_270M;
+    const c = parseConfig({
+      ...rest,
+      rope_parameters: {
+        full_attention: { rope_type: 'linear', factor: 8, rope_theta: 1000000 },
+        sliding_attention: { rope_type: 'default', rope_theta: 10000 },
+      },
+    });
+    expect([c.ropeTheta, c.ropeScaling, c.ropeLocalTheta]).toEqual([1e6, { type: 'linear', factor: 8 }, 1e4]);
+  });
+
+  it('LoRA: PEFT defaults q_proj, v_proj; all 7 linears targetable; q_proj is C -> Hq·head_dim', () => {
+    expect(DEFAULT_TARGETS.gemma3).toEqual(['q_proj', 'v_proj']);
+    expect(LORA_TARGETS.gemma3).toEqual(['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']);
+    const c = parseConfig(GEMMA3_270M);
+    expect(selectModules(c, ['q_proj', 'v_proj']).length).toBe(36);
+    expect(selectModules(c, ['q_proj'])[0]).toMatchObject({ inFeatures: 640, outFeatures: 1024 });
+  });
+});
+
 describe('memory estimate of the issue-11 models (r 8, q/v, B 1 × T 512, checkpointing)', () => {
   it('Qwen3 0.6B and Llama 3.2 1B in f16 and f32', () => {
     const opts = { batch: 1, seqLen: 512, rank: 8, targets: ['q_proj', 'v_proj'], checkpointing: true };
@@ -240,7 +378,23 @@ describe('memory estimate of the issue-11 models (r 8, q/v, B 1 × T 512, checkp
     expect(gib(l16.weightBytes)).toBeCloseTo(2.3, 1);
     expect(gib(l32.weightBytes)).toBeCloseTo(4.6, 1);
     expect(q32.totalBytes).toBeGreaterThan(q16.totalBytes);
+    // Gemma 3: the 262,144-row tied table dominates; the head never holds B·T × V logits
+    const g16 = estimateMemory(parseConfig(GEMMA3_270M), { ...opts, weightDtype: 'f16' });
+    const g32 = estimateMemory(parseConfig(GEMMA3_270M), { ...opts, weightDtype: 'f32' });
+    const b16 = estimateMemory(parseConfig(GEMMA3_1B), { ...opts, weightDtype: 'f16' });
+    const b32 = estimateMemory(parseConfig(GEMMA3_1B), { ...opts, weightDtype: 'f32' });
+    // 268,098,176 parameters, 55,936 of them norm weights (18·(4·640 + 2·256) + 640) (f32 either way)
+    expect(g16.weightBytes).toBe((268_098_176 - 55_936) * 2 + 55_936 * 4);
+    expect(g32.weightBytes).toBe(268_098_176 * 4);
+    expect(g16.largestTensorName).toBe('model.embed_tokens.weight');
+    expect(g16.largestIsTable).toBe(true);
+    expect(g16.logitsBytes).toBeLessThan((512 * 262144 * 4) / 50); // a chunk, not (B·T, V)
+    expect(gib(b16.weightBytes)).toBeCloseTo(1.86, 2);
     for (const [n, e] of Object.entries({
+      'gemma-3-270m f16': g16,
+      'gemma-3-270m f32': g32,
+      'gemma-3-1b f16': b16,
+      'gemma-3-1b f32': b32,
       'Qwen3-0.6B f16': q16,
       'Qwen3-0.6B f32': q32,
       'Llama-3.2-1B f16': l16,
@@ -273,17 +427,51 @@ describe('bad input: an error naming the field and what is supported', () => {
     );
   });
 
-  it('Gemma 3n, Gemma 3 multimodal, and Gemma 3 text (next, not yet)', () => {
+  it('Gemma 3n and Gemma 3 multimodal checkpoints (Gemma 3 text loads)', () => {
     const gemma = { hidden_size: 640, num_attention_heads: 4, num_hidden_layers: 18, vocab_size: 262144 };
     expect(() => parseConfig({ ...gemma, architectures: ['Gemma3nForCausalLM'] })).toThrow(
-      /"Gemma3nForCausalLM" is not supported \(Gemma 3n .*\); WebLoRA loads LlamaForCausalLM, Qwen2ForCausalLM, GPT2LMHeadModel, Qwen3ForCausalLM, SmolLM3ForCausalLM/,
+      /"Gemma3nForCausalLM" is not supported \(Gemma 3n .*\); WebLoRA loads LlamaForCausalLM, Qwen2ForCausalLM, GPT2LMHeadModel, Qwen3ForCausalLM, SmolLM3ForCausalLM, Gemma3ForCausalLM/,
     );
-    expect(() => parseConfig({ ...gemma, architectures: ['Gemma3ForConditionalGeneration'] })).toThrow(
-      /"Gemma3ForConditionalGeneration" is not supported \(this is a Gemma 3 multimodal checkpoint/,
+    expect(() =>
+      parseConfig({ architectures: ['Gemma3ForConditionalGeneration'], model_type: 'gemma3', text_config: gemma }),
+    ).toThrow(
+      /"Gemma3ForConditionalGeneration" is not supported \(this is a Gemma 3 multimodal checkpoint.*"text_config"/,
     );
-    expect(() => parseConfig({ ...gemma, architectures: ['Gemma3ForCausalLM'] })).toThrow(
-      /"Gemma3ForCausalLM" is not supported \(Gemma 3 text models .* are not yet supported/,
+    expect(parseConfig(GEMMA3_270M).family).toBe('gemma3');
+    // without "architectures", model_type gemma3_text is the text model
+    const { architectures: _, ...noArch } = GEMMA3_270M;
+    expect(parseConfig(noArch).architecture).toBe('Gemma3ForCausalLM');
+  });
+
+  it('Gemma 3 text: each bad field is named', () => {
+    const bad = (patch: Record<string, unknown>, re: RegExp) =>
+      expect(() => parseConfig({ ...GEMMA3_270M, ...patch })).toThrow(re);
+    const lt: string[] = [...GEMMA3_270M.layer_types];
+    lt[3] = 'linear_attention';
+    bad(
+      { layer_types: lt },
+      /"layer_types"\[3\] is "linear_attention"; Gemma 3 layers are "sliding_attention" or "full_attention"/,
     );
+    bad({ layer_types: lt.slice(0, 17) }, /"layer_types" is .*; expected one entry per layer \(18\)/);
+    bad({ sliding_window: null }, /"sliding_window" is null, but layers 0, 1, 2, 3, 4, 6.* are sliding-window layers/);
+    bad({ sliding_window: 0 }, /"sliding_window" is 0; expected a positive integer/);
+    bad({ sliding_window_pattern: 0, layer_types: null }, /"sliding_window_pattern" is 0; expected a positive integer/);
+    bad({ query_pre_attn_scalar: -1 }, /"query_pre_attn_scalar" is -1; expected a positive number/);
+    bad({ final_logit_softcapping: 'big' }, /"final_logit_softcapping" is "big"; expected a positive number/);
+    bad({ attn_logit_softcapping: 0 }, /"attn_logit_softcapping" is 0; expected a positive number/);
+    bad(
+      { hidden_activation: 'silu' },
+      /"hidden_activation" is "silu"; WebLoRA implements Gemma 3's GeGLU with gelu_pytorch_tanh/,
+    );
+    bad({ head_dim: 255 }, /head_dim \(255\) is odd/);
+    bad({ num_key_value_heads: 3 }, /num_attention_heads \(4\) is not a multiple of num_key_value_heads \(3\)/);
+    bad({ use_bidirectional_attention: true }, /use_bidirectional_attention: true .*EmbeddingGemma/);
+    bad({ attention_bias: true }, /attention_bias: true/);
+    bad({ rope_local_base_freq: 'x' }, /"rope_local_base_freq" is "x"; expected a positive number/);
+    bad({ rope_scaling: { rope_type: 'yarn', factor: 4 } }, /"rope_scaling.rope_type" is "yarn"/);
+    // a config whose layers all use full attention needs no window
+    const full = parseConfig({ ...GEMMA3_270M, layer_types: lt.map(() => 'full_attention'), sliding_window: null });
+    expect([full.slidingWindow, full.slidingLayers!.some((x) => x)]).toEqual([undefined, false]);
   });
 
   it('a head_dim that does not divide', () => {
@@ -320,6 +508,7 @@ describe('PEFT adapters of the new families', () => {
     for (const json of [
       TINY_CONFIGS.qwen3,
       TINY_CONFIGS.smollm3,
+      TINY_CONFIGS.gemma3,
       { ...TINY_CONFIGS.llama, rope_scaling: LLAMA32_1B.rope_scaling },
     ]) {
       const cfg = parseConfig(json);

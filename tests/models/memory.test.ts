@@ -29,6 +29,19 @@ const LLAMA7B = parseConfig({
   num_hidden_layers: 32,
   num_attention_heads: 32,
 });
+// gemma-3-270m (the fields that fix its shapes and memory; its full config.json: tests/models/families.test.ts)
+const GEMMA3_270M = parseConfig({
+  architectures: ['Gemma3ForCausalLM'],
+  vocab_size: 262144,
+  hidden_size: 640,
+  intermediate_size: 2048,
+  num_hidden_layers: 18,
+  num_attention_heads: 4,
+  num_key_value_heads: 1,
+  head_dim: 256,
+  sliding_window: 512,
+  query_pre_attn_scalar: 256,
+});
 const DEFAULT_LIMITS = { maxBufferSize: 256 * 2 ** 20, maxStorageBufferBindingSize: 128 * 2 ** 20 };
 const base = { weightDtype: 'f32' as const, batch: 1, seqLen: 64, rank: 8, targets: ['c_attn'], checkpointing: false };
 
@@ -110,6 +123,30 @@ describe('checkFits', () => {
         (m) => m.level === 'error',
       ),
     ).toEqual([]);
+  });
+
+  it('gemma-3-270m in f16 and f32: the 262,144-row tied table is split by rows; the head holds a chunk, not B·T × V', () => {
+    const opts = { ...base, batch: 4, seqLen: 256, targets: ['q_proj', 'v_proj'], checkpointing: true };
+    for (const weightDtype of ['f16', 'f32'] as const) {
+      const e = estimateMemory(GEMMA3_270M, { ...opts, weightDtype });
+      const w = weightDtype === 'f16' ? 2 : 4;
+      expect([e.largestTensorName, e.largestTensorBytes, e.largestIsTable]).toEqual([
+        'model.embed_tokens.weight',
+        262144 * 640 * w,
+        true,
+      ]);
+      expect(e.largestUnsplitName).toBe('logits chunk'); // 8 MiB, above every linear weight (gate_proj: 5 MiB in f32)
+      expect(e.logitsBytes).toBe(1024 * 2048 * 4 + 1024 * 12); // N = 1024 rows of one 2,048-column chunk
+      const msgs = checkFits(e, DEFAULT_LIMITS);
+      expect(msgs.filter((m) => m.level === 'error')).toEqual([]);
+      // per row and block: 6C + 3Q + 3KV + 3I + 2Hq + Hkv + 4 (see src/models/families/gemma3.ts) + 2 U's of rank 8
+      const perRow = 6 * 640 + 3 * 1024 + 3 * 256 + 3 * 2048 + 2 * 4 + 1 + 4 + 16;
+      expect(e.blockActivationBytes).toBe(1024 * perRow * 4);
+      const mib = (n: number) => (n / 2 ** 20).toFixed(1);
+      console.log(
+        `MEASURED estimate gemma-3-270m ${weightDtype}, r 8 q/v, B 4 × T 256, checkpointing: total ${mib(e.totalBytes)} MiB = weights ${mib(e.weightBytes)} + LoRA ${mib(e.loraBytes)} + activations ${mib(e.activationBytes)} + logits chunk ${mib(e.logitsBytes)}`,
+      );
+    }
   });
 
   it('compares the total with a stated budget: over is an error, close a warning, under info', () => {
