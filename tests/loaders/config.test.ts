@@ -341,6 +341,7 @@ describe('LoRA targets', () => {
       gpt2: ['c_attn'],
       qwen3: ['q_proj', 'v_proj'],
       smollm3: ['q_proj', 'v_proj'],
+      gemma3: ['q_proj', 'v_proj'],
     });
   });
 

@@ -1,5 +1,6 @@
 // Text generation on the bundled model: the KV-cache path gives the same tokens as recomputing the
-// whole sequence at every step (base model and with an adapter), sampling is reproducible by seed, and
+// whole sequence at every step (base model and with an adapter; and on Gemma 3, whose sliding-window layers
+// attend over a cache longer than their window, with both soft caps), sampling is reproducible by seed, and
 // the samplers do what they say.
 
 import { describe, expect, it } from 'vitest';
@@ -9,7 +10,7 @@ import { dirSource } from '../../src/loaders/sources.node';
 import { loadModel } from '../../src/models';
 import { generate, sampleToken } from '../../src/models/generate';
 import { LoraState } from '../../src/models/lora';
-import { BUNDLED } from '../helpers/fixtures';
+import { BUNDLED, goldenCases, loadFixtureModel } from '../helpers/fixtures';
 import { gpu, rng } from '../helpers/gpu';
 
 async function bundled() {
@@ -46,6 +47,26 @@ describe('generation', () => {
     lora.free();
     ctx.flush();
     expect(ctx.alloc.liveBytes).toBe(live0);
+    model.weights.free();
+  });
+
+  it('Gemma 3: the KV cache over sliding-window layers (window 4, 16 positions) gives the tokens of recompute', async () => {
+    const ctx = await gpu();
+    const c = goldenCases().find((x) => x.name === 'gemma3-sliding-softcap')!;
+    const files = await loadFixtureModel(c.modelDir);
+    const model = await loadModel(ctx, files.config, files.weights, { dtype: 'f32' });
+    expect(files.config.slidingWindow).toBe(4);
+    const prompt = [2, 17, 40, 5, 88, 23];
+    const o = { maxNewTokens: 10, temperature: 0, stopAtEos: false };
+    const cached = await generate(model, null, prompt, { ...o, useKvCache: true });
+    const full = await generate(model, null, prompt, { ...o, useKvCache: false });
+    expect(cached).toEqual(full);
+    // the first token is the argmax of the (soft-capped) logits of the prompt's last row
+    const logits = forwardLogits(model, null, Uint32Array.from(prompt), 1, prompt.length);
+    const last = (await logits.read()).subarray((prompt.length - 1) * files.config.vocabSize);
+    logits.free();
+    expect(Math.max(...last.map(Math.abs))).toBeLessThanOrEqual(files.config.finalSoftcap!);
+    expect(cached[0]).toBe(last.indexOf(Math.max(...last)));
     model.weights.free();
   });
 
