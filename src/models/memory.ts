@@ -9,6 +9,8 @@
 //                 llama/qwen2/smollm3: block input x, rstd, n1 = rmsnorm(x), q and k after RoPE, v,
 //                   attention output, lse (Hq per row), h = x + attn, rstd, n2, gate, up, silu(gate)·up;
 //                 qwen3: the same plus q and k before their per-head norms and those norms' rstd;
+//                 gemma3: qwen3's set plus the o_proj and down_proj outputs the post-attention and
+//                   post-feedforward norms save, and two more rstd (four norms per layer);
 //                 gpt2: x, mean+rstd, n1, q, k, v (split copies), attention output, lse, h, mean+rstd,
 //                   n2, c_fc output, gelu output;
 //               plus the rank-r U = drop(x)·Aᵀ of every targeted linear.
