@@ -365,7 +365,7 @@ describe('Gemma 3 text', () => {
 });
 
 describe('memory estimate of the issue-11 models (r 8, q/v, B 1 × T 512, checkpointing)', () => {
-  it('Qwen3 0.6B and Llama 3.2 1B in f16 and f32', () => {
+  it('Qwen3 0.6B, Llama 3.2 1B, gemma-3-270m and gemma-3-1b in f16 and f32', () => {
     const opts = { batch: 1, seqLen: 512, rank: 8, targets: ['q_proj', 'v_proj'], checkpointing: true };
     const gib = (n: number) => n / 1024 ** 3;
     const q16 = estimateMemory(parseConfig(QWEN3_06B), { ...opts, weightDtype: 'f16' });
