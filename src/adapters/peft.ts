@@ -202,6 +202,23 @@ export function unzipAdapter(zip: Uint8Array, fileName = 'the adapter zip'): Par
   return out;
 }
 
+/**
+ * The adapter files among a user's upload: one zip (unpacked, its errors naming the file as uploaded),
+ * or adapter_config.json, adapter_model.safetensors and README.md picked one by one.
+ */
+export async function adapterFilesFromUpload(files: File[]): Promise<Partial<AdapterFiles>> {
+  if (files.length === 1 && /\.zip$/i.test(files[0].name))
+    return unzipAdapter(new Uint8Array(await files[0].arrayBuffer()), files[0].name);
+  const out: Partial<AdapterFiles> = {};
+  for (const f of files) {
+    if (f.name === 'adapter_model.safetensors')
+      out['adapter_model.safetensors'] = new Uint8Array(await f.arrayBuffer());
+    else if (f.name === 'adapter_config.json') out['adapter_config.json'] = await f.text();
+    else if (f.name === 'README.md') out['README.md'] = await f.text();
+  }
+  return out;
+}
+
 export interface ImportedAdapter {
   lora: LoraConfig;
   arrays: LoraArrays;

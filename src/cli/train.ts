@@ -6,6 +6,7 @@ import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'no
 import { basename, join } from 'node:path';
 import { Engine } from '../engine/engine';
 import { createNodeContext } from '../gpu/node';
+import { DEFAULT_HUB } from '../util/csp';
 import { fmtBytes } from '../util/format';
 import { fileTuneStore } from '../engine/autotune-store.node';
 import { hubSource, memoryBlobCache, type ModelSource } from '../loaders/sources';
@@ -66,7 +67,7 @@ usage: npm run train -- --model <folder | hub repo id> --data <file> --out <fold
   --column <name>            the CSV/TSV column to train on
   --name <text>              adapter name for the model card (default: the --out folder name)
   --f16                      store frozen weights as f16 (needs shader-f16)
-  --hub-base-url <url>       Hub mirror (default https://huggingface.co)
+  --hub-base-url <url>       Hub mirror (default ${DEFAULT_HUB})
 ${lines.join('\n')}
   --help                     this text
 

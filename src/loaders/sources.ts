@@ -2,6 +2,7 @@
 // persistent cache so the second load does not download again), or files the user picked from disk.
 // All three answer the same question: "give me file X (or null if there is none)".
 
+import { DEFAULT_HUB } from '../util/csp';
 import { blobSource, bytesSource, type ByteSource } from './byte-source';
 
 export interface FileProgress {
@@ -217,7 +218,7 @@ export function hubSource(repoId: string, opts: HubOptions = {}): ModelSource {
       `"${repoId}" is not a Hugging Face repository id; expected "owner/name", e.g. HuggingFaceTB/SmolLM2-135M`,
     );
   }
-  const baseUrl = (opts.baseUrl ?? 'https://huggingface.co').replace(/\/+$/, '');
+  const baseUrl = (opts.baseUrl ?? DEFAULT_HUB).replace(/\/+$/, '');
   const revision = opts.revision ?? 'main';
   const cache = opts.cache ?? null;
   const fetchFn = opts.fetch ?? ((u: string, i?: RequestInit) => globalThis.fetch(u, i));

@@ -2,7 +2,7 @@
 // engine detects the format (overridable), tokenizes it and splits it into training and validation.
 
 import type { DatasetSummary } from '../worker/protocol';
-import { StatusLine, append, defList, errorText, fmtCount, h, newId, setChildren } from './dom';
+import { StatusLine, append, couldNot, defList, errorText, fmtCount, h, newId, setChildren } from './dom';
 import type { Studio } from './state';
 
 export interface SampleDataset {
@@ -251,7 +251,7 @@ export function datasetPanel(studio: Studio): HTMLElement {
       status.set(`${d.name}: ${d.examples} examples, ${fmtCount(d.tokens)} tokens.`, 'ok');
     } catch (e) {
       status.set(
-        `Could not read ${name}: ${errorText(e)}${studio.dataset ? ` The dataset in use is still ${studio.dataset.name}.` : ''}`,
+        `${couldNot('read', name, e)}${studio.dataset ? ` The dataset in use is still ${studio.dataset.name}.` : ''}`,
         'error',
       );
     } finally {

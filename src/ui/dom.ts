@@ -84,6 +84,15 @@ export function errorText(e: unknown): string {
   return /[.!?)]$/.test(msg) ? msg : `${msg}.`;
 }
 
+/**
+ * "Could not <verb> <what>: <error>". The engine's errors name the file or repo they are about, so when
+ * the error already holds <what> it is said once: "Could not read: "data.jsonl", line 2: ...".
+ */
+export function couldNot(verb: string, what: string, e: unknown): string {
+  const msg = errorText(e);
+  return msg.includes(what) ? `Could not ${verb}: ${msg}` : `Could not ${verb} ${what}: ${msg}`;
+}
+
 /** A definition list from [term, value] pairs. */
 export function defList(rows: [string, string][], cls = 'facts'): HTMLDListElement {
   const dl = h('dl', { class: cls });

@@ -4,8 +4,9 @@
 import { fmtBytes } from '../util/format';
 import type { GalleryEntry, Request } from '../worker/protocol';
 import { smallCurve } from './chart';
-import { StatusLine, append, defList, downloadBytes, errorText, h, newId, setChildren } from './dom';
-import { DEFAULT_HUB } from './model-panel';
+import { StatusLine, append, couldNot, defList, downloadBytes, errorText, h, newId, setChildren } from './dom';
+import { DEFAULT_HUB } from '../util/csp';
+import { hubRefusal } from './model-panel';
 import type { Studio } from './state';
 import { tryPanel } from './try-panel';
 
@@ -86,7 +87,7 @@ function importBox(studio: Studio, refresh: Refresh): HTMLElement {
         append(warnings, h('li', { 'data-level': 'warn' }, h('strong', { text: 'Warning: ' }), w));
       await refresh();
     } catch (e) {
-      importStatus.set(`Could not import: ${errorText(e)}`, 'error');
+      importStatus.set(couldNot('import', what, e), 'error');
     }
   }
   importInput.addEventListener('change', () => {
@@ -124,6 +125,11 @@ function importBox(studio: Studio, refresh: Refresh): HTMLElement {
       return;
     }
     const base = (document.getElementById('hub-base-url') as HTMLInputElement | null)?.value.trim() || DEFAULT_HUB;
+    const refused = hubRefusal(base);
+    if (refused) {
+      importStatus.set(refused, 'error');
+      return;
+    }
     void importFrom({ type: 'importAdapter', hub: { repo, baseUrl: base } }, repo);
   });
   return h(

@@ -2,12 +2,33 @@
 // request. Shows the model's shape and the memory estimate against the GPU adapter's limits.
 
 import type { MemorySummary, ModelSourceSpec, ModelSummary } from '../worker/protocol';
-import { StatusLine, append, defList, errorText, fmtCount, h, newId, setChildren } from './dom';
+import { StatusLine, append, couldNot, defList, fmtCount, h, newId, setChildren } from './dom';
+import { DEFAULT_HUB, HUB_ORIGINS_ENV, connectAllowed, connectSources } from '../util/csp';
 import { fmtBytes } from '../util/format';
 import type { Studio } from './state';
 
 export const BUNDLED_MODEL: ModelSourceSpec = { kind: 'bundled', url: 'models/weblora-llama-1m/' };
-export const DEFAULT_HUB = 'https://huggingface.co';
+
+/**
+ * Why the page cannot download from the Hub at `baseUrl`, or null when it can: not an http(s) URL, or an
+ * origin the page's Content-Security-Policy (the built site's <meta>, src/util/csp.ts) does not allow.
+ */
+export function hubRefusal(baseUrl: string): string | null {
+  let url: URL;
+  try {
+    url = new URL(baseUrl);
+  } catch {
+    return `The Hub base URL is not a URL; enter one like ${DEFAULT_HUB}.`;
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:')
+    return 'The Hub base URL must start with https:// (or http:// for a copy on this machine).';
+  const policy = document.querySelector<HTMLMetaElement>('meta[http-equiv="Content-Security-Policy"]')?.content;
+  if (policy && !connectAllowed(policy, url.href, location.origin)) {
+    const allowed = connectSources(policy).filter((s) => s !== "'self'");
+    return `This page's security policy lets it download only from ${allowed.join(', ')}, not from ${url.origin}. To use that Hub, build the studio with ${HUB_ORIGINS_ENV}=${url.origin} (see docs/security.md).`;
+  }
+  return null;
+}
 
 /** Download / upload progress of model files while a model loads. */
 function fileProgress(studio: Studio) {
@@ -111,7 +132,7 @@ function modelLoader(
       status.set(`Loaded ${loaded.model.id} (${studio.weightDtype} weights).`, 'ok');
     } catch (e) {
       const still = studio.model ? ` The model in use is still ${studio.model.id}.` : '';
-      status.set(`Could not load ${label}: ${errorText(e)}${still}`, 'error');
+      status.set(`${couldNot('load', label, e)}${still}`, 'error');
       if (studio.model) view.showLastGood();
     } finally {
       studio.modelLoading = false;
@@ -163,6 +184,12 @@ function hubModelForm(status: StatusLine, load: Load): HTMLFormElement {
       return;
     }
     const baseUrl = baseInput.value.trim() || DEFAULT_HUB;
+    const refused = hubRefusal(baseUrl);
+    if (refused) {
+      status.set(refused, 'error');
+      baseInput.focus();
+      return;
+    }
     void load({ kind: 'hub', repo, baseUrl }, repo);
   });
   return form;

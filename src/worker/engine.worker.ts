@@ -2,7 +2,7 @@
 // streams events. All GPU work happens here; the page never sees a GPU object.
 
 /// <reference lib="webworker" />
-import { readAdapterFiles, unzipAdapter, zipAdapter, type AdapterFiles } from '../adapters/peft';
+import { adapterFilesFromUpload, readAdapterFiles, zipAdapter, type AdapterFiles } from '../adapters/peft';
 import { Engine, modelSummary } from '../engine/engine';
 import { GpuContext } from '../gpu/context';
 import { bundledSource, cacheStorageBlobCache, filesSource, hubSource, type ModelSource } from '../loaders/sources';
@@ -98,19 +98,6 @@ async function adapterFilesById(id: string): Promise<{ files: AdapterFiles; meta
   if (b) return { files: await builtinFiles(b), meta: b };
   const s = await gallery.get(id);
   return { files: s.files, meta: s.meta };
-}
-
-async function filesFromUpload(files: File[]): Promise<Partial<AdapterFiles>> {
-  if (files.length === 1 && /\.zip$/i.test(files[0].name))
-    return unzipAdapter(new Uint8Array(await files[0].arrayBuffer()));
-  const out: Partial<AdapterFiles> = {};
-  for (const f of files) {
-    if (f.name === 'adapter_model.safetensors')
-      out['adapter_model.safetensors'] = new Uint8Array(await f.arrayBuffer());
-    else if (f.name === 'adapter_config.json') out['adapter_config.json'] = await f.text();
-    else if (f.name === 'README.md') out['README.md'] = await f.text();
-  }
-  return out;
 }
 
 function entryMeta(e: Engine, name: string) {
@@ -283,7 +270,7 @@ async function importAdapter(req: Req<'importAdapter'>): Promise<Replies['import
           cache: cacheStorageBlobCache(),
         }),
       )
-    : await filesFromUpload(req.files ?? []);
+    : await adapterFilesFromUpload(req.files ?? []);
   const { lora, warnings, config } = e.adapterFromFiles(files); // validates against the loaded model
   lora.free();
   const complete: AdapterFiles = {

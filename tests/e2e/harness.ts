@@ -8,6 +8,7 @@ import { join, resolve } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type ConsoleMessage, type Page } from 'playwright-core';
 import { build, preview, type PreviewServer } from 'vite';
 import { afterAll, beforeAll } from 'vitest';
+import { HUB_ORIGINS_ENV } from '../../src/util/csp';
 
 export const ROOT = resolve(__dirname, '../..');
 export const ARTIFACTS = join(ROOT, 'test-artifacts');
@@ -16,6 +17,13 @@ const STAMP = join(DIST, '.built-at');
 /** The build is served here, not at '/': the page must use relative URLs only. */
 export const BASE_PATH = '/studio/sub/';
 export const CHROMIUM = '/usr/lib/chromium/chromium';
+/**
+ * The e2e build's Content-Security-Policy lets the page reach Hub-shaped test servers on this machine
+ * (any port, so each test can take a free one) besides the default Hub: the build-time setting a user
+ * with a Hub mirror would make (docs/security.md).
+ */
+export const TEST_HUB_ORIGINS = 'http://127.0.0.1:*';
+process.env[HUB_ORIGINS_ENV] = TEST_HUB_ORIGINS;
 const CHROMIUM_ARGS = [
   '--enable-unsafe-webgpu',
   '--enable-features=Vulkan,WebGPUService',
