@@ -1,5 +1,5 @@
 import { defineConfig, type Plugin } from 'vite';
-import { DEFAULT_HUB_SOURCES, HUB_ORIGINS_ENV, contentSecurityPolicy, parseHubOrigins } from './src/util/csp';
+import { DEFAULT_HUB_SOURCES, HUB_ORIGINS_ENV, contentSecurityPolicy, parseHubOrigins } from './src/util/csp.ts';
 
 // The Hub origins downloads may come from: the default Hub, plus WEBLORA_HUB_ORIGINS at build time.
 const hubSources = [...DEFAULT_HUB_SOURCES, ...parseHubOrigins(process.env[HUB_ORIGINS_ENV])];

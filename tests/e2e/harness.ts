@@ -67,6 +67,8 @@ async function ensureBuilt(): Promise<void> {
 
 export interface Studio {
   url: string;
+  /** The path of every request the server answered, in order (to compare with what the browser asked). */
+  served: string[];
   close(): Promise<void>;
 }
 
@@ -83,8 +85,11 @@ export async function serveStudio(): Promise<Studio> {
   });
   const addr = server.httpServer.address();
   if (!addr || typeof addr === 'string') throw new Error(`vite preview gave no TCP address (${String(addr)})`);
+  const served: string[] = [];
+  server.httpServer.on('request', (req: { url?: string }) => served.push(req.url ?? ''));
   return {
     url: `http://127.0.0.1:${addr.port}${BASE_PATH}`,
+    served,
     close: () => server.close(),
   };
 }
