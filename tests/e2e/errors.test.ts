@@ -75,6 +75,7 @@ describe('studio page, failures', () => {
     console.log(`[e2e] malformed model: ${text}`);
     expect(text).toMatch(/^Could not load model\.safetensors|^Could not load 3 files/);
     expect(text).toMatch(/model\.safetensors/);
+    expect(text.split('model.safetensors').length - 1, 'the file is named more than once').toBe(1);
     expect(text).toContain('still');
 
     // The page keeps working: a dataset can still be read with the bundled model's tokenizer.
@@ -94,7 +95,9 @@ describe('studio page, failures', () => {
     await dsAlert.waitFor({ timeout: 60_000 });
     const dsText = (await dsAlert.textContent()) ?? '';
     console.log(`[e2e] malformed dataset: ${dsText}`);
-    expect(dsText).toMatch(/^Could not read broken\.jsonl: /);
+    // The parser's error names the file and the line; the page does not name the file again.
+    expect(dsText).toMatch(/^Could not read: "broken\.jsonl", line 2/);
+    expect(dsText.split('broken.jsonl').length - 1, 'the file is named more than once').toBe(1);
     expect(dsText).toContain('still'); // says which dataset is still in use
 
     // Still working after both: the settings estimate answers and Start is possible.

@@ -86,7 +86,8 @@ export async function serveStudio(): Promise<Studio> {
   const addr = server.httpServer.address();
   if (!addr || typeof addr === 'string') throw new Error(`vite preview gave no TCP address (${String(addr)})`);
   const served: string[] = [];
-  server.httpServer.on('request', (req: { url?: string }) => served.push(req.url ?? ''));
+  // First in line: vite's own handler rewrites req.url (the base path, index.html) as it serves.
+  server.httpServer.prependListener('request', (req: { url?: string }) => served.push(req.url ?? ''));
   return {
     url: `http://127.0.0.1:${addr.port}${BASE_PATH}`,
     served,

@@ -213,6 +213,25 @@ describe('the locked-down studio', () => {
     expect(await violations()).toEqual([]);
   }, 300_000);
 
+  it('uses live payloads: on a page without the policy, set as HTML, they run', async () => {
+    const bare = await context.newPage();
+    try {
+      await bare.setContent('<p>a page without a policy</p>');
+      for (const kind of ['img', 'svg'] as const) {
+        const ran = await bare.evaluate(async (html) => {
+          const w = window as unknown as { __injected?: string };
+          delete w.__injected;
+          document.body.innerHTML = html;
+          await new Promise((r) => setTimeout(r, 300));
+          return w.__injected ?? null;
+        }, payloads('control')[kind]);
+        expect(ran, `the ${kind} payload`).toBe('control');
+      }
+    } finally {
+      await bare.close();
+    }
+  });
+
   it('enforces it: an inline script, an event handler or an inline style slipped into the page is refused, and the worker reaches no other origin', async () => {
     const probe = await page.evaluate(() => {
       const w = window as unknown as { __probe?: string };
