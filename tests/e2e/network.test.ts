@@ -85,6 +85,7 @@ describe('network requests', () => {
           `[e2e] network, ${phase}: ${requests.length} requests: ${s.same.length} same-origin (${types}), ` +
             `${s.local.length} local (blob:/data:), ${s.other.length} to other origins; the server answered ${served.length}`,
         );
+        console.log(`      ${s.same.map((r) => r.url.slice(studio.url.length) || './').join(' ')}`);
         expect(s.other.map((r) => r.url)).toEqual([]);
         expect(requests.filter((r) => THIRD_PARTY.test(new URL(r.url).hostname)).map((r) => r.url)).toEqual([]);
         // Everything the server answered, the browser reported (worker requests included).
