@@ -70,7 +70,7 @@ function sourceMatches(source: string, url: URL, pageOrigin: URL): boolean {
   if (!m || source.startsWith("'")) return false;
   const [, scheme, wildcard, host, port] = m;
   const wantScheme = scheme ? `${scheme.toLowerCase()}:` : pageOrigin.protocol;
-  // CSP lets an http source match https (and ws/wss), never the other way round.
+  // CSP lets an http source match https, never the other way round.
   if (url.protocol !== wantScheme && !(wantScheme === 'http:' && url.protocol === 'https:')) return false;
   const h = url.hostname.toLowerCase();
   const want = host.toLowerCase();
