@@ -11,8 +11,9 @@ shapes), computes the logits itself and prints the largest difference. Exit stat
     1e-4 · max|logit| + 1e-5
 (WebLoRA computes in f32: its logits differ from float64 by ~1e-6 relative on these small models).
 
-Model code is written here from Hugging Face's LlamaForCausalLM / Qwen2 / GPT2LMHeadModel, deliberately
-without importing tools/golden.py. tools/make_peft_fixture.py imports the pieces below.
+Model code is written here from Hugging Face's LlamaForCausalLM (with Llama 3.x rope_scaling llama3 and
+linear), Qwen2ForCausalLM, Qwen3ForCausalLM (per-head q/k RMSNorm, head_dim), SmolLM3ForCausalLM (no_rope_layers),
+MistralForCausalLM (sliding_window) and GPT2LMHeadModel, deliberately without importing tools/golden.py. tools/make_peft_fixture.py imports the pieces below.
 Run with Debian's /usr/bin/python3 (it has torch).
 """
 import hashlib
@@ -154,51 +155,95 @@ def layer_norm(x, w, b, eps):
     return (x - mu) / torch.sqrt(var + eps) * w + b
 
 
-def attention(q, k, v):
-    """q (B, H, T, D), k/v (B, Hkv, T, D): causal softmax attention, kv heads repeated for GQA."""
+def attention(q, k, v, window=None):
+    """q (B, H, T, D), k/v (B, Hkv, T, D): causal softmax attention, kv heads repeated for GQA. With a sliding
+    window (Mistral), query t attends to keys u with t - window < u <= t."""
     rep = q.shape[1] // k.shape[1]
     k = k.repeat_interleave(rep, dim=1)
     v = v.repeat_interleave(rep, dim=1)
     T = q.shape[2]
     att = (q @ k.transpose(-1, -2)) / math.sqrt(q.shape[-1])
     mask = torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)
+    if window is not None:
+        mask |= torch.tril(torch.ones(T, T, dtype=torch.bool), diagonal=-window)
     att = att.masked_fill(mask, float("-inf")).softmax(-1)
     return att @ v
 
 
-def rotary(x, theta):
-    """HF's rotate_half RoPE on x (B, H, T, D), positions 0..T-1."""
-    D, T = x.shape[-1], x.shape[2]
+def inv_freq(cfg, D):
+    """RoPE inverse frequencies 1 / theta^(2i/D), rescaled as rope_scaling (or rope_parameters) says, in float64:
+    linear divides all by factor; llama3 keeps wavelengths below original_max/high_freq_factor, divides those
+    above original_max/low_freq_factor by factor, and blends linearly in between (transformers'
+    _compute_llama3_parameters)."""
+    sc = cfg.get("rope_scaling") or cfg.get("rope_parameters") or {}
+    theta = sc.get("rope_theta", cfg.get("rope_theta", 10000.0))
     inv = 1.0 / (theta ** (torch.arange(0, D, 2, dtype=DT) / D))
+    kind = sc.get("rope_type", sc.get("type", "default"))
+    if kind == "default":
+        return inv
+    if kind == "linear":
+        return inv / sc["factor"]
+    if kind != "llama3":
+        raise SystemExit(f"rope_type {kind!r} is not handled by this checker")
+    factor, lo, hi, old = sc["factor"], sc["low_freq_factor"], sc["high_freq_factor"], sc["original_max_position_embeddings"]
+    wavelen = 2 * math.pi / inv
+    smooth = (old / wavelen - lo) / (hi - lo)
+    blended = (1 - smooth) * inv / factor + smooth * inv
+    return torch.where(wavelen < old / hi, inv, torch.where(wavelen > old / lo, inv / factor, blended))
+
+
+def rotary(x, inv):
+    """HF's rotate_half RoPE on x (B, H, T, D), positions 0..T-1, inverse frequencies inv (D/2)."""
+    D, T = x.shape[-1], x.shape[2]
     ang = torch.arange(T, dtype=DT)[:, None] * inv[None, :]
     emb = torch.cat([ang, ang], -1)
     half = torch.cat([-x[..., D // 2:], x[..., :D // 2]], -1)
     return x * emb.cos() + half * emb.sin()
 
 
+# per model_type: tie_word_embeddings when the config omits it (the <Family>Config defaults)
+TIED_DEFAULT = {"llama": False, "qwen2": False, "qwen3": False, "smollm3": True, "mistral": False}
+
+
 def llama_logits(cfg, W, ids, lora, s):
+    """Llama and the Llama-shaped families: Qwen2 (q/k/v biases, read from W), Qwen3 (q_norm and k_norm: RMSNorm
+    of each head's q and k over head_dim, before RoPE), SmolLM3 (no RoPE in layers whose no_rope_layers entry is
+    0; absent: every no_rope_layer_interval-th), Mistral (sliding_window on every layer; null: none, absent: 4096)."""
     B, T = ids.shape
-    C, H = cfg["hidden_size"], cfg["num_attention_heads"]
+    L, C, H = cfg["num_hidden_layers"], cfg["hidden_size"], cfg["num_attention_heads"]
     Hkv = cfg.get("num_key_value_heads") or H
     D = cfg.get("head_dim") or C // H
-    eps, theta = cfg["rms_norm_eps"], cfg.get("rope_theta", 10000.0)
-    if cfg.get("rope_scaling"):
-        raise SystemExit("rope_scaling is not handled by this checker")
+    eps, kind = cfg["rms_norm_eps"], cfg["model_type"]
+    inv = inv_freq(cfg, D)
+    if kind == "smollm3":
+        every = cfg.get("no_rope_layer_interval", 4)
+        uses_rope = cfg.get("no_rope_layers") or [int((i + 1) % every != 0) for i in range(L)]
+    else:
+        uses_rope = [1] * L
+    window = (cfg["sliding_window"] if "sliding_window" in cfg else 4096) if kind == "mistral" else None
+    if kind != "mistral" and cfg.get("use_sliding_window"):
+        raise SystemExit("use_sliding_window (Qwen2/Qwen3 sliding layers) is not handled by this checker")
     x = W["model.embed_tokens.weight"][ids.reshape(-1)]
-    for i in range(cfg["num_hidden_layers"]):
+    for i in range(L):
         p = f"model.layers.{i}"
         lin = lambda name, v: linear(W, f"{p}.{name}", v, lora, s, False)
         n1 = rms_norm(x, W[f"{p}.input_layernorm.weight"], eps)
-        q = lin("self_attn.q_proj", n1).view(B, T, H, D).transpose(1, 2)
-        k = lin("self_attn.k_proj", n1).view(B, T, Hkv, D).transpose(1, 2)
+        q = lin("self_attn.q_proj", n1).view(B, T, H, D)
+        k = lin("self_attn.k_proj", n1).view(B, T, Hkv, D)
         v = lin("self_attn.v_proj", n1).view(B, T, Hkv, D).transpose(1, 2)
-        a = attention(rotary(q, theta), rotary(k, theta), v).transpose(1, 2).reshape(B * T, H * D)
+        if kind == "qwen3":
+            q = rms_norm(q, W[f"{p}.self_attn.q_norm.weight"], eps)
+            k = rms_norm(k, W[f"{p}.self_attn.k_norm.weight"], eps)
+        q, k = q.transpose(1, 2), k.transpose(1, 2)
+        if uses_rope[i]:
+            q, k = rotary(q, inv), rotary(k, inv)
+        a = attention(q, k, v, window).transpose(1, 2).reshape(B * T, H * D)
         x = x + lin("self_attn.o_proj", a)
         n2 = rms_norm(x, W[f"{p}.post_attention_layernorm.weight"], eps)
         g = lin("mlp.gate_proj", n2)
         x = x + lin("mlp.down_proj", g * torch.sigmoid(g) * lin("mlp.up_proj", n2))
     x = rms_norm(x, W["model.norm.weight"], eps)
-    head = W["model.embed_tokens.weight"] if cfg.get("tie_word_embeddings", True) else W["lm_head.weight"]
+    head = W["model.embed_tokens.weight"] if cfg.get("tie_word_embeddings", TIED_DEFAULT[kind]) else W["lm_head.weight"]
     return (x @ head.T).view(B, T, -1)
 
 
@@ -227,7 +272,7 @@ def model_logits(cfg, W, ids, lora, s):
     t = cfg["model_type"]
     if t == "gpt2":
         return gpt2_logits(cfg, W, ids, lora, s)
-    if t in ("llama", "qwen2"):
+    if t in TIED_DEFAULT:
         return llama_logits(cfg, W, ids, lora, s)
     raise SystemExit(f"model_type {t!r} is not handled by this checker")
 

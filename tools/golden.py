@@ -3,7 +3,8 @@
 Its own, deliberately plain model code for Llama (with Llama 3.x rope_scaling), Qwen2, Qwen3 (per-head q/k
 norms, explicit head_dim), SmolLM3 (NoPE layers), Gemma 3 text (written from the maths of modeling_gemma3.py,
 not by calling transformers: (1 + w) norms, four per layer, GeGLU, scaled embeddings, sliding-window layers with
-their own RoPE base, query_pre_attn_scalar, soft caps) and GPT-2 (it does not import pretrain.py),
+their own RoPE base, query_pre_attn_scalar, soft caps), Mistral (sliding-window attention) and GPT-2 (it does not import
+pretrain.py),
 written functionally over a dict of Hugging Face tensor names, with LoRA in PEFT semantics:
     h = W0·x (+ b) + s · B·(A·x),   A (r, in), B (out, r), s = alpha/r (alpha/sqrt(r) with rsLoRA)
 GPT-2 Conv1D stores W0 as [in, out] (h = x·W0 + b); its LoRA A/B keep the (r, in)/(out, r) shapes.
@@ -11,10 +12,12 @@ GPT-2 Conv1D stores W0 as [in, out] (h = x·W0 + b); its LoRA A/B keep the (r, i
   /usr/bin/python3 tools/golden.py selfcheck              gradcheck + formula cross-checks, writes nothing
   /usr/bin/python3 tools/golden.py golden [case ...]      tests/fixtures/<case>/golden.{json,safetensors}
   /usr/bin/python3 tools/golden.py train [case ...]       tests/fixtures/<case>/train_golden.{json,safetensors}
+                                                          (default: gpt2-tiny weblora-llama-1m qwen3-gqa-tied gemma3-sliding-softcap)
   /usr/bin/python3 tools/golden.py all                    everything
 
 Cases: gpt2-tiny llama-gqa-tied llama-untied qwen2-bias qwen3-gqa-tied qwen3-untied llama3-scaled smollm3-nope
-gemma3-sliding-softcap gemma3-pattern-untied weblora-llama-1m (the bundled model in public/models/weblora-llama-1m, which must exist).
+gemma3-sliding-softcap gemma3-pattern-untied mistral-window
+weblora-llama-1m (the bundled model in public/models/weblora-llama-1m, which must exist).
 """
 import json
 import math
@@ -202,13 +205,14 @@ def causal_attention(q, k, v, scale=None, window=0, softcap=0.0):
 
 def llama_forward(W, cfg, ids, lora, s, x0=None):
     # Llama, Qwen2 (+ q/k/v biases), Qwen3 (+ per-head RMSNorm of q and k before RoPE, explicit head_dim),
-    # SmolLM3 (layers with no_rope_layers[l] == 0 skip RoPE)
+    # SmolLM3 (layers with no_rope_layers[l] == 0 skip RoPE), Mistral (every layer slides by sliding_window)
     B, T = ids.shape
     C, H, Hkv = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
     D = cfg.get("head_dim") or C // H
     eps = cfg["rms_norm_eps"]
     inv = rope_inv_freq(cfg, D)
     uses_rope = cfg.get("no_rope_layers") or [1] * cfg["num_hidden_layers"]
+    window = cfg.get("sliding_window") if cfg["model_type"] == "mistral" else None
     x = W["model.embed_tokens.weight"][ids] if x0 is None else x0
     hidden = []
     for l in range(cfg["num_hidden_layers"]):
@@ -225,7 +229,7 @@ def llama_forward(W, cfg, ids, lora, s, x0=None):
         q, k = q.transpose(1, 2), k.transpose(1, 2)
         if uses_rope[l]:
             q, k = rope(q, inv), rope(k, inv)
-        y = causal_attention(q, k, v).transpose(1, 2).reshape(B * T, H * D)
+        y = causal_attention(q, k, v, window=window or 0).transpose(1, 2).reshape(B * T, H * D)
         x = x + proj("self_attn.o_proj", y).view(B, T, C)
         h = rms_norm(x, W[p + "post_attention_layernorm.weight"], eps).reshape(B * T, C)
         m = silu(proj("mlp.gate_proj", h)) * proj("mlp.up_proj", h)
@@ -446,6 +450,13 @@ def gemma3_config(hidden, layers, heads, kv, head_dim, inter, vocab, tied, slidi
     else:
         cfg["sliding_window_pattern"] = pattern
     return cfg
+def mistral_config(hidden, layers, heads, kv, head_dim, inter, vocab, window):
+    return {"architectures": ["MistralForCausalLM"], "model_type": "mistral", "attention_dropout": 0.0,
+            "bos_token_id": 1, "eos_token_id": 2, "head_dim": head_dim, "hidden_act": "silu", "hidden_size": hidden,
+            "initializer_range": 0.02, "intermediate_size": inter, "max_position_embeddings": 128,
+            "num_attention_heads": heads, "num_hidden_layers": layers, "num_key_value_heads": kv, "rms_norm_eps": 1e-5,
+            "rope_theta": 1000000.0, "sliding_window": window, "tie_word_embeddings": False, "torch_dtype": "float32",
+            "use_cache": True, "vocab_size": vocab, "transformers_version": "4.46.0"}
 
 
 def random_weights(family, cfg, g):
@@ -531,6 +542,9 @@ CASES = {
         32, 3, 2, 1, 24, 48, 89, False, 5, 24, pattern=2, rope_scaling={"factor": 8.0, "rope_type": "linear"}),
         dtype="F32", B=2, T=13, lora=dict(r=4, alpha=8, use_rslora=True, targets=["q_proj", "v_proj", "down_proj"]),
         seed=21),
+    # Mistral: sliding_window 4 < T = 11 (positions 4.. lose their first keys), GQA 4/2, head_dim 10 != 48/4, untied
+    "mistral-window": dict(family="mistral", config=mistral_config(48, 2, 4, 2, 10, 72, 89, 4), dtype="BF16", B=2, T=11,
+                           lora=dict(r=3, alpha=6, use_rslora=False, targets=ALL_TARGETS), seed=20),
     "weblora-llama-1m": dict(family="llama", config=None, dtype=None, B=1, T=16,
                              lora=dict(r=4, alpha=8, use_rslora=False,
                                        targets=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]), seed=15),
@@ -860,6 +874,7 @@ def selfcheck():
         "smollm3": smollm3_config(8, 2, 2, 1, 6, 9, [0, 1]),
         "gemma3": gemma3_config(8, 2, 2, 1, 6, 6, 9, True, 2, 5, layer_types=["sliding_attention", "full_attention"],
                                 attn_cap=1.0, final_cap=2.0),
+        "mistral": mistral_config(8, 2, 2, 1, 6, 6, 9, 2),
     }
     for family, cfg in tiny.items():
         W = random_weights(family, cfg, g)
@@ -901,7 +916,7 @@ def main():
         for n in names:
             golden_case(n)
     if cmd in ("train", "all"):
-        for n in (sys.argv[2:] or ["gpt2-tiny", "weblora-llama-1m"]):
+        for n in (sys.argv[2:] or ["gpt2-tiny", "weblora-llama-1m", "qwen3-gqa-tied", "gemma3-sliding-softcap"]):
             train_case(n)
 
 

@@ -68,6 +68,9 @@ usage: npm run train -- --model <folder | hub repo id> --data <file> --out <fold
   --name <text>              adapter name for the model card (default: the --out folder name)
   --f16                      store frozen weights as f16 (needs shader-f16)
   --hub-base-url <url>       Hub mirror (default ${DEFAULT_HUB})
+  --gpu-memory <GiB>         GPU memory a run may use; a model whose estimate is above it is refused
+                             from its config.json, before any weight is downloaded (default: no budget,
+                             only the adapter's buffer limits)
 ${lines.join('\n')}
   --help                     this text
 
@@ -85,6 +88,7 @@ export function parseArgs(argv: string[]) {
     name?: string;
     f16: boolean;
     hubBaseUrl?: string;
+    gpuMemoryBytes?: number;
     help: boolean;
   } = { f16: false, help: false };
   for (let i = 0; i < argv.length; i++) {
@@ -103,7 +107,13 @@ export function parseArgs(argv: string[]) {
     else if (a === '--name') o.name = val();
     else if (a === '--f16') o.f16 = true;
     else if (a === '--hub-base-url') o.hubBaseUrl = val();
-    else if (FLAGS[a]) {
+    else if (a === '--gpu-memory') {
+      const v = val();
+      const gib = Number(v);
+      if (!(gib > 0 && Number.isFinite(gib)))
+        throw new Error(`--gpu-memory needs a positive number of GiB, got '${v}'`);
+      o.gpuMemoryBytes = gib * 1024 ** 3;
+    } else if (FLAGS[a]) {
       const f = FLAGS[a];
       const s = settings as Record<string, unknown>;
       if (f.kind === 'bool') s[f.key] = true;
@@ -159,7 +169,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   const ctx = await createNodeContext();
   const log = (s: string) => process.stderr.write(s + '\n');
-  const engine = new Engine(ctx, { tuneStore: fileTuneStore(), log });
+  const engine = new Engine(ctx, { tuneStore: fileTuneStore(), log, memoryBudget: args.gpuMemoryBytes });
   try {
     log(`GPU: ${ctx.adapterName}${ctx.hasF16 ? ' (f16)' : ''}`);
     const loaded = await engine.loadModel(source, args.f16 ? 'f16' : 'f32');

@@ -9,6 +9,7 @@ import { estimateMemory, checkFits } from '../models/memory';
 import { loadModelFiles, type ModelFiles } from '../loaders/model-files';
 import type { ModelSource, ProgressFn } from '../loaders/sources';
 import { DEFAULT_TARGETS, LORA_TARGETS, paramCount, type ModelConfig } from '../models/config';
+import { FAMILIES } from '../models/families';
 import { generate } from '../models/generate';
 import { loadModel } from '../models';
 import { loraParamCount, LoraState, type LoraConfig } from '../models/lora';
@@ -16,6 +17,7 @@ import { selectModules } from '../models/modules';
 import type { CausalLM } from '../models/model';
 import { Trainer, type TrainEvent } from '../training/trainer';
 import {
+  DEFAULT_SETTINGS,
   loraConfigOf,
   resolveSettings,
   validateSettings,
@@ -49,6 +51,20 @@ export interface EngineOptions {
   matmul?: MatmulPolicy;
   /** Where the autotuner's pick is logged (default console.info). */
   log?: (line: string) => void;
+  /**
+   * Bytes of GPU memory this device gives a run, when the caller knows (WebGPU does not say): memory
+   * estimates above it are errors, and a model whose estimate is above it is refused before its weights
+   * are fetched. Without it only the adapter's buffer limits can refuse a model.
+   */
+  memoryBudget?: number;
+}
+
+/** A model refused from its config.json alone: it cannot fit this device, so no weight was fetched. */
+export class ModelTooLargeError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ModelTooLargeError';
+  }
 }
 
 export interface RunControl {
@@ -109,6 +125,26 @@ export interface EstimateSummary {
   errors: SettingsError[];
 }
 
+/** A model family WebLoRA loads, as the studio lists it where a model is picked. */
+export interface FamilyInfo {
+  family: string;
+  name: string;
+  /** config.json "architectures" values it loads. */
+  architectures: string[];
+  /** Public Hub repos of this family. */
+  examples: string[];
+}
+
+/** Every family in the registry (src/models/families/index.ts), in its order. */
+export function supportedFamilies(): FamilyInfo[] {
+  return Object.values(FAMILIES).map((s) => ({
+    family: s.family,
+    name: s.name,
+    architectures: [...s.architectures],
+    examples: [...s.examples],
+  }));
+}
+
 export function modelSummary(id: string, cfg: ModelConfig, weightBytes: number): ModelSummary {
   return {
     id,
@@ -146,13 +182,20 @@ export class Engine {
     if (opts.matmul) setMatmulPolicy(ctx, opts.matmul);
   }
 
-  /** Reads a model's config and files (no GPU work) and estimates its memory at default settings. */
+  /**
+   * Reads a model's config and files (no GPU work) and estimates its memory at default settings with
+   * `weightDtype` weights. A model that cannot fit (refuseTooLarge) is refused from config.json and the
+   * file list, before its tokenizer or any weight is fetched.
+   */
   async inspect(
     source: ModelSource,
     onProgress?: ProgressFn,
+    weightDtype: 'f32' | 'f16' = DEFAULT_SETTINGS.weightDtype,
   ): Promise<{ files: ModelFiles; model: ModelSummary; memory: MemorySummary }> {
+    const refuse = (cfg: ModelConfig, names: string[] | null) => this.refuseTooLarge(source, cfg, weightDtype, names);
     const reuse = this.inspected && this.inspected.id === source.id && !source.id.startsWith('files:');
-    const files = reuse ? this.inspected!.files : await loadModelFiles(source, onProgress);
+    if (reuse) refuse(this.inspected!.files.config, null);
+    const files = reuse ? this.inspected!.files : await loadModelFiles(source, onProgress, { beforeWeights: refuse });
     this.inspected = { id: source.id, files };
     const wbytes = [...files.weights.values()].reduce((n, w) => n + w.shape.reduce((a, b) => a * b, 1) * 4, 0);
     return {
@@ -172,10 +215,14 @@ export class Engine {
       checkpointing: s.checkpointing,
       maxBindingBytes: this.ctx.limits.maxStorageBufferBindingSize,
     });
-    const msgs = checkFits(est, {
-      maxBufferSize: this.ctx.limits.maxBufferSize,
-      maxStorageBufferBindingSize: this.ctx.limits.maxStorageBufferBindingSize,
-    });
+    const msgs = checkFits(
+      est,
+      {
+        maxBufferSize: this.ctx.limits.maxBufferSize,
+        maxStorageBufferBindingSize: this.ctx.limits.maxStorageBufferBindingSize,
+      },
+      this.opts.memoryBudget,
+    );
     return {
       totalBytes: est.totalBytes,
       weightBytes: est.weightBytes,
@@ -185,13 +232,24 @@ export class Engine {
     };
   }
 
+  /**
+   * Throws ModelTooLargeError when a run of `cfg` at default settings with `weightDtype` weights cannot
+   * fit: a tensor beyond the adapter's maxBufferSize / maxStorageBufferBindingSize, or an estimate above
+   * the memory budget. The message gives the figures (src/models/memory.ts checkFits).
+   */
+  refuseTooLarge(source: ModelSource, cfg: ModelConfig, weightDtype: 'f32' | 'f16', files: string[] | null): void {
+    const errors = this.memory(cfg, resolveSettings({ weightDtype }, cfg)).messages.filter((m) => m.level === 'error');
+    if (!errors.length) return;
+    const weights = (files ?? []).filter((f) => f.endsWith('.safetensors'));
+    const skipped = weights.length ? ` (${weights.join(', ')})` : '';
+    throw new ModelTooLargeError(
+      `${source.id} does not fit this GPU (${this.ctx.adapterName}) with ${weightDtype} weights at default settings, so its weights${skipped} were not fetched: ${errors.map((e) => e.text).join(' ')}`,
+    );
+  }
+
   /** Loads a model onto the GPU, replacing the current one. On failure nothing new stays on the GPU. */
   async loadModel(source: ModelSource, weightDtype: 'f32' | 'f16', onProgress?: ProgressFn): Promise<LoadedModel> {
-    const { files } = await this.inspect(source, onProgress);
-    const errors = this.memory(files.config, resolveSettings({ weightDtype }, files.config)).messages.filter(
-      (m) => m.level === 'error',
-    );
-    if (errors.length) throw new Error(errors.map((e) => e.text).join(' '));
+    const { files } = await this.inspect(source, onProgress, weightDtype);
     this.unloadModel();
     const total = files.weights.size;
     const model = await loadModel(this.ctx, files.config, files.weights, {

@@ -246,11 +246,26 @@ function indexWeights(
   return weights;
 }
 
+export interface LoadOptions {
+  /**
+   * Called with the parsed config and the source's file list (null when it cannot list) before anything
+   * else is fetched: the tokenizer, and above all the weights. Throwing refuses the model there.
+   */
+  beforeWeights?(config: ModelConfig, files: string[] | null): void;
+}
+
 /** Loads and validates config, tokenizer and the weight index from any source. Weights are read lazily. */
-export async function loadModelFiles(source: ModelSource, onProgress?: ProgressFn): Promise<ModelFiles> {
-  // config.json first: an unsupported architecture fails before gigabytes of weights are fetched.
+export async function loadModelFiles(
+  source: ModelSource,
+  onProgress?: ProgressFn,
+  opts: LoadOptions = {},
+): Promise<ModelFiles> {
+  // config.json first: an unsupported architecture, or a model too large for the device, fails before
+  // gigabytes of weights are fetched.
   const configJson = await jsonFile(source, 'config.json', true, onProgress);
   const config = parseConfig(configJson, `config.json (${source.id})`);
+  const listed = await listedFiles(source);
+  opts.beforeWeights?.(config, listed && [...listed]);
   const tokenizerJson = await jsonFile(source, 'tokenizer.json', true, onProgress);
   const tokenizerConfigJson = (await jsonFile(source, 'tokenizer_config.json', false, onProgress)) ?? {};
   const generationConfig = await jsonFile(source, 'generation_config.json', false, onProgress);

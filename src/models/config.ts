@@ -1,5 +1,5 @@
 // Hugging Face config.json -> ModelConfig, read the way transformers reads it (LlamaConfig, Qwen2Config,
-// Qwen3Config, SmolLM3Config, GPT2Config). What each family reads lives in its own file under ./families/;
+// Qwen3Config, SmolLM3Config, MistralConfig, GPT2Config). What each family reads lives in its own file under ./families/;
 // this module is the entry point the rest of WebLoRA uses (parseConfig, expectedTensors, the target lists).
 
 import { ARCHITECTURES, FAMILIES, architectureOf, familySpec } from './families';

@@ -6,7 +6,7 @@
 //   lora        A (r, in) and B (out, r) per targeted module, f32, ×4: parameter, gradient, Adam m and v.
 //   activations what the tape saves for backward, f32, per block (N = B·T rows): each family says how
 //               many floats per row (src/models/families/<family>.ts blockFloatsPerRow), e.g.
-//                 llama/qwen2/smollm3: block input x, rstd, n1 = rmsnorm(x), q and k after RoPE, v,
+//                 llama/qwen2/smollm3/mistral: block input x, rstd, n1 = rmsnorm(x), q and k after RoPE, v,
 //                   attention output, lse (Hq per row), h = x + attn, rstd, n2, gate, up, silu(gate)·up;
 //                 qwen3: the same plus q and k before their per-head norms and those norms' rstd;
 //                 gemma3: qwen3's set plus the o_proj and down_proj outputs the post-attention and

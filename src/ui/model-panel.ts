@@ -1,8 +1,8 @@
 // Area 1a: the base model. Loads the bundled model at start; a Hugging Face repo or a local folder on
 // request. Shows the model's shape and the memory estimate against the GPU adapter's limits.
 
-import type { MemorySummary, ModelSourceSpec, ModelSummary } from '../worker/protocol';
-import { StatusLine, append, couldNot, defList, fmtCount, h, newId, setChildren } from './dom';
+import type { FamilyInfo, MemorySummary, ModelSourceSpec, ModelSummary } from '../worker/protocol';
+import { StatusLine, append, couldNot, defList, errorText, fmtCount, h, newId, setChildren } from './dom';
 import { DEFAULT_HUB, HUB_ORIGINS_ENV, connectAllowed, connectSources } from '../util/csp';
 import { fmtBytes } from '../util/format';
 import type { Studio } from './state';
@@ -121,11 +121,10 @@ function modelLoader(
     progressRow.hidden = true;
     try {
       status.set(`Reading ${label}…`, 'busy');
-      const inspected = await studio.client.request({ type: 'inspectModel', source });
+      // A model that cannot fit this GPU is refused here, from its config.json, before any weight is fetched.
+      const inspected = await studio.client.request({ type: 'inspectModel', source, weightDtype: studio.weightDtype });
       view.show(inspected.model, inspected.memory, 'estimate');
-      if (inspected.memory.messages.some((m) => m.level === 'error')) {
-        status.set(`${label} does not fit this GPU at default settings; see the memory notes. Loading anyway…`, 'warn');
-      } else status.set(`Loading ${label} onto the GPU…`, 'busy');
+      status.set(`Loading ${label} onto the GPU…`, 'busy');
       const loaded = await studio.client.request({ type: 'loadModel', source, weightDtype: studio.weightDtype });
       view.show(loaded.model, loaded.memory, 'loaded');
       studio.model = loaded.model;
@@ -142,8 +141,50 @@ function modelLoader(
   };
 }
 
-/** A Hugging Face repo id and Hub base URL. */
-function hubModelForm(status: StatusLine, load: Load): HTMLFormElement {
+/**
+ * The model families the engine loads (its registry, asked through the worker), each with its
+ * config.json architectures and example repos; an example fills the repo field.
+ */
+function familyList(studio: Studio, status: StatusLine, repoInput: HTMLInputElement): HTMLElement {
+  const list = h('ul', { class: 'families' });
+  const item = (f: FamilyInfo) =>
+    h(
+      'li',
+      { 'data-family': f.family },
+      h('strong', { text: f.name }),
+      ` (${f.architectures.join(', ')}), e.g. `,
+      ...f.examples.flatMap((repo, i) => [
+        i > 0 ? ', ' : '',
+        h('button', {
+          type: 'button',
+          class: 'example-repo',
+          text: repo,
+          title: `Put ${repo} in the repo field`,
+          onclick: () => {
+            repoInput.value = repo;
+            repoInput.focus();
+          },
+        }),
+      ]),
+    );
+  studio.on('engine', async () => {
+    if (!studio.engine) return;
+    try {
+      setChildren(list, ...(await studio.client.request({ type: 'families' })).map(item));
+    } catch (e) {
+      status.set(`Could not list the supported model families: ${errorText(e)}`, 'error');
+    }
+  });
+  return h(
+    'div',
+    { class: 'field families-field', role: 'group', 'aria-label': 'Supported model families' },
+    h('span', { class: 'label', text: 'Supported model families' }),
+    list,
+  );
+}
+
+/** A Hugging Face repo id and Hub base URL, next to the families WebLoRA loads. */
+function hubModelForm(studio: Studio, status: StatusLine, load: Load): HTMLFormElement {
   const repoId = newId('hub-repo');
   const baseId = 'hub-base-url'; // one Hub base URL for the page: the gallery's Hub import reads it too
   const repoInput = h('input', {
@@ -163,9 +204,10 @@ function hubModelForm(status: StatusLine, load: Load): HTMLFormElement {
       h('label', { for: repoId, text: 'Hugging Face repo id' }),
       repoInput,
       h('small', {
-        text: 'A public model repo with safetensors weights, config.json and tokenizer.json. Supported families: Llama 2 and 3.x (SmolLM2, TinyLlama, Llama 3.2), Qwen2 / Qwen2.5, Qwen3, SmolLM3, GPT-2.',
+        text: 'A public model repo of a supported family, with safetensors weights, config.json and tokenizer.json.',
       }),
     ),
+    familyList(studio, status, repoInput),
     h(
       'div',
       { class: 'field' },
@@ -245,7 +287,7 @@ export function modelPanel(studio: Studio): HTMLElement {
     'details',
     { class: 'other-model' },
     h('summary', { text: 'Load a different model' }),
-    hubModelForm(status, load),
+    hubModelForm(studio, status, load),
     progressRow,
     localModelForm(load),
   );

@@ -3,7 +3,7 @@
 
 /// <reference lib="webworker" />
 import { adapterFilesFromUpload, readAdapterFiles, zipAdapter, type AdapterFiles } from '../adapters/peft';
-import { Engine, modelSummary } from '../engine/engine';
+import { Engine, modelSummary, supportedFamilies } from '../engine/engine';
 import { GpuContext } from '../gpu/context';
 import { bundledSource, cacheStorageBlobCache, filesSource, hubSource, type ModelSource } from '../loaders/sources';
 import { LoraState } from '../models/lora';
@@ -138,7 +138,7 @@ async function init(): Promise<Replies['init']> {
 }
 
 async function inspectModel(req: Req<'inspectModel'>): Promise<Replies['inspectModel']> {
-  const r = await requireEngine().inspect(sourceOf(req.source), progress('download'));
+  const r = await requireEngine().inspect(sourceOf(req.source), progress('download'), req.weightDtype);
   return { model: r.model, memory: r.memory };
 }
 
@@ -333,6 +333,7 @@ async function generate(req: Req<'generate'>): Promise<Replies['generate']> {
 /** One handler per request type; each reply's type is the protocol's for that request. */
 const handlers: { [K in Request['type']]: Handler<K> } = {
   init,
+  families: () => supportedFamilies(),
   inspectModel,
   loadModel,
   loadDataset,

@@ -3,7 +3,7 @@
 // plus events at any time (progress, training steps, samples). No GPU object ever crosses it.
 
 import type { DatasetSummary } from '../data/dataset';
-import type { EstimateSummary, MemorySummary, ModelSummary } from '../engine/engine';
+import type { EstimateSummary, FamilyInfo, MemorySummary, ModelSummary } from '../engine/engine';
 import type { GalleryEntry } from '../storage/gallery';
 import type { SettingsError, TrainSettings } from '../training/settings';
 import type { TrainEvent } from '../training/trainer';
@@ -12,6 +12,7 @@ import type { TrainEvent } from '../training/trainer';
 export type {
   DatasetSummary,
   EstimateSummary,
+  FamilyInfo,
   GalleryEntry,
   MemorySummary,
   ModelSummary,
@@ -28,7 +29,8 @@ export type ModelSourceSpec =
 
 export type Request =
   | { type: 'init' }
-  | { type: 'inspectModel'; source: ModelSourceSpec }
+  | { type: 'families' }
+  | { type: 'inspectModel'; source: ModelSourceSpec; weightDtype?: 'f32' | 'f16' }
   | { type: 'loadModel'; source: ModelSourceSpec; weightDtype: 'f32' | 'f16' }
   | { type: 'loadDataset'; name: string; text: string; format?: string; column?: string }
   | { type: 'estimate'; settings: Partial<TrainSettings> }
@@ -58,6 +60,7 @@ export type Request =
 
 export interface Replies {
   init: { adapterName: string; hasF16: boolean; maxBindingBytes: number; maxBufferBytes: number };
+  families: FamilyInfo[];
   inspectModel: { model: ModelSummary; memory: MemorySummary };
   loadModel: { model: ModelSummary; memory: MemorySummary };
   loadDataset: DatasetSummary;

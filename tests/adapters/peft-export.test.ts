@@ -1,6 +1,8 @@
 // Adapters exported by WebLoRA, checked by an independent reader: tools/check_peft.py loads the exported
 // folder onto the base model with its own safetensors reader and float64 model code and compares the
-// logits with those WebLoRA computed. That check needs PyTorch, so it runs when the fixtures are written:
+// logits with those WebLoRA computed. One case per family and per switch of the Llama-shaped block: Llama
+// (GQA, tied), GPT-2 (Conv1D), Qwen3 (q/k norms, head_dim), Llama 3.x (rope_scaling llama3 with T beyond
+// original_max_position_embeddings), SmolLM3 (NoPE layers), Mistral (sliding window shorter than T). That check needs PyTorch, so it runs when the fixtures are written:
 //
 //   WEBLORA_WRITE_FIXTURES=1 npx vitest run --project lavapipe tests/adapters/peft-export.test.ts
 //
@@ -34,7 +36,10 @@ import { gpu, rng } from '../helpers/gpu';
 const WRITE = process.env.WEBLORA_WRITE_FIXTURES === '1';
 const FILES = ['adapter_model.safetensors', 'adapter_config.json', 'README.md'] as const;
 
-const cases: { name: string; lc: LoraConfig; seed: number }[] = [
+const ALL = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
+
+/** B·T tokens of logits per case: 2 × 7 unless the case needs a longer sequence to exercise its feature. */
+const cases: { name: string; lc: LoraConfig; seed: number; B?: number; T?: number }[] = [
   {
     name: 'llama-gqa-tied',
     lc: {
@@ -50,6 +55,27 @@ const cases: { name: string; lc: LoraConfig; seed: number }[] = [
     name: 'gpt2-tiny',
     lc: { r: 2, alpha: 8, useRslora: false, dropout: 0, targets: ['c_attn', 'c_fc', 'c_proj'] },
     seed: 22,
+  },
+  { name: 'qwen3-gqa-tied', lc: { r: 4, alpha: 8, useRslora: false, dropout: 0, targets: ALL }, seed: 23 },
+  {
+    // T 40 > original_max_position_embeddings 28: all three llama3 bands turn by visibly different angles
+    name: 'llama3-scaled',
+    lc: { r: 2, alpha: 4, useRslora: false, dropout: 0, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj'] },
+    seed: 24,
+    B: 1,
+    T: 40,
+  },
+  {
+    name: 'smollm3-nope',
+    lc: { r: 3, alpha: 6, useRslora: false, dropout: 0, targets: ['q_proj', 'k_proj', 'o_proj', 'up_proj'] },
+    seed: 25,
+  },
+  {
+    // T 11 > sliding_window 4
+    name: 'mistral-window',
+    lc: { r: 4, alpha: 4, useRslora: true, dropout: 0, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'down_proj'] },
+    seed: 26,
+    T: 11,
   },
 ];
 
@@ -96,8 +122,8 @@ describe('PEFT export, checked by tools/check_peft.py', () => {
       const lora = LoraState.fromArrays(ctx, cfg, c.lc, init);
       const arrays = await lora.read(); // as the engine exports: read back from the GPU
       const out = exportAdapter(cfg, c.lc, arrays, card(c.name, c.lc));
-      const B = 2,
-        T = 7;
+      const B = c.B ?? 2,
+        T = c.T ?? 7;
       const ids = g.int(B * T, cfg.vocabSize);
       const t = forwardLogits(model, lora, ids, B, T);
       const logits = await t.read();

@@ -1,7 +1,7 @@
 // The headless trainer end to end: `npm run train` arguments in, a PEFT adapter folder out that the
 // project's own importer accepts for the same base model.
 
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
@@ -98,5 +98,24 @@ describe('npm run train', () => {
       checkpointing: true,
     });
     expect(() => parseArgs(['--lr', 'fast'])).toThrow(/needs a number/);
+    expect(parseArgs(['--gpu-memory', '0.5']).gpuMemoryBytes).toBe(512 * 1024 ** 2);
+    expect(() => parseArgs(['--gpu-memory', '-1'])).toThrow(/positive number of GiB/);
+  });
+
+  it('--gpu-memory below the estimate refuses the model before loading it', async () => {
+    const err = vi.spyOn(console, 'error').mockImplementation(() => {});
+    const out = mkdtempSync(join(tmpdir(), 'weblora-cli-budget-'));
+    try {
+      const data = join(ROOT, 'public/datasets/fortunes.txt');
+      const args = ['--model', BUNDLED, '--data', data, '--out', out, '--gpu-memory', '0.001'];
+      expect(await main(args)).toBe(1);
+      expect(String(err.mock.calls.at(-1)![0])).toMatch(
+        /were not fetched: estimated GPU memory .* over the 1\.0\d MiB budget/,
+      );
+      expect(existsSync(join(out, 'adapter_model.safetensors'))).toBe(false);
+    } finally {
+      err.mockRestore();
+      rmSync(out, { recursive: true, force: true });
+    }
   });
 });

@@ -9,7 +9,8 @@ import { unzipSync } from 'fflate';
 import type { Page } from 'playwright-core';
 import { describe, expect, it } from 'vitest';
 import { parseSafetensorsHeader } from '../../src/loaders/safetensors';
-import { ROOT, expectBundledModel, screenshot, useStudioPage } from './harness';
+import { FAMILIES } from '../../src/models/families';
+import { ROOT, expectBundledModel, expectEngineUp, screenshot, useStudioPage } from './harness';
 
 // Small enough for SwiftShader on 2 cores; a high learning rate so a few steps change the model.
 const RUN = {
@@ -53,6 +54,30 @@ describe('studio page, main flow', () => {
     // The settings form shows the llama family's modules with PEFT's defaults ticked.
     await expect.poll(() => page.getByRole('checkbox', { name: 'q_proj' }).isChecked()).toBe(true);
     expect(await page.getByRole('checkbox', { name: 'down_proj' }).isChecked()).toBe(false);
+  });
+
+  it('lists every registered model family next to the Hub repo field, as the engine reports them', async () => {
+    // The page cannot import the registry (tests/tooling/layers.test.ts): the list can only come from the
+    // engine, through the worker's 'families' request.
+    await expectEngineUp(page); // the list is asked for once the engine is up
+    await page.locator('#model-panel details.other-model > summary').click();
+    const list = page.getByRole('group', { name: 'Supported model families' });
+    await list.locator('li').first().waitFor({ timeout: 60_000 });
+    const specs = Object.values(FAMILIES);
+    expect(await list.locator('li').count()).toBe(specs.length);
+    for (const spec of specs) {
+      const li = list.locator(`li[data-family="${spec.family}"]`);
+      const text = (await li.textContent()) ?? '';
+      expect(text).toContain(spec.name);
+      for (const a of spec.architectures) expect(text).toContain(a);
+      expect(await li.getByRole('button').allTextContents()).toEqual(spec.examples);
+    }
+    // An example fills the repo field (nothing is loaded until the form is sent).
+    const example = FAMILIES.qwen3.examples[0];
+    await list.getByRole('button', { name: example, exact: true }).click();
+    expect(await page.getByLabel('Hugging Face repo id').inputValue()).toBe(example);
+    await page.getByLabel('Hugging Face repo id').fill('');
+    await screenshot(page, 'area1-model-families', '#model-panel');
   });
 
   it('reads a sample dataset and shows its format, preview, tokens and split', async () => {

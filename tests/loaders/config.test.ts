@@ -180,9 +180,9 @@ describe('parseConfig', () => {
 
   it('rejects an unsupported architecture, naming it and listing the supported ones', () => {
     const err = () =>
-      parseConfig({ ...TINYLLAMA, architectures: ['MistralForCausalLM'], model_type: 'mistral' }, 'my/config.json');
+      parseConfig({ ...TINYLLAMA, architectures: ['PhiForCausalLM'], model_type: 'phi' }, 'my/config.json');
     expect(err).toThrow(ConfigError);
-    expect(err).toThrow(/my\/config\.json.*"MistralForCausalLM".*LlamaForCausalLM, Qwen2ForCausalLM, GPT2LMHeadModel/);
+    expect(err).toThrow(/my\/config\.json.*"PhiForCausalLM".*LlamaForCausalLM, Qwen2ForCausalLM, GPT2LMHeadModel/);
     expect(() => parseConfig({ model_type: 'bert' })).toThrow(/"bert".*LlamaForCausalLM/);
     expect(() => parseConfig('nope')).toThrow(/JSON object/);
   });
@@ -342,6 +342,7 @@ describe('LoRA targets', () => {
       qwen3: ['q_proj', 'v_proj'],
       smollm3: ['q_proj', 'v_proj'],
       gemma3: ['q_proj', 'v_proj'],
+      mistral: ['q_proj', 'v_proj'],
     });
   });
 

@@ -1,4 +1,4 @@
-// Qwen3, SmolLM3, Gemma 3 and a Llama with rope_scaling llama3, each as a model folder (config.json,
+// Qwen3, SmolLM3, Gemma 3, Mistral (sliding window 5 < T) and a Llama with rope_scaling llama3, each as a model folder (config.json,
 // tokenizer, safetensors with every tensor the config implies) served Hub-style from a local HTTP server (and
 // Gemma 3 also as picked files, in bf16 like its Hub checkpoints): the loader reads it, the weights go to the
 // GPU, and one LoRA forward + backward runs on every target. The values are the loader tests' deterministic
@@ -36,7 +36,7 @@ async function oneLoraStep(m: Loaded) {
   const model = await loadModel(ctx, m.config, m.weights, { dtype: 'f32' });
   const targets = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
   const lora = LoraState.init(ctx, m.config, { r: 2, alpha: 4, useRslora: false, dropout: 0, targets }, 5);
-  // T beyond original_max_position_embeddings (16) for the llama3 case and the window (3) of Gemma's sliding layer
+  // T beyond original_max_position_embeddings (16) for the llama3 case and the window (3) of Gemma's sliding layer, (5) of Mistral's
   const [B, T] = [2, 20];
   const ids = Uint32Array.from({ length: B * T }, (_, i) => (i * 37) % 300);
   const tgt = Uint32Array.from({ length: B * T }, (_, i) => (i * 37 + 37) % 300);
@@ -61,6 +61,7 @@ describe('new families from a Hub-shaped server, one LoRA step', () => {
     ['qwen3', 'qwen3'],
     ['smollm3', 'smollm3'],
     ['gemma3', 'gemma3'],
+    ['mistral', 'mistral'],
     ['llama3', 'llama'],
   ] as const)('%s', async (name, family) => {
     const files = tinyModelFolder(family);
@@ -74,6 +75,8 @@ describe('new families from a Hub-shaped server, one LoRA step', () => {
       if (name === 'qwen3') expect(m.weights.has('model.layers.1.self_attn.k_norm.weight')).toBe(true);
       if (name === 'smollm3') expect(m.config.ropeLayers).toEqual([true, false]);
       if (name === 'llama3') expect(m.config.ropeScaling?.type).toBe('llama3');
+      if (name === 'mistral')
+        expect([m.config.slidingLayers, m.config.slidingWindow, m.config.headDim]).toEqual([[true, true], 5, 6]);
       if (name === 'gemma3') {
         expect(m.config.slidingLayers).toEqual([true, false]);
         expect(m.weights.has('model.layers.1.post_feedforward_layernorm.weight')).toBe(true);

@@ -1,6 +1,7 @@
 // The families of issue 11 read from their config.json as transformers reads it: Qwen3 (q/k norms, explicit
-// head_dim), Llama 3.x (rope_scaling llama3 / linear, rope_theta 500000), SmolLM3 (no_rope_layers) and Gemma 3
-// text (layer_types / sliding_window_pattern, two RoPE bases, query_pre_attn_scalar, soft caps), the
+// head_dim), Llama 3.x (rope_scaling llama3 / linear, rope_theta 500000), SmolLM3 (no_rope_layers), Gemma 3
+// text (layer_types / sliding_window_pattern, two RoPE bases, query_pre_attn_scalar, soft caps) and Mistral
+// (sliding_window, explicit head_dim), the
 // registry every other module reads from, and the errors for what WebLoRA does not implement. The RoPE
 // frequency table is checked bit for bit against transformers' own float32 computation, which
 // tools/golden.py ran (tests/fixtures/llama3-scaled/golden.safetensors, rope_inv_freq_hf_f32); the models
@@ -19,98 +20,7 @@ import { exportAdapter, importAdapter } from '../../src/adapters/peft';
 import { TINY_CONFIGS } from '../loaders/fixtures';
 import { weightNames } from '../../src/models/weights';
 import { goldenCases, readGolden } from '../helpers/fixtures';
-
-// config.json of the Hub checkpoints (trimmed of generation-only fields).
-const QWEN3_06B = {
-  architectures: ['Qwen3ForCausalLM'],
-  attention_bias: false,
-  attention_dropout: 0.0,
-  bos_token_id: 151643,
-  eos_token_id: 151645,
-  head_dim: 128,
-  hidden_act: 'silu',
-  hidden_size: 1024,
-  initializer_range: 0.02,
-  intermediate_size: 3072,
-  max_position_embeddings: 40960,
-  max_window_layers: 28,
-  model_type: 'qwen3',
-  num_attention_heads: 16,
-  num_hidden_layers: 28,
-  num_key_value_heads: 8,
-  rms_norm_eps: 1e-6,
-  rope_scaling: null,
-  rope_theta: 1000000,
-  sliding_window: null,
-  tie_word_embeddings: true,
-  torch_dtype: 'bfloat16',
-  use_cache: true,
-  use_sliding_window: false,
-  vocab_size: 151936,
-};
-
-const LLAMA32_1B = {
-  architectures: ['LlamaForCausalLM'],
-  attention_bias: false,
-  attention_dropout: 0.0,
-  bos_token_id: 128000,
-  eos_token_id: 128001,
-  head_dim: 64,
-  hidden_act: 'silu',
-  hidden_size: 2048,
-  initializer_range: 0.02,
-  intermediate_size: 8192,
-  max_position_embeddings: 131072,
-  mlp_bias: false,
-  model_type: 'llama',
-  num_attention_heads: 32,
-  num_hidden_layers: 16,
-  num_key_value_heads: 8,
-  pretraining_tp: 1,
-  rms_norm_eps: 1e-5,
-  rope_scaling: {
-    factor: 32.0,
-    high_freq_factor: 4.0,
-    low_freq_factor: 1.0,
-    original_max_position_embeddings: 8192,
-    rope_type: 'llama3',
-  },
-  rope_theta: 500000.0,
-  tie_word_embeddings: true,
-  torch_dtype: 'bfloat16',
-  use_cache: true,
-  vocab_size: 128256,
-};
-
-const SMOLLM3_3B = {
-  architectures: ['SmolLM3ForCausalLM'],
-  attention_bias: false,
-  attention_dropout: 0.0,
-  bos_token_id: null,
-  eos_token_id: 128012,
-  hidden_act: 'silu',
-  hidden_size: 2048,
-  initializer_range: 0.02,
-  intermediate_size: 11008,
-  max_position_embeddings: 65536,
-  mlp_bias: false,
-  model_type: 'smollm3',
-  no_rope_layer_interval: 4,
-  no_rope_layers: Array.from({ length: 36 }, (_, i) => ((i + 1) % 4 === 0 ? 0 : 1)),
-  num_attention_heads: 16,
-  num_hidden_layers: 36,
-  num_key_value_heads: 4,
-  pad_token_id: 128004,
-  rms_norm_eps: 1e-6,
-  rope_scaling: null,
-  rope_theta: 5000000.0,
-  sliding_window: null,
-  tie_word_embeddings: true,
-  torch_dtype: 'bfloat16',
-  use_cache: false,
-  use_sliding_window: false,
-  vocab_size: 128256,
-};
+import { LLAMA32_1B, MISTRAL_7B_V01, MISTRAL_NEMO, QWEN3_06B, SMOLLM3_3B } from './hub-configs';
 
 // gemma-3-270m's config.json: layer_types written out (every 6th layer full), no soft caps.
 const GEMMA3_270M = {
@@ -187,7 +97,8 @@ describe('family registry', () => {
       for (const t of spec.defaultTargets) expect(spec.loraTargets).toContain(t);
     }
     // the model code reads exactly the checkpoint's tensors (+ nothing it does not load)
-    for (const cfg of [QWEN3_06B, LLAMA32_1B, SMOLLM3_3B, GEMMA3_270M, GEMMA3_1B].map((j) => parseConfig(j))) {
+    const hubConfigs = [QWEN3_06B, LLAMA32_1B, SMOLLM3_3B, GEMMA3_270M, GEMMA3_1B, MISTRAL_7B_V01, MISTRAL_NEMO];
+    for (const cfg of hubConfigs.map((j) => parseConfig(j))) {
       const w = weightNames(cfg);
       expect(new Set([...w.large, ...w.small, ...w.tables])).toEqual(new Set(expectedTensors(cfg).keys()));
       const shapes = expectedTensors(cfg);
@@ -364,6 +275,38 @@ describe('Gemma 3 text', () => {
   });
 });
 
+describe('Mistral', () => {
+  it('reads Mistral 7B v0.1: sliding_window 4096 on every layer, GQA 32/8, untied; 7.24B parameters', () => {
+    const c = parseConfig(MISTRAL_7B_V01);
+    expect(c).toMatchObject({ family: 'mistral', headDim: 128, numHeads: 32, numKvHeads: 8, tieEmbeddings: false });
+    expect([c.attnBias, c.qkNorm ?? false, c.ropeLayers ?? null, c.ropeTheta]).toEqual([false, false, null, 10000]);
+    expect([c.slidingLayers, c.slidingWindow]).toEqual([Array(32).fill(true), 4096]);
+    expect(paramCount(c)).toBe(7_241_732_096);
+    expect(expectedTensors(c).get('lm_head.weight')).toEqual([32000, 4096]);
+  });
+
+  it('sliding_window: null is plain causal, absent is 4096 (MistralConfig default)', () => {
+    const full = parseConfig({ ...MISTRAL_7B_V01, sliding_window: null });
+    expect([full.slidingLayers, full.slidingWindow]).toEqual([undefined, undefined]);
+    const { sliding_window: _, ...noWindow } = MISTRAL_7B_V01;
+    expect(parseConfig(noWindow).slidingWindow).toBe(4096);
+    expect(() => parseConfig({ ...MISTRAL_7B_V01, sliding_window: 0 })).toThrow(
+      /"sliding_window" is 0; expected a positive integer/,
+    );
+    // Absent num_key_value_heads is 8, MistralConfig's default; null is num_attention_heads.
+    const { num_key_value_heads: __, ...noKv } = MISTRAL_7B_V01;
+    expect(parseConfig({ ...noKv, num_attention_heads: 16 }).numKvHeads).toBe(8);
+    expect(parseConfig({ ...MISTRAL_7B_V01, num_key_value_heads: null }).numKvHeads).toBe(32);
+  });
+
+  it('reads Mistral NeMo: explicit head_dim 128 ≠ 5120/32, q_proj 5120 -> 4096', () => {
+    const c = parseConfig(MISTRAL_NEMO);
+    expect([c.headDim, c.slidingLayers, c.ropeTheta]).toEqual([128, undefined, 1e6]);
+    expect(expectedTensors(c).get('model.layers.0.self_attn.q_proj.weight')).toEqual([4096, 5120]);
+    expect(expectedTensors(c).get('model.layers.39.self_attn.o_proj.weight')).toEqual([5120, 4096]);
+  });
+});
+
 describe('memory estimate of the issue-11 models (r 8, q/v, B 1 × T 512, checkpointing)', () => {
   it('Qwen3 0.6B, Llama 3.2 1B, gemma-3-270m and gemma-3-1b in f16 and f32', () => {
     const opts = { batch: 1, seqLen: 512, rank: 8, targets: ['q_proj', 'v_proj'], checkpointing: true };
@@ -430,7 +373,7 @@ describe('bad input: an error naming the field and what is supported', () => {
   it('Gemma 3n and Gemma 3 multimodal checkpoints (Gemma 3 text loads)', () => {
     const gemma = { hidden_size: 640, num_attention_heads: 4, num_hidden_layers: 18, vocab_size: 262144 };
     expect(() => parseConfig({ ...gemma, architectures: ['Gemma3nForCausalLM'] })).toThrow(
-      /"Gemma3nForCausalLM" is not supported \(Gemma 3n .*\); WebLoRA loads LlamaForCausalLM, Qwen2ForCausalLM, GPT2LMHeadModel, Qwen3ForCausalLM, SmolLM3ForCausalLM, Gemma3ForCausalLM/,
+      /"Gemma3nForCausalLM" is not supported \(Gemma 3n .*\); WebLoRA loads LlamaForCausalLM, Qwen2ForCausalLM, GPT2LMHeadModel, Qwen3ForCausalLM, SmolLM3ForCausalLM, Gemma3ForCausalLM, MistralForCausalLM/,
     );
     expect(() =>
       parseConfig({ architectures: ['Gemma3ForConditionalGeneration'], model_type: 'gemma3', text_config: gemma }),
@@ -508,6 +451,7 @@ describe('PEFT adapters of the new families', () => {
     for (const json of [
       TINY_CONFIGS.qwen3,
       TINY_CONFIGS.smollm3,
+      TINY_CONFIGS.mistral,
       TINY_CONFIGS.gemma3,
       { ...TINY_CONFIGS.llama, rope_scaling: LLAMA32_1B.rope_scaling },
     ]) {

@@ -1,16 +1,17 @@
 // Text generation on the bundled model: the KV-cache path gives the same tokens as recomputing the
 // whole sequence at every step (base model and with an adapter; and on Gemma 3, whose sliding-window layers
-// attend over a cache longer than their window, with both soft caps), sampling is reproducible by seed, and
+// attend over a cache longer than their window, with both soft caps; and Mistral's sliding window), sampling is reproducible by seed, and
 // the samplers do what they say.
 
 import { describe, expect, it } from 'vitest';
 import { forwardLogits } from '../../src/models/forward';
 import { loadModelFiles } from '../../src/loaders/model-files';
 import { dirSource } from '../../src/loaders/sources.node';
-import { loadModel } from '../../src/models';
+import { loadModel, modelFor } from '../../src/models';
 import { generate, sampleToken } from '../../src/models/generate';
 import { LoraState } from '../../src/models/lora';
-import { BUNDLED, goldenCases, loadFixtureModel } from '../helpers/fixtures';
+import { join } from 'node:path';
+import { BUNDLED, FIXTURES, goldenCases, loadFixtureModel } from '../helpers/fixtures';
 import { gpu, rng } from '../helpers/gpu';
 
 async function bundled() {
@@ -67,6 +68,23 @@ describe('generation', () => {
     logits.free();
     expect(Math.max(...last.map(Math.abs))).toBeLessThanOrEqual(files.config.finalSoftcap!);
     expect(cached[0]).toBe(last.indexOf(Math.max(...last)));
+    model.weights.free();
+  });
+
+  it('Mistral: the KV cache keeps the sliding window (4) as the sequence grows past it', async () => {
+    const ctx = await gpu();
+    const files = await loadFixtureModel(join(FIXTURES, 'mistral-window'));
+    expect([files.config.slidingLayers, files.config.slidingWindow]).toEqual([[true, true], 4]);
+    const model = await loadModel(ctx, files.config, files.weights, { dtype: 'f32' });
+    const o = { maxNewTokens: 12, temperature: 0, stopAtEos: false };
+    const prompt = [1, 40, 41, 7, 60]; // 5 tokens: the window already drops the first key at position 4
+    const cached = await generate(model, null, prompt, { ...o, useKvCache: true });
+    const full = await generate(model, null, prompt, { ...o, useKvCache: false });
+    expect(cached).toEqual(full);
+    // Without the window the same weights continue differently: the window is in force in both paths.
+    const unwindowed = modelFor({ ...files.config, slidingLayers: undefined, slidingWindow: undefined }, model.weights);
+    const plain = await generate(unwindowed, null, prompt, { ...o, useKvCache: false });
+    expect(plain).not.toEqual(full);
     model.weights.free();
   });
 

@@ -4,7 +4,7 @@
 // Qwen3 tied and untied with head_dim ≠ hidden/heads, Llama 3.x rope_scaling llama3 with T beyond
 // original_max_position_embeddings, SmolLM3 with NoPE layers, Gemma 3 with sliding-window layers mixed with full
 // ones, both soft caps, GQA and head_dim ≠ hidden/heads, and Gemma 3 in gemma-3-1b's config form with linear
-// rope_scaling and an untied head).
+// rope_scaling and an untied head; Mistral with a sliding window shorter than T).
 //
 // Bounds: the GPU computes in f32. Over a few layers the relative error of f32 activations is ~1e-6
 // per op, growing with depth and width; gradients pass through softmax and norms that amplify it a
@@ -63,6 +63,7 @@ describe('model vs PyTorch oracle', () => {
       'smollm3-nope',
       'gemma3-sliding-softcap',
       'gemma3-pattern-untied',
+      'mistral-window',
     ])
       expect(names).toContain(n);
   });

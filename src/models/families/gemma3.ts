@@ -243,6 +243,8 @@ export class Gemma3Model implements CausalLM {
 
 export const gemma3: FamilySpec = {
   family: 'gemma3',
+  name: 'Gemma 3 text',
+  examples: ['google/gemma-3-270m', 'google/gemma-3-1b-pt'],
   architectures: ['Gemma3ForCausalLM'],
   modelType: 'gemma3_text',
   parseConfig: parseGemma3,

@@ -110,6 +110,8 @@ function gpt2Linears(cfg: ModelConfig, layer: number): LinearModule[] {
 
 export const gpt2: FamilySpec = {
   family: 'gpt2',
+  name: 'GPT-2',
+  examples: ['openai-community/gpt2', 'distilbert/distilgpt2'],
   architectures: ['GPT2LMHeadModel'],
   modelType: 'gpt2',
 

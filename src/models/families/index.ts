@@ -1,17 +1,18 @@
 // The registry of model families. Adding a family: one file here exporting a FamilySpec, listed below,
 // plus its golden fixtures (tools/golden.py) and tests. Everything else (config parsing, tensor names,
-// linear modules, LoRA targets, weight upload, the memory estimate, the model code, the UI's target list)
-// reads from the spec.
+// linear modules, LoRA targets, weight upload, the memory estimate, the model code, the UI's target list,
+// the studio's list of families with example repos) reads from the spec.
 
 import { ConfigError, type Family, type FamilySpec, type Json, type ModelConfig } from './types';
 import { gemma3 } from './gemma3';
 import { gpt2 } from './gpt2';
 import { llama } from './llama';
+import { mistral } from './mistral';
 import { qwen2 } from './qwen2';
 import { qwen3 } from './qwen3';
 import { smollm3 } from './smollm3';
 
-export const FAMILIES: Record<Family, FamilySpec> = { llama, qwen2, gpt2, qwen3, smollm3, gemma3 };
+export const FAMILIES: Record<Family, FamilySpec> = { llama, qwen2, gpt2, qwen3, smollm3, gemma3, mistral };
 
 export function familySpec(f: Family | ModelConfig): FamilySpec {
   const spec = FAMILIES[typeof f === 'string' ? f : f.family];

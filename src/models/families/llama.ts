@@ -1,12 +1,14 @@
 // Llama (Llama 2, Llama 3.x, SmolLM2, TinyLlama, our bundled model): LlamaForCausalLM, and the Llama-shaped
-// block that Qwen2, Qwen3 and SmolLM3 reuse with their switches (./qwen2.ts, ./qwen3.ts, ./smollm3.ts).
+// block that Qwen2, Qwen3, SmolLM3 and Mistral reuse with their switches (./qwen2.ts, ./qwen3.ts,
+// ./smollm3.ts, ./mistral.ts).
 // As Hugging Face's modeling_llama.py computes it, x is (B·T, C):
 //
 //   n1  = rmsnorm(x) · input_layernorm
 //   q   = q_proj(n1)  (B·T, Hq·D)    k = k_proj(n1), v = v_proj(n1)  (B·T, Hkv·D)
 //   q,k = rmsnorm per head · q_norm, k_norm                             (Qwen3 only: qkNorm)
 //   q,k = rope(q), rope(k)                                              (unless the layer is NoPE: SmolLM3)
-//   h   = x + o_proj(attention(q, k, v))                               causal, GQA: Hq/Hkv queries per kv head
+//   h   = x + o_proj(attention(q, k, v))                               causal, GQA: Hq/Hkv queries per kv head;
+//                                                                       sliding window W if set (Mistral)
 //   n2  = rmsnorm(h) · post_attention_layernorm
 //   out = h + down_proj(silu(gate_proj(n2)) · up_proj(n2))
 //   logits = rmsnorm(out_L) · model.norm · lm_headᵀ                     (embed_tokens when tied)
@@ -341,7 +343,13 @@ export class LlamaModel implements CausalLM {
       q,
       k,
       v,
-      { heads: c.numHeads, kvHeads: c.numKvHeads, headDim: c.headDim, seqLen: run.T },
+      {
+        heads: c.numHeads,
+        kvHeads: c.numKvHeads,
+        headDim: c.headDim,
+        seqLen: run.T,
+        window: c.slidingLayers?.[i] ? c.slidingWindow : 0,
+      },
       run,
       i,
       `${p}.attn`,
@@ -376,6 +384,8 @@ export const llamaShaped = {
 export const llama: FamilySpec = {
   ...llamaShaped,
   family: 'llama',
+  name: 'Llama (Llama 2, Llama 3.x, SmolLM2, TinyLlama)',
+  examples: ['HuggingFaceTB/SmolLM2-135M', 'TinyLlama/TinyLlama-1.1B-Chat-v1.0', 'unsloth/Llama-3.2-1B'],
   architectures: ['LlamaForCausalLM'],
   modelType: 'llama',
   parseConfig(json, r, architecture) {

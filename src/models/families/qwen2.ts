@@ -11,6 +11,8 @@ import type { FamilySpec } from './types';
 export const qwen2: FamilySpec = {
   ...llamaShaped,
   family: 'qwen2',
+  name: 'Qwen2 / Qwen2.5',
+  examples: ['Qwen/Qwen2.5-0.5B', 'Qwen/Qwen2.5-0.5B-Instruct'],
   architectures: ['Qwen2ForCausalLM'],
   modelType: 'qwen2',
   parseConfig(json, r, architecture) {

@@ -15,6 +15,8 @@ import type { FamilySpec } from './types';
 export const qwen3: FamilySpec = {
   ...llamaShaped,
   family: 'qwen3',
+  name: 'Qwen3',
+  examples: ['Qwen/Qwen3-0.6B', 'Qwen/Qwen3-1.7B'],
   architectures: ['Qwen3ForCausalLM'],
   modelType: 'qwen3',
   parseConfig(json, r, architecture) {

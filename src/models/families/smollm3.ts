@@ -26,6 +26,8 @@ function ropeLayers(json: Json, r: ConfigReader, numLayers: number): boolean[] {
 export const smollm3: FamilySpec = {
   ...llamaShaped,
   family: 'smollm3',
+  name: 'SmolLM3',
+  examples: ['HuggingFaceTB/SmolLM3-3B'],
   architectures: ['SmolLM3ForCausalLM'],
   modelType: 'smollm3',
   parseConfig(json, r, architecture) {

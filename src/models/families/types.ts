@@ -1,5 +1,5 @@
 // What a model family is, as the rest of WebLoRA reads it. Each family (./llama.ts, ./qwen2.ts, ./qwen3.ts,
-// ./smollm3.ts, ./gemma3.ts, ./gpt2.ts) exports one FamilySpec; ./index.ts lists them. A Hugging Face config.json is
+// ./smollm3.ts, ./gemma3.ts, ./mistral.ts, ./gpt2.ts) exports one FamilySpec; ./index.ts lists them. A Hugging Face config.json is
 // parsed into a ModelConfig by its family's spec, the way transformers' <Family>Config reads it: absent
 // optional fields take transformers' defaults; the fields that fix tensor shapes are required.
 
@@ -7,7 +7,7 @@ import type { CausalLM } from '../model';
 import type { GpuWeights } from '../weights';
 import type { RopeScaling } from '../../kernels/rope';
 
-export type Family = 'llama' | 'qwen2' | 'gpt2' | 'qwen3' | 'smollm3' | 'gemma3';
+export type Family = 'llama' | 'qwen2' | 'gpt2' | 'qwen3' | 'smollm3' | 'gemma3' | 'mistral';
 
 export interface ModelConfig {
   family: Family;
@@ -29,7 +29,8 @@ export interface ModelConfig {
   ropeLayers?: boolean[];
   /** Per-head RMSNorm of q and k over head_dim before RoPE (Qwen3's q_norm, k_norm). */
   qkNorm?: boolean;
-  /** Per layer, whether its attention is a sliding window of `slidingWindow` keys (Gemma 3's layer_types). */
+  /** Per layer, whether its attention is a sliding window of `slidingWindow` keys: position i sees keys j
+   * with i − W < j ≤ i (Gemma 3's layer_types; Mistral: every layer when sliding_window is set). */
   slidingLayers?: boolean[];
   slidingWindow?: number;
   /** RoPE base of the sliding layers (Gemma 3's rope_local_base_freq; plain RoPE, no scaling). */
@@ -84,6 +85,9 @@ export interface WeightNames {
 
 export interface FamilySpec {
   family: Family;
+  /** What the studio calls the family, and public Hub repos that load as it (shown where a model is picked). */
+  name: string;
+  examples: string[];
   /** HF architectures (config.json "architectures") and model_type this family loads. */
   architectures: string[];
   modelType: string;
