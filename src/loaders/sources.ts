@@ -289,11 +289,12 @@ export function hubSource(repoId: string, opts: HubOptions = {}): ModelSource {
     }
     const info = fresh?.info ?? cached ?? { files: [], commit: null };
     if (COMMIT.test(revision)) info.commit = revision; // a commit names itself, and never changes
-    if (cache && fresh && info.commit) {
-      // The revision points at info.commit now: what was cached for another commit of it is stale.
-      if (cached?.commit && cached.commit !== info.commit) await cache.deletePrefix(resolveUrl(cached.commit));
-      if (info.commit !== revision) await cache.deletePrefix(resolveUrl(revision)); // cached before commits were known
-      if (!cachedBytes || cached?.commit !== info.commit) await cache.put(infoUrl, fresh.bytes);
+    if (cache && fresh && info.commit && cached?.commit !== info.commit) {
+      // The revision points at a commit not seen before: what was cached for it until now is stale, under the
+      // commit it pointed at, or under the revision's own name (cached before commits were known).
+      if (cached?.commit) await cache.deletePrefix(resolveUrl(cached.commit));
+      if (info.commit !== revision) await cache.deletePrefix(resolveUrl(revision));
+      await cache.put(infoUrl, fresh.bytes);
     }
     return info;
   };
