@@ -5,7 +5,8 @@
 //     something allocates per step (or per checkpoint) and never frees;
 //   - GPU bytes kept in the allocator's pool: bounded, or the pool grows with buffers nobody asks for again;
 //   - the JS heap after a full garbage collection;
-//   - the step time over windows (the median of the first and the last STEP_WINDOW steps): no drift.
+//   - the step time over windows (the median of the first and the last STEP_WINDOW steps): no drift. The wall
+//     time also moves with the machine's load; the process's CPU time a step does not, so both are shown.
 // `soak()` is also what tests/training/soak.test.ts runs, shorter, asserting the live bytes exactly.
 
 import { readFileSync } from 'node:fs';
@@ -51,10 +52,17 @@ export interface SoakSample {
 export interface SoakResult {
   /** Each step's wall time as the trainer reports it (from one step's figures to the next's). */
   stepMs: number[];
+  /** The CPU time this process spent over the same intervals (user + system, all its threads: on a software
+   * driver that is the GPU's work too). Unlike the wall time it does not grow when other processes share
+   * the cores, so it is the figure that shows drift on a busy machine. */
+  cpuMs: number[];
   losses: number[];
   /** One per checkpoint (every checkpointEvery steps), and one more at the end of the run. */
   samples: SoakSample[];
   peakBytes: number;
+  /** The most GPU error checks the context held at a step's event (those of batches in flight): bounded by
+   * what one step submits, however far apart the checkpoints are. */
+  maxPendingChecks: number;
 }
 
 /** Node's garbage collector, reachable without --expose-gc on the command line (the bench and vitest run
@@ -85,7 +93,8 @@ export async function soak(ctx: GpuContext, settings: Partial<TrainSettings>): P
     seed: settings.seed ?? 1,
   });
   const store = memoryStore();
-  const res: SoakResult = { stepMs: [], losses: [], samples: [], peakBytes: 0 };
+  const res: SoakResult = { stepMs: [], cpuMs: [], losses: [], samples: [], peakBytes: 0, maxPendingChecks: 0 };
+  let cpu = process.cpuUsage();
   const checkpoint = async (step: number) => {
     await saveCheckpoint(store, await e.snapshot(dataset));
     await ctx.sync();
@@ -96,12 +105,17 @@ export async function soak(ctx: GpuContext, settings: Partial<TrainSettings>): P
   try {
     const t = e.createTrainer(settings);
     ctx.alloc.resetPeak();
+    cpu = process.cpuUsage();
     const control = { paused: false, stopped: false, waitIfPaused: async () => {} };
     const how = await e.run(control, {
       onEvent: (ev) => {
         if (ev.type !== 'step') return;
         res.stepMs.push(ev.stepMs);
+        const d = process.cpuUsage(cpu);
+        cpu = process.cpuUsage();
+        res.cpuMs.push((d.user + d.system) / 1000);
         res.losses.push(ev.loss);
+        res.maxPendingChecks = Math.max(res.maxPendingChecks, ctx.pendingErrorChecks);
       },
       onCheckpoint: (tr) => checkpoint(tr.step),
     });
@@ -129,10 +143,15 @@ export const soakSection: Section = {
     const every = SOAK_SETTINGS.checkpointEvery!;
     const lives = new Set(r.samples.map((s) => s.liveBytes));
     const pooledMax = Math.max(...r.samples.map((s) => s.pooledBytes));
-    const windows: number[] = [];
-    for (let i = 0; i + STEP_WINDOW <= r.stepMs.length; i += STEP_WINDOW)
-      windows.push(median(r.stepMs.slice(i, i + STEP_WINDOW)));
+    const windowMedians = (xs: number[]) => {
+      const out: number[] = [];
+      for (let i = 0; i + STEP_WINDOW <= xs.length; i += STEP_WINDOW) out.push(median(xs.slice(i, i + STEP_WINDOW)));
+      return out;
+    };
+    const windows = windowMedians(r.stepMs);
     const [w0, w1] = [windows[0], windows.at(-1)!];
+    const cpuWindows = windowMedians(r.cpuMs);
+    const [c0, c1] = [cpuWindows[0], cpuWindows.at(-1)!];
     const MiB = (b: number) => b / 1024 ** 2;
     const kib = (b: number) => `${b >= 0 ? '+' : ''}${(b / 1024).toFixed(0)} KiB`;
     return [
@@ -183,6 +202,18 @@ export const soakSection: Section = {
         value: w1,
         unit: 'ms',
         note: `last / first x${(w1 / w0).toFixed(2)}; medians of the ${windows.length} windows from ${Math.min(...windows).toFixed(0)} to ${Math.max(...windows).toFixed(0)} ms`,
+      },
+      {
+        name: `process CPU time a step, median of the first ${STEP_WINDOW} steps`,
+        value: c0,
+        unit: 'ms',
+        note: 'user + system, every thread of this process (the software driver included)',
+      },
+      {
+        name: `process CPU time a step, median of the last ${STEP_WINDOW} steps`,
+        value: c1,
+        unit: 'ms',
+        note: `last / first x${(c1 / c0).toFixed(2)}; medians of the ${cpuWindows.length} windows from ${Math.min(...cpuWindows).toFixed(0)} to ${Math.max(...cpuWindows).toFixed(0)} ms`,
       },
       {
         name: 'training loss, first / last step',

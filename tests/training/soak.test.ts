@@ -42,6 +42,9 @@ describe('a 200-step run with checkpoints', () => {
       expect(s.pooledBytes, `pooled bytes after the checkpoint at step ${s.step}`).toBeLessThanOrEqual(
         first.pooledBytes,
       );
+    // Between checkpoints only the figures of each step are read (readLater): the error checks of the batches
+    // that passed must not pile up (3 submits a step would make 60 by each checkpoint).
+    expect(r.maxPendingChecks).toBeLessThanOrEqual(6);
     // The run freed everything it held: the model is unloaded, the adapter and optimizer with it.
     expect(ctx.alloc.liveBytes).toBe(0);
   });
