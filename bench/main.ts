@@ -14,6 +14,7 @@ import { peersSection } from './sections/peers';
 import { shapesSection } from './sections/shapes';
 import { steptimeSection } from './sections/steptime';
 import { headSection } from './sections/head';
+import { soakSection } from './sections/soak';
 
 const SECTIONS: Section[] = [
   matmulSection,
@@ -26,6 +27,7 @@ const SECTIONS: Section[] = [
   peersSection,
   shapesSection,
   steptimeSection,
+  soakSection,
 ];
 
 export async function main(args: string[]): Promise<void> {

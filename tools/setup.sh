@@ -48,7 +48,7 @@ fi
 lvp_dir="$root/.cache/lavapipe"
 lvp_so="$lvp_dir/usr/lib/x86_64-linux-gnu/libvulkan_lvp.so"
 if [ ! -f "$lvp_so" ]; then
-  command -v apt-get >/dev/null || die "cannot fetch lavapipe without apt-get; install Mesa >= 24 Vulkan drivers and set WEBLORA_LAVAPIPE_ICD to its ICD json"
+  command -v apt-get >/dev/null || die "cannot fetch lavapipe without apt-get; copy libvulkan_lvp.so from a Mesa >= 24 mesa-vulkan-drivers package to $lvp_so and run this again (it writes .cache/lavapipe_icd.json for it)"
   # The mirror comes from the machine's own apt sources, never a hard-coded host.
   mirror=""
   for f in /etc/apt/sources.list.d/*.sources; do

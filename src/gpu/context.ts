@@ -114,7 +114,10 @@ export class GpuContext {
   /** The uniform ring: written once per batch before its submit (queue order keeps batches apart). */
   private uniformBuf: GpuBuffer | null = null;
   private uniformSlot = 0;
-  private pendingErrors: Promise<void>[] = [];
+  /** The error checks of submitted batches not yet reported: a check leaves once it has passed (so a long run
+   * of steps with no sync or blocking readback between them holds only those in flight); a failed one stays
+   * until sync() or a readback reports it. */
+  private pendingErrors = new Set<Promise<void>>();
   /** Counters for the shape report and tests: kernels recorded, command buffers submitted, bind groups
    * created (the rest came from the cache), blocking readbacks (readBytes) and non-blocking ones (readLater). */
   dispatchCount = 0;
@@ -122,6 +125,10 @@ export class GpuContext {
   bindGroupCount = 0;
   readbackCount = 0;
   laterCount = 0;
+  /** Error checks of submitted batches still held (in flight, or failed and not yet reported). */
+  get pendingErrorChecks(): number {
+    return this.pendingErrors.size;
+  }
   /** Open while a region is recorded (record()); null otherwise, so recording costs nothing by default. */
   private recording: Recording | null = null;
   private threadsByKey = new Map<string, number>();
@@ -474,17 +481,20 @@ export class GpuContext {
     const kernels = [...new Set(this.batchKernels)];
     const oom = this.device.popErrorScope();
     const val = this.device.popErrorScope();
-    this.pendingErrors.push(
-      Promise.all([val, oom]).then(([v, o]) => {
-        const e = v ?? o;
-        if (!e) return;
-        const compile = [...this.compileErrors.values()].join('\n');
-        const where = kernels.length === 1 ? `kernel '${kernels[0]}'` : `one of the kernels [${kernels.join(', ')}]`;
-        const Cls = o && !v ? OutOfMemoryError : GpuError;
-        throw new Cls(
-          `GPU ${o && !v ? 'out of memory' : 'validation error'} in ${where}: ${e.message}${compile ? '\n' + compile : ''}`,
-        );
-      }),
+    const check = Promise.all([val, oom]).then(([v, o]) => {
+      const e = v ?? o;
+      if (!e) return;
+      const compile = [...this.compileErrors.values()].join('\n');
+      const where = kernels.length === 1 ? `kernel '${kernels[0]}'` : `one of the kernels [${kernels.join(', ')}]`;
+      const Cls = o && !v ? OutOfMemoryError : GpuError;
+      throw new Cls(
+        `GPU ${o && !v ? 'out of memory' : 'validation error'} in ${where}: ${e.message}${compile ? '\n' + compile : ''}`,
+      );
+    });
+    this.pendingErrors.add(check);
+    check.then(
+      () => this.pendingErrors.delete(check),
+      () => {}, // kept for sync() or the next readback to throw
     );
     this.encoder = null;
     this.batchKernels = [];
@@ -501,8 +511,8 @@ export class GpuContext {
   }
 
   private async checkErrors(): Promise<void> {
-    const pending = this.pendingErrors;
-    this.pendingErrors = [];
+    const pending = [...this.pendingErrors];
+    this.pendingErrors.clear();
     await Promise.all(pending);
   }
 

@@ -29,9 +29,12 @@ export class ModelLoadError extends Error {
   }
 }
 
+/** Bytes kept across loads, keyed by URL. */
 export interface BlobCache {
   get(key: string): Promise<Uint8Array | null>;
   put(key: string, bytes: Uint8Array): Promise<void>;
+  /** Drops every entry whose key starts with `prefix`. */
+  deletePrefix(prefix: string): Promise<void>;
 }
 
 /** In-memory cache (tests, or a session without Cache Storage). */
@@ -44,6 +47,9 @@ export function memoryBlobCache(): BlobCache & { entries: Map<string, Uint8Array
     },
     async put(key, bytes) {
       entries.set(key, bytes);
+    },
+    async deletePrefix(prefix) {
+      for (const k of [...entries.keys()]) if (k.startsWith(prefix)) entries.delete(k);
     },
   };
 }
@@ -59,6 +65,10 @@ export function cacheStorageBlobCache(name = 'weblora-models'): BlobCache {
       const body = bytes as Uint8Array<ArrayBuffer>; // Response copies the bytes itself; no copy of ours
       const headers = { 'content-type': 'application/octet-stream', 'content-length': String(bytes.byteLength) };
       await (await caches.open(name)).put(key, new Response(body, { headers }));
+    },
+    async deletePrefix(prefix) {
+      const c = await caches.open(name);
+      for (const req of await c.keys()) if (req.url.startsWith(prefix)) await c.delete(req);
     },
   };
 }
@@ -211,7 +221,36 @@ export interface HubOptions {
   token?: string;
 }
 
-/** A repository on the Hugging Face Hub: `${baseUrl}/${repoId}/resolve/${revision}/${file}`. */
+/** A full git commit hash, as the Hub reports it in `sha`. */
+const COMMIT = /^[0-9a-f]{40}$/;
+
+/** What the Hub's model info says about a revision: its files and the commit it points at (null: not said). */
+interface RepoInfo {
+  files: string[];
+  commit: string | null;
+}
+
+function parseRepoInfo(bytes: Uint8Array): RepoInfo {
+  const info = JSON.parse(new TextDecoder().decode(bytes)) as { sha?: unknown; siblings?: { rfilename?: unknown }[] };
+  const siblings = Array.isArray(info?.siblings) ? info.siblings : [];
+  return {
+    files: siblings.map((s) => s?.rfilename).filter((f): f is string => typeof f === 'string'),
+    commit: typeof info?.sha === 'string' && COMMIT.test(info.sha) ? info.sha : null,
+  };
+}
+
+/**
+ * A repository on the Hugging Face Hub: `${baseUrl}/${repoId}/resolve/${revision}/${file}`.
+ *
+ * The cache is keyed by commit. Each source asks the Hub's model info once (`/api/models/<repo>/revision/<rev>`:
+ * the file list, and in `sha` the commit the revision points at now), then downloads every file at that
+ * commit (`resolve/<sha>/<file>`) and caches it under that URL. An unchanged repo therefore costs one small
+ * request and no download; a repo pushed to since points at a new commit, whose files are not cached yet,
+ * so they are downloaded again, and the old commit's files are dropped from the cache. The model info is cached
+ * too: offline (or if the Hub will not answer it) the last commit seen is used, so cached files still load.
+ * A server that reports no commit at all (a plain mirror) is read at `revision` and cached under it, as
+ * first downloaded: it cannot be revalidated.
+ */
 export function hubSource(repoId: string, opts: HubOptions = {}): ModelSource {
   if (!/^[\w.-]+\/[\w.-]+$/.test(repoId) && !/^[\w.-]+$/.test(repoId)) {
     throw new ModelLoadError(
@@ -224,29 +263,56 @@ export function hubSource(repoId: string, opts: HubOptions = {}): ModelSource {
   const fetchFn = opts.fetch ?? ((u: string, i?: RequestInit) => globalThis.fetch(u, i));
   const id = `hf:${repoId}@${revision}`;
   const init: RequestInit | undefined = opts.token ? { headers: { authorization: `Bearer ${opts.token}` } } : undefined;
-  let listing: Promise<string[]> | null = null;
-  const fetchList = async (): Promise<string[]> => {
+  const infoUrl = `${baseUrl}/api/models/${repoId}/revision/${encodeURIComponent(revision)}`;
+  const resolveUrl = (rev: string) => `${baseUrl}/${repoId}/resolve/${encodeURIComponent(rev)}/`;
+  /** The fresh model info, or null when the Hub did not give one (network error, HTTP error, not JSON). */
+  const fetchInfo = async (): Promise<{ info: RepoInfo; bytes: Uint8Array } | null> => {
     try {
-      const res = await fetchFn(`${baseUrl}/api/models/${repoId}/revision/${encodeURIComponent(revision)}`, init);
-      if (!res.ok) return [];
-      const info = (await res.json()) as { siblings?: { rfilename?: unknown }[] };
-      const siblings = Array.isArray(info?.siblings) ? info.siblings : [];
-      return siblings.map((s) => s?.rfilename).filter((f): f is string => typeof f === 'string');
+      const res = await fetchFn(infoUrl, init);
+      if (!res.ok) {
+        await res.body?.cancel().catch(() => {});
+        return null;
+      }
+      const bytes = new Uint8Array(await res.arrayBuffer());
+      return { info: parseRepoInfo(bytes), bytes };
     } catch {
-      return [];
+      return null;
     }
   };
+  const loadInfo = async (): Promise<RepoInfo> => {
+    const fresh = await fetchInfo();
+    const cachedBytes = cache ? await cache.get(infoUrl) : null;
+    let cached: RepoInfo | null = null;
+    try {
+      cached = cachedBytes ? parseRepoInfo(cachedBytes) : null;
+    } catch {
+      cached = null; // unreadable: as if there were none
+    }
+    const info = fresh?.info ?? cached ?? { files: [], commit: null };
+    if (COMMIT.test(revision)) info.commit = revision; // a commit names itself, and never changes
+    if (cache && fresh && info.commit && cached?.commit !== info.commit) {
+      // The revision points at a commit not seen before: what was cached for it until now is stale, under the
+      // commit it pointed at, or under the revision's own name (cached before commits were known).
+      if (cached?.commit) await cache.deletePrefix(resolveUrl(cached.commit));
+      if (info.commit !== revision) await cache.deletePrefix(resolveUrl(revision));
+      await cache.put(infoUrl, fresh.bytes);
+    }
+    return info;
+  };
+  let info: Promise<RepoInfo> | null = null;
+  const repoInfo = () => (info ??= loadInfo());
   return {
     id,
     /**
      * The repo's file names from the Hub API, asked once per source; [] if unavailable. Loaders ask it
      * before fetching optional files, so absent ones are not requested.
      */
-    list() {
-      return (listing ??= fetchList());
+    async list() {
+      return (await repoInfo()).files;
     },
     async file(name, onProgress) {
-      const url = `${baseUrl}/${repoId}/resolve/${encodeURIComponent(revision)}/${encodePath(name)}`;
+      const { commit } = await repoInfo();
+      const url = resolveUrl(commit ?? revision) + encodePath(name);
       const cached = cache ? await cache.get(url) : null;
       if (cached) {
         onProgress?.({ file: name, loaded: cached.byteLength, total: cached.byteLength });

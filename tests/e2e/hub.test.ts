@@ -1,8 +1,11 @@
 // Loading a model by Hugging Face repo id, in a real browser, from a local server that lays files out
-// as the Hub does (`<base>/<owner>/<name>/resolve/main/<file>`): the page shows byte-level progress,
-// the model loads, and a second load comes from the browser's Cache Storage without downloading again.
+// as the Hub does (`<base>/api/models/<owner>/<name>/revision/main` names the commit `main` points at;
+// `<base>/<owner>/<name>/resolve/<main | commit>/<file>`): the page shows byte-level progress, the model
+// loads, a second load comes from the browser's Cache Storage without downloading again, and after a push
+// to the repo the next load downloads the new commit and uses it.
 
-import { createReadStream, readFileSync, statSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { createReadStream, readdirSync, readFileSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
@@ -11,28 +14,47 @@ import { ROOT, expectBundledModel, useStudioPage } from './harness';
 
 const REPO = 'test-org/weblora-llama-1m';
 const ADAPTER_REPO = 'test-org/fortune-quips';
-const DIRS: Record<string, string> = {
-  [REPO]: join(ROOT, 'public/models/weblora-llama-1m'),
-  [ADAPTER_REPO]: join(ROOT, 'public/gallery/fortune-quips'),
-};
+/** Each repo's commits, oldest first: [commit, folder]; `main` is the last. */
+const HISTORY: Record<string, [string, string][]> = {};
+function push(repo: string, dir: string): string {
+  const sha = createHash('sha1').update(`${repo} ${dir}`).digest('hex');
+  (HISTORY[repo] ??= []).push([sha, dir]);
+  return sha;
+}
+const FIRST = push(REPO, join(ROOT, 'public/models/weblora-llama-1m'));
+push(ADAPTER_REPO, join(ROOT, 'public/gallery/fortune-quips'));
 
 let page: Page;
 let hub: Server;
 let hubUrl: string;
+/** File downloads, by file name (the model info requests are counted apart). */
 const requests = new Map<string, number>();
+let infoRequests = 0;
 
 /** A Hub-shaped file server; model.safetensors is sent slowly so progress can be seen. */
 function startHub(): Promise<void> {
   hub = createServer((req, res) => {
-    const m = /^\/([\w.-]+\/[\w.-]+)\/resolve\/main\/([\w.-]+)$/.exec(req.url ?? '');
     res.setHeader('access-control-allow-origin', '*');
-    if (!m || !DIRS[m[1]]) {
+    const url = req.url ?? '';
+    const info = /^\/api\/models\/([\w.-]+\/[\w.-]+)\/revision\/main$/.exec(url);
+    if (info && HISTORY[info[1]]) {
+      infoRequests++;
+      const [sha, dir] = HISTORY[info[1]].at(-1)!;
+      const siblings = readdirSync(dir).map((rfilename) => ({ rfilename }));
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ id: info[1], sha, siblings }));
+      return;
+    }
+    const m = /^\/([\w.-]+\/[\w.-]+)\/resolve\/(main|[0-9a-f]{40})\/([\w.-]+)$/.exec(url);
+    const commits = m ? HISTORY[m[1]] : undefined;
+    const dir = m && commits ? (m[2] === 'main' ? commits.at(-1) : commits.find(([sha]) => sha === m[2]))?.[1] : null;
+    if (!m || !dir) {
       res.statusCode = 404;
       res.end('not found');
       return;
     }
-    const file = m[2];
-    const path = join(DIRS[m[1]], file);
+    const file = m[3];
+    const path = join(dir, file);
     let size: number;
     try {
       size = statSync(path).size;
@@ -76,6 +98,30 @@ async function loadFromHub(): Promise<void> {
   await page.getByRole('button', { name: 'Load from Hugging Face' }).click();
 }
 
+/** Loads the repo again and waits for that load itself to end: a mutation observer records every text the
+ * status line takes (reading, then loaded), so an earlier load's message does not count. */
+async function loadFromHubAgain(): Promise<void> {
+  await page.evaluate(() => {
+    const el = document.querySelector('#model-panel .status')!;
+    const seen: string[] = ((window as unknown as { __statuses: string[] }).__statuses = []);
+    new MutationObserver(() => seen.push(el.textContent ?? '')).observe(el, {
+      childList: true,
+      characterData: true,
+      subtree: true,
+    });
+  });
+  await loadFromHub();
+  await expect
+    .poll(() => page.evaluate(() => (window as unknown as { __statuses: string[] }).__statuses.join(' | ')), {
+      timeout: 120_000,
+    })
+    .toMatch(new RegExp(`(Reading|Loading) .*\\|.*Loaded ${REPO}`));
+}
+
+/** The URLs in the page's Cache Storage (the worker's Hub cache). */
+const cachedUrls = () =>
+  page.evaluate(async () => (await (await caches.open('weblora-models')).keys()).map((r) => r.url));
+
 describe('studio page, a model from a Hub-shaped server', () => {
   it('shows download progress in bytes and percent, loads the model, and caches it for the next load', async () => {
     await expectBundledModel(page);
@@ -90,26 +136,13 @@ describe('studio page, a model from a Hub-shaped server', () => {
     expect(requests.get('model.safetensors')).toBe(1);
     expect(requests.get('config.json')).toBe(1);
 
-    // Again: every file comes from Cache Storage; the server sees no new request for any of them.
-    // A mutation observer records every text the status line takes, so the test waits for this second
-    // load itself (reading, then loaded) rather than seeing the first load's message.
+    // Again: every file comes from Cache Storage; the server sees no new request for any of them, only the
+    // model info (the repo still points at the same commit).
     const before = new Map(requests);
-    await page.evaluate(() => {
-      const el = document.querySelector('#model-panel .status')!;
-      const seen: string[] = ((window as unknown as { __statuses: string[] }).__statuses = []);
-      new MutationObserver(() => seen.push(el.textContent ?? '')).observe(el, {
-        childList: true,
-        characterData: true,
-        subtree: true,
-      });
-    });
-    await loadFromHub();
-    await expect
-      .poll(() => page.evaluate(() => (window as unknown as { __statuses: string[] }).__statuses.join(' | ')), {
-        timeout: 120_000,
-      })
-      .toMatch(new RegExp(`(Reading|Loading) .*\\|.*Loaded ${REPO}`));
+    const infos = infoRequests;
+    await loadFromHubAgain();
     expect(requests).toEqual(before);
+    expect(infoRequests).toBeGreaterThan(infos);
   });
 
   it('imports a PEFT adapter by its Hub repo id into the gallery, flagging the other base model id', async () => {
@@ -128,5 +161,35 @@ describe('studio page, a model from a Hub-shaped server', () => {
       .getByRole('article', { name: ADAPTER_REPO })
       .waitFor({ timeout: 30_000 });
     expect(requests.get('adapter_model.safetensors')).toBe(1);
+  });
+
+  it('after a push to the repo, the next load downloads the new commit and uses it; then it is cached', async () => {
+    // The bundled model's files at the first commit, in Cache Storage under it.
+    const hidden = () =>
+      page.evaluate(
+        () =>
+          [...document.querySelectorAll('#model-panel .model-summary dt')].find(
+            (dt) => dt.textContent === 'Hidden size',
+          )?.nextElementSibling?.textContent,
+      );
+    expect(await hidden()).toBe('128');
+    expect((await cachedUrls()).filter((u) => u.includes(`/resolve/${FIRST}/`)).length).toBeGreaterThan(0);
+
+    // Push: the repo now holds another model (a 2-layer Llama, hidden size 48, from the test fixtures).
+    const second = push(REPO, join(ROOT, 'tests/fixtures/llama-gqa-tied'));
+    const before = new Map(requests);
+    await loadFromHubAgain();
+    expect(await hidden()).toBe('48');
+    for (const f of ['config.json', 'model.safetensors', 'tokenizer.json'])
+      expect(requests.get(f), f).toBe(before.get(f)! + 1);
+    const urls = await cachedUrls();
+    expect(urls).toContain(`${hubUrl}/${REPO}/resolve/${second}/model.safetensors`);
+    expect(urls.filter((u) => u.includes(FIRST))).toEqual([]); // the old commit's files are gone
+
+    // Unchanged since: nothing is downloaded again.
+    const after = new Map(requests);
+    await loadFromHubAgain();
+    expect(requests).toEqual(after);
+    expect(await hidden()).toBe('48');
   });
 });

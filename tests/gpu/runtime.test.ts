@@ -171,6 +171,33 @@ describe('command stream', () => {
     y.free();
   });
 
+  it('steps read back with readLater only (no sync) do not pile up the error checks of their batches', async () => {
+    // A training run with no evaluation, sample or checkpoint reads each step's figures with readLater
+    // alone; each passed batch's error check must leave once it has passed, or they grow by a few a step.
+    const ctx = await gpu();
+    const x = Tensor.from(ctx, [1], [1]);
+    const y = Tensor.zeros(ctx, [1]);
+    await ctx.sync();
+    for (let i = 0; i < 100; i++) {
+      ctx.dispatch('axpy', { bindings: [x.buf, y.buf], u32: [1], f32: [1], workgroups: [1] });
+      ctx.flush();
+      ctx.dispatch('axpy', { bindings: [x.buf, y.buf], u32: [1], f32: [1], workgroups: [1] });
+      expect(new Float32Array(await ctx.readLater(y.buf, 4))[0]).toBe(2 * (i + 1));
+    }
+    expect(ctx.pendingErrorChecks).toBe(0);
+    // a failing batch's check stays until it is reported
+    const wrong = ctx.alloc.alloc(256, 0x40 | 0x8, 'not-storage'); // a uniform buffer where storage is wanted
+    ctx.dispatch('add', { bindings: [x.buf, x.buf, wrong], u32: [1], workgroups: [1] });
+    ctx.flush();
+    await ctx.device.queue.onSubmittedWorkDone();
+    expect(ctx.pendingErrorChecks).toBe(1);
+    await expect(ctx.sync()).rejects.toThrow(/validation error in kernel 'add'/);
+    expect(ctx.pendingErrorChecks).toBe(0);
+    ctx.alloc.free(wrong);
+    x.free();
+    y.free();
+  });
+
   it('kernels record without a submit until a read, a write or a full uniform ring', async () => {
     const ctx = await gpu();
     const x = Tensor.from(ctx, [1], [1]);

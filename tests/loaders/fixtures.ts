@@ -1,6 +1,7 @@
 // Tiny model folders generated in the test itself: config.json for each family, a byte-level BPE
 // tokenizer.json (GPT-2 style), and a checkpoint with every tensor the config implies.
 
+import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { expectedTensors, parseConfig, type Family } from '../../src/models/config';
@@ -349,6 +350,53 @@ export async function serveFolder(
   return {
     url: `http://127.0.0.1:${port}`,
     requests,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/**
+ * A Hub-shaped repository with a history, on 127.0.0.1 (port 0): `push(files)` makes a new commit and points
+ * `main` at it. Serves the model info at `/api/models/<repo>/revision/main` (the commit in `sha`, the files in
+ * `siblings`, as the Hub does) and each commit's files at `/<repo>/resolve/<main | commit>/<file>`; records
+ * every request path.
+ */
+export async function serveHubRepo(repo: string, files: Map<string, Uint8Array<ArrayBuffer>>) {
+  const commits = new Map<string, Map<string, Uint8Array<ArrayBuffer>>>();
+  let head = '';
+  const push = (next: Map<string, Uint8Array<ArrayBuffer>>): string => {
+    const h = createHash('sha1').update(`commit ${commits.size}`);
+    for (const [name, bytes] of next) h.update(name).update(bytes);
+    head = h.digest('hex');
+    commits.set(head, new Map(next));
+    return head;
+  };
+  push(files);
+  const requests: string[] = [];
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    const path = decodeURIComponent((req.url ?? '').split('?')[0]);
+    requests.push(path);
+    if (path === `/api/models/${repo}/revision/main`) {
+      const siblings = [...commits.get(head)!.keys()].map((rfilename) => ({ rfilename }));
+      return void res
+        .writeHead(200, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ id: repo, sha: head, siblings }));
+    }
+    const m = path.startsWith(`/${repo}/resolve/`) ? /^([^/]+)\/(.+)$/.exec(path.slice(repo.length + 10)) : null;
+    const body = m ? commits.get(m[1] === 'main' ? head : m[1])?.get(m[2]) : undefined;
+    if (!body) return void res.writeHead(404, { 'content-type': 'text/plain' }).end('Entry not found');
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(body.byteLength) });
+    res.end(body);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    requests,
+    push,
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();

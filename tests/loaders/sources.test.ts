@@ -16,7 +16,8 @@ import {
 } from '../../src/loaders/sources';
 import { dirSource } from '../../src/loaders/sources.node';
 import { expectedTensors } from '../../src/models/config';
-import { fakeValues, serveFolder, tinyModelFolder } from './fixtures';
+import { writeSafetensors } from '../../src/loaders/safetensors';
+import { fakeCheckpoint, fakeValues, serveFolder, serveHubRepo, tinyModelFolder } from './fixtures';
 
 const REPO = 'tiny-org/tiny-llama';
 const PREFIX = `${REPO}/resolve/main/`;
@@ -73,6 +74,77 @@ describe('hubSource against a local HTTP server', () => {
     // Files that exist are not requested again, and the absent optional ones are not requested at all:
     // only the Hub's file list is asked.
     expect(second).toEqual([`/api/models/${REPO}/revision/main`]);
+  });
+
+  it('revalidates by commit: an unchanged repo is not downloaded again, a pushed one is, and offline the last commit loads', async () => {
+    const v1 = tinyModelFolder('llama');
+    const hub = await serveHubRepo(REPO, v1);
+    closers.push(hub.close);
+    const sha1 = (
+      JSON.parse(await (await fetch(`${hub.url}/api/models/${REPO}/revision/main`)).text()) as { sha: string }
+    ).sha;
+    hub.requests.length = 0;
+    const cache = memoryBlobCache();
+    // an entry an older version cached under the branch name, before it knew commits: stale, and dropped
+    cache.entries.set(`${hub.url}/${REPO}/resolve/main/config.json`, new TextEncoder().encode('{"stale": true}'));
+    const names = [
+      'config.json',
+      'tokenizer.json',
+      'tokenizer_config.json',
+      'generation_config.json',
+      'model.safetensors',
+    ];
+    const info = `/api/models/${REPO}/revision/main`;
+    const at = (sha: string) => names.map((n) => `/${REPO}/resolve/${sha}/${n}`).sort();
+
+    const first = await loadModelFiles(hubSource(REPO, { baseUrl: hub.url, cache }));
+    await expectWeightsIntact(first.weights);
+    expect(first.config.family).toBe('llama');
+    expect(hub.requests.sort()).toEqual([info, ...at(sha1)].sort()); // the files at the commit the info named
+    expect([...cache.entries.keys()].sort()).toEqual([`${hub.url}${info}`, ...at(sha1).map((p) => hub.url + p)].sort());
+
+    // Unchanged: only the info is asked; nothing is downloaded twice.
+    hub.requests.length = 0;
+    await expectWeightsIntact((await loadModelFiles(hubSource(REPO, { baseUrl: hub.url, cache }))).weights);
+    expect(hub.requests).toEqual([info]);
+
+    // A push: new weights (every value negated) and a new generation config. The next load downloads the new
+    // commit's files and uses their bytes; the old commit's files leave the cache.
+    const v2 = new Map(v1);
+    v2.set(
+      'model.safetensors',
+      writeSafetensors(
+        fakeCheckpoint('llama').map((t) => ({ ...t, data: t.data.map((x) => -x) })),
+        { format: 'pt' },
+      ),
+    );
+    v2.set(
+      'generation_config.json',
+      new TextEncoder().encode(JSON.stringify({ eos_token_id: 256, max_new_tokens: 33 })),
+    );
+    const sha2 = hub.push(v2);
+    hub.requests.length = 0;
+    const second = await loadModelFiles(hubSource(REPO, { baseUrl: hub.url, cache }));
+    expect(hub.requests.sort()).toEqual([info, ...at(sha2)].sort());
+    expect(second.generationConfig).toMatchObject({ max_new_tokens: 33 });
+    const negated = async (m: typeof second) => {
+      for (const [name, w] of m.weights) {
+        const want = fakeValues(
+          name,
+          w.shape.reduce((a, b) => a * b, 1),
+        ).map((x) => -x);
+        expect(Array.from(await w.read()), name).toEqual(Array.from(want));
+      }
+    };
+    await negated(second);
+    expect([...cache.entries.keys()].filter((k) => k.includes(sha1))).toEqual([]);
+    expect(cache.entries.size).toBe(names.length + 1);
+
+    // Offline (every request fails): the cached info names the last commit, whose files are all cached.
+    const offline = async () => Promise.reject(new TypeError('fetch failed'));
+    const third = await loadModelFiles(hubSource(REPO, { baseUrl: hub.url, cache, fetch: offline }));
+    expect(third.generationConfig).toMatchObject({ max_new_tokens: 33 });
+    await negated(third);
   });
 
   it('a connection dropped halfway through the weights: clear error, nothing partial cached', async () => {
@@ -157,7 +229,11 @@ describe('hubSource against a local HTTP server', () => {
     const urls: string[] = [];
     const seen = async (u: string) => (urls.push(u), new Response('{}'));
     await hubSource('gpt2', { fetch: seen, revision: 'refs/pr/1' }).file('sub dir/config.json');
-    expect(urls).toEqual(['https://huggingface.co/gpt2/resolve/refs%2Fpr%2F1/sub%20dir/config.json']);
+    // the model info first (its answer names no commit here, so the file is read at the revision)
+    expect(urls).toEqual([
+      'https://huggingface.co/api/models/gpt2/revision/refs%2Fpr%2F1',
+      'https://huggingface.co/gpt2/resolve/refs%2Fpr%2F1/sub%20dir/config.json',
+    ]);
     expect(() => hubSource('not a repo!')).toThrow(/not a Hugging Face repository id/);
   });
 
