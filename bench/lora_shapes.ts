@@ -1,13 +1,13 @@
 // Timing of lora_forward / lora_backward at the shapes of issue 10 §2 (IN = OUT = 576, r = 8, N = 512 and 4096),
-// and of each rank-r product on its own kernel (lora_rank, lora_grad) against the same product on the general
-// matmul (what lora.ts ran before), interleaved in one process.
+// and of the rank-r products on their own kernels (U on lora_rank; G, dA and dB together on lora_grad) against the
+// same products on the general matmul (what lora.ts ran before), interleaved in one process.
 // Run: node tools/run.mjs bench/lora_shapes.ts [N ...]   (WEBLORA_DRIVER=lavapipe by default). Prints warm medians
 // (and minima) of whole round trips; software-driver figures are for before/after ratios on one machine.
 import type { GpuContext } from '../src/gpu/context';
 import { calmDawnPolling, createNodeContext, nodeDriver } from '../src/gpu/node';
 import { Tensor } from '../src/gpu/tensor';
 import { lora_backward, lora_forward, type LoraParams } from '../src/kernels/lora';
-import { lora_grad_accumulate } from '../src/kernels/lora_grad';
+import { lora_grad } from '../src/kernels/lora_grad';
 import { lora_rank_product } from '../src/kernels/lora_rank';
 import { matmulRaw } from '../src/kernels/matmul';
 import { timeVariants, type Timing } from './harness';
@@ -117,7 +117,6 @@ async function productTimes(ctx: GpuContext, N: number): Promise<void> {
           alpha: SCALE,
         }),
       ),
-      'dB, lora_grad': rep(() => lora_grad_accumulate(dy, u, dB, { scale: SCALE, layout: 'pj', accumulate: true })),
       'dA, matmul': rep(() =>
         matmulRaw(
           ctx,
@@ -139,8 +138,8 @@ async function productTimes(ctx: GpuContext, N: number): Promise<void> {
           { ...drop, on: 'b' },
         ),
       ),
-      'dA, lora_grad': rep(() =>
-        lora_grad_accumulate(x, G, dA, { scale: SCALE, layout: 'jp', accumulate: true, dropout: P_DROP, seed: SEED }),
+      'G + dA + dB, lora_grad': rep(() =>
+        lora_grad(dy, x, u, B, { dA, dB }, { scale: SCALE, accumulate: true, dropout: P_DROP, seed: SEED }).free(),
       ),
     },
     { reps: 7 },

@@ -1,87 +1,136 @@
-// LoRA weight gradients, stage 1 of 2: partial sums over one chunk of CH token rows (split over tokens so the
-// grid is wide and no thread loops over all N tokens).
-//   part[c][p, j] = Σ_{n in chunk c} drop(y)[n, p] · z[n, j]     y is (N, P), z is (N, R), c = 0 .. chunks-1
-//   dB = scale · dyᵀ·u:     y = dy (N, OUT), z = u (N, r), out element (p, j) at p·R + j        (OUT_PJ)
-//   dA = scale · Gᵀ·drop(x): y = x (N, IN) masked (MASK), z = G (N, r), out element (p, j) at j·P + p
-// MASK: drop(y)[n, p] = y[n, p] · dropout_mult(seed, n·P + p, p) (lib_rng, the forward's mask of x).
-// Each chunk's partial (P·R values, laid out like the gradient) goes to part[c·P·R + ..]; stage 2
-// (lora_grad_sum.wgsl) adds the chunks in order into the gradient. DIRECT (one chunk, N ≤ CH): the one
-// partial is the whole sum, so this pass writes out = scale·sum, or out += scale·sum with ACCUM, itself.
-// A workgroup is WP x JW threads; thread (tp, jw) owns 4 columns p0..p0+3 (p0 = 4·(wid.x·WP + tp)) x 4·JT
-// columns j0.. (j0 = 4·JT·jw) of the result: 16 or 32 accumulators, reads clamped, stores guarded. JT = 2
-// (8 columns of r per thread) halves the loads and mask hashes per multiply-add where r > 4.
-// Every sum runs in a fixed order (n ascending): a run is bit-identical to itself.
-//! defaults: WP=16 JW=1 JT=2 OUT_PJ=false MASK=false DIRECT=false ACCUM=false
+// LoRA's backward rank-r products in one pass, stage 1 of 2: for one chunk of CH token rows (CH = 8·SB) a
+// workgroup computes G for its rows and the chunk's partial sums of dA and dB (split over tokens so the grid
+// is wide and no thread loops over all N tokens):
+//   G[n, j] = Σ_o dy[n, o] · B[o, j]                          dy is (N, OUT), B is (OUT, R); G is (N, R), stored
+//   part[c][dA: j·IN + i]      = Σ_{n in chunk c} G[n, j] · drop(x)[n, i]       x is (N, IN)
+//   part[c][dB: EA + o·R + j]  = Σ_{n in chunk c} dy[n, o] · u[n, j]            u is (N, R), EA = R·IN
+// drop(x)[n, i] = x[n, i] · dropout_mult(seed, n·IN + i, p) with MASK (lib_rng, the forward's mask of x).
+// Stage 2 (lora_grad_sum.wgsl) adds the chunks in order, scales by s and stores into dA (R, IN) and dB (OUT, R).
+// The chunk goes in blocks of 8 rows: (1) the KS x JQ threads (JQ = ceil(R / 4)) compute the block's G, thread
+// (kt, jq) all 8 rows x columns 4·jq.. over o = kt, kt + KS, ... (like lora_rank.wgsl), and the KS partials of
+// each output are added in order into workgroup memory; (2) thread t owns columns o = t, t + KS·JQ, ... of dB
+// and (3) columns i = t, ... of dA: 8 row values in registers, then R sums of 8 terms each, written to the
+// chunk's partial (added to it after the first block). Rows past N count as zero. Every sum runs in a fixed
+// order: a run is bit-identical to itself.
+//! defaults: KS=32 JQ=2 MASK=false
 //#include lib_rng
 
 struct Params {
-  N: u32, P: u32, R: u32, CH: u32, seed: u32,
-  p: f32, scale: f32,
+  N: u32, IN: u32, OUT: u32, R: u32, SB: u32, seed: u32,
+  p: f32,
 }
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> y: array<f32>;
-@group(0) @binding(2) var<storage, read> z: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read> dy: array<f32>;
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(3) var<storage, read> u: array<f32>;
+@group(0) @binding(4) var<storage, read> b: array<f32>;
+@group(0) @binding(5) var<storage, read_write> g: array<f32>;
+@group(0) @binding(6) var<storage, read_write> part: array<f32>;
 
-const WP = {{WP}}u; // threads along P (4 columns each)
-const JW = {{JW}}u; // threads along R: ceil(R / (4·JT))
-const JT = {{JT}}u; // column quads of R per thread: 1 or 2
-const OUT_PJ = {{OUT_PJ}};
+const ROWS = 8u; // rows per block
+const KS = {{KS}}u; // threads that split one G sum over OUT
+const JQ = {{JQ}}u; // column quads of R: ceil(R / 4)
 const MASK = {{MASK}};
-const DIRECT = {{DIRECT}};
-const ACCUM = {{ACCUM}};
+const T = KS * JQ; // threads per workgroup
+const NOUT = ROWS * JQ; // vec4 values of G per block
 
-fn y_at(n: u32, q: u32) -> f32 {
-  var v = y[n * p.P + q];
-  if (MASK) { v *= dropout_mult(p.seed, n * p.P + q, p.p); }
+var<workgroup> gp: array<vec4f, KS * NOUT>; // G partials: gp[kt·NOUT + row·JQ + jq], KS·JQ ≤ 128: ≤ 16 KiB
+var<workgroup> gs: array<vec4f, NOUT>; // the block's G, gs[row·JQ + jq]
+var<workgroup> us: array<vec4f, NOUT>; // the block's u, same layout
+
+fn x_at(n: u32, i: u32) -> f32 {
+  var v = x[n * p.IN + i];
+  if (MASK) { v *= dropout_mult(p.seed, n * p.IN + i, p.p); }
   return v;
 }
 
-@compute @workgroup_size(WP, JW)
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let p0 = (wid.x * WP + lid.x) * 4u;
-  let j0 = lid.y * 4u * JT;
-  if (p0 >= p.P) { return; }
-  let ps = min(vec4u(p0, p0 + 1u, p0 + 2u, p0 + 3u), vec4u(p.P - 1u));
-  let js = min(vec4u(j0, j0 + 1u, j0 + 2u, j0 + 3u), vec4u(p.R - 1u));
-  let jt = min(vec4u(j0 + 4u, j0 + 5u, j0 + 6u, j0 + 7u), vec4u(p.R - 1u));
-  let c = wid.y;
-  let n1 = min(p.N, (c + 1u) * p.CH);
-  var a0 = vec4f(0.0); var a1 = vec4f(0.0); var a2 = vec4f(0.0); var a3 = vec4f(0.0);
-  var b0 = vec4f(0.0); var b1 = vec4f(0.0); var b2 = vec4f(0.0); var b3 = vec4f(0.0);
-  for (var n = c * p.CH; n < n1; n++) {
-    // y row n, columns ps; z row n, columns js (and jt): a_i[j] += y[n, p0 + i] · z[n, j]
-    let y0 = y_at(n, ps.x); let y1 = y_at(n, ps.y); let y2 = y_at(n, ps.z); let y3 = y_at(n, ps.w);
-    let zr = n * p.R;
-    let zv = vec4f(z[zr + js.x], z[zr + js.y], z[zr + js.z], z[zr + js.w]);
-    a0 += y0 * zv; a1 += y1 * zv; a2 += y2 * zv; a3 += y3 * zv;
-    if (JT > 1u) {
-      let zw = vec4f(z[zr + jt.x], z[zr + jt.y], z[zr + jt.z], z[zr + jt.w]);
-      b0 += y0 * zw; b1 += y1 * zw; b2 += y2 * zw; b3 += y3 * zw;
-    }
-  }
-  store_col(c, p0, j0, a0); store_col(c, p0 + 1u, j0, a1);
-  store_col(c, p0 + 2u, j0, a2); store_col(c, p0 + 3u, j0, a3);
-  if (JT > 1u) {
-    store_col(c, p0, j0 + 4u, b0); store_col(c, p0 + 1u, j0 + 4u, b1);
-    store_col(c, p0 + 2u, j0 + 4u, b2); store_col(c, p0 + 3u, j0 + 4u, b3);
-  }
-}
+// element j of a (row, quad) vec4 in gs / us
+fn quad(v: vec4f, j: u32) -> f32 { return v[j & 3u]; }
 
-// The 4 results (q, j0..j0+3) of one column q: to chunk c's partial, or (DIRECT) scaled into the gradient.
-fn store_col(c: u32, q: u32, j0: u32, a: vec4f) {
-  if (q >= p.P) { return; }
-  for (var i = 0u; i < 4u; i++) {
-    let j = j0 + i;
-    if (j >= p.R) { return; }
-    var e: u32;
-    if (OUT_PJ) { e = q * p.R + j; } else { e = j * p.P + q; }
-    if (DIRECT) {
-      var v = p.scale * a[i];
-      if (ACCUM) { v = out[e] + v; }
-      out[e] = v;
-    } else {
-      out[c * p.P * p.R + e] = a[i];
+@compute @workgroup_size(KS, JQ)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_id) lid: vec3u, @builtin(local_invocation_index) li: u32) {
+  let c = wid.x + wid.y * nwg.x; // the chunk
+  let E = p.R * (p.IN + p.OUT);
+  let pc = c * E; // the chunk's partial
+  let EA = p.R * p.IN;
+  let chunks = (p.N + ROWS * p.SB - 1u) / (ROWS * p.SB);
+  if (c >= chunks) { return; } // uniform per workgroup: no barrier is skipped by half of one
+  let kt = lid.x;
+  let jq = lid.y;
+  let last = p.N - 1u;
+  for (var blk = 0u; blk < p.SB; blk++) {
+    let n0 = (c * p.SB + blk) * ROWS;
+    if (n0 >= p.N) { break; } // uniform per workgroup
+    // (1) G of rows n0..n0+7 (clamped reads), columns j0..j0+3 (clamped), K = OUT split over KS threads
+    let r0 = min(n0, last); let r1 = min(n0 + 1u, last); let r2 = min(n0 + 2u, last); let r3 = min(n0 + 3u, last);
+    let r4 = min(n0 + 4u, last); let r5 = min(n0 + 5u, last); let r6 = min(n0 + 6u, last); let r7 = min(n0 + 7u, last);
+    let j0 = jq * 4u;
+    let js = min(vec4u(j0, j0 + 1u, j0 + 2u, j0 + 3u), vec4u(p.R - 1u));
+    var a0 = vec4f(0.0); var a1 = vec4f(0.0); var a2 = vec4f(0.0); var a3 = vec4f(0.0);
+    var a4 = vec4f(0.0); var a5 = vec4f(0.0); var a6 = vec4f(0.0); var a7 = vec4f(0.0);
+    for (var o = kt; o < p.OUT; o += KS) {
+      let bo = o * p.R;
+      let bv = vec4f(b[bo + js.x], b[bo + js.y], b[bo + js.z], b[bo + js.w]);
+      a0 += dy[r0 * p.OUT + o] * bv; a1 += dy[r1 * p.OUT + o] * bv; a2 += dy[r2 * p.OUT + o] * bv;
+      a3 += dy[r3 * p.OUT + o] * bv; a4 += dy[r4 * p.OUT + o] * bv; a5 += dy[r5 * p.OUT + o] * bv;
+      a6 += dy[r6 * p.OUT + o] * bv; a7 += dy[r7 * p.OUT + o] * bv;
     }
+    let gb = kt * NOUT + jq;
+    gp[gb] = a0; gp[gb + JQ] = a1; gp[gb + 2u * JQ] = a2; gp[gb + 3u * JQ] = a3;
+    gp[gb + 4u * JQ] = a4; gp[gb + 5u * JQ] = a5; gp[gb + 6u * JQ] = a6; gp[gb + 7u * JQ] = a7;
+    workgroupBarrier();
+    // each (row, quad) of G: its KS partials in order; u of the same rows beside it; G stored
+    for (var q = li; q < NOUT; q += T) {
+      var s = vec4f(0.0);
+      for (var t = 0u; t < KS; t++) { s += gp[t * NOUT + q]; }
+      gs[q] = s;
+      let n = min(n0 + q / JQ, last);
+      let c0 = (q % JQ) * 4u;
+      let cs = min(vec4u(c0, c0 + 1u, c0 + 2u, c0 + 3u), vec4u(p.R - 1u));
+      us[q] = vec4f(u[n * p.R + cs.x], u[n * p.R + cs.y], u[n * p.R + cs.z], u[n * p.R + cs.w]);
+      if (n0 + q / JQ < p.N) {
+        for (var e = 0u; e < 4u; e++) { if (c0 + e < p.R) { g[n * p.R + c0 + e] = s[e]; } }
+      }
+    }
+    workgroupBarrier();
+    // rows past N weigh zero in the sums over the chunk
+    let w = vec4f(select(0.0, 1.0, n0 < p.N), select(0.0, 1.0, n0 + 1u < p.N),
+                  select(0.0, 1.0, n0 + 2u < p.N), select(0.0, 1.0, n0 + 3u < p.N));
+    let w2 = vec4f(select(0.0, 1.0, n0 + 4u < p.N), select(0.0, 1.0, n0 + 5u < p.N),
+                   select(0.0, 1.0, n0 + 6u < p.N), select(0.0, 1.0, n0 + 7u < p.N));
+    // (2) dB: column o of dy for the 8 rows, times u[row, j], for every j
+    for (var o = li; o < p.OUT; o += T) {
+      let y0 = w.x * dy[r0 * p.OUT + o]; let y1 = w.y * dy[r1 * p.OUT + o];
+      let y2 = w.z * dy[r2 * p.OUT + o]; let y3 = w.w * dy[r3 * p.OUT + o];
+      let y4 = w2.x * dy[r4 * p.OUT + o]; let y5 = w2.y * dy[r5 * p.OUT + o];
+      let y6 = w2.z * dy[r6 * p.OUT + o]; let y7 = w2.w * dy[r7 * p.OUT + o];
+      for (var j = 0u; j < p.R; j++) {
+        let k = j / 4u;
+        var s = y0 * quad(us[k], j) + y1 * quad(us[JQ + k], j);
+        s += y2 * quad(us[2u * JQ + k], j); s += y3 * quad(us[3u * JQ + k], j);
+        s += y4 * quad(us[4u * JQ + k], j); s += y5 * quad(us[5u * JQ + k], j);
+        s += y6 * quad(us[6u * JQ + k], j); s += y7 * quad(us[7u * JQ + k], j);
+        let e = pc + EA + o * p.R + j;
+        if (blk > 0u) { s = part[e] + s; }
+        part[e] = s;
+      }
+    }
+    // (3) dA: column i of drop(x) for the 8 rows, times G[row, j], for every j
+    for (var i = li; i < p.IN; i += T) {
+      let x0 = w.x * x_at(r0, i); let x1 = w.y * x_at(r1, i); let x2 = w.z * x_at(r2, i); let x3 = w.w * x_at(r3, i);
+      let x4 = w2.x * x_at(r4, i); let x5 = w2.y * x_at(r5, i); let x6 = w2.z * x_at(r6, i); let x7 = w2.w * x_at(r7, i);
+      for (var j = 0u; j < p.R; j++) {
+        let k = j / 4u;
+        var s = x0 * quad(gs[k], j) + x1 * quad(gs[JQ + k], j);
+        s += x2 * quad(gs[2u * JQ + k], j); s += x3 * quad(gs[3u * JQ + k], j);
+        s += x4 * quad(gs[4u * JQ + k], j); s += x5 * quad(gs[5u * JQ + k], j);
+        s += x6 * quad(gs[6u * JQ + k], j); s += x7 * quad(gs[7u * JQ + k], j);
+        let e = pc + j * p.IN + i;
+        if (blk > 0u) { s = part[e] + s; }
+        part[e] = s;
+      }
+    }
+    workgroupBarrier(); // gs, us and gp are rewritten by the next block
   }
 }

@@ -5,11 +5,11 @@
 // Backward: G = dy·B, dB = scale·dyᵀ·U, dA = scale·Gᵀ·drop(x), dx = dy·W0 + scale·drop'(G·A) with the
 // LoRA term in the epilogue of the dx matmul. Every intermediate is rank r; W0 gets no gradient.
 // The big products x·W0ᵀ and dy·W0 run on the matmul kernel (shaders/matmul.wgsl) with its epilogue/dropout
-// defines; U and G on shaders/lora_rank.wgsl (few rows per workgroup, K split over threads); dA and dB on
+// defines; U on shaders/lora_rank.wgsl (few rows per workgroup, K split over threads); G, dA and dB together on
 // shaders/lora_grad.wgsl + lora_grad_sum.wgsl (split over chunks of tokens, summed in a fixed order, and
-// added straight into the gradient buffers when the caller passes them).
+// added straight into the gradient buffers when the caller passes them): two dispatches for all three.
 import { Tensor } from '../gpu/tensor';
-import { lora_grad_accumulate } from './lora_grad';
+import { lora_grad } from './lora_grad';
 import { lora_rank_product } from './lora_rank';
 import { assertF16, matmulRaw, type MatmulDropout } from './matmul';
 
@@ -129,20 +129,23 @@ export function lora_backward(
     G: Tensor | null = null;
   if (lora && u) {
     const into = opts.gradInto;
-    // G (N, r) = dy (N, OUT) · B, B is (OUT, r)
-    G = lora_rank_product(dy, lora.B, { wKR: true });
+    // G (N, r) = dy (N, OUT) · B; dA (r, IN) [+]= scale · Gᵀ · drop(x), the mask regenerated from (seed, row·IN + col);
     // dB (OUT, r) [+]= scale · dyᵀ · u, u is (N, r)
-    const dBout = into?.dB ?? (dB = Tensor.empty(ctx, [OUT, r], 'lora.dB'));
-    lora_grad_accumulate(dy, u, dBout, { scale: lora.scale, layout: 'pj', accumulate: !!into });
-    // dA (r, IN) [+]= scale · Gᵀ · drop(x), the mask regenerated from (seed, row·IN + col)
     const dAout = into?.dA ?? (dA = Tensor.empty(ctx, [r, IN], 'lora.dA'));
-    lora_grad_accumulate(x, G, dAout, {
-      scale: lora.scale,
-      layout: 'jp',
-      accumulate: !!into,
-      dropout: lora.dropout,
-      seed: lora.seed,
-    });
+    const dBout = into?.dB ?? (dB = Tensor.empty(ctx, [OUT, r], 'lora.dB'));
+    G = lora_grad(
+      dy,
+      x,
+      u,
+      lora.B,
+      { dA: dAout, dB: dBout },
+      {
+        scale: lora.scale,
+        accumulate: !!into,
+        dropout: lora.dropout,
+        seed: lora.seed,
+      },
+    );
   }
   let dx: Tensor | null = null;
   if (opts.needDx) {

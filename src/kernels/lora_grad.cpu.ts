@@ -1,53 +1,63 @@
-// CPU twin of shaders/lora_grad.wgsl + shaders/lora_grad_sum.wgsl (float64). y is (N, P), z is (N, r):
-//   partial[c][(p, j)] = Σ_{n in chunk c} drop(y)[n, p] · z[n, j]    (chunk c: rows c·CH .. min(N, (c+1)·CH) - 1)
-//   out[(p, j)] = (out +) scale · Σ_c partial[c][(p, j)]
-// (p, j) is at p·r + j in layout 'pj' (dB, (OUT, r)) and at j·P + p in layout 'jp' (dA, (r, IN)). The mask is
-// lib_rng's (seed, n·P + p), as on the GPU.
+// CPU twin of shaders/lora_grad.wgsl + shaders/lora_grad_sum.wgsl (float64). dy is (N, OUT), x (N, IN), u (N, r),
+// B (OUT, r):
+//   G (N, r) = dy·B
+//   partial[c] = (Σ_{n in chunk c} G[n, j]·drop(x)[n, i] at j·IN + i, then Σ_{n in chunk c} dy[n, o]·u[n, j] at
+//                r·IN + o·r + j)       chunk c: rows c·CH .. min(N, (c+1)·CH) - 1
+//   dA = (dA +) scale · Σ_c partial[c][0 .. r·IN),   dB = (dB +) scale · Σ_c partial[c][r·IN ..)
+// The mask is lib_rng's (seed, n·IN + i), as on the GPU.
 import { dropoutMult } from './rng.cpu';
 
 export interface GradCpu {
   N: number;
-  P: number;
+  IN: number;
+  OUT: number;
   r: number;
   CH: number;
-  layout: 'pj' | 'jp';
   scale: number;
   p?: number;
   seed?: number;
 }
 
-const at = (d: GradCpu, p: number, j: number) => (d.layout === 'pj' ? p * d.r + j : j * d.P + p);
-
-/** The chunk partials (chunks, P·r), each laid out like the gradient. */
-export function lora_grad_partials_cpu(y: ArrayLike<number>, z: ArrayLike<number>, d: GradCpu): Float64Array[] {
-  const { N, P, r, CH } = d;
-  const pm = Math.fround(d.p ?? 0); // the kernel compares against p in f32
-  const parts: Float64Array[] = [];
-  for (let n0 = 0; n0 < N; n0 += CH) {
-    const part = new Float64Array(P * r);
-    for (let n = n0; n < Math.min(N, n0 + CH); n++)
-      for (let p = 0; p < P; p++) {
-        const yv = y[n * P + p] * dropoutMult(d.seed ?? 0, n * P + p, pm);
-        for (let j = 0; j < r; j++) part[at(d, p, j)] += yv * z[n * r + j];
-      }
-    parts.push(part);
-  }
-  return parts;
+/** G = dy·B (N, r). */
+export function lora_g_cpu(dy: ArrayLike<number>, B: ArrayLike<number>, d: Pick<GradCpu, 'N' | 'OUT' | 'r'>) {
+  const { N, OUT, r } = d;
+  const G = new Float64Array(N * r);
+  for (let n = 0; n < N; n++)
+    for (let j = 0; j < r; j++) {
+      let s = 0;
+      for (let o = 0; o < OUT; o++) s += dy[n * OUT + o] * B[o * r + j];
+      G[n * r + j] = s;
+    }
+  return G;
 }
 
-/** out (P·r) [+]= scale · Σ_c partials[c]; `base` is the gradient before (null: none, out =). */
+/** G, and dA (r·IN) and dB (OUT·r) [+]= scale · the chunk partials summed in order; `base` is the gradients before
+ * (null: none, out =). */
 export function lora_grad_cpu(
-  y: ArrayLike<number>,
-  z: ArrayLike<number>,
-  base: ArrayLike<number> | null,
+  dy: ArrayLike<number>,
+  x: ArrayLike<number>,
+  u: ArrayLike<number>,
+  B: ArrayLike<number>,
+  base: { dA: ArrayLike<number>; dB: ArrayLike<number> } | null,
   d: GradCpu,
-): Float64Array {
-  const out = new Float64Array(d.P * d.r);
-  const parts = lora_grad_partials_cpu(y, z, d);
-  for (let e = 0; e < out.length; e++) {
-    let s = 0;
-    for (const part of parts) s += part[e];
-    out[e] = (base ? base[e] : 0) + d.scale * s;
+): { G: Float64Array; dA: Float64Array; dB: Float64Array } {
+  const { N, IN, OUT, r, CH } = d;
+  const pm = Math.fround(d.p ?? 0); // the kernel compares against p in f32
+  const G = lora_g_cpu(dy, B, d);
+  const EA = r * IN;
+  const sum = new Float64Array(EA + OUT * r);
+  for (let n0 = 0; n0 < N; n0 += CH) {
+    const part = new Float64Array(sum.length);
+    for (let n = n0; n < Math.min(N, n0 + CH); n++) {
+      for (let i = 0; i < IN; i++) {
+        const xv = x[n * IN + i] * dropoutMult(d.seed ?? 0, n * IN + i, pm);
+        for (let j = 0; j < r; j++) part[j * IN + i] += G[n * r + j] * xv;
+      }
+      for (let o = 0; o < OUT; o++) for (let j = 0; j < r; j++) part[EA + o * r + j] += dy[n * OUT + o] * u[n * r + j];
+    }
+    part.forEach((v, e) => (sum[e] += v));
   }
-  return out;
+  const dA = Float64Array.from(sum.subarray(0, EA), (s, e) => (base ? base.dA[e] : 0) + d.scale * s);
+  const dB = Float64Array.from(sum.subarray(EA), (s, e) => (base ? base.dB[e] : 0) + d.scale * s);
+  return { G, dA, dB };
 }

@@ -1,85 +1,89 @@
-// LoRA weight gradients split over tokens, deterministic (no atomics; a run is bit-identical to itself):
-//   dB (OUT, r) = scale · dyᵀ · u        y = dy (N, OUT), z = u (N, r), layout 'pj': element (p, j) at p·r + j
-//   dA (r, IN)  = scale · Gᵀ · drop(x)   y = x (N, IN) masked, z = G (N, r), layout 'jp': element (p, j) at j·IN + p
-// i.e. out(p, j) [+]= scale · Σ_n drop(y)[n, p] · z[n, j]. Stage 1 (shaders/lora_grad.wgsl) sums chunks of CH
-// token rows into a scratch (chunks, P·r); stage 2 (shaders/lora_grad_sum.wgsl) adds the chunks in order,
-// scales, and stores into (or, with accumulate, adds into) the gradient buffer. One chunk (N ≤ CH): stage 1
-// writes the gradient itself. CPU twin: lora_grad.cpu.ts.
+// LoRA's backward rank-r products in two dispatches, deterministic (no atomics; a run is bit-identical to itself):
+//   G (N, r)   = dy · B                returned: the dx matmul's LoRA epilogue needs it
+//   dA (r, IN) [+]= scale · Gᵀ · drop(x)
+//   dB (OUT, r) [+]= scale · dyᵀ · u
+// Stage 1 (shaders/lora_grad.wgsl) gives each workgroup one chunk of CH = 8·SB token rows: it computes G for
+// those rows (kept in workgroup memory) and the chunk's partial sums of dA and dB into a scratch (chunks, E),
+// E = r·IN + OUT·r; stage 2 (shaders/lora_grad_sum.wgsl) adds the chunks in order, scales, and stores into (or,
+// with accumulate, adds into) dA and dB. G costs no dispatch of its own, and dA and dB share both.
+// CPU twin: lora_grad.cpu.ts.
 import { grid1d, type DispatchCost } from '../gpu/context';
 import { Tensor } from '../gpu/tensor';
+import { rankTile } from './lora_rank';
 
 export interface GradOpts {
   scale: number;
-  layout: 'pj' | 'jp' /* out is (P, r) ('pj', dB) or (r, P) ('jp', dA) */;
-  accumulate: boolean /* out += (gradients summed over micro-batches), else out = */;
-  dropout?: number /* p of the mask on y, from lib_rng's (seed, n·P + p) */;
+  accumulate: boolean /* dA, dB += (gradients summed over micro-batches), else = */;
+  dropout?: number /* p of the mask on x, from lib_rng's (seed, n·IN + i) */;
   seed?: number;
 }
 
-/** Token rows per chunk, and a WP x JW workgroup (thread: 4 columns of P x 4·JT of r). JT = 2 where r > 4:
- * measured on lavapipe (N = 4096, 576 x 8, busy 2-core machine), 4 x 4 per thread was 1.5-1.7x slower than
- * the 8 x 4 register blocking of the matmul it replaces; 4 x 8 loads and hashes as little per multiply-add. */
+/** A KS x JQ workgroup (JQ = ceil(r / 4), as lora_rank's) and SB blocks of 8 token rows per chunk. */
 export interface GradTile {
-  CH: number;
+  KS: number;
+  JQ: number;
+  SB: number;
   chunks: number;
-  WP: number;
-  JW: number;
-  JT: number;
 }
-const MIN_WORKGROUPS = 264; // 2 x 132 units: the shape report's floor for a dispatch above 10 MFLOP
+export const GRAD_ROWS = 8; // token rows per block (shaders/lora_grad.wgsl's ROWS)
+/** At most this many chunks: stage 2 then loops ≤ 512 times; at N = 4096 every chunk is one block of 8 rows,
+ * 512 workgroups (≥ 264, the shape report's floor for a dispatch above 10 MFLOP). */
+export const MAX_CHUNKS = 512;
 
-export function gradTile(N: number, P: number, r: number): GradTile {
-  const pow2 = (v: number) => 2 ** Math.ceil(Math.log2(Math.max(1, v)));
-  const CH = N > 16384 ? 256 : 128; // stage 2 then loops over at most ceil(N / CH) ≤ 2048 chunks up to N = 512k
-  const chunks = Math.ceil(N / CH);
-  const JT = r > 4 ? 2 : 1;
-  const JW = Math.ceil(r / (4 * JT));
-  let WP = Math.min(2 ** Math.floor(Math.log2(256 / JW)), pow2(Math.ceil(P / 4)));
-  // narrower workgroups until the grid is wide enough: 16 threads at r = 8, P = 576; 4 where P is small (192)
-  while (WP * JW > 4 && WP > 1 && Math.ceil(P / (4 * WP)) * chunks < MIN_WORKGROUPS) WP /= 2;
-  return { CH, chunks, WP, JW, JT };
+export function gradTile(N: number, OUT: number, r: number, threads = 64): GradTile {
+  const { KS, JQ } = rankTile(OUT, r, threads);
+  const SB = Math.max(1, Math.ceil(N / (GRAD_ROWS * MAX_CHUNKS)));
+  return { KS, JQ, SB, chunks: Math.ceil(N / (GRAD_ROWS * SB)) };
 }
 
-/** y is (N, P), z is (N, r), f32; out is the (P, r) or (r, P) gradient (see GradOpts.layout). */
-export function lora_grad_accumulate(y: Tensor, z: Tensor, out: Tensor, o: GradOpts): void {
-  const ctx = y.ctx;
-  if (y.shape.length !== 2 || z.shape.length !== 2) throw new Error('lora_grad: y and z must be 2-D');
-  const [N, P] = y.shape;
-  const r = z.shape[1];
-  if (z.shape[0] !== N) throw new Error(`lora_grad: y is [${y.shape}] but z is [${z.shape}]`);
+/** dy is (N, OUT), x (N, IN), u (N, r) (the forward's drop(x)·Aᵀ), B (OUT, r), all f32; out.dA is (r, IN) and out.dB
+ * (OUT, r). Returns G = dy·B (N, r), which the caller frees. `tile`: an override (tests, a tuner). */
+export function lora_grad(
+  dy: Tensor,
+  x: Tensor,
+  u: Tensor,
+  B: Tensor,
+  out: { dA: Tensor; dB: Tensor },
+  o: GradOpts,
+  tile?: GradTile,
+): Tensor {
+  const ctx = x.ctx;
+  for (const t of [dy, x, u, B])
+    if (t.shape.length !== 2 || t.dtype !== 'f32') throw new Error('lora_grad: inputs must be 2-D f32');
+  const [N, IN] = x.shape;
+  const [OUT, r] = B.shape;
+  if (dy.shape[0] !== N || dy.shape[1] !== OUT)
+    throw new Error(`lora_grad: dy must be (${N}, ${OUT}), got [${dy.shape}]`);
+  if (u.shape[0] !== N || u.shape[1] !== r) throw new Error(`lora_grad: u must be (${N}, ${r}), got [${u.shape}]`);
   if (r < 1 || r > 64) throw new Error(`lora_grad: rank ${r} is outside 1..64`);
-  const outShape = o.layout === 'pj' ? [P, r] : [r, P];
-  if (out.shape.length !== 2 || out.shape[0] !== outShape[0] || out.shape[1] !== outShape[1])
-    throw new Error(`lora_grad: out must be [${outShape}], got [${out.shape}]`);
+  if (out.dA.numel !== r * IN || out.dB.numel !== OUT * r)
+    throw new Error(
+      `lora_grad: dA must be (${r}, ${IN}) and dB (${OUT}, ${r}), got [${out.dA.shape}], [${out.dB.shape}]`,
+    );
   const p = o.dropout ?? 0;
   if (!(p >= 0 && p < 1)) throw new Error(`lora_grad: dropout must be in [0, 1), got ${p}`);
-  const t = gradTile(N, P, r);
-  const E = P * r;
-  const direct = t.chunks === 1;
-  const part = direct ? null : Tensor.empty(ctx, [t.chunks, E], 'lora.grad.partials');
+  const t = tile ?? gradTile(N, OUT, r, ctx.softwareAdapter ? 16 : 64 /* as lora_rank: CPU adapters want fewer */);
+  if (t.JQ !== Math.ceil(r / 4) || t.KS * t.JQ > 128 || t.chunks !== Math.ceil(N / (GRAD_ROWS * t.SB)))
+    throw new Error(`lora_grad: bad tile ${JSON.stringify(t)}`);
+  const T = t.KS * t.JQ;
+  const [EA, EB] = [r * IN, OUT * r];
+  const E = EA + EB;
+  const G = Tensor.empty(ctx, [N, r], 'lora.G');
+  const part = Tensor.empty(ctx, [t.chunks, E], 'lora.grad.partials');
   const cost1: DispatchCost = {
-    flops: 2 * N * P * r,
-    bytesRead: 4 * (N * P + N * r + (direct && o.accumulate ? E : 0)),
-    bytesWritten: 4 * t.chunks * E,
-    serialLoop: Math.min(N, t.CH),
+    flops: 2 * N * r * (2 * OUT + IN),
+    bytesRead: 4 * (N * (OUT + IN + r) + OUT * r + (t.SB > 1 ? t.chunks * E : 0)),
+    bytesWritten: 4 * (N * r + t.chunks * E),
+    serialLoop: t.SB * (Math.ceil(OUT / t.KS) + (Math.ceil(OUT / T) + Math.ceil(IN / T)) * r),
   };
   ctx.dispatch('lora_grad', {
-    defines: {
-      WP: t.WP,
-      JW: t.JW,
-      JT: t.JT,
-      OUT_PJ: o.layout === 'pj',
-      MASK: p > 0,
-      DIRECT: direct,
-      ACCUM: direct && o.accumulate,
-    },
-    bindings: [y.binding, z.binding, (part ?? out).binding],
-    u32: [N, P, r, t.CH, (o.seed ?? 0) >>> 0],
-    f32: [p, o.scale],
-    workgroups: [Math.ceil(P / (4 * t.WP)), t.chunks],
+    defines: { KS: t.KS, JQ: t.JQ, MASK: p > 0 },
+    bindings: [dy.binding, x.binding, u.binding, B.binding, G.binding, part.binding],
+    u32: [N, IN, OUT, r, t.SB, (o.seed ?? 0) >>> 0],
+    f32: [p],
+    workgroups: grid1d(t.chunks, 1),
     cost: cost1,
   });
-  if (!part) return;
   const cost2: DispatchCost = {
     flops: E * (t.chunks + 1),
     bytesRead: 4 * (t.chunks * E + (o.accumulate ? E : 0)),
@@ -88,11 +92,12 @@ export function lora_grad_accumulate(y: Tensor, z: Tensor, out: Tensor, o: GradO
   };
   ctx.dispatch('lora_grad_sum', {
     defines: { ACCUM: o.accumulate },
-    bindings: [part.binding, out.binding],
-    u32: [E, t.chunks],
+    bindings: [part.binding, out.dA.binding, out.dB.binding],
+    u32: [EA, EB, t.chunks],
     f32: [o.scale],
     workgroups: grid1d(E, 256),
     cost: cost2,
   });
   part.free(); // freed after recording: the allocator reuses it only for later-recorded work
+  return G;
 }

@@ -1,79 +1,93 @@
-// shaders/lora_grad.wgsl + shaders/lora_grad_sum.wgsl (dA, dB split over chunks of tokens) against the float64
-// twin (src/kernels/lora_grad.cpu.ts) at awkward sizes, both layouts, with and without dropout and
-// accumulation; the twins of dA and dB against finite differences; and bit-for-bit determinism of
-// lora_backward across two identical runs.
-// Bound per element: |got − want| ≤ (N + 4)·u·(|base| + |scale|·Σ_n |y[n, p]·z[n, j]|) (u = 2⁻²⁴): each
-// chunk sums ≤ CH terms and stage 2 sums N / CH chunk partials, ≤ N chained f32 roundings (Higham's γ_N), plus
-// the scale, the mask multiplier and the accumulation. A wrong, missing or unmasked term is O(1).
+// shaders/lora_grad.wgsl + shaders/lora_grad_sum.wgsl (G = dy·B, and dA, dB split over chunks of tokens, in two
+// dispatches) against the float64 twin (src/kernels/lora_grad.cpu.ts) at awkward sizes, with and without dropout,
+// accumulation and several blocks per chunk; the twins of dA and dB against finite differences; and bit-for-bit
+// determinism of lora_backward across two identical runs.
+// Bounds per element (u = 2⁻²⁴), each a chain of f32 roundings (Higham's γ_K) on the same sums of |terms|:
+// G sums OUT terms (KS partials of strided terms, then KS in order): (OUT + 4)·u·Σ|dy·B|; dB sums N terms (8 per
+// block, blocks and chunks in order): (N + 4)·u·(|base| + |scale|·Σ_n |dy·u|); dA the same over N terms of
+// G·drop(x), with G itself off by (OUT + 4)·u relative: (N + OUT + 4)·u·(…). A wrong, missing or unmasked term is O(1).
 import { describe, expect, it } from 'vitest';
 import { Tensor } from '../../src/gpu/tensor';
 import { lora_backward, lora_forward, type LoraParams } from '../../src/kernels/lora';
-import { gradTile, lora_grad_accumulate } from '../../src/kernels/lora_grad';
+import { GRAD_ROWS, gradTile, lora_grad, MAX_CHUNKS, type GradTile } from '../../src/kernels/lora_grad';
 import { lora_grad_cpu, type GradCpu } from '../../src/kernels/lora_grad.cpu';
 import { lora_rank_cpu } from '../../src/kernels/lora_rank.cpu';
 import { lora_forward_cpu } from '../../src/kernels/lora.cpu';
-import { expectWithin, finiteDiff, gpu, rng } from '../helpers/gpu';
+import { expectSumBounded, finiteDiff, gpu, rng } from '../helpers/gpu';
 
-const U32 = 2 ** -24;
 const abs = (x: ArrayLike<number>) => Float64Array.from(x, Math.abs);
 
 interface Case {
   N: number;
-  P: number;
+  IN: number;
+  OUT: number;
   r: number;
-  layout: 'pj' | 'jp';
   p: number;
   accumulate: boolean;
+  SB?: number /* blocks of 8 rows per chunk (a tile override); default: gradTile's */;
+  threads?: number;
 }
 const CASES: Case[] = [
-  { N: 1, P: 5, r: 1, layout: 'pj', p: 0, accumulate: false },
-  { N: 7, P: 100, r: 3, layout: 'jp', p: 0.25, accumulate: true },
-  { N: 33, P: 577, r: 8, layout: 'pj', p: 0, accumulate: true },
-  { N: 257, P: 100, r: 16, layout: 'jp', p: 0.1, accumulate: false },
-  { N: 300, P: 5, r: 64, layout: 'pj', p: 0.5, accumulate: true },
-  { N: 257, P: 577, r: 64, layout: 'jp', p: 0.1, accumulate: true },
-  { N: 4100, P: 577, r: 8, layout: 'jp', p: 0.1, accumulate: true },
-  { N: 4100, P: 100, r: 3, layout: 'pj', p: 0, accumulate: false },
+  { N: 1, IN: 5, OUT: 3, r: 1, p: 0, accumulate: false },
+  { N: 7, IN: 100, OUT: 33, r: 3, p: 0.25, accumulate: true },
+  { N: 33, IN: 577, OUT: 100, r: 8, p: 0, accumulate: true, SB: 2 },
+  { N: 257, IN: 100, OUT: 577, r: 16, p: 0.1, accumulate: false, threads: 16 },
+  { N: 300, IN: 5, OUT: 7, r: 64, p: 0.5, accumulate: true, SB: 3 },
+  { N: 257, IN: 577, OUT: 33, r: 64, p: 0.1, accumulate: true },
+  { N: 4100, IN: 577, OUT: 100, r: 8, p: 0.1, accumulate: true }, // 2 blocks per chunk, 257 chunks
+  { N: 100, IN: 33, OUT: 5, r: 5, p: 0, accumulate: false, threads: 16, SB: 5 },
 ];
 
 describe('lora_grad (shaders/lora_grad.wgsl, shaders/lora_grad_sum.wgsl)', () => {
-  it.each(CASES)('out [+]= scale·drop(y)ᵀ·z matches the twin: %o', async (c) => {
+  it.each(CASES)('G = dy·B and dA, dB [+]= scale·(Gᵀ·drop(x), dyᵀ·u) match the twin: %o', async (c) => {
     const ctx = await gpu();
     await ctx.sync();
     const live = ctx.alloc.liveBytes;
-    const R = rng(c.N * 11 + c.P * 5 + c.r);
-    const y = R.uniform(c.N * c.P),
-      z = R.uniform(c.N * c.r),
-      base = R.uniform(c.P * c.r);
-    const shape = c.layout === 'pj' ? [c.P, c.r] : [c.r, c.P];
-    const { CH } = gradTile(c.N, c.P, c.r);
-    const d: GradCpu = { N: c.N, P: c.P, r: c.r, CH, layout: c.layout, scale: -1.3, p: c.p, seed: 99 + c.r };
-    const ty = Tensor.from(ctx, y, [c.N, c.P]),
-      tz = Tensor.from(ctx, z, [c.N, c.r]),
-      out = Tensor.from(ctx, base, shape); // without accumulate its contents must be overwritten
-    lora_grad_accumulate(ty, tz, out, {
-      scale: d.scale,
-      layout: c.layout,
-      accumulate: c.accumulate,
-      dropout: c.p,
-      seed: d.seed,
-    });
-    const want = lora_grad_cpu(y, z, c.accumulate ? base : null, d);
-    const mag = lora_grad_cpu(abs(y), abs(z), c.accumulate ? abs(base) : null, { ...d, scale: Math.abs(d.scale) });
-    const bound = Float64Array.from(mag, (m) => (c.N + 4) * U32 * m + 1e-30);
-    expectWithin(await out.read(), want, bound, 'out');
-    for (const t of [ty, tz, out]) t.free();
+    const { N, IN, OUT, r } = c;
+    const R = rng(N * 11 + IN * 5 + OUT * 3 + r);
+    const dy = R.uniform(N * OUT),
+      x = R.uniform(N * IN),
+      u = R.uniform(N * r),
+      B = R.uniform(OUT * r),
+      base = { dA: R.uniform(r * IN), dB: R.uniform(OUT * r) };
+    let t: GradTile = gradTile(N, OUT, r, c.threads);
+    if (c.SB) t = { ...t, SB: c.SB, chunks: Math.ceil(N / (GRAD_ROWS * c.SB)) };
+    const d: GradCpu = { N, IN, OUT, r, CH: GRAD_ROWS * t.SB, scale: -1.3, p: c.p, seed: 99 + r };
+    const [tdy, tx, tu, tB] = [
+      Tensor.from(ctx, dy, [N, OUT]),
+      Tensor.from(ctx, x, [N, IN]),
+      Tensor.from(ctx, u, [N, r]),
+      Tensor.from(ctx, B, [OUT, r]),
+    ];
+    // without accumulate their contents must be overwritten
+    const out = { dA: Tensor.from(ctx, base.dA, [r, IN]), dB: Tensor.from(ctx, base.dB, [OUT, r]) };
+    const G = lora_grad(
+      tdy,
+      tx,
+      tu,
+      tB,
+      out,
+      { scale: d.scale, accumulate: c.accumulate, dropout: c.p, seed: d.seed },
+      t,
+    );
+    const want = lora_grad_cpu(dy, x, u, B, c.accumulate ? base : null, d);
+    const absBase = c.accumulate ? { dA: abs(base.dA), dB: abs(base.dB) } : null;
+    const mag = lora_grad_cpu(abs(dy), abs(x), abs(u), abs(B), absBase, { ...d, scale: Math.abs(d.scale) });
+    expectSumBounded(await G.read(), want.G, mag.G, OUT, 'G');
+    expectSumBounded(await out.dB.read(), want.dB, mag.dB, N, 'dB');
+    expectSumBounded(await out.dA.read(), want.dA, mag.dA, N + OUT, 'dA');
+    for (const v of [tdy, tx, tu, tB, out.dA, out.dB, G]) v.free();
     await ctx.sync();
     expect(ctx.alloc.liveBytes).toBe(live);
   });
 
-  it('the grid is wide and the loops short at N = 4096: ≥ 264 workgroups, ≤ 256 token rows per thread', () => {
+  it('the grid is wide and the loops short: ≥ 264 workgroups at N = 4096, ≤ 512 chunks at any N', () => {
     for (const r of [8, 16, 64])
-      for (const P of [192, 576, 1536]) {
-        const t = gradTile(4096, P, r);
-        expect(Math.ceil(P / (4 * t.WP)) * t.chunks).toBeGreaterThanOrEqual(264);
-        expect(t.CH).toBeLessThanOrEqual(256);
-        expect(t.WP * t.JW).toBeLessThanOrEqual(256);
+      for (const OUT of [192, 576, 1536]) {
+        expect(gradTile(4096, OUT, r).chunks).toBeGreaterThanOrEqual(264);
+        for (const N of [1, 4097, 65536, 524288]) expect(gradTile(N, OUT, r).chunks).toBeLessThanOrEqual(MAX_CHUNKS);
+        const t = gradTile(4096, OUT, r);
+        expect(t.KS * t.JQ).toBeLessThanOrEqual(128);
       }
     expect(gradTile(1, 5, 1).chunks).toBe(1);
   });
@@ -91,11 +105,9 @@ describe('lora_grad (shaders/lora_grad.wgsl, shaders/lora_grad_sum.wgsl)', () =>
     const loss = (AA: ArrayLike<number>, BB: ArrayLike<number>) =>
       lora_forward_cpu(x, w0, null, AA, BB, d).y.reduce((t, v, i) => t + v * dy[i], 0);
     const u = lora_rank_cpu(x, A, { N, K: IN, r, p, seed });
-    const G = lora_rank_cpu(dy, B, { N, K: OUT, r, wKR: true });
     expect(u.some((v, i) => v !== lora_rank_cpu(x, A, { N, K: IN, r })[i])).toBe(true); // the mask is on
-    const CH = 2; // several chunks, so the two-stage sum is what is checked
-    const dB = lora_grad_cpu(dy, u, null, { N, P: OUT, r, CH, layout: 'pj', scale: s });
-    const dA = lora_grad_cpu(x, G, null, { N, P: IN, r, CH, layout: 'jp', scale: s, p, seed });
+    // several chunks (CH = 2), so the two-stage sum is what is checked
+    const { dA, dB } = lora_grad_cpu(dy, x, u, B, null, { N, IN, OUT, r, CH: 2, scale: s, p, seed });
     // the loss is bilinear in A and in B, so central differences are exact for any step: a large one (1e-3)
     // keeps float64 cancellation small (~1e-12)
     const close = (got: Float64Array, want: Float64Array) =>
@@ -114,7 +126,7 @@ describe('lora_grad (shaders/lora_grad.wgsl, shaders/lora_grad_sum.wgsl)', () =>
     const ctx = await gpu();
     await ctx.sync();
     const live = ctx.alloc.liveBytes;
-    const [N, IN, OUT, r] = [1000, 100, 33, 16]; // 8 token chunks
+    const [N, IN, OUT, r] = [1000, 100, 33, 16]; // 125 token chunks
     const R = rng(17);
     const x = Tensor.from(ctx, R.uniform(N * IN), [N, IN]),
       dy = Tensor.from(ctx, R.uniform(N * OUT), [N, OUT]),
