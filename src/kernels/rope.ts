@@ -1,5 +1,6 @@
 // Rotary position embedding (Llama, Qwen2/3, SmolLM3) in Hugging Face's rotate_half layout, and its backward
-// (the inverse rotation). Shader: shaders/rope.wgsl. CPU twin: rope.cpu.ts.
+// (the inverse rotation). Shaders: shaders/rope.wgsl (one tensor), shaders/rope_qk.wgsl (q and k in one dispatch),
+// both rotating with shaders/lib_rope.wgsl. CPU twin: rope.cpu.ts.
 //
 // The kernel reads a table of inverse frequencies computed here on the CPU exactly as transformers'
 // modeling_rope_utils.py does in float32:
@@ -114,4 +115,35 @@ export function rope_forward(x: Tensor, opts: RopeOpts): Tensor {
 /** dy shaped like the forward's x; returns dx = the inverse rotation of dy (RoPE is orthogonal). */
 export function rope_backward(dy: Tensor, opts: RopeOpts): Tensor {
   return rotate('rope_backward', dy, opts, -1);
+}
+
+/** RoPE of q (N, Hq·D) and k (N, Hk·D) in one dispatch: o is q's geometry (o.heads = Hq), kHeads is Hk; sign 1
+ * rotates (forward), -1 rotates back (backward). Returns the two rotated tensors. */
+function rotatePair(what: string, q: Tensor, k: Tensor, o: RopeOpts, kHeads: number, sign: 1 | -1) {
+  const gq = geometry(what, q, o);
+  const gk = geometry(what, k, { ...o, heads: kHeads });
+  if (gk.N !== gq.N) throw new Error(`${what}: q has ${gq.N} rows and k ${gk.N}`);
+  const ctx = q.ctx;
+  const [outQ, outK] = [Tensor.empty(ctx, q.shape, `${what}.q`), Tensor.empty(ctx, k.shape, `${what}.k`)];
+  const invFreq = o.invFreq ?? rope_inv_freq_tensor(ctx, gq.D, o.theta, o.scaling ?? null);
+  const [pq, pk] = [(gq.N * gq.H * gq.D) / 2, (gk.N * gk.H * gk.D) / 2];
+  ctx.dispatch('rope_qk', {
+    bindings: [q.binding, k.binding, invFreq.binding, outQ.binding, outK.binding],
+    u32: [pq, pk, gq.H, gk.H, gq.D / 2, gq.T, gq.off],
+    f32: [sign],
+    workgroups: grid1d(pq + pk, 256),
+    cost: elementwiseCost(pq + pk, 6, 2, 2),
+  });
+  if (!o.invFreq) invFreq.free();
+  return { q: outQ, k: outK };
+}
+
+/** rope_forward of q and of k (kHeads heads, the rest of o alike) in one dispatch. */
+export function rope_qk_forward(q: Tensor, k: Tensor, o: RopeOpts, kHeads: number): { q: Tensor; k: Tensor } {
+  return rotatePair('rope_qk_forward', q, k, o, kHeads, 1);
+}
+
+/** rope_backward of dq and dk in one dispatch. */
+export function rope_qk_backward(dq: Tensor, dk: Tensor, o: RopeOpts, kHeads: number): { q: Tensor; k: Tensor } {
+  return rotatePair('rope_qk_backward', dq, dk, o, kHeads, -1);
 }

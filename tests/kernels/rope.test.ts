@@ -14,6 +14,8 @@ import {
   rope_forward,
   rope_inv_freq,
   rope_inv_freq_tensor,
+  rope_qk_backward,
+  rope_qk_forward,
   type RopeOpts,
 } from '../../src/kernels/rope';
 import { rope_backward_cpu, rope_forward_cpu, rope_inv_freq_f64 } from '../../src/kernels/rope.cpu';
@@ -74,6 +76,35 @@ describe('rope', () => {
       expectWithin(gy, rope_forward_cpu(x, o), ropeBound(x, o, true), 'y vs float64');
       expectWithin(gdx, rope_backward_cpu(dy, o), ropeBound(dy, o, true), 'dx vs float64');
       [tx, tdy, y, dx].forEach((t) => t.free());
+      expect(ctx.alloc.liveBytes).toBe(live);
+    },
+  );
+
+  // rope_qk: q (Hq heads) and k (Hk heads) in one dispatch, each against the twin with its own head count
+  it.each([
+    [2, 7, 3, 1, 8, 0, 10000],
+    [1, 33, 5, 2, 64, 5, 500000],
+    [3, 17, 9, 3, 6, 1000, 10000],
+  ])(
+    'rope_qk: q and k forward and backward match the twin, B = %i, T = %i, Hq = %i, Hk = %i, D = %i, posOffset = %i',
+    async (B, T, Hq, Hk, D, off, theta) => {
+      const ctx = await gpu();
+      const live = ctx.alloc.liveBytes;
+      const oq: RopeOpts = { heads: Hq, headDim: D, theta, seqLen: T, posOffset: off };
+      const ok: RopeOpts = { ...oq, heads: Hk };
+      const r = rng(B * 5 + T * 3 + Hq * Hk + D);
+      const [q, k, dq, dk] = [Hq, Hk, Hq, Hk].map((H) => r.normal(B * T * H * D));
+      const t = [q, k, dq, dk].map((v, i) => Tensor.from(ctx, v, [B * T, [Hq, Hk][i % 2] * D]));
+      const y = rope_qk_forward(t[0], t[1], oq, Hk),
+        dx = rope_qk_backward(t[2], t[3], oq, Hk);
+      expect([y.q.shape, y.k.shape]).toEqual([t[0].shape, t[1].shape]);
+      const check = async (got: Tensor, want: Float64Array, x: ArrayLike<number>, o: RopeOpts, what: string) =>
+        expectWithin(await got.read(), want, ropeBound(x, o, false), what);
+      await check(y.q, rope_forward_cpu(q, oq, 'hf-f32'), q, oq, 'q');
+      await check(y.k, rope_forward_cpu(k, ok, 'hf-f32'), k, ok, 'k');
+      await check(dx.q, rope_backward_cpu(dq, oq, 'hf-f32'), dq, oq, 'dq');
+      await check(dx.k, rope_backward_cpu(dk, ok, 'hf-f32'), dk, ok, 'dk');
+      [...t, y.q, y.k, dx.q, dx.k].forEach((v) => v.free());
       expect(ctx.alloc.liveBytes).toBe(live);
     },
   );

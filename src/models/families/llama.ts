@@ -16,7 +16,7 @@
 // RoPE's inverse frequencies come from rope_theta and, for Llama 3.x, rope_scaling (linear or llama3),
 // computed on the CPU exactly as transformers does (src/kernels/rope.ts rope_inv_freq).
 
-import { add, headRmsnorm, linear, rmsnorm, rope, swiglu } from '../../autograd/ops';
+import { add, headRmsnorm, linear, rmsnorm, ropeQK, swiglu } from '../../autograd/ops';
 import type { Tape, Var } from '../../autograd/tape';
 import type { Tensor } from '../../gpu/tensor';
 import { embedding_forward } from '../../kernels/embedding';
@@ -335,8 +335,7 @@ export class LlamaModel implements CausalLM {
       k = headRmsnorm(tape, k, w('self_attn.k_norm.weight'), c.normEps, `${p}.self_attn.k_norm`);
     }
     if (usesRope) {
-      q = rope(tape, q, { ...ropeOpts, heads: c.numHeads }, `${p}.rope_q`);
-      k = rope(tape, k, { ...ropeOpts, heads: c.numKvHeads }, `${p}.rope_k`);
+      [q, k] = ropeQK(tape, q, k, { ...ropeOpts, heads: c.numHeads }, c.numKvHeads, [`${p}.rope_q`, `${p}.rope_k`]);
     }
     const a = selfAttention(
       tape,
