@@ -1,8 +1,9 @@
-//! defaults: WG=256
+//! defaults: WG=256 ACCUM=false
 // RMSNorm backward for x (w is frozen: no dw). With g = dy · w and r = rstd from the forward,
 //   y_j = x_j · r · w_j,  ∂r/∂x_j = -r³ · x_j / C,  so
 //   dx_j = r · (g_j - x_j · r² · mean(g · x))
-// dy, x, dx are (N, C); w is (C,); rstd is (N,). One workgroup per row, as in the forward.
+// dy, x, dx are (N, C); w is (C,); rstd is (N,). One workgroup per row, as in the forward. ACCUM: dx += instead
+// of dx = (the gradient of x adds up over its uses: the residual stream's).
 
 struct Params { N: u32, C: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
@@ -13,6 +14,7 @@ struct Params { N: u32, C: u32 }
 @group(0) @binding(5) var<storage, read_write> dx: array<f32>;
 
 const WG = {{WG}}u;
+const ACCUM = {{ACCUM}};
 var<workgroup> partial: array<f32, WG>;
 
 @compute @workgroup_size(WG)
@@ -35,6 +37,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let k = r * r * (partial[0] / f32(p.C));
 
   for (var c = lid; c < p.C; c += WG) {
-    dx[at + c] = r * (dy[at + c] * w[c] - x[at + c] * k);
+    var v = r * (dy[at + c] * w[c] - x[at + c] * k);
+    if (ACCUM) { v = dx[at + c] + v; }
+    dx[at + c] = v;
   }
 }

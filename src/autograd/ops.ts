@@ -32,14 +32,22 @@ export interface LoraBranch {
   seed: number;
 }
 
-/** y = x·w0ᵀ + bias + scale·(drop(x)·Aᵀ)·Bᵀ; x is (N, IN), y is (N, OUT). */
-export function linear(tape: Tape, x: Var, w: FrozenLinear, lora: LoraBranch | null, name: string): Var {
+/** y = x·w0ᵀ + bias + scale·(drop(x)·Aᵀ)·Bᵀ [+ residual]; x is (N, IN), y and residual are (N, OUT). The residual
+ * connection costs no add kernel (the matmul accumulates onto it); its gradient is y's, passed on unchanged. */
+export function linear(
+  tape: Tape,
+  x: Var,
+  w: FrozenLinear,
+  lora: LoraBranch | null,
+  name: string,
+  residual?: Var,
+): Var {
   const params: LoraParams | null = lora
     ? { A: lora.A.t, B: lora.B.t, scale: lora.scale, dropout: lora.dropout, seed: lora.seed }
     : null;
   const xt = x.t;
-  const { y, u } = lora_forward(xt, w.w0, w.bias, params, { w0Transposed: w.transposed });
-  const needs = tape.needsGrad(x, ...(lora ? [lora.A, lora.B] : []));
+  const { y, u } = lora_forward(xt, w.w0, w.bias, params, { w0Transposed: w.transposed, residual: residual?.t });
+  const needs = tape.needsGrad(x, ...(lora ? [lora.A, lora.B] : []), ...(residual ? [residual] : []));
   const out = tape.output(y, name, needs);
   if (!needs) {
     u?.free();
@@ -56,16 +64,23 @@ export function linear(tape: Tape, x: Var, w: FrozenLinear, lora: LoraBranch | n
         lora?.A.gradAccum && lora.B.gradAccum && lora.A.requiresGrad && lora.B.requiresGrad
           ? { dA: lora.A.gradAccum, dB: lora.B.gradAccum }
           : undefined;
+      // x's gradient so far (from the other linears reading x), when the tape owns it alone, gets dx added in place
+      const dxInto = tape.gradSink(x) ?? undefined;
       const r = lora_backward(out.grad!, xt, u, w.w0, params, {
         w0Transposed: w.transposed,
         needDx: x.requiresGrad,
         gradInto,
+        dxInto,
       });
       if (lora && r.dA && r.dB) {
         tape.addGrad(lora.A, tape.adopt(r.dA));
         tape.addGrad(lora.B, tape.adopt(r.dB));
       }
       if (r.dx) tape.addGrad(x, tape.adopt(r.dx));
+      if (residual) {
+        tape.retain(out.grad!);
+        tape.addGrad(residual, out.grad!);
+      }
     },
   });
   if (u) tape.release(u); // the record above holds it now
@@ -86,7 +101,12 @@ export function rmsnorm(tape: Tape, x: Var, w: Tensor, eps: number, name: string
     name,
     outputs: [out],
     saved: [xt, rstd],
-    backward: (tape) => tape.addGrad(x, tape.adopt(rmsnorm_backward(out.grad!, xt, w, rstd))),
+    backward(tape) {
+      // x's gradient so far (the residual stream's), when the tape owns it alone, gets dx added in place
+      const sink = tape.gradSink(x);
+      const dx = rmsnorm_backward(out.grad!, xt, w, rstd, sink ?? undefined);
+      if (!sink) tape.addGrad(x, tape.adopt(dx));
+    },
   });
   tape.release(rstd);
   return out;

@@ -149,6 +149,16 @@ export class Tape {
   }
 
   /**
+   * The gradient of `v` that an op may add its contribution into in place, instead of handing a new tensor to
+   * addGrad (which would cost an add kernel): v's gradient so far when the tape owns it alone; null when v
+   * needs no gradient, is a parameter, has none yet, or shares it (then the op calls addGrad).
+   */
+  gradSink(v: Var): Tensor | null {
+    if (!v.requiresGrad || v.gradAccum || !v.grad) return null;
+    return this.refs.get(v.grad) === 1 ? v.grad : null;
+  }
+
+  /**
    * Backward from `out` with upstream gradient `dOut` (the tape takes it). Returns the gradient of each
    * Var in `wrt`, owned by the caller (null where none arrived). Everything else the tape held is freed.
    */

@@ -23,6 +23,11 @@ export interface LoraParams {
 export interface LinearOpts {
   w0Transposed?: boolean /* GPT-2 Conv1D: w0 is (IN, OUT) */;
 }
+export interface ForwardOpts extends LinearOpts {
+  /** (N, OUT): y = residual + the linear (a residual connection folded into the matmul's accumulate epilogue:
+   * y starts as a copy of it, a buffer copy rather than an add kernel) */
+  residual?: Tensor;
+}
 
 interface Dims {
   N: number;
@@ -62,13 +67,14 @@ const dropoutOf = (lora: LoraParams, IN: number, on: MatmulDropout['on']): Matmu
 });
 
 /** x is (N, IN); w0 is (OUT, IN), or (IN, OUT) when w0Transposed, f32 or f16; bias is (OUT,) or null.
- * Returns y (N, OUT) and u = drop(x)·Aᵀ (N, r), kept for the backward (null without lora). */
+ * Returns y (N, OUT) (plus opts.residual when given) and u = drop(x)·Aᵀ (N, r), kept for the backward (null
+ * without lora). */
 export function lora_forward(
   x: Tensor,
   w0: Tensor,
   bias: Tensor | null,
   lora: LoraParams | null,
-  opts: LinearOpts = {},
+  opts: ForwardOpts = {},
 ): { y: Tensor; u: Tensor | null } {
   const ctx = x.ctx;
   const { N, IN, OUT, r } = dims(x, w0, lora, opts);
@@ -78,14 +84,19 @@ export function lora_forward(
     // u (N, r) = drop(x) (N, IN) · Aᵀ, A is (r, IN)
     u = lora_rank_product(x, lora.A, { dropout: lora.dropout, seed: lora.seed });
   }
-  // y (N, OUT) = x · W0ᵀ + bias + scale · u · Bᵀ, B is (OUT, r)
+  const res = opts.residual;
+  if (res && (res.numel !== N * OUT || res.dtype !== 'f32'))
+    throw new Error(`lora: residual must be (${N}, ${OUT}) f32, got [${res.shape}] ${res.dtype}`);
+  // y (N, OUT) = x · W0ᵀ + bias + scale · u · Bᵀ [+ residual], B is (OUT, r)
   const y = Tensor.empty(ctx, [N, OUT], 'lora.y');
+  if (res) ctx.copy(res.buf, 0, y.buf, 0, y.bytes);
   matmulRaw(
     ctx,
     {
       a: x.buf,
       b: w0.buf,
       c: y.buf,
+      accumulate: !!res,
       bias: bias?.buf,
       M: N,
       N: OUT,
@@ -110,14 +121,15 @@ export interface LoraGradInto {
 
 /** dy is (N, OUT); x (N, IN) and u (N, r) are the forward's input and saved u. Returns dA (r, IN) and dB (OUT, r)
  * (null without lora, and null when opts.gradInto is given: then they are added into gradInto.dA / .dB), and
- * dx (N, IN) = dy·w0 + scale·drop'((dy·B)·A), or null when !needDx. */
+ * dx (N, IN) = dy·w0 + scale·drop'((dy·B)·A), or null when !needDx or when opts.dxInto is given: then dx is added
+ * into it (the matmul's accumulate epilogue). */
 export function lora_backward(
   dy: Tensor,
   x: Tensor,
   u: Tensor | null,
   w0: Tensor,
   lora: LoraParams | null,
-  opts: LinearOpts & { needDx: boolean; gradInto?: LoraGradInto },
+  opts: LinearOpts & { needDx: boolean; gradInto?: LoraGradInto; dxInto?: Tensor },
 ): { dA: Tensor | null; dB: Tensor | null; dx: Tensor | null } {
   const ctx = x.ctx;
   const { N, IN, OUT, r } = dims(x, w0, lora, opts);
@@ -149,14 +161,17 @@ export function lora_backward(
   }
   let dx: Tensor | null = null;
   if (opts.needDx) {
-    // dx (N, IN) = dy · W0 + scale · mask ⊙ (G · A), A is (r, IN)
-    dx = Tensor.empty(ctx, [N, IN], 'lora.dx');
+    // dx (N, IN) [+]= dy · W0 + scale · mask ⊙ (G · A), A is (r, IN)
+    const into = opts.dxInto;
+    if (into && into.numel !== N * IN) throw new Error(`lora: dxInto must be (${N}, ${IN}), got [${into.shape}]`);
+    if (!into) dx = Tensor.empty(ctx, [N, IN], 'lora.dx');
     matmulRaw(
       ctx,
       {
         a: dy.buf,
         b: w0.buf,
-        c: dx.buf,
+        c: (into ?? dx!).binding,
+        accumulate: !!into,
         M: N,
         N: IN,
         K: OUT,

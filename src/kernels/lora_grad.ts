@@ -29,10 +29,14 @@ export const GRAD_ROWS = 8; // token rows per block (shaders/lora_grad.wgsl's RO
 /** At most this many chunks: stage 2 then loops ≤ 512 times; at N = 4096 every chunk is one block of 8 rows,
  * 512 workgroups (≥ 264, the shape report's floor for a dispatch above 10 MFLOP). */
 export const MAX_CHUNKS = 512;
+/** The scratch of chunk partials (chunks, r·(IN + OUT)) f32 stays within this (and one storage binding): fewer,
+ * longer chunks where a linear is wide. 64 MiB keeps SmolLM2-135M's widest (576 -> 1536, r 8) at 512 chunks. */
+export const PART_BUDGET = 64 * 1024 * 1024;
 
-export function gradTile(N: number, OUT: number, r: number, threads = 64): GradTile {
+export function gradTile(N: number, IN: number, OUT: number, r: number, threads = 64, budget = PART_BUDGET): GradTile {
   const { KS, JQ } = rankTile(OUT, r, threads);
-  const SB = Math.max(1, Math.ceil(N / (GRAD_ROWS * MAX_CHUNKS)));
+  const maxChunks = Math.max(1, Math.min(MAX_CHUNKS, Math.floor(budget / (4 * r * (IN + OUT)))));
+  const SB = Math.max(1, Math.ceil(N / (GRAD_ROWS * maxChunks)));
   return { KS, JQ, SB, chunks: Math.ceil(N / (GRAD_ROWS * SB)) };
 }
 
@@ -62,7 +66,9 @@ export function lora_grad(
     );
   const p = o.dropout ?? 0;
   if (!(p >= 0 && p < 1)) throw new Error(`lora_grad: dropout must be in [0, 1), got ${p}`);
-  const t = tile ?? gradTile(N, OUT, r, ctx.softwareAdapter ? 16 : 64 /* as lora_rank: CPU adapters want fewer */);
+  const budget = Math.min(PART_BUDGET, ctx.limits.maxStorageBufferBindingSize);
+  const threads = ctx.softwareAdapter ? 16 : 64; // as lora_rank: CPU adapters want fewer
+  const t = tile ?? gradTile(N, IN, OUT, r, threads, budget);
   if (t.JQ !== Math.ceil(r / 4) || t.KS * t.JQ > 128 || t.chunks !== Math.ceil(N / (GRAD_ROWS * t.SB)))
     throw new Error(`lora_grad: bad tile ${JSON.stringify(t)}`);
   const T = t.KS * t.JQ;

@@ -193,7 +193,7 @@ export function matmulRaw(
   const batch = m.batch ?? 1;
   const f16 = m.bDtype === 'f16';
   if (f16) assertF16(ctx);
-  if (lora && (m.accumulate || batch !== 1)) throw new Error('matmul: the LoRA epilogue is for a plain 2-D product');
+  if (lora && batch !== 1) throw new Error('matmul: the LoRA epilogue is for a plain 2-D product');
   if (M_N_K_bad(m)) throw new Error(`matmul: bad sizes M=${m.M} N=${m.N} K=${m.K}`);
   const drop = dropout && dropout.p > 0 ? dropout : undefined;
   const v = tile ? 'baseline' : (variant ?? matmulVariantFor(ctx, m));

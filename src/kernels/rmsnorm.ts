@@ -50,21 +50,30 @@ export function rmsnorm_forward(x: Tensor, w: Tensor, eps: number): { y: Tensor;
   return { y, rstd };
 }
 
-/** dy, x are (N, C); w is (C,); rstd is (N,) from the forward. Returns dx shaped like x. */
-export function rmsnorm_backward(dy: Tensor, x: Tensor, w: Tensor, rstd: Tensor): Tensor {
+/** dy, x are (N, C); w is (C,); rstd is (N,) from the forward. Returns dx shaped like x, or, given `into` (shaped
+ * like x), adds dx into it and returns it. */
+export function rmsnorm_backward(dy: Tensor, x: Tensor, w: Tensor, rstd: Tensor, into?: Tensor): Tensor {
   const C = w.numel;
   const N = rowsOf('rmsnorm_backward', x, C);
   checkVec('rmsnorm_backward', 'w', w, C);
   checkVec('rmsnorm_backward', 'rstd', rstd, N);
   if (dy.numel !== x.numel) throw new Error(`rmsnorm_backward: dy [${dy.shape}] and x [${x.shape}] differ`);
   const ctx = x.ctx;
-  const dx = Tensor.empty(ctx, x.shape, 'rmsnorm.dx');
+  if (into && into.numel !== x.numel)
+    throw new Error(`rmsnorm_backward: into [${into.shape}] and x [${x.shape}] differ`);
+  const dx = into ?? Tensor.empty(ctx, x.shape, 'rmsnorm.dx');
   ctx.dispatch('rmsnorm_backward', {
-    defines: { WG: rowWorkgroupSize(C) },
-    bindings: [dy.buf, x.buf, w.buf, rstd.buf, dx.buf],
+    defines: { WG: rowWorkgroupSize(C), ACCUM: !!into },
+    bindings: [dy.binding, x.binding, w.binding, rstd.binding, dx.binding],
     u32: [N, C],
     workgroups: grid1d(N, 1),
-    cost: rowCost(N, C, rowWorkgroupSize(C), { flops: 7, reads: 2, writes: 1, vecReads: 1, rowReads: 1 }),
+    cost: rowCost(N, C, rowWorkgroupSize(C), {
+      flops: into ? 8 : 7,
+      reads: into ? 3 : 2,
+      writes: 1,
+      vecReads: 1,
+      rowReads: 1,
+    }),
   });
   return dx;
 }

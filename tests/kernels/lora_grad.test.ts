@@ -9,10 +9,10 @@
 import { describe, expect, it } from 'vitest';
 import { Tensor } from '../../src/gpu/tensor';
 import { lora_backward, lora_forward, type LoraParams } from '../../src/kernels/lora';
-import { GRAD_ROWS, gradTile, lora_grad, MAX_CHUNKS, type GradTile } from '../../src/kernels/lora_grad';
+import { GRAD_ROWS, gradTile, lora_grad, MAX_CHUNKS, PART_BUDGET, type GradTile } from '../../src/kernels/lora_grad';
 import { lora_grad_cpu, type GradCpu } from '../../src/kernels/lora_grad.cpu';
 import { lora_rank_cpu } from '../../src/kernels/lora_rank.cpu';
-import { lora_forward_cpu } from '../../src/kernels/lora.cpu';
+import { lora_backward_cpu, lora_forward_cpu } from '../../src/kernels/lora.cpu';
 import { expectSumBounded, finiteDiff, gpu, rng } from '../helpers/gpu';
 
 const abs = (x: ArrayLike<number>) => Float64Array.from(x, Math.abs);
@@ -50,7 +50,7 @@ describe('lora_grad (shaders/lora_grad.wgsl, shaders/lora_grad_sum.wgsl)', () =>
       u = R.uniform(N * r),
       B = R.uniform(OUT * r),
       base = { dA: R.uniform(r * IN), dB: R.uniform(OUT * r) };
-    let t: GradTile = gradTile(N, OUT, r, c.threads);
+    let t: GradTile = gradTile(N, IN, OUT, r, c.threads);
     if (c.SB) t = { ...t, SB: c.SB, chunks: Math.ceil(N / (GRAD_ROWS * c.SB)) };
     const d: GradCpu = { N, IN, OUT, r, CH: GRAD_ROWS * t.SB, scale: -1.3, p: c.p, seed: 99 + r };
     const [tdy, tx, tu, tB] = [
@@ -81,15 +81,27 @@ describe('lora_grad (shaders/lora_grad.wgsl, shaders/lora_grad_sum.wgsl)', () =>
     expect(ctx.alloc.liveBytes).toBe(live);
   });
 
-  it('the grid is wide and the loops short: ≥ 264 workgroups at N = 4096, ≤ 512 chunks at any N', () => {
-    for (const r of [8, 16, 64])
-      for (const OUT of [192, 576, 1536]) {
-        expect(gradTile(4096, OUT, r).chunks).toBeGreaterThanOrEqual(264);
-        for (const N of [1, 4097, 65536, 524288]) expect(gradTile(N, OUT, r).chunks).toBeLessThanOrEqual(MAX_CHUNKS);
-        const t = gradTile(4096, OUT, r);
+  it('the grid is wide, the loops short and the scratch bounded: ≥ 264 workgroups at N = 4096 (SmolLM2-135M, r 8)', () => {
+    for (const r of [4, 8])
+      for (const [IN, OUT] of [
+        [576, 192],
+        [576, 576],
+        [576, 1536],
+        [1536, 576],
+      ])
+        expect(gradTile(4096, IN, OUT, r).chunks).toBeGreaterThanOrEqual(264);
+    for (const [IN, OUT, r] of [
+      [576, 1536, 8],
+      [1536, 8960, 64],
+      [8960, 1536, 16],
+    ])
+      for (const N of [1, 4097, 65536, 524288]) {
+        const t = gradTile(N, IN, OUT, r);
+        expect(t.chunks).toBeLessThanOrEqual(MAX_CHUNKS);
+        expect(4 * t.chunks * r * (IN + OUT)).toBeLessThanOrEqual(PART_BUDGET);
         expect(t.KS * t.JQ).toBeLessThanOrEqual(128);
       }
-    expect(gradTile(1, 5, 1).chunks).toBe(1);
+    expect(gradTile(1, 5, 3, 1).chunks).toBe(1);
   });
 
   it('dA and dB twins = finite differences of sum(dy ⊙ y) in float64 (with dropout)', () => {
@@ -122,7 +134,7 @@ describe('lora_grad (shaders/lora_grad.wgsl, shaders/lora_grad_sum.wgsl)', () =>
     );
   });
 
-  it('lora_backward is bit-identical to itself, and gradInto adds exactly what it returns otherwise', async () => {
+  it('lora_backward is bit-identical to itself; gradInto, dxInto and a residual add exactly what it returns otherwise', async () => {
     const ctx = await gpu();
     await ctx.sync();
     const live = ctx.alloc.liveBytes;
@@ -157,7 +169,38 @@ describe('lora_grad (shaders/lora_grad.wgsl, shaders/lora_grad_sum.wgsl)', () =>
       expect(g2.dB).toBeNull();
       expect(await bits(into.dA)).toEqual(runs[i].dA);
       expect(await bits(into.dB)).toEqual(runs[i].dB);
-      for (const t of [y, u, g.dA, g.dB, g.dx, into.dA, into.dB]) t?.free();
+      // dxInto: dx added into an existing gradient by the matmul's accumulate epilogue, and a residual added to y:
+      // base + dx (res + y) up to a few roundings of the terms (a driver may fuse the last add into an fma, so not
+      // bit for bit). mag: the same sums on absolute values (the mask ≤ 1 / (1 - p)); a missing add is O(1).
+      const base = R.uniform(N * IN);
+      const dxInto = Tensor.from(ctx, base, [N, IN]);
+      const g3 = lora_backward(dy, x, u, w0, lora, { needDx: true, dxInto });
+      expect(g3.dx).toBeNull();
+      const dx = await g.dx!.read();
+      const d = { N, IN, OUT, r, scale: lora.scale };
+      const [xa, dya, w0a, Aa, Ba] = await Promise.all(
+        [x, dy, w0, lora.A, lora.B].map(async (t) => abs(await t.read())),
+      );
+      const magDx = lora_backward_cpu(dya, xa, w0a, Aa, Ba, d).dx.map((v, j) => Math.abs(base[j]) + v / 0.8);
+      expectSumBounded(
+        await dxInto.read(),
+        Float64Array.from(dx, (v, j) => base[j] + v),
+        magDx,
+        4,
+        'dxInto',
+      );
+      const res = Tensor.from(ctx, R.uniform(N * OUT), [N, OUT]);
+      const f2 = lora_forward(x, w0, null, lora, { residual: res });
+      const [yv, rv] = [await y.read(), await res.read()];
+      const magY = lora_forward_cpu(xa, w0a, null, Aa, Ba, d).y.map((v, j) => Math.abs(rv[j]) + v / 0.8);
+      expectSumBounded(
+        await f2.y.read(),
+        Float64Array.from(yv, (v, j) => rv[j] + v),
+        magY,
+        4,
+        'y + residual',
+      );
+      for (const t of [y, u, g.dA, g.dB, g.dx, into.dA, into.dB, dxInto, g3.dA, g3.dB, res, f2.y, f2.u]) t?.free();
     }
     for (const k of ['y', 'u', 'dA', 'dB', 'dx'] as const) expect(runs[1][k]).toEqual(runs[0][k]);
     for (const t of [x, dy, w0, lora.A, lora.B]) t.free();

@@ -95,8 +95,17 @@ describe('rmsnorm', () => {
         bound[i] = 2 * u * e;
       }
     }
-    expectWithin(await dx.read(), want, bound, 'dx');
-    [...ts, dx].forEach((t) => t.free());
+    const got = await dx.read();
+    expectWithin(got, want, bound, 'dx');
+    // into: dx added into an existing gradient: base + dx within dx's bound plus one rounding of the sum; a missing
+    // add is O(1)
+    const base = r.normal(N * C);
+    const into = Tensor.from(ctx, base, [N, C]);
+    expect(rmsnorm_backward(ts[0], ts[1], ts[2], ts[3], into)).toBe(into);
+    const sum = Float64Array.from(want, (v, i) => base[i] + v);
+    const sumBound = Float64Array.from(bound, (b, i) => b + 2 * u * (Math.abs(base[i]) + Math.abs(want[i])));
+    expectWithin(await into.read(), sum, sumBound, 'into');
+    [...ts, dx, into].forEach((t) => t.free());
     expect(ctx.alloc.liveBytes).toBe(live);
   });
 

@@ -7,7 +7,7 @@
 //
 // Conv1D weights are stored (IN, OUT): the linears run with w0Transposed.
 
-import { add, gelu, layernorm, linear, splitCols } from '../../autograd/ops';
+import { gelu, layernorm, linear, splitCols } from '../../autograd/ops';
 import type { Tape, Var } from '../../autograd/tape';
 import { Tensor } from '../../gpu/tensor';
 import { add_forward } from '../../kernels/add';
@@ -45,10 +45,10 @@ export class GPT2 implements CausalLM {
     const C = c.hiddenSize;
     const p = `transformer.h.${i}`;
     const w = (name: string) => this.weights.get(`${p}.${name}`);
-    const lin = (name: string, input: Var) => {
+    const lin = (name: string, input: Var, residual?: Var) => {
       const path = `${p}.${name}`;
       const branch = lora?.branch(tape, path, run.dropoutSeed ?? null) ?? null;
-      return linear(tape, input, frozenLinear(this.weights, path, true), branch, path);
+      return linear(tape, input, frozenLinear(this.weights, path, true), branch, path, residual);
     };
 
     // attention
@@ -65,12 +65,12 @@ export class GPT2 implements CausalLM {
       i,
       `${p}.attn`,
     );
-    const h = add(tape, x, lin('attn.c_proj', a), `${p}.resid_attn`);
+    const h = lin('attn.c_proj', a, x); // x + c_proj(a): the residual added by the matmul
 
     // MLP
     const n2 = layernorm(tape, h, w('ln_2.weight'), w('ln_2.bias'), c.normEps, `${p}.ln_2`);
     const f = gelu(tape, lin('mlp.c_fc', n2), `${p}.gelu`); // (N, I)
-    return add(tape, h, lin('mlp.c_proj', f), `${p}.resid_mlp`);
+    return lin('mlp.c_proj', f, h); // h + c_proj(f)
   }
 
   finalNorm(tape: Tape, x: Var): Var {

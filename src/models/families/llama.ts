@@ -16,7 +16,7 @@
 // RoPE's inverse frequencies come from rope_theta and, for Llama 3.x, rope_scaling (linear or llama3),
 // computed on the CPU exactly as transformers does (src/kernels/rope.ts rope_inv_freq).
 
-import { add, headRmsnorm, linear, rmsnorm, ropeQK, swiglu } from '../../autograd/ops';
+import { headRmsnorm, linear, rmsnorm, ropeQK, swiglu } from '../../autograd/ops';
 import type { Tape, Var } from '../../autograd/tape';
 import type { Tensor } from '../../gpu/tensor';
 import { embedding_forward } from '../../kernels/embedding';
@@ -310,10 +310,10 @@ export class LlamaModel implements CausalLM {
     const c = this.cfg;
     const p = `model.layers.${i}`;
     const w = (name: string) => this.weights.get(`${p}.${name}`);
-    const lin = (name: string, input: Var) => {
+    const lin = (name: string, input: Var, residual?: Var) => {
       const path = `${p}.${name}`;
       const branch = lora?.branch(tape, path, run.dropoutSeed ?? null) ?? null;
-      return linear(tape, input, frozenLinear(this.weights, path, false), branch, path);
+      return linear(tape, input, frozenLinear(this.weights, path, false), branch, path, residual);
     };
     const ropeOpts = {
       headDim: c.headDim,
@@ -353,12 +353,12 @@ export class LlamaModel implements CausalLM {
       i,
       `${p}.attn`,
     ); // (N, Hq·D)
-    const h = add(tape, x, lin('self_attn.o_proj', a), `${p}.resid_attn`);
+    const h = lin('self_attn.o_proj', a, x); // x + o_proj(a): the residual added by the matmul
 
     // MLP
     const n2 = rmsnorm(tape, h, w('post_attention_layernorm.weight'), c.normEps, `${p}.post_attention_layernorm`);
     const m = swiglu(tape, lin('mlp.gate_proj', n2), lin('mlp.up_proj', n2), `${p}.swiglu`); // (N, I)
-    return add(tape, h, lin('mlp.down_proj', m), `${p}.resid_mlp`);
+    return lin('mlp.down_proj', m, h); // h + down_proj(m)
   }
 
   finalNorm(tape: Tape, x: Var): Var {
