@@ -6,6 +6,8 @@
 //   part[c][dB: EA + o·R + j]  = Σ_{n in chunk c} dy[n, o] · u[n, j]            u is (N, R), EA = R·IN
 // drop(x)[n, i] = x[n, i] · dropout_mult(seed, n·IN + i, p) with MASK (lib_rng, the forward's mask of x).
 // Stage 2 (lora_grad_sum.wgsl) adds the chunks in order, scales by s and stores into dA (R, IN) and dB (OUT, R).
+// The chunk's row of part may be shared by several linears (their gradients side by side, as in the flat LoRA
+// buffer): row stride PE, this linear's dA at column PA and dB at PB, each followed by ZA / ZB zeros (padding).
 // The chunk goes in blocks of 8 rows: (1) the KS x JQ threads (JQ = ceil(R / 4)) compute the block's G, thread
 // (kt, jq) all 8 rows x columns 4·jq.. over o = kt, kt + KS, ... (like lora_rank.wgsl), and the KS partials of
 // each output are added in order into workgroup memory; (2) thread t owns columns o = t, t + KS·JQ, ... of dB
@@ -17,6 +19,7 @@
 
 struct Params {
   N: u32, IN: u32, OUT: u32, R: u32, SB: u32, seed: u32,
+  PE: u32, PA: u32, PB: u32, ZA: u32, ZB: u32,
   p: f32,
 }
 @group(0) @binding(0) var<uniform> p: Params;
@@ -51,11 +54,13 @@ fn quad(v: vec4f, j: u32) -> f32 { return v[j & 3u]; }
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(local_invocation_id) lid: vec3u, @builtin(local_invocation_index) li: u32) {
   let c = wid.x + wid.y * nwg.x; // the chunk
-  let E = p.R * (p.IN + p.OUT);
-  let pc = c * E; // the chunk's partial
+  let pc = c * p.PE; // the chunk's row of partials
   let EA = p.R * p.IN;
+  let EB = p.OUT * p.R;
   let chunks = (p.N + ROWS * p.SB - 1u) / (ROWS * p.SB);
   if (c >= chunks) { return; } // uniform per workgroup: no barrier is skipped by half of one
+  for (var t = li; t < p.ZA; t += T) { part[pc + p.PA + EA + t] = 0.0; }
+  for (var t = li; t < p.ZB; t += T) { part[pc + p.PB + EB + t] = 0.0; }
   let kt = lid.x;
   let jq = lid.y;
   let last = p.N - 1u;
@@ -111,7 +116,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         s += y2 * quad(us[2u * JQ + k], j); s += y3 * quad(us[3u * JQ + k], j);
         s += y4 * quad(us[4u * JQ + k], j); s += y5 * quad(us[5u * JQ + k], j);
         s += y6 * quad(us[6u * JQ + k], j); s += y7 * quad(us[7u * JQ + k], j);
-        let e = pc + EA + o * p.R + j;
+        let e = pc + p.PB + o * p.R + j;
         if (blk > 0u) { s = part[e] + s; }
         part[e] = s;
       }
@@ -126,7 +131,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         s += x2 * quad(gs[2u * JQ + k], j); s += x3 * quad(gs[3u * JQ + k], j);
         s += x4 * quad(gs[4u * JQ + k], j); s += x5 * quad(gs[5u * JQ + k], j);
         s += x6 * quad(gs[6u * JQ + k], j); s += x7 * quad(gs[7u * JQ + k], j);
-        let e = pc + j * p.IN + i;
+        let e = pc + p.PA + j * p.IN + i;
         if (blk > 0u) { s = part[e] + s; }
         part[e] = s;
       }

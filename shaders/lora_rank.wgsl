@@ -7,11 +7,15 @@
 // columns j0..j0+3 (j0 = 4·jq, clamped at R), register-blocked like matmul.wgsl (one w load serves 8 rows),
 // over k = kt, kt + KS, ... (consecutive threads read consecutive k). Then each of the 8·JQ outputs sums its
 // KS partials in a fixed order (kt = 0, 1, ...): no atomics, so a run is bit-identical to itself.
+// Segments (grid z = s, up to 3): the U of several linears that read the same x (q, k, v; gate, up) in one
+// dispatch: segment s reads its w at float a_s of the w binding, masks x with its own seed_s, and writes its
+// (N, R) result at float s·ostride of out.
 //! defaults: KS=32 JQ=2 W_KR=false MASK=false
 //#include lib_rng
 
 struct Params {
-  N: u32, K: u32, R: u32, seed: u32,
+  N: u32, K: u32, R: u32, ostride: u32,
+  a0: u32, a1: u32, a2: u32, seed0: u32, seed1: u32, seed2: u32,
   p: f32,
 }
 @group(0) @binding(0) var<uniform> p: Params;
@@ -28,14 +32,14 @@ const NOUT = ROWS * JQ; // vec4 outputs per workgroup
 
 var<workgroup> part: array<vec4f, KS * NOUT>; // part[kt·NOUT + row·JQ + jq], KS·JQ ≤ 128: at most 16 KiB
 
-fn w_at(j: u32, k: u32) -> f32 {
-  if (W_KR) { return w[k * p.R + j]; }
-  return w[j * p.K + k];
+fn w_at(a: u32, j: u32, k: u32) -> f32 {
+  if (W_KR) { return w[a + k * p.R + j]; }
+  return w[a + j * p.K + k];
 }
 
-fn x_at(n: u32, k: u32) -> f32 {
+fn x_at(seed: u32, n: u32, k: u32) -> f32 {
   var v = x[n * p.K + k];
-  if (MASK) { v *= dropout_mult(p.seed, n * p.K + k, p.p); }
+  if (MASK) { v *= dropout_mult(seed, n * p.K + k, p.p); }
   return v;
 }
 
@@ -43,6 +47,9 @@ fn x_at(n: u32, k: u32) -> f32 {
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(local_invocation_id) lid: vec3u, @builtin(local_invocation_index) li: u32) {
   let n0 = (wid.x + wid.y * nwg.x) * ROWS;
+  let sg = wid.z; // the segment
+  let aoff = select(select(p.a0, p.a1, sg == 1u), p.a2, sg == 2u); // its w
+  let seed = select(select(p.seed0, p.seed1, sg == 1u), p.seed2, sg == 2u);
   let kt = lid.x;
   let jq = lid.y;
   // loads read clamped rows and columns (in bounds without branches); only the stores are guarded.
@@ -55,9 +62,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   var a0 = vec4f(0.0); var a1 = vec4f(0.0); var a2 = vec4f(0.0); var a3 = vec4f(0.0);
   var a4 = vec4f(0.0); var a5 = vec4f(0.0); var a6 = vec4f(0.0); var a7 = vec4f(0.0);
   for (var k = kt; k < p.K; k += KS) {
-    let wv = vec4f(w_at(js.x, k), w_at(js.y, k), w_at(js.z, k), w_at(js.w, k));
-    a0 += x_at(r0, k) * wv; a1 += x_at(r1, k) * wv; a2 += x_at(r2, k) * wv; a3 += x_at(r3, k) * wv;
-    a4 += x_at(r4, k) * wv; a5 += x_at(r5, k) * wv; a6 += x_at(r6, k) * wv; a7 += x_at(r7, k) * wv;
+    let wv = vec4f(w_at(aoff, js.x, k), w_at(aoff, js.y, k), w_at(aoff, js.z, k), w_at(aoff, js.w, k));
+    a0 += x_at(seed, r0, k) * wv; a1 += x_at(seed, r1, k) * wv; a2 += x_at(seed, r2, k) * wv;
+    a3 += x_at(seed, r3, k) * wv; a4 += x_at(seed, r4, k) * wv; a5 += x_at(seed, r5, k) * wv;
+    a6 += x_at(seed, r6, k) * wv; a7 += x_at(seed, r7, k) * wv;
   }
   let b = kt * NOUT + jq;
   part[b] = a0; part[b + JQ] = a1; part[b + 2u * JQ] = a2; part[b + 3u * JQ] = a3;
@@ -70,7 +78,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
     let row = n0 + o / JQ;
     let c0 = (o % JQ) * 4u; // < R: JQ = ceil(R / 4)
     if (row < p.N) {
-      let base = row * p.R + c0;
+      let base = sg * p.ostride + row * p.R + c0;
       out[base] = s.x;
       if (c0 + 1u < p.R) { out[base + 1u] = s.y; }
       if (c0 + 2u < p.R) { out[base + 2u] = s.z; }

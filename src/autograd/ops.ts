@@ -8,6 +8,8 @@ import { geglu_backward, geglu_forward } from '../kernels/geglu';
 import { gelu_backward, gelu_forward } from '../kernels/gelu';
 import { layernorm_backward, layernorm_forward } from '../kernels/layernorm';
 import { lora_backward, lora_forward, type LoraParams } from '../kernels/lora';
+import { lora_rank_segments } from '../kernels/lora_rank';
+import { GradGroup } from '../kernels/lora_grad';
 import { rmsnorm_backward, rmsnorm_forward } from '../kernels/rmsnorm';
 import { rope_backward, rope_forward, rope_qk_backward, rope_qk_forward, type RopeOpts } from '../kernels/rope';
 import { swiglu_backward, swiglu_forward } from '../kernels/swiglu';
@@ -85,6 +87,93 @@ export function linear(
   });
   if (u) tape.release(u); // the record above holds it now
   return out;
+}
+
+/** One linear of a group that reads the same input (see linears). */
+export interface LinearSpec {
+  w: FrozenLinear;
+  lora: LoraBranch | null;
+  name: string;
+}
+
+const paramsOf = (l: LoraBranch): LoraParams => ({
+  A: l.A.t,
+  B: l.B.t,
+  scale: l.scale,
+  dropout: l.dropout,
+  seed: l.seed,
+});
+
+/**
+ * Several linears of one input x (q, k, v of n1; gate, up of n2): the same values as `linear` on each, with one
+ * dispatch for all their U = drop(x)·Aᵀ (lora_rank_segments) where 2 or 3 of them have adapters in one parameter
+ * buffer; otherwise plain `linear`s. One op on the tape: its backward runs the linears' backwards last first,
+ * each dx added into x's gradient as it goes.
+ */
+export function linears(tape: Tape, x: Var, specs: LinearSpec[]): Var[] {
+  const branches = specs.map((s) => s.lora);
+  const ls = branches.filter((l): l is LoraBranch => !!l);
+  const grouped =
+    specs.length >= 2 &&
+    specs.length <= 3 &&
+    ls.length === specs.length &&
+    ls.every((l) => l.A.t.base === ls[0].A.t.base && l.dropout === ls[0].dropout && l.A.t.view);
+  if (!grouped) return specs.map((s) => linear(tape, x, s.w, s.lora, s.name));
+  const xt = x.t;
+  // u_s (N, r) = drop_s(x) · A_sᵀ for every linear s, one dispatch; `all` holds them
+  const { all, u } = lora_rank_segments(
+    xt,
+    ls.map((l) => l.A.t),
+    ls.map((l) => l.seed),
+    ls[0].dropout,
+  );
+  const needs = tape.needsGrad(x, ...ls.flatMap((l) => [l.A, l.B]));
+  const params = ls.map(paramsOf);
+  const outs = specs.map((s, i) => {
+    const { y } = lora_forward(xt, s.w.w0, s.w.bias, params[i], { w0Transposed: s.w.transposed, u: u[i] });
+    return tape.output(y, s.name, needs);
+  });
+  if (!needs) {
+    all.free();
+    return outs;
+  }
+  tape.adopt(all);
+  tape.record({
+    name: specs.map((s) => s.name).join('+'),
+    outputs: outs,
+    saved: [xt, all],
+    backward(tape) {
+      // persistent gradients side by side (the flat LoRA buffer) and a gradient for every output: one stage 2
+      const persistent = ls.every((l) => l.A.gradAccum && l.B.gradAccum && l.A.requiresGrad && l.B.requiresGrad);
+      const group =
+        persistent && outs.every((o) => o.grad)
+          ? GradGroup.of(
+              ls.map((l) => ({ dA: l.A.gradAccum!, dB: l.B.gradAccum! })),
+              xt.shape[0],
+              ls[0].scale,
+            )
+          : null;
+      for (let i = specs.length - 1; i >= 0; i--) {
+        const [s, l, dy] = [specs[i], ls[i], outs[i].grad];
+        if (!dy) continue;
+        const gradInto = persistent ? { dA: l.A.gradAccum!, dB: l.B.gradAccum!, group: group ?? undefined } : undefined;
+        const r = lora_backward(dy, xt, u[i], s.w.w0, params[i], {
+          w0Transposed: s.w.transposed,
+          needDx: x.requiresGrad,
+          gradInto,
+          dxInto: tape.gradSink(x) ?? undefined,
+        });
+        if (r.dA && r.dB) {
+          tape.addGrad(l.A, tape.adopt(r.dA));
+          tape.addGrad(l.B, tape.adopt(r.dB));
+        }
+        if (r.dx) tape.addGrad(x, tape.adopt(r.dx));
+      }
+      group?.flush();
+    },
+  });
+  tape.release(all); // the record above holds it now
+  return outs;
 }
 
 /** RMSNorm over the last dimension; x is (N, C), w is (C,) and frozen. */

@@ -9,7 +9,7 @@
 // shaders/lora_grad.wgsl + lora_grad_sum.wgsl (split over chunks of tokens, summed in a fixed order, and
 // added straight into the gradient buffers when the caller passes them): two dispatches for all three.
 import { Tensor } from '../gpu/tensor';
-import { lora_grad } from './lora_grad';
+import { lora_grad, type GradGroup } from './lora_grad';
 import { lora_rank_product } from './lora_rank';
 import { assertF16, matmulRaw, type MatmulDropout } from './matmul';
 
@@ -27,6 +27,9 @@ export interface ForwardOpts extends LinearOpts {
   /** (N, OUT): y = residual + the linear (a residual connection folded into the matmul's accumulate epilogue:
    * y starts as a copy of it, a buffer copy rather than an add kernel) */
   residual?: Tensor;
+  /** (N, r): drop(x)·Aᵀ already computed (lora_rank_segments, for several linears at once); then the returned u
+   * is null and the caller keeps this one */
+  u?: Tensor;
 }
 
 interface Dims {
@@ -80,10 +83,12 @@ export function lora_forward(
   const { N, IN, OUT, r } = dims(x, w0, lora, opts);
   if (bias && bias.numel !== OUT) throw new Error(`lora: bias must be (${OUT},), got [${bias.shape}]`);
   let u: Tensor | null = null;
-  if (lora) {
+  if (lora && opts.u && opts.u.numel !== N * r) throw new Error(`lora: u must be (${N}, ${r}), got [${opts.u.shape}]`);
+  if (lora && !opts.u) {
     // u (N, r) = drop(x) (N, IN) · Aᵀ, A is (r, IN)
     u = lora_rank_product(x, lora.A, { dropout: lora.dropout, seed: lora.seed });
   }
+  const uIn = opts.u ?? u;
   const res = opts.residual;
   if (res && (res.numel !== N * OUT || res.dtype !== 'f32'))
     throw new Error(`lora: residual must be (${N}, ${OUT}) f32, got [${res.shape}] ${res.dtype}`);
@@ -108,7 +113,7 @@ export function lora_forward(
       transB: !opts.w0Transposed,
       bDtype: w0.dtype as 'f32' | 'f16',
     },
-    lora && u ? { u: u.buf, v: lora.B.binding, R: r, ldv: r, vT: false, lscale: lora.scale } : undefined,
+    lora && uIn ? { u: uIn.binding, v: lora.B.binding, R: r, ldv: r, vT: false, lscale: lora.scale } : undefined,
   );
   return { y, u };
 }
@@ -117,6 +122,8 @@ export function lora_forward(
 export interface LoraGradInto {
   dA: Tensor /* (r, IN) */;
   dB: Tensor /* (OUT, r) */;
+  /** dA and dB are added by this group's flush (one stage 2 for several linears), not here */
+  group?: GradGroup;
 }
 
 /** dy is (N, OUT); x (N, IN) and u (N, r) are the forward's input and saved u. Returns dA (r, IN) and dB (OUT, r)
@@ -157,6 +164,8 @@ export function lora_backward(
         dropout: lora.dropout,
         seed: lora.seed,
       },
+      undefined,
+      into?.group,
     );
   }
   let dx: Tensor | null = null;

@@ -9,7 +9,15 @@
 import { describe, expect, it } from 'vitest';
 import { Tensor } from '../../src/gpu/tensor';
 import { lora_backward, lora_forward, type LoraParams } from '../../src/kernels/lora';
-import { GRAD_ROWS, gradTile, lora_grad, MAX_CHUNKS, PART_BUDGET, type GradTile } from '../../src/kernels/lora_grad';
+import {
+  GRAD_ROWS,
+  GradGroup,
+  gradTile,
+  lora_grad,
+  MAX_CHUNKS,
+  PART_BUDGET,
+  type GradTile,
+} from '../../src/kernels/lora_grad';
 import { lora_grad_cpu, type GradCpu } from '../../src/kernels/lora_grad.cpu';
 import { lora_rank_cpu } from '../../src/kernels/lora_rank.cpu';
 import { lora_backward_cpu, lora_forward_cpu } from '../../src/kernels/lora.cpu';
@@ -102,6 +110,54 @@ describe('lora_grad (shaders/lora_grad.wgsl, shaders/lora_grad_sum.wgsl)', () =>
         expect(t.KS * t.JQ).toBeLessThanOrEqual(128);
       }
     expect(gradTile(1, 5, 3, 1).chunks).toBe(1);
+  });
+
+  it('a GradGroup (q, k, v side by side in one gradient buffer) adds what three separate calls add', async () => {
+    const ctx = await gpu();
+    await ctx.sync();
+    const live = ctx.alloc.liveBytes;
+    const [N, IN, r] = [37, 33, 5];
+    const OUTS = [33, 7, 7];
+    const pad = (n: number) => Math.ceil(n / 64) * 64;
+    const R = rng(5);
+    const x = Tensor.from(ctx, R.uniform(N * IN), [N, IN]);
+    const lin = OUTS.map((OUT) => ({
+      OUT,
+      dy: Tensor.from(ctx, R.uniform(N * OUT), [N, OUT]),
+      u: Tensor.from(ctx, R.uniform(N * r), [N, r]),
+      B: Tensor.from(ctx, R.uniform(OUT * r), [OUT, r]),
+    }));
+    // the flat layout: dA then dB per linear, each padded to 64 floats; the padding starts non-zero and must stay
+    const slots = OUTS.flatMap((OUT) => [pad(r * IN), pad(OUT * r)]);
+    const total = slots.reduce((a, b) => a + b, 0);
+    const base = R.uniform(total);
+    const flat = Tensor.from(ctx, base, [total]);
+    const views = (buf: Tensor) => {
+      let at = 0;
+      return OUTS.map((OUT) => {
+        const dA = Tensor.view(ctx, buf.base, 4 * at, [r, IN]);
+        at += pad(r * IN);
+        const dB = Tensor.view(ctx, buf.base, 4 * at, [OUT, r]);
+        at += pad(OUT * r);
+        return { dA, dB };
+      });
+    };
+    const grads = views(flat);
+    const o = { scale: 0.7, accumulate: true, dropout: 0.1, seed: 3 };
+    const group = GradGroup.of(grads, N, o.scale)!;
+    expect(group).not.toBeNull();
+    const Gs = lin.map((l, i) => lora_grad(l.dy, x, l.u, l.B, grads[i], o, undefined, group));
+    group.flush();
+    // the same three without the group, into a copy of the starting values
+    const flat2 = Tensor.from(ctx, base, [total]);
+    const grads2 = views(flat2);
+    const Gs2 = lin.map((l, i) => lora_grad(l.dy, x, l.u, l.B, grads2[i], o));
+    expect(Array.from(await flat.read())).toEqual(Array.from(await flat2.read()));
+    for (let i = 0; i < 3; i++) expect(Array.from(await Gs[i].read())).toEqual(Array.from(await Gs2[i].read()));
+    expect(GradGroup.of([grads[0], grads[2]], N, 1)).toBeNull(); // not side by side
+    for (const t of [x, flat, flat2, ...Gs, ...Gs2, ...lin.flatMap((l) => [l.dy, l.u, l.B])]) t.free();
+    await ctx.sync();
+    expect(ctx.alloc.liveBytes).toBe(live);
   });
 
   it('dA and dB twins = finite differences of sum(dy ⊙ y) in float64 (with dropout)', () => {

@@ -5,7 +5,7 @@
 // mask multiplier adds two roundings. A wrong, missing or unmasked term is O(1) of the magnitude.
 import { describe, expect, it } from 'vitest';
 import { Tensor } from '../../src/gpu/tensor';
-import { lora_rank_product, RANK_ROWS, rankTile } from '../../src/kernels/lora_rank';
+import { lora_rank_product, lora_rank_segments, RANK_ROWS, rankTile } from '../../src/kernels/lora_rank';
 import { lora_rank_cpu, type RankCpu } from '../../src/kernels/lora_rank.cpu';
 import { expectWithin, gpu, rng } from '../helpers/gpu';
 
@@ -52,6 +52,44 @@ describe('lora_rank (shaders/lora_rank.wgsl)', () => {
     const bound = Float64Array.from(mag, (m) => (c.K + 4) * U32 * m + 1e-30);
     expectWithin(await out.read(), want, bound, 'out');
     for (const t of [tx, tw, out]) t.free();
+    await ctx.sync();
+    expect(ctx.alloc.liveBytes).toBe(live);
+  });
+
+  // segments: 2 or 3 A's at scattered offsets of one buffer (as in the flat LoRA parameters), each with its own
+  // dropout stream, in one dispatch; each u against the twin with its own seed
+  it.each([
+    { N: 7, K: 100, r: 3, p: 0.25, gaps: [0, 1] },
+    { N: 257, K: 577, r: 8, p: 0.1, gaps: [3, 0, 2] },
+    { N: 33, K: 5, r: 64, p: 0, gaps: [1, 1, 1] },
+  ])('segments: drop_s(x)·A_sᵀ for each A_s of one buffer match the twin: %o', async (c) => {
+    const ctx = await gpu();
+    await ctx.sync();
+    const live = ctx.alloc.liveBytes;
+    const R = rng(c.N * 3 + c.K + c.r);
+    const x = R.uniform(c.N * c.K);
+    const slot = Math.ceil((c.r * c.K) / 64) * 64; // floats per A, padded to a binding offset as in the flat layout
+    const offs: number[] = [];
+    let at = 0;
+    for (const g of c.gaps) {
+      at += g * 64;
+      offs.push(at);
+      at += slot;
+    }
+    const flat = R.uniform(at);
+    const buf = Tensor.from(ctx, flat, [at]);
+    const As = offs.map((o) => Tensor.view(ctx, buf.base, 4 * o, [c.r, c.K]));
+    const seeds = offs.map((_, s) => 777 + 31 * s);
+    const tx = Tensor.from(ctx, x, [c.N, c.K]);
+    const { all, u } = lora_rank_segments(tx, As, seeds, c.p);
+    for (let s = 0; s < As.length; s++) {
+      const w = flat.subarray(offs[s], offs[s] + c.r * c.K);
+      const d: RankCpu = { N: c.N, K: c.K, r: c.r, p: c.p, seed: seeds[s] };
+      const mag = lora_rank_cpu(Float64Array.from(x, Math.abs), Float64Array.from(w, Math.abs), d);
+      const bound = Float64Array.from(mag, (m) => (c.K + 4) * U32 * m + 1e-30);
+      expectWithin(await u[s].read(), lora_rank_cpu(x, w, d), bound, `u[${s}]`);
+    }
+    for (const t of [tx, buf, all]) t.free();
     await ctx.sync();
     expect(ctx.alloc.liveBytes).toBe(live);
   });

@@ -16,7 +16,7 @@
 // RoPE's inverse frequencies come from rope_theta and, for Llama 3.x, rope_scaling (linear or llama3),
 // computed on the CPU exactly as transformers does (src/kernels/rope.ts rope_inv_freq).
 
-import { headRmsnorm, linear, rmsnorm, ropeQK, swiglu } from '../../autograd/ops';
+import { headRmsnorm, linear, linears, rmsnorm, ropeQK, swiglu, type LinearSpec } from '../../autograd/ops';
 import type { Tape, Var } from '../../autograd/tape';
 import type { Tensor } from '../../gpu/tensor';
 import { embedding_forward } from '../../kernels/embedding';
@@ -310,10 +310,14 @@ export class LlamaModel implements CausalLM {
     const c = this.cfg;
     const p = `model.layers.${i}`;
     const w = (name: string) => this.weights.get(`${p}.${name}`);
-    const lin = (name: string, input: Var, residual?: Var) => {
+    const spec = (name: string): LinearSpec => {
       const path = `${p}.${name}`;
       const branch = lora?.branch(tape, path, run.dropoutSeed ?? null) ?? null;
-      return linear(tape, input, frozenLinear(this.weights, path, false), branch, path, residual);
+      return { w: frozenLinear(this.weights, path, false), lora: branch, name: path };
+    };
+    const lin = (name: string, input: Var, residual?: Var) => {
+      const s = spec(name);
+      return linear(tape, input, s.w, s.lora, s.name, residual);
     };
     const ropeOpts = {
       headDim: c.headDim,
@@ -327,9 +331,8 @@ export class LlamaModel implements CausalLM {
 
     // attention
     const n1 = rmsnorm(tape, x, w('input_layernorm.weight'), c.normEps, `${p}.input_layernorm`);
-    let q = lin('self_attn.q_proj', n1); // (N, Hq·D)
-    let k = lin('self_attn.k_proj', n1); // (N, Hkv·D)
-    const v = lin('self_attn.v_proj', n1); // (N, Hkv·D)
+    // q (N, Hq·D), k and v (N, Hkv·D): the three read n1 (one dispatch for their LoRA U's)
+    let [q, k, v] = linears(tape, n1, [spec('self_attn.q_proj'), spec('self_attn.k_proj'), spec('self_attn.v_proj')]);
     if (c.qkNorm) {
       q = headRmsnorm(tape, q, w('self_attn.q_norm.weight'), c.normEps, `${p}.self_attn.q_norm`);
       k = headRmsnorm(tape, k, w('self_attn.k_norm.weight'), c.normEps, `${p}.self_attn.k_norm`);
@@ -357,7 +360,8 @@ export class LlamaModel implements CausalLM {
 
     // MLP
     const n2 = rmsnorm(tape, h, w('post_attention_layernorm.weight'), c.normEps, `${p}.post_attention_layernorm`);
-    const m = swiglu(tape, lin('mlp.gate_proj', n2), lin('mlp.up_proj', n2), `${p}.swiglu`); // (N, I)
+    const [gate, up] = linears(tape, n2, [spec('mlp.gate_proj'), spec('mlp.up_proj')]); // (N, I) each
+    const m = swiglu(tape, gate, up, `${p}.swiglu`); // (N, I)
     return lin('mlp.down_proj', m, h); // h + down_proj(m)
   }
 
