@@ -115,7 +115,7 @@ function sumChunks(part: Tensor, chunks: number, da: Tensor, db: Tensor, scale: 
     bindings: [part.binding, da.binding, db.binding],
     u32: [EA, EB, chunks],
     f32: [scale],
-    workgroups: grid1d(E, 256),
+    workgroups: grid1d(E, 64),
     cost,
   });
 }
