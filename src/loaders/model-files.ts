@@ -4,6 +4,7 @@
 
 import { expectedTensors, parseConfig, type ModelConfig } from '../models/config';
 import { readText, type ByteSource } from './byte-source';
+import { loadGgufModelFiles } from './gguf-model';
 import { decodeFloat, readSafetensorsHeader, type Dtype, type SafetensorsHeader } from './safetensors';
 import { ModelLoadError, type ModelSource, type ProgressFn } from './sources';
 import { maxTokenId, TextTokenizer } from './tokenizer';
@@ -246,8 +247,34 @@ function indexWeights(
   return weights;
 }
 
-/** Loads and validates config, tokenizer and the weight index from any source. Weights are read lazily. */
+/**
+ * The GGUF file a source asks to load: the one it names (ModelSource.gguf), else the only .gguf file of a
+ * listed folder without config.json. Several and none named: the user must choose, so say which there are.
+ */
+async function ggufFileOf(source: ModelSource): Promise<string | null> {
+  if (source.gguf) return source.gguf;
+  const listed = await listedFiles(source);
+  if (!listed || listed.has('config.json')) return null;
+  const ggufs = [...listed].filter((f) => f.toLowerCase().endsWith('.gguf')).sort();
+  if (ggufs.length === 1) return ggufs[0];
+  if (ggufs.length > 1)
+    throw new ModelLoadError(
+      `${source.id} holds ${ggufs.length} GGUF files (${ggufs.slice(0, 8).join(', ')}${ggufs.length > 8 ? ', …' : ''}) and no config.json; choose the GGUF file to load`,
+    );
+  return null;
+}
+
+/**
+ * Loads and validates config, tokenizer and the weight index from any source: a Hugging Face folder, or a
+ * GGUF file (./gguf-model.ts). Weights are read lazily.
+ */
 export async function loadModelFiles(source: ModelSource, onProgress?: ProgressFn): Promise<ModelFiles> {
+  const gguf = await ggufFileOf(source);
+  if (gguf !== null) {
+    const src = await source.file(gguf, onProgress);
+    if (!src) throw new ModelLoadError(`${gguf} was not found in ${source.id}`);
+    return loadGgufModelFiles(src, `${gguf} (${source.id})`);
+  }
   // config.json first: an unsupported architecture fails before gigabytes of weights are fetched.
   const configJson = await jsonFile(source, 'config.json', true, onProgress);
   const config = parseConfig(configJson, `config.json (${source.id})`);

@@ -19,6 +19,8 @@ export interface ModelSource {
   list?(): Promise<string[]>;
   /** The file, or null when the source has no such file. Throws on any other failure. */
   file(name: string, onProgress?: ProgressFn): Promise<ByteSource | null>;
+  /** The GGUF file to load, when the source holds GGUF files (a Hub repo of several quantisations). */
+  gguf?: string;
 }
 
 export class ModelLoadError extends Error {
@@ -208,6 +210,8 @@ export interface HubOptions {
   fetch?: FetchFn;
   /** A Hugging Face access token, for gated or private repositories. */
   token?: string;
+  /** The GGUF file of the repository to load (see ModelSource.gguf). */
+  gguf?: string;
 }
 
 /** A repository on the Hugging Face Hub: `${baseUrl}/${repoId}/resolve/${revision}/${file}`. */
@@ -237,6 +241,7 @@ export function hubSource(repoId: string, opts: HubOptions = {}): ModelSource {
   };
   return {
     id,
+    ...(opts.gguf ? { gguf: opts.gguf } : {}),
     /**
      * The repo's file names from the Hub API, asked once per source; [] if unavailable. Loaders ask it
      * before fetching optional files, so absent ones are not requested.
@@ -260,8 +265,11 @@ export function hubSource(repoId: string, opts: HubOptions = {}): ModelSource {
   };
 }
 
-/** Files picked from disk (a folder or single files), matched by base name; shallowest path wins. */
-export function filesSource(files: File[]): ModelSource {
+/**
+ * Files picked from disk (a folder or single files), matched by base name; shallowest path wins. `gguf`
+ * names the GGUF file to load when several were picked.
+ */
+export function filesSource(files: File[], gguf?: string): ModelSource {
   const byName = new Map<string, File[]>();
   for (const f of files) {
     const list = byName.get(f.name) ?? [];
@@ -273,6 +281,7 @@ export function filesSource(files: File[]): ModelSource {
   const id = `files:${files.length} picked file${files.length === 1 ? '' : 's'}`;
   return {
     id,
+    ...(gguf ? { gguf } : {}),
     async list() {
       return [...byName.keys()];
     },
