@@ -2,6 +2,7 @@
 // Model in (files -> tensors on the GPU), data in (text -> token batches), a training run (blocks ->
 // loss -> gradients -> optimizer), adapters out (LoRA weights -> PEFT files), and generation.
 
+import { exportGgufAdapter, ggufArchOfConfig } from '../adapters/gguf-lora';
 import { exportAdapter, importAdapter, type AdapterFiles, type CardInfo } from '../adapters/peft';
 import { mergeLora, unmergeLora } from '../adapters/merge';
 import type { GpuContext } from '../gpu/context';
@@ -126,6 +127,9 @@ export function modelSummary(id: string, cfg: ModelConfig, weightBytes: number):
     defaultTargets: [...DEFAULT_TARGETS[cfg.family]],
   };
 }
+
+/** The name llama.cpp's adapter GGUF takes next to the PEFT files. */
+export const GGUF_ADAPTER_FILE = 'adapter.gguf';
 
 export class Engine {
   loaded: LoadedModel | null = null;
@@ -361,8 +365,21 @@ export class Engine {
       trainLoss: t?.history.at(-1)?.loss ?? null,
       valLoss: t?.valHistory.at(-1)?.loss ?? null,
       sample: t?.lastSample ?? null,
+      ggufFile: ggufArchOfConfig(files.config) ? GGUF_ADAPTER_FILE : null,
     };
     return exportAdapter(files.config, this.lora.config, await this.lora.read(), card);
+  }
+
+  /** The current adapter as llama.cpp's LoRA GGUF (llama, qwen2 and qwen3 models). */
+  async exportGgufAdapter(name: string): Promise<Uint8Array> {
+    const { files } = this.requireModel();
+    if (!this.lora) throw new Error('there is no adapter to export yet; train one first');
+    return exportGgufAdapter(files.config, this.lora.config, await this.lora.read(), name);
+  }
+
+  /** Whether the loaded model's adapters can be written as llama.cpp GGUF. */
+  get canExportGguf(): boolean {
+    return this.loaded !== null && ggufArchOfConfig(this.loaded.files.config) !== null;
   }
 
   /** Validates PEFT files against the loaded model and returns the adapter on the GPU (caller frees). */
