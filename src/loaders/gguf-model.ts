@@ -282,7 +282,12 @@ export async function loadGgufModelFiles(src: ByteSource, fileName: string): Pro
       fileName,
       `its tokenizer has token id ${maxId} but token_embd.weight has only ${config.vocabSize} rows; the file is inconsistent`,
     );
-  const tokenizer = new TextTokenizer(tok.tokenizerJson, tok.tokenizerConfigJson, null);
+  let tokenizer: TextTokenizer;
+  try {
+    tokenizer = new TextTokenizer(tok.tokenizerJson, tok.tokenizerConfigJson, null);
+  } catch (e) {
+    metaError(fileName, `its tokenizer (tokenizer.ggml.*) could not be built: ${(e as Error).message}`);
+  }
 
   const weights: WeightIndex = new Map();
   const missing: string[] = [];

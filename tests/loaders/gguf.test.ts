@@ -200,3 +200,58 @@ describe('GGUF models load as the same model as their safetensors', () => {
     );
   });
 });
+
+/** A fixture GGUF with its header patched: `patch` gets the bytes and the offset right after a string. */
+function patched(file: string, after: string, patch: (dv: DataView, at: number) => void): Uint8Array {
+  const bytes = new Uint8Array(readFileSync(join(GGUF_DIR, file)));
+  const needle = new TextEncoder().encode(after);
+  let at = -1;
+  for (let i = 0; i + needle.byteLength <= bytes.byteLength && at < 0; i++)
+    if (needle.every((b, k) => bytes[i + k] === b)) at = i + needle.byteLength;
+  if (at < 0) throw new Error(`"${after}" is not in ${file}`);
+  patch(new DataView(bytes.buffer), at);
+  return bytes;
+}
+
+const one = (name: string, bytes: Uint8Array) =>
+  loadModelFiles({ id: 'mem:x', list: async () => [name], file: async () => bytesSource(bytes) });
+
+describe('GGUF models WebLoRA does not load are refused by name', () => {
+  it('Q8_0 and Q4_0 weights: named, and said to be coming', async () => {
+    // qwen3-untied's q_proj rows are 32 wide: one Q8_0 / Q4_0 block. The type follows n_dims and two dims.
+    for (const [id, name] of [
+      [8, 'Q8_0'],
+      [2, 'Q4_0'],
+    ] as const) {
+      const bytes = patched('qwen3-untied-f16.gguf', 'blk.0.attn_q.weight', (dv, at) =>
+        dv.setUint32(at + 4 + 16, id, true),
+      );
+      await expect(one('q.gguf', bytes)).rejects.toThrow(
+        `q.gguf (mem:x): tensor "blk.0.attn_q.weight" is ${name}. Quantised Q8_0 / Q4_0 GGUF bases are coming`,
+      );
+    }
+    const k = patched('qwen3-untied-f16.gguf', 'blk.0.attn_q.weight', (dv, at) => dv.setUint32(at + 20, 6, true));
+    await expect(one('k.gguf', k)).rejects.toThrow(/is Q5_0\. WebLoRA reads F32, F16 and BF16 GGUF models/);
+  });
+
+  it('an architecture outside the table, and an adapter file given as a model', async () => {
+    // "llama" -> "gemma": same length, so the file stays well-formed
+    const gemma = patched('llama-gqa-tied-f32.gguf', 'general.architecture', (dv, at) => {
+      const b = new Uint8Array(dv.buffer);
+      b.set(new TextEncoder().encode('gemma'), at + 4 + 8);
+    });
+    await expect(one('g.gguf', gemma)).rejects.toThrow(
+      /g\.gguf \(mem:x\): its architecture "gemma" \(general\.architecture\) is not supported; WebLoRA loads GGUF models of llama, qwen2, qwen3/,
+    );
+    const adapter = writeGguf(
+      [
+        { key: 'general.architecture', type: GGUF_VALUE.STRING, value: 'llama' },
+        { key: 'general.type', type: GGUF_VALUE.STRING, value: 'adapter' },
+      ],
+      [],
+    );
+    await expect(one('a.gguf', adapter)).rejects.toThrow(
+      /a\.gguf \(mem:x\): is a LoRA adapter \(general\.type = adapter\), not a model/,
+    );
+  });
+});
