@@ -3,7 +3,10 @@ lays it out, by hand (no gguf package): the oracle WebLoRA's GGUF loader (src/lo
 tested against, and the files llama.cpp itself loads in tests/llamacpp/.
 
   /usr/bin/python3 tools/gguf_write.py <hf_folder> <out.gguf> [f32|f16|bf16]
-  /usr/bin/python3 tools/gguf_write.py fixtures      tests/fixtures/gguf/*.gguf (the committed test files)
+  /usr/bin/python3 tools/gguf_write.py fixtures      tests/fixtures/gguf/ (the committed test files): the golden
+                                                   models as GGUF, and tokenizer-only GGUFs of the bundled
+                                                   SentencePiece tokenizer and of two small byte-level BPE
+                                                   tokenizers laid out as Llama 3's and Qwen2's
 
 What it writes (GGUF v3, little-endian, alignment 32):
   metadata   general.architecture (llama | qwen2 | qwen3), general.type = model, general.name,
@@ -25,6 +28,7 @@ loads it, and the tests feed token ids, so its text splitting never matters ther
 """
 import json
 import os
+import re
 import struct
 import sys
 
@@ -330,6 +334,98 @@ FIXTURE_CASES = [  # (golden folder, out type): small enough to commit, one per 
 ]
 
 
+def tokenizer_only(folder, out, arch="llama"):
+    """A GGUF with a tokenizer and no tensors: what the tokenizer tests need, without the weights."""
+    kvs = [("general.architecture", STRING, arch, False), ("general.type", STRING, "model", False)]
+    write_gguf(out, kvs + tokenizer_kvs(folder, 0), [])
+
+
+def train_byte_bpe(text, n_merges):
+    """A small byte-level BPE (GPT-2 style: bytes as printable characters, a space joins the next word),
+    trained by counting pairs: enough merges to exercise a real byte-level tokenizer."""
+    b2u = bytes_to_unicode()
+    words = {}
+    for w in re.findall(r" ?[A-Za-z]+| ?[0-9]| ?[^\sA-Za-z0-9]+|\s+", text):
+        key = tuple(b2u[b] for b in w.encode("utf-8"))
+        words[key] = words.get(key, 0) + 1
+    vocab = [b2u[b] for b in range(256)]
+    merges = []
+    for _ in range(n_merges):
+        pairs = {}
+        for w, n in words.items():
+            for a, b in zip(w, w[1:]):
+                pairs[(a, b)] = pairs.get((a, b), 0) + n
+        if not pairs:
+            break
+        best = max(pairs, key=lambda p: (pairs[p], p))
+        merges.append(best)
+        vocab.append(best[0] + best[1])
+        merged = {}
+        for w, n in words.items():
+            out, i = [], 0
+            while i < len(w):
+                if i + 1 < len(w) and (w[i], w[i + 1]) == best:
+                    out.append(w[i] + w[i + 1])
+                    i += 2
+                else:
+                    out.append(w[i])
+                    i += 1
+            merged[tuple(out)] = merged.get(tuple(out), 0) + n
+        words = merged
+    return vocab, merges
+
+
+def byte_bpe_tokenizer(kind, vocab, merges):
+    """tokenizer.json + tokenizer_config.json laid out as Llama 3's (kind "llama3") or Qwen2's ("qwen2")."""
+    specials = ["<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>"] if kind == "llama3" else \
+        ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    n = len(vocab)
+    added = [{"id": n + i, "content": t, "single_word": False, "lstrip": False, "rstrip": False,
+              "normalized": False, "special": True} for i, t in enumerate(specials)]
+    regex = LLAMA3_REGEX if kind == "llama3" else QWEN2_REGEX
+    tj = {
+        "version": "1.0", "truncation": None, "padding": None, "added_tokens": added,
+        "normalizer": None if kind == "llama3" else {"type": "NFC"},
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": regex}, "behavior": "Isolated", "invert": False},
+            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}]},
+        "post_processor": {"type": "TemplateProcessing",
+                           "single": [{"SpecialToken": {"id": specials[0], "type_id": 0}},
+                                      {"Sequence": {"id": "A", "type_id": 0}}],
+                           "pair": [{"SpecialToken": {"id": specials[0], "type_id": 0}},
+                                    {"Sequence": {"id": "A", "type_id": 0}},
+                                    {"SpecialToken": {"id": specials[0], "type_id": 1}},
+                                    {"Sequence": {"id": "B", "type_id": 1}}],
+                           "special_tokens": {specials[0]: {"id": specials[0], "ids": [n], "tokens": [specials[0]]}}}
+        if kind == "llama3" else None,
+        "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
+        "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
+                  "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False,
+                  "ignore_merges": kind == "llama3",
+                  "vocab": {t: i for i, t in enumerate(vocab)}, "merges": [f"{a} {b}" for a, b in merges]},
+    }
+    tc = {"add_bos_token": kind == "llama3", "bos_token": specials[0] if kind == "llama3" else None,
+          "eos_token": specials[1] if kind == "llama3" else specials[2],
+          "chat_template": "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"}
+    return tj, tc
+
+
+def tokenizer_fixtures():
+    out_dir = os.path.join(FIXTURES, "gguf")
+    bundled = os.path.join(ROOT, "public", "models", "weblora-llama-1m")
+    tokenizer_only(bundled, os.path.join(out_dir, "spm-weblora-llama-1m.tokenizer.gguf"))
+    text = open(os.path.join(ROOT, "public", "datasets", "fortunes.txt"), encoding="utf-8").read()[:60000]
+    vocab, merges = train_byte_bpe(text, 300)
+    for kind in ("llama3", "qwen2"):
+        folder = os.path.join(out_dir, f"bpe-{kind}")
+        os.makedirs(folder, exist_ok=True)
+        tj, tc = byte_bpe_tokenizer(kind, vocab, merges)
+        json.dump(tj, open(os.path.join(folder, "tokenizer.json"), "w"), ensure_ascii=False)
+        json.dump(tc, open(os.path.join(folder, "tokenizer_config.json"), "w"), ensure_ascii=False, indent=1)
+        tokenizer_only(folder, os.path.join(out_dir, f"bpe-{kind}.tokenizer.gguf"),
+                       "llama" if kind == "llama3" else "qwen2")
+
+
 def main():
     if sys.argv[1:2] == ["fixtures"]:
         os.makedirs(os.path.join(FIXTURES, "gguf"), exist_ok=True)
@@ -337,6 +433,7 @@ def main():
             out = os.path.join(FIXTURES, "gguf", f"{case}-{ty}.gguf")
             convert(os.path.join(FIXTURES, case), out, ty)
             print(out, os.path.getsize(out))
+        tokenizer_fixtures()
         return
     if len(sys.argv) not in (3, 4):
         raise SystemExit(__doc__)
