@@ -82,6 +82,8 @@ export interface ModelSummary {
   /** The modules LoRA may target in this family, and PEFT's default choice among them. */
   loraTargets: string[];
   defaultTargets: string[];
+  /** Whether its adapters can be exported for llama.cpp as GGUF (src/adapters/gguf-lora.ts). */
+  ggufAdapter: boolean;
 }
 
 export interface MemorySummary {
@@ -125,6 +127,7 @@ export function modelSummary(id: string, cfg: ModelConfig, weightBytes: number):
     weightBytes,
     loraTargets: [...LORA_TARGETS[cfg.family]],
     defaultTargets: [...DEFAULT_TARGETS[cfg.family]],
+    ggufAdapter: ggufArchOfConfig(cfg) !== null,
   };
 }
 
@@ -468,6 +471,8 @@ export class Engine {
 function modelIdOf(source: ModelSource, files: ModelFiles): string {
   const fromConfig = files.configJson._name_or_path;
   if (source.id.startsWith('hf:')) return source.id.slice(3).replace(/@main$/, '');
+  // A GGUF file from a folder or picked files is named after the file.
+  if (source.gguf && !source.id.startsWith('hf:')) return source.gguf;
   // A bundled or local folder is named after the folder.
   if (source.id.startsWith('bundled:') || source.id.startsWith('dir:'))
     return source.id.replace(/^\w+:/, '').replace(/\/$/, '').split('/').pop() || 'local';

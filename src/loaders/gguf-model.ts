@@ -263,8 +263,11 @@ export function ggufArchOf(header: GgufHeader, fileName: string): { arch: GgufAr
   return { arch, name: name! };
 }
 
-/** Loads and validates a GGUF model file into ModelFiles. Weights are read lazily, tensor by tensor. */
-export async function loadGgufModelFiles(src: ByteSource, fileName: string): Promise<ModelFiles> {
+/**
+ * Loads and validates a GGUF model file into ModelFiles. Weights are read lazily, tensor by tensor.
+ * `name` is the file's name (the model's name in config.json's _name_or_path), `fileName` how errors name it.
+ */
+export async function loadGgufModelFiles(src: ByteSource, name: string, fileName = name): Promise<ModelFiles> {
   let header: GgufHeader;
   try {
     header = await readGgufHeader(src, fileName);
@@ -272,8 +275,8 @@ export async function loadGgufModelFiles(src: ByteSource, fileName: string): Pro
     if (e instanceof GgufError) throw new ModelLoadError(e.message);
     throw e;
   }
-  const { arch, name } = ggufArchOf(header, fileName);
-  const configJson = await configOf(header, arch, name, src, fileName);
+  const { arch, name: archName } = ggufArchOf(header, fileName);
+  const configJson = { _name_or_path: name, ...(await configOf(header, arch, archName, src, fileName)) };
   const config = parseConfig(configJson, `${fileName} (its GGUF metadata as config.json)`);
   const tok = ggufTokenizer(header.metadata, fileName);
   const maxId = maxTokenId(tok.tokenizerJson);

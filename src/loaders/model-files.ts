@@ -273,7 +273,7 @@ export async function loadModelFiles(source: ModelSource, onProgress?: ProgressF
   if (gguf !== null) {
     const src = await source.file(gguf, onProgress);
     if (!src) throw new ModelLoadError(`${gguf} was not found in ${source.id}`);
-    return loadGgufModelFiles(src, `${gguf} (${source.id})`);
+    return loadGgufModelFiles(src, gguf.split('/').pop()!, `${gguf} (${source.id})`);
   }
   // config.json first: an unsupported architecture fails before gigabytes of weights are fetched.
   const configJson = await jsonFile(source, 'config.json', true, onProgress);

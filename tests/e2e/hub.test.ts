@@ -2,7 +2,7 @@
 // as the Hub does (`<base>/<owner>/<name>/resolve/main/<file>`): the page shows byte-level progress,
 // the model loads, and a second load comes from the browser's Cache Storage without downloading again.
 
-import { createReadStream, readFileSync, statSync } from 'node:fs';
+import { createReadStream, readdirSync, readFileSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
@@ -11,9 +11,11 @@ import { ROOT, expectBundledModel, useStudioPage } from './harness';
 
 const REPO = 'test-org/weblora-llama-1m';
 const ADAPTER_REPO = 'test-org/fortune-quips';
+const GGUF_REPO = 'test-org/tiny-models-GGUF'; // several .gguf files and no config.json
 const DIRS: Record<string, string> = {
   [REPO]: join(ROOT, 'public/models/weblora-llama-1m'),
   [ADAPTER_REPO]: join(ROOT, 'public/gallery/fortune-quips'),
+  [GGUF_REPO]: join(ROOT, 'tests/fixtures/gguf'),
 };
 
 let page: Page;
@@ -26,6 +28,14 @@ function startHub(): Promise<void> {
   hub = createServer((req, res) => {
     const m = /^\/([\w.-]+\/[\w.-]+)\/resolve\/main\/([\w.-]+)$/.exec(req.url ?? '');
     res.setHeader('access-control-allow-origin', '*');
+    // The Hub API's file listing, for the GGUF repo only (the others are read without a listing).
+    const api = /^\/api\/models\/([\w.-]+\/[\w.-]+)\/revision\/main$/.exec(req.url ?? '');
+    if (api && api[1] === GGUF_REPO) {
+      const siblings = readdirSync(DIRS[GGUF_REPO]).map((rfilename) => ({ rfilename }));
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ siblings }));
+      return;
+    }
     if (!m || !DIRS[m[1]]) {
       res.statusCode = 404;
       res.end('not found');
@@ -128,5 +138,21 @@ describe('studio page, a model from a Hub-shaped server', () => {
       .getByRole('article', { name: ADAPTER_REPO })
       .waitFor({ timeout: 30_000 });
     expect(requests.get('adapter_model.safetensors')).toBe(1);
+  });
+
+  it('lists the GGUF files of a Hub repo and loads the one chosen', async () => {
+    await page.getByLabel('Hugging Face repo id').fill(GGUF_REPO);
+    await page.getByLabel('Hub base URL').fill(hubUrl);
+    await page.getByRole('button', { name: 'List its GGUF files' }).click();
+    await page
+      .locator('#model-panel .status')
+      .getByText(/has 9 GGUF files: bpe-llama3\.tokenizer\.gguf, bpe-qwen2\.tokenizer\.gguf, llama-gqa-tied-f16\.gguf/)
+      .waitFor({ timeout: 30_000 });
+    await page.getByLabel('GGUF file (optional)').fill('qwen2-bias-f32.gguf');
+    await page.getByRole('button', { name: 'Load from Hugging Face' }).click();
+    await page.locator('#model-panel').getByText(`Loaded ${GGUF_REPO}`, { exact: false }).waitFor({ timeout: 120_000 });
+    expect(await page.locator('#model-panel').getByText('Qwen2ForCausalLM').count()).toBeGreaterThan(0);
+    expect(requests.get('qwen2-bias-f32.gguf')).toBe(1);
+    expect(requests.get('llama-gqa-tied-f32.gguf')).toBeUndefined();
   });
 });

@@ -9,6 +9,8 @@ import { unzipSync } from 'fflate';
 import type { Page } from 'playwright-core';
 import { describe, expect, it } from 'vitest';
 import { parseSafetensorsHeader } from '../../src/loaders/safetensors';
+import { bytesSource } from '../../src/loaders/byte-source';
+import { readGgufHeader } from '../../src/loaders/gguf';
 import { ROOT, expectBundledModel, screenshot, useStudioPage } from './harness';
 
 // Small enough for SwiftShader on 2 cores; a high learning rate so a few steps change the model.
@@ -139,6 +141,22 @@ describe('studio page, main flow', () => {
     expect(await page.locator('.loss-chart canvas').count()).toBeGreaterThan(0);
     expect(await page.getByRole('list', { name: 'Sample generations' }).locator('li').count()).toBeGreaterThan(0);
     await screenshot(page, 'area2-train-finished', '#train');
+  });
+
+  it('exports the adapter for llama.cpp as GGUF', async () => {
+    const layers = Number(await fact('#model-panel', 'Layers'));
+    const downloadP = page.waitForEvent('download', { timeout: 60_000 });
+    await page.getByRole('button', { name: 'Export for llama.cpp (GGUF)' }).click();
+    const download = await downloadP;
+    expect(download.suggestedFilename()).toMatch(/\.gguf$/);
+    const bytes = new Uint8Array(readFileSync(await download.path()));
+    const h = await readGgufHeader(bytesSource(bytes), download.suggestedFilename());
+    expect(h.metadata.get('general.type')).toBe('adapter');
+    expect(h.metadata.get('adapter.type')).toBe('lora');
+    expect(h.metadata.get('adapter.lora.alpha')).toBe(Number(RUN.alpha));
+    // q_proj and v_proj of every layer, A and B each
+    expect(h.tensors.size).toBe(layers * 2 * 2);
+    expect(h.tensors.get('blk.0.attn_q.weight.lora_a')?.shape[0]).toBe(Number(RUN.rank));
   });
 
   it('exports a zip that is a valid PEFT LoRA adapter', async () => {

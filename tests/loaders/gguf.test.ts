@@ -196,7 +196,7 @@ describe('GGUF models load as the same model as their safetensors', () => {
     });
     expect(one.config.family).toBe('qwen2');
     await expect(loadModelFiles(dirSource(GGUF_DIR))).rejects.toThrow(
-      /holds 6 GGUF files \(llama-gqa-tied-f16\.gguf, .*\) and no config\.json; choose the GGUF file to load/,
+      /holds 9 GGUF files \(bpe-llama3\.tokenizer\.gguf, .*\) and no config\.json; choose the GGUF file to load/,
     );
   });
 });
