@@ -2,7 +2,7 @@
 lays it out, by hand (no gguf package): the oracle WebLoRA's GGUF loader (src/loaders/gguf-model.ts) is
 tested against, and the files llama.cpp itself loads in tests/llamacpp/.
 
-  /usr/bin/python3 tools/gguf_write.py <hf_folder> <out.gguf> [f32|f16|bf16]
+  /usr/bin/python3 tools/gguf_write.py <hf_folder> <out.gguf> [f32|f16|bf16|q8_0|q4_0]
   /usr/bin/python3 tools/gguf_write.py fixtures      tests/fixtures/gguf/ (the committed test files): the golden
                                                    models as GGUF, and tokenizer-only GGUFs of the bundled
                                                    SentencePiece tokenizer and of two small byte-level BPE
@@ -17,7 +17,8 @@ What it writes (GGUF v3, little-endian, alignment 32):
              add_bos_token}, tokenizer.chat_template
   tensors    token_embd, blk.N.{attn_norm, attn_q, attn_k, attn_v, attn_output, attn_q_norm, attn_k_norm,
              ffn_norm, ffn_gate, ffn_up, ffn_down}, output_norm, output (untied only); 1-D tensors stay F32,
-             2-D ones take the output type. ggml's dims are the PyTorch shape reversed.
+             2-D ones take the output type (Q8_0 / Q4_0 as ggml's reference quantisers compute them; rows
+             that are not whole 32-blocks stay F16). ggml's dims are the PyTorch shape reversed.
   llama q/k  rows permuted per head from HF's rotate-half RoPE layout to llama.cpp's interleaved pairs:
              (n_head, 2, D/2, in) -> (n_head, D/2, 2, in), with n_head = num_key_value_heads for k.
 
@@ -56,8 +57,8 @@ GLOBAL_NAMES = {"model.embed_tokens": "token_embd", "model.norm": "output_norm",
 
 # GGUF value types and ggml tensor types
 U8, I8, U16, I16, U32, I32, F32, BOOL, STRING, ARRAY, U64, I64, F64 = range(13)
-GGML = {"f32": 0, "f16": 1, "bf16": 30}
-FILE_TYPE = {"f32": 0, "f16": 1, "bf16": 32}  # llama_ftype: ALL_F32, MOSTLY_F16, MOSTLY_BF16
+GGML = {"f32": 0, "f16": 1, "bf16": 30, "q8_0": 8, "q4_0": 2}
+FILE_TYPE = {"f32": 0, "f16": 1, "bf16": 32, "q8_0": 7, "q4_0": 2}  # llama_ftype: ALL_F32, MOSTLY_F16, ...
 
 LLAMA3_REGEX = ("(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*"
                 "|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+")
@@ -111,12 +112,45 @@ def gguf_kv(key, t, v, array=False):
     return out
 
 
+def quantize_q8_0(w):
+    """ggml's quantize_row_q8_0_ref: blocks of 32, d = amax/127 (stored f16), q = roundf(x/d) as int8."""
+    x = w.to(torch.float32).numpy().reshape(-1, 32)
+    amax = np.abs(x).max(axis=1)
+    d = amax / np.float32(127)
+    inv = np.divide(np.float32(1), d, out=np.zeros_like(d), where=d != 0)
+    v = (x * inv[:, None]).astype(np.float64)  # the products in f32, rounded half away from zero exactly
+    q = (np.sign(v) * np.floor(np.abs(v) + 0.5)).astype(np.int8)
+    out = np.zeros((x.shape[0], 34), dtype=np.uint8)
+    out[:, :2] = d.astype("<f2").view(np.uint8).reshape(-1, 2)
+    out[:, 2:] = q.view(np.uint8)
+    return out.tobytes()
+
+
+def quantize_q4_0(w):
+    """ggml's quantize_row_q4_0_ref: blocks of 32, d = max/-8 (the signed value of largest magnitude,
+    stored f16), nibble = min(15, trunc(x/d + 8.5)); element j in the low nibble of byte j, j+16 in its high."""
+    x = w.to(torch.float32).numpy().reshape(-1, 32)
+    mx = x[np.arange(x.shape[0]), np.abs(x).argmax(axis=1)]
+    d = mx / np.float32(-8)
+    inv = np.divide(np.float32(1), d, out=np.zeros_like(d), where=d != 0)
+    v = (x * inv[:, None]) + np.float32(8.5)  # both in f32, as the C code computes them
+    q = np.minimum(15, np.trunc(v).astype(np.int8)).astype(np.uint8)
+    out = np.zeros((x.shape[0], 18), dtype=np.uint8)
+    out[:, :2] = d.astype("<f2").view(np.uint8).reshape(-1, 2)
+    out[:, 2:] = q[:, :16] | (q[:, 16:] << 4)
+    return out.tobytes()
+
+
 def write_gguf(path, kvs, tensors, alignment=32):
-    """kvs: [(key, type, value, is_array)], tensors: [(name, torch tensor, 'f32' | 'f16' | 'bf16')]."""
+    """kvs: [(key, type, value, is_array)], tensors: [(name, torch tensor, 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0')]."""
     payloads = []
     for name, t, ty in tensors:
         t = t.contiguous()
-        if ty == "f32":
+        if ty == "q8_0":
+            raw = quantize_q8_0(t)
+        elif ty == "q4_0":
+            raw = quantize_q4_0(t)
+        elif ty == "f32":
             raw = t.to(torch.float32).numpy().astype("<f4").tobytes()
         elif ty == "f16":
             raw = t.to(torch.float16).numpy().astype("<f2").tobytes()
@@ -317,7 +351,10 @@ def convert(folder, out, outtype="f32"):
             w = permute(w, n_head)
         elif arch == "llama" and ".self_attn.k_proj." in name:
             w = permute(w, n_kv)
-        tensors.append((gguf_name(name), w, outtype if w.dim() == 2 else "f32"))
+        ty = outtype if w.dim() == 2 else "f32"
+        if ty in ("q8_0", "q4_0") and w.shape[-1] % 32 != 0:
+            ty = "f16"  # rows that are not whole blocks stay F16, as convert_hf_to_gguf.py falls back
+        tensors.append((gguf_name(name), w, ty))
     write_gguf(out, kvs, tensors)
 
 
@@ -331,6 +368,7 @@ def order_key(name):
 FIXTURE_CASES = [  # (golden folder, out type): small enough to commit, one per family and type
     ("llama-gqa-tied", "f32"), ("llama-gqa-tied", "f16"), ("llama-untied", "bf16"),
     ("qwen2-bias", "f32"), ("qwen3-gqa-tied", "f32"), ("qwen3-untied", "f16"),
+    ("qwen3-untied", "q8_0"), ("qwen3-untied", "q4_0"),  # hidden 32: q/k/v/gate/up, embeddings and head quantised
 ]
 
 

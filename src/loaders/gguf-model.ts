@@ -11,6 +11,9 @@
 //            GGUF row 2j+i of a head = HF row i·D/2 + j (i ∈ {0,1}, j < D/2). Qwen2/Qwen3 use llama.cpp's
 //            NEOX RoPE, which is HF's layout, and are not permuted.
 //
+// Tensor types: F32, F16, BF16 as they are; Q8_0 and Q4_0 dequantised to float32 on load (./gguf.ts), so a
+// quantised GGUF loads but takes the GPU memory of an unquantised one; any other type is refused by name.
+//
 // One entry of GGUF_ARCHES per family; a family with extra tensors adds their names to GGUF_LAYER_NAMES.
 
 import { expectedTensors, parseConfig, type ModelConfig } from '../models/config';
@@ -68,8 +71,11 @@ export function ggufName(hfName: string): string | null {
   return base ? base + (g[2] ?? '') : null;
 }
 
-/** The quantised types a later WebLoRA reads (they need the int8/int4 matmul kernels). */
-const COMING_TYPES = ['Q8_0', 'Q4_0'];
+/**
+ * Quantised types read by dequantising on load: the weights are held as f32 (or f16) on the GPU like any
+ * other, so they save download size but no GPU memory until the int8/int4 matmul kernels arrive.
+ */
+const DEQUANTISED_TYPES = ['Q8_0', 'Q4_0'];
 
 function metaError(fileName: string, problem: string): never {
   throw new ModelLoadError(`${fileName}: ${problem}`);
@@ -306,28 +312,33 @@ export async function loadGgufModelFiles(src: ByteSource, name: string, fileName
         fileName,
         `tensor "${gName}" has shape [${t.shape.join(', ')}] (PyTorch order) but its metadata implies [${shape.join(', ')}]`,
       );
-    if (t.type !== 'F32' && t.type !== 'F16' && t.type !== 'BF16')
+    const dequantised = DEQUANTISED_TYPES.includes(t.type);
+    if (t.type !== 'F32' && t.type !== 'F16' && t.type !== 'BF16' && !dequantised)
       metaError(
         fileName,
-        `tensor "${gName}" is ${t.type}. ` +
-          (COMING_TYPES.includes(t.type)
-            ? `Quantised ${COMING_TYPES.join(' / ')} GGUF bases are coming in a later WebLoRA version (they need int8/int4 kernels); for now pick an F16, BF16 or F32 GGUF of this model`
-            : `WebLoRA reads F32, F16 and BF16 GGUF models (${COMING_TYPES.join(' and ')} are planned); pick an F16, BF16 or F32 GGUF of this model`),
+        `tensor "${gName}" is ${t.type}. WebLoRA reads F32, F16 and BF16 GGUF models, and ${DEQUANTISED_TYPES.join(' / ')} by dequantising them on load; other quantisations need kernels WebLoRA does not have yet. Pick an F16, BF16, F32, Q8_0 or Q4_0 GGUF of this model`,
       );
     const heads = permutedHeads(config, arch, hfName);
     const rows = shape[0];
+    const where = `tensor "${gName}" in ${fileName}`;
+    // A dequantised tensor's bytes are its float32 values (it is stored as F32 from here on).
     const readBytes = async () => {
-      const raw = await src.read(header.dataOffset + t.begin, header.dataOffset + t.end);
-      return heads === null ? raw : unpermuteRows(raw, rows, (t.end - t.begin) / rows, heads);
+      let raw = await src.read(header.dataOffset + t.begin, header.dataOffset + t.end);
+      if (dequantised) {
+        const f = decodeGgufFloat(t.type, raw, where);
+        raw = new Uint8Array(f.buffer, f.byteOffset, f.byteLength);
+      }
+      return heads === null ? raw : unpermuteRows(raw, rows, raw.byteLength / rows, heads);
     };
+    const dtype = dequantised ? 'F32' : (t.type as 'F32' | 'F16' | 'BF16');
     weights.set(hfName, {
       name: hfName,
       storedName: gName,
-      dtype: t.type as 'F32' | 'F16' | 'BF16',
+      dtype,
       shape: [...t.shape],
       file: fileName,
       readBytes,
-      read: async () => decodeGgufFloat(t.type, await readBytes(), `tensor "${gName}" in ${fileName}`),
+      read: async () => decodeGgufFloat(dtype, await readBytes(), where),
     });
   }
   if (missing.length > 0)

@@ -12,7 +12,11 @@
 // The reader checks what the safetensors reader checks (src/loaders/safetensors.ts): every count and length
 // against the bytes left in the file before anything is allocated, every tensor inside the data section,
 // aligned, of the size its type and shape imply, and no two overlapping. Quantised tensor types are parsed
-// (their block sizes are known) so that the error for them can name the type; decoding reads F32, F16, BF16.
+// (their block sizes are known) so that the error for them can name the type; decoding reads F32, F16, BF16,
+// and dequantises Q8_0 and Q4_0 to float32 (ggml's dequantize_row_q8_0 / _q4_0):
+//
+//   Q8_0  blocks of 32: f16 scale d, 32 × int8 q            x[i] = d·q[i]
+//   Q4_0  blocks of 32: f16 scale d, 16 bytes of nibbles    x[j] = d·(lo(b[j]) − 8), x[j+16] = d·(hi(b[j]) − 8)
 
 import { f32ToF16Bits, fromBF16, fromF16 } from '../gpu/f16';
 import type { ByteSource } from './byte-source';
@@ -330,10 +334,39 @@ export async function readGgufHeader(src: ByteSource, fileName: string): Promise
   return { version, metadata, tensors, alignment, dataOffset };
 }
 
-/** A tensor's F32 / F16 / BF16 bytes as float32; any other type is refused naming it. */
+/** Q8_0 / Q4_0 blocks -> float32 (the layouts in the header). */
+function dequantize(type: 'Q8_0' | 'Q4_0', bytes: Uint8Array): Float32Array {
+  const blockBytes = type === 'Q8_0' ? 34 : 18;
+  const blocks = bytes.byteLength / blockBytes;
+  const out = new Float32Array(blocks * 32);
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const half = new Uint16Array(1);
+  for (let b = 0; b < blocks; b++) {
+    const at = b * blockBytes;
+    half[0] = dv.getUint16(at, true);
+    const d = fromF16(half)[0];
+    const x = out.subarray(b * 32, b * 32 + 32);
+    if (type === 'Q8_0') for (let i = 0; i < 32; i++) x[i] = d * dv.getInt8(at + 2 + i);
+    else
+      for (let j = 0; j < 16; j++) {
+        const q = bytes[at + 2 + j];
+        x[j] = d * ((q & 0x0f) - 8);
+        x[j + 16] = d * ((q >> 4) - 8);
+      }
+  }
+  return out;
+}
+
+/** The GGUF tensor types decodeGgufFloat reads. */
+export const GGUF_READABLE_TYPES = ['F32', 'F16', 'BF16', 'Q8_0', 'Q4_0'];
+
+/** A tensor's F32 / F16 / BF16 / Q8_0 / Q4_0 bytes as float32; any other type is refused naming it. */
 export function decodeGgufFloat(type: string, bytes: Uint8Array, what: string): Float32Array {
   const aligned = bytes.byteOffset % 4 === 0 ? bytes : bytes.slice();
   switch (type) {
+    case 'Q8_0':
+    case 'Q4_0':
+      return dequantize(type, bytes);
     case 'F32':
       return new Float32Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 4).slice();
     case 'F16':
@@ -341,7 +374,7 @@ export function decodeGgufFloat(type: string, bytes: Uint8Array, what: string): 
     case 'BF16':
       return fromBF16(new Uint16Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 2));
     default:
-      throw new GgufError(`${what} is ${type}; only F32, F16 and BF16 can be read as floats`);
+      throw new GgufError(`${what} is ${type}; only ${GGUF_READABLE_TYPES.join(', ')} can be read as floats`);
   }
 }
 

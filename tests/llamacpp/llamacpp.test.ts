@@ -1,7 +1,8 @@
 // llama.cpp as the real client of our GGUF work, through node-llama-cpp (its prebuilt CPU build for Linux
 // x64, pinned in package.json):
 //
-//   1. GGUF models in: for the fixture GGUF files (tools/gguf_write.py, llama.cpp's layout), llama.cpp's
+//   1. GGUF models in: for the fixture GGUF files (tools/gguf_write.py, llama.cpp's layout; F32, F16,
+//      BF16, and Q8_0 / Q4_0 which we dequantise on load), llama.cpp's
 //      next-token distribution at every position equals ours for the same file loaded by
 //      src/loaders/gguf-model.ts, on token ids fed directly (tokenizers play no part).
 //   2. GGUF LoRA out: llama.cpp loads the adapter.gguf we export (src/adapters/gguf-lora.ts) on the
@@ -15,7 +16,10 @@
 // f32 and differ by rounding only: we require max |Δ log p| ≤ 2e-4 (our own f32-vs-float64 golden bound
 // is 1e-3 of the logits' scale). With F16/BF16 weights llama.cpp's CPU matmul also rounds the activations
 // to F16/BF16 before each product (ggml's vec_dot_type), which we do not: the bound is then 2e-2 for F16
-// (2^-11 relative per operand over a few layers) and 1.5e-1 for BF16 (2^-8), and the test states both.
+// (2^-11 relative per operand over a few layers) and 1.5e-1 for BF16 (2^-8). Q8_0 / Q4_0 files: we
+// dequantise the weights to exactly the values llama.cpp uses, but llama.cpp quantises the activations to
+// Q8_0 (8 bits per value, about 2^-8 relative, like BF16) before each quantised product: bound 1e-1. A
+// wrong block layout (nibble order, scale) moves log p by whole units, far beyond any of these bounds.
 
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -34,7 +38,7 @@ import { FIXTURES } from '../helpers/fixtures';
 import { gpu, rng } from '../helpers/gpu';
 
 const GGUF_DIR = join(FIXTURES, 'gguf');
-const BOUND = { F32: 2e-4, F16: 2e-2, BF16: 1.5e-1 } as const;
+const BOUND = { F32: 2e-4, F16: 2e-2, BF16: 1.5e-1, Q8_0: 1e-1, Q4_0: 1e-1 } as const;
 
 let llama: Llama;
 let tmp: string;
@@ -106,6 +110,8 @@ const MODELS: [string, keyof typeof BOUND][] = [
   ['qwen2-bias-f32.gguf', 'F32'],
   ['qwen3-gqa-tied-f32.gguf', 'F32'],
   ['qwen3-untied-f16.gguf', 'F16'],
+  ['qwen3-untied-q8_0.gguf', 'Q8_0'],
+  ['qwen3-untied-q4_0.gguf', 'Q4_0'],
 ];
 
 describe('llama.cpp (node-llama-cpp) reads our GGUF models as we do', () => {

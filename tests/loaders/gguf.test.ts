@@ -196,7 +196,7 @@ describe('GGUF models load as the same model as their safetensors', () => {
     });
     expect(one.config.family).toBe('qwen2');
     await expect(loadModelFiles(dirSource(GGUF_DIR))).rejects.toThrow(
-      /holds 9 GGUF files \(bpe-llama3\.tokenizer\.gguf, .*\) and no config\.json; choose the GGUF file to load/,
+      /holds 11 GGUF files \(bpe-llama3\.tokenizer\.gguf, .*\) and no config\.json; choose the GGUF file to load/,
     );
   });
 });
@@ -216,20 +216,45 @@ function patched(file: string, after: string, patch: (dv: DataView, at: number) 
 const one = (name: string, bytes: Uint8Array) =>
   loadModelFiles({ id: 'mem:x', list: async () => [name], file: async () => bytesSource(bytes) });
 
-describe('GGUF models WebLoRA does not load are refused by name', () => {
-  it('Q8_0 and Q4_0 weights: named, and said to be coming', async () => {
-    // qwen3-untied's q_proj rows are 32 wide: one Q8_0 / Q4_0 block. The type follows n_dims and two dims.
-    for (const [id, name] of [
-      [8, 'Q8_0'],
-      [2, 'Q4_0'],
+describe('quantised GGUF models: Q8_0 and Q4_0 dequantised, others refused by name', () => {
+  it('Q8_0 and Q4_0 weights load dequantised, within the quantisation step of the checkpoint', async () => {
+    // qwen3-untied (hidden 32): q/k/v/gate/up, the embedding and the head are whole 32-blocks and quantised;
+    // o_proj and down_proj (48 wide) stayed F16, norms F32. Per block of 32 with a = max |w|:
+    //   Q8_0  d = a/127, |deq − w| ≤ d/2 (rounding) + 127·d·2^-11 (d stored as f16)     ≤ 0.57·d
+    //   Q4_0  d = a/8,   |deq − w| ≤ d (the clamp at 15) + 8·d·2^-11                     ≤ 1.01·d
+    const s = await loadModelFiles(dirSource(join(FIXTURES, 'qwen3-untied')));
+    for (const [file, step, slack] of [
+      ['qwen3-untied-q8_0.gguf', 127, 0.57],
+      ['qwen3-untied-q4_0.gguf', 8, 1.01],
     ] as const) {
-      const bytes = patched('qwen3-untied-f16.gguf', 'blk.0.attn_q.weight', (dv, at) =>
-        dv.setUint32(at + 4 + 16, id, true),
-      );
-      await expect(one('q.gguf', bytes)).rejects.toThrow(
-        `q.gguf (mem:x): tensor "blk.0.attn_q.weight" is ${name}. Quantised Q8_0 / Q4_0 GGUF bases are coming`,
-      );
+      const g = await loadModelFiles(dirSource(GGUF_DIR, file));
+      expect(g.config).toEqual(s.config);
+      const h = await readGgufHeader(bytesSource(readFileSync(join(GGUF_DIR, file))), file);
+      let quantised = 0;
+      for (const [name, w] of g.weights) {
+        const want = await s.weights.get(name)!.read();
+        const got = await w.read();
+        const type = h.tensors.get(w.storedName)!.type;
+        if (type === 'F32') expect(got, name).toEqual(want);
+        else if (type === 'F16') expect(got, name).toEqual(roundTo('F16', want));
+        else {
+          quantised++;
+          expect(w.dtype, `${name} is held as F32 once dequantised`).toBe('F32');
+          let worst = 0;
+          for (let b = 0; b < want.length; b += 32) {
+            const blk = want.subarray(b, b + 32);
+            const d = Math.max(...blk.map(Math.abs)) / step;
+            for (let i = 0; i < 32; i++) worst = Math.max(worst, Math.abs(got[b + i] - blk[i]) / (d || 1));
+          }
+          expect(worst, `${name} (${type}): worst error in units of its block's step`).toBeLessThanOrEqual(slack);
+          expect(got, `${name} is not simply the checkpoint`).not.toEqual(want);
+        }
+      }
+      expect(quantised, file).toBe(2 * 5 + 2); // 5 per layer, the embedding and the head
     }
+  });
+
+  it('other quantised types are refused, naming the type', async () => {
     const k = patched('qwen3-untied-f16.gguf', 'blk.0.attn_q.weight', (dv, at) => dv.setUint32(at + 20, 6, true));
     await expect(one('k.gguf', k)).rejects.toThrow(/is Q5_0\. WebLoRA reads F32, F16 and BF16 GGUF models/);
   });
