@@ -141,13 +141,16 @@ async function openWeights(
   const src = await source.file('model.safetensors', onProgress);
   if (!src) {
     const listed = source.list ? await source.list() : [];
-    const bin = listed.find((f) => f.endsWith('.bin') || f.endsWith('.pth') || f.endsWith('.gguf'));
+    const bin = listed.find((f) => f.endsWith('.bin') || f.endsWith('.pth'));
+    const gguf = listed.find((f) => f.toLowerCase().endsWith('.gguf'));
     throw new ModelLoadError(
       `neither model.safetensors nor model.safetensors.index.json was found in ${source.id}` +
-        (bin
-          ? ` (there is ${bin}, but WebLoRA reads only safetensors: convert it, e.g. with safetensors.torch.save_file)`
-          : '') +
-        '. Pick a model that ships safetensors weights.',
+        (gguf
+          ? ` (there is ${gguf}: choose that GGUF file to load it instead)`
+          : bin
+            ? ` (there is ${bin}, but WebLoRA reads safetensors and GGUF only: convert it, e.g. with safetensors.torch.save_file)`
+            : '') +
+        '. Pick a model that ships safetensors weights, or a GGUF file.',
     );
   }
   const o = {
