@@ -144,6 +144,11 @@ describe('studio page, main flow', () => {
   });
 
   it('exports the adapter for llama.cpp as GGUF', async () => {
+    // the run of the previous test must have finished (the export buttons wait for it)
+    await page
+      .locator('#train .status')
+      .getByText(/^Finished: 6 steps/)
+      .waitFor({ timeout: 100_000 });
     const layers = Number(await fact('#model-panel', 'Layers'));
     const downloadP = page.waitForEvent('download', { timeout: 60_000 });
     await page.getByRole('button', { name: 'Export for llama.cpp (GGUF)' }).click();
