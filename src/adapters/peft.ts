@@ -27,6 +27,8 @@ export interface CardInfo {
   trainLoss: number | null;
   valLoss: number | null;
   sample: string | null;
+  /** The adapter's llama.cpp GGUF file name (src/adapters/gguf-lora.ts), when the family has one. */
+  ggufFile?: string | null;
 }
 
 export class AdapterError extends Error {}
@@ -105,6 +107,19 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM
 base = AutoModelForCausalLM.from_pretrained(${JSON.stringify(info.baseModel)})
 model = PeftModel.from_pretrained(base, "path/to/this/folder")
+\`\`\`
+${info.ggufFile ? llamaCppSection(info.baseModel, info.ggufFile) : ''}`;
+}
+
+function llamaCppSection(baseModel: string, ggufFile: string): string {
+  return `
+## Use with llama.cpp
+
+\`${ggufFile}\` is this adapter as a llama.cpp LoRA GGUF. \`base.gguf\` is a GGUF of \`${baseModel}\` (any
+quantisation; convert_hf_to_gguf.py makes one from the Hugging Face checkpoint):
+
+\`\`\`sh
+llama-cli -m base.gguf --lora ${ggufFile}
 \`\`\`
 `;
 }

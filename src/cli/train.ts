@@ -3,8 +3,8 @@
 // a PEFT adapter folder into --out.
 
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { basename, join } from 'node:path';
-import { Engine } from '../engine/engine';
+import { basename, dirname, join } from 'node:path';
+import { Engine, GGUF_ADAPTER_FILE } from '../engine/engine';
 import { createNodeContext } from '../gpu/node';
 import { DEFAULT_HUB } from '../util/csp';
 import { fmtBytes } from '../util/format';
@@ -60,9 +60,12 @@ function usage(): string {
 
 usage: npm run train -- --model <folder | hub repo id> --data <file> --out <folder> [options]
 
-  --model <path|id>          a local Hugging Face model folder, or a Hub repo id (owner/name)
+  --model <path|id>          a local Hugging Face model folder, a .gguf model file (F32/F16/BF16), or a Hub
+                             repo id (owner/name)
+  --gguf <file>              the GGUF file to load from a --model folder or Hub repo that holds several
   --data <file>              .txt, .jsonl (text | prompt/completion | instruction/input/output | messages), .csv, .tsv
-  --out <folder>             where adapter_model.safetensors, adapter_config.json and README.md go
+  --out <folder>             where adapter_model.safetensors, adapter_config.json and README.md go, and
+                             adapter.gguf (the adapter for llama.cpp) for Llama, Qwen2 and Qwen3 models
   --format <name>            override the detected data format
   --column <name>            the CSV/TSV column to train on
   --name <text>              adapter name for the model card (default: the --out folder name)
@@ -89,6 +92,7 @@ export function parseArgs(argv: string[]) {
     f16: boolean;
     hubBaseUrl?: string;
     gpuMemoryBytes?: number;
+    gguf?: string;
     help: boolean;
   } = { f16: false, help: false };
   for (let i = 0; i < argv.length; i++) {
@@ -113,7 +117,8 @@ export function parseArgs(argv: string[]) {
       if (!(gib > 0 && Number.isFinite(gib)))
         throw new Error(`--gpu-memory needs a positive number of GiB, got '${v}'`);
       o.gpuMemoryBytes = gib * 1024 ** 3;
-    } else if (FLAGS[a]) {
+    } else if (a === '--gguf') o.gguf = val();
+    else if (FLAGS[a]) {
       const f = FLAGS[a];
       const s = settings as Record<string, unknown>;
       if (f.kind === 'bool') s[f.key] = true;
@@ -159,10 +164,13 @@ export async function main(argv: string[]): Promise<number> {
     console.error('error: --model, --data and --out are required\n\n' + usage());
     return 2;
   }
-  const source: ModelSource =
-    existsSync(args.model) && statSync(args.model).isDirectory()
-      ? dirSource(args.model)
-      : hubSource(args.model, { baseUrl: args.hubBaseUrl, cache: memoryBlobCache() });
+  const isDir = existsSync(args.model) && statSync(args.model).isDirectory();
+  const isGgufFile = !isDir && existsSync(args.model) && args.model.toLowerCase().endsWith('.gguf');
+  const source: ModelSource = isDir
+    ? dirSource(args.model, args.gguf)
+    : isGgufFile
+      ? dirSource(dirname(args.model), basename(args.model))
+      : hubSource(args.model, { baseUrl: args.hubBaseUrl, cache: memoryBlobCache(), gguf: args.gguf });
   if (!existsSync(args.data)) {
     console.error(`error: data file '${args.data}' does not exist`);
     return 2;
@@ -225,9 +233,15 @@ export async function main(argv: string[]): Promise<number> {
     });
     await engine.run(control, { onEvent });
     if (isTTY) process.stderr.write('\n');
-    const files = await engine.exportAdapter(args.name ?? basename(args.out));
+    const name = args.name ?? basename(args.out);
+    const files = await engine.exportAdapter(name);
     mkdirSync(args.out, { recursive: true });
-    for (const [name, content] of Object.entries(files)) writeFileSync(join(args.out, name), content);
+    for (const [file, content] of Object.entries(files)) writeFileSync(join(args.out, file), content);
+    const written = [...Object.keys(files)];
+    if (engine.canExportGguf) {
+      writeFileSync(join(args.out, GGUF_ADAPTER_FILE), await engine.exportGgufAdapter(name));
+      written.push(GGUF_ADAPTER_FILE);
+    }
     // The run's curves and settings, for tools that build gallery entries (tools/gallery/build.sh).
     const t = engine.trainer!;
     const trainLog = {
@@ -239,7 +253,7 @@ export async function main(argv: string[]): Promise<number> {
       dataset: sum.name,
     };
     writeFileSync(join(args.out, 'training_log.json'), JSON.stringify(trainLog, null, 1) + '\n');
-    log(`wrote ${args.out}/adapter_model.safetensors, adapter_config.json, README.md, training_log.json`);
+    log(`wrote ${args.out}/${[...written, 'training_log.json'].join(', ')}`);
     return 0;
   } catch (e) {
     console.error(`error: ${(e as Error).message}`);

@@ -2,6 +2,7 @@
 // Model in (files -> tensors on the GPU), data in (text -> token batches), a training run (blocks ->
 // loss -> gradients -> optimizer), adapters out (LoRA weights -> PEFT files), and generation.
 
+import { exportGgufAdapter, ggufArchOfConfig } from '../adapters/gguf-lora';
 import { exportAdapter, importAdapter, type AdapterFiles, type CardInfo } from '../adapters/peft';
 import { mergeLora, unmergeLora } from '../adapters/merge';
 import type { GpuContext } from '../gpu/context';
@@ -97,6 +98,8 @@ export interface ModelSummary {
   /** The modules LoRA may target in this family, and PEFT's default choice among them. */
   loraTargets: string[];
   defaultTargets: string[];
+  /** Whether its adapters can be exported for llama.cpp as GGUF (src/adapters/gguf-lora.ts). */
+  ggufAdapter: boolean;
 }
 
 export interface MemorySummary {
@@ -160,8 +163,12 @@ export function modelSummary(id: string, cfg: ModelConfig, weightBytes: number):
     weightBytes,
     loraTargets: [...LORA_TARGETS[cfg.family]],
     defaultTargets: [...DEFAULT_TARGETS[cfg.family]],
+    ggufAdapter: ggufArchOfConfig(cfg) !== null,
   };
 }
+
+/** The name llama.cpp's adapter GGUF takes next to the PEFT files. */
+export const GGUF_ADAPTER_FILE = 'adapter.gguf';
 
 export class Engine {
   loaded: LoadedModel | null = null;
@@ -419,8 +426,21 @@ export class Engine {
       trainLoss: t?.history.at(-1)?.loss ?? null,
       valLoss: t?.valHistory.at(-1)?.loss ?? null,
       sample: t?.lastSample ?? null,
+      ggufFile: ggufArchOfConfig(files.config) ? GGUF_ADAPTER_FILE : null,
     };
     return exportAdapter(files.config, this.lora.config, await this.lora.read(), card);
+  }
+
+  /** The current adapter as llama.cpp's LoRA GGUF (llama, qwen2 and qwen3 models). */
+  async exportGgufAdapter(name: string): Promise<Uint8Array> {
+    const { files } = this.requireModel();
+    if (!this.lora) throw new Error('there is no adapter to export yet; train one first');
+    return exportGgufAdapter(files.config, this.lora.config, await this.lora.read(), name);
+  }
+
+  /** Whether the loaded model's adapters can be written as llama.cpp GGUF. */
+  get canExportGguf(): boolean {
+    return this.loaded !== null && ggufArchOfConfig(this.loaded.files.config) !== null;
   }
 
   /** Validates PEFT files against the loaded model and returns the adapter on the GPU (caller frees). */
@@ -509,6 +529,8 @@ export class Engine {
 function modelIdOf(source: ModelSource, files: ModelFiles): string {
   const fromConfig = files.configJson._name_or_path;
   if (source.id.startsWith('hf:')) return source.id.slice(3).replace(/@main$/, '');
+  // A GGUF file from a folder or picked files is named after the file.
+  if (source.gguf && !source.id.startsWith('hf:')) return source.gguf;
   // A bundled or local folder is named after the folder.
   if (source.id.startsWith('bundled:') || source.id.startsWith('dir:'))
     return source.id.replace(/^\w+:/, '').replace(/\/$/, '').split('/').pop() || 'local';

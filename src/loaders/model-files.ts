@@ -4,6 +4,7 @@
 
 import { expectedTensors, parseConfig, type ModelConfig } from '../models/config';
 import { readText, type ByteSource } from './byte-source';
+import { loadGgufModelFiles } from './gguf-model';
 import { decodeFloat, readSafetensorsHeader, type Dtype, type SafetensorsHeader } from './safetensors';
 import { ModelLoadError, type ModelSource, type ProgressFn } from './sources';
 import { maxTokenId, TextTokenizer } from './tokenizer';
@@ -140,13 +141,16 @@ async function openWeights(
   const src = await source.file('model.safetensors', onProgress);
   if (!src) {
     const listed = source.list ? await source.list() : [];
-    const bin = listed.find((f) => f.endsWith('.bin') || f.endsWith('.pth') || f.endsWith('.gguf'));
+    const bin = listed.find((f) => f.endsWith('.bin') || f.endsWith('.pth'));
+    const gguf = listed.find((f) => f.toLowerCase().endsWith('.gguf'));
     throw new ModelLoadError(
       `neither model.safetensors nor model.safetensors.index.json was found in ${source.id}` +
-        (bin
-          ? ` (there is ${bin}, but WebLoRA reads only safetensors: convert it, e.g. with safetensors.torch.save_file)`
-          : '') +
-        '. Pick a model that ships safetensors weights.',
+        (gguf
+          ? ` (there is ${gguf}: choose that GGUF file to load it instead)`
+          : bin
+            ? ` (there is ${bin}, but WebLoRA reads safetensors and GGUF only: convert it, e.g. with safetensors.torch.save_file)`
+            : '') +
+        '. Pick a model that ships safetensors weights, or a GGUF file.',
     );
   }
   const o = {
@@ -254,12 +258,41 @@ export interface LoadOptions {
   beforeWeights?(config: ModelConfig, files: string[] | null): void;
 }
 
-/** Loads and validates config, tokenizer and the weight index from any source. Weights are read lazily. */
+/**
+ * The GGUF file a source asks to load: the one it names (ModelSource.gguf), else the only .gguf file of a
+ * listed folder without config.json. Several and none named: the user must choose, so say which there are.
+ */
+async function ggufFileOf(source: ModelSource): Promise<string | null> {
+  if (source.gguf) return source.gguf;
+  const listed = await listedFiles(source);
+  if (!listed || listed.has('config.json')) return null;
+  const ggufs = [...listed].filter((f) => f.toLowerCase().endsWith('.gguf')).sort();
+  if (ggufs.length === 1) return ggufs[0];
+  if (ggufs.length > 1)
+    throw new ModelLoadError(
+      `${source.id} holds ${ggufs.length} GGUF files (${ggufs.slice(0, 8).join(', ')}${ggufs.length > 8 ? ', …' : ''}) and no config.json; choose the GGUF file to load`,
+    );
+  return null;
+}
+
+/**
+ * Loads and validates config, tokenizer and the weight index from any source: a Hugging Face folder, or a
+ * GGUF file (./gguf-model.ts). Weights are read lazily.
+ */
 export async function loadModelFiles(
   source: ModelSource,
   onProgress?: ProgressFn,
   opts: LoadOptions = {},
 ): Promise<ModelFiles> {
+  const gguf = await ggufFileOf(source);
+  if (gguf !== null) {
+    // One file holds config, tokenizer and weights: the check runs once it is read (its header is first).
+    const src = await source.file(gguf, onProgress);
+    if (!src) throw new ModelLoadError(`${gguf} was not found in ${source.id}`);
+    const files = await loadGgufModelFiles(src, gguf.split('/').pop()!, `${gguf} (${source.id})`);
+    opts.beforeWeights?.(files.config, null);
+    return files;
+  }
   // config.json first: an unsupported architecture, or a model too large for the device, fails before
   // gigabytes of weights are fetched.
   const configJson = await jsonFile(source, 'config.json', true, onProgress);

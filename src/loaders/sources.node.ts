@@ -30,9 +30,11 @@ export function fileByteSource(path: string, size: number): ByteSource {
   };
 }
 
-export function dirSource(dir: string): ModelSource {
+/** A folder on disk; `gguf` names the GGUF file in it to load (see ModelSource.gguf). */
+export function dirSource(dir: string, gguf?: string): ModelSource {
   return {
     id: `dir:${dir}`,
+    ...(gguf ? { gguf } : {}),
     async list() {
       return readdir(dir);
     },

@@ -20,6 +20,8 @@ export interface ModelSource {
   list?(): Promise<string[]>;
   /** The file, or null when the source has no such file. Throws on any other failure. */
   file(name: string, onProgress?: ProgressFn): Promise<ByteSource | null>;
+  /** The GGUF file to load, when the source holds GGUF files (a Hub repo of several quantisations). */
+  gguf?: string;
 }
 
 export class ModelLoadError extends Error {
@@ -219,6 +221,8 @@ export interface HubOptions {
   fetch?: FetchFn;
   /** A Hugging Face access token, for gated or private repositories. */
   token?: string;
+  /** The GGUF file of the repository to load (see ModelSource.gguf). */
+  gguf?: string;
 }
 
 /** A full git commit hash, as the Hub reports it in `sha`. */
@@ -303,6 +307,7 @@ export function hubSource(repoId: string, opts: HubOptions = {}): ModelSource {
   const repoInfo = () => (info ??= loadInfo());
   return {
     id,
+    ...(opts.gguf ? { gguf: opts.gguf } : {}),
     /**
      * The repo's file names from the Hub API, asked once per source; [] if unavailable. Loaders ask it
      * before fetching optional files, so absent ones are not requested.
@@ -327,8 +332,11 @@ export function hubSource(repoId: string, opts: HubOptions = {}): ModelSource {
   };
 }
 
-/** Files picked from disk (a folder or single files), matched by base name; shallowest path wins. */
-export function filesSource(files: File[]): ModelSource {
+/**
+ * Files picked from disk (a folder or single files), matched by base name; shallowest path wins. `gguf`
+ * names the GGUF file to load when several were picked.
+ */
+export function filesSource(files: File[], gguf?: string): ModelSource {
   const byName = new Map<string, File[]>();
   for (const f of files) {
     const list = byName.get(f.name) ?? [];
@@ -340,6 +348,7 @@ export function filesSource(files: File[]): ModelSource {
   const id = `files:${files.length} picked file${files.length === 1 ? '' : 's'}`;
   return {
     id,
+    ...(gguf ? { gguf } : {}),
     async list() {
       return [...byName.keys()];
     },

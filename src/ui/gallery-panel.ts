@@ -20,13 +20,18 @@ function runAdapterBox(studio: Studio, refresh: Refresh): HTMLElement {
   const nameInput = h('input', { id: nameId, type: 'text', value: 'my-adapter', autocomplete: 'off' });
   const saveBtn = h('button', { type: 'button', class: 'primary', text: 'Save to gallery' });
   const exportBtn = h('button', { type: 'button', text: 'Export adapter' });
+  const ggufBtn = h('button', {
+    type: 'button',
+    text: 'Export for llama.cpp (GGUF)',
+    title: 'adapter.gguf: llama-cli -m base.gguf --lora adapter.gguf',
+  });
   const runHint = h('p', { class: 'hint' });
   const runBox = h(
     'div',
     { class: 'panel', id: 'run-adapter' },
     h('h3', { text: "This run's adapter" }),
     h('div', { class: 'field' }, h('label', { for: nameId, text: 'Adapter name' }), nameInput),
-    h('div', { class: 'buttons' }, saveBtn, exportBtn),
+    h('div', { class: 'buttons' }, saveBtn, exportBtn, ggufBtn),
     runHint,
     runStatus.el,
   );
@@ -34,6 +39,8 @@ function runAdapterBox(studio: Studio, refresh: Refresh): HTMLElement {
   function updateRun(): void {
     const can = studio.runSteps > 0 && (studio.trainState === 'idle' || studio.trainState === 'paused');
     saveBtn.disabled = exportBtn.disabled = !can;
+    ggufBtn.disabled = !can || !studio.model?.ggufAdapter;
+    ggufBtn.hidden = !!studio.model && !studio.model.ggufAdapter;
     runHint.textContent = can
       ? `The adapter after ${studio.runSteps} steps.`
       : 'Train an adapter first (area 2); then save or export it here.';
@@ -45,6 +52,7 @@ function runAdapterBox(studio: Studio, refresh: Refresh): HTMLElement {
   });
   nameInput.addEventListener('input', () => (nameInput.dataset.touched = 'yes'));
   studio.on('train', updateRun);
+  studio.on('model', updateRun);
   updateRun();
 
   const adapterName = () => nameInput.value.trim() || 'adapter';
@@ -66,6 +74,19 @@ function runAdapterBox(studio: Studio, refresh: Refresh): HTMLElement {
       runStatus.set(`Downloaded ${r.fileName} (${fmtBytes(r.zip.byteLength, 'short')}).`, 'ok');
     } catch (e) {
       runStatus.set(`Could not export: ${errorText(e)}`, 'error');
+    }
+  });
+  ggufBtn.addEventListener('click', async () => {
+    runStatus.set('Writing the GGUF adapter…', 'busy');
+    try {
+      const r = await studio.client.request({ type: 'exportGgufAdapter', name: adapterName() });
+      downloadBytes(r.bytes, r.fileName);
+      runStatus.set(
+        `Downloaded ${r.fileName} (${fmtBytes(r.bytes.byteLength, 'short')}); use it with llama-cli -m base.gguf --lora ${r.fileName}.`,
+        'ok',
+      );
+    } catch (e) {
+      runStatus.set(`Could not export the GGUF adapter: ${errorText(e)}`, 'error');
     }
   });
   return runBox;

@@ -183,7 +183,7 @@ function familyList(studio: Studio, status: StatusLine, repoInput: HTMLInputElem
   );
 }
 
-/** A Hugging Face repo id and Hub base URL, next to the families WebLoRA loads. */
+/** A Hugging Face repo id and Hub base URL, next to the families WebLoRA loads, and for a repo of GGUF files the one to load. */
 function hubModelForm(studio: Studio, status: StatusLine, load: Load): HTMLFormElement {
   const repoId = newId('hub-repo');
   const baseId = 'hub-base-url'; // one Hub base URL for the page: the gallery's Hub import reads it too
@@ -195,6 +195,17 @@ function hubModelForm(studio: Studio, status: StatusLine, load: Load): HTMLFormE
     spellcheck: 'false',
   });
   const baseInput = h('input', { id: baseId, type: 'url', value: DEFAULT_HUB });
+  const ggufId = newId('hub-gguf');
+  const ggufList = h('datalist', { id: newId('hub-gguf-list') });
+  const ggufInput = h('input', {
+    id: ggufId,
+    type: 'text',
+    list: ggufList.id,
+    placeholder: 'model-F16.gguf',
+    autocomplete: 'off',
+    spellcheck: 'false',
+  });
+  const listBtn = h('button', { type: 'button', text: 'List its GGUF files' });
   const form = h(
     'form',
     { class: 'inline-form', 'aria-label': 'Load from Hugging Face' },
@@ -215,8 +226,47 @@ function hubModelForm(studio: Studio, status: StatusLine, load: Load): HTMLFormE
       baseInput,
       h('small', { text: 'Change it for a mirror or a local copy of the Hub.' }),
     ),
+    h(
+      'div',
+      { class: 'field' },
+      h('label', { for: ggufId, text: 'GGUF file (optional)' }),
+      ggufInput,
+      ggufList,
+      listBtn,
+      h('small', {
+        text: 'For a repo of llama.cpp GGUF files: the one to load (F32, F16 or BF16; Llama, Qwen2, Qwen3). Leave empty for safetensors.',
+      }),
+    ),
     h('button', { type: 'submit', text: 'Load from Hugging Face' }),
   );
+  listBtn.addEventListener('click', async () => {
+    const repo = repoInput.value.trim();
+    if (!/^[\w.-]+\/[\w.-]+$/.test(repo)) {
+      status.set('Enter a repo id like owner/name first.', 'error');
+      return;
+    }
+    const baseUrl = baseInput.value.trim() || DEFAULT_HUB;
+    const refused = hubRefusal(baseUrl);
+    if (refused) {
+      status.set(refused, 'error');
+      baseInput.focus();
+      return;
+    }
+    status.set(`Listing the GGUF files of ${repo}…`, 'busy');
+    try {
+      const { files } = await studio.client.request({ type: 'listGgufFiles', repo, baseUrl });
+      setChildren(ggufList, ...files.map((f) => h('option', { value: f })));
+      if (files.length === 1) ggufInput.value = files[0];
+      status.set(
+        files.length
+          ? `${repo} has ${files.length} GGUF file${files.length > 1 ? 's' : ''}: ${files.join(', ')}`
+          : `${repo} lists no GGUF files.`,
+        files.length ? 'ok' : 'warn',
+      );
+    } catch (e) {
+      status.set(`Could not list ${repo}: ${errorText(e)}`, 'error');
+    }
+  });
   form.addEventListener('submit', (ev) => {
     ev.preventDefault();
     const repo = repoInput.value.trim();
@@ -232,7 +282,8 @@ function hubModelForm(studio: Studio, status: StatusLine, load: Load): HTMLFormE
       baseInput.focus();
       return;
     }
-    void load({ kind: 'hub', repo, baseUrl }, repo);
+    const gguf = ggufInput.value.trim();
+    void load({ kind: 'hub', repo, baseUrl, ...(gguf ? { gguf } : {}) }, gguf ? `${repo}/${gguf}` : repo);
   });
   return form;
 }
@@ -246,7 +297,23 @@ function localModelForm(load: Load): HTMLElement {
     id: filesId,
     type: 'file',
     multiple: true,
-    accept: '.json,.safetensors,.model,.txt',
+    accept: '.json,.safetensors,.model,.txt,.gguf',
+  });
+  // Several GGUF files picked without a config.json: the user chooses one.
+  const chooseId = newId('model-gguf');
+  const choose = h('select', { id: chooseId });
+  const chooseBtn = h('button', { type: 'button', text: 'Load this GGUF' });
+  const chooser = h(
+    'div',
+    { class: 'field', hidden: true },
+    h('label', { for: chooseId, text: 'GGUF file' }),
+    choose,
+    chooseBtn,
+  );
+  let picked: { files: File[]; label: string } | null = null;
+  chooseBtn.addEventListener('click', () => {
+    if (!picked) return;
+    void load({ kind: 'files', files: picked.files, gguf: choose.value }, `${picked.label}/${choose.value}`);
   });
   const onPick = (input: HTMLInputElement) => () => {
     const files = [...(input.files ?? [])];
@@ -254,6 +321,14 @@ function localModelForm(load: Load): HTMLElement {
     if (!files.length) return;
     const rel = (files[0] as File & { webkitRelativePath?: string }).webkitRelativePath;
     const label = rel ? rel.split('/')[0] : files.length === 1 ? files[0].name : `${files.length} files`;
+    const ggufs = files.map((f) => f.name).filter((n) => n.toLowerCase().endsWith('.gguf'));
+    const hasConfig = files.some((f) => f.name === 'config.json');
+    chooser.hidden = hasConfig || ggufs.length < 2;
+    if (!chooser.hidden) {
+      picked = { files, label };
+      setChildren(choose, ...ggufs.sort().map((n) => h('option', { value: n, text: n })));
+      return;
+    }
     void load({ kind: 'files', files }, label);
   };
   folderInput.addEventListener('change', onPick(folderInput));
@@ -273,8 +348,9 @@ function localModelForm(load: Load): HTMLElement {
       { class: 'field' },
       h('label', { for: filesId, text: 'Model files' }),
       filesInput,
-      h('small', { text: 'Or choose the same files one by one.' }),
+      h('small', { text: 'Or choose the same files one by one, or one .gguf model file (F32, F16 or BF16).' }),
     ),
+    chooser,
   );
 }
 

@@ -43,8 +43,13 @@ function requireEngine(): Engine {
 function sourceOf(spec: ModelSourceSpec): ModelSource {
   if (spec.kind === 'bundled') return bundledSource(new URL(spec.url, baseUrl()).href);
   if (spec.kind === 'hub')
-    return hubSource(spec.repo, { baseUrl: spec.baseUrl, revision: spec.revision, cache: cacheStorageBlobCache() });
-  return filesSource(spec.files);
+    return hubSource(spec.repo, {
+      baseUrl: spec.baseUrl,
+      revision: spec.revision,
+      cache: cacheStorageBlobCache(),
+      gguf: spec.gguf,
+    });
+  return filesSource(spec.files, spec.gguf);
 }
 
 /** The site's base URL (the worker script lives under <base>/assets/ in a build, <base>/src/worker/ in dev). */
@@ -241,6 +246,17 @@ async function exportAdapter(req: Req<'exportAdapter'>): Promise<Replies['export
   return { zip: zipAdapter(files), fileName: `${slug(req.name)}.zip` };
 }
 
+async function exportGgufAdapter(req: Req<'exportGgufAdapter'>): Promise<Replies['exportGgufAdapter']> {
+  const bytes = await requireEngine().exportGgufAdapter(req.name);
+  return { bytes, fileName: `${slug(req.name)}.gguf` };
+}
+
+/** The .gguf files of a Hub repository, for the page to offer as choices. */
+async function listGgufFiles(req: Req<'listGgufFiles'>): Promise<Replies['listGgufFiles']> {
+  const names = await hubSource(req.repo, { baseUrl: req.baseUrl, revision: req.revision }).list!();
+  return { files: names.filter((f) => f.toLowerCase().endsWith('.gguf')).sort() };
+}
+
 async function saveToGallery(req: Req<'saveToGallery'>): Promise<Replies['saveToGallery']> {
   const e = requireEngine();
   const files = await e.exportAdapter(req.name);
@@ -348,6 +364,8 @@ const handlers: { [K in Request['type']]: Handler<K> } = {
     return {};
   },
   exportAdapter,
+  exportGgufAdapter,
+  listGgufFiles,
   saveToGallery,
   listGallery: async () => [...(await builtinGallery()), ...(await gallery.list())],
   renameAdapter: (req) => gallery.rename(req.id, req.name),

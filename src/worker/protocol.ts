@@ -24,8 +24,8 @@ export { DEFAULT_SETTINGS } from '../training/settings';
 
 export type ModelSourceSpec =
   | { kind: 'bundled'; url: string } // folder URL, e.g. 'models/weblora-llama-1m/'
-  | { kind: 'hub'; repo: string; baseUrl?: string; revision?: string }
-  | { kind: 'files'; files: File[] };
+  | { kind: 'hub'; repo: string; baseUrl?: string; revision?: string; gguf?: string } // gguf: the file to load
+  | { kind: 'files'; files: File[]; gguf?: string };
 
 export type Request =
   | { type: 'init' }
@@ -41,6 +41,8 @@ export type Request =
   | { type: 'checkpointInfo' }
   | { type: 'discardCheckpoint' }
   | { type: 'exportAdapter'; name: string }
+  | { type: 'exportGgufAdapter'; name: string }
+  | { type: 'listGgufFiles'; repo: string; baseUrl?: string; revision?: string }
   | { type: 'saveToGallery'; name: string }
   | { type: 'listGallery' }
   | { type: 'renameAdapter'; id: string; name: string }
@@ -79,6 +81,8 @@ export interface Replies {
   } | null;
   discardCheckpoint: Record<string, never>;
   exportAdapter: { zip: Uint8Array; fileName: string };
+  exportGgufAdapter: { bytes: Uint8Array; fileName: string };
+  listGgufFiles: { files: string[] };
   saveToGallery: GalleryEntry;
   listGallery: GalleryEntry[];
   renameAdapter: GalleryEntry;

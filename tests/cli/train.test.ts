@@ -9,7 +9,9 @@ import { importAdapter } from '../../src/adapters/peft';
 import { main, parseArgs } from '../../src/cli/train';
 import { loadModelFiles } from '../../src/loaders/model-files';
 import { dirSource } from '../../src/loaders/sources.node';
-import { BUNDLED, ROOT } from '../helpers/fixtures';
+import { bytesSource } from '../../src/loaders/byte-source';
+import { readGgufHeader } from '../../src/loaders/gguf';
+import { BUNDLED, FIXTURES, ROOT } from '../helpers/fixtures';
 
 describe('npm run train', () => {
   it('trains the bundled model on a sample dataset and writes a PEFT adapter', async () => {
@@ -63,6 +65,11 @@ describe('npm run train', () => {
       base_model_name_or_path: 'weblora-llama-1m',
     });
     expect(readFileSync(join(out, 'README.md'), 'utf8')).toMatch(/library_name: peft/);
+    // adapter.gguf for llama.cpp next to the PEFT files, and the card says how to use it
+    expect(readFileSync(join(out, 'README.md'), 'utf8')).toMatch(/llama-cli -m base\.gguf --lora adapter\.gguf/);
+    const gguf = await readGgufHeader(bytesSource(readFileSync(join(out, 'adapter.gguf'))), 'adapter.gguf');
+    expect(gguf.metadata.get('adapter.lora.alpha')).toBe(8);
+    expect(gguf.tensors.size).toBe(4 * 2 * 2); // 4 layers, q_proj and v_proj, A and B
     const files = await loadModelFiles(dirSource(BUNDLED));
     const imp = importAdapter(
       {
@@ -117,5 +124,44 @@ describe('npm run train', () => {
       err.mockRestore();
       rmSync(out, { recursive: true, force: true });
     }
+  });
+
+  it('trains a .gguf model file given as --model and writes adapter.gguf for it', async () => {
+    const out = join(mkdtempSync(join(tmpdir(), 'weblora-cli-')), 'qwen2');
+    const data = join(mkdtempSync(join(tmpdir(), 'weblora-data-')), 'fortunes.txt');
+    writeFileSync(data, readFileSync(join(ROOT, 'public/datasets/fortunes.txt'), 'utf8').slice(0, 4_000));
+    const model = join(FIXTURES, 'gguf/qwen2-bias-f32.gguf');
+    const err = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    let code: number;
+    let log = '';
+    try {
+      code = await main(
+        ['--model', model, '--data', data, '--out', out, '--steps', '2', '--batch', '2', '--seq-len', '16'].concat([
+          '--rank',
+          '2',
+          '--alpha',
+          '4',
+          '--targets',
+          'q_proj,k_proj',
+          '--eval-every',
+          '0',
+          '--sample-every',
+          '0',
+        ]),
+      );
+      log = err.mock.calls.map((c) => String(c[0])).join('');
+    } finally {
+      err.mockRestore();
+    }
+    expect(code, log).toBe(0);
+    expect(log).toMatch(/model: qwen2-bias-f32\.gguf \(Qwen2ForCausalLM, 2 layers/);
+    expect(log).toMatch(/wrote .*adapter_model\.safetensors, adapter_config\.json, README\.md, adapter\.gguf/);
+    const gguf = await readGgufHeader(bytesSource(readFileSync(join(out, 'adapter.gguf'))), 'adapter.gguf');
+    expect(gguf.metadata.get('general.architecture')).toBe('qwen2');
+    expect([...gguf.tensors.keys()].sort()).toEqual(
+      [0, 1]
+        .flatMap((l) => ['q', 'k'].flatMap((m) => ['a', 'b'].map((x) => `blk.${l}.attn_${m}.weight.lora_${x}`)))
+        .sort(),
+    );
   });
 });

@@ -23,6 +23,8 @@ function push(repo: string, dir: string): string {
 }
 const FIRST = push(REPO, join(ROOT, 'public/models/weblora-llama-1m'));
 push(ADAPTER_REPO, join(ROOT, 'public/gallery/fortune-quips'));
+const GGUF_REPO = 'test-org/tiny-models-GGUF'; // several .gguf files and no config.json
+push(GGUF_REPO, join(ROOT, 'tests/fixtures/gguf'));
 
 let page: Page;
 let hub: Server;
@@ -191,5 +193,21 @@ describe('studio page, a model from a Hub-shaped server', () => {
     await loadFromHubAgain();
     expect(requests).toEqual(after);
     expect(await hidden()).toBe('48');
+  });
+
+  it('lists the GGUF files of a Hub repo and loads the one chosen', async () => {
+    await page.getByLabel('Hugging Face repo id').fill(GGUF_REPO);
+    await page.getByLabel('Hub base URL').fill(hubUrl);
+    await page.getByRole('button', { name: 'List its GGUF files' }).click();
+    await page
+      .locator('#model-panel .status')
+      .getByText(/has 11 GGUF files: bpe-llama3\.tokenizer\.gguf, bpe-qwen2\.tokenizer\.gguf, llama-gqa-tied-f16\.gguf/)
+      .waitFor({ timeout: 30_000 });
+    await page.getByLabel('GGUF file (optional)').fill('qwen2-bias-f32.gguf');
+    await page.getByRole('button', { name: 'Load from Hugging Face' }).click();
+    await page.locator('#model-panel').getByText(`Loaded ${GGUF_REPO}`, { exact: false }).waitFor({ timeout: 120_000 });
+    expect(await page.locator('#model-panel').getByText('Qwen2ForCausalLM').count()).toBeGreaterThan(0);
+    expect(requests.get('qwen2-bias-f32.gguf')).toBe(1);
+    expect(requests.get('llama-gqa-tied-f32.gguf')).toBeUndefined();
   });
 });

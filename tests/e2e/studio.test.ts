@@ -11,6 +11,8 @@ import { describe, expect, it } from 'vitest';
 import { parseSafetensorsHeader } from '../../src/loaders/safetensors';
 import { FAMILIES } from '../../src/models/families';
 import { ROOT, expectBundledModel, expectEngineUp, screenshot, useStudioPage } from './harness';
+import { bytesSource } from '../../src/loaders/byte-source';
+import { readGgufHeader } from '../../src/loaders/gguf';
 
 // Small enough for SwiftShader on 2 cores; a high learning rate so a few steps change the model.
 const RUN = {
@@ -164,6 +166,27 @@ describe('studio page, main flow', () => {
     expect(await page.locator('.loss-chart canvas').count()).toBeGreaterThan(0);
     expect(await page.getByRole('list', { name: 'Sample generations' }).locator('li').count()).toBeGreaterThan(0);
     await screenshot(page, 'area2-train-finished', '#train');
+  });
+
+  it('exports the adapter for llama.cpp as GGUF', async () => {
+    // the run of the previous test must have finished (the export buttons wait for it)
+    await page
+      .locator('#train .status')
+      .getByText(/^Finished: 6 steps/)
+      .waitFor({ timeout: 100_000 });
+    const layers = Number(await fact('#model-panel', 'Layers'));
+    const downloadP = page.waitForEvent('download', { timeout: 60_000 });
+    await page.getByRole('button', { name: 'Export for llama.cpp (GGUF)' }).click();
+    const download = await downloadP;
+    expect(download.suggestedFilename()).toMatch(/\.gguf$/);
+    const bytes = new Uint8Array(readFileSync(await download.path()));
+    const h = await readGgufHeader(bytesSource(bytes), download.suggestedFilename());
+    expect(h.metadata.get('general.type')).toBe('adapter');
+    expect(h.metadata.get('adapter.type')).toBe('lora');
+    expect(h.metadata.get('adapter.lora.alpha')).toBe(Number(RUN.alpha));
+    // q_proj and v_proj of every layer, A and B each
+    expect(h.tensors.size).toBe(layers * 2 * 2);
+    expect(h.tensors.get('blk.0.attn_q.weight.lora_a')?.shape[0]).toBe(Number(RUN.rank));
   });
 
   it('exports a zip that is a valid PEFT LoRA adapter', async () => {

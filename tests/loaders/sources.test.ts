@@ -207,7 +207,7 @@ describe('hubSource against a local HTTP server', () => {
       extra: new Map([[`/api/models/${REPO}/revision/main`, new TextEncoder().encode(JSON.stringify(api))]]),
     });
     await expect(loadModelFiles(hubSource(REPO, { baseUrl: server.url }))).rejects.toThrow(
-      /there is pytorch_model\.bin, but WebLoRA reads only safetensors/,
+      /there is pytorch_model\.bin, but WebLoRA reads safetensors and GGUF only/,
     );
     expect(await hubSource('tiny-org/unknown', { baseUrl: server.url }).list!()).toEqual([]);
   });
@@ -291,7 +291,7 @@ describe('filesSource with File objects', () => {
     files.delete('model.safetensors');
     files.set('pytorch_model.bin', new Uint8Array(16));
     await expect(loadModelFiles(filesSource(asFiles(files)))).rejects.toThrow(
-      /pytorch_model\.bin, but WebLoRA reads only safetensors/,
+      /pytorch_model\.bin, but WebLoRA reads safetensors and GGUF only/,
     );
   });
 });
