@@ -6,7 +6,7 @@
 // With weights of standard deviation 0.02 the logits are small and nearly uniform, so the mean loss is
 // about ln(V) (ln 151,936 = 11.93, ln 128,256 = 11.76): a logit is h·e with h of RMS 1 after the final norm
 // and e ~ 0.02 per element, a spread of 0.02·√C (0.64 and 0.91 here), which lifts the loss above ln V by
-// a fraction of a nat (Qwen3 measured 12.36). The check allows ±1.
+// a fraction of a nat (measured: Qwen3 12.36, Llama 12.15). The check allows ±1.
 // The memory estimate (src/models/memory.ts) and the allocator's peak for the step are printed.
 
 import { describe, expect, it } from 'vitest';
