@@ -126,6 +126,13 @@ export class Tensor {
     return new Tensor(ctx, ctx.upload(view, label), shape, dtype);
   }
 
+  /** An f16 tensor from f16 bit patterns as they are (e.g. an F16 checkpoint's bytes): no conversion. */
+  static fromF16Bits(ctx: GpuContext, bits: Uint16Array, shape: readonly number[], label = 'tensor'): Tensor {
+    if (bits.length !== numel(shape))
+      throw new Error(`Tensor.fromF16Bits(${label}): ${bits.length} values for shape [${shape}]`);
+    return new Tensor(ctx, ctx.upload(bits, label), shape, 'f16');
+  }
+
   static fromU32(ctx: GpuContext, data: ArrayLike<number>, shape: readonly number[], label = 'ids'): Tensor {
     const view = data instanceof Uint32Array ? data : Uint32Array.from(data);
     return new Tensor(ctx, ctx.upload(view, label), shape, 'u32');

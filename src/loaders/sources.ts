@@ -325,8 +325,16 @@ export function hubSource(repoId: string, opts: HubOptions = {}): ModelSource {
       }
       const got = await downloadFile(fetchFn, url, name, `${repoId} (${url})`, onProgress, init);
       if (!got) return null;
-      // Only a complete body reaches this point, so the cache never holds a partial file.
-      if (cache) await cache.put(url, got.bytes);
+      // Only a complete body reaches this point, so the cache never holds a partial file. A cache that
+      // refuses the file (Chromium's Cache.put fails with "Unexpected internal error" on a 357 MiB body
+      // when storage is short) costs the next load a download, not this load.
+      if (cache) {
+        try {
+          await cache.put(url, got.bytes);
+        } catch (e) {
+          console.warn(`${name} from ${repoId} was loaded but could not be cached: ${(e as Error).message}`);
+        }
+      }
       return bytesSource(got.bytes);
     },
   };

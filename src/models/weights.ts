@@ -10,10 +10,25 @@ import { rope_inv_freq_tensor } from '../kernels/rope';
 import { familySpec } from './families';
 import type { ModelConfig, WeightNames } from './families/types';
 
-/** One tensor of a checkpoint, readable as float32 (the loaders convert F16/BF16). */
+/**
+ * One tensor of a checkpoint, readable as float32 (the loaders convert F16/BF16). A loader that also gives
+ * the stored dtype and raw bytes lets F16 tensors go to f16 weights as they are, with no float32 round trip
+ * (which costs a conversion of every value both ways: seconds per GB).
+ */
 export interface TensorReader {
   shape: number[];
   read(): Promise<Float32Array>;
+  dtype?: string;
+  readBytes?(): Promise<Uint8Array>;
+}
+
+/** A tensor's values: float32, or f16 bit patterns straight from an F16 checkpoint. */
+type Values = Float32Array | Uint16Array;
+
+function uploadValues(ctx: GpuContext, data: Values, shape: number[], name: string, dtype: DType): Tensor {
+  return data instanceof Uint16Array
+    ? Tensor.fromF16Bits(ctx, data, shape, name)
+    : Tensor.from(ctx, data, shape, name, dtype);
 }
 
 export interface WeightOptions {
@@ -86,28 +101,35 @@ export class GpuWeights {
       const names = weightNames(cfg);
       let done = 0;
       const total = names.large.length + names.small.length + names.tables.length;
-      const get = async (name: string) => {
+      /** The tensor's values; as stored when it is F16 and goes to f16 (`dtype`), else float32. */
+      const get = async (name: string, dtype: DType): Promise<{ data: Values; shape: number[] }> => {
         const r = reader.get(name);
         if (!r) throw new Error(`checkpoint has no tensor '${name}'`);
-        const data = await r.read();
+        let data: Values;
+        if (dtype === 'f16' && r.dtype === 'F16' && r.readBytes) {
+          const b = await r.readBytes();
+          const aligned = b.byteOffset % 2 === 0 ? b : b.slice();
+          data = new Uint16Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 2);
+        } else data = await r.read();
         opts.onProgress?.(++done, total);
         return { data, shape: r.shape };
       };
       const spec = familySpec(cfg);
       for (const name of names.small) {
-        const { data, shape } = await get(name);
-        const stored = spec.storeSmall ? spec.storeSmall(name, data) : data;
+        const { data, shape } = await get(name, 'f32');
+        const f32 = data as Float32Array; // asked for f32: always decoded
+        const stored = spec.storeSmall ? spec.storeSmall(name, f32) : f32;
         w.tensors.set(name, Tensor.from(ctx, stored, shape, name, 'f32'));
       }
       for (const name of names.large) {
-        const { data, shape } = await get(name);
-        w.tensors.set(name, Tensor.from(ctx, data, shape, name, opts.dtype));
+        const { data, shape } = await get(name, opts.dtype);
+        w.tensors.set(name, uploadValues(ctx, data, shape, name, opts.dtype));
       }
       const [embName, headName] = names.tables;
-      const emb = await get(embName);
+      const emb = await get(embName, opts.dtype);
       w.embedding = toRowChunks(ctx, emb.data, emb.shape, embName, opts.dtype);
       if (headName) {
-        const head = await get(headName);
+        const head = await get(headName, opts.dtype);
         w.lmHead = toRowChunks(ctx, head.data, head.shape, headName, opts.dtype);
       } else w.lmHead = w.embedding;
       // RoPE's frequency table, once (HF computes it in f32 from rope_theta and rope_scaling).
@@ -137,7 +159,7 @@ export function rowsPerChunk(ctx: GpuContext, cols: number, dtype: DType): numbe
   return rows;
 }
 
-function toRowChunks(ctx: GpuContext, data: Float32Array, shape: number[], name: string, dtype: DType): RowChunk[] {
+function toRowChunks(ctx: GpuContext, data: Values, shape: number[], name: string, dtype: DType): RowChunk[] {
   const [rows, cols] = shape;
   const per = rowsPerChunk(ctx, cols, dtype);
   const chunks: RowChunk[] = [];
@@ -145,7 +167,7 @@ function toRowChunks(ctx: GpuContext, data: Float32Array, shape: number[], name:
     for (let r = 0; r < rows; r += per) {
       const n = Math.min(per, rows - r);
       chunks.push({
-        table: Tensor.from(ctx, data.subarray(r * cols, (r + n) * cols), [n, cols], `${name}[${r}:${r + n}]`, dtype),
+        table: uploadValues(ctx, data.subarray(r * cols, (r + n) * cols), [n, cols], `${name}[${r}:${r + n}]`, dtype),
         rowStart: r,
       });
     }

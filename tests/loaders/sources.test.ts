@@ -147,6 +147,27 @@ describe('hubSource against a local HTTP server', () => {
     await negated(third);
   });
 
+  it('a cache that refuses a file (quota, a browser error) does not fail the load', async () => {
+    const files = tinyModelFolder('llama');
+    const server = await serve(files, PREFIX);
+    const refused: string[] = [];
+    const cache = {
+      get: async () => null,
+      deletePrefix: async () => {},
+      put: async (key: string) => {
+        refused.push(key);
+        throw new Error("Failed to execute 'put' on 'Cache': Unexpected internal error.");
+      },
+    };
+    try {
+      const m = await loadModelFiles(hubSource(REPO, { baseUrl: server.url, cache }));
+      await expectWeightsIntact(m.weights);
+      expect(refused.some((k) => k.endsWith('/model.safetensors'))).toBe(true);
+    } finally {
+      await server.close();
+    }
+  });
+
   it('a connection dropped halfway through the weights: clear error, nothing partial cached', async () => {
     const files = tinyModelFolder('llama');
     const size = files.get('model.safetensors')!.byteLength;

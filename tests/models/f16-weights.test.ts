@@ -12,6 +12,9 @@ import { loadModelFiles } from '../../src/loaders/model-files';
 import { dirSource } from '../../src/loaders/sources.node';
 import { loadModel } from '../../src/models';
 import { LoraState } from '../../src/models/lora';
+import { f16BitsToF32, f32ToF16Bits, fromF16 } from '../../src/gpu/f16';
+import { parseConfig } from '../../src/models/config';
+import { fakeCheckpoint, TINY_CONFIGS } from '../loaders/fixtures';
 import { BUNDLED } from '../helpers/fixtures';
 import { gpu } from '../helpers/gpu';
 
@@ -62,5 +65,54 @@ describe('f16 weights', () => {
     lora.free();
     m32.weights.free();
     m16.weights.free();
+  });
+
+  it('fromF16 (a lookup table) gives f16BitsToF32 for all 65,536 bit patterns', () => {
+    const all = Uint16Array.from({ length: 65536 }, (_, h) => h);
+    const got = fromF16(all);
+    for (let h = 0; h < 65536; h++)
+      expect(Object.is(got[h], Math.fround(f16BitsToF32(h))), `0x${h.toString(16)}`).toBe(true);
+  });
+
+  it('an F16 checkpoint goes to f16 weights as stored: the same GPU values as through float32', async () => {
+    const ctx = await gpu();
+    const cfg = parseConfig(TINY_CONFIGS.qwen3);
+    // Tensors as the loader gives them: the F16 bytes, and read() decoding them (what a reader without bytes has).
+    const decoded: string[] = []; // tensors the raw-bytes model still decoded to float32
+    const readers = (raw: boolean) =>
+      new Map(
+        fakeCheckpoint('qwen3', 'F16').map((t) => {
+          const bits = Uint16Array.from(t.data, (v) => f32ToF16Bits(v));
+          const bytes = new Uint8Array(bits.buffer);
+          const r = {
+            shape: t.shape,
+            read: async () => {
+              if (raw) decoded.push(t.name);
+              return fromF16(bits);
+            },
+          };
+          return [t.name, raw ? { ...r, dtype: 'F16', readBytes: async () => bytes } : r];
+        }),
+      );
+    const viaBits = await loadModel(ctx, cfg, readers(true), { dtype: 'f16' });
+    const viaF32 = await loadModel(ctx, cfg, readers(false), { dtype: 'f16' });
+    // Only the norm weights (kept in f32) are decoded; every f16 weight went up as its bytes.
+    expect(decoded.length).toBeGreaterThan(0);
+    for (const name of decoded) expect(name).toMatch(/norm\.weight$/);
+    const names = [...readers(false).keys()].filter((n) => viaBits.weights.has(n));
+    expect(names.length).toBeGreaterThan(10); // every weight but the two tables
+    const tensors = (m: typeof viaBits) => [
+      ...names.map((n) => m.weights.get(n)),
+      ...m.weights.embedding.map((c) => c.table),
+      ...m.weights.lmHead.map((c) => c.table),
+    ];
+    const [a, b] = [tensors(viaBits), tensors(viaF32)];
+    expect(a.length).toBe(b.length);
+    for (let i = 0; i < a.length; i++) {
+      expect(a[i].dtype).toBe(b[i].dtype);
+      expect(await a[i].read()).toEqual(await b[i].read());
+    }
+    viaBits.weights.free();
+    viaF32.weights.free();
   });
 });
