@@ -4,6 +4,10 @@ import { defineConfig } from 'vitest/config';
 //   lavapipe     every Node test on Mesa's lavapipe (has shader-f16)
 //   swiftshader  the GPU runtime, kernel and autograd tests again on SwiftShader (no f16, other limits)
 //   browser      end-to-end tests of the studio page in Debian's Chromium (SwiftShader WebGPU)
+// The real-shape checkpoints (Qwen3 0.6B and Llama 3.2 1B at full size, gigabytes generated in the test) take
+// minutes each on a software GPU, so they are their own projects, run by `npm run test:real`
+// (WEBLORA_REAL_SHAPES=1), not by `npm test`.
+const REAL = ['tests/models/real-shapes.test.ts', 'tests/e2e/real-shape.test.ts'];
 const common = { pool: 'forks' as const, testTimeout: 120_000, hookTimeout: 120_000 };
 
 export default defineConfig({
@@ -16,7 +20,7 @@ export default defineConfig({
           ...common,
           name: 'lavapipe',
           include: ['tests/**/*.test.ts'],
-          exclude: ['tests/e2e/**'],
+          exclude: ['tests/e2e/**', ...REAL],
           env: { WEBLORA_DRIVER: 'lavapipe' },
         },
       },
@@ -31,8 +35,23 @@ export default defineConfig({
       },
       {
         extends: true,
-        test: { ...common, name: 'browser', include: ['tests/e2e/**/*.test.ts'], fileParallelism: false },
+        test: {
+          ...common,
+          name: 'browser',
+          include: ['tests/e2e/**/*.test.ts'],
+          exclude: REAL,
+          fileParallelism: false,
+        },
       },
+      ...(process.env.WEBLORA_REAL_SHAPES
+        ? [
+            {
+              extends: true,
+              test: { ...common, name: 'real-lavapipe', include: [REAL[0]], env: { WEBLORA_DRIVER: 'lavapipe' } },
+            },
+            { extends: true, test: { ...common, name: 'real-browser', include: [REAL[1]], fileParallelism: false } },
+          ]
+        : []),
     ],
   },
 });
