@@ -46,10 +46,13 @@ export default defineConfig({
       ...(process.env.WEBLORA_REAL_SHAPES
         ? [
             {
-              extends: true,
+              extends: true as const,
               test: { ...common, name: 'real-lavapipe', include: [REAL[0]], env: { WEBLORA_DRIVER: 'lavapipe' } },
             },
-            { extends: true, test: { ...common, name: 'real-browser', include: [REAL[1]], fileParallelism: false } },
+            {
+              extends: true as const,
+              test: { ...common, name: 'real-browser', include: [REAL[1]], fileParallelism: false },
+            },
           ]
         : []),
     ],

@@ -7,7 +7,7 @@ import { readText, type ByteSource } from './byte-source';
 import { loadGgufModelFiles } from './gguf-model';
 import { decodeFloat, readSafetensorsHeader, type Dtype, type SafetensorsHeader } from './safetensors';
 import { ModelLoadError, type ModelSource, type ProgressFn } from './sources';
-import { maxTokenId, TextTokenizer } from './tokenizer';
+import { maxBaseTokenId, TextTokenizer } from './tokenizer';
 
 export interface WeightInfo {
   /** Canonical HF name, as in expectedTensors (e.g. transformer.h.0.attn.c_attn.weight) */
@@ -305,13 +305,14 @@ export async function loadModelFiles(
   const templateFile = await optionalFile(source, 'chat_template.jinja', onProgress);
   const templateText = templateFile ? await readText(templateFile) : null;
 
-  const maxId = maxTokenId(tokenizerJson);
+  // Added tokens past the embedding are allowed (Gemma 3 lists one); the base vocabulary must fit.
+  const maxId = maxBaseTokenId(tokenizerJson);
   if (maxId >= config.vocabSize) {
     throw new ModelLoadError(
       `tokenizer.json in ${source.id} has token id ${maxId} but the model's embedding has only ${config.vocabSize} rows (vocab_size); the tokenizer belongs to another model`,
     );
   }
-  const tokenizer = new TextTokenizer(tokenizerJson, tokenizerConfigJson, templateText);
+  const tokenizer = new TextTokenizer(tokenizerJson, tokenizerConfigJson, templateText, config.vocabSize);
 
   const { opened, owner } = await openWeights(source, onProgress);
   checkDeclaredSize(config, opened, source.id);

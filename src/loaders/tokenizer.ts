@@ -19,6 +19,11 @@ function tokenContent(v: unknown): string | null {
 }
 
 /** The largest token id tokenizer.json can produce (model vocab and added tokens), or -1 if none. */
+/** The largest id of the base vocabulary alone (model.vocab), without added tokens. */
+export function maxBaseTokenId(tokenizerJson: unknown): number {
+  return maxTokenId({ model: ((tokenizerJson ?? {}) as Json).model });
+}
+
 export function maxTokenId(tokenizerJson: unknown): number {
   const j = tokenizerJson as Json;
   let max = -1;
@@ -65,7 +70,17 @@ export class TextTokenizer {
    * `tokenizerJson` is tokenizer.json, `tokenizerConfig` tokenizer_config.json ({} if the repo has none),
    * `chatTemplate` a separate chat_template.jinja if the repo ships one (it overrides the config's).
    */
-  constructor(tokenizerJson: unknown, tokenizerConfig: unknown = {}, chatTemplate: string | null = null) {
+  /**
+   * `embeddingRows`: the model's vocab_size. A tokenizer may list added tokens past it (Gemma 3's
+   * `<image_soft_token>` is id 262,144 of a 262,144-row embedding, as in the real checkpoints): they load,
+   * and encode refuses text that produces one, since the model has no row for it.
+   */
+  constructor(
+    tokenizerJson: unknown,
+    tokenizerConfig: unknown = {},
+    chatTemplate: string | null = null,
+    readonly embeddingRows = Infinity,
+  ) {
     if (!tokenizerJson || typeof tokenizerJson !== 'object' || !(tokenizerJson as Json).model) {
       throw new TokenizerError('tokenizer.json has no "model" section; it is not a Hugging Face fast-tokenizer file');
     }
@@ -97,7 +112,13 @@ export class TextTokenizer {
 
   /** Text -> token ids; `addSpecial` adds what the post-processor adds (e.g. Llama's BOS). */
   encode(text: string, addSpecial = true): number[] {
-    return this.tok.encode(text, { add_special_tokens: addSpecial }).ids;
+    const ids = this.tok.encode(text, { add_special_tokens: addSpecial }).ids;
+    for (const id of ids)
+      if (id >= this.embeddingRows)
+        throw new TokenizerError(
+          `the text contains the token ${JSON.stringify(this.idToToken(id))} (id ${id}), which the model's embedding (${this.embeddingRows} rows, vocab_size) has no row for; remove it from the data`,
+        );
+    return ids;
   }
 
   /** Token ids -> text. No clean-up of spaces (it breaks round trips). */

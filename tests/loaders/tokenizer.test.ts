@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { maxTokenId, TextTokenizer, TokenizerError } from '../../src/loaders/tokenizer';
+import { maxBaseTokenId, maxTokenId, TextTokenizer, TokenizerError } from '../../src/loaders/tokenizer';
 import { tinyTokenizer } from './fixtures';
 
 describe('TextTokenizer over @huggingface/tokenizers', () => {
@@ -29,6 +29,20 @@ describe('TextTokenizer over @huggingface/tokenizers', () => {
     expect(new TextTokenizer(json, config, '{{ override }}').chatTemplate).toBe('{{ override }}');
     expect(new TextTokenizer(json, {}).chatTemplate).toBeNull();
     expect(new TextTokenizer(json, {}).bosId).toBeNull();
+  });
+
+  it('an added token past the embedding (Gemma 3: <image_soft_token> = vocab_size) loads, and text that produces it is refused', () => {
+    const { json, config } = tinyTokenizer();
+    const t0 = (json.added_tokens as Record<string, unknown>[])[0];
+    const withImage = {
+      ...json,
+      added_tokens: [...(json.added_tokens as Record<string, unknown>[]), { ...t0, id: 263, content: '<img>' }],
+    };
+    expect(maxTokenId(withImage)).toBe(263);
+    expect(maxBaseTokenId(withImage)).toBeLessThan(263); // what the loader checks against vocab_size
+    const tok = new TextTokenizer(withImage, config, null, 263); // a 263-row embedding
+    expect(tok.encode('the cat', false).every((id) => id < 263)).toBe(true);
+    expect(() => tok.encode('a <img> here', false)).toThrow(/"<img>" \(id 263\).*263 rows/);
   });
 
   it('adds BOS only when asked (Llama-style TemplateProcessing)', () => {
