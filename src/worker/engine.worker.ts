@@ -349,7 +349,10 @@ const handlers: { [K in Request['type']]: Handler<K> } = {
   },
   exportAdapter,
   saveToGallery,
-  listGallery: async () => [...(await builtinGallery()), ...(await gallery.list())],
+  listGallery: async () => {
+    const mine = await gallery.list();
+    return { entries: [...(await builtinGallery()), ...mine.entries], damaged: mine.damaged };
+  },
   renameAdapter: (req) => gallery.rename(req.id, req.name),
   deleteAdapter,
   exportGalleryAdapter,

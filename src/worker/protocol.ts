@@ -4,12 +4,13 @@
 
 import type { DatasetSummary } from '../data/dataset';
 import type { EstimateSummary, FamilyInfo, MemorySummary, ModelSummary } from '../engine/engine';
-import type { GalleryEntry } from '../storage/gallery';
+import type { DamagedGalleryEntry, GalleryEntry } from '../storage/gallery';
 import type { SettingsError, TrainSettings } from '../training/settings';
 import type { TrainEvent } from '../training/trainer';
 
 // The summaries live with the code that makes them; the page reads them (and the default settings) from here.
 export type {
+  DamagedGalleryEntry,
   DatasetSummary,
   EstimateSummary,
   FamilyInfo,
@@ -80,7 +81,8 @@ export interface Replies {
   discardCheckpoint: Record<string, never>;
   exportAdapter: { zip: Uint8Array; fileName: string };
   saveToGallery: GalleryEntry;
-  listGallery: GalleryEntry[];
+  /** Damaged entries come apart, each with why; they never hide the others. */
+  listGallery: { entries: GalleryEntry[]; damaged: DamagedGalleryEntry[] };
   renameAdapter: GalleryEntry;
   deleteAdapter: Record<string, never>;
   exportGalleryAdapter: { zip: Uint8Array; fileName: string };
