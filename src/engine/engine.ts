@@ -38,6 +38,8 @@ export interface LoadedModel {
   model: CausalLM;
   /** The matmul variant chosen per shape class at load (src/kernels/autotune.ts). */
   matmul: TuneReport;
+  /** The precision the weights were loaded in (kept to load them again on a new device). */
+  dtype: 'f32' | 'f16';
 }
 
 export interface EngineOptions {
@@ -57,6 +59,8 @@ export interface EngineOptions {
    * are fetched. Without it only the adapter's buffer limits can refuse a model.
    */
   memoryBudget?: number;
+  /** Makes a new GPU context after the device was lost (recoverDevice); the browser's worker and Node pass one. */
+  newDevice?: () => Promise<GpuContext>;
 }
 
 /** A model refused from its config.json alone: it cannot fit this device, so no weight was fetched. */
@@ -173,13 +177,42 @@ export class Engine {
   lora: LoraState | null = null;
 
   private readonly tuneStore: KeyValueStore | undefined;
+  private context: GpuContext;
 
   constructor(
-    readonly ctx: GpuContext,
+    ctx: GpuContext,
     private readonly opts: EngineOptions = {},
   ) {
+    this.context = ctx;
     this.tuneStore = opts.tuneStore ?? (typeof indexedDB !== 'undefined' ? idbStore('weblora-autotune') : undefined);
     if (opts.matmul) setMatmulPolicy(ctx, opts.matmul);
+  }
+
+  /** The GPU context everything runs on; a new one after recoverDevice(). */
+  get ctx(): GpuContext {
+    return this.context;
+  }
+
+  /**
+   * After the GPU device was lost: makes a new device (EngineOptions.newDevice), loads the model's weights onto
+   * it again from the files kept in memory, and picks its matmul variants as at load. The run and the adapter
+   * were on the lost device and are dropped: restore() the last checkpoint to continue the run exactly.
+   */
+  async recoverDevice(): Promise<void> {
+    if (!this.opts.newDevice) throw new Error('this engine was made without a way to make a new GPU device');
+    const old = this.loaded;
+    this.disposeRun(); // freeing on a lost device only drops the handles
+    this.lora?.free();
+    this.lora = null;
+    old?.model.weights.free();
+    this.loaded = null;
+    this.context = await this.opts.newDevice();
+    if (this.opts.matmul) setMatmulPolicy(this.context, this.opts.matmul);
+    if (!old) return;
+    const cfg = old.files.config;
+    const model = await loadModel(this.context, cfg, old.files.weights, { dtype: old.dtype });
+    const matmul = await this.tuneMatmul(cfg, resolveSettings({ weightDtype: old.dtype }, cfg));
+    this.loaded = { ...old, model, matmul };
   }
 
   /**
@@ -257,7 +290,7 @@ export class Engine {
       onProgress: (done) => onProgress?.({ file: 'weights → GPU', loaded: done, total }),
     });
     const matmul = await this.tuneMatmul(files.config, resolveSettings({ weightDtype }, files.config));
-    this.loaded = { id: modelIdOf(source, files), files, model, matmul };
+    this.loaded = { id: modelIdOf(source, files), files, model, matmul, dtype: weightDtype };
     this.inspected = null;
     return this.loaded;
   }

@@ -25,7 +25,15 @@ export interface GpuRequirements {
 }
 
 export class GpuError extends Error {}
+/** The device is gone (driver reset, GPU removed, destroyed); nothing on it can be used again. A new GpuContext
+ * can be made, and a run resumed there from its last checkpoint (Engine.recoverDevice). */
 export class DeviceLostError extends GpuError {}
+
+function lostError(info: GPUDeviceLostInfo): DeviceLostError {
+  return new DeviceLostError(
+    `The GPU device was lost (${info.reason || 'unknown'}: ${info.message || 'no details'}). Saved work is kept: a new device is made to continue, and a run resumes from its last checkpoint.`,
+  );
+}
 
 export type Binding = GpuBuffer | { buf: GpuBuffer; offset: number; size: number };
 
@@ -253,6 +261,8 @@ export class GpuContext {
       staging.buffer.unmap();
       if (rec) rec.settled = true;
       return out;
+    } catch (e) {
+      throw await this.explain(e);
     } finally {
       this.alloc.free(staging);
     }
@@ -281,6 +291,8 @@ export class GpuContext {
         await errors;
         if (rec) rec.settled = true;
         return out;
+      } catch (e) {
+        throw await this.explain(e);
       } finally {
         this.alloc.free(staging);
       }
@@ -543,11 +555,16 @@ export class GpuContext {
   }
 
   private assertAlive(): void {
-    if (this.lost) {
-      throw new DeviceLostError(
-        `The GPU device was lost (${this.lost.reason}: ${this.lost.message}). Saved work is kept; reload the page to start a new device.`,
-      );
-    }
+    if (this.lost) throw lostError(this.lost);
+  }
+
+  /** `cause` (an error from GPU work) as a DeviceLostError when the device is lost, else as it is. A readback on
+   * a lost device fails with a bare AbortError, sometimes before device.lost settles: wait for that briefly. */
+  async explain(cause: unknown): Promise<unknown> {
+    if (cause instanceof DeviceLostError) return cause;
+    const info =
+      this.lost ?? (await Promise.race([this.device.lost, new Promise<null>((r) => setTimeout(r, 50, null))]));
+    return info ? lostError(info) : cause;
   }
 
   destroy(): void {
