@@ -14,6 +14,11 @@ import { DamagedEntryError, StorageFullError, type KeyValueStore } from './kv';
 const POINTER = 'checkpoint:current';
 const DATA_PREFIX = 'checkpoint:data:';
 
+/** Whether `key` holds a checkpoint's data (not the pointer): where an injected write fault hits one. */
+export function isCheckpointData(key: string): boolean {
+  return key.startsWith(DATA_PREFIX);
+}
+
 export interface Checkpoint {
   version: 1;
   modelId: string;
@@ -68,14 +73,16 @@ export async function saveCheckpoint(store: KeyValueStore, c: Checkpoint): Promi
   const prev = await store.get<Pointer>(POINTER).catch(() => undefined);
   const key = `${DATA_PREFIX}${step}-${Date.now().toString(36)}`;
   const pointer: Pointer = { version: 1, key, step, sha256: await checkpointDigest(c) };
-  const kept = prev?.key ? `the checkpoint at step ${prev.step} is still the latest` : 'no earlier checkpoint exists';
+  const kept = prev?.key
+    ? `The checkpoint at step ${prev.step} is still the latest.`
+    : 'There is no earlier checkpoint.';
   try {
     await store.set(key, c, `the checkpoint at step ${step}`);
     await store.set(POINTER, pointer, `the checkpoint at step ${step}`);
   } catch (e) {
     await store.del(key).catch(() => {}); // whatever part of it was written
-    if (e instanceof StorageFullError) throw new StorageFullError(`${e.message} (${kept}.)`);
-    throw new Error(`the checkpoint at step ${step} could not be saved (${(e as Error).message}); ${kept}`);
+    if (e instanceof StorageFullError) throw new StorageFullError(`${e.message} ${kept}`);
+    throw new Error(`The checkpoint at step ${step} could not be saved (${(e as Error).message}). ${kept}`);
   }
   // Switched: everything else under the data prefix is the previous checkpoint or a failed attempt's leftovers.
   for (const k of await store.keys()) if (k.startsWith(DATA_PREFIX) && k !== key) await store.del(k);

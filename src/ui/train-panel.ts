@@ -124,7 +124,8 @@ function runProgress(studio: Studio) {
         );
         break;
       case 'checkpoint':
-        checkpointNote.textContent = `Checkpoint saved at step ${e.step}.`;
+        checkpointNote.textContent = e.error ? `${e.error} Training goes on.` : `Checkpoint saved at step ${e.step}.`;
+        checkpointNote.dataset.level = e.error ? 'error' : '';
         break;
     }
   });
@@ -173,22 +174,32 @@ function resumeOffer(studio: Studio, onResume: () => void) {
     }
   });
 
-  function show(info: Replies['checkpointInfo']): void {
+  function show(info: Replies['checkpointInfo'], why: string): void {
     if (!info?.exists) return;
     const saved = info.savedAt ? new Date(info.savedAt).toLocaleString() : 'earlier';
-    text.textContent = `A run was saved at step ${info.step} of ${info.totalSteps} (model ${info.modelId}, dataset ${info.dataset}, ${saved}). The dataset and settings are saved with it: with the same model loaded, resume it or discard it.`;
+    text.textContent = `${why}A run was saved at step ${info.step} of ${info.totalSteps} (model ${info.modelId}, dataset ${info.dataset}, ${saved}). The dataset and settings are saved with it: with the same model loaded, resume it or discard it.`;
     resumeBtn.textContent = `Resume run from step ${info.step}`;
+    resumeBtn.hidden = false;
+    status.clear();
     el.hidden = false;
   }
 
-  studio.on('engine', async () => {
+  /** Asks the engine for the saved run; a damaged one is shown with its error and only Discard. */
+  async function look(why = ''): Promise<void> {
     if (!studio.engine) return;
     try {
-      show(await studio.client.request({ type: 'checkpointInfo' }));
+      show(await studio.client.request({ type: 'checkpointInfo' }), why);
     } catch (e) {
-      status.set(`Could not look for a saved run: ${errorText(e)}`, 'error');
+      text.textContent = '';
+      resumeBtn.hidden = true;
+      status.set(`Could not read the saved run: ${errorText(e)}`, 'error');
       el.hidden = false;
     }
+  }
+
+  studio.on('engine', () => void look());
+  studio.client.on((e) => {
+    if (e.type === 'deviceLost') void look('The GPU device was lost during the run. ');
   });
   return { el, resumeBtn };
 }
