@@ -15,7 +15,7 @@ import { loadModel } from '../models';
 import { loraParamCount, LoraState, type LoraConfig } from '../models/lora';
 import { selectModules } from '../models/modules';
 import type { CausalLM } from '../models/model';
-import { Trainer, type TrainEvent } from '../training/trainer';
+import { stoppedAt, Trainer, type TrainEvent } from '../training/trainer';
 import {
   DEFAULT_SETTINGS,
   loraConfigOf,
@@ -390,11 +390,21 @@ export class Engine {
   /**
    * Runs the trainer until done, stopped, or an error; pauses between steps when asked. Step events come
    * one step late (step k's while step k+1 runs on the GPU); before an evaluation, a sample, a checkpoint,
-   * a pause and at the end the pending step is drained, so events keep their order.
+   * a pause and at the end the pending step is drained, so events keep their order. A lost GPU device ends it
+   * with a RunDeviceLostError naming the step: recoverDevice(), then restore() the last checkpoint.
    */
   async run(control: RunControl, hooks: RunHooks): Promise<'done' | 'stopped'> {
     const t = this.trainer;
     if (!t) throw new Error('no training run; start one first');
+    try {
+      await this.loop(t, control, hooks);
+    } catch (e) {
+      throw stoppedAt(t.step, e); // a device lost in an evaluation, a sample or a checkpoint says where, too
+    }
+    return control.stopped && !t.done ? 'stopped' : 'done';
+  }
+
+  private async loop(t: Trainer, control: RunControl, hooks: RunHooks): Promise<void> {
     const s = t.job.settings;
     const drain = async () => {
       const ev = await t.drain();
@@ -421,7 +431,6 @@ export class Engine {
       if (checkpointNow) await hooks.onCheckpoint?.(t);
     }
     await drain();
-    return control.stopped && !t.done ? 'stopped' : 'done';
   }
 
   /** The PEFT files of the current adapter. */

@@ -29,9 +29,14 @@ export class GpuError extends Error {}
  * can be made, and a run resumed there from its last checkpoint (Engine.recoverDevice). */
 export class DeviceLostError extends GpuError {}
 
+/** "reason: message" of a device loss, for messages ("destroyed: Device was destroyed"). */
+export function lostWhy(info: GPUDeviceLostInfo): string {
+  return `${info.reason || 'unknown'}: ${(info.message || 'no details').replace(/\.\s*$/, '')}`;
+}
+
 function lostError(info: GPUDeviceLostInfo): DeviceLostError {
   return new DeviceLostError(
-    `The GPU device was lost (${info.reason || 'unknown'}: ${info.message || 'no details'}). Saved work is kept: a new device is made to continue, and a run resumes from its last checkpoint.`,
+    `The GPU device was lost (${lostWhy(info)}). Saved work is kept: a new device is made to continue, and a run resumes from its last checkpoint.`,
   );
 }
 

@@ -47,12 +47,21 @@ export type TrainEvent = StepEvent | EvalEvent | SampleEvent;
 
 export class NonFiniteLossError extends Error {}
 
-/** An error of step `step`'s GPU work; a lost device says which step the run stopped at and what comes next. */
-function stoppedAt(step: number, e: unknown): unknown {
-  if (!(e instanceof DeviceLostError)) return e;
-  return new DeviceLostError(
-    `Training stopped at step ${step}: ${e.message[0].toLowerCase()}${e.message.slice(1)} The steps after that checkpoint are trained again, with the same results.`,
-  );
+/** A lost device as a training run reports it: the step the run stopped at, and what comes next. */
+export class RunDeviceLostError extends DeviceLostError {
+  constructor(
+    readonly step: number,
+    lost: DeviceLostError,
+  ) {
+    super(
+      `Training stopped at step ${step}: ${lost.message[0].toLowerCase()}${lost.message.slice(1)} The steps after that checkpoint are trained again, with the same results.`,
+    );
+  }
+}
+
+/** An error of step `step`'s GPU work (or of the work after it); a lost device becomes a RunDeviceLostError. */
+export function stoppedAt(step: number, e: unknown): unknown {
+  return e instanceof DeviceLostError && !(e instanceof RunDeviceLostError) ? new RunDeviceLostError(step, e) : e;
 }
 
 /** A recorded step whose figures are on their way back from the GPU. */

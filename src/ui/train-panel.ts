@@ -141,8 +141,10 @@ function runProgress(studio: Studio) {
       h('h4', { text: 'Samples' }),
       samples,
     ],
-    /** A new run starts with an empty chart and no samples. */
-    reset(): void {
+    /** A new run starts with an empty chart and no samples; every run (also a resumed one) with no checkpoint note. */
+    reset(newRun: boolean): void {
+      checkpointNote.textContent = '';
+      if (!newRun) return;
       chart.reset();
       samples.replaceChildren();
       lastVal = null;
@@ -236,7 +238,7 @@ function notReadyReason(studio: Studio, settingsErrors: number): string {
 }
 
 export function trainPanel(studio: Studio): HTMLElement {
-  const status = new StatusLine();
+  const status = new StatusLine('run-status');
   const startBtn = h('button', { type: 'button', class: 'primary', text: 'Start training' });
   const readyHint = h('p', { class: 'hint', id: 'start-hint' });
   startBtn.setAttribute('aria-describedby', readyHint.id);
@@ -262,7 +264,7 @@ export function trainPanel(studio: Studio): HTMLElement {
   async function run(resume: boolean): Promise<void> {
     const s: Partial<TrainSettings> = settings.form.read();
     runPending = true;
-    if (!resume) progress.reset();
+    progress.reset(!resume);
     offer.el.hidden = true;
     studio.runSteps = 0;
     studio.emit('run');

@@ -4,7 +4,7 @@
 /// <reference lib="webworker" />
 import { adapterFilesFromUpload, readAdapterFiles, zipAdapter, type AdapterFiles } from '../adapters/peft';
 import { Engine, modelSummary, supportedFamilies } from '../engine/engine';
-import { GpuContext } from '../gpu/context';
+import { DeviceLostError, GpuContext, lostWhy } from '../gpu/context';
 import { bundledSource, cacheStorageBlobCache, filesSource, hubSource, type ModelSource } from '../loaders/sources';
 import { LoraState } from '../models/lora';
 import {
@@ -16,7 +16,6 @@ import {
 } from '../storage/checkpoints';
 import { Gallery } from '../storage/gallery';
 import { faultyStore, idbStore, type WriteFault } from '../storage/kv';
-import { DeviceLostError } from '../gpu/context';
 import type { Trainer } from '../training/trainer';
 import type { Event, FromWorker, GalleryEntry, ModelSourceSpec, Replies, Request, ToWorker } from './protocol';
 
@@ -151,9 +150,7 @@ type Handler<K extends Request['type']> = (req: Req<K>) => Promise<Replies[K]> |
 /** A GPU context whose loss is reported to the page (the run stops; the next GPU request makes a new one). */
 async function newContext(): Promise<GpuContext> {
   const ctx = await GpuContext.create(scope.navigator.gpu);
-  ctx.onLost((info) =>
-    emit({ type: 'deviceLost', message: `The GPU device was lost (${info.reason || 'unknown'}: ${info.message}).` }),
-  );
+  ctx.onLost((info) => emit({ type: 'deviceLost', message: `The GPU device was lost (${lostWhy(info)}).` }));
   return ctx;
 }
 

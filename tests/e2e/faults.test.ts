@@ -75,8 +75,12 @@ async function start(p: Page): Promise<void> {
   await button.click();
 }
 
-/** The status lines of area 2 (the run's, the saved run's, the settings'): each expectation names its text. */
-const runStatus = (p: Page) => p.locator('#train .status');
+/** Waits until the run's status line matches `re`; a timeout shows what it said instead. */
+async function runSays(p: Page, re: RegExp, timeout: number): Promise<string> {
+  const line = p.locator('#train .run-status');
+  await expect.poll(async () => (await line.textContent()) ?? '', { timeout, interval: 500 }).toMatch(re);
+  return (await line.textContent())!;
+}
 const offerButton = (p: Page) => p.getByRole('button', { name: /^Resume run from step \d+$/ });
 const stepOf = async (l: ReturnType<Page['locator']>) => Number(((await l.textContent()) ?? '').match(/\d+/)![0]);
 
@@ -121,9 +125,7 @@ describe('studio page, faults', () => {
 
     const banner = page.locator('.banner');
     await banner.getByText(/The GPU device was lost \(destroyed/).waitFor({ timeout: 60_000 });
-    await runStatus(page)
-      .getByText(/^Training failed: Training stopped at step \d+: the GPU device was lost/)
-      .waitFor({ timeout: 60_000 });
+    await runSays(page, /^Training failed: Training stopped at step \d+: the GPU device was lost/, 60_000);
     const offer = offerButton(page);
     await offer.waitFor({ timeout: 30_000 });
     const from = await stepOf(offer);
@@ -135,9 +137,7 @@ describe('studio page, faults', () => {
     console.log(`[e2e] device lost; offered step ${from}`);
     await screenshot(page, 'fault-device-lost', '#train');
     await offer.click();
-    await runStatus(page)
-      .getByText(/^Finished: 10 steps/)
-      .waitFor({ timeout: 240_000 });
+    await runSays(page, /^Finished: 10 steps/, 240_000);
     expect(await page.locator('#train .progress-text').textContent()).toBe('Step 10 of 10');
 
     // The adapter of the resumed run is on the new device: save it twice for the gallery test below.
@@ -146,7 +146,7 @@ describe('studio page, faults', () => {
       await page.getByRole('button', { name: 'Save to gallery' }).click();
       await page.locator('#run-adapter').getByText(`Saved "${name}" to the gallery.`).waitFor({ timeout: 60_000 });
     }
-  });
+  }, 600_000);
 
   it('checkpoint writes that fail half-way: training goes on, and the previous checkpoint resumes the run', async () => {
     await page.getByLabel('Steps', { exact: true }).fill('16');
@@ -178,10 +178,8 @@ describe('studio page, faults', () => {
     expect(from).toBeLessThan(notSaved);
     expect(from).toBeGreaterThanOrEqual(2);
     await offer.click();
-    await runStatus(page)
-      .getByText(/^Finished: 16 steps/)
-      .waitFor({ timeout: 240_000 });
-  });
+    await runSays(page, /^Finished: 16 steps/, 240_000);
+  }, 600_000);
 
   it('a damaged checkpoint and a damaged adapter each say so; every other adapter stays listed and usable', async () => {
     await prepareRun(page, 50, 1);
@@ -191,9 +189,7 @@ describe('studio page, faults', () => {
       .getByText(/^Checkpoint saved at step \d+\.$/)
       .waitFor({ timeout: 180_000 });
     await page.getByRole('button', { name: 'Stop' }).click();
-    await runStatus(page)
-      .getByText(/^Stopped at step \d+/)
-      .waitFor({ timeout: 120_000 });
+    await runSays(page, /^Stopped at step \d+/, 120_000);
     await damage(page, 'checkpoint');
     await damage(page, { adapterNamed: 'break-me' });
 
@@ -228,7 +224,7 @@ describe('studio page, faults', () => {
     await saved.waitFor({ state: 'hidden', timeout: 30_000 });
     expect(await cards.locator('li.damaged').count()).toBe(0);
     await good.waitFor();
-  });
+  }, 600_000);
 
   it('a second tab cannot train while the first does, and says why; it can once the first stops', async () => {
     await prepareRun(page, 400, 0);
@@ -243,21 +239,17 @@ describe('studio page, faults', () => {
     const other = second.page;
     await prepareRun(other, 5, 0);
     await start(other);
-    await runStatus(other)
-      .getByText(
-        /^Training failed: Another tab of the studio is training right now\..*pause or stop the run in that tab/,
-      )
-      .waitFor({ timeout: 60_000 });
+    await runSays(
+      other,
+      /^Training failed: Another tab of the studio is training right now\..*pause or stop the run in that tab/,
+      60_000,
+    );
     await screenshot(other, 'fault-second-tab', '#train');
     expect(await page.getByRole('button', { name: 'Stop' }).isEnabled()).toBe(true); // the first tab trains on
 
     await page.getByRole('button', { name: 'Stop' }).click();
-    await runStatus(page)
-      .getByText(/^Stopped at step \d+/)
-      .waitFor({ timeout: 120_000 });
+    await runSays(page, /^Stopped at step \d+/, 120_000);
     await start(other);
-    await runStatus(other)
-      .getByText(/^Finished: 5 steps/)
-      .waitFor({ timeout: 240_000 });
-  });
+    await runSays(other, /^Finished: 5 steps/, 240_000);
+  }, 600_000);
 });
