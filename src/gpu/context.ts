@@ -564,11 +564,12 @@ export class GpuContext {
   }
 
   /** `cause` (an error from GPU work) as a DeviceLostError when the device is lost, else as it is. A readback on
-   * a lost device fails with a bare AbortError, sometimes before device.lost settles: wait for that briefly. */
+   * a lost device fails (Dawn: a bare AbortError; Chromium: "Buffer was unmapped before mapping was resolved"),
+   * often before device.lost settles: wait for that a while (only failed readbacks pay it). */
   async explain(cause: unknown): Promise<unknown> {
     if (cause instanceof DeviceLostError) return cause;
     const info =
-      this.lost ?? (await Promise.race([this.device.lost, new Promise<null>((r) => setTimeout(r, 50, null))]));
+      this.lost ?? (await Promise.race([this.device.lost, new Promise<null>((r) => setTimeout(r, 2000, null))]));
     return info ? lostError(info) : cause;
   }
 

@@ -49,7 +49,7 @@ const inject = (p: Page, fault: 'device-lost' | 'checkpoint-quota' | 'none') =>
 
 /** Loads the bundled model and the first sample dataset, and fills in a small run. */
 async function prepareRun(p: Page, steps: number, checkpointEvery: number): Promise<void> {
-  await expectBundledModel(p);
+  await expectBundledModel(p, 300_000); // slow on a busy machine
   await p.getByLabel('Sample dataset').selectOption({ index: 1 });
   await p
     .locator('#dataset-panel')
@@ -71,7 +71,7 @@ async function prepareRun(p: Page, steps: number, checkpointEvery: number): Prom
 
 async function start(p: Page): Promise<void> {
   const button = p.getByRole('button', { name: 'Start training' });
-  await expect.poll(() => button.isEnabled(), { timeout: 30_000 }).toBe(true);
+  await expect.poll(() => button.isEnabled(), { timeout: 120_000 }).toBe(true);
   await button.click();
 }
 
@@ -171,7 +171,7 @@ describe('studio page, faults', () => {
 
     // The tab dies mid-run (its worker and the injected fault with it); the checkpoint before the failure is offered.
     await page.reload();
-    await expectBundledModel(page);
+    await expectBundledModel(page, 300_000);
     const offer = offerButton(page);
     await offer.waitFor({ timeout: 30_000 });
     const from = await stepOf(offer);
@@ -194,7 +194,7 @@ describe('studio page, faults', () => {
     await damage(page, { adapterNamed: 'break-me' });
 
     await page.reload();
-    await expectBundledModel(page);
+    await expectBundledModel(page, 300_000);
     const saved = page.getByRole('region', { name: 'Saved run' });
     await saved
       .getByText(/^Could not read the saved run: The saved checkpoint at step \d+ is damaged .*Discard it/)
