@@ -16,7 +16,7 @@ import { loadModel } from '../models';
 import { loraParamCount, LoraState, type LoraConfig } from '../models/lora';
 import { selectModules } from '../models/modules';
 import type { CausalLM } from '../models/model';
-import { Trainer, type TrainEvent } from '../training/trainer';
+import { stoppedAt, Trainer, type TrainEvent } from '../training/trainer';
 import {
   DEFAULT_SETTINGS,
   loraConfigOf,
@@ -39,6 +39,8 @@ export interface LoadedModel {
   model: CausalLM;
   /** The matmul variant chosen per shape class at load (src/kernels/autotune.ts). */
   matmul: TuneReport;
+  /** The precision the weights were loaded in (kept to load them again on a new device). */
+  dtype: 'f32' | 'f16';
 }
 
 export interface EngineOptions {
@@ -58,6 +60,8 @@ export interface EngineOptions {
    * are fetched. Without it only the adapter's buffer limits can refuse a model.
    */
   memoryBudget?: number;
+  /** Makes a new GPU context after the device was lost (recoverDevice); the browser's worker and Node pass one. */
+  newDevice?: () => Promise<GpuContext>;
 }
 
 /** A model refused from its config.json alone: it cannot fit this device, so no weight was fetched. */
@@ -180,13 +184,42 @@ export class Engine {
   lora: LoraState | null = null;
 
   private readonly tuneStore: KeyValueStore | undefined;
+  private context: GpuContext;
 
   constructor(
-    readonly ctx: GpuContext,
+    ctx: GpuContext,
     private readonly opts: EngineOptions = {},
   ) {
+    this.context = ctx;
     this.tuneStore = opts.tuneStore ?? (typeof indexedDB !== 'undefined' ? idbStore('weblora-autotune') : undefined);
     if (opts.matmul) setMatmulPolicy(ctx, opts.matmul);
+  }
+
+  /** The GPU context everything runs on; a new one after recoverDevice(). */
+  get ctx(): GpuContext {
+    return this.context;
+  }
+
+  /**
+   * After the GPU device was lost: makes a new device (EngineOptions.newDevice), loads the model's weights onto
+   * it again from the files kept in memory, and picks its matmul variants as at load. The run and the adapter
+   * were on the lost device and are dropped: restore() the last checkpoint to continue the run exactly.
+   */
+  async recoverDevice(): Promise<void> {
+    if (!this.opts.newDevice) throw new Error('this engine was made without a way to make a new GPU device');
+    const old = this.loaded;
+    this.disposeRun(); // freeing on a lost device only drops the handles
+    this.lora?.free();
+    this.lora = null;
+    old?.model.weights.free();
+    this.loaded = null;
+    this.context = await this.opts.newDevice();
+    if (this.opts.matmul) setMatmulPolicy(this.context, this.opts.matmul);
+    if (!old) return;
+    const cfg = old.files.config;
+    const model = await loadModel(this.context, cfg, old.files.weights, { dtype: old.dtype });
+    const matmul = await this.tuneMatmul(cfg, resolveSettings({ weightDtype: old.dtype }, cfg));
+    this.loaded = { ...old, model, matmul };
   }
 
   /**
@@ -264,7 +297,7 @@ export class Engine {
       onProgress: (done) => onProgress?.({ file: 'weights → GPU', loaded: done, total }),
     });
     const matmul = await this.tuneMatmul(files.config, resolveSettings({ weightDtype }, files.config));
-    this.loaded = { id: modelIdOf(source, files), files, model, matmul };
+    this.loaded = { id: modelIdOf(source, files), files, model, matmul, dtype: weightDtype };
     this.inspected = null;
     return this.loaded;
   }
@@ -364,11 +397,21 @@ export class Engine {
   /**
    * Runs the trainer until done, stopped, or an error; pauses between steps when asked. Step events come
    * one step late (step k's while step k+1 runs on the GPU); before an evaluation, a sample, a checkpoint,
-   * a pause and at the end the pending step is drained, so events keep their order.
+   * a pause and at the end the pending step is drained, so events keep their order. A lost GPU device ends it
+   * with a RunDeviceLostError naming the step: recoverDevice(), then restore() the last checkpoint.
    */
   async run(control: RunControl, hooks: RunHooks): Promise<'done' | 'stopped'> {
     const t = this.trainer;
     if (!t) throw new Error('no training run; start one first');
+    try {
+      await this.loop(t, control, hooks);
+    } catch (e) {
+      throw stoppedAt(t.step, e); // a device lost in an evaluation, a sample or a checkpoint says where, too
+    }
+    return control.stopped && !t.done ? 'stopped' : 'done';
+  }
+
+  private async loop(t: Trainer, control: RunControl, hooks: RunHooks): Promise<void> {
     const s = t.job.settings;
     const drain = async () => {
       const ev = await t.drain();
@@ -395,7 +438,6 @@ export class Engine {
       if (checkpointNow) await hooks.onCheckpoint?.(t);
     }
     await drain();
-    return control.stopped && !t.done ? 'stopped' : 'done';
   }
 
   /** The PEFT files of the current adapter. */

@@ -25,7 +25,20 @@ export interface GpuRequirements {
 }
 
 export class GpuError extends Error {}
+/** The device is gone (driver reset, GPU removed, destroyed); nothing on it can be used again. A new GpuContext
+ * can be made, and a run resumed there from its last checkpoint (Engine.recoverDevice). */
 export class DeviceLostError extends GpuError {}
+
+/** "reason: message" of a device loss, for messages ("destroyed: Device was destroyed"). */
+export function lostWhy(info: GPUDeviceLostInfo): string {
+  return `${info.reason || 'unknown'}: ${(info.message || 'no details').replace(/\.\s*$/, '')}`;
+}
+
+function lostError(info: GPUDeviceLostInfo): DeviceLostError {
+  return new DeviceLostError(
+    `The GPU device was lost (${lostWhy(info)}). Saved work is kept: a new device is made to continue, and a run resumes from its last checkpoint.`,
+  );
+}
 
 export type Binding = GpuBuffer | { buf: GpuBuffer; offset: number; size: number };
 
@@ -253,6 +266,8 @@ export class GpuContext {
       staging.buffer.unmap();
       if (rec) rec.settled = true;
       return out;
+    } catch (e) {
+      throw await this.explain(e);
     } finally {
       this.alloc.free(staging);
     }
@@ -281,6 +296,8 @@ export class GpuContext {
         await errors;
         if (rec) rec.settled = true;
         return out;
+      } catch (e) {
+        throw await this.explain(e);
       } finally {
         this.alloc.free(staging);
       }
@@ -543,11 +560,17 @@ export class GpuContext {
   }
 
   private assertAlive(): void {
-    if (this.lost) {
-      throw new DeviceLostError(
-        `The GPU device was lost (${this.lost.reason}: ${this.lost.message}). Saved work is kept; reload the page to start a new device.`,
-      );
-    }
+    if (this.lost) throw lostError(this.lost);
+  }
+
+  /** `cause` (an error from GPU work) as a DeviceLostError when the device is lost, else as it is. A readback on
+   * a lost device fails (Dawn: a bare AbortError; Chromium: "Buffer was unmapped before mapping was resolved"),
+   * often before device.lost settles: wait for that a while (only failed readbacks pay it). */
+  async explain(cause: unknown): Promise<unknown> {
+    if (cause instanceof DeviceLostError) return cause;
+    const info =
+      this.lost ?? (await Promise.race([this.device.lost, new Promise<null>((r) => setTimeout(r, 2000, null))]));
+    return info ? lostError(info) : cause;
   }
 
   destroy(): void {

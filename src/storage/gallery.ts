@@ -1,9 +1,11 @@
 // The user's adapter gallery: each adapter's PEFT files and its metadata under one key, so an entry is
-// written (or fails) as a whole and a failed write leaves every other entry as it was.
+// written (or fails) as a whole and a failed write leaves every other entry as it was. An entry damaged in
+// storage (truncated, corrupted, unreadable) is reported on its own, with what to do; it never hides the
+// others. Its weights are checked against the SHA-256 saved with them whenever the entry is read.
 
 import type { AdapterFiles } from '../adapters/peft';
 import type { TrainSettings } from '../training/settings';
-import type { KeyValueStore } from './kv';
+import { DamagedEntryError, type KeyValueStore } from './kv';
 
 export interface GalleryEntry {
   id: string;
@@ -17,6 +19,18 @@ export interface GalleryEntry {
   valCurve: { step: number; loss: number }[];
   createdAt: string;
   sizeBytes: number;
+}
+
+/** An entry that could not be read back whole: its id, the best name known for it, and why. */
+export interface DamagedGalleryEntry {
+  id: string;
+  name: string;
+  error: string;
+}
+
+export interface GalleryListing {
+  entries: GalleryEntry[];
+  damaged: DamagedGalleryEntry[];
 }
 
 const PREFIX = 'adapter:';
@@ -34,14 +48,48 @@ export async function sha256Hex(bytes: Uint8Array): Promise<string> {
 export class Gallery {
   constructor(private store: KeyValueStore) {}
 
-  async list(): Promise<GalleryEntry[]> {
-    const out: GalleryEntry[] = [];
+  /** Every entry, newest first; damaged ones apart, each with its reason. */
+  async list(): Promise<GalleryListing> {
+    const entries: GalleryEntry[] = [];
+    const damaged: DamagedGalleryEntry[] = [];
     for (const k of await this.store.keys()) {
       if (!k.startsWith(PREFIX)) continue;
-      const s = await this.store.get<Stored>(k);
-      if (s) out.push(s.meta);
+      const id = k.slice(PREFIX.length);
+      try {
+        const s = await this.read(id);
+        if (s) entries.push(s.meta);
+      } catch (e) {
+        const meta = await this.store.get<Partial<Stored>>(k).then(
+          (s) => s?.meta,
+          () => undefined,
+        );
+        const name = typeof meta?.name === 'string' ? meta.name : id;
+        damaged.push({ id, name, error: (e as Error).message });
+      }
     }
-    return out.sort((a, b) => b.createdAt.localeCompare(a.createdAt));
+    entries.sort((a, b) => b.createdAt.localeCompare(a.createdAt));
+    return { entries, damaged };
+  }
+
+  /** An entry read back and checked whole (undefined when there is none); throws DamagedEntryError. */
+  private async read(id: string): Promise<Stored | undefined> {
+    let s: Stored | undefined;
+    try {
+      s = await this.store.get<Stored>(PREFIX + id);
+    } catch (e) {
+      throw damaged(id, id, `storage could not read it: ${(e as Error).message}`);
+    }
+    if (s === undefined) return undefined;
+    const m = s?.meta;
+    if (!m || typeof m !== 'object' || typeof m.name !== 'string' || m.id !== id)
+      throw damaged(id, id, 'its description is missing or unreadable');
+    const f = s.files;
+    const weights = f?.['adapter_model.safetensors'];
+    if (!(weights instanceof Uint8Array) || typeof f['adapter_config.json'] !== 'string')
+      throw damaged(id, m.name, 'its adapter files are missing');
+    if ((await sha256Hex(weights)) !== m.weightsHash)
+      throw damaged(id, m.name, 'its weights differ from what was saved: truncated or corrupted');
+    return s;
   }
 
   async save(
@@ -63,7 +111,7 @@ export class Gallery {
   }
 
   async get(id: string): Promise<Stored> {
-    const s = await this.store.get<Stored>(PREFIX + id);
+    const s = await this.read(id);
     if (!s) throw new Error(`no adapter '${id}' in the gallery (it may have been deleted in another tab)`);
     return s;
   }
@@ -77,8 +125,16 @@ export class Gallery {
     return s.meta;
   }
 
+  /** Deletes an entry, also a damaged one. */
   async delete(id: string): Promise<void> {
-    await this.get(id);
+    if (!(await this.store.keys()).includes(PREFIX + id))
+      throw new Error(`no adapter '${id}' in the gallery (it may have been deleted in another tab)`);
     await this.store.del(PREFIX + id);
   }
+}
+
+function damaged(id: string, name: string, why: string): DamagedEntryError {
+  return new DamagedEntryError(
+    `The adapter '${name}' (${id}) in the gallery is damaged (${why}). Delete it, and import it again if you exported it; the other adapters are not affected.`,
+  );
 }

@@ -12,6 +12,8 @@ export interface KeyValueStore {
 }
 
 export class StorageFullError extends Error {}
+/** A stored entry that is truncated, corrupted or unreadable; the message names the entry and what to do. */
+export class DamagedEntryError extends Error {}
 
 function friendly(e: unknown, what: string): Error {
   const name = (e as { name?: string })?.name;
@@ -62,5 +64,36 @@ export function memoryStore(quotaBytes = Infinity): KeyValueStore & { map: Map<s
     },
     del: async (k) => void map.delete(k),
     keys: async () => [...map.keys()],
+  };
+}
+
+/** What a faultyStore does with one write: store it, fail like a full store, or store a truncated copy (every
+ * typed array cut to half, as a write that died half-way) and then fail like a full store. */
+export type WriteFault = 'ok' | 'quota' | 'partial';
+
+function truncated(v: unknown): unknown {
+  if (ArrayBuffer.isView(v) && 'subarray' in v)
+    return (v as Float32Array).slice(0, Math.floor((v as Float32Array).length / 2));
+  if (Array.isArray(v)) return v.map(truncated);
+  if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, truncated(x)]));
+  return v;
+}
+
+/** `inner` with injected write faults: `fault(key)` decides each write (tests; the studio's test hook). */
+export function faultyStore(inner: KeyValueStore, fault: (key: string) => WriteFault): KeyValueStore {
+  return {
+    get: (k) => inner.get(k),
+    async set(k, v, what) {
+      const f = fault(k);
+      if (f === 'partial') await inner.set(k, truncated(v), what);
+      if (f !== 'ok') {
+        const e = new Error('quota exceeded (injected)');
+        e.name = 'QuotaExceededError';
+        throw friendly(e, what ?? `'${k}'`);
+      }
+      await inner.set(k, v, what);
+    },
+    del: (k) => inner.del(k),
+    keys: () => inner.keys(),
   };
 }

@@ -3,7 +3,7 @@
 // Web Worker and in the Node CLI; it never touches the page.
 
 import { countTargets, type Batch } from '../data/batch';
-import type { GpuContext } from '../gpu/context';
+import { DeviceLostError, type GpuContext } from '../gpu/context';
 import { pcgHash } from '../kernels/rng.cpu';
 import { generate } from '../models/generate';
 import type { LoraState } from '../models/lora';
@@ -46,6 +46,23 @@ export interface SampleEvent {
 export type TrainEvent = StepEvent | EvalEvent | SampleEvent;
 
 export class NonFiniteLossError extends Error {}
+
+/** A lost device as a training run reports it: the step the run stopped at, and what comes next. */
+export class RunDeviceLostError extends DeviceLostError {
+  constructor(
+    readonly step: number,
+    lost: DeviceLostError,
+  ) {
+    super(
+      `Training stopped at step ${step}: ${lost.message[0].toLowerCase()}${lost.message.slice(1)} The steps after that checkpoint are trained again, with the same results.`,
+    );
+  }
+}
+
+/** An error of step `step`'s GPU work (or of the work after it); a lost device becomes a RunDeviceLostError. */
+export function stoppedAt(step: number, e: unknown): unknown {
+  return e instanceof DeviceLostError && !(e instanceof RunDeviceLostError) ? new RunDeviceLostError(step, e) : e;
+}
 
 /** A recorded step whose figures are on their way back from the GPU. */
 interface PendingStep {
@@ -134,7 +151,11 @@ export class Trainer {
    */
   async advance(): Promise<StepEvent | null> {
     const prev = this.pending;
-    this.pending = this.encodeStep();
+    try {
+      this.pending = this.encodeStep();
+    } catch (e) {
+      throw stoppedAt(this.step + 1, e);
+    }
     if (!prev) return null;
     try {
       return await this.report(prev);
@@ -182,7 +203,7 @@ export class Trainer {
 
   private async report(p: PendingStep): Promise<StepEvent> {
     const { ctx } = this.job;
-    const st = AdamW.decodeStats(await p.stats);
+    const st = AdamW.decodeStats(await p.stats.catch((e) => Promise.reject(stoppedAt(p.step, e))));
     const loss = st.lossSum / Math.max(1, p.count);
     if (!st.ok || !Number.isFinite(loss)) {
       // The GPU skipped this update and every one recorded after it (the guard is sticky): the adapter and

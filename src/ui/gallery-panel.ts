@@ -2,7 +2,7 @@
 // current run's adapter (save / export), importing a PEFT adapter, and the Try panel.
 
 import { fmtBytes } from '../util/format';
-import type { GalleryEntry, Request } from '../worker/protocol';
+import type { DamagedGalleryEntry, GalleryEntry, Request } from '../worker/protocol';
 import { smallCurve } from './chart';
 import { StatusLine, append, couldNot, defList, downloadBytes, errorText, h, newId, setChildren } from './dom';
 import { DEFAULT_HUB } from '../util/csp';
@@ -205,7 +205,13 @@ function renameInline(studio: Studio, a: GalleryEntry, heading: HTMLElement, st:
 }
 
 /** Delete asks first, inline (no native dialog): "Delete X? Yes, delete / Keep". */
-function confirmDelete(studio: Studio, a: GalleryEntry, buttons: HTMLElement, st: StatusLine, refresh: Refresh): void {
+function confirmDelete(
+  studio: Studio,
+  a: Pick<GalleryEntry, 'id' | 'name'>,
+  buttons: HTMLElement,
+  st: StatusLine,
+  refresh: Refresh,
+): void {
   const yes = h('button', { type: 'button', class: 'danger', text: 'Yes, delete' });
   const no = h('button', { type: 'button', text: 'Keep' });
   const confirmBox = h(
@@ -271,15 +277,40 @@ function adapterCard(studio: Studio, a: GalleryEntry, refresh: Refresh): HTMLLIE
   return h('li', {}, article);
 }
 
+/** A damaged entry's card: what is wrong with it, and Delete (nothing else can use it). */
+function damagedCard(studio: Studio, d: DamagedGalleryEntry, refresh: Refresh): HTMLLIElement {
+  const st = new StatusLine();
+  const deleteB = h('button', { type: 'button', class: 'danger', text: 'Delete', 'aria-label': `Delete ${d.name}` });
+  const buttons = h('div', { class: 'buttons' }, deleteB);
+  deleteB.addEventListener('click', () => confirmDelete(studio, d, buttons, st, refresh));
+  return h(
+    'li',
+    { class: 'damaged' },
+    h(
+      'article',
+      { 'aria-label': `${d.name} (damaged)` },
+      h('div', { class: 'card-head' }, h('h4', { text: d.name }), h('span', { class: 'badge', text: 'damaged' })),
+      h('p', { role: 'alert', class: 'status', 'data-level': 'error', text: d.error }),
+      buttons,
+      st.el,
+    ),
+  );
+}
+
 /** The adapters' cards, read from the engine when it starts and after each change. */
 function adapterList(studio: Studio): { el: HTMLElement; refresh: Refresh } {
   const listStatus = new StatusLine();
   const cards = h('ul', { class: 'cards', 'aria-label': 'Adapters' });
   async function refresh(): Promise<void> {
     try {
-      studio.gallery = await studio.client.request({ type: 'listGallery' });
-      setChildren(cards, ...studio.gallery.map((a) => adapterCard(studio, a, refresh)));
-      if (!studio.gallery.length) append(cards, h('li', { class: 'empty', text: 'No adapters yet.' }));
+      const { entries, damaged } = await studio.client.request({ type: 'listGallery' });
+      studio.gallery = entries;
+      setChildren(
+        cards,
+        ...entries.map((a) => adapterCard(studio, a, refresh)),
+        ...damaged.map((d) => damagedCard(studio, d, refresh)),
+      );
+      if (!entries.length && !damaged.length) append(cards, h('li', { class: 'empty', text: 'No adapters yet.' }));
       listStatus.clear();
     } catch (e) {
       listStatus.set(`Could not read the gallery: ${errorText(e)}`, 'error');

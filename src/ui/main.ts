@@ -4,6 +4,7 @@
 
 import './style.css';
 import { EngineClient } from '../worker/client';
+import type { Fault } from '../worker/protocol';
 import { Banner } from './banner';
 import { datasetPanel } from './dataset-panel';
 import { errorText, h, setChildren } from './dom';
@@ -41,7 +42,17 @@ function main(): void {
         e.message,
         'Reload the page to start again. Adapters in the gallery and saved checkpoints are kept.',
       );
+    if (e.type === 'deviceLost')
+      banner.show(
+        'The GPU stopped working.',
+        e.message,
+        'Adapters in the gallery and the last checkpoint are kept. Resume the run from its checkpoint (area 2): a new GPU device is made for it, and the run continues exactly where the checkpoint was.',
+      );
   });
+  // Tests open the page with ?test-hooks: the engine then accepts injected faults (src/worker/protocol.ts).
+  const testHooks = new URLSearchParams(location.search).has('test-hooks');
+  if (testHooks)
+    Object.assign(window, { webloraTest: { fault: (fault: Fault) => client.request({ type: 'injectFault', fault }) } });
 
   setChildren(
     app,
@@ -72,7 +83,7 @@ function main(): void {
 
   void (async () => {
     try {
-      studio.engine = await client.request({ type: 'init' });
+      studio.engine = await client.request({ type: 'init', testHooks });
       const e = studio.engine;
       engineLine.textContent = `GPU: ${e.adapterName || 'unknown adapter'} · f16 ${e.hasF16 ? 'available' : 'not available'} · largest buffer binding ${Math.round(e.maxBindingBytes / 1048576)} MB`;
     } catch (err) {

@@ -124,7 +124,8 @@ function runProgress(studio: Studio) {
         );
         break;
       case 'checkpoint':
-        checkpointNote.textContent = `Checkpoint saved at step ${e.step}.`;
+        checkpointNote.textContent = e.error ? `${e.error} Training goes on.` : `Checkpoint saved at step ${e.step}.`;
+        checkpointNote.dataset.level = e.error ? 'error' : '';
         break;
     }
   });
@@ -140,8 +141,10 @@ function runProgress(studio: Studio) {
       h('h4', { text: 'Samples' }),
       samples,
     ],
-    /** A new run starts with an empty chart and no samples. */
-    reset(): void {
+    /** A new run starts with an empty chart and no samples; every run (also a resumed one) with no checkpoint note. */
+    reset(newRun: boolean): void {
+      checkpointNote.textContent = '';
+      if (!newRun) return;
       chart.reset();
       samples.replaceChildren();
       lastVal = null;
@@ -173,22 +176,32 @@ function resumeOffer(studio: Studio, onResume: () => void) {
     }
   });
 
-  function show(info: Replies['checkpointInfo']): void {
+  function show(info: Replies['checkpointInfo'], why: string): void {
     if (!info?.exists) return;
     const saved = info.savedAt ? new Date(info.savedAt).toLocaleString() : 'earlier';
-    text.textContent = `A run was saved at step ${info.step} of ${info.totalSteps} (model ${info.modelId}, dataset ${info.dataset}, ${saved}). The dataset and settings are saved with it: with the same model loaded, resume it or discard it.`;
+    text.textContent = `${why}A run was saved at step ${info.step} of ${info.totalSteps} (model ${info.modelId}, dataset ${info.dataset}, ${saved}). The dataset and settings are saved with it: with the same model loaded, resume it or discard it.`;
     resumeBtn.textContent = `Resume run from step ${info.step}`;
+    resumeBtn.hidden = false;
+    status.clear();
     el.hidden = false;
   }
 
-  studio.on('engine', async () => {
+  /** Asks the engine for the saved run; a damaged one is shown with its error and only Discard. */
+  async function look(why = ''): Promise<void> {
     if (!studio.engine) return;
     try {
-      show(await studio.client.request({ type: 'checkpointInfo' }));
+      show(await studio.client.request({ type: 'checkpointInfo' }), why);
     } catch (e) {
-      status.set(`Could not look for a saved run: ${errorText(e)}`, 'error');
+      text.textContent = '';
+      resumeBtn.hidden = true;
+      status.set(`Could not read the saved run: ${errorText(e)}`, 'error');
       el.hidden = false;
     }
+  }
+
+  studio.on('engine', () => void look());
+  studio.client.on((e) => {
+    if (e.type === 'deviceLost') void look('The GPU device was lost during the run. ');
   });
   return { el, resumeBtn };
 }
@@ -225,7 +238,7 @@ function notReadyReason(studio: Studio, settingsErrors: number): string {
 }
 
 export function trainPanel(studio: Studio): HTMLElement {
-  const status = new StatusLine();
+  const status = new StatusLine('run-status');
   const startBtn = h('button', { type: 'button', class: 'primary', text: 'Start training' });
   const readyHint = h('p', { class: 'hint', id: 'start-hint' });
   startBtn.setAttribute('aria-describedby', readyHint.id);
@@ -251,7 +264,7 @@ export function trainPanel(studio: Studio): HTMLElement {
   async function run(resume: boolean): Promise<void> {
     const s: Partial<TrainSettings> = settings.form.read();
     runPending = true;
-    if (!resume) progress.reset();
+    progress.reset(!resume);
     offer.el.hidden = true;
     studio.runSteps = 0;
     studio.emit('run');

@@ -4,18 +4,30 @@
 /// <reference lib="webworker" />
 import { adapterFilesFromUpload, readAdapterFiles, zipAdapter, type AdapterFiles } from '../adapters/peft';
 import { Engine, modelSummary, supportedFamilies } from '../engine/engine';
-import { GpuContext } from '../gpu/context';
+import { DeviceLostError, GpuContext, lostWhy } from '../gpu/context';
 import { bundledSource, cacheStorageBlobCache, filesSource, hubSource, type ModelSource } from '../loaders/sources';
 import { LoraState } from '../models/lora';
-import { discardCheckpoint, loadCheckpoint, saveCheckpoint, type Checkpoint } from '../storage/checkpoints';
+import {
+  discardCheckpoint,
+  isCheckpointData,
+  loadCheckpoint,
+  saveCheckpoint,
+  type Checkpoint,
+} from '../storage/checkpoints';
 import { Gallery } from '../storage/gallery';
-import { idbStore } from '../storage/kv';
+import { faultyStore, idbStore, type WriteFault } from '../storage/kv';
 import type { Trainer } from '../training/trainer';
 import type { Event, FromWorker, GalleryEntry, ModelSourceSpec, Replies, Request, ToWorker } from './protocol';
 
 const scope = self as unknown as DedicatedWorkerGlobalScope;
-const store = idbStore();
+/** Faults injected through the test hook (init's testHooks); none otherwise. */
+const faults = { enabled: false, checkpointWrites: 'ok' as WriteFault };
+const store = faultyStore(idbStore(), (k) => (isCheckpointData(k) ? faults.checkpointWrites : 'ok'));
 const gallery = new Gallery(store);
+/** The Web Lock a tab holds while it trains: every tab of the studio shares the one saved run. */
+const TRAINING_LOCK = 'weblora-training-run';
+const OTHER_TAB =
+  'Another tab of the studio is training right now. All tabs share the saved run, so only one may train at a time: pause or stop the run in that tab (or close it), then try again here.';
 
 let engine: Engine | null = null;
 let datasetSpec: Checkpoint['dataset'] | null = null;
@@ -65,11 +77,29 @@ function progress(phase: 'download' | 'upload') {
     emit({ type: 'progress', phase, file: p.file, loaded: p.loaded, total: p.total });
 }
 
+/** Saves the run's checkpoint. A storage failure does not stop the run: the page is told, and the previous
+ * checkpoint stays the latest (src/storage/checkpoints.ts writes, then switches). */
 async function checkpoint(t: Trainer): Promise<void> {
   const e = requireEngine();
   if (!datasetSpec) return;
-  await saveCheckpoint(store, await e.snapshot(datasetSpec));
-  emit({ type: 'checkpoint', step: t.step });
+  const c = await e.snapshot(datasetSpec);
+  try {
+    await saveCheckpoint(store, c);
+    emit({ type: 'checkpoint', step: t.step });
+  } catch (err) {
+    emit({ type: 'checkpoint', step: t.step, error: (err as Error).message });
+  }
+}
+
+/** Runs `f` holding the training lock; refuses with OTHER_TAB when another tab holds it. Without Web Locks
+ * (an old browser) it just runs `f`. */
+async function withTrainingLock<T>(f: () => Promise<T>): Promise<T> {
+  const locks = scope.navigator.locks as LockManager | undefined;
+  if (!locks) return f();
+  return locks.request(TRAINING_LOCK, { ifAvailable: true }, async (lock) => {
+    if (!lock) throw new Error(OTHER_TAB);
+    return f();
+  });
 }
 
 async function builtinGallery(): Promise<(GalleryEntry & { path: string })[]> {
@@ -122,17 +152,32 @@ function entryMeta(e: Engine, name: string) {
 type Req<K extends Request['type']> = Extract<Request, { type: K }>;
 type Handler<K extends Request['type']> = (req: Req<K>) => Promise<Replies[K]> | Replies[K];
 
-async function init(): Promise<Replies['init']> {
-  if (!engine) {
-    const ctx = await GpuContext.create(scope.navigator.gpu);
-    ctx.onLost((info) =>
-      emit({
-        type: 'fatal',
-        message: `The GPU device was lost (${info.reason || 'unknown'}: ${info.message}). Your saved adapters and the last checkpoint are kept; reload the page to continue.`,
-      }),
-    );
-    engine = new Engine(ctx);
+/** A GPU context whose loss is reported to the page (the run stops; the next GPU request makes a new one). */
+async function newContext(): Promise<GpuContext> {
+  const ctx = await GpuContext.create(scope.navigator.gpu);
+  ctx.onLost((info) => emit({ type: 'deviceLost', message: `The GPU device was lost (${lostWhy(info)}).` }));
+  return ctx;
+}
+
+let recovering: Promise<void> | null = null;
+
+/** The engine on a working device: after a loss, a new device with the model loaded again (once, shared by
+ * the requests that wait for it). Adapters loaded for trying were on the lost device. */
+async function engineOnDevice(): Promise<Engine> {
+  const e = requireEngine();
+  if (e.ctx.lost && !runActive) {
+    recovering ??= (async () => {
+      tryCache.clear();
+      await e.recoverDevice();
+    })().finally(() => (recovering = null));
   }
+  await recovering;
+  return e;
+}
+
+async function init(req: Req<'init'>): Promise<Replies['init']> {
+  if (req.testHooks) faults.enabled = true;
+  if (!engine) engine = new Engine(await newContext(), { newDevice: newContext });
   const c = engine.ctx;
   return {
     adapterName: c.adapterName,
@@ -142,13 +187,21 @@ async function init(): Promise<Replies['init']> {
   };
 }
 
+/** The test hook: injects a fault (init must have asked for test hooks). */
+function injectFault(req: Req<'injectFault'>): Replies['injectFault'] {
+  if (!faults.enabled) throw new Error('fault injection is only for tests (init with testHooks)');
+  if (req.fault === 'device-lost') requireEngine().ctx.device.destroy(); // as a driver reset would
+  faults.checkpointWrites = req.fault === 'checkpoint-quota' ? 'partial' : 'ok';
+  return {};
+}
+
 async function inspectModel(req: Req<'inspectModel'>): Promise<Replies['inspectModel']> {
   const r = await requireEngine().inspect(sourceOf(req.source), progress('download'), req.weightDtype);
   return { model: r.model, memory: r.memory };
 }
 
 async function loadModel(req: Req<'loadModel'>): Promise<Replies['loadModel']> {
-  const e = requireEngine();
+  const e = await engineOnDevice();
   for (const l of tryCache.values()) l.free();
   tryCache.clear();
   const m = await e.loadModel(sourceOf(req.source), req.weightDtype, progress('download'));
@@ -176,9 +229,13 @@ async function loadDataset(req: Req<'loadDataset'>): Promise<Replies['loadDatase
   return d.summary();
 }
 
-async function train(req: Req<'train'>): Promise<Replies['train']> {
-  const e = requireEngine();
+function train(req: Req<'train'>): Promise<Replies['train']> {
   if (runActive) throw new Error('a run is already in progress; stop it first');
+  return withTrainingLock(() => runTraining(req));
+}
+
+async function runTraining(req: Req<'train'>): Promise<Replies['train']> {
+  const e = await engineOnDevice();
   control.paused = false;
   control.stopped = false;
   let trainer: Trainer;
@@ -201,6 +258,9 @@ async function train(req: Req<'train'>): Promise<Replies['train']> {
     if (how === 'done') await discardCheckpoint(store);
     else await checkpoint(trainer);
     return { finished: how === 'done', step: trainer.step, reason: how };
+  } catch (err) {
+    if (err instanceof DeviceLostError) e.disposeRun(); // its state was on the lost device
+    throw err;
   } finally {
     runActive = false;
     emit({ type: 'state', state: 'idle' });
@@ -242,7 +302,7 @@ async function checkpointInfo(): Promise<Replies['checkpointInfo']> {
 }
 
 async function exportAdapter(req: Req<'exportAdapter'>): Promise<Replies['exportAdapter']> {
-  const files = await requireEngine().exportAdapter(req.name);
+  const files = await (await engineOnDevice()).exportAdapter(req.name);
   return { zip: zipAdapter(files), fileName: `${slug(req.name)}.zip` };
 }
 
@@ -258,7 +318,7 @@ async function listGgufFiles(req: Req<'listGgufFiles'>): Promise<Replies['listGg
 }
 
 async function saveToGallery(req: Req<'saveToGallery'>): Promise<Replies['saveToGallery']> {
-  const e = requireEngine();
+  const e = await engineOnDevice();
   const files = await e.exportAdapter(req.name);
   return gallery.save(entryMeta(e, req.name), files);
 }
@@ -277,7 +337,7 @@ async function exportGalleryAdapter(req: Req<'exportGalleryAdapter'>): Promise<R
 
 /** Reads an adapter from the Hub or from uploaded files, checks it against the loaded model, and keeps it. */
 async function importAdapter(req: Req<'importAdapter'>): Promise<Replies['importAdapter']> {
-  const e = requireEngine();
+  const e = await engineOnDevice();
   const files = req.hub
     ? await readAdapterFiles(
         hubSource(req.hub.repo, {
@@ -330,7 +390,7 @@ async function adapterFor(e: Engine, adapterId: string | null): Promise<LoraStat
 }
 
 async function generate(req: Req<'generate'>): Promise<Replies['generate']> {
-  const e = requireEngine();
+  const e = await engineOnDevice();
   const lora = await adapterFor(e, req.adapterId);
   const prev = lora?.strength ?? 1;
   if (lora) lora.strength = req.strength;
@@ -350,6 +410,7 @@ async function generate(req: Req<'generate'>): Promise<Replies['generate']> {
 const handlers: { [K in Request['type']]: Handler<K> } = {
   init,
   families: () => supportedFamilies(),
+  injectFault,
   inspectModel,
   loadModel,
   loadDataset,
@@ -359,15 +420,19 @@ const handlers: { [K in Request['type']]: Handler<K> } = {
   resume,
   stop,
   checkpointInfo,
-  discardCheckpoint: async () => {
-    await discardCheckpoint(store);
-    return {};
-  },
+  discardCheckpoint: () =>
+    withTrainingLock(async () => {
+      await discardCheckpoint(store);
+      return {};
+    }),
   exportAdapter,
   exportGgufAdapter,
   listGgufFiles,
   saveToGallery,
-  listGallery: async () => [...(await builtinGallery()), ...(await gallery.list())],
+  listGallery: async () => {
+    const mine = await gallery.list();
+    return { entries: [...(await builtinGallery()), ...mine.entries], damaged: mine.damaged };
+  },
   renameAdapter: (req) => gallery.rename(req.id, req.name),
   deleteAdapter,
   exportGalleryAdapter,

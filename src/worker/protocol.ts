@@ -4,12 +4,13 @@
 
 import type { DatasetSummary } from '../data/dataset';
 import type { EstimateSummary, FamilyInfo, MemorySummary, ModelSummary } from '../engine/engine';
-import type { GalleryEntry } from '../storage/gallery';
+import type { DamagedGalleryEntry, GalleryEntry } from '../storage/gallery';
 import type { SettingsError, TrainSettings } from '../training/settings';
 import type { TrainEvent } from '../training/trainer';
 
 // The summaries live with the code that makes them; the page reads them (and the default settings) from here.
 export type {
+  DamagedGalleryEntry,
   DatasetSummary,
   EstimateSummary,
   FamilyInfo,
@@ -27,8 +28,13 @@ export type ModelSourceSpec =
   | { kind: 'hub'; repo: string; baseUrl?: string; revision?: string; gguf?: string } // gguf: the file to load
   | { kind: 'files'; files: File[]; gguf?: string };
 
+/** Faults the studio's test hook can inject (only when init asked for test hooks): lose the GPU device as a
+ * driver reset would, make checkpoint writes fail half-way like a full store, or stop injecting. */
+export type Fault = 'device-lost' | 'checkpoint-quota' | 'none';
+
 export type Request =
-  | { type: 'init' }
+  | { type: 'init'; testHooks?: boolean }
+  | { type: 'injectFault'; fault: Fault }
   | { type: 'families' }
   | { type: 'inspectModel'; source: ModelSourceSpec; weightDtype?: 'f32' | 'f16' }
   | { type: 'loadModel'; source: ModelSourceSpec; weightDtype: 'f32' | 'f16' }
@@ -63,6 +69,7 @@ export type Request =
 export interface Replies {
   init: { adapterName: string; hasF16: boolean; maxBindingBytes: number; maxBufferBytes: number };
   families: FamilyInfo[];
+  injectFault: Record<string, never>;
   inspectModel: { model: ModelSummary; memory: MemorySummary };
   loadModel: { model: ModelSummary; memory: MemorySummary };
   loadDataset: DatasetSummary;
@@ -84,7 +91,8 @@ export interface Replies {
   exportGgufAdapter: { bytes: Uint8Array; fileName: string };
   listGgufFiles: { files: string[] };
   saveToGallery: GalleryEntry;
-  listGallery: GalleryEntry[];
+  /** Damaged entries come apart, each with why; they never hide the others. */
+  listGallery: { entries: GalleryEntry[]; damaged: DamagedGalleryEntry[] };
   renameAdapter: GalleryEntry;
   deleteAdapter: Record<string, never>;
   exportGalleryAdapter: { zip: Uint8Array; fileName: string };
@@ -95,9 +103,10 @@ export interface Replies {
 export type Event =
   | { type: 'progress'; phase: 'download' | 'upload' | 'tokenize'; file?: string; loaded: number; total: number | null }
   | TrainEvent // 'step', 'eval' and 'sample', as the trainer makes them
-  | { type: 'checkpoint'; step: number }
+  | { type: 'checkpoint'; step: number; error?: string } // error: not saved (the previous checkpoint is kept)
+  | { type: 'deviceLost'; message: string } // the run stopped; the last checkpoint can be resumed on a new device
   | { type: 'state'; state: 'idle' | 'training' | 'paused' | 'stopping' }
-  | { type: 'fatal'; message: string }; // device lost or similar: the page shows it; saved work is kept
+  | { type: 'fatal'; message: string }; // the worker itself failed: the page shows it; saved work is kept
 
 export type ToWorker = { id: number; req: Request };
 export type FromWorker =

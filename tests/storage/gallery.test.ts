@@ -57,11 +57,11 @@ describe('gallery', () => {
     expect(e.weightsHash).toBe(await sha256Hex(f['adapter_model.safetensors']));
     expect(e.builtin).toBe(false);
     await g.save(meta('second'), files(2));
-    expect((await g.list()).map((x) => x.name).sort()).toEqual(['first', 'second']);
+    expect((await g.list()).entries.map((x) => x.name).sort()).toEqual(['first', 'second']);
     expect((await g.rename(e.id, '  renamed  ')).name).toBe('renamed');
     await expect(g.rename(e.id, '   ')).rejects.toThrow(/cannot be empty/);
     await g.delete(e.id);
-    expect((await g.list()).map((x) => x.name)).toEqual(['second']);
+    expect((await g.list()).entries.map((x) => x.name)).toEqual(['second']);
     await expect(g.get(e.id)).rejects.toThrow(/no adapter/);
   });
 
@@ -80,7 +80,8 @@ describe('gallery', () => {
     );
     const after = await g.list();
     expect(after).toEqual(before);
-    for (const e of after) expect((await g.get(e.id)).files['adapter_model.safetensors'].byteLength).toBe(size);
+    expect(after.damaged).toEqual([]);
+    for (const e of after.entries) expect((await g.get(e.id)).files['adapter_model.safetensors'].byteLength).toBe(size);
   });
 });
 
@@ -103,7 +104,8 @@ describe('checkpoints', () => {
     };
     await saveCheckpoint(store, c);
     expect(await loadCheckpoint(store)).toEqual(c);
-    await store.set('checkpoint:current', { ...c, version: 2 });
+    const pointer = await store.get<object>('checkpoint:current');
+    await store.set('checkpoint:current', { ...pointer, version: 2 });
     await expect(loadCheckpoint(store)).rejects.toThrow(/version 2.*discard it/);
     await discardCheckpoint(store);
     expect(await loadCheckpoint(store)).toBeNull();
