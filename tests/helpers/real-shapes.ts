@@ -23,6 +23,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { f32ToF16Bits } from '../../src/gpu/f16';
 import { expectedTensors, paramCount, parseConfig, type ModelConfig } from '../../src/models/config';
+import { GEMMA3_270M, LLAMA32_1B, QWEN3_06B } from '../models/hub-configs';
 import { realTokenizerFiles, type RealTokenizerName } from './real-tokenizers';
 
 export interface RealShape {
@@ -41,71 +42,23 @@ export const REAL_SHAPES = {
     repo: 'test-org/Qwen3-0.6B',
     tokenizer: 'qwen3',
     normValue: 1,
-    config: {
-      architectures: ['Qwen3ForCausalLM'],
-      attention_bias: false,
-      attention_dropout: 0.0,
-      bos_token_id: 151643,
-      eos_token_id: 151645,
-      head_dim: 128,
-      hidden_act: 'silu',
-      hidden_size: 1024,
-      initializer_range: 0.02,
-      intermediate_size: 3072,
-      max_position_embeddings: 40960,
-      max_window_layers: 28,
-      model_type: 'qwen3',
-      num_attention_heads: 16,
-      num_hidden_layers: 28,
-      num_key_value_heads: 8,
-      rms_norm_eps: 1e-6,
-      rope_scaling: null,
-      rope_theta: 1000000,
-      sliding_window: null,
-      tie_word_embeddings: true,
-      torch_dtype: 'bfloat16',
-      use_cache: true,
-      use_sliding_window: false,
-      vocab_size: 151936,
-    },
+    config: QWEN3_06B,
   },
   // meta-llama/Llama-3.2-1B: 1.24 B parameters (tied), 16 layers, 32 q / 8 kv heads of 64, RoPE llama3 x32.
   'llama-3.2-1b': {
     repo: 'test-org/Llama-3.2-1B',
     tokenizer: 'llama3',
     normValue: 1,
-    config: {
-      architectures: ['LlamaForCausalLM'],
-      attention_bias: false,
-      attention_dropout: 0.0,
-      bos_token_id: 128000,
-      eos_token_id: 128001,
-      head_dim: 64,
-      hidden_act: 'silu',
-      hidden_size: 2048,
-      initializer_range: 0.02,
-      intermediate_size: 8192,
-      max_position_embeddings: 131072,
-      mlp_bias: false,
-      model_type: 'llama',
-      num_attention_heads: 32,
-      num_hidden_layers: 16,
-      num_key_value_heads: 8,
-      pretraining_tp: 1,
-      rms_norm_eps: 1e-5,
-      rope_scaling: {
-        factor: 32.0,
-        high_freq_factor: 4.0,
-        low_freq_factor: 1.0,
-        original_max_position_embeddings: 8192,
-        rope_type: 'llama3',
-      },
-      rope_theta: 500000.0,
-      tie_word_embeddings: true,
-      torch_dtype: 'bfloat16',
-      use_cache: true,
-      vocab_size: 128256,
-    },
+    config: LLAMA32_1B,
+  },
+  // google/gemma-3-270m: 268 M parameters (170 M of them the tied 262,144 x 640 embedding), 18 layers (5 of
+  // every 6 sliding, window 512), 4 q / 1 kv heads of 256. Its tokenizer lists <image_soft_token> at id
+  // 262,144, one past the embedding, as the real repo's does. Norm weights are w in x·(1 + w): 0 is identity.
+  'gemma-3-270m': {
+    repo: 'test-org/gemma-3-270m',
+    tokenizer: 'gemma3',
+    normValue: 0,
+    config: GEMMA3_270M,
   },
 } satisfies Record<string, RealShape>;
 

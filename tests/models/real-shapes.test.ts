@@ -1,4 +1,4 @@
-// Qwen3 0.6B and Llama 3.2 1B at their real shapes (every tensor as in the Hub checkpoint, random F16
+// Qwen3 0.6B, Llama 3.2 1B and Gemma 3 270M at their real shapes (every tensor as in the Hub checkpoint, random F16
 // values; tests/helpers/real-shapes.ts), with their real tokenizers, generated on disk in the test and
 // served from a Hub-shaped local server: the loader reads the repo, the F16 weights go to the GPU, and one
 // LoRA step (forward, backward, AdamW) runs on lavapipe at B = 1, T = 32 on the tokens of a real sentence.
@@ -50,7 +50,10 @@ describe('real-shape checkpoints from a Hub-shaped server, one LoRA step on the 
         const cfg = m.config;
         expect(cfg.family).toBe(shape.tokenizer === 'llama3' ? 'llama' : shape.tokenizer);
         expect(m.weights.size).toBe(expectedTensors(cfg).size);
-        expect(m.tokenizer.vocabSize).toBeLessThanOrEqual(cfg.vocabSize);
+        // Every id the text can produce has an embedding row (Gemma 3 lists one added token past it, which
+        // encode refuses: tests/loaders/tokenizer.test.ts).
+        expect(m.tokenizer.embeddingRows).toBe(cfg.vocabSize);
+        expect(m.tokenizer.vocabSize).toBeLessThanOrEqual(cfg.vocabSize + (shape.tokenizer === 'gemma3' ? 1 : 0));
         const fetchS = (performance.now() - t0) / 1000;
 
         const ctx = await gpu();
@@ -72,8 +75,10 @@ describe('real-shape checkpoints from a Hub-shaped server, one LoRA step on the 
         console.log(
           `[real-shapes] ${name}: read from the server ${fetchS.toFixed(1)} s, upload ${uploadS.toFixed(1)} s, ${fmtBytes(model.weights.bytes)} of weights on the GPU`,
         );
-        // The estimate counts every checkpoint tensor; the model also keeps RoPE's (head_dim / 2) f32 frequencies.
-        expect(model.weights.bytes).toBe(est.weightBytes + (cfg.ropeTheta > 0 ? 2 * cfg.headDim : 0));
+        // The estimate counts every checkpoint tensor; the model also keeps RoPE's (head_dim / 2) f32 frequencies,
+        // a second table for Gemma 3's sliding layers (rope_local_base_freq).
+        const ropeTables = (cfg.ropeTheta > 0 ? 1 : 0) + (cfg.ropeLocalTheta ? 1 : 0);
+        expect(model.weights.bytes).toBe(est.weightBytes + ropeTables * 2 * cfg.headDim);
 
         const lora = LoraState.init(ctx, cfg, { r: R, alpha: 2 * R, useRslora: false, dropout: 0, targets }, 7);
         const opt = new AdamW(lora, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 1 });
