@@ -1,5 +1,5 @@
-// shaders/gelu_{forward,backward}.wgsl against the float64 twin, and the twin's backward against finite
-// differences of its forward.
+// shaders/gelu_{forward,backward}.wgsl (with shaders/lib_gelu.wgsl, the tanh-GELU maths they share with geglu)
+// against the float64 twin, and the twin's backward against finite differences of its forward.
 //
 // Error bounds (ε = 2^-24; both sides get the same f32 inputs). u = K0·(x + K1·x³) has relative error ≤ 6ε
 // (its two terms share a sign; K0 rounded to f32 included). WGSL promises exp(z) within 3 + 2|z| ulp, so

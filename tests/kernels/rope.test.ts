@@ -1,4 +1,5 @@
-// shaders/rope.wgsl against its float64 twin, and the twin's backward against finite differences.
+// shaders/rope.wgsl and shaders/rope_qk.wgsl (the rotation they share is shaders/lib_rope.wgsl) against their
+// float64 twin, and the twin's backward against finite differences.
 //
 // Error bounds, per rotated pair (x1, x2) = (x_i, x_{i+D/2}), u = 2^-24:
 //  - vs the twin with Hugging Face's f32 angles ('hf-f32'): the kernel's angle is the same f32 number
