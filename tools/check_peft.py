@@ -13,7 +13,8 @@ shapes), computes the logits itself and prints the largest difference. Exit stat
 
 Model code is written here from Hugging Face's LlamaForCausalLM (with Llama 3.x rope_scaling llama3 and
 linear), Qwen2ForCausalLM, Qwen3ForCausalLM (per-head q/k RMSNorm, head_dim), SmolLM3ForCausalLM (no_rope_layers),
-MistralForCausalLM (sliding_window) and GPT2LMHeadModel, deliberately without importing tools/golden.py. tools/make_peft_fixture.py imports the pieces below.
+MistralForCausalLM (sliding_window), Gemma3ForCausalLM (four x·(1 + w) norms, GeGLU, sliding and full layers,
+soft caps) and GPT2LMHeadModel, deliberately without importing tools/golden.py. tools/make_peft_fixture.py imports the pieces below.
 Run with Debian's /usr/bin/python3 (it has torch).
 """
 import hashlib
@@ -155,14 +156,17 @@ def layer_norm(x, w, b, eps):
     return (x - mu) / torch.sqrt(var + eps) * w + b
 
 
-def attention(q, k, v, window=None):
+def attention(q, k, v, window=None, scale=None, softcap=None):
     """q (B, H, T, D), k/v (B, Hkv, T, D): causal softmax attention, kv heads repeated for GQA. With a sliding
-    window (Mistral), query t attends to keys u with t - window < u <= t."""
+    window (Mistral, Gemma 3's sliding layers), query t attends to keys u with t - window < u <= t. scale
+    defaults to 1/sqrt(D); softcap (Gemma 3's attn_logit_softcapping) maps scores s to cap·tanh(s/cap)."""
     rep = q.shape[1] // k.shape[1]
     k = k.repeat_interleave(rep, dim=1)
     v = v.repeat_interleave(rep, dim=1)
     T = q.shape[2]
-    att = (q @ k.transpose(-1, -2)) / math.sqrt(q.shape[-1])
+    att = (q @ k.transpose(-1, -2)) * (scale if scale is not None else 1 / math.sqrt(q.shape[-1]))
+    if softcap:
+        att = softcap * torch.tanh(att / softcap)
     mask = torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)
     if window is not None:
         mask |= torch.tril(torch.ones(T, T, dtype=torch.bool), diagonal=-window)
@@ -247,6 +251,52 @@ def llama_logits(cfg, W, ids, lora, s):
     return (x @ head.T).view(B, T, -1)
 
 
+def gemma3_logits(cfg, W, ids, lora, s):
+    """Gemma 3 text (Gemma3ForCausalLM): RMSNorm as x·(1 + w); embeddings × sqrt(hidden); four norms a layer
+    (input, post_attention, pre_feedforward, post_feedforward) with the residual added after the post norms;
+    q_norm/k_norm per head before RoPE; scores scaled by query_pre_attn_scalar^-1/2 and soft-capped when
+    attn_logit_softcapping is set; layer_types (or every sliding_window_pattern-th layer full) pick sliding
+    layers, which use sliding_window and an unscaled RoPE of rope_local_base_freq, while full layers use
+    rope_theta with rope_scaling; GeGLU with tanh GELU; final_logit_softcapping on the logits."""
+    B, T = ids.shape
+    L, C, H = cfg["num_hidden_layers"], cfg["hidden_size"], cfg["num_attention_heads"]
+    Hkv = cfg.get("num_key_value_heads") or H
+    D = cfg.get("head_dim") or 256
+    eps = cfg["rms_norm_eps"]
+    norm = lambda x, w: x * torch.rsqrt((x * x).mean(-1, keepdim=True) + eps) * (1 + w)
+    gelu = lambda f: 0.5 * f * (1 + torch.tanh(math.sqrt(2 / math.pi) * (f + 0.044715 * f ** 3)))
+    types = cfg.get("layer_types") or [
+        "full_attention" if (i + 1) % cfg.get("sliding_window_pattern", 6) == 0 else "sliding_attention" for i in range(L)
+    ]
+    inv_full = inv_freq(cfg, D)
+    inv_local = 1.0 / (cfg.get("rope_local_base_freq", 10000.0) ** (torch.arange(0, D, 2, dtype=DT) / D))
+    scale = cfg.get("query_pre_attn_scalar", D) ** -0.5
+    x = W["model.embed_tokens.weight"][ids.reshape(-1)] * math.sqrt(C)
+    for i in range(L):
+        p = f"model.layers.{i}"
+        lin = lambda name, v: linear(W, f"{p}.{name}", v, lora, s, False)
+        sliding = types[i] == "sliding_attention"
+        n1 = norm(x, W[f"{p}.input_layernorm.weight"])
+        q = norm(lin("self_attn.q_proj", n1).view(B, T, H, D), W[f"{p}.self_attn.q_norm.weight"]).transpose(1, 2)
+        k = norm(lin("self_attn.k_proj", n1).view(B, T, Hkv, D), W[f"{p}.self_attn.k_norm.weight"]).transpose(1, 2)
+        v = lin("self_attn.v_proj", n1).view(B, T, Hkv, D).transpose(1, 2)
+        inv = inv_local if sliding else inv_full
+        q, k = rotary(q, inv), rotary(k, inv)
+        window = cfg["sliding_window"] if sliding else None
+        a = attention(q, k, v, window, scale, cfg.get("attn_logit_softcapping")).transpose(1, 2).reshape(B * T, H * D)
+        x = x + norm(lin("self_attn.o_proj", a), W[f"{p}.post_attention_layernorm.weight"])
+        n2 = norm(x, W[f"{p}.pre_feedforward_layernorm.weight"])
+        m = lin("mlp.down_proj", gelu(lin("mlp.gate_proj", n2)) * lin("mlp.up_proj", n2))
+        x = x + norm(m, W[f"{p}.post_feedforward_layernorm.weight"])
+    x = norm(x, W["model.norm.weight"])
+    head = W["model.embed_tokens.weight"] if cfg.get("tie_word_embeddings", True) else W["lm_head.weight"]
+    logits = x @ head.T
+    cap = cfg.get("final_logit_softcapping")
+    if cap:
+        logits = cap * torch.tanh(logits / cap)
+    return logits.view(B, T, -1)
+
+
 def gpt2_logits(cfg, W, ids, lora, s):
     B, T = ids.shape
     C, H = cfg["n_embd"], cfg["n_head"]
@@ -272,6 +322,8 @@ def model_logits(cfg, W, ids, lora, s):
     t = cfg["model_type"]
     if t == "gpt2":
         return gpt2_logits(cfg, W, ids, lora, s)
+    if t == "gemma3_text":
+        return gemma3_logits(cfg, W, ids, lora, s)
     if t in TIED_DEFAULT:
         return llama_logits(cfg, W, ids, lora, s)
     raise SystemExit(f"model_type {t!r} is not handled by this checker")

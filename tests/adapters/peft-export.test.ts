@@ -77,6 +77,13 @@ const cases: { name: string; lc: LoraConfig; seed: number; B?: number; T?: numbe
     seed: 26,
     T: 11,
   },
+  {
+    // T 11 > sliding_window 4 on the sliding layers; both soft caps; the q/k norms and GeGLU adapted around
+    name: 'gemma3-sliding-softcap',
+    lc: { r: 4, alpha: 8, useRslora: false, dropout: 0, targets: ALL },
+    seed: 27,
+    T: 11,
+  },
 ];
 
 const sha256 = (b: Uint8Array | string) => createHash('sha256').update(b).digest('hex');
