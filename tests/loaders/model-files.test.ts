@@ -117,12 +117,21 @@ describe('loadModelFiles: validation against the config', () => {
     );
   });
 
-  it('rejects a tokenizer whose ids do not fit the embedding', async () => {
+  it('rejects a tokenizer whose base vocabulary does not fit the embedding; an added token past it loads and is refused at encode', async () => {
     const files = tinyModelFolder('llama');
-    files.set('tokenizer.json', json(tinyTokenizer({ extraIds: 300 }).json));
+    const tj = tinyTokenizer().json as { model: { vocab: Record<string, number> } };
+    tj.model.vocab['zz'] = 300; // a base-vocabulary id one past the 300-row embedding
+    files.set('tokenizer.json', json(tj));
     await expect(loadModelFiles(mapSource(files).source)).rejects.toThrow(
       /token id 300 but the model's embedding has only 300 rows/,
     );
+    // Gemma 3 ships <image_soft_token> as an added token at id vocab_size: the model loads, the token cannot
+    // reach the embedding.
+    const withAdded = tinyModelFolder('llama');
+    withAdded.set('tokenizer.json', json(tinyTokenizer({ extraIds: 300 }).json));
+    const m = await loadModelFiles(mapSource(withAdded).source);
+    expect(m.tokenizer.encode('a b', false).every((id) => id < 300)).toBe(true);
+    expect(() => m.tokenizer.encode('a<|extra|>b', false)).toThrow(/"<\|extra\|>" \(id 300\).*300 rows/);
   });
 
   it('fails on an unsupported architecture before asking for any weights', async () => {
