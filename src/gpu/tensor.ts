@@ -4,10 +4,25 @@
 import type { GpuBuffer } from './allocator';
 import type { Binding, GpuContext } from './context';
 import { fromF16, toF16 } from './f16';
+import { dequantize, quantLayout, type QuantBlocks, type QuantKind } from './quant';
 
-export type DType = 'f32' | 'f16' | 'u32';
+/** Element types. 'q8' and 'q4' are quantized frozen weights in blocks (./quant.ts), 2-D (rows, cols) only. */
+export type DType = 'f32' | 'f16' | 'u32' | QuantKind;
 
-export const dtypeBytes = (d: DType) => (d === 'f16' ? 2 : 4);
+export const isQuant = (d: DType): d is QuantKind => d === 'q8' || d === 'q4';
+
+/** Bytes per element of the plain types (a quantized tensor's size comes from quantLayout). */
+export const dtypeBytes = (d: DType) => {
+  if (isQuant(d)) throw new Error(`dtypeBytes: ${d} is stored in blocks; use quantLayout`);
+  return d === 'f16' ? 2 : 4;
+};
+
+/** Bytes of a (shape) tensor of type d. */
+export function tensorBytes(shape: readonly number[], d: DType): number {
+  if (!isQuant(d)) return numel(shape) * dtypeBytes(d);
+  const cols = shape[shape.length - 1];
+  return quantLayout(d, numel(shape) / cols, cols).bytes;
+}
 
 export function numel(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
@@ -42,7 +57,7 @@ export class Tensor {
     shape: readonly number[],
     dtype: DType = 'f32',
   ): Tensor {
-    if (offset + numel(shape) * dtypeBytes(dtype) > base.size)
+    if (offset + tensorBytes(shape, dtype) > base.size)
       throw new Error(`Tensor.view: [${shape}] at byte ${offset} runs past '${base.label}' (${base.size} bytes)`);
     return new Tensor(ctx, base, shape, dtype, offset, true);
   }
@@ -66,7 +81,21 @@ export class Tensor {
   }
 
   get bytes(): number {
-    return this.numel * dtypeBytes(this.dtype);
+    return tensorBytes(this.shape, this.dtype);
+  }
+
+  /** A quantized tensor's two parts as bindings: the blocks' quants and their f16 scales (./quant.ts). */
+  get quantParts(): { q: Binding; scales: Binding; rows: number; cols: number } {
+    if (!isQuant(this.dtype)) throw new Error(`tensor [${this.shape}] is ${this.dtype}, not quantized`);
+    const cols = this.shape[this.shape.length - 1];
+    const rows = this.numel / cols;
+    const l = quantLayout(this.dtype, rows, cols);
+    return {
+      q: { buf: this.base, offset: this.offset, size: l.quantBytes },
+      scales: { buf: this.base, offset: this.offset + l.scalesOffset, size: l.scalesBytes },
+      rows,
+      cols,
+    };
   }
 
   get freed(): boolean {
@@ -94,9 +123,25 @@ export class Tensor {
   /** Reads the tensor back as float32 (converting from f16 if needed). */
   async read(): Promise<Float32Array> {
     if (this.dtype === 'u32') throw new Error('Tensor.read(): a u32 tensor; use readU32()');
+    if (isQuant(this.dtype)) return dequantize(await this.readQuant());
     if (this.dtype === 'f16')
       return fromF16(new Uint16Array(await this.ctx.readBytes(this.base, this.bytes, this.offset)));
     return new Float32Array(await this.ctx.readBytes(this.base, this.bytes, this.offset));
+  }
+
+  /** A quantized tensor's blocks, as uploaded. */
+  async readQuant(): Promise<QuantBlocks> {
+    const { rows, cols } = this.quantParts;
+    const kind = this.dtype as QuantKind;
+    const l = quantLayout(kind, rows, cols);
+    const bytes = await this.ctx.readBytes(this.base, this.bytes, this.offset);
+    return {
+      kind,
+      rows,
+      cols,
+      q: new Uint32Array(bytes.slice(0, l.quantBytes)),
+      scales: new Uint32Array(bytes.slice(l.scalesOffset, l.scalesOffset + l.scalesBytes)),
+    };
   }
 
   async readU32(): Promise<Uint32Array> {
@@ -104,7 +149,7 @@ export class Tensor {
   }
 
   static empty(ctx: GpuContext, shape: readonly number[], label = 'tensor', dtype: DType = 'f32'): Tensor {
-    return new Tensor(ctx, ctx.buffer(Math.max(4, numel(shape) * dtypeBytes(dtype)), label), shape, dtype);
+    return new Tensor(ctx, ctx.buffer(Math.max(4, tensorBytes(shape, dtype)), label), shape, dtype);
   }
 
   static zeros(ctx: GpuContext, shape: readonly number[], label = 'zeros', dtype: DType = 'f32'): Tensor {
@@ -131,6 +176,17 @@ export class Tensor {
     if (bits.length !== numel(shape))
       throw new Error(`Tensor.fromF16Bits(${label}): ${bits.length} values for shape [${shape}]`);
     return new Tensor(ctx, ctx.upload(bits, label), shape, 'f16');
+  }
+
+  /** A quantized (rows, cols) weight from its blocks: one buffer, quants then scales (./quant.ts). */
+  static fromQuant(ctx: GpuContext, qb: QuantBlocks, label = 'weight'): Tensor {
+    const l = quantLayout(qb.kind, qb.rows, qb.cols);
+    if (qb.q.byteLength !== l.quantBytes || qb.scales.byteLength !== l.scalesBytes)
+      throw new Error(`Tensor.fromQuant(${label}): block arrays do not match ${qb.rows} × ${qb.cols} ${qb.kind}`);
+    const bytes = new Uint8Array(l.bytes);
+    bytes.set(new Uint8Array(qb.q.buffer, qb.q.byteOffset, l.quantBytes), 0);
+    bytes.set(new Uint8Array(qb.scales.buffer, qb.scales.byteOffset, l.scalesBytes), l.scalesOffset);
+    return new Tensor(ctx, ctx.upload(bytes, label), [qb.rows, qb.cols], qb.kind);
   }
 
   static fromU32(ctx: GpuContext, data: ArrayLike<number>, shape: readonly number[], label = 'ids'): Tensor {
