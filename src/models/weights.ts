@@ -4,6 +4,7 @@
 // so that chunk offsets into logits stay 256-byte aligned.
 
 import type { GpuContext } from '../gpu/context';
+import type { QuantBlocks } from '../gpu/quant';
 import { Tensor, dtypeBytes, type DType } from '../gpu/tensor';
 import type { RowChunk } from '../kernels/embedding';
 import { rope_inv_freq_tensor } from '../kernels/rope';
@@ -20,6 +21,9 @@ export interface TensorReader {
   read(): Promise<Float32Array>;
   dtype?: string;
   readBytes?(): Promise<Uint8Array>;
+  /** A tensor stored in Q8_0 / Q4_0 blocks (dtype 'Q8_0' / 'Q4_0', e.g. from a GGUF file): its blocks as they
+   * are, for a quantized weight with no dequantize-and-requantize (src/gpu/quant.ts). */
+  quant?(): Promise<QuantBlocks>;
 }
 
 /** A tensor's values: float32, or f16 bit patterns straight from an F16 checkpoint. */
