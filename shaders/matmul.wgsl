@@ -1,16 +1,19 @@
 {{ENABLE_F16}}
 // C = alpha · op(A) · op(B) [+ C] [+ bias] [+ lscale · mask ⊙ (U · op(V))], register-blocked.
 // a is (batch, M, K) or (batch, K, M) with TRANS_A; b is (batch, K, N) or (batch, N, K) with TRANS_B,
-// element type W0T (f32 or f16 weights); c is (batch, M, N) with row stride ldc; bias is (N,).
+// f32, f16 weights, or q8 / q4 blocks of a frozen weight (u32 words; bs holds their f16 scales, dequantized in
+// registers by shaders/lib_quant.wgsl); c is (batch, M, N) with row stride ldc; bias is (N,).
 // LoRA (LORA): u is (M, R), v is (N, R), or (R, N) with LORA_VT; R more register-blocked terms after the K
 // loop, so C is written once.
 // Dropout (lib_rng, idx = row * dropLd + col of x): MASK_A masks op(A)[m, k], MASK_B masks op(B)[k, n],
 // MASK_EPI masks the LoRA term at [m, n]. Each thread computes a TM x 4 block of C; a workgroup of
 // WG_N x WG_M threads computes a (TM·WG_M) x (4·WG_N) tile. No workgroup memory: on the software
 // Vulkan drivers barriers cost more than the cache misses they save. B_VEC4 (no TRANS_B, N and ldb multiples
-// of 4): b is bound as vec4 rows and op(B)[k, n0..n0+3] is one load; B_AT / B_VEC spell the element access.
-//! defaults: ENABLE_F16= W0T=f32 BELEM=f32 B_AT=b[i] B_VEC=vec4f(0.0) B_VEC4=false WG_M=16 WG_N=16 TM=4 TRANS_A=false TRANS_B=false HAS_BIAS=false ACCUM=false LORA=false LORA_VT=false MASK_A=false MASK_B=false MASK_EPI=false
+// of 4): op(B)[k, n0..n0+3] is one load (a vec4 of f32/f16, or one word of quants and one scale); B_AT / B_VEC
+// spell the element access (src/kernels/matmul.ts: bAccess).
+//! defaults: ENABLE_F16= BELEM=f32 B_AT=f32(b[i]) B_VEC=vec4f(0.0) B_VEC4=false WG_M=16 WG_N=16 TM=4 TRANS_A=false TRANS_B=false HAS_BIAS=false ACCUM=false LORA=false LORA_VT=false MASK_A=false MASK_B=false MASK_EPI=false
 //#include lib_rng
+//#include lib_quant
 
 struct Params {
   M: u32, N: u32, K: u32, lda: u32, ldb: u32, ldc: u32,
@@ -25,6 +28,7 @@ struct Params {
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 @group(0) @binding(5) var<storage, read> u: array<f32>;
 @group(0) @binding(6) var<storage, read> v: array<f32>;
+@group(0) @binding(7) var<storage, read> bs: array<u32>; // q8 / q4 B: its scales (else an alias, unread)
 
 const WG_M = {{WG_M}}u;
 const WG_N = {{WG_N}}u;
@@ -39,7 +43,7 @@ const MASK_A = {{MASK_A}};
 const MASK_B = {{MASK_B}};
 const MASK_EPI = {{MASK_EPI}};
 const B_VEC4 = {{B_VEC4}};
-fn b_at(i: u32) -> f32 { return f32({{B_AT}}); }
+fn b_at(i: u32) -> f32 { return {{B_AT}}; }
 fn b_vec(i: u32) -> vec4f { return {{B_VEC}}; }
 
 fn load_a(base: u32, m: u32, k: u32) -> f32 {

@@ -3,14 +3,16 @@
 // C = alpha · op(A) · op(B) [+ C] [+ bias] [+ lscale · mask ⊙ (U · op(V))] with the K sum split over a workgroup:
 // the variant for skinny outputs with a long K (the rank-r products dB = s·dYᵀ·U and dA = s·Gᵀ·X, K = tokens),
 // which a tile-per-thread kernel runs on a handful of workgroups with a serial loop over all tokens.
-// Shapes and options as shaders/matmul.wgsl (a (batch, M, K) or transposed, b (batch, K, N) or transposed, f32 or
-// f16; the epilogue: shaders/lib_matmul_epilogue.wgsl). A workgroup of 256 threads computes a 4 x 4 tile of C:
-// thread t sums k = t, t + 256, ... into 4 x 4 registers (rows and columns clamped at the edges; only stores are
-// guarded), then each row is reduced: within the subgroup first (SG_ADD = subgroupAdd where the adapter has
-// subgroups, one lane per subgroup keeps the sum and the others contribute 0), then by a fixed tree over the 256
-// slots in workgroup memory. The tree's order is fixed, so a run is bit-identical to itself on one device.
-//! defaults: ENABLE_F16= ENABLE_SUBGROUPS= SG_ADD=x SG_KEEP=true BELEM=f32 TRANS_A=false TRANS_B=false HAS_BIAS=false ACCUM=false LORA=false LORA_VT=false MASK_A=false MASK_B=false MASK_EPI=false
+// Shapes and options as shaders/matmul.wgsl (a (batch, M, K) or transposed, b (batch, K, N) or transposed, f32,
+// f16, or q8 / q4 blocks with their scales in bs, read through B_AT: shaders/lib_quant.wgsl; the epilogue:
+// shaders/lib_matmul_epilogue.wgsl). A workgroup of 256 threads computes a 4 x 4 tile of C: thread t sums
+// k = t, t + 256, ... into 4 x 4 registers (rows and columns clamped at the edges; only stores are guarded), then
+// each row is reduced: within the subgroup first (SG_ADD = subgroupAdd where the adapter has subgroups, one lane
+// per subgroup keeps the sum and the others contribute 0), then by a fixed tree over the 256 slots in workgroup
+// memory. The tree's order is fixed, so a run is bit-identical to itself on one device.
+//! defaults: ENABLE_F16= ENABLE_SUBGROUPS= SG_ADD=x SG_KEEP=true BELEM=f32 B_AT=f32(b[i]) TRANS_A=false TRANS_B=false HAS_BIAS=false ACCUM=false LORA=false LORA_VT=false MASK_A=false MASK_B=false MASK_EPI=false
 //#include lib_rng
+//#include lib_quant
 //#include lib_matmul_epilogue
 
 struct Params {
@@ -26,6 +28,7 @@ struct Params {
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 @group(0) @binding(5) var<storage, read> u: array<f32>;
 @group(0) @binding(6) var<storage, read> v: array<f32>;
+@group(0) @binding(7) var<storage, read> bs: array<u32>; // q8 / q4 B: its scales (else an alias, unread)
 
 const TRANS_A = {{TRANS_A}};
 const TRANS_B = {{TRANS_B}};
@@ -53,9 +56,11 @@ fn load_a(base: u32, m: u32, k: u32) -> f32 {
   return x;
 }
 
+fn b_at(i: u32) -> f32 { return {{B_AT}}; }
+
 fn load_b(base: u32, k: u32, n: u32) -> f32 {
   var x: f32;
-  if (TRANS_B) { x = f32(b[base + n * p.ldb + k]); } else { x = f32(b[base + k * p.ldb + n]); }
+  if (TRANS_B) { x = b_at(base + n * p.ldb + k); } else { x = b_at(base + k * p.ldb + n); }
   if (MASK_B) { x *= dropout_mult(p.seed, k * p.dropLd + n, p.p); }
   return x;
 }

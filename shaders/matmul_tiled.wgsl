@@ -2,7 +2,8 @@
 // C = alpha · op(A) · op(B) [+ C] [+ bias] [+ lscale · mask ⊙ (U · op(V))], tiled in workgroup memory: the
 // variant for real GPUs (shaders/matmul.wgsl, register-blocked with no workgroup memory, wins on software Vulkan).
 // a is (batch, M, K) or (batch, K, M) with TRANS_A; b is (batch, K, N) or (batch, N, K) with TRANS_B, element type
-// f32 or f16 (weights, widened to f32 when staged); c is (batch, M, N) with row stride ldc; bias is (N,); u is (M, R),
+// f32, f16 or q8 / q4 blocks with their scales in bs (weights, widened or dequantized to f32 when staged:
+// shaders/lib_quant.wgsl); c is (batch, M, N) with row stride ldc; bias is (N,); u is (M, R),
 // v is (N, R) or (R, N) with LORA_VT (the epilogue: shaders/lib_matmul_epilogue.wgsl).
 // A workgroup of 16 x 16 threads computes a BM x BN tile of C. Per step of BK: the (BM, BK) slice of op(A) and the
 // (BK, BN) slice of op(B) are staged in workgroup memory as As[k][m] and Bs[k][n] (f32, (BM + BN)·BK·4 <= 16 KiB),
@@ -13,6 +14,7 @@
 // row * dropLd + col of x): MASK_A on op(A)[m, k], MASK_B on op(B)[k, n], applied once per element when staged.
 //! defaults: ENABLE_F16= AELEM=f32 A_AT=a[i] A_VEC=vec4f(0.0) A_VEC4=false BELEM=f32 B_AT=f32(b[i]) B_VEC=vec4f(0.0) B_VEC4=false BM=64 BN=64 BK=16 TRANS_A=false TRANS_B=false HAS_BIAS=false ACCUM=false LORA=false LORA_VT=false MASK_A=false MASK_B=false MASK_EPI=false
 //#include lib_rng
+//#include lib_quant
 //#include lib_matmul_epilogue
 
 struct Params {
@@ -28,6 +30,7 @@ struct Params {
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 @group(0) @binding(5) var<storage, read> u: array<f32>;
 @group(0) @binding(6) var<storage, read> v: array<f32>;
+@group(0) @binding(7) var<storage, read> bs: array<u32>; // q8 / q4 B: its scales (else an alias, unread)
 
 const BM = {{BM}}u;
 const BN = {{BN}}u;

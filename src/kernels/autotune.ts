@@ -18,6 +18,8 @@ import {
   matmulVariantFor,
   setMatmulChoice,
   variantSupports,
+  weightB,
+  type BDtype,
   type MatmulRaw,
   type MatmulVariant,
 } from './matmul';
@@ -30,7 +32,8 @@ export interface MatmulShape {
   K: number;
   transA: boolean;
   transB: boolean;
-  bDtype: 'f32' | 'f16';
+  /** the weight's type: the shape class keeps q8 / q4 products apart from f32 / f16 ones */
+  bDtype: BDtype;
 }
 
 export interface TuneResult {
@@ -165,8 +168,8 @@ async function timeCandidates(ctx: GpuContext, s: MatmulShape, vs: MatmulVariant
     b = Tensor.zeros(ctx, [rb, cb], 'tune.b', s.bDtype),
     c = Tensor.empty(ctx, [s.M, s.N], 'tune.c');
   const m: MatmulRaw = {
+    ...weightB(b),
     a: a.buf,
-    b: b.buf,
     c: c.buf,
     M: s.M,
     N: s.N,
@@ -176,7 +179,6 @@ async function timeCandidates(ctx: GpuContext, s: MatmulShape, vs: MatmulVariant
     ldc: s.N,
     transA: s.transA,
     transB: s.transB,
-    bDtype: s.bDtype,
   };
   const launch = (v: MatmulVariant, n: number) => {
     for (let i = 0; i < n; i++) matmulRaw(ctx, m, undefined, undefined, undefined, v);

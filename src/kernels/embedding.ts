@@ -2,17 +2,20 @@
 // normalizer √hidden_size, multiplied in f32 as Gemma3TextScaledWordEmbedding does for f32 weights). The table is frozen under LoRA, so
 // there is no backward kernel: nothing upstream of the lookup needs a gradient (the ids are integers).
 // The (V, C) table may exceed one storage binding (GPT-2's wte in f32 on some adapters), so it arrives as
-// row chunks and the gather runs once per chunk. Shader: shaders/embedding.wgsl. CPU twin: embedding.cpu.ts.
+// row chunks and the gather runs once per chunk. A chunk may be q8 / q4 blocks of a frozen table (src/gpu/quant.ts,
+// C % 32 == 0): the gather reads the blocks and dequantizes in registers. Shader: shaders/embedding.wgsl.
+// CPU twin: embedding.cpu.ts (on dequantize(blocks) for a quantized table).
 import { grid1d } from '../gpu/context';
-import { Tensor } from '../gpu/tensor';
+import { isQuant, Tensor } from '../gpu/tensor';
+import { bBytesPerValue, type BDtype } from './matmul';
 
-/** Rows rowStart .. rowStart + rows_i of the full (V, C) table, as a (rows_i, C) f32 or f16 tensor. */
+/** Rows rowStart .. rowStart + rows_i of the full (V, C) table, as a (rows_i, C) f32, f16, q8 or q4 tensor. */
 export interface RowChunk {
   table: Tensor;
   rowStart: number;
 }
 
-/** Checks the chunks: each (rows, C) f32/f16 with the same C, integer row starts, no two overlapping. Returns C. */
+/** Checks the chunks: each (rows, C) f32/f16/q8/q4 with the same C, integer row starts, no two overlapping. Returns C. */
 export function checkChunks(what: string, chunks: RowChunk[]): number {
   if (chunks.length === 0) throw new Error(`${what}: no table chunks`);
   const C = chunks[0].table.shape[1];
@@ -20,8 +23,8 @@ export function checkChunks(what: string, chunks: RowChunk[]): number {
     const t = ch.table;
     if (t.shape.length !== 2 || t.shape[1] !== C)
       throw new Error(`${what}: chunk ${i} is [${t.shape}], expected (rows, ${C})`);
-    if (t.dtype !== 'f32' && t.dtype !== 'f16')
-      throw new Error(`${what}: chunk ${i} is ${t.dtype}, expected f32 or f16`);
+    if (t.dtype !== 'f32' && t.dtype !== 'f16' && !isQuant(t.dtype))
+      throw new Error(`${what}: chunk ${i} is ${t.dtype}, expected f32, f16, q8 or q4`);
     if (t.dtype === 'f16' && !t.ctx.hasF16)
       throw new Error(`${what}: chunk ${i} is f16 but this adapter has no shader-f16`);
     if (!Number.isInteger(ch.rowStart) || ch.rowStart < 0)
@@ -67,17 +70,24 @@ export function embedding_forward(
   const o = out ?? Tensor.empty(ctx, [N, C], 'embedding.out');
   ctx.clear(o.buf, 0, N * C * 4); // rows whose id is in no chunk stay zero
   for (const ch of chunks) {
-    const f16 = ch.table.dtype === 'f16';
+    const d = ch.table.dtype as BDtype; // checked above
+    const f16 = d === 'f16';
+    // a q8 / q4 table: its quants as u32 words, value i dequantized from its word and its block's scale
+    const q = isQuant(d) ? ch.table.quantParts : null;
+    const defines = q
+      ? { ENABLE_F16: '', T: 'u32', TABLE_AT: `${d}_at(table[${d}_word(i)], ts[i >> 6u], i)` }
+      : { ENABLE_F16: f16 ? 'enable f16;' : '', T: d, TABLE_AT: 'f32(table[i])' };
     ctx.dispatch('embedding', {
-      defines: { ENABLE_F16: f16 ? 'enable f16;' : '', T: f16 ? 'f16' : 'f32' },
-      bindings: [ids.buf, ch.table.buf, o.buf],
+      defines,
+      // unquantized: the scales binding is an alias of the table, unread
+      bindings: [ids.buf, q?.q ?? ch.table.binding, o.buf, q?.scales ?? ch.table.binding],
       u32: [N, C, ch.rowStart, ch.table.shape[0]],
       f32: [scale],
       workgroups: grid1d(N * C, 256),
       // at most every output row comes from this chunk: N ids, N·C table values, N·C outputs
       cost: {
         flops: scale === 1 ? 0 : N * C,
-        bytesRead: 4 * N + N * C * (f16 ? 2 : 4),
+        bytesRead: 4 * N + N * C * bBytesPerValue(d),
         bytesWritten: 4 * N * C,
         serialLoop: 1,
       },

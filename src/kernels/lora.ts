@@ -8,10 +8,12 @@
 // defines; U on shaders/lora_rank.wgsl (few rows per workgroup, K split over threads); G, dA and dB together on
 // shaders/lora_grad.wgsl + lora_grad_sum.wgsl (split over chunks of tokens, summed in a fixed order, and
 // added straight into the gradient buffers when the caller passes them): two dispatches for all three.
+// W0 may be f32, f16, or q8 / q4 blocks (src/gpu/quant.ts): its type comes from the tensor, and the matmul reads
+// the blocks as they are (weightB); nothing else here touches W0.
 import { Tensor } from '../gpu/tensor';
 import { lora_grad, type GradGroup } from './lora_grad';
 import { lora_rank_product } from './lora_rank';
-import { assertF16, matmulRaw, type MatmulDropout } from './matmul';
+import { matmulRaw, weightB, type MatmulDropout } from './matmul';
 
 export interface LoraParams {
   A: Tensor /* (r, IN) f32 */;
@@ -46,8 +48,7 @@ function dims(x: Tensor, w0: Tensor, lora: LoraParams | null, opts: LinearOpts):
   const [OUT, IN0] = opts.w0Transposed ? [w0.shape[1], w0.shape[0]] : [w0.shape[0], w0.shape[1]];
   if (IN0 !== IN)
     throw new Error(`lora: x is [${x.shape}] but w0 is [${w0.shape}]${opts.w0Transposed ? ' (transposed)' : ''}`);
-  if (w0.dtype === 'f16') assertF16(x.ctx);
-  else if (w0.dtype !== 'f32') throw new Error(`lora: w0 must be f32 or f16, got ${w0.dtype}`);
+  weightB(w0); // f32, f16 (where the adapter has shader-f16), q8 or q4, else it throws
   let r = 0;
   if (lora) {
     r = lora.A.shape[0];
@@ -69,7 +70,7 @@ const dropoutOf = (lora: LoraParams, IN: number, on: MatmulDropout['on']): Matmu
   on,
 });
 
-/** x is (N, IN); w0 is (OUT, IN), or (IN, OUT) when w0Transposed, f32 or f16; bias is (OUT,) or null.
+/** x is (N, IN); w0 is (OUT, IN), or (IN, OUT) when w0Transposed, f32, f16, q8 or q4; bias is (OUT,) or null.
  * Returns y (N, OUT) (plus opts.residual when given) and u = drop(x)·Aᵀ (N, r), kept for the backward (null
  * without lora). */
 export function lora_forward(
@@ -98,8 +99,8 @@ export function lora_forward(
   matmulRaw(
     ctx,
     {
+      ...weightB(w0),
       a: x.buf,
-      b: w0.buf,
       c: y.buf,
       accumulate: !!res,
       bias: bias?.buf,
@@ -111,7 +112,6 @@ export function lora_forward(
       ldc: OUT,
       transA: false,
       transB: !opts.w0Transposed,
-      bDtype: w0.dtype as 'f32' | 'f16',
     },
     lora && uIn ? { u: uIn.binding, v: lora.B.binding, R: r, ldv: r, vT: false, lscale: lora.scale } : undefined,
   );
@@ -177,8 +177,8 @@ export function lora_backward(
     matmulRaw(
       ctx,
       {
+        ...weightB(w0),
         a: dy.buf,
-        b: w0.buf,
         c: (into ?? dx!).binding,
         accumulate: !!into,
         M: N,
@@ -189,7 +189,6 @@ export function lora_backward(
         ldc: IN,
         transA: false,
         transB: !!opts.w0Transposed,
-        bDtype: w0.dtype as 'f32' | 'f16',
       },
       lora && G ? { u: G.buf, v: lora.A.binding, R: r, ldv: IN, vT: true, lscale: lora.scale } : undefined,
       lora ? dropoutOf(lora, IN, 'epilogue') : undefined,

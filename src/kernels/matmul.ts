@@ -4,9 +4,12 @@
 // epilogue used by src/kernels/lora.ts (see shaders/matmul.wgsl). matmulRaw runs one of several variants (below):
 // the one forced by setMatmulPolicy / WEBLORA_MATMUL, else the autotuner's pick for the call's shape class
 // (src/kernels/autotune.ts), else the baseline, today's register-blocked kernel.
+// B (the weight) may be f32, f16, or q8 / q4 blocks of a frozen weight (src/gpu/quant.ts): every variant reads the
+// blocks as they are and dequantizes in registers (or while staging into workgroup memory), never in GPU memory.
 import type { Binding, DispatchCost, GpuContext } from '../gpu/context';
 import { GpuError } from '../gpu/context';
-import { Tensor } from '../gpu/tensor';
+import { QUANT_BLOCK, quantWordsPerBlock, type QuantKind } from '../gpu/quant';
+import { isQuant, Tensor } from '../gpu/tensor';
 
 export interface MatmulOpts {
   transA?: boolean;
@@ -16,9 +19,14 @@ export interface MatmulOpts {
   out?: Tensor;
 }
 
+/** B's element type: f32, f16 (weights, where the adapter has shader-f16), or q8 / q4 blocks (src/gpu/quant.ts). */
+export type BDtype = 'f32' | 'f16' | QuantKind;
+
 export interface MatmulRaw {
   a: Binding;
-  b: Binding;
+  b: Binding /* q8 / q4: the blocks' quants (Tensor.quantParts.q); ldb, strideB count values, as for f32 */;
+  /** q8 / q4 B: its f16 scales (Tensor.quantParts.scales) */
+  bScales?: Binding;
   c: Binding;
   bias?: Binding /* (N,) added to each row */;
   M: number;
@@ -35,7 +43,56 @@ export interface MatmulRaw {
   strideC?: number;
   alpha?: number;
   accumulate?: boolean;
-  bDtype?: 'f32' | 'f16';
+  bDtype?: BDtype;
+}
+
+/** A weight tensor as matmulRaw's B: its binding(s) and element type. */
+export function weightB(w: Tensor): Pick<MatmulRaw, 'b' | 'bScales' | 'bDtype'> {
+  if (isQuant(w.dtype)) {
+    const { q, scales } = w.quantParts;
+    return { b: q, bScales: scales, bDtype: w.dtype };
+  }
+  if (w.dtype !== 'f32' && w.dtype !== 'f16')
+    throw new Error(`matmul: a weight must be f32, f16, q8 or q4, got ${w.dtype}`);
+  if (w.dtype === 'f16') assertF16(w.ctx);
+  return { b: w.binding, bDtype: w.dtype };
+}
+
+/** Rows rowStart .. rowStart + rows of a 2-D weight (rows, cols) as matmulRaw's B (a chunk of the LM head). The
+ * rows' bytes must start 256-byte aligned (for q8 / q4 both the quants and the scales), which the caller ensures
+ * by choosing rowStart (a multiple of 128 rows for any cols % 32 == 0). */
+export function weightRowsB(w: Tensor, rowStart: number, rows: number): Pick<MatmulRaw, 'b' | 'bScales' | 'bDtype'> {
+  const cols = w.shape[w.shape.length - 1];
+  if (rowStart === 0 && rows * cols === w.numel) return weightB(w);
+  const whole = weightB(w);
+  const part = (bind: Binding, bytesPerValue: number): Binding => {
+    const r = 'buf' in bind ? bind : { buf: bind, offset: 0, size: bind.size };
+    return { buf: r.buf, offset: r.offset + rowStart * cols * bytesPerValue, size: rows * cols * bytesPerValue };
+  };
+  if (isQuant(w.dtype)) {
+    const perValue = (quantWordsPerBlock(w.dtype) * 4) / QUANT_BLOCK;
+    return { ...whole, b: part(whole.b, perValue), bScales: part(whole.bScales!, 2 / QUANT_BLOCK) };
+  }
+  return { ...whole, b: part(whole.b, w.dtype === 'f16' ? 2 : 4) };
+}
+
+/** WGSL spellings of B's loads (defines of the matmul shaders): its array's element type BELEM, value i as f32
+ * (B_AT), and values i .. i + 3 as a vec4f (B_VEC, i a multiple of 4; only where `vec4`, else unused).
+ * q8 / q4: one word of quants and one of scales per load, dequantized by shaders/lib_quant.wgsl. */
+function bAccess(dtype: BDtype, vec4: boolean) {
+  if (isQuant(dtype)) {
+    const word = (i: string) => `b[${dtype}_word(${i})], bs[(${i}) >> 6u], ${i}`;
+    return {
+      BELEM: 'u32',
+      B_AT: `${dtype}_at(${word('i')})`,
+      B_VEC: vec4 ? `${dtype}_vec(${word('i')})` : 'vec4f(0.0)',
+    };
+  }
+  return {
+    BELEM: vec4 ? `vec4<${dtype}>` : dtype,
+    B_AT: vec4 ? 'f32(b[i >> 2u][i & 3u])' : 'f32(b[i])',
+    B_VEC: vec4 ? 'vec4f(b[i >> 2u])' : 'vec4f(0.0)',
+  };
 }
 
 /** The LoRA epilogue and dropout options of the kernel (used by lora.ts): C[m, n] += lscale · mask · Σ_j u[m, j] · op(v)[j, n]. */
@@ -118,7 +175,7 @@ export function variantAvailable(ctx: GpuContext, v: MatmulVariant): boolean {
 
 /** Whether `v` runs this call: available, and not splitk-subgroups with f16 B (on lavapipe that pipeline did not
  * finish within 120 s in the tests; the f16 split-K product runs on splitk instead). */
-export function variantSupports(ctx: GpuContext, v: MatmulVariant, m: { bDtype?: 'f32' | 'f16' }): boolean {
+export function variantSupports(ctx: GpuContext, v: MatmulVariant, m: { bDtype?: BDtype }): boolean {
   return variantAvailable(ctx, v) && !(v === 'splitk-subgroups' && m.bDtype === 'f16');
 }
 
@@ -165,7 +222,7 @@ export function matmulShapeClass(m: {
   K: number;
   transA: boolean;
   transB: boolean;
-  bDtype?: 'f32' | 'f16';
+  bDtype?: BDtype;
   batch?: number;
 }): string {
   const b = (x: number) => Math.max(16, 2 ** Math.ceil(Math.log2(x)));
@@ -193,6 +250,8 @@ export function matmulRaw(
   const batch = m.batch ?? 1;
   const f16 = m.bDtype === 'f16';
   if (f16) assertF16(ctx);
+  const quant = isQuant(m.bDtype ?? 'f32');
+  if (quant !== !!m.bScales) throw new Error(`matmul: bScales goes with a q8 / q4 B (bDtype ${m.bDtype ?? 'f32'})`);
   if (lora && batch !== 1) throw new Error('matmul: the LoRA epilogue is for a plain 2-D product');
   if (M_N_K_bad(m)) throw new Error(`matmul: bad sizes M=${m.M} N=${m.N} K=${m.K}`);
   const drop = dropout && dropout.p > 0 ? dropout : undefined;
@@ -212,7 +271,7 @@ export function matmulRaw(
     MASK_EPI: drop?.on === 'epilogue',
   };
   // Unused optional inputs are bound to A (read-only aliases are allowed): the kernels always declare them.
-  const bindings = [m.a, m.b, m.c, m.bias ?? m.a, lora?.u ?? m.a, lora?.v ?? m.a];
+  const bindings = [m.a, m.b, m.c, m.bias ?? m.a, lora?.u ?? m.a, lora?.v ?? m.a, m.bScales ?? m.a];
   const u32 = [
     m.M,
     m.N,
@@ -236,10 +295,7 @@ export function matmulRaw(
     const vec4B = !m.transB && m.N % 4 === 0 && m.ldb % 4 === 0 && (m.strideB ?? 0) % 4 === 0 && drop?.on !== 'b';
     const defines = {
       ...common,
-      W0T: f16 ? 'f16' : 'f32',
-      BELEM: vec4B ? `vec4<${f16 ? 'f16' : 'f32'}>` : f16 ? 'f16' : 'f32',
-      B_AT: vec4B ? 'b[i >> 2u][i & 3u]' : 'b[i]',
-      B_VEC: vec4B ? 'vec4f(b[i >> 2u])' : 'vec4f(0.0)',
+      ...bAccess(m.bDtype ?? 'f32', vec4B),
       B_VEC4: vec4B,
       WG_M: wgM,
       WG_N: wgN,
@@ -260,7 +316,7 @@ export function matmulRaw(
       ENABLE_SUBGROUPS: sg ? 'enable subgroups;' : '',
       SG_ADD: sg ? 'subgroupAdd(x)' : 'x',
       SG_KEEP: sg ? 'subgroupElect()' : 'true',
-      BELEM: f16 ? 'f16' : 'f32',
+      ...bAccess(m.bDtype ?? 'f32', false),
     };
     ctx.dispatch('matmul_splitk', {
       defines,
@@ -277,16 +333,13 @@ export function matmulRaw(
     // dimension and its batch stride are multiples of 4 (binding offsets are 256-byte multiples already).
     const aVec = (m.transA ? m.M : m.K) % 4 === 0 && m.lda % 4 === 0 && (m.strideA ?? 0) % 4 === 0;
     const bVec = (m.transB ? m.K : m.N) % 4 === 0 && m.ldb % 4 === 0 && (m.strideB ?? 0) % 4 === 0;
-    const bt = f16 ? 'f16' : 'f32';
     const defines = {
       ...common,
       AELEM: aVec ? 'vec4f' : 'f32',
       A_AT: aVec ? 'a[i >> 2u][i & 3u]' : 'a[i]',
       A_VEC: aVec ? 'a[i >> 2u]' : 'vec4f(0.0)',
       A_VEC4: aVec,
-      BELEM: bVec ? `vec4<${bt}>` : bt,
-      B_AT: bVec ? 'f32(b[i >> 2u][i & 3u])' : 'f32(b[i])',
-      B_VEC: bVec ? 'vec4f(b[i >> 2u])' : 'vec4f(0.0)',
+      ...bAccess(m.bDtype ?? 'f32', bVec),
       B_VEC4: bVec,
       BM: BMN,
       BN: BMN,
@@ -303,14 +356,20 @@ export function matmulRaw(
   }
 }
 
+/** Bytes of global memory per value of B: 4 (f32), 2 (f16), or a q8 / q4 block's quants and f16 scale over its
+ * 32 values (1.0625, 0.5625): a quantized weight is read as it is stored. */
+export function bBytesPerValue(d: BDtype = 'f32'): number {
+  return isQuant(d) ? (quantWordsPerBlock(d) * 4 + 2) / QUANT_BLOCK : d === 'f16' ? 2 : 4;
+}
+
 /** Paper cost of one matmulRaw launch: C (batch, M, N) = alpha·op(A)·op(B), A (batch, M, K), B (batch, K, N)
- * (one B for all when strideB is 0), plus C itself when accumulating, the bias (N,) and the LoRA epilogue's
- * U (M, R) and V (N, R). Each thread loops over K (the epilogue's R-term loop is shorter). */
+ * (one B for all when strideB is 0; bBytesPerValue bytes a value), plus C itself when accumulating, the bias (N,)
+ * and the LoRA epilogue's U (M, R) and V (N, R). Each thread loops over K (the epilogue's R-term loop is shorter). */
 export function matmulCost(m: MatmulRaw, lora?: MatmulLora): DispatchCost {
   const batch = m.batch ?? 1;
   const MN = batch * m.M * m.N;
   const R = lora?.R ?? 0;
-  const bBytes = m.bDtype === 'f16' ? 2 : 4;
+  const bBytes = bBytesPerValue(m.bDtype);
   const aCopies = batch > 1 && m.strideA ? batch : 1;
   const bCopies = batch > 1 && m.strideB ? batch : 1;
   return {
@@ -340,14 +399,13 @@ function M_N_K_bad(m: MatmulRaw): boolean {
 }
 
 /** c = alpha · op(a) · op(b). a is (batch, M, K), or (batch, K, M) with transA; b is (batch, K, N), or
- * (batch, N, K) with transB (f32, or f16 weights where ctx.hasF16). Returns c (batch, M, N) ([M, N] for 2-D inputs). */
+ * (batch, N, K) with transB (f32, f16 weights where ctx.hasF16, or a 2-D q8 / q4 weight). Returns c (batch, M, N) ([M, N] for 2-D inputs). */
 export function matmul(a: Tensor, b: Tensor, opts: MatmulOpts = {}): Tensor {
   const ctx = a.ctx;
   const transA = !!opts.transA,
     transB = !!opts.transB;
   if (a.dtype !== 'f32') throw new Error(`matmul: a must be f32, got ${a.dtype}`);
-  if (b.dtype !== 'f32' && b.dtype !== 'f16') throw new Error(`matmul: b must be f32 or f16, got ${b.dtype}`);
-  if (b.dtype === 'f16') assertF16(ctx);
+  const bw = weightB(b); // f32, f16 or q8 / q4 (2-D)
   const as3 = (t: Tensor, what: string) => {
     if (t.shape.length === 2) return [1, t.shape[0], t.shape[1]];
     if (t.shape.length === 3) return [...t.shape];
@@ -372,8 +430,8 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOpts = {}): Tensor {
     c = Tensor.empty(ctx, shape, 'matmul.out');
   }
   matmulRaw(ctx, {
+    ...bw,
     a: bindingOf(a),
-    b: bindingOf(b),
     c: bindingOf(c),
     M,
     N,
@@ -389,7 +447,6 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOpts = {}): Tensor {
     strideC: M * N,
     alpha: opts.alpha ?? 1,
     accumulate: !!opts.accumulate,
-    bDtype: b.dtype as 'f32' | 'f16',
   });
   return c;
 }

@@ -11,19 +11,21 @@
 //   pass 2, per chunk c (last first: its logits are still in the buffer, the others are recomputed):
 //                         head_dlogits turns logits_c into dlogits_c in place, and dx (N, C) += dlogits_c · W_c,
 //                         one wide matmul with K = vc.
-// Above x, dx and the table, the head holds one (N, VC) chunk and the (N, 3) row statistics.
+// Above x, dx and the table, the head holds one (N, VC) chunk and the (N, 3) row statistics. The table may be
+// f32, f16 or q8 / q4 blocks (src/gpu/quant.ts): the matmuls read each chunk's rows as they are stored.
 
-import type { Binding, GpuContext } from '../gpu/context';
+import type { GpuContext } from '../gpu/context';
 import { Tensor } from '../gpu/tensor';
 import { checkChunks, type RowChunk } from '../kernels/embedding';
 import { head_dlogits_backward } from '../kernels/head_dlogits';
 import { head_lse_forward } from '../kernels/head_lse';
-import { matmulRaw } from '../kernels/matmul';
+import { matmulRaw, weightB, weightRowsB, type MatmulRaw } from '../kernels/matmul';
 import { softcap_inplace } from '../kernels/softcap';
 
 /** Longest chunk: K of the dx matmul, the longest loop one of its threads runs. */
 const MAX_CHUNK = 2048;
-/** Chunk widths are multiples of this, so that a chunk's offset into an f32 or f16 table is 256-byte aligned. */
+/** Chunk widths are multiples of this, so that a chunk's offset into an f32 or f16 table, and into a q8 / q4
+ * table's quants and scales (C % 32 == 0), is 256-byte aligned. */
 const CHUNK_ALIGN = 128;
 /** Bytes of one (N, VC) logits chunk the head may hold. */
 const CHUNK_BUDGET = 32 * 1024 * 1024;
@@ -37,12 +39,11 @@ export function headChunkCols(N: number, maxBindingBytes: number): number {
   return Math.min(MAX_CHUNK, Math.max(CHUNK_ALIGN, vc));
 }
 
-/** One vocabulary chunk: columns v0 .. v0 + vc, rows of the table bound as w (vc, C). */
+/** One vocabulary chunk: columns v0 .. v0 + vc, rows of the table bound as the matmul's B, w (vc, C). */
 interface VocabChunk {
-  w: Binding;
+  w: Pick<MatmulRaw, 'b' | 'bScales' | 'bDtype'>;
   v0: number;
   vc: number;
-  f16: boolean;
 }
 
 /** The table's row chunks cut into vocabulary chunks of at most `cols` rows; they must cover 0 .. V exactly. */
@@ -50,13 +51,11 @@ function vocabChunks(chunks: RowChunk[], V: number, cols: number): VocabChunk[] 
   const out: VocabChunk[] = [];
   let next = 0;
   for (const ch of [...chunks].sort((a, b) => a.rowStart - b.rowStart)) {
-    const [rows, C] = ch.table.shape;
+    const rows = ch.table.shape[0];
     if (ch.rowStart !== next) throw new Error(`LM head: table rows ${next}..${ch.rowStart} are in no chunk`);
-    const f16 = ch.table.dtype === 'f16';
-    const rowBytes = C * (f16 ? 2 : 4);
     for (let r = 0; r < rows; r += cols) {
       const vc = Math.min(cols, rows - r);
-      out.push({ w: { buf: ch.table.buf, offset: r * rowBytes, size: vc * rowBytes }, v0: ch.rowStart + r, vc, f16 });
+      out.push({ w: weightRowsB(ch.table, r, vc), v0: ch.rowStart + r, vc });
     }
     next = ch.rowStart + rows;
   }
@@ -68,8 +67,8 @@ function vocabChunks(chunks: RowChunk[], V: number, cols: number): VocabChunk[] 
 function chunkLogits(ctx: GpuContext, x: Tensor, ch: VocabChunk, out: Tensor): void {
   const [N, C] = x.shape;
   matmulRaw(ctx, {
+    ...ch.w,
     a: x.buf,
-    b: ch.w,
     c: out.buf,
     M: N,
     N: ch.vc,
@@ -79,7 +78,6 @@ function chunkLogits(ctx: GpuContext, x: Tensor, ch: VocabChunk, out: Tensor): v
     ldc: ch.vc,
     transA: false,
     transB: true,
-    bDtype: ch.f16 ? 'f16' : 'f32',
   });
 }
 
@@ -87,8 +85,8 @@ function chunkLogits(ctx: GpuContext, x: Tensor, ch: VocabChunk, out: Tensor): v
 function chunkDx(ctx: GpuContext, dlogits: Tensor, ch: VocabChunk, dx: Tensor, accumulate: boolean): void {
   const [N, C] = dx.shape;
   matmulRaw(ctx, {
+    ...ch.w,
     a: dlogits.buf,
-    b: ch.w,
     c: dx.buf,
     M: N,
     N: C,
@@ -99,7 +97,6 @@ function chunkDx(ctx: GpuContext, dlogits: Tensor, ch: VocabChunk, dx: Tensor, a
     transA: false,
     transB: false,
     accumulate,
-    bDtype: ch.f16 ? 'f16' : 'f32',
   });
 }
 
@@ -115,8 +112,8 @@ export function headLogits(x: Tensor, chunks: RowChunk[], V: number, softcap = 0
   for (const ch of chunks) {
     const rows = ch.table.shape[0];
     matmulRaw(ctx, {
+      ...weightB(ch.table),
       a: x.buf,
-      b: ch.table.buf,
       c: { buf: out.buf, offset: ch.rowStart * 4, size: ((N - 1) * V + rows) * 4 },
       M: N,
       N: rows,
@@ -126,7 +123,6 @@ export function headLogits(x: Tensor, chunks: RowChunk[], V: number, softcap = 0
       ldc: V,
       transA: false,
       transB: true,
-      bDtype: ch.table.dtype === 'f16' ? 'f16' : 'f32',
     });
   }
   return softcap > 0 ? softcap_inplace(out, softcap) : out;
