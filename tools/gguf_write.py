@@ -9,18 +9,23 @@ tested against, and the files llama.cpp itself loads in tests/llamacpp/.
                                                    tokenizers laid out as Llama 3's and Qwen2's
 
 What it writes (GGUF v3, little-endian, alignment 32):
-  metadata   general.architecture (llama | qwen2 | qwen3), general.type = model, general.name,
+  metadata   general.architecture (llama | qwen2 | qwen3 | gemma3), general.type = model, general.name,
              general.file_type, <arch>.{context_length, embedding_length, block_count, feed_forward_length,
              attention.head_count, attention.head_count_kv, attention.layer_norm_rms_epsilon, rope.freq_base,
-             attention.key_length, attention.value_length, rope.dimension_count}, and the tokenizer:
-             tokenizer.ggml.{model, pre, tokens, token_type, merges | scores, bos/eos/unknown_token_id,
-             add_bos_token}, tokenizer.chat_template
+             attention.key_length, attention.value_length, rope.dimension_count}, rope.scaling.{type, factor}
+             for linear RoPE scaling, and the tokenizer: tokenizer.ggml.{model, pre, tokens, token_type,
+             merges | scores, bos/eos/unknown_token_id, add_bos_token}, tokenizer.chat_template
+  gemma3     also rope.freq_base_swa, final_logit_softcapping, attention.sliding_window and, when the layers do
+             not follow llama.cpp's default period 6, attention.sliding_window_pattern (gemma3_kvs)
   tensors    token_embd, blk.N.{attn_norm, attn_q, attn_k, attn_v, attn_output, attn_q_norm, attn_k_norm,
-             ffn_norm, ffn_gate, ffn_up, ffn_down}, output_norm, output (untied only); 1-D tensors stay F32,
-             2-D ones take the output type (Q8_0 / Q4_0 as ggml's reference quantisers compute them; rows
-             that are not whole 32-blocks stay F16). ggml's dims are the PyTorch shape reversed.
+             ffn_norm, ffn_gate, ffn_up, ffn_down}, output_norm, output (untied only); gemma3 adds
+             post_attention_norm and post_ffw_norm (its ffn_norm is HF's pre_feedforward_layernorm). 1-D tensors
+             stay F32, 2-D ones take the output type (Q8_0 / Q4_0 as ggml's reference quantisers compute them;
+             rows that are not whole 32-blocks stay F16). ggml's dims are the PyTorch shape reversed.
   llama q/k  rows permuted per head from HF's rotate-half RoPE layout to llama.cpp's interleaved pairs:
              (n_head, 2, D/2, in) -> (n_head, D/2, 2, in), with n_head = num_key_value_heads for k.
+  gemma3     every norm weight stored as 1 + w (Gemma's x·(1 + w) as llama.cpp's x·w); the embedding cut to
+             the tokenizer's token count, as the converter does.
 
 Tokenizers: tokenizer.model (SentencePiece, parsed by hand from its protobuf) -> "llama" with scores;
 a byte-level BPE tokenizer.json -> "gpt2" with merges and the pre-tokenizer named by its regex; any other
@@ -39,7 +44,8 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")
 
-ARCHES = {"LlamaForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2", "Qwen3ForCausalLM": "qwen3"}
+ARCHES = {"LlamaForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2", "Qwen3ForCausalLM": "qwen3",
+          "Gemma3ForCausalLM": "gemma3"}
 LAYER_NAMES = {
     "input_layernorm": "attn_norm",
     "self_attn.q_proj": "attn_q",
@@ -53,6 +59,10 @@ LAYER_NAMES = {
     "mlp.up_proj": "ffn_up",
     "mlp.down_proj": "ffn_down",
 }
+# Gemma 3's four norms per layer: the one after o_proj is llama.cpp's post_attention_norm, the one before the MLP
+# its ffn_norm
+GEMMA3_LAYER_NAMES = dict(LAYER_NAMES, post_attention_layernorm="post_attention_norm",
+                          pre_feedforward_layernorm="ffn_norm", post_feedforward_layernorm="post_ffw_norm")
 GLOBAL_NAMES = {"model.embed_tokens": "token_embd", "model.norm": "output_norm", "lm_head": "output"}
 
 # GGUF value types and ggml tensor types
@@ -307,41 +317,86 @@ def permute(w, n_head):
     return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
-def gguf_name(name):
+def gguf_name(name, arch):
     base, _, suffix = name.rpartition(".")
     if base.startswith("model.layers."):
         _, _, layer, module = base.split(".", 3)
-        return f"blk.{layer}.{LAYER_NAMES[module]}.{suffix}"
+        return f"blk.{layer}.{(GEMMA3_LAYER_NAMES if arch == 'gemma3' else LAYER_NAMES)[module]}.{suffix}"
     return f"{GLOBAL_NAMES[base]}.{suffix}"
+
+
+def gemma3_kvs(cfg, head_dim):
+    """What convert_hf_to_gguf.py's Gemma3Model adds, and the window pattern llama.cpp reads.
+
+    llama.cpp's gemma3 (src/models/gemma3.cpp) slides layer i unless i % p == p - 1 for a period p, 6 when the
+    file has no attention.sliding_window_pattern (the converter writes none: every Gemma 3 is 6). This writer
+    writes p when the config's layers follow another period, and refuses layers no period describes; it also
+    refuses what llama.cpp cannot run: an attention soft cap (the converter asserts there is none) and a
+    query_pre_attn_scalar other than the head_dim llama.cpp scales by (hidden / heads for the 62-layer 27B)."""
+    n = cfg["num_hidden_layers"]
+    if cfg.get("attn_logit_softcapping") is not None:
+        raise SystemExit("gemma3: attn_logit_softcapping is set; llama.cpp's gemma3 has no attention soft cap")
+    scalar = cfg["hidden_size"] // cfg["num_attention_heads"] if n == 62 else head_dim
+    if cfg.get("query_pre_attn_scalar", 256) != scalar:
+        raise SystemExit(f"gemma3: query_pre_attn_scalar {cfg.get('query_pre_attn_scalar')} != {scalar}, the "
+                         "scale llama.cpp uses")
+    if cfg.get("layer_types") is not None:
+        sliding = [t == "sliding_attention" for t in cfg["layer_types"]]
+    else:
+        pattern = cfg.get("sliding_window_pattern", 6)
+        sliding = [(i + 1) % pattern != 0 for i in range(n)]
+    kvs = [("gemma3.rope.freq_base_swa", F32, cfg.get("rope_local_base_freq", 10000.0), False)]
+    if cfg.get("final_logit_softcapping"):
+        kvs.append(("gemma3.final_logit_softcapping", F32, cfg["final_logit_softcapping"], False))
+    if not any(sliding):
+        return kvs + [("gemma3.attention.sliding_window", U32, 0, False)]
+    period = next((p for p in range(1, n + 2) if sliding == [i % p < p - 1 for i in range(n)]), None)
+    if period is None:
+        raise SystemExit(f"gemma3: sliding layers {sliding} follow no period, which llama.cpp's gemma3 needs")
+    kvs.append(("gemma3.attention.sliding_window", U32, cfg["sliding_window"], False))
+    if sliding != [i % 6 < 5 for i in range(n)]:
+        kvs.append(("gemma3.attention.sliding_window_pattern", U32, period, False))
+    return kvs
 
 
 def convert(folder, out, outtype="f32"):
     cfg = json.load(open(os.path.join(folder, "config.json")))
     arch = ARCHES[cfg["architectures"][0]]
     weights = load_safetensors(os.path.join(folder, "model.safetensors"))
+    gemma = arch == "gemma3"
     n_head, hidden = cfg["num_attention_heads"], cfg["hidden_size"]
     n_kv = cfg.get("num_key_value_heads") or n_head
-    head_dim = cfg.get("head_dim") or hidden // n_head
+    head_dim = cfg.get("head_dim") or (256 if gemma else hidden // n_head)
     tied = cfg.get("tie_word_embeddings", arch != "qwen2")
     rope = cfg.get("rope_scaling")
-    if rope and (rope.get("rope_type") or rope.get("type")) not in (None, "default"):
+    rope_type = rope and (rope.get("rope_type") or rope.get("type"))
+    if rope_type not in (None, "default", "linear"):
         raise SystemExit(f"{folder}: rope_scaling {rope} is not written by this script")
     kvs = [("general.architecture", STRING, arch, False),
            ("general.type", STRING, "model", False),
            ("general.name", STRING, os.path.basename(os.path.normpath(folder)), False),
            ("general.file_type", U32, FILE_TYPE[outtype], False),
-           (f"{arch}.context_length", U32, cfg.get("max_position_embeddings", 2048), False),
+           (f"{arch}.context_length", U32, cfg.get("max_position_embeddings", 131072 if gemma else 2048), False),
            (f"{arch}.embedding_length", U32, hidden, False),
            (f"{arch}.block_count", U32, cfg["num_hidden_layers"], False),
            (f"{arch}.feed_forward_length", U32, cfg["intermediate_size"], False),
            (f"{arch}.attention.head_count", U32, n_head, False),
            (f"{arch}.attention.head_count_kv", U32, n_kv, False),
            (f"{arch}.attention.layer_norm_rms_epsilon", F32, cfg.get("rms_norm_eps", 1e-6), False),
-           (f"{arch}.rope.freq_base", F32, cfg.get("rope_theta", 10000.0), False),
+           (f"{arch}.rope.freq_base", F32, cfg.get("rope_theta", 1e6 if gemma else 10000.0), False),
            (f"{arch}.attention.key_length", U32, head_dim, False),
            (f"{arch}.attention.value_length", U32, head_dim, False),
            (f"{arch}.rope.dimension_count", U32, head_dim, False)]
-    kvs += tokenizer_kvs(folder, cfg["vocab_size"])
+    if rope_type == "linear":  # on the full layers only, for gemma3: llama.cpp's sliding layers are unscaled
+        kvs += [(f"{arch}.rope.scaling.type", STRING, "linear", False),
+                (f"{arch}.rope.scaling.factor", F32, rope["factor"], False)]
+    if gemma:
+        kvs += gemma3_kvs(cfg, head_dim)
+    n_vocab = cfg["vocab_size"]
+    if gemma:  # the converter drops embedding rows past the tokenizer's tokens (Gemma's padded vocabulary)
+        tj = json.load(open(os.path.join(folder, "tokenizer.json")))
+        n_vocab = min(n_vocab, len(tj["model"]["vocab"]) + len(tj["added_tokens"]))
+    kvs += tokenizer_kvs(folder, n_vocab)
     tensors = []
     for name in sorted(weights, key=order_key):
         if name == "lm_head.weight" and tied:
@@ -351,10 +406,14 @@ def convert(folder, out, outtype="f32"):
             w = permute(w, n_head)
         elif arch == "llama" and ".self_attn.k_proj." in name:
             w = permute(w, n_kv)
+        if gemma and name.endswith("norm.weight"):
+            w = w + 1  # Gemma's x·(1 + w) norms become llama.cpp's x·w
+        if gemma and name == "model.embed_tokens.weight":
+            w = w[:n_vocab]
         ty = outtype if w.dim() == 2 else "f32"
         if ty in ("q8_0", "q4_0") and w.shape[-1] % 32 != 0:
             ty = "f16"  # rows that are not whole blocks stay F16, as convert_hf_to_gguf.py falls back
-        tensors.append((gguf_name(name), w, ty))
+        tensors.append((gguf_name(name, arch), w, ty))
     write_gguf(out, kvs, tensors)
 
 
@@ -369,6 +428,9 @@ FIXTURE_CASES = [  # (golden folder, out type): small enough to commit, one per 
     ("llama-gqa-tied", "f32"), ("llama-gqa-tied", "f16"), ("llama-untied", "bf16"),
     ("qwen2-bias", "f32"), ("qwen3-gqa-tied", "f32"), ("qwen3-untied", "f16"),
     ("qwen3-untied", "q8_0"), ("qwen3-untied", "q4_0"),  # hidden 32: q/k/v/gate/up, embeddings and head quantised
+    ("gemma3-pattern-untied", "f32"),  # sliding_window_pattern 2, linear RoPE scaling on the full layers, untied
+    # final soft cap, layer_types of period 3, rope.freq_base_swa; hidden 64: every linear quantised
+    ("gemma3-final-softcap", "f32"), ("gemma3-final-softcap", "q8_0"), ("gemma3-final-softcap", "q4_0"),
 ]
 
 

@@ -16,7 +16,7 @@ GPT-2 Conv1D stores W0 as [in, out] (h = x·W0 + b); its LoRA A/B keep the (r, i
   /usr/bin/python3 tools/golden.py all                    everything
 
 Cases: gpt2-tiny llama-gqa-tied llama-untied qwen2-bias qwen3-gqa-tied qwen3-untied llama3-scaled smollm3-nope
-gemma3-sliding-softcap gemma3-pattern-untied mistral-window
+gemma3-sliding-softcap gemma3-pattern-untied gemma3-final-softcap mistral-window
 weblora-llama-1m (the bundled model in public/models/weblora-llama-1m, which must exist).
 """
 import json
@@ -542,6 +542,14 @@ CASES = {
         32, 3, 2, 1, 24, 48, 89, False, 5, 24, pattern=2, rope_scaling={"factor": 8.0, "rope_type": "linear"}),
         dtype="F32", B=2, T=13, lora=dict(r=4, alpha=8, use_rslora=True, targets=["q_proj", "v_proj", "down_proj"]),
         seed=21),
+    # Gemma 3 as llama.cpp's gemma3 runs it (the GGUF fixtures of tools/gguf_write.py): no attention soft cap,
+    # query_pre_attn_scalar = head_dim, a final soft cap the logits reach, layer_types of period 3 (layers 0 and 1
+    # slide, window 3 < T), rope_local_base_freq 2e4 (not the default), hidden 64 so that every linear is whole
+    # 32-blocks (Q8_0 / Q4_0), tied
+    "gemma3-final-softcap": dict(family="gemma3", config=dict(gemma3_config(
+        64, 3, 2, 1, 32, 96, 97, True, 3, 32, layer_types=["sliding_attention", "sliding_attention", "full_attention"],
+        final_cap=4.0), rope_local_base_freq=20000.0), dtype="F32", B=2, T=11,
+        lora=dict(r=2, alpha=4, use_rslora=False, targets=ALL_TARGETS), seed=22),
     # Mistral: sliding_window 4 < T = 11 (positions 4.. lose their first keys), GQA 4/2, head_dim 10 != 48/4, untied
     "mistral-window": dict(family="mistral", config=mistral_config(48, 2, 4, 2, 10, 72, 89, 4), dtype="BF16", B=2, T=11,
                            lora=dict(r=3, alpha=6, use_rslora=False, targets=ALL_TARGETS), seed=20),

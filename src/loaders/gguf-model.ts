@@ -8,19 +8,24 @@
 //   shapes   ggml's ne is the PyTorch shape reversed (./gguf.ts gives PyTorch order already)
 //   Q and K  for the llama architecture only, the rows of q_proj and k_proj (weights and biases) are
 //            permuted per head from HF's "rotate half" RoPE layout to llama.cpp's interleaved pairs:
-//            GGUF row 2j+i of a head = HF row i·D/2 + j (i ∈ {0,1}, j < D/2). Qwen2/Qwen3 use llama.cpp's
-//            NEOX RoPE, which is HF's layout, and are not permuted.
+//            GGUF row 2j+i of a head = HF row i·D/2 + j (i ∈ {0,1}, j < D/2). Qwen2/Qwen3/Gemma 3 use
+//            llama.cpp's NEOX RoPE, which is HF's layout, and are not permuted.
+//   norms    for gemma3, every norm weight is stored as 1 + w (Gemma's x·(1 + w) as llama.cpp's plain x·w):
+//            read() gives w back. Exact whenever 1 + w is in [0.5, 2^24) (f32 subtraction is exact there);
+//            below 0.5, w may be off by half an f32 ulp of w − 1.
 //
-// Tensor types: F32, F16, BF16 as they are; Q8_0 and Q4_0 dequantised to float32 on load (./gguf.ts), so a
-// quantised GGUF loads but takes the GPU memory of an unquantised one; any other type is refused by name.
+// Tensor types: F32, F16, BF16; Q8_0 and Q4_0 with dtype 'Q8_0' / 'Q4_0', read() dequantising them to float32
+// and quant() handing the blocks as they are (src/gpu/quant.ts's layout, for a quantised frozen weight);
+// any other type is refused by name.
 //
 // One entry of GGUF_ARCHES per family; a family with extra tensors adds their names to GGUF_LAYER_NAMES.
 
+import { fromGgmlBlocks } from '../gpu/quant';
 import { expectedTensors, parseConfig, type ModelConfig } from '../models/config';
 import type { ByteSource } from './byte-source';
 import { decodeGgufFloat, GgufError, readGgufHeader, type GgufHeader, type GgufValue } from './gguf';
 import { ggufTokenizer } from './gguf-tokenizer';
-import type { ModelFiles, WeightIndex } from './model-files';
+import type { ModelFiles, WeightIndex, WeightInfo } from './model-files';
 import { ModelLoadError } from './sources';
 import { maxTokenId, TextTokenizer } from './tokenizer';
 
@@ -30,6 +35,13 @@ export interface GgufArch {
   modelType: string;
   /** convert_hf_to_gguf.py permuted q_proj / k_proj rows for llama.cpp's interleaved RoPE. */
   permuteQK: boolean;
+  /** Added to every norm weight (HF names ending in norm.weight) by the converter: Gemma's x·(1 + w) norms are
+   * stored as 1 + w, llama.cpp's plain x·w. The loader subtracts it. */
+  normShift?: number;
+  /** Layer tensor names that differ from GGUF_LAYER_NAMES. */
+  layerNames?: Record<string, string>;
+  /** config.json fields of this family beyond the common ones (configOf). */
+  config?: (r: MetaReader, key: (s: string) => string, json: Record<string, unknown>, fileName: string) => void;
 }
 
 /** general.architecture -> the family it loads as. */
@@ -37,6 +49,18 @@ export const GGUF_ARCHES: Record<string, GgufArch> = {
   llama: { architecture: 'LlamaForCausalLM', modelType: 'llama', permuteQK: true },
   qwen2: { architecture: 'Qwen2ForCausalLM', modelType: 'qwen2', permuteQK: false },
   qwen3: { architecture: 'Qwen3ForCausalLM', modelType: 'qwen3', permuteQK: false },
+  gemma3: {
+    architecture: 'Gemma3ForCausalLM',
+    modelType: 'gemma3_text',
+    permuteQK: false, // llama.cpp runs Gemma 3 with NEOX RoPE: HF's layout
+    normShift: 1,
+    layerNames: {
+      post_attention_layernorm: 'post_attention_norm', // Gemma's norm after o_proj, not the one before the MLP
+      pre_feedforward_layernorm: 'ffn_norm',
+      post_feedforward_layernorm: 'post_ffw_norm',
+    },
+    config: gemma3Config,
+  },
 };
 
 /** Hugging Face module (under model.layers.N.) -> GGUF tensor (under blk.N.), as llama.cpp's tensor_mapping.py. */
@@ -59,23 +83,17 @@ const GGUF_GLOBAL_NAMES: Record<string, string> = {
   lm_head: 'output',
 };
 
-/** A Hugging Face tensor or module name -> its GGUF name (null when GGUF has no such tensor). */
-export function ggufName(hfName: string): string | null {
+/** A Hugging Face tensor or module name -> its GGUF name in `arch` (null when GGUF has no such tensor). */
+export function ggufName(hfName: string, arch?: GgufArch): string | null {
   const m = /^model\.layers\.(\d+)\.(.+?)(\.weight|\.bias)?$/.exec(hfName);
   if (m) {
-    const g = GGUF_LAYER_NAMES[m[2]];
+    const g = arch?.layerNames?.[m[2]] ?? GGUF_LAYER_NAMES[m[2]];
     return g ? `blk.${m[1]}.${g}${m[3] ?? ''}` : null;
   }
   const g = /^(.+?)(\.weight|\.bias)?$/.exec(hfName)!;
   const base = GGUF_GLOBAL_NAMES[g[1]];
   return base ? base + (g[2] ?? '') : null;
 }
-
-/**
- * Quantised types read by dequantising on load: the weights are held as f32 (or f16) on the GPU like any
- * other, so they save download size but no GPU memory until the int8/int4 matmul kernels arrive.
- */
-const DEQUANTISED_TYPES = ['Q8_0', 'Q4_0'];
 
 function metaError(fileName: string, problem: string): never {
   throw new ModelLoadError(`${fileName}: ${problem}`);
@@ -115,6 +133,61 @@ function metaReader(meta: Map<string, GgufValue>, fileName: string) {
     return v as string;
   };
   return { get, num, str };
+}
+
+type MetaReader = ReturnType<typeof metaReader>;
+
+/**
+ * Gemma 3 (llama.cpp's gemma3: convert_hf_to_gguf.py's Gemma3Model, read by src/models/gemma3.cpp):
+ *
+ *   attention.sliding_window          sliding_window; 0 = no sliding layers (llama.cpp's n_swa = 0)
+ *   attention.sliding_window_pattern  a period p (default 6; the converter writes none): layer i slides unless
+ *                                     i % p == p − 1, which is HF's sliding_window_pattern; p = 0: all slide
+ *   rope.freq_base / rope.freq_base_swa   rope_theta (full layers) / rope_local_base_freq (sliding, default 1e4)
+ *   final_logit_softcapping           final_logit_softcapping (absent or 0 = none)
+ *   attention.key_length              head_dim; query_pre_attn_scalar is implied: llama.cpp scales scores by
+ *                                     1/√head_dim, or by 1/√(hidden/heads) for the 62-layer model (27B)
+ *   embedding scale                   implied: √hidden, as Gemma's scaled embedding
+ *
+ * llama.cpp's gemma3 has no attention soft cap (the converter asserts attn_logit_softcapping is None), so a
+ * file that sets one is refused rather than run two ways.
+ */
+function gemma3Config(r: MetaReader, k: (s: string) => string, json: Record<string, unknown>, fileName: string) {
+  const layers = json.num_hidden_layers as number;
+  const windowKey = k('attention.sliding_window');
+  if (r.get(windowKey) === undefined)
+    metaError(
+      fileName,
+      `the metadata key "${windowKey}" is missing; llama.cpp's converter writes it for every Gemma 3 model (0 for a model without sliding-window layers)`,
+    );
+  const window = r.num(windowKey);
+  const patternKey = k('attention.sliding_window_pattern');
+  const p = r.get(patternKey);
+  if (Array.isArray(p))
+    metaError(
+      fileName,
+      `"${patternKey}" is an array; llama.cpp reads Gemma 3's as one period (it would ignore the array and use 6), so the file is ambiguous`,
+    );
+  const period = r.num(patternKey, 6);
+  if (!Number.isInteger(period) || period < 0)
+    metaError(fileName, `"${patternKey}" is ${String(p)}; expected a period of layers (a whole number ≥ 0)`);
+  if (!Number.isInteger(window) || window < 0)
+    metaError(fileName, `"${windowKey}" is ${window}; expected a number of tokens (a whole number ≥ 0)`);
+  const slides = (i: number) => window > 0 && (period === 0 || i % period < period - 1);
+  json.layer_types = Array.from({ length: layers }, (_, i) => (slides(i) ? 'sliding_attention' : 'full_attention'));
+  if (window > 0) json.sliding_window = window;
+  json.rope_local_base_freq = r.num(k('rope.freq_base_swa'), 10000);
+  const attnCap = r.num(k('attn_logit_softcapping'), 0);
+  if (attnCap !== 0)
+    metaError(
+      fileName,
+      `"${k('attn_logit_softcapping')}" is ${attnCap}, but llama.cpp's gemma3 has no attention soft cap (it ignores the key), so the file is ambiguous`,
+    );
+  const finalCap = r.num(k('final_logit_softcapping'), 0);
+  json.final_logit_softcapping = finalCap > 0 ? finalCap : null;
+  json.query_pre_attn_scalar =
+    layers === 62 ? (json.hidden_size as number) / (json.num_attention_heads as number) : json.head_dim;
+  json.hidden_activation = 'gelu_pytorch_tanh';
 }
 
 /**
@@ -195,6 +268,7 @@ async function configOf(
       fileName,
       `"${k('rope.scaling.type')}" is "${scaling}"; WebLoRA implements plain, linear and llama3 RoPE`,
     );
+  arch.config?.(r, k, json, fileName);
   const freqs = header.tensors.get('rope_freqs.weight');
   if (freqs) {
     if (freqs.type !== 'F32') metaError(fileName, `rope_freqs.weight is ${freqs.type}; llama.cpp writes it as F32`);
@@ -240,6 +314,11 @@ export function permuteRows(data: Float32Array, rows: number, cols: number, head
         out.set(data.subarray(hf * cols, (hf + 1) * cols), gg * cols);
       }
   return out;
+}
+
+/** What the converter added to this tensor's values (Gemma's norm weights: 1), or 0. */
+function normShift(arch: GgufArch, hfName: string): number {
+  return arch.normShift && hfName.endsWith('norm.weight') ? arch.normShift : 0;
 }
 
 /** Heads a llama-arch q or k tensor is permuted over (null when the tensor is not permuted). */
@@ -301,7 +380,7 @@ export async function loadGgufModelFiles(src: ByteSource, name: string, fileName
   const weights: WeightIndex = new Map();
   const missing: string[] = [];
   for (const [hfName, shape] of expectedTensors(config)) {
-    const gName = ggufName(hfName);
+    const gName = ggufName(hfName, arch);
     const t = gName ? header.tensors.get(gName) : undefined;
     if (!t || !gName) {
       missing.push(gName ?? hfName);
@@ -312,33 +391,38 @@ export async function loadGgufModelFiles(src: ByteSource, name: string, fileName
         fileName,
         `tensor "${gName}" has shape [${t.shape.join(', ')}] (PyTorch order) but its metadata implies [${shape.join(', ')}]`,
       );
-    const dequantised = DEQUANTISED_TYPES.includes(t.type);
-    if (t.type !== 'F32' && t.type !== 'F16' && t.type !== 'BF16' && !dequantised)
+    const blocks = t.type === 'Q8_0' || t.type === 'Q4_0' ? t.type : null;
+    if (t.type !== 'F32' && t.type !== 'F16' && t.type !== 'BF16' && !blocks)
       metaError(
         fileName,
-        `tensor "${gName}" is ${t.type}. WebLoRA reads F32, F16 and BF16 GGUF models, and ${DEQUANTISED_TYPES.join(' / ')} by dequantising them on load; other quantisations need kernels WebLoRA does not have yet. Pick an F16, BF16, F32, Q8_0 or Q4_0 GGUF of this model`,
+        `tensor "${gName}" is ${t.type}. WebLoRA reads F32, F16, BF16, Q8_0 and Q4_0 GGUF models; other quantisations need kernels WebLoRA does not have yet. Pick an F16, BF16, F32, Q8_0 or Q4_0 GGUF of this model`,
       );
     const heads = permutedHeads(config, arch, hfName);
-    const rows = shape[0];
+    const [rows, cols] = [shape[0], shape.length > 1 ? shape[1] : 1];
     const where = `tensor "${gName}" in ${fileName}`;
-    // A dequantised tensor's bytes are its float32 values (it is stored as F32 from here on).
-    const readBytes = async () => {
-      let raw = await src.read(header.dataOffset + t.begin, header.dataOffset + t.end);
-      if (dequantised) {
-        const f = decodeGgufFloat(t.type, raw, where);
-        raw = new Uint8Array(f.buffer, f.byteOffset, f.byteLength);
-      }
+    // The stored bytes, q/k rows back in HF's order. A row of Q8_0 / Q4_0 is a whole number of blocks (ggml
+    // needs cols % 32 == 0), so rows of blocks move like rows of floats: unpermuteRows works on either.
+    const stored = async () => {
+      const raw = await src.read(header.dataOffset + t.begin, header.dataOffset + t.end);
       return heads === null ? raw : unpermuteRows(raw, rows, raw.byteLength / rows, heads);
     };
-    const dtype = dequantised ? 'F32' : (t.type as 'F32' | 'F16' | 'BF16');
+    // A shifted norm weight is handed as its Hugging Face values in F32, so that its bytes agree with read().
+    const shift = normShift(arch, hfName);
+    const read = async () => {
+      const x = decodeGgufFloat(t.type, await stored(), where);
+      return shift ? x.map((v) => v - shift) : x;
+    };
     weights.set(hfName, {
       name: hfName,
       storedName: gName,
-      dtype,
+      dtype: shift ? 'F32' : (t.type as WeightInfo['dtype']),
       shape: [...t.shape],
       file: fileName,
-      readBytes,
-      read: async () => decodeGgufFloat(dtype, await readBytes(), where),
+      readBytes: shift ? async () => new Uint8Array((await read()).buffer) : stored,
+      read,
+      ...(blocks && shape.length === 2
+        ? { quant: async () => fromGgmlBlocks(blocks, await stored(), rows, cols) }
+        : {}),
     });
   }
   if (missing.length > 0)

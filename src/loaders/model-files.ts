@@ -6,6 +6,7 @@ import { expectedTensors, parseConfig, type ModelConfig } from '../models/config
 import { readText, type ByteSource } from './byte-source';
 import { loadGgufModelFiles } from './gguf-model';
 import { decodeFloat, readSafetensorsHeader, type Dtype, type SafetensorsHeader } from './safetensors';
+import type { QuantBlocks } from '../gpu/quant';
 import { ModelLoadError, type ModelSource, type ProgressFn } from './sources';
 import { maxBaseTokenId, TextTokenizer } from './tokenizer';
 
@@ -14,13 +15,17 @@ export interface WeightInfo {
   name: string;
   /** Name inside the file (differs for GPT-2 checkpoints saved without the "transformer." prefix) */
   storedName: string;
-  dtype: Dtype;
+  /** A safetensors dtype, or ggml's Q8_0 / Q4_0 blocks (GGUF files only) */
+  dtype: Dtype | 'Q8_0' | 'Q4_0';
   shape: number[];
   file: string;
-  /** The tensor as float32 (from F32, F16 or BF16). */
+  /** The tensor as float32 (from F32, F16 or BF16, or dequantised from Q8_0 / Q4_0). */
   read(): Promise<Float32Array>;
-  /** The raw little-endian bytes, in `dtype`. */
+  /** The raw little-endian bytes, in `dtype` (Q8_0 / Q4_0: ggml's blocks, rows in Hugging Face's order). */
   readBytes(): Promise<Uint8Array>;
+  /** Q8_0 / Q4_0 tensors only: the blocks as they are, in src/gpu/quant.ts's layout; dequantize() of them is
+   * read() exactly. */
+  quant?(): Promise<QuantBlocks>;
 }
 export type WeightIndex = Map<string, WeightInfo>;
 

@@ -5,12 +5,14 @@
 //
 // Exactness: an F32 GGUF holds the same floats as the checkpoint; F16/BF16 ones hold them rounded to
 // that type. We require the weights bit for bit (after the same rounding) and, loaded on the GPU the same
-// way, the logits bit for bit: any difference is a bug, not rounding.
+// way, the logits bit for bit: any difference is a bug, not rounding. Gemma 3's norm weights are stored as
+// 1 + w: they are compared as the 1 + w the model uses, which is what survives the round trip exactly.
 
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { f32ToF16Bits, fromBF16, fromF16 } from '../../src/gpu/f16';
+import { dequantize, quantize } from '../../src/gpu/quant';
 import { bytesSource } from '../../src/loaders/byte-source';
 import { GGUF_VALUE, GgufError, readGgufHeader, writeGguf, type GgufKv } from '../../src/loaders/gguf';
 import { ggufName, permuteRows, unpermuteRows } from '../../src/loaders/gguf-model';
@@ -31,6 +33,8 @@ const CASES: [string, string, 'F32' | 'F16' | 'BF16'][] = [
   ['qwen2-bias-f32.gguf', 'qwen2-bias', 'F32'],
   ['qwen3-gqa-tied-f32.gguf', 'qwen3-gqa-tied', 'F32'],
   ['qwen3-untied-f16.gguf', 'qwen3-untied', 'F16'],
+  ['gemma3-pattern-untied-f32.gguf', 'gemma3-pattern-untied', 'F32'],
+  ['gemma3-final-softcap-f32.gguf', 'gemma3-final-softcap', 'F32'],
 ];
 
 /** What a float32 value becomes stored as `type` (round to nearest even), back as float32. */
@@ -157,12 +161,18 @@ describe('GGUF models load as the same model as their safetensors', () => {
     const [g, s] = await bothModels(file, folder);
     expect(g.config).toEqual(s.config);
     expect([...g.weights.keys()].sort()).toEqual([...s.weights.keys()].sort());
+    const onePlus = (x: Float32Array) => x.map((v) => v + 1);
     for (const [name, w] of g.weights) {
-      const want = await s.weights.get(name)!.read();
-      const got = await w.read();
+      let want = await s.weights.get(name)!.read();
+      let got = await w.read();
+      if (g.config.family === 'gemma3' && name.endsWith('norm.weight')) [want, got] = [onePlus(want), onePlus(got)];
       const is2d = w.shape.length === 2;
       expect(w.dtype, name).toBe(is2d ? type : 'F32');
       expect(got, name).toEqual(is2d ? roundTo(type, want) : want);
+      if (w.dtype === 'F32')
+        expect(new Float32Array((await w.readBytes()).slice().buffer), `${name}: bytes and values agree`).toEqual(
+          await w.read(),
+        );
     }
   });
 
@@ -196,7 +206,7 @@ describe('GGUF models load as the same model as their safetensors', () => {
     });
     expect(one.config.family).toBe('qwen2');
     await expect(loadModelFiles(dirSource(GGUF_DIR))).rejects.toThrow(
-      /holds 11 GGUF files \(bpe-llama3\.tokenizer\.gguf, .*\) and no config\.json; choose the GGUF file to load/,
+      /holds 15 GGUF files \(bpe-llama3\.tokenizer\.gguf, .*\) and no config\.json; choose the GGUF file to load/,
     );
   });
 });
@@ -216,10 +226,46 @@ function patched(file: string, after: string, patch: (dv: DataView, at: number) 
 const one = (name: string, bytes: Uint8Array) =>
   loadModelFiles({ id: 'mem:x', list: async () => [name], file: async () => bytesSource(bytes) });
 
-describe('quantised GGUF models: Q8_0 and Q4_0 dequantised, others refused by name', () => {
-  it('Q8_0 and Q4_0 weights load dequantised, within the quantisation step of the checkpoint', async () => {
-    // qwen3-untied (hidden 32): q/k/v/gate/up, the embedding and the head are whole 32-blocks and quantised;
-    // o_proj and down_proj (48 wide) stayed F16, norms F32. Per block of 32 with a = max |w|:
+describe('quantised GGUF models: Q8_0 and Q4_0 blocks as they are, others refused by name', () => {
+  // qwen3-untied (hidden 32): q/k/v/gate/up, the embedding and the head are whole 32-blocks and quantised;
+  // o_proj and down_proj (48 wide) stayed F16, norms F32. gemma3-final-softcap (hidden 64, tied): all seven
+  // linears of its 3 layers and the embedding.
+  const QUANT_CASES = [
+    ['qwen3-untied-q8_0.gguf', 'qwen3-untied', 'q8', 2 * 5 + 2],
+    ['qwen3-untied-q4_0.gguf', 'qwen3-untied', 'q4', 2 * 5 + 2],
+    ['gemma3-final-softcap-q8_0.gguf', 'gemma3-final-softcap', 'q8', 3 * 7 + 1],
+    ['gemma3-final-softcap-q4_0.gguf', 'gemma3-final-softcap', 'q4', 3 * 7 + 1],
+  ] as const;
+
+  it.each(QUANT_CASES)(
+    '%s: quant() is our quantiser on the checkpoint bit for bit, and dequantises to read() exactly',
+    async (file, folder, kind, count) => {
+      // tools/gguf_write.py quantised with its own (numpy) copy of ggml's reference quantisers; quantize() is
+      // src/gpu/quant.ts's, so equal blocks check both, the block copy and the scale packing
+      const s = await loadModelFiles(dirSource(join(FIXTURES, folder)));
+      const g = await loadModelFiles(dirSource(GGUF_DIR, file));
+      expect(g.config).toEqual(s.config);
+      const h = await readGgufHeader(bytesSource(readFileSync(join(GGUF_DIR, file))), file);
+      let quantised = 0;
+      for (const [name, w] of g.weights) {
+        const type = h.tensors.get(w.storedName)!.type;
+        expect(w.dtype, name).toBe(type === 'F32' || type === 'F16' ? type : kind === 'q8' ? 'Q8_0' : 'Q4_0');
+        if (!w.quant) continue;
+        quantised++;
+        const [rows, cols] = w.shape;
+        const qb = await w.quant();
+        expect([qb.kind, qb.rows, qb.cols], name).toEqual([kind, rows, cols]);
+        const ours = quantize(kind, await s.weights.get(name)!.read(), rows, cols);
+        expect(qb.q, `${name}: quants`).toEqual(ours.q);
+        expect(qb.scales, `${name}: scales`).toEqual(ours.scales);
+        expect(dequantize(qb), `${name}: dequantize(quant()) = read()`).toEqual(await w.read());
+      }
+      expect(quantised, file).toBe(count);
+    },
+  );
+
+  it('Q8_0 and Q4_0 values are within the quantisation step of the checkpoint', async () => {
+    // Per block of 32 with a = max |w|:
     //   Q8_0  d = a/127, |deq − w| ≤ d/2 (rounding) + 127·d·2^-11 (d stored as f16)     ≤ 0.57·d
     //   Q4_0  d = a/8,   |deq − w| ≤ d (the clamp at 15) + 8·d·2^-11                     ≤ 1.01·d
     const s = await loadModelFiles(dirSource(join(FIXTURES, 'qwen3-untied')));
@@ -228,35 +274,61 @@ describe('quantised GGUF models: Q8_0 and Q4_0 dequantised, others refused by na
       ['qwen3-untied-q4_0.gguf', 8, 1.01],
     ] as const) {
       const g = await loadModelFiles(dirSource(GGUF_DIR, file));
-      expect(g.config).toEqual(s.config);
-      const h = await readGgufHeader(bytesSource(readFileSync(join(GGUF_DIR, file))), file);
-      let quantised = 0;
       for (const [name, w] of g.weights) {
+        if (!w.quant) continue;
         const want = await s.weights.get(name)!.read();
         const got = await w.read();
-        const type = h.tensors.get(w.storedName)!.type;
-        if (type === 'F32') expect(got, name).toEqual(want);
-        else if (type === 'F16') expect(got, name).toEqual(roundTo('F16', want));
-        else {
-          quantised++;
-          expect(w.dtype, `${name} is held as F32 once dequantised`).toBe('F32');
-          let worst = 0;
-          for (let b = 0; b < want.length; b += 32) {
-            const blk = want.subarray(b, b + 32);
-            const d = Math.max(...blk.map(Math.abs)) / step;
-            for (let i = 0; i < 32; i++) worst = Math.max(worst, Math.abs(got[b + i] - blk[i]) / (d || 1));
-          }
-          expect(worst, `${name} (${type}): worst error in units of its block's step`).toBeLessThanOrEqual(slack);
-          expect(got, `${name} is not simply the checkpoint`).not.toEqual(want);
+        let worst = 0;
+        for (let b = 0; b < want.length; b += 32) {
+          const blk = want.subarray(b, b + 32);
+          const d = Math.max(...blk.map(Math.abs)) / step;
+          for (let i = 0; i < 32; i++) worst = Math.max(worst, Math.abs(got[b + i] - blk[i]) / (d || 1));
         }
+        expect(worst, `${name} (${w.dtype}): worst error in units of its block's step`).toBeLessThanOrEqual(slack);
+        expect(got, `${name} is not simply the checkpoint`).not.toEqual(want);
       }
-      expect(quantised, file).toBe(2 * 5 + 2); // 5 per layer, the embedding and the head
+    }
+  });
+
+  it('llama q/k rows of blocks are un-permuted as whole rows', async () => {
+    // qwen3-untied-q8_0 relabelled as llama (every "qwen3" in the header is "llama", the same length): the loader
+    // now un-permutes q_proj and k_proj, whose rows are Q8_0 blocks (2 heads of D = 24 rows, 32 columns)
+    const bytes = new Uint8Array(readFileSync(join(GGUF_DIR, 'qwen3-untied-q8_0.gguf')));
+    const [from, to] = [new TextEncoder().encode('qwen3'), new TextEncoder().encode('llama')];
+    for (let i = 0; i + 5 <= bytes.byteLength; i++) if (from.every((b, k) => bytes[i + k] === b)) bytes.set(to, i);
+    const asLlama = await one('as-llama.gguf', bytes);
+    const asQwen = await loadModelFiles(dirSource(GGUF_DIR, 'qwen3-untied-q8_0.gguf'));
+    expect(asLlama.config.family).toBe('llama');
+    for (const [proj, heads] of [
+      ['q_proj', 2],
+      ['k_proj', 2],
+      ['v_proj', 0],
+    ] as const) {
+      const name = `model.layers.1.self_attn.${proj}.weight`;
+      const [p, q] = [asLlama.weights.get(name)!, asQwen.weights.get(name)!];
+      const [rows, cols] = p.shape;
+      const [pb, qb] = [await p.quant!(), await q.quant!()];
+      const [pv, qv] = [await p.read(), await q.read()];
+      expect(dequantize(pb), name).toEqual(pv);
+      // HF row h·D + i·D/2 + j is stored row h·D + 2j + i (the header's formula, written out again here)
+      const D = heads ? rows / heads : rows;
+      const stored = (r: number) =>
+        heads ? Math.floor(r / D) * D + 2 * (r % (D / 2)) + Math.floor((r % D) / (D / 2)) : r;
+      const bpr = cols / 32; // blocks per row
+      for (let r = 0; r < rows; r++) {
+        const sr = stored(r);
+        expect(pv.subarray(r * cols, (r + 1) * cols), `${name} row ${r}`).toEqual(
+          qv.subarray(sr * cols, (sr + 1) * cols),
+        );
+        expect(pb.q.subarray(r * bpr * 8, (r + 1) * bpr * 8)).toEqual(qb.q.subarray(sr * bpr * 8, (sr + 1) * bpr * 8));
+      }
+      if (heads) expect(pv, `${name} moved`).not.toEqual(qv);
     }
   });
 
   it('other quantised types are refused, naming the type', async () => {
     const k = patched('qwen3-untied-f16.gguf', 'blk.0.attn_q.weight', (dv, at) => dv.setUint32(at + 20, 6, true));
-    await expect(one('k.gguf', k)).rejects.toThrow(/is Q5_0\. WebLoRA reads F32, F16 and BF16 GGUF models/);
+    await expect(one('k.gguf', k)).rejects.toThrow(/is Q5_0\. WebLoRA reads F32, F16, BF16, Q8_0 and Q4_0 GGUF models/);
   });
 
   it('an architecture outside the table, and an adapter file given as a model', async () => {
@@ -266,7 +338,7 @@ describe('quantised GGUF models: Q8_0 and Q4_0 dequantised, others refused by na
       b.set(new TextEncoder().encode('gemma'), at + 4 + 8);
     });
     await expect(one('g.gguf', gemma)).rejects.toThrow(
-      /g\.gguf \(mem:x\): its architecture "gemma" \(general\.architecture\) is not supported; WebLoRA loads GGUF models of llama, qwen2, qwen3/,
+      /g\.gguf \(mem:x\): its architecture "gemma" \(general\.architecture\) is not supported; WebLoRA loads GGUF models of llama, qwen2, qwen3, gemma3/,
     );
     const adapter = writeGguf(
       [
