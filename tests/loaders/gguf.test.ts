@@ -14,12 +14,21 @@ import { describe, expect, it } from 'vitest';
 import { f32ToF16Bits, fromBF16, fromF16 } from '../../src/gpu/f16';
 import { dequantize, quantize } from '../../src/gpu/quant';
 import { bytesSource } from '../../src/loaders/byte-source';
-import { GGUF_VALUE, GgufError, readGgufHeader, writeGguf, type GgufKv } from '../../src/loaders/gguf';
+import {
+  GGUF_VALUE,
+  GgufError,
+  readGgufHeader,
+  writeGguf,
+  type GgufKv,
+  type GgufScalar,
+  type GgufValue,
+} from '../../src/loaders/gguf';
 import { ggufName, permuteRows, unpermuteRows } from '../../src/loaders/gguf-model';
 import { loadModelFiles, type ModelFiles } from '../../src/loaders/model-files';
 import { dirSource } from '../../src/loaders/sources.node';
 import { loadModel } from '../../src/models';
 import { forwardLogits } from '../../src/models/forward';
+import type { TensorReader } from '../../src/models/weights';
 import { FIXTURES } from '../helpers/fixtures';
 import { gpu, rng } from '../helpers/gpu';
 
@@ -170,9 +179,10 @@ describe('GGUF models load as the same model as their safetensors', () => {
       expect(w.dtype, name).toBe(is2d ? type : 'F32');
       expect(got, name).toEqual(is2d ? roundTo(type, want) : want);
       if (w.dtype === 'F32')
-        expect(new Float32Array((await w.readBytes()).slice().buffer), `${name}: bytes and values agree`).toEqual(
-          await w.read(),
-        );
+        expect(
+          new Float32Array(Uint8Array.from(await w.readBytes()).buffer),
+          `${name}: bytes and values agree`,
+        ).toEqual(await w.read());
     }
   });
 
@@ -326,6 +336,45 @@ describe('quantised GGUF models: Q8_0 and Q4_0 blocks as they are, others refuse
     }
   });
 
+  it.each(QUANT_CASES)(
+    '%s: logits on the GPU equal, bit for bit, the checkpoint with its weights quantised by quantize()',
+    async (file, folder, kind) => {
+      const ctx = await gpu();
+      const s = await loadModelFiles(dirSource(join(FIXTURES, folder)));
+      const g = await loadModelFiles(dirSource(GGUF_DIR, file));
+      // the checkpoint, each tensor the GGUF holds as blocks replaced by dequantize(quantize(w)), and the F16
+      // ones (qwen3-untied's 48-wide o_proj and down_proj) by w rounded to f16
+      const requantised = new Map(
+        [...s.weights].map(([name, w]) => {
+          const gw = g.weights.get(name)!;
+          const [rows, cols] = w.shape;
+          const read = gw.quant
+            ? async () => dequantize(quantize(kind, await w.read(), rows, cols))
+            : gw.dtype === 'F16'
+              ? async () => roundTo('F16', await w.read())
+              : () => w.read();
+          return [name, { shape: w.shape, read }];
+        }),
+      );
+      const B = 2;
+      const T = 9;
+      const ids = rng(12).int(B * T, g.config.vocabSize);
+      const logits = async (weights: Map<string, TensorReader>) => {
+        const model = await loadModel(ctx, g.config, weights, { dtype: 'f32' });
+        const out = forwardLogits(model, null, ids, B, T);
+        const v = await out.read();
+        out.free();
+        model.weights.free();
+        return v;
+      };
+      const [lg, lq, ls] = [await logits(g.weights), await logits(requantised), await logits(s.weights)];
+      expect(lg).toEqual(lq);
+      let worst = 0;
+      for (let i = 0; i < ls.length; i++) worst = Math.max(worst, Math.abs(lg[i] - ls[i]));
+      expect(worst, 'quantisation moved the logits').toBeGreaterThan(0);
+    },
+  );
+
   it('other quantised types are refused, naming the type', async () => {
     const k = patched('qwen3-untied-f16.gguf', 'blk.0.attn_q.weight', (dv, at) => dv.setUint32(at + 20, 6, true));
     await expect(one('k.gguf', k)).rejects.toThrow(/is Q5_0\. WebLoRA reads F32, F16, BF16, Q8_0 and Q4_0 GGUF models/);
@@ -349,6 +398,86 @@ describe('quantised GGUF models: Q8_0 and Q4_0 blocks as they are, others refuse
     );
     await expect(one('a.gguf', adapter)).rejects.toThrow(
       /a\.gguf \(mem:x\): is a LoRA adapter \(general\.type = adapter\), not a model/,
+    );
+  });
+});
+
+/** A fixture GGUF (all tensors F32) written again with its metadata edited; value types follow the values. */
+async function rewritten(file: string, edit: (m: Map<string, GgufValue>) => void): Promise<Uint8Array> {
+  const src = bytesSource(readFileSync(join(GGUF_DIR, file)));
+  const h = await readGgufHeader(src, file);
+  const meta = new Map(h.metadata);
+  edit(meta);
+  const typeOf = (v: GgufScalar): GgufKv['type'] =>
+    typeof v === 'string'
+      ? GGUF_VALUE.STRING
+      : typeof v === 'boolean'
+        ? GGUF_VALUE.BOOL
+        : typeof v === 'bigint'
+          ? GGUF_VALUE.UINT64
+          : Number.isInteger(v)
+            ? GGUF_VALUE.INT32
+            : GGUF_VALUE.FLOAT32;
+  const kvs: GgufKv[] = [...meta].map(([key, value]) =>
+    Array.isArray(value)
+      ? { key, type: value.length ? typeOf(value[0]) : GGUF_VALUE.INT32, value, array: true }
+      : { key, type: typeOf(value), value },
+  );
+  const tensors = [];
+  for (const t of h.tensors.values()) {
+    if (t.type !== 'F32') throw new Error(`${file}: ${t.name} is ${t.type}`);
+    const raw = await src.read(h.dataOffset + t.begin, h.dataOffset + t.end);
+    tensors.push({
+      name: t.name,
+      shape: t.shape,
+      type: 'F32' as const,
+      data: new Float32Array(Uint8Array.from(raw).buffer),
+    });
+  }
+  return writeGguf(kvs, tensors);
+}
+
+describe('Gemma 3 GGUF metadata', () => {
+  const FILE = 'gemma3-final-softcap-f32.gguf';
+
+  it('the metadata rewritten unchanged loads as the fixture (the helper below changes only what it edits)', async () => {
+    const same = await one('same.gguf', await rewritten(FILE, () => {}));
+    expect(same.config).toEqual((await loadModelFiles(dirSource(GGUF_DIR, FILE))).config);
+  });
+
+  it('layers slide as llama.cpp reads the window and its period; a window of 0 slides none', async () => {
+    const period = (p: number) => async () =>
+      (await one('p.gguf', await rewritten(FILE, (m) => m.set('gemma3.attention.sliding_window_pattern', p)))).config
+        .slidingLayers;
+    expect(await period(2)()).toEqual([true, false, true]);
+    expect(await period(0)()).toEqual([true, true, true]); // llama.cpp: period 0 = every layer slides
+    const noWindow = await one('w.gguf', await rewritten(FILE, (m) => m.set('gemma3.attention.sliding_window', 0)));
+    expect(noWindow.config.slidingLayers).toEqual([false, false, false]);
+    const defaults = await one(
+      'd.gguf',
+      await rewritten(FILE, (m) => m.delete('gemma3.attention.sliding_window_pattern')),
+    );
+    expect(defaults.config.slidingLayers).toEqual([true, true, true]); // llama.cpp's period 6: layers 0..4 slide
+    const noCap = await one('c.gguf', await rewritten(FILE, (m) => m.delete('gemma3.final_logit_softcapping')));
+    expect(noCap.config.finalSoftcap).toBeUndefined();
+  });
+
+  it('a missing window, a bad pattern and an attention soft cap are refused, naming the key', async () => {
+    const load = (edit: (m: Map<string, GgufValue>) => void) => rewritten(FILE, edit).then((b) => one('bad.gguf', b));
+    await expect(load((m) => m.delete('gemma3.attention.sliding_window'))).rejects.toThrow(
+      /bad\.gguf \(mem:x\): the metadata key "gemma3\.attention\.sliding_window" is missing/,
+    );
+    await expect(load((m) => m.set('gemma3.attention.sliding_window_pattern', [true, true, false]))).rejects.toThrow(
+      /"gemma3\.attention\.sliding_window_pattern" is an array; llama\.cpp reads Gemma 3's as one period/,
+    );
+    await expect(load((m) => m.set('gemma3.attention.sliding_window_pattern', 2.5))).rejects.toThrow(
+      /"gemma3\.attention\.sliding_window_pattern" is 2\.5; expected a period of layers/,
+    );
+    await expect(load((m) => m.set('gemma3.attention.sliding_window', 'wide'))).rejects.toThrow(
+      /"gemma3\.attention\.sliding_window" is wide; expected a number/,
+    );
+    await expect(load((m) => m.set('gemma3.attn_logit_softcapping', 50))).rejects.toThrow(
+      /"gemma3\.attn_logit_softcapping" is 50, but llama\.cpp's gemma3 has no attention soft cap/,
     );
   });
 });
