@@ -1,7 +1,7 @@
 // LoRA adapters as llama.cpp's adapter GGUF, the file `llama-cli -m base.gguf --lora adapter.gguf` loads,
 // laid out as llama.cpp's convert_lora_to_gguf.py writes it and as its loader (src/llama-adapter.cpp) checks:
 //
-//   metadata  general.architecture = the base's GGUF arch (llama, qwen2, qwen3), general.type = adapter,
+//   metadata  general.architecture = the base's GGUF arch (llama, qwen2, qwen3, gemma3), general.type = adapter,
 //             adapter.type = lora, adapter.lora.alpha (f32), general.name
 //   tensors   blk.N.<module>.weight.lora_a  (r, IN)  ggml ne [IN, r]     F32
 //             blk.N.<module>.weight.lora_b  (OUT, r) ggml ne [r, OUT]    F32
@@ -38,12 +38,13 @@ export function exportGgufAdapter(cfg: ModelConfig, lc: LoraConfig, arrays: Lora
     throw new AdapterError(
       `a GGUF adapter for llama.cpp is written for ${Object.keys(GGUF_ARCHES).join(', ')} models; ${cfg.architecture} is not one (its PEFT files still work)`,
     );
-  const permuted = GGUF_ARCHES[arch].permuteQK;
+  const ga = GGUF_ARCHES[arch];
+  const permuted = ga.permuteQK;
   const tensors: GgufTensorToWrite[] = [];
   for (const m of linearModules(cfg)) {
     const a = arrays.get(m.path);
     if (!a) continue;
-    const base = ggufName(`${m.path}.weight`);
+    const base = ggufName(`${m.path}.weight`, ga);
     if (base === null) throw new AdapterError(`module '${m.path}' has no llama.cpp tensor name`);
     const heads = !permuted
       ? null

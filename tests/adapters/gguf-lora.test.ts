@@ -3,6 +3,7 @@
 // llama architecture (and none for Qwen), rsLoRA's alpha, and the families it refuses. That llama.cpp
 // itself applies these files as we do is tests/llamacpp/llamacpp.test.ts.
 
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { exportGgufAdapter, ggufAlpha } from '../../src/adapters/gguf-lora';
@@ -82,11 +83,30 @@ describe('GGUF LoRA export', () => {
     expect(await tensor('blk.1.attn_k.weight.lora_b')).toEqual(arrays.get('model.layers.1.self_attn.k_proj')!.B);
   });
 
+  it('gemma3: the same module names as llama.cpp’s gemma3 weights, no permutation', async () => {
+    const lc: LoraConfig = { r: 2, alpha: 4, useRslora: false, dropout: 0, targets: ALL };
+    const { cfg, arrays, h, tensor } = await exported('gemma3-final-softcap', lc);
+    expect(h.metadata.get('general.architecture')).toBe('gemma3');
+    expect(h.tensors.size).toBe(cfg.numLayers * ALL.length * 2);
+    const base = readFileSync(join(FIXTURES, 'gguf', 'gemma3-final-softcap-f32.gguf'));
+    const bh = await readGgufHeader(bytesSource(base), 'gemma3-final-softcap-f32.gguf');
+    for (const [name, t] of h.tensors) {
+      // every adapted weight exists in the base GGUF with the shapes llama.cpp checks (ne[0] of A and W: IN;
+      // ne[1] of B and W: OUT)
+      const w = bh.tensors.get(name.replace(/\.lora_[ab]$/, ''))!;
+      expect(w, name).toBeDefined();
+      if (name.endsWith('lora_a')) expect(t.shape[1]).toBe(w.shape[1]);
+      else expect(t.shape[0]).toBe(w.shape[0]);
+    }
+    expect(await tensor('blk.2.attn_q.weight.lora_b')).toEqual(arrays.get('model.layers.2.self_attn.q_proj')!.B);
+    expect(await tensor('blk.0.attn_k.weight.lora_b')).toEqual(arrays.get('model.layers.0.self_attn.k_proj')!.B);
+  });
+
   it('refuses families it has no llama.cpp mapping for, by name', async () => {
     const { config: cfg } = await loadFixtureModel(join(FIXTURES, 'gpt2-tiny'));
     const lc: LoraConfig = { r: 2, alpha: 4, useRslora: false, dropout: 0, targets: ['c_attn'] };
     expect(() => exportGgufAdapter(cfg, lc, new Map(), 'x')).toThrow(
-      /a GGUF adapter for llama\.cpp is written for llama, qwen2, qwen3 models; GPT2LMHeadModel is not one/,
+      /a GGUF adapter for llama\.cpp is written for llama, qwen2, qwen3, gemma3 models; GPT2LMHeadModel is not one/,
     );
   });
 
