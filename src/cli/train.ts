@@ -65,7 +65,7 @@ usage: npm run train -- --model <folder | hub repo id> --data <file> --out <fold
   --gguf <file>              the GGUF file to load from a --model folder or Hub repo that holds several
   --data <file>              .txt, .jsonl (text | prompt/completion | instruction/input/output | messages), .csv, .tsv
   --out <folder>             where adapter_model.safetensors, adapter_config.json and README.md go, and
-                             adapter.gguf (the adapter for llama.cpp) for Llama, Qwen2 and Qwen3 models
+                             adapter.gguf (the adapter for llama.cpp) for Llama, Qwen2, Qwen3 and Gemma 3 models
   --format <name>            override the detected data format
   --column <name>            the CSV/TSV column to train on
   --name <text>              adapter name for the model card (default: the --out folder name)

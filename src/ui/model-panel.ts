@@ -234,7 +234,7 @@ function hubModelForm(studio: Studio, status: StatusLine, load: Load): HTMLFormE
       ggufList,
       listBtn,
       h('small', {
-        text: 'For a repo of llama.cpp GGUF files: the one to load (F32, F16 or BF16; Llama, Qwen2, Qwen3). Leave empty for safetensors.',
+        text: 'For a repo of llama.cpp GGUF files: the one to load (F32, F16, BF16, Q8_0 or Q4_0; Llama, Qwen2, Qwen3, Gemma 3). Leave empty for safetensors.',
       }),
     ),
     h('button', { type: 'submit', text: 'Load from Hugging Face' }),
@@ -348,7 +348,9 @@ function localModelForm(load: Load): HTMLElement {
       { class: 'field' },
       h('label', { for: filesId, text: 'Model files' }),
       filesInput,
-      h('small', { text: 'Or choose the same files one by one, or one .gguf model file (F32, F16 or BF16).' }),
+      h('small', {
+        text: 'Or choose the same files one by one, or one .gguf model file (F32, F16, BF16, Q8_0 or Q4_0).',
+      }),
     ),
     chooser,
   );

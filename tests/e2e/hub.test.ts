@@ -201,7 +201,9 @@ describe('studio page, a model from a Hub-shaped server', () => {
     await page.getByRole('button', { name: 'List its GGUF files' }).click();
     await page
       .locator('#model-panel .status')
-      .getByText(/has 11 GGUF files: bpe-llama3\.tokenizer\.gguf, bpe-qwen2\.tokenizer\.gguf, llama-gqa-tied-f16\.gguf/)
+      .getByText(
+        /has 15 GGUF files: bpe-llama3\.tokenizer\.gguf, bpe-qwen2\.tokenizer\.gguf, gemma3-final-softcap-f32\.gguf/,
+      )
       .waitFor({ timeout: 30_000 });
     await page.getByLabel('GGUF file (optional)').fill('qwen2-bias-f32.gguf');
     await page.getByRole('button', { name: 'Load from Hugging Face' }).click();
