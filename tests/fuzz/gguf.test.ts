@@ -184,11 +184,32 @@ describe('fuzz: GGUF', () => {
       await runCase(t, spec(`seed ${SEED + 1} bytes #${i}: ${m.what}`), () => load(m.bytes));
     }
     // Quantised and unknown types where a weight should be, by patching a tensor's type field: Q8_0 and
-    // Q4_0 (coming later), Q4_K (not planned), I32 (not a float).
+    // Q4_0 (their blocks: a 2-D F16 tensor patched to them is the wrong size), Q4_K (not read), I32 (not a float).
     for (const type of [8, 2, 12, 26]) {
       const bytes = good.slice();
       new DataView(bytes.buffer).setUint32(typeFieldAt(bytes, 'blk.0.attn_q.weight'), type, true);
       await runCase(t, spec(`blk.0.attn_q.weight as ggml type ${type}`), () => load(bytes));
+    }
+    report(t);
+  });
+
+  it('Gemma 3 Q8_0 model load on the GPU: mutated headers and blocks, every quantised weight read as blocks', async () => {
+    const ctx = await gpu();
+    const r = prng(SEED + 2);
+    const t = tally('Gemma 3 Q8_0 GGUF in a model load (GPU)');
+    const name = 'gemma3-final-softcap-q8_0.gguf';
+    const good = new Uint8Array(readFileSync(join(FIXTURES, 'gguf', name)));
+    const h = await readGgufHeader(bytesSource(good), name);
+    const load = async (bytes: Uint8Array) => {
+      const mf = await loadModelFiles(mapSource(new Map([[name, bytes]])));
+      for (const w of mf.weights.values()) if (w.quant) await w.quant(); // the blocks path, as a quantised load reads
+      const model = await loadModel(ctx, mf.config, mf.weights, { dtype: 'f32' });
+      model.weights.free();
+    };
+    const spec = (label: string) => ({ label, file: name, boundMs: 5000, ctx });
+    for (let i = 0; i < 40; i++) {
+      const m = mutateBytes(r, good, r.next() < 0.8 ? h.dataOffset : good.byteLength);
+      await runCase(t, spec(`seed ${SEED + 2} bytes #${i}: ${m.what}`), () => load(m.bytes));
     }
     report(t);
   });
