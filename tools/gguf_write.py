@@ -397,6 +397,8 @@ def convert(folder, out, outtype="f32"):
         tj = json.load(open(os.path.join(folder, "tokenizer.json")))
         n_vocab = min(n_vocab, len(tj["model"]["vocab"]) + len(tj["added_tokens"]))
     kvs += tokenizer_kvs(folder, n_vocab)
+    if gemma and os.path.exists(os.path.join(folder, "tokenizer.model")):  # Gemma's SentencePiece: no dummy prefix
+        kvs.append(("tokenizer.ggml.add_space_prefix", BOOL, False, False))
     tensors = []
     for name in sorted(weights, key=order_key):
         if name == "lm_head.weight" and tied:

@@ -187,16 +187,16 @@ export function ggufTokenizer(meta: Map<string, GgufValue>, fileName: string): G
   } else if (model === 'llama') {
     const scores = numbers(meta, 'tokenizer.ggml.scores', n, fileName);
     if (!scores) fail(fileName, 'has a SentencePiece tokenizer without tokenizer.ggml.scores');
+    // SentencePiece's dummy prefix: a "▁" before the text, stripped again on decoding (Llama 2). Gemma's
+    // tokenizers have none: llama.cpp's converter writes tokenizer.ggml.add_space_prefix = false for them.
+    const spacePrefix = meta.get('tokenizer.ggml.add_space_prefix') !== false;
+    const replaceSpace = { type: 'Replace', pattern: { String: ' ' }, content: '▁' };
     tokenizerJson = {
       version: '1.0',
       added_tokens: added,
-      normalizer: {
-        type: 'Sequence',
-        normalizers: [
-          { type: 'Prepend', prepend: '▁' },
-          { type: 'Replace', pattern: { String: ' ' }, content: '▁' },
-        ],
-      },
+      normalizer: spacePrefix
+        ? { type: 'Sequence', normalizers: [{ type: 'Prepend', prepend: '▁' }, replaceSpace] }
+        : replaceSpace,
       pre_tokenizer: null,
       post_processor: postProcessor,
       decoder: {
@@ -205,7 +205,7 @@ export function ggufTokenizer(meta: Map<string, GgufValue>, fileName: string): G
           { type: 'Replace', pattern: { String: '▁' }, content: ' ' },
           { type: 'ByteFallback' },
           { type: 'Fuse' },
-          { type: 'Strip', content: ' ', start: 1, stop: 0 },
+          ...(spacePrefix ? [{ type: 'Strip', content: ' ', start: 1, stop: 0 }] : []),
         ],
       },
       model: {

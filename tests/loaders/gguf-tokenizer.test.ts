@@ -86,6 +86,26 @@ describe('GGUF tokenizers tokenize as the tokenizer.json they came from', () => 
     expect(got.encode('hi', true)[0] === got.bosId).toBe(kind === 'llama3');
   });
 
+  it('SentencePiece without the dummy prefix (add_space_prefix false, as Gemma’s): no "▁" added or stripped', async () => {
+    const file = 'spm-weblora-llama-1m.tokenizer.gguf';
+    const h = await readGgufHeader(bytesSource(readFileSync(join(GGUF_DIR, file))), file);
+    const meta = new Map(h.metadata);
+    const tok = (m: typeof meta) => {
+      const t = ggufTokenizer(m, file);
+      return new TextTokenizer(t.tokenizerJson, t.tokenizerConfigJson);
+    };
+    const withPrefix = tok(meta);
+    meta.set('tokenizer.ggml.add_space_prefix', false);
+    const without = tok(meta);
+    // "the" alone: with the prefix it is the text " the" (the piece "▁the"); without, the bare "the"
+    expect(without.encode('the', false)).not.toEqual(withPrefix.encode('the', false));
+    expect(without.encode(' the', false)).toEqual(withPrefix.encode('the', false));
+    for (const text of ['the cat', ' leading space', 'Hello world.'])
+      expect(without.decode(without.encode(text, false)), text).toBe(text);
+    meta.set('tokenizer.ggml.add_space_prefix', true);
+    expect(tok(meta).encode('the cat', false)).toEqual(withPrefix.encode('the cat', false));
+  });
+
   it('names an unknown pre-tokenizer and an unknown tokenizer model', () => {
     const meta = new Map<string, string | string[]>([
       ['tokenizer.ggml.model', 'gpt2'],
