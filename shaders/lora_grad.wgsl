@@ -6,34 +6,43 @@
 //   part[c][dB: EA + o·R + j]  = Σ_{n in chunk c} dy[n, o] · u[n, j]            u is (N, R), EA = R·IN
 // drop(x)[n, i] = x[n, i] · dropout_mult(seed, n·IN + i, p) with MASK (lib_rng, the forward's mask of x).
 // Stage 2 (lora_grad_sum.wgsl) adds the chunks in order, scales by s and stores into dA (R, IN) and dB (OUT, R).
+// Segments (grid z = s, SEGS of them, up to 3): the linears of one input x (q, k, v; gate, up) in one dispatch,
+// segment s with its own dy_s (binding dy0, dy1 or dy2), OUT_s, B_s (at float bo_s of b), u_s (at float uo_s
+// of u), G_s (at float go_s of g) and dropout seed_s; p is shared.
 // The chunk's row of part may be shared by several linears (their gradients side by side, as in the flat LoRA
-// buffer): row stride PE, this linear's dA at column PA and dB at PB, each followed by ZA / ZB zeros (padding).
+// buffer): row stride PE, segment s's dA at column PA_s and dB at PB_s, each followed by ZA / ZB_s zeros
+// (padding).
 // The chunk goes in blocks of 8 rows: (1) the KS x JQ threads (JQ = ceil(R / 4)) compute the block's G, thread
 // (kt, jq) all 8 rows x columns 4·jq.. over o = kt, kt + KS, ... (like lora_rank.wgsl), and the KS partials of
 // each output are added in order into workgroup memory; (2) thread t owns columns o = t, t + KS·JQ, ... of dB
 // and (3) columns i = t, ... of dA: 8 row values in registers, then R sums of 8 terms each, written to the
 // chunk's partial (added to it after the first block). Rows past N count as zero. Every sum runs in a fixed
-// order: a run is bit-identical to itself.
-//! defaults: KS=32 JQ=2 MASK=false
+// order, the same for a segment as for its linear alone: a run is bit-identical to itself.
+//! defaults: KS=32 JQ=2 MASK=false SEGS=3
 //#include lib_rng
 
 struct Params {
-  N: u32, IN: u32, OUT: u32, R: u32, SB: u32, seed: u32,
-  PE: u32, PA: u32, PB: u32, ZA: u32, ZB: u32,
+  N: u32, IN: u32, R: u32, SB: u32, PE: u32, ZA: u32,
+  OUT0: u32, OUT1: u32, OUT2: u32, seed0: u32, seed1: u32, seed2: u32,
+  bo0: u32, bo1: u32, bo2: u32, uo0: u32, uo1: u32, uo2: u32, go0: u32, go1: u32, go2: u32,
+  PA0: u32, PA1: u32, PA2: u32, PB0: u32, PB1: u32, PB2: u32, ZB0: u32, ZB1: u32, ZB2: u32,
   p: f32,
 }
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> dy: array<f32>;
-@group(0) @binding(2) var<storage, read> x: array<f32>;
-@group(0) @binding(3) var<storage, read> u: array<f32>;
-@group(0) @binding(4) var<storage, read> b: array<f32>;
-@group(0) @binding(5) var<storage, read_write> g: array<f32>;
-@group(0) @binding(6) var<storage, read_write> part: array<f32>;
+@group(0) @binding(1) var<storage, read> dy0: array<f32>;
+@group(0) @binding(2) var<storage, read> dy1: array<f32>;
+@group(0) @binding(3) var<storage, read> dy2: array<f32>;
+@group(0) @binding(4) var<storage, read> x: array<f32>;
+@group(0) @binding(5) var<storage, read> u: array<f32>;
+@group(0) @binding(6) var<storage, read> b: array<f32>;
+@group(0) @binding(7) var<storage, read_write> g: array<f32>;
+@group(0) @binding(8) var<storage, read_write> part: array<f32>;
 
 const ROWS = 8u; // rows per block
 const KS = {{KS}}u; // threads that split one G sum over OUT
 const JQ = {{JQ}}u; // column quads of R: ceil(R / 4)
 const MASK = {{MASK}};
+const SEGS = {{SEGS}}u;
 const T = KS * JQ; // threads per workgroup
 const NOUT = ROWS * JQ; // vec4 values of G per block
 
@@ -41,11 +50,21 @@ var<workgroup> gp: array<vec4f, KS * NOUT>; // G partials: gp[kt·NOUT + row·JQ
 var<workgroup> gs: array<vec4f, NOUT>; // the block's G, gs[row·JQ + jq]
 var<workgroup> us: array<vec4f, NOUT>; // the block's u, same layout
 
-fn x_at(n: u32, i: u32) -> f32 {
+fn x_at(seed: u32, n: u32, i: u32) -> f32 {
   var v = x[n * p.IN + i];
-  if (MASK) { v *= dropout_mult(p.seed, n * p.IN + i, p.p); }
+  if (MASK) { v *= dropout_mult(seed, n * p.IN + i, p.p); }
   return v;
 }
+
+// dy of segment s (uniform per workgroup; with SEGS = 1 the branches fold away)
+fn dy_at(s: u32, e: u32) -> f32 {
+  if (SEGS == 1u || s == 0u) { return dy0[e]; }
+  if (SEGS == 2u || s == 1u) { return dy1[e]; }
+  return dy2[e];
+}
+
+// segment s's value of a per-segment parameter
+fn seg(s: u32, v0: u32, v1: u32, v2: u32) -> u32 { return select(select(v0, v1, s == 1u), v2, s == 2u); }
 
 // element j of a (row, quad) vec4 in gs / us
 fn quad(v: vec4f, j: u32) -> f32 { return v[j & 3u]; }
@@ -54,13 +73,21 @@ fn quad(v: vec4f, j: u32) -> f32 { return v[j & 3u]; }
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(local_invocation_id) lid: vec3u, @builtin(local_invocation_index) li: u32) {
   let c = wid.x + wid.y * nwg.x; // the chunk
+  let sg = wid.z; // the segment
+  let OUT = seg(sg, p.OUT0, p.OUT1, p.OUT2);
+  let seed = seg(sg, p.seed0, p.seed1, p.seed2);
+  let bo = seg(sg, p.bo0, p.bo1, p.bo2);
+  let uo = seg(sg, p.uo0, p.uo1, p.uo2);
+  let go = seg(sg, p.go0, p.go1, p.go2);
+  let PA = seg(sg, p.PA0, p.PA1, p.PA2);
+  let PB = seg(sg, p.PB0, p.PB1, p.PB2);
   let pc = c * p.PE; // the chunk's row of partials
   let EA = p.R * p.IN;
-  let EB = p.OUT * p.R;
+  let EB = OUT * p.R;
   let chunks = (p.N + ROWS * p.SB - 1u) / (ROWS * p.SB);
   if (c >= chunks) { return; } // uniform per workgroup: no barrier is skipped by half of one
-  for (var t = li; t < p.ZA; t += T) { part[pc + p.PA + EA + t] = 0.0; }
-  for (var t = li; t < p.ZB; t += T) { part[pc + p.PB + EB + t] = 0.0; }
+  for (var t = li; t < p.ZA; t += T) { part[pc + PA + EA + t] = 0.0; }
+  for (var t = li; t < seg(sg, p.ZB0, p.ZB1, p.ZB2); t += T) { part[pc + PB + EB + t] = 0.0; }
   let kt = lid.x;
   let jq = lid.y;
   let last = p.N - 1u;
@@ -74,12 +101,13 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
     let js = min(vec4u(j0, j0 + 1u, j0 + 2u, j0 + 3u), vec4u(p.R - 1u));
     var a0 = vec4f(0.0); var a1 = vec4f(0.0); var a2 = vec4f(0.0); var a3 = vec4f(0.0);
     var a4 = vec4f(0.0); var a5 = vec4f(0.0); var a6 = vec4f(0.0); var a7 = vec4f(0.0);
-    for (var o = kt; o < p.OUT; o += KS) {
-      let bo = o * p.R;
-      let bv = vec4f(b[bo + js.x], b[bo + js.y], b[bo + js.z], b[bo + js.w]);
-      a0 += dy[r0 * p.OUT + o] * bv; a1 += dy[r1 * p.OUT + o] * bv; a2 += dy[r2 * p.OUT + o] * bv;
-      a3 += dy[r3 * p.OUT + o] * bv; a4 += dy[r4 * p.OUT + o] * bv; a5 += dy[r5 * p.OUT + o] * bv;
-      a6 += dy[r6 * p.OUT + o] * bv; a7 += dy[r7 * p.OUT + o] * bv;
+    for (var o = kt; o < OUT; o += KS) {
+      let bk = bo + o * p.R;
+      let bv = vec4f(b[bk + js.x], b[bk + js.y], b[bk + js.z], b[bk + js.w]);
+      a0 += dy_at(sg, r0 * OUT + o) * bv; a1 += dy_at(sg, r1 * OUT + o) * bv;
+      a2 += dy_at(sg, r2 * OUT + o) * bv; a3 += dy_at(sg, r3 * OUT + o) * bv;
+      a4 += dy_at(sg, r4 * OUT + o) * bv; a5 += dy_at(sg, r5 * OUT + o) * bv;
+      a6 += dy_at(sg, r6 * OUT + o) * bv; a7 += dy_at(sg, r7 * OUT + o) * bv;
     }
     let gb = kt * NOUT + jq;
     gp[gb] = a0; gp[gb + JQ] = a1; gp[gb + 2u * JQ] = a2; gp[gb + 3u * JQ] = a3;
@@ -93,9 +121,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
       let n = min(n0 + q / JQ, last);
       let c0 = (q % JQ) * 4u;
       let cs = min(vec4u(c0, c0 + 1u, c0 + 2u, c0 + 3u), vec4u(p.R - 1u));
-      us[q] = vec4f(u[n * p.R + cs.x], u[n * p.R + cs.y], u[n * p.R + cs.z], u[n * p.R + cs.w]);
+      let un = uo + n * p.R;
+      us[q] = vec4f(u[un + cs.x], u[un + cs.y], u[un + cs.z], u[un + cs.w]);
       if (n0 + q / JQ < p.N) {
-        for (var e = 0u; e < 4u; e++) { if (c0 + e < p.R) { g[n * p.R + c0 + e] = s[e]; } }
+        for (var e = 0u; e < 4u; e++) { if (c0 + e < p.R) { g[go + n * p.R + c0 + e] = s[e]; } }
       }
     }
     workgroupBarrier();
@@ -105,33 +134,35 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
     let w2 = vec4f(select(0.0, 1.0, n0 + 4u < p.N), select(0.0, 1.0, n0 + 5u < p.N),
                    select(0.0, 1.0, n0 + 6u < p.N), select(0.0, 1.0, n0 + 7u < p.N));
     // (2) dB: column o of dy for the 8 rows, times u[row, j], for every j
-    for (var o = li; o < p.OUT; o += T) {
-      let y0 = w.x * dy[r0 * p.OUT + o]; let y1 = w.y * dy[r1 * p.OUT + o];
-      let y2 = w.z * dy[r2 * p.OUT + o]; let y3 = w.w * dy[r3 * p.OUT + o];
-      let y4 = w2.x * dy[r4 * p.OUT + o]; let y5 = w2.y * dy[r5 * p.OUT + o];
-      let y6 = w2.z * dy[r6 * p.OUT + o]; let y7 = w2.w * dy[r7 * p.OUT + o];
+    for (var o = li; o < OUT; o += T) {
+      let y0 = w.x * dy_at(sg, r0 * OUT + o); let y1 = w.y * dy_at(sg, r1 * OUT + o);
+      let y2 = w.z * dy_at(sg, r2 * OUT + o); let y3 = w.w * dy_at(sg, r3 * OUT + o);
+      let y4 = w2.x * dy_at(sg, r4 * OUT + o); let y5 = w2.y * dy_at(sg, r5 * OUT + o);
+      let y6 = w2.z * dy_at(sg, r6 * OUT + o); let y7 = w2.w * dy_at(sg, r7 * OUT + o);
       for (var j = 0u; j < p.R; j++) {
         let k = j / 4u;
         var s = y0 * quad(us[k], j) + y1 * quad(us[JQ + k], j);
         s += y2 * quad(us[2u * JQ + k], j); s += y3 * quad(us[3u * JQ + k], j);
         s += y4 * quad(us[4u * JQ + k], j); s += y5 * quad(us[5u * JQ + k], j);
         s += y6 * quad(us[6u * JQ + k], j); s += y7 * quad(us[7u * JQ + k], j);
-        let e = pc + p.PB + o * p.R + j;
+        let e = pc + PB + o * p.R + j;
         if (blk > 0u) { s = part[e] + s; }
         part[e] = s;
       }
     }
     // (3) dA: column i of drop(x) for the 8 rows, times G[row, j], for every j
     for (var i = li; i < p.IN; i += T) {
-      let x0 = w.x * x_at(r0, i); let x1 = w.y * x_at(r1, i); let x2 = w.z * x_at(r2, i); let x3 = w.w * x_at(r3, i);
-      let x4 = w2.x * x_at(r4, i); let x5 = w2.y * x_at(r5, i); let x6 = w2.z * x_at(r6, i); let x7 = w2.w * x_at(r7, i);
+      let x0 = w.x * x_at(seed, r0, i); let x1 = w.y * x_at(seed, r1, i);
+      let x2 = w.z * x_at(seed, r2, i); let x3 = w.w * x_at(seed, r3, i);
+      let x4 = w2.x * x_at(seed, r4, i); let x5 = w2.y * x_at(seed, r5, i);
+      let x6 = w2.z * x_at(seed, r6, i); let x7 = w2.w * x_at(seed, r7, i);
       for (var j = 0u; j < p.R; j++) {
         let k = j / 4u;
         var s = x0 * quad(gs[k], j) + x1 * quad(gs[JQ + k], j);
         s += x2 * quad(gs[2u * JQ + k], j); s += x3 * quad(gs[3u * JQ + k], j);
         s += x4 * quad(gs[4u * JQ + k], j); s += x5 * quad(gs[5u * JQ + k], j);
         s += x6 * quad(gs[6u * JQ + k], j); s += x7 * quad(gs[7u * JQ + k], j);
-        let e = pc + p.PA + j * p.IN + i;
+        let e = pc + PA + j * p.IN + i;
         if (blk > 0u) { s = part[e] + s; }
         part[e] = s;
       }

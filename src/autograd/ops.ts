@@ -9,7 +9,7 @@ import { gelu_backward, gelu_forward } from '../kernels/gelu';
 import { layernorm_backward, layernorm_forward } from '../kernels/layernorm';
 import { lora_backward, lora_forward, type LoraParams } from '../kernels/lora';
 import { lora_rank_segments } from '../kernels/lora_rank';
-import { GradGroup } from '../kernels/lora_grad';
+import { GradGroup, lora_grad_segments } from '../kernels/lora_grad';
 import { rmsnorm_backward, rmsnorm_forward } from '../kernels/rmsnorm';
 import { rope_backward, rope_forward, rope_qk_backward, rope_qk_forward, type RopeOpts } from '../kernels/rope';
 import { swiglu_backward, swiglu_forward } from '../kernels/swiglu';
@@ -143,25 +143,35 @@ export function linears(tape: Tape, x: Var, specs: LinearSpec[]): Var[] {
     outputs: outs,
     saved: [xt, all],
     backward(tape) {
-      // persistent gradients side by side (the flat LoRA buffer) and a gradient for every output: one stage 2
+      // persistent gradients side by side (the flat LoRA buffer), B's in one buffer and a gradient for every output:
+      // G, dA and dB of all of them in one lora_grad and one lora_grad_sum
       const persistent = ls.every((l) => l.A.gradAccum && l.B.gradAccum && l.A.requiresGrad && l.B.requiresGrad);
       const group =
-        persistent && outs.every((o) => o.grad)
+        persistent && outs.every((o) => o.grad) && ls.every((l) => l.B.t.base === ls[0].B.t.base)
           ? GradGroup.of(
               ls.map((l) => ({ dA: l.A.gradAccum!, dB: l.B.gradAccum! })),
               xt.shape[0],
               ls[0].scale,
             )
           : null;
+      const seg = group
+        ? lora_grad_segments(
+            xt,
+            ls.map((l, i) => ({ dy: outs[i].grad!, u: u[i], B: l.B.t, seed: l.seed })),
+            group,
+            ls[0].dropout,
+          )
+        : null;
       for (let i = specs.length - 1; i >= 0; i--) {
         const [s, l, dy] = [specs[i], ls[i], outs[i].grad];
         if (!dy) continue;
-        const gradInto = persistent ? { dA: l.A.gradAccum!, dB: l.B.gradAccum!, group: group ?? undefined } : undefined;
+        const gradInto = persistent ? { dA: l.A.gradAccum!, dB: l.B.gradAccum! } : undefined;
         const r = lora_backward(dy, xt, u[i], s.w.w0, params[i], {
           w0Transposed: s.w.transposed,
           needDx: x.requiresGrad,
           gradInto,
           dxInto: tape.gradSink(x) ?? undefined,
+          G: seg?.G[i],
         });
         if (r.dA && r.dB) {
           tape.addGrad(l.A, tape.adopt(r.dA));
@@ -169,6 +179,7 @@ export function linears(tape: Tape, x: Var, specs: LinearSpec[]): Var[] {
         }
         if (r.dx) tape.addGrad(x, tape.adopt(r.dx));
       }
+      seg?.all.free(); // freed after recording: the allocator reuses it only for later-recorded work
       group?.flush();
     },
   });

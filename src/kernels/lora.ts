@@ -11,7 +11,7 @@
 // W0 may be f32, f16, or q8 / q4 blocks (src/gpu/quant.ts): its type comes from the tensor, and the matmul reads
 // the blocks as they are (weightB); nothing else here touches W0.
 import { Tensor } from '../gpu/tensor';
-import { lora_grad, type GradGroup } from './lora_grad';
+import { lora_grad } from './lora_grad';
 import { lora_rank_product } from './lora_rank';
 import { matmulRaw, weightB, type MatmulDropout } from './matmul';
 
@@ -122,21 +122,20 @@ export function lora_forward(
 export interface LoraGradInto {
   dA: Tensor /* (r, IN) */;
   dB: Tensor /* (OUT, r) */;
-  /** dA and dB are added by this group's flush (one stage 2 for several linears), not here */
-  group?: GradGroup;
 }
 
 /** dy is (N, OUT); x (N, IN) and u (N, r) are the forward's input and saved u. Returns dA (r, IN) and dB (OUT, r)
  * (null without lora, and null when opts.gradInto is given: then they are added into gradInto.dA / .dB), and
  * dx (N, IN) = dy·w0 + scale·drop'((dy·B)·A), or null when !needDx or when opts.dxInto is given: then dx is added
- * into it (the matmul's accumulate epilogue). */
+ * into it (the matmul's accumulate epilogue). With opts.G (N, r), dy·B already computed and dA, dB already taken
+ * care of (lora_grad_segments, for several linears at once), only dx is computed. */
 export function lora_backward(
   dy: Tensor,
   x: Tensor,
   u: Tensor | null,
   w0: Tensor,
   lora: LoraParams | null,
-  opts: LinearOpts & { needDx: boolean; gradInto?: LoraGradInto; dxInto?: Tensor },
+  opts: LinearOpts & { needDx: boolean; gradInto?: LoraGradInto; dxInto?: Tensor; G?: Tensor },
 ): { dA: Tensor | null; dB: Tensor | null; dx: Tensor | null } {
   const ctx = x.ctx;
   const { N, IN, OUT, r } = dims(x, w0, lora, opts);
@@ -146,7 +145,8 @@ export function lora_backward(
   let dA: Tensor | null = null,
     dB: Tensor | null = null,
     G: Tensor | null = null;
-  if (lora && u) {
+  if (lora && opts.G && opts.G.numel !== N * r) throw new Error(`lora: G must be (${N}, ${r}), got [${opts.G.shape}]`);
+  if (lora && u && !opts.G) {
     const into = opts.gradInto;
     // G (N, r) = dy (N, OUT) · B; dA (r, IN) [+]= scale · Gᵀ · drop(x), the mask regenerated from (seed, row·IN + col);
     // dB (OUT, r) [+]= scale · dyᵀ · u, u is (N, r)
@@ -164,10 +164,9 @@ export function lora_backward(
         dropout: lora.dropout,
         seed: lora.seed,
       },
-      undefined,
-      into?.group,
     );
   }
+  const Gin = opts.G ?? G;
   let dx: Tensor | null = null;
   if (opts.needDx) {
     // dx (N, IN) [+]= dy · W0 + scale · mask ⊙ (G · A), A is (r, IN)
@@ -190,7 +189,7 @@ export function lora_backward(
         transA: false,
         transB: !!opts.w0Transposed,
       },
-      lora && G ? { u: G.buf, v: lora.A.binding, R: r, ldv: IN, vT: true, lscale: lora.scale } : undefined,
+      lora && Gin ? { u: Gin.binding, v: lora.A.binding, R: r, ldv: IN, vT: true, lscale: lora.scale } : undefined,
       lora ? dropoutOf(lora, IN, 'epilogue') : undefined,
     );
   }

@@ -61,3 +61,14 @@ export function lora_grad_cpu(
   const dB = Float64Array.from(sum.subarray(EA), (s, e) => (base ? base.dB[e] : 0) + d.scale * s);
   return { G, dA, dB };
 }
+
+/** lora_grad_segments: the linears of one x (N, IN), each with its own dy (N, OUT_s), u (N, r), B (OUT_s, r) and
+ * dropout seed, each exactly lora_grad_cpu; base[s] the gradients before (null: none). */
+export function lora_grad_segments_cpu(
+  x: ArrayLike<number>,
+  segs: { dy: ArrayLike<number>; u: ArrayLike<number>; B: ArrayLike<number>; OUT: number; seed: number }[],
+  base: { dA: ArrayLike<number>; dB: ArrayLike<number> }[] | null,
+  d: Omit<GradCpu, 'OUT' | 'seed'>,
+): { G: Float64Array; dA: Float64Array; dB: Float64Array }[] {
+  return segs.map((s, i) => lora_grad_cpu(s.dy, x, s.u, s.B, base?.[i] ?? null, { ...d, OUT: s.OUT, seed: s.seed }));
+}

@@ -1,7 +1,8 @@
 // shaders/lora_grad.wgsl + shaders/lora_grad_sum.wgsl (G = dy·B, and dA, dB split over chunks of tokens, in two
 // dispatches) against the float64 twin (src/kernels/lora_grad.cpu.ts) at awkward sizes, with and without dropout,
-// accumulation and several blocks per chunk; the twins of dA and dB against finite differences; and bit-for-bit
-// determinism of lora_backward across two identical runs.
+// accumulation and several blocks per chunk; the same for lora_grad_segments (1 to 3 linears of one x, their
+// gradients side by side: one dispatch per stage), also bit for bit against separate calls; the twins of dA and dB
+// against finite differences; and bit-for-bit determinism of lora_backward across two identical runs.
 // Bounds per element (u = 2⁻²⁴), each a chain of f32 roundings (Higham's γ_K) on the same sums of |terms|:
 // G sums OUT terms (KS partials of strided terms, then KS in order): (OUT + 4)·u·Σ|dy·B|; dB sums N terms (8 per
 // block, blocks and chunks in order): (N + 4)·u·(|base| + |scale|·Σ_n |dy·u|); dA the same over N terms of
@@ -14,12 +15,14 @@ import {
   GradGroup,
   gradTile,
   lora_grad,
+  lora_grad_segments,
   MAX_CHUNKS,
   PART_BUDGET,
   type GradTile,
 } from '../../src/kernels/lora_grad';
-import { lora_grad_cpu, type GradCpu } from '../../src/kernels/lora_grad.cpu';
+import { lora_grad_cpu, lora_grad_segments_cpu, type GradCpu } from '../../src/kernels/lora_grad.cpu';
 import { lora_rank_cpu } from '../../src/kernels/lora_rank.cpu';
+import { rankTile } from '../../src/kernels/lora_rank';
 import { lora_backward_cpu, lora_forward_cpu } from '../../src/kernels/lora.cpu';
 import { expectSumBounded, finiteDiff, gpu, rng } from '../helpers/gpu';
 
@@ -112,53 +115,110 @@ describe('lora_grad (shaders/lora_grad.wgsl, shaders/lora_grad_sum.wgsl)', () =>
     expect(gradTile(1, 5, 3, 1).chunks).toBe(1);
   });
 
-  it('a GradGroup (q, k, v side by side in one gradient buffer) adds what three separate calls add', async () => {
-    const ctx = await gpu();
-    await ctx.sync();
-    const live = ctx.alloc.liveBytes;
-    const [N, IN, r] = [37, 33, 5];
-    const OUTS = [33, 7, 7];
-    const pad = (n: number) => Math.ceil(n / 64) * 64;
-    const R = rng(5);
-    const x = Tensor.from(ctx, R.uniform(N * IN), [N, IN]);
-    const lin = OUTS.map((OUT) => ({
-      OUT,
-      dy: Tensor.from(ctx, R.uniform(N * OUT), [N, OUT]),
-      u: Tensor.from(ctx, R.uniform(N * r), [N, r]),
-      B: Tensor.from(ctx, R.uniform(OUT * r), [OUT, r]),
-    }));
-    // the flat layout: dA then dB per linear, each padded to 64 floats; the padding starts non-zero and must stay
-    const slots = OUTS.flatMap((OUT) => [pad(r * IN), pad(OUT * r)]);
-    const total = slots.reduce((a, b) => a + b, 0);
-    const base = R.uniform(total);
-    const flat = Tensor.from(ctx, base, [total]);
-    const views = (buf: Tensor) => {
-      let at = 0;
-      return OUTS.map((OUT) => {
-        const dA = Tensor.view(ctx, buf.base, 4 * at, [r, IN]);
-        at += pad(r * IN);
-        const dB = Tensor.view(ctx, buf.base, 4 * at, [OUT, r]);
-        at += pad(OUT * r);
-        return { dA, dB };
+  // segments: q, k, v (3), gate, up (2) or one; several blocks per chunk at N = 4100 (512 chunks at most)
+  const SEG_CASES = [
+    { N: 37, IN: 33, OUTS: [33, 7, 7], r: 5, p: 0.1 },
+    { N: 4100, IN: 65, OUTS: [100, 33], r: 8, p: 0 },
+    { N: 7, IN: 100, OUTS: [5], r: 3, p: 0.25 },
+    { N: 257, IN: 5, OUTS: [1, 64, 3], r: 16, p: 0.5 },
+  ];
+  it.each(SEG_CASES)(
+    'lora_grad_segments + the group flush: each linear as the twin and bit for bit as its own lora_grad: %o',
+    async ({ N, IN, OUTS, r, p }) => {
+      const ctx = await gpu();
+      await ctx.sync();
+      const live = ctx.alloc.liveBytes;
+      const pad = (n: number) => Math.ceil(n / 64) * 64;
+      const R = rng(N + IN + r);
+      const xs = R.uniform(N * IN);
+      const x = Tensor.from(ctx, xs, [N, IN]);
+      const S = OUTS.length;
+      // u's and B's as views of one buffer each (the forward's u group, the flat LoRA parameters)
+      const lay = (sizes: number[]) => sizes.map((_, s) => sizes.slice(0, s).reduce((a, n) => a + pad(n), 0));
+      const [uAt, bAt] = [lay(OUTS.map(() => N * r)), lay(OUTS.map((OUT) => OUT * r))];
+      const [uAll, bAll] = [R.uniform(uAt[S - 1] + pad(N * r)), R.uniform(bAt[S - 1] + pad(OUTS[S - 1] * r))];
+      const [tu, tb] = [Tensor.from(ctx, uAll, [uAll.length]), Tensor.from(ctx, bAll, [bAll.length])];
+      const segs = OUTS.map((OUT, s) => ({
+        OUT,
+        dy: R.uniform(N * OUT),
+        u: uAll.subarray(uAt[s], uAt[s] + N * r),
+        B: bAll.subarray(bAt[s], bAt[s] + OUT * r),
+        seed: 40 + s,
+      }));
+      const gsegs = segs.map((sg, s) => ({
+        dy: Tensor.from(ctx, sg.dy, [N, sg.OUT]),
+        u: Tensor.view(ctx, tu.base, 4 * uAt[s], [N, r]),
+        B: Tensor.view(ctx, tb.base, 4 * bAt[s], [sg.OUT, r]),
+        seed: sg.seed,
+      }));
+      // the flat layout: dA then dB per linear, each padded to 64 floats; the padding starts non-zero and must stay
+      const slots = OUTS.flatMap((OUT) => [pad(r * IN), pad(OUT * r)]);
+      const total = slots.reduce((a, b) => a + b, 0);
+      const base = R.uniform(total);
+      const views = (buf: Tensor) => {
+        let at = 0;
+        return OUTS.map((OUT) => {
+          const dA = Tensor.view(ctx, buf.base, 4 * at, [r, IN]);
+          at += pad(r * IN);
+          const dB = Tensor.view(ctx, buf.base, 4 * at, [OUT, r]);
+          at += pad(OUT * r);
+          return { dA, dB };
+        });
+      };
+      const scale = 0.7;
+      const flats = [0, 1, 2].map(() => Tensor.from(ctx, base, [total]));
+      const grads = flats.map(views);
+      // twice as one group, and once as separate calls with the same tile
+      const tile = rankTile(Math.min(...OUTS), r, 16);
+      const runs = [0, 1].map((k) => {
+        const group = GradGroup.of(grads[k], N, scale)!;
+        const { all, G } = lora_grad_segments(x, gsegs, group, p, tile);
+        group.flush();
+        return { all, G, group };
       });
-    };
-    const grads = views(flat);
-    const o = { scale: 0.7, accumulate: true, dropout: 0.1, seed: 3 };
-    const group = GradGroup.of(grads, N, o.scale)!;
-    expect(group).not.toBeNull();
-    const Gs = lin.map((l, i) => lora_grad(l.dy, x, l.u, l.B, grads[i], o, undefined, group));
-    group.flush();
-    // the same three without the group, into a copy of the starting values
-    const flat2 = Tensor.from(ctx, base, [total]);
-    const grads2 = views(flat2);
-    const Gs2 = lin.map((l, i) => lora_grad(l.dy, x, l.u, l.B, grads2[i], o));
-    expect(Array.from(await flat.read())).toEqual(Array.from(await flat2.read()));
-    for (let i = 0; i < 3; i++) expect(Array.from(await Gs[i].read())).toEqual(Array.from(await Gs2[i].read()));
-    expect(GradGroup.of([grads[0], grads[2]], N, 1)).toBeNull(); // not side by side
-    for (const t of [x, flat, flat2, ...Gs, ...Gs2, ...lin.flatMap((l) => [l.dy, l.u, l.B])]) t.free();
-    await ctx.sync();
-    expect(ctx.alloc.liveBytes).toBe(live);
-  });
+      const { SB, chunks } = runs[0].group;
+      const o = { scale, accumulate: true, dropout: p };
+      const sep = gsegs.map((sg, s) =>
+        lora_grad(sg.dy, x, sg.u, sg.B, grads[2][s], { ...o, seed: sg.seed }, { ...tile, SB, chunks }),
+      );
+      const bits = async (v: Tensor) => Array.from(new Uint32Array((await v.read()).buffer));
+      expect(await bits(flats[1])).toEqual(await bits(flats[0]));
+      expect(await bits(flats[2])).toEqual(await bits(flats[0]));
+      const d = { N, IN, r, CH: GRAD_ROWS * SB, scale, p };
+      const bases = OUTS.map((_, s) => {
+        const at = slots.slice(0, 2 * s).reduce((a, b) => a + b, 0);
+        return {
+          dA: base.subarray(at, at + r * IN),
+          dB: base.subarray(at + slots[2 * s], at + slots[2 * s] + OUTS[s] * r),
+        };
+      });
+      const want = lora_grad_segments_cpu(xs, segs, bases, d);
+      const abs4 = segs.map((sg) => ({ ...sg, dy: abs(sg.dy), u: abs(sg.u), B: abs(sg.B) }));
+      const absBase = bases.map((b) => ({ dA: abs(b.dA), dB: abs(b.dB) }));
+      const mag = lora_grad_segments_cpu(abs(xs), abs4, absBase, d);
+      const flat = await flats[0].read();
+      let at = 0;
+      for (let s = 0; s < S; s++) {
+        expect(await bits(runs[1].G[s])).toEqual(await bits(runs[0].G[s]));
+        expect(await bits(sep[s])).toEqual(await bits(runs[0].G[s]));
+        expectSumBounded(await runs[0].G[s].read(), want[s].G, mag[s].G, OUTS[s], `G[${s}]`);
+        expectSumBounded(flat.subarray(at, at + r * IN), want[s].dA, mag[s].dA, N + OUTS[s], `dA[${s}]`);
+        expect(Array.from(flat.subarray(at + r * IN, at + slots[2 * s]))).toEqual(
+          Array.from(base.subarray(at + r * IN, at + slots[2 * s])),
+        );
+        at += slots[2 * s];
+        expectSumBounded(flat.subarray(at, at + OUTS[s] * r), want[s].dB, mag[s].dB, N, `dB[${s}]`);
+        expect(Array.from(flat.subarray(at + OUTS[s] * r, at + slots[2 * s + 1]))).toEqual(
+          Array.from(base.subarray(at + OUTS[s] * r, at + slots[2 * s + 1])),
+        );
+        at += slots[2 * s + 1];
+      }
+      if (S >= 2) expect(GradGroup.of([grads[0][1], grads[0][0]], N, 1)).toBeNull(); // not side by side
+      for (const v of [x, tu, tb, ...flats, ...runs.map((q) => q.all), ...sep, ...gsegs.map((q) => q.dy)]) v.free();
+      await ctx.sync();
+      expect(ctx.alloc.liveBytes).toBe(live);
+    },
+  );
 
   it('dA and dB twins = finite differences of sum(dy ⊙ y) in float64 (with dropout)', () => {
     // y = s·(drop(x)·Aᵀ)·Bᵀ (the LoRA branch; W0 and bias add nothing to dA, dB), loss = Σ dy ⊙ y
@@ -188,6 +248,48 @@ describe('lora_grad (shaders/lora_grad.wgsl, shaders/lora_grad_sum.wgsl)', () =>
       dB,
       finiteDiff((v) => loss(A, v), B, 1e-3),
     );
+  });
+
+  it('the segments twin = finite differences of Σ_s sum(dy_s ⊙ y_s), each linear its own dropout stream', () => {
+    const [N, IN, r, s, p] = [5, 6, 2, 0.7, 0.25];
+    const OUTS = [4, 3];
+    const R = rng(8);
+    const x = R.uniform(N * IN);
+    const lin = OUTS.map((OUT, i) => ({
+      OUT,
+      seed: 9 + i,
+      dy: R.uniform(N * OUT),
+      A: Float64Array.from(R.uniform(r * IN)),
+      B: Float64Array.from(R.uniform(OUT * r)),
+    }));
+    const w0s = OUTS.map((OUT) => new Float64Array(OUT * IN));
+    const loss = (As: ArrayLike<number>[], Bs: ArrayLike<number>[]) =>
+      lin.reduce((t, l, i) => {
+        const d = { N, IN, OUT: l.OUT, r, scale: s, p, seed: l.seed };
+        return t + lora_forward_cpu(x, w0s[i], null, As[i], Bs[i], d).y.reduce((a, v, j) => a + v * l.dy[j], 0);
+      }, 0);
+    const segs = lin.map((l) => ({ ...l, u: lora_rank_cpu(x, l.A, { N, K: IN, r, p, seed: l.seed }) }));
+    const got = lora_grad_segments_cpu(x, segs, null, { N, IN, r, CH: 2, scale: s, p });
+    const As = lin.map((l) => l.A),
+      Bs = lin.map((l) => l.B);
+    const close = (a: Float64Array, b: Float64Array) =>
+      a.forEach((v, i) => expect(Math.abs(v - b[i])).toBeLessThan(1e-9));
+    lin.forEach((l, i) => {
+      const swap = (arr: ArrayLike<number>[], v: ArrayLike<number>) => arr.map((w, k) => (k === i ? v : w));
+      close(
+        got[i].dA,
+        finiteDiff((v) => loss(swap(As, v), Bs), l.A, 1e-3),
+      );
+      close(
+        got[i].dB,
+        finiteDiff((v) => loss(As, swap(Bs, v)), l.B, 1e-3),
+      );
+    });
+    expect(
+      got[0].dA.some(
+        (v, j) => v !== lora_grad_segments_cpu(x, segs, null, { N, IN, r, CH: 2, scale: s, p: 0 })[0].dA[j],
+      ),
+    ).toBe(true); // the mask is on
   });
 
   it('lora_backward is bit-identical to itself; gradInto, dxInto and a residual add exactly what it returns otherwise', async () => {
