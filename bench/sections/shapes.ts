@@ -17,8 +17,10 @@
 //   t = max(flops / P, bytes / W) · max(1, 2·U / workgroups) + LAUNCH
 // i.e. a kernel on fewer than two workgroups per unit runs at that fraction of the chip, and every dispatch
 // pays a fixed LAUNCH of 5 µs (encoding, bind group, dispatch and barrier in a WebGPU queue). A dispatch without
-// a cost counts LAUNCH only (and is listed). The step estimate is the sum over dispatches: no overlap between
-// kernels, ideal caching inside one. It is a paper estimate, not a timing.
+// a cost counts LAUNCH only (and is listed). Buffer copies and clears in the stream (the residual connections'
+// copies, gradient zeroing) are not dispatches, but their bytes are moved at the bandwidth: a copy bytes·2 / W
+// (read and written), a clear bytes / W. The step estimate is the sum over dispatches and transfers: no overlap
+// between them, ideal caching inside one. It is a paper estimate, not a timing.
 //
 // Targets (issue 10, SmolLM2-135M): <= 900 dispatches; no kernel above 10 MFLOP on fewer than 264 workgroups
 // (2 x 132 H200 units); no loop over 2,048 in a kernel on fewer than 1,024 workgroups; no readback that blocks
@@ -67,6 +69,11 @@ export function dispatchSeconds(d: DispatchRecord, spec: Spec): number {
   return roof * Math.max(1, (2 * spec.units) / Math.max(1, groupsOf(d))) + LAUNCH_S;
 }
 
+/** The paper time of one buffer copy or clear on `spec`, in seconds: its bytes at the bandwidth (see the header). */
+export function transferSeconds(t: Recording['transfers'][number], spec: Spec): number {
+  return ((t.kind === 'copy' ? 2 : 1) * t.bytes) / spec.bandwidth;
+}
+
 export interface KernelRow {
   kernel: string;
   count: number;
@@ -94,6 +101,10 @@ export interface StepShape {
   blockingReadbacks: number /* readbacks the step waited for, plus syncs */;
   gflop: number;
   gbytes: number;
+  copies: number /* copyBufferToBuffer in the stream (not dispatches) */;
+  clears: number;
+  transferGbytes: number /* moved by copies (read and written) and clears */;
+  transferMs: Record<string, number> /* their share of the estimate, by spec name */;
   residentBytes: number;
   peakLiveBytes: number /* held by callers at once, resident included */;
   peakAllocatedBytes: number /* live + pooled for reuse */;
@@ -131,6 +142,7 @@ export function summarise(
   const ds = rec.dispatches;
   const loop = (d: DispatchRecord) => d.cost?.serialLoop ?? 0;
   const ms = (list: DispatchRecord[], s: Spec) => 1000 * list.reduce((t, d) => t + dispatchSeconds(d, s), 0);
+  const tms = (s: Spec) => 1000 * rec.transfers.reduce((t, x) => t + transferSeconds(x, s), 0);
   const byKernel = new Map<string, DispatchRecord[]>();
   for (const d of ds) byKernel.set(d.name, [...(byKernel.get(d.name) ?? []), d]);
   const kernels: KernelRow[] = [...byKernel].map(([kernel, list]) => ({
@@ -162,6 +174,10 @@ export function summarise(
     blockingReadbacks: rec.readbacks.filter((r) => r.settled).length + rec.syncs,
     gflop: ds.reduce((n, d) => n + (d.cost?.flops ?? 0), 0) / 1e9,
     gbytes: ds.reduce((n, d) => n + bytesOf(d), 0) / 1e9,
+    copies: rec.transfers.filter((t) => t.kind === 'copy').length,
+    clears: rec.transfers.filter((t) => t.kind === 'clear').length,
+    transferGbytes: rec.transfers.reduce((n, t) => n + (t.kind === 'copy' ? 2 : 1) * t.bytes, 0) / 1e9,
+    transferMs: Object.fromEntries(SPECS.map((s) => [s.name, tms(s)])),
     residentBytes: mem.resident,
     peakLiveBytes: mem.peakLive,
     peakAllocatedBytes: mem.peakAllocated,
@@ -178,7 +194,7 @@ export function summarise(
     ),
     under32Groups: ds.filter((d) => groupsOf(d) < 32).length,
     uncosted: [...new Set(ds.filter((d) => !d.cost).map((d) => d.name))],
-    ms: Object.fromEntries(SPECS.map((s) => [s.name, ms(ds, s)])),
+    ms: Object.fromEntries(SPECS.map((s) => [s.name, ms(ds, s) + tms(s)])),
     kernels,
     topShapes,
   };
@@ -300,6 +316,8 @@ function markdown(s: StepShape, tg: Target[] | null): string[] {
     `- dispatches per step: ${s.dispatches} (${s.under32Groups} on fewer than 32 workgroups); submits: ${s.submits}; ` +
       `readbacks: ${s.readbacks}, of which the step waited for ${s.blockingReadbacks}`,
     `- work: ${f(s.gflop)} GFLOP, ${f(s.gbytes, 2)} GB moved (each dispatch's inputs and outputs once)`,
+    `- buffer copies and clears (not dispatches): ${s.copies} copies, ${s.clears} clears, ${f(s.transferGbytes, 2)} GB ` +
+      `moved; in the estimate: ${a} ${f(s.transferMs[a], 2)} ms, ${b} ${f(s.transferMs[b], 2)} ms`,
     `- smallest grid among kernels above 10 MFLOP: ${grid(s.smallestBigGrid)}`,
     `- longest per-thread loop: ${s.longestLoop ? `${s.longestLoop.value} (${s.longestLoop.kernel} on ${s.longestLoop.workgroups} workgroups)` : 'none'}`,
     `- longest loop among kernels on fewer than 1,024 workgroups: ${s.worstNarrowLoop ? `${s.worstNarrowLoop.value} (${s.worstNarrowLoop.kernel} on ${s.worstNarrowLoop.workgroups} workgroups)` : 'none'}`,
@@ -416,7 +434,7 @@ export const shapesSection: Section = {
       date: new Date().toISOString(),
       method:
         "a stub WebGPU device that executes nothing (the bundled model's recording checked equal on Dawn's null backend); costs from each launcher's DispatchCost",
-      model: `per dispatch max(flops/peak, bytes/bandwidth) x max(1, 2 x units / workgroups) + ${LAUNCH_S * 1e6} us; summed`,
+      model: `per dispatch max(flops/peak, bytes/bandwidth) x max(1, 2 x units / workgroups) + ${LAUNCH_S * 1e6} us, per buffer copy 2 x bytes/bandwidth and per clear bytes/bandwidth; summed`,
       specs: SPECS,
       launchMicroseconds: LAUNCH_S * 1e6,
       steps,

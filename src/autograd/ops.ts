@@ -187,12 +187,14 @@ export function linears(tape: Tape, x: Var, specs: LinearSpec[]): Var[] {
   return outs;
 }
 
-/** RMSNorm over the last dimension; x is (N, C), w is (C,) and frozen. */
-export function rmsnorm(tape: Tape, x: Var, w: Tensor, eps: number, name: string): Var {
+/** RMSNorm over the last dimension; x is (N, C), w is (C,) and frozen. With `residual` (N, C), y = residual +
+ * the norm (a residual connection after a norm, Gemma 3's) at no add kernel; its gradient is y's, passed on. */
+export function rmsnorm(tape: Tape, x: Var, w: Tensor, eps: number, name: string, residual?: Var): Var {
   const xt = x.t;
-  const { y, rstd } = rmsnorm_forward(xt, w, eps);
-  const out = tape.output(y, name, x.requiresGrad);
-  if (!tape.needsGrad(x)) {
+  const { y, rstd } = rmsnorm_forward(xt, w, eps, residual?.t);
+  const needs = tape.needsGrad(x, ...(residual ? [residual] : []));
+  const out = tape.output(y, name, needs);
+  if (!needs) {
     rstd.free();
     return out;
   }
@@ -202,10 +204,16 @@ export function rmsnorm(tape: Tape, x: Var, w: Tensor, eps: number, name: string
     outputs: [out],
     saved: [xt, rstd],
     backward(tape) {
-      // x's gradient so far (the residual stream's), when the tape owns it alone, gets dx added in place
-      const sink = tape.gradSink(x);
-      const dx = rmsnorm_backward(out.grad!, xt, w, rstd, sink ?? undefined);
-      if (!sink) tape.addGrad(x, tape.adopt(dx));
+      if (x.requiresGrad) {
+        // x's gradient so far (the residual stream's), when the tape owns it alone, gets dx added in place
+        const sink = tape.gradSink(x);
+        const dx = rmsnorm_backward(out.grad!, xt, w, rstd, sink ?? undefined);
+        if (!sink) tape.addGrad(x, tape.adopt(dx));
+      }
+      if (residual) {
+        tape.retain(out.grad!);
+        tape.addGrad(residual, out.grad!);
+      }
     },
   });
   tape.release(rstd);

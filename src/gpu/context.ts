@@ -79,6 +79,9 @@ export interface DispatchRecord {
  * the region ended, i.e. the region waited for it. */
 export interface Recording {
   dispatches: DispatchRecord[];
+  /** Buffer-to-buffer copies and clears recorded in the stream (not dispatches; readbacks' staging copies are
+   * counted as readbacks): bytes each. */
+  transfers: { kind: 'copy' | 'clear'; bytes: number }[];
   submits: number;
   readbacks: { bytes: number; settled: boolean }[];
   syncs: number;
@@ -315,11 +318,13 @@ export class GpuContext {
   /** Fills `buf` with zeros (recorded in the command stream). */
   clear(buf: GpuBuffer, offset = 0, bytes = Math.ceil(buf.size / 4) * 4): void {
     this.copyEnc().clearBuffer(buf.buffer, offset, bytes);
+    this.recording?.transfers.push({ kind: 'clear', bytes });
   }
 
   /** Copies `bytes` bytes between buffers (recorded in the command stream). */
   copy(src: GpuBuffer, srcOffset: number, dst: GpuBuffer, dstOffset: number, bytes: number): void {
     this.copyEnc().copyBufferToBuffer(src.buffer, srcOffset, dst.buffer, dstOffset, bytes);
+    this.recording?.transfers.push({ kind: 'copy', bytes });
   }
 
   // ---- kernels ---------------------------------------------------------------------------------
@@ -457,11 +462,11 @@ export class GpuContext {
     if (this.debug) this.flush();
   }
 
-  /** Records every dispatch, submit, readback and sync of `region` (for the GPU shape report). A readback
+  /** Records every dispatch, copy, clear, submit, readback and sync of `region` (for the GPU shape report). A readback
    * still in flight when `region` resolves is recorded with settled = false (the region did not wait for it). */
   async record(region: () => Promise<void>): Promise<Recording> {
     if (this.recording) throw new Error('record(): a region is already being recorded');
-    const rec: Recording = { dispatches: [], submits: 0, readbacks: [], syncs: 0 };
+    const rec: Recording = { dispatches: [], transfers: [], submits: 0, readbacks: [], syncs: 0 };
     this.recording = rec;
     try {
       await region();

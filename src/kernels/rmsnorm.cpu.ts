@@ -6,6 +6,7 @@ export function rmsnorm_forward_cpu(
   N: number,
   C: number,
   eps: number,
+  residual?: ArrayLike<number> /* (N, C): y = residual + the norm */,
 ): { y: Float64Array; rstd: Float64Array } {
   const y = new Float64Array(N * C);
   const rstd = new Float64Array(N);
@@ -14,7 +15,7 @@ export function rmsnorm_forward_cpu(
     for (let c = 0; c < C; c++) ss += x[n * C + c] * x[n * C + c];
     const r = 1 / Math.sqrt(ss / C + eps);
     rstd[n] = r;
-    for (let c = 0; c < C; c++) y[n * C + c] = x[n * C + c] * r * w[c];
+    for (let c = 0; c < C; c++) y[n * C + c] = (residual ? residual[n * C + c] : 0) + x[n * C + c] * r * w[c];
   }
   return { y, rstd };
 }

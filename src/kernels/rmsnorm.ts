@@ -31,21 +31,30 @@ function checkVec(what: string, name: string, t: Tensor, C: number): void {
 }
 
 /** x is (N, C) (any shape ending in C), w is (C,). y = x / sqrt(mean(x²) + eps) · w, computed in f32 like
- * Hugging Face LlamaRMSNorm. Returns y shaped like x and rstd (N,) = 1 / sqrt(mean(x²) + eps). */
-export function rmsnorm_forward(x: Tensor, w: Tensor, eps: number): { y: Tensor; rstd: Tensor } {
+ * Hugging Face LlamaRMSNorm. Returns y shaped like x and rstd (N,) = 1 / sqrt(mean(x²) + eps). With `residual`
+ * (shaped like x): y = residual + the norm, added as y is stored (a residual connection after a norm). */
+export function rmsnorm_forward(x: Tensor, w: Tensor, eps: number, residual?: Tensor): { y: Tensor; rstd: Tensor } {
   const C = w.numel;
   const N = rowsOf('rmsnorm_forward', x, C);
   checkVec('rmsnorm_forward', 'w', w, C);
+  if (residual && (residual.numel !== x.numel || residual.dtype !== 'f32'))
+    throw new Error(`rmsnorm_forward: residual [${residual.shape}] and x [${x.shape}] differ`);
   const ctx = x.ctx;
   const y = Tensor.empty(ctx, x.shape, 'rmsnorm.y');
   const rstd = Tensor.empty(ctx, [N], 'rmsnorm.rstd');
   ctx.dispatch('rmsnorm_forward', {
-    defines: { WG: rowWorkgroupSize(C) },
-    bindings: [x.buf, w.buf, y.buf, rstd.buf],
+    defines: { WG: rowWorkgroupSize(C), RESID: !!residual },
+    bindings: [x.binding, w.binding, y.binding, rstd.binding, (residual ?? x).binding], // without one, x stands in unread
     u32: [N, C],
     f32: [eps],
     workgroups: grid1d(N, 1),
-    cost: rowCost(N, C, rowWorkgroupSize(C), { flops: 4, reads: 1, writes: 1, vecReads: 1, rowWrites: 1 }),
+    cost: rowCost(N, C, rowWorkgroupSize(C), {
+      flops: residual ? 5 : 4,
+      reads: residual ? 2 : 1,
+      writes: 1,
+      vecReads: 1,
+      rowWrites: 1,
+    }),
   });
   return { y, rstd };
 }

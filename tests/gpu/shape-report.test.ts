@@ -4,7 +4,7 @@
 // shaders/attention_forward.wgsl, shaders/rmsnorm_forward.wgsl, shaders/head_dlogits.wgsl.
 import { describe, expect, it } from 'vitest';
 import { nullContext, stubContext } from '../../bench/record-devices';
-import { dispatchSeconds, LAUNCH_S, SPECS, summarise, targets } from '../../bench/sections/shapes';
+import { dispatchSeconds, LAUNCH_S, SPECS, summarise, targets, transferSeconds } from '../../bench/sections/shapes';
 import type { DispatchRecord, GpuContext, Recording } from '../../src/gpu/context';
 import { Tensor } from '../../src/gpu/tensor';
 import { attention_forward } from '../../src/kernels/attention';
@@ -32,6 +32,9 @@ describe('shape report: the paper model', () => {
     expect(dispatchSeconds(rec('d', 20, 3.6e9, 0), M2)).toBeCloseTo(1e-3 + LAUNCH_S, 12);
     // no cost: the launch only
     expect(dispatchSeconds({ name: 'e', workgroups: [1, 1, 1], threads: 1 }, H200)).toBe(LAUNCH_S);
+    // a copy reads and writes its bytes, a clear writes them: 2.4 GB copied on an H200 class is 1 ms
+    expect(transferSeconds({ kind: 'copy', bytes: 2.4e9 }, H200)).toBeCloseTo(1e-3, 12);
+    expect(transferSeconds({ kind: 'clear', bytes: 0.1e9 }, M2)).toBeCloseTo(1e-3, 12);
   });
 
   it('summarises a recording and checks the targets with the deciding figures', () => {
@@ -41,6 +44,10 @@ describe('shape report: the paper model', () => {
         rec('matmul', 2000, 5e9, 1e6, 49152), // a long loop on a wide grid is fine
         rec('add', 1, 1e3, 1e3), // small: no grid target
         { name: 'nocost', workgroups: [4, 1, 1], threads: 256 },
+      ],
+      transfers: [
+        { kind: 'copy', bytes: 9.4e6 },
+        { kind: 'clear', bytes: 1e3 },
       ],
       submits: 2,
       readbacks: [
@@ -56,7 +63,10 @@ describe('shape report: the paper model', () => {
     expect(s.longestLoop).toMatchObject({ value: 49152, workgroups: 2000 });
     expect(s.worstNarrowLoop).toMatchObject({ value: 4096, workgroups: 3 });
     expect(s.uncosted).toEqual(['nocost']);
-    const want = r.dispatches.reduce((t, d) => t + dispatchSeconds(d, H200), 0) * 1000;
+    const copyMs = (1000 * (2 * 9.4e6 + 1e3)) / H200.bandwidth;
+    expect(s).toMatchObject({ copies: 1, clears: 1, transferGbytes: (2 * 9.4e6 + 1e3) / 1e9 });
+    expect(s.transferMs[H200.name]).toBeCloseTo(copyMs, 12);
+    const want = r.dispatches.reduce((t, d) => t + dispatchSeconds(d, H200), 0) * 1000 + copyMs;
     expect(s.ms[H200.name]).toBeCloseTo(want, 9);
     expect(s.kernels.find((k) => k.kernel === 'matmul')).toMatchObject({
       count: 2,
@@ -90,6 +100,8 @@ async function work(ctx: GpuContext): Promise<Recording> {
     out.push(matmul(a, b), matmul(a, b, { transB: false, alpha: 2 }));
     const { o, lse } = attention_forward(q, k, k, { heads: 4, kvHeads: 2, headDim: 16, seqLen: 33 });
     const { y, rstd } = rmsnorm_forward(x, w, 1e-5);
+    ctx.copy(x.buf, 0, y.buf, 0, x.bytes);
+    ctx.clear(y.buf, 0, y.bytes);
     head_dlogits_backward(logits, tgt, stats, { v0: 0, gradScale: 0.2, softcap: 0 });
     out.push(o, lse, y, rstd);
     await logits.read();
@@ -111,6 +123,10 @@ describe('shape report: the stub device', () => {
         peaks.push(ctx.alloc.peakLiveBytes);
       }
       expect(recs[0].dispatches.length).toBe(5);
+      expect(recs[0].transfers).toEqual([
+        { kind: 'copy', bytes: 2800 },
+        { kind: 'clear', bytes: 2800 },
+      ]);
       expect(recs[0]).toEqual(recs[1]);
       expect(peaks[0]).toBe(peaks[1]);
       expect(peaks[0]).toBeGreaterThan(0);

@@ -60,6 +60,37 @@ describe('rmsnorm', () => {
     expect(ctx.alloc.liveBytes).toBe(live);
   });
 
+  it.each([
+    [7, 100],
+    [3, 3000],
+  ])('forward with a residual, y = res + norm (one more rounding, u·|y|), N = %i, C = %i', async (N, C) => {
+    const ctx = await gpu();
+    const live = ctx.alloc.liveBytes;
+    const r = rng(N * 7 + C);
+    const x = r.normal(N * C, 2),
+      w = r.uniform(C, 0.5, 1.5),
+      res = r.normal(N * C, 3);
+    const [tx, tw, tres] = [Tensor.from(ctx, x, [N, C]), Tensor.from(ctx, w, [C]), Tensor.from(ctx, res, [N, C])];
+    const { y, rstd } = rmsnorm_forward(tx, tw, 1e-5, tres);
+    const want = rmsnorm_forward_cpu(x, w, N, C, 1e-5, res);
+    const norm = rmsnorm_forward_cpu(x, w, N, C, 1e-5).y;
+    const rel = 2 * (0.5 * reductionTerms(C) + 16) * u;
+    expectWithin(
+      await y.read(),
+      want.y,
+      want.y.map((v, i) => rel * Math.abs(norm[i]) + 2 * u * Math.abs(v)),
+      'y',
+    );
+    expectWithin(
+      await rstd.read(),
+      want.rstd,
+      want.rstd.map((v) => rel * v),
+      'rstd',
+    );
+    [tx, tw, tres, y, rstd].forEach((t) => t.free());
+    expect(ctx.alloc.liveBytes).toBe(live);
+  });
+
   it.each(SIZES)('backward matches the twin, N = %i, C = %i', async (N, C) => {
     const ctx = await gpu();
     const live = ctx.alloc.liveBytes;

@@ -21,7 +21,7 @@
 // `1.0 + self.weight.float()` is, and runs the plain RMSNorm kernel. Tied embeddings (262,144 rows for the real
 // models) by default; the chunked LM head (../head.ts) never holds B·T × V logits.
 
-import { add, geglu, headRmsnorm, linear, rmsnorm, rope } from '../../autograd/ops';
+import { geglu, headRmsnorm, linear, linears, rmsnorm, ropeQK, type LinearSpec } from '../../autograd/ops';
 import type { Tape, Var } from '../../autograd/tape';
 import { f16BitsToF32, f32ToF16Bits } from '../../gpu/f16';
 import type { Tensor } from '../../gpu/tensor';
@@ -191,11 +191,17 @@ export class Gemma3Model implements CausalLM {
     const c = this.cfg;
     const p = `model.layers.${i}`;
     const w = (name: string) => this.weights.get(`${p}.${name}`); // norm weights: 1 + w (storeSmall)
-    const norm = (name: string, input: Var) => rmsnorm(tape, input, w(`${name}.weight`), c.normEps, `${p}.${name}`);
-    const lin = (name: string, input: Var) => {
+    // a norm, and with `residual` the residual connection after it (added as the norm is stored)
+    const norm = (name: string, input: Var, residual?: Var) =>
+      rmsnorm(tape, input, w(`${name}.weight`), c.normEps, `${p}.${name}`, residual);
+    const spec = (name: string): LinearSpec => {
       const path = `${p}.${name}`;
       const branch = lora?.branch(tape, path, run.dropoutSeed ?? null) ?? null;
-      return linear(tape, input, frozenLinear(this.weights, path, false), branch, path);
+      return { w: frozenLinear(this.weights, path, false), lora: branch, name: path };
+    };
+    const lin = (name: string, input: Var) => {
+      const s = spec(name);
+      return linear(tape, input, s.w, s.lora, s.name);
     };
     const sliding = c.slidingLayers?.[i] ?? false;
     const ropeOpts = {
@@ -209,13 +215,11 @@ export class Gemma3Model implements CausalLM {
 
     // attention
     const n1 = norm('input_layernorm', x);
-    let q = lin('self_attn.q_proj', n1); // (N, Hq·D)
-    let k = lin('self_attn.k_proj', n1); // (N, Hkv·D)
-    const v = lin('self_attn.v_proj', n1); // (N, Hkv·D)
+    // q (N, Hq·D), k and v (N, Hkv·D): the three read n1 (one dispatch for their LoRA U's)
+    let [q, k, v] = linears(tape, n1, [spec('self_attn.q_proj'), spec('self_attn.k_proj'), spec('self_attn.v_proj')]);
     q = headRmsnorm(tape, q, w('self_attn.q_norm.weight'), c.normEps, `${p}.self_attn.q_norm`);
     k = headRmsnorm(tape, k, w('self_attn.k_norm.weight'), c.normEps, `${p}.self_attn.k_norm`);
-    q = rope(tape, q, { ...ropeOpts, heads: c.numHeads }, `${p}.rope_q`);
-    k = rope(tape, k, { ...ropeOpts, heads: c.numKvHeads }, `${p}.rope_k`);
+    [q, k] = ropeQK(tape, q, k, { ...ropeOpts, heads: c.numHeads }, c.numKvHeads, [`${p}.rope_q`, `${p}.rope_k`]);
     const attnOpts = {
       heads: c.numHeads,
       kvHeads: c.numKvHeads,
@@ -226,12 +230,15 @@ export class Gemma3Model implements CausalLM {
       softcap: c.attnSoftcap ?? 0,
     };
     const a = selfAttention(tape, q, k, v, attnOpts, run, i, `${p}.attn`); // (N, Hq·D)
-    const h = add(tape, x, norm('post_attention_layernorm', lin('self_attn.o_proj', a)), `${p}.resid_attn`);
+    // h = x + post_attention_layernorm(o_proj(a)): the residual comes after the norm, so it rides on the norm's
+    // store (not on the matmul, as Llama's does)
+    const h = norm('post_attention_layernorm', lin('self_attn.o_proj', a), x);
 
     // MLP
     const n2 = norm('pre_feedforward_layernorm', h);
-    const m = geglu(tape, lin('mlp.gate_proj', n2), lin('mlp.up_proj', n2), `${p}.geglu`); // (N, I)
-    return add(tape, h, norm('post_feedforward_layernorm', lin('mlp.down_proj', m)), `${p}.resid_mlp`);
+    const [gate, up] = linears(tape, n2, [spec('mlp.gate_proj'), spec('mlp.up_proj')]); // (N, I) each
+    const m = geglu(tape, gate, up, `${p}.geglu`); // (N, I)
+    return norm('post_feedforward_layernorm', lin('mlp.down_proj', m), h); // h + norm(down_proj(m))
   }
 
   finalNorm(tape: Tape, x: Var): Var {
