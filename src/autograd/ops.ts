@@ -107,8 +107,9 @@ const paramsOf = (l: LoraBranch): LoraParams => ({
 /**
  * Several linears of one input x (q, k, v of n1; gate, up of n2): the same values as `linear` on each, with one
  * dispatch for all their U = drop(x)·Aᵀ (lora_rank_segments) where 2 or 3 of them have adapters in one parameter
- * buffer; otherwise plain `linear`s. One op on the tape: its backward runs the linears' backwards last first,
- * each dx added into x's gradient as it goes.
+ * buffer; otherwise plain `linear`s. One op on the tape: its backward computes all their G, dA and dB in one
+ * lora_grad and one lora_grad_sum (lora_grad_segments) where their gradients lie side by side, then runs the
+ * dx matmuls last first, each dx added into x's gradient as it goes.
  */
 export function linears(tape: Tape, x: Var, specs: LinearSpec[]): Var[] {
   const branches = specs.map((s) => s.lora);
