@@ -167,7 +167,7 @@ async function streamRows(ctx: GpuContext, e: Engine): Promise<Row[]> {
   let submits = 0;
   ctx.device.queue.submit = (b: Iterable<GPUCommandBuffer>) => (submits++, submit(b));
   try {
-    const t = e.createTrainer({ ...TRAINING_SETTINGS, steps: RUN_STEPS, checkpointing: false });
+    e.createTrainer({ ...TRAINING_SETTINGS, steps: RUN_STEPS, checkpointing: false });
     await ctx.sync();
     const marks: { t: number; dispatches: number; submits: number; groups: number; reads: number }[] = [];
     const control = { paused: false, stopped: false, waitIfPaused: async () => {} };
@@ -187,7 +187,6 @@ async function streamRows(ctx: GpuContext, e: Engine): Promise<Row[]> {
     const n = RUN_STEPS - 3;
     const ms = (b.t - a.t) / n;
     const per = (k: 'dispatches' | 'submits' | 'groups' | 'reads') => (b[k] - a[k]) / n;
-    void t;
     return [
       {
         name: 'training tokens/s, consecutive steps',

@@ -339,45 +339,41 @@ export function attention(tape: Tape, q: Var, k: Var, v: Var, o: AttentionOpts, 
   return out;
 }
 
-/** h = silu(gate)·up; gate, up, h are (N, F). */
-export function swiglu(tape: Tape, gate: Var, up: Var, name: string): Var {
-  const [gt, ut] = [gate.t, up.t];
-  const needs = tape.needsGrad(gate, up);
-  const out = tape.output(swiglu_forward(gt, ut), name, needs);
-  if (needs) {
-    tape.record({
-      name,
-      outputs: [out],
-      saved: [gt, ut],
-      backward(tape) {
-        const g = swiglu_backward(out.grad!, gt, ut);
-        tape.addGrad(gate, tape.adopt(g.dgate));
-        tape.addGrad(up, tape.adopt(g.dup));
-      },
-    });
-  }
-  return out;
+/** The gated MLP activations, h = act(gate)·up: SwiGLU (act = silu, Llama) and GeGLU (act = GELU's tanh
+ * approximation, Gemma). Each has its own kernels; the op around them is one. */
+const GATED = {
+  swiglu: { forward: swiglu_forward, backward: swiglu_backward },
+  geglu: { forward: geglu_forward, backward: geglu_backward },
+} as const;
+
+/** The op h = act(gate)·up of one kind; gate, up, h are (N, F). */
+function gatedActivation(kind: keyof typeof GATED) {
+  const { forward, backward } = GATED[kind];
+  return (tape: Tape, gate: Var, up: Var, name: string): Var => {
+    const [gt, ut] = [gate.t, up.t];
+    const needs = tape.needsGrad(gate, up);
+    const out = tape.output(forward(gt, ut), name, needs);
+    if (needs) {
+      tape.record({
+        name,
+        outputs: [out],
+        saved: [gt, ut],
+        backward(tape) {
+          const g = backward(out.grad!, gt, ut);
+          tape.addGrad(gate, tape.adopt(g.dgate));
+          tape.addGrad(up, tape.adopt(g.dup));
+        },
+      });
+    }
+    return out;
+  };
 }
 
+/** h = silu(gate)·up; gate, up, h are (N, F). */
+export const swiglu = gatedActivation('swiglu');
+
 /** h = gelu(gate)·up with GELU's tanh approximation (Gemma's GeGLU); gate, up, h are (N, F). */
-export function geglu(tape: Tape, gate: Var, up: Var, name: string): Var {
-  const [gt, ut] = [gate.t, up.t];
-  const needs = tape.needsGrad(gate, up);
-  const out = tape.output(geglu_forward(gt, ut), name, needs);
-  if (needs) {
-    tape.record({
-      name,
-      outputs: [out],
-      saved: [gt, ut],
-      backward(tape) {
-        const g = geglu_backward(out.grad!, gt, ut);
-        tape.addGrad(gate, tape.adopt(g.dgate));
-        tape.addGrad(up, tape.adopt(g.dup));
-      },
-    });
-  }
-  return out;
-}
+export const geglu = gatedActivation('geglu');
 
 /** GELU (tanh approximation). */
 export function gelu(tape: Tape, x: Var, name: string): Var {

@@ -114,14 +114,6 @@ export interface MemorySummary {
   messages: { level: 'info' | 'warn' | 'error'; text: string }[];
 }
 
-export interface MemorySummary {
-  totalBytes: number;
-  weightBytes: number;
-  loraBytes: number;
-  activationBytes: number;
-  messages: { level: 'info' | 'warn' | 'error'; text: string }[];
-}
-
 /** What the settings would train and hold, or why they are invalid. */
 export interface EstimateSummary {
   trainableParams: number;
