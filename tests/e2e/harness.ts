@@ -150,18 +150,17 @@ export async function screenshot(page: Page, name: string, selector?: string): P
 
 /** Fails with the page's own words if WebGPU did not come up (the banner), rather than timing out. */
 export async function expectEngineUp(page: Page, timeout = 60_000): Promise<string> {
-  const line = page.getByRole('status').filter({ hasText: /^GPU:/ });
-  await line.waitFor({ timeout });
-  const deadline = Date.now() + timeout;
-  while (Date.now() < deadline) {
-    const text = (await line.textContent()) ?? '';
-    if (text.startsWith('GPU: ') && text !== 'GPU: not available') return text;
-    const banner = page.locator('.banner');
-    if (await banner.isVisible())
-      throw new Error(`the studio reports no working WebGPU engine: ${await banner.textContent()}`);
-    await page.waitForTimeout(200);
+  // The status line reads 'GPU: <adapter> …' once the engine is up, 'GPU: not available' (and a banner) if not.
+  const up = page.getByRole('status').filter({ hasText: /^GPU: (?!not available$)/ });
+  const banner = page.locator('.banner');
+  try {
+    await up.or(banner).first().waitFor({ timeout });
+  } catch {
+    const line = await page.getByRole('status').filter({ hasText: /^GPU:/ }).allTextContents();
+    throw new Error(`the engine did not start within ${timeout / 1000} s (status line: ${line.join(' ') || 'none'})`);
   }
-  throw new Error(`the engine did not start within ${timeout / 1000} s (status line: ${await line.textContent()})`);
+  if (await up.count()) return (await up.textContent()) ?? '';
+  throw new Error(`the studio reports no working WebGPU engine: ${await banner.textContent()}`);
 }
 
 /** Waits for the bundled model to load; on failure says what the model panel says and saves a screenshot. */
