@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { defineConfig } from 'vitest/config';
 
 // Three projects, one `vitest run`:
@@ -9,6 +10,12 @@ import { defineConfig } from 'vitest/config';
 // (WEBLORA_REAL_SHAPES=1), not by `npm test`.
 const REAL = ['tests/models/real-shapes.test.ts', 'tests/e2e/real-shape.test.ts'];
 const common = { pool: 'forks' as const, testTimeout: 120_000, hookTimeout: 120_000 };
+// Node test files at once. Vitest's default, one less than the cores, is a single worker on a 2-core machine, and
+// one file keeps about one core busy (lavapipe builds each pipeline on one thread, the CPU twins and parsers are
+// plain JS, a file starts by importing and transforming its modules), so a second worker fills the other core.
+// Every Node project gets the same count: vitest runs projects with equal counts as one pool. The browser project
+// stays one file at a time (one Chromium, one build of the site), after the Node files.
+const node = { ...common, maxWorkers: Math.max(2, availableParallelism() - 1) };
 
 export default defineConfig({
   test: {
@@ -17,7 +24,7 @@ export default defineConfig({
       {
         extends: true,
         test: {
-          ...common,
+          ...node,
           name: 'lavapipe',
           include: ['tests/**/*.test.ts'],
           exclude: ['tests/e2e/**', ...REAL],
@@ -27,7 +34,7 @@ export default defineConfig({
       {
         extends: true,
         test: {
-          ...common,
+          ...node,
           name: 'swiftshader',
           include: ['tests/kernels/**/*.test.ts', 'tests/gpu/**/*.test.ts', 'tests/autograd/**/*.test.ts'],
           env: { WEBLORA_DRIVER: 'swiftshader' },
@@ -47,7 +54,7 @@ export default defineConfig({
         ? [
             {
               extends: true as const,
-              test: { ...common, name: 'real-lavapipe', include: [REAL[0]], env: { WEBLORA_DRIVER: 'lavapipe' } },
+              test: { ...node, name: 'real-lavapipe', include: [REAL[0]], env: { WEBLORA_DRIVER: 'lavapipe' } },
             },
             {
               extends: true as const,
