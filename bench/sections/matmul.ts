@@ -1,8 +1,18 @@
 // Matmul throughput: GFLOP/s of C = A·Bᵀ (the weights' layout, y = x·W0ᵀ) and C = A·B at n = 256, 512, 1024,
-// f32 and, where the adapter has shader-f16, with f16 B.
+// f32 and, where the adapter has shader-f16, with f16 B; then a frozen weight of SmolLM2-135M's shape stored as
+// f32, f16, q8 and q4 blocks (read and dequantized in registers), with time and bytes of W0 read as ratios to f32.
 import type { GpuContext } from '../../src/gpu/context';
+import { quantize } from '../../src/gpu/quant';
 import { Tensor } from '../../src/gpu/tensor';
-import { MATMUL_VARIANTS, matmul, matmulRaw, matmulTile, variantAvailable } from '../../src/kernels/matmul';
+import {
+  MATMUL_VARIANTS,
+  bBytesPerValue,
+  matmul,
+  matmulRaw,
+  matmulTile,
+  variantAvailable,
+  type BDtype,
+} from '../../src/kernels/matmul';
 import { timeVariants, type Row, type Section } from '../harness';
 import { benchRng } from './data';
 
@@ -41,9 +51,51 @@ export const matmulSection: Section = {
       }
       [a, b, b16].forEach((t) => t?.free());
     }
+    rows.push(...(await quantizedWeightRows(ctx)));
     return rows;
   },
 };
+
+/** SmolLM2-135M's gate_proj W0 (1536, 576) at 256 tokens: y = x·W0ᵀ and dx = dy·W0 with W0 stored as f32, f16 (where
+ * the adapter has shader-f16), q8 and q4. The note gives the time and W0's bytes read as ratios to f32: on a
+ * bandwidth-bound GPU the time follows the bytes; on a software driver the dequantizing arithmetic shows. */
+async function quantizedWeightRows(ctx: GpuContext): Promise<Row[]> {
+  const [T, OUT, IN] = [256, 1536, 576];
+  const R = benchRng(7);
+  const w = R.uniform(OUT * IN, -0.1, 0.1);
+  const x = Tensor.from(ctx, R.uniform(T * IN), [T, IN]);
+  const dy = Tensor.from(ctx, R.uniform(T * OUT), [T, OUT]);
+  const weights: [BDtype, Tensor][] = [['f32', Tensor.from(ctx, w, [OUT, IN])]];
+  if (ctx.hasF16) weights.push(['f16', Tensor.from(ctx, w, [OUT, IN], 'w16', 'f16')]);
+  for (const kind of ['q8', 'q4'] as const) weights.push([kind, Tensor.fromQuant(ctx, quantize(kind, w, OUT, IN))]);
+  const variants: Record<string, () => () => void> = {};
+  for (const [d, t] of weights) {
+    variants[`${d} y = x·W0ᵀ`] = () => {
+      const c = matmul(x, t, { transB: true });
+      return () => c.free();
+    };
+    variants[`${d} dx = dy·W0`] = () => {
+      const c = matmul(dy, t);
+      return () => c.free();
+    };
+  }
+  const flops = 2 * T * OUT * IN;
+  const ms = await timeVariants(ctx, variants, { reps: 5 });
+  const rows: Row[] = [];
+  for (const [k, t] of Object.entries(ms)) {
+    const [d, ...rest] = k.split(' ');
+    const f32 = ms[`f32 ${rest.join(' ')}`];
+    const bytes = bBytesPerValue(d as BDtype) / bBytesPerValue('f32');
+    rows.push({
+      name: `W0 ${d} ${rest.join(' ')} (SmolLM2 gate_proj, ${T} tokens)`,
+      value: flops / t.median / 1e6,
+      unit: 'GFLOP/s',
+      note: `${t.median.toFixed(1)} ms; time x${(t.median / f32.median).toFixed(2)} of f32, W0 bytes read x${bytes.toFixed(3)}`,
+    });
+  }
+  [x, dy, ...weights.map(([, t]) => t)].forEach((t) => t.free());
+  return rows;
+}
 
 /** The tile-shape search behind matmulTile's choice, kept so it can be re-run on any adapter:
  * threads per workgroup (M x N) x rows per thread (each thread computes rows x 4 columns), at 512³. */

@@ -2,7 +2,7 @@
 // Node CLI/bench (through vite's module runner): as raw strings bundled at build time.
 //
 // Specialisation is plain text: a kernel source may use `{{NAME}}` placeholders, and a define
-// value replaces each (e.g. `{{W0T}}` -> `f16` for a variant that reads f16 weights; such a source puts
+// value replaces each (e.g. `{{BELEM}}` -> `f16` for a variant that reads f16 weights; such a source puts
 // `{{ENABLE_F16}}` on its first line, filled with `enable f16;` or nothing). Shared WGSL functions live in
 // `shaders/lib_*.wgsl` and are pulled in by a line `//#include lib_name`.
 // A shader lists the defines it needs for linting in a line `//! defaults: KEY=value KEY2=value`.

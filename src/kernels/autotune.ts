@@ -9,7 +9,8 @@
 // replaces the baseline only when it is at least `minGain` (20 %) faster in the minimum of 5 interleaved rounds, so
 // noise on a busy software driver does not swap in a slower kernel. A forced policy (setMatmulPolicy or WEBLORA_MATMUL) skips all of it.
 import type { GpuContext } from '../gpu/context';
-import { Tensor } from '../gpu/tensor';
+import { QUANT_BLOCK } from '../gpu/quant';
+import { isQuant, Tensor } from '../gpu/tensor';
 import {
   MATMUL_VARIANTS,
   matmulPolicy,
@@ -146,7 +147,8 @@ export async function autotuneMatmul(ctx: GpuContext, shapes: MatmulShape[], o: 
   return { adapter: ctx.adapterName, policy, spentMs: performance.now() - t0, results };
 }
 
-/** `s` with its largest dimensions halved until each operand has at most `maxElems` elements. */
+/** `s` with its largest dimensions halved until each operand has at most `maxElems` elements (a q8 / q4 B keeps
+ * its columns, K with transB else N, a multiple of the 32-value block). */
 function fitShape(s: MatmulShape, maxElems: number): MatmulShape {
   const f = { ...s };
   const over = () => f.M * f.K > maxElems || f.K * f.N > maxElems || f.M * f.N > maxElems;
@@ -155,6 +157,11 @@ function fitShape(s: MatmulShape, maxElems: number): MatmulShape {
     if (f.M === big) f.M = Math.ceil(f.M / 2);
     else if (f.N === big) f.N = Math.ceil(f.N / 2);
     else f.K = Math.ceil(f.K / 2);
+  }
+  const block = (x: number) => Math.ceil(x / QUANT_BLOCK) * QUANT_BLOCK;
+  if (isQuant(f.bDtype)) {
+    if (f.transB) f.K = block(f.K);
+    else f.N = block(f.N);
   }
   return f;
 }

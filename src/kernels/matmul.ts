@@ -173,10 +173,11 @@ export function variantAvailable(ctx: GpuContext, v: MatmulVariant): boolean {
   return v !== 'splitk-subgroups' || ctx.hasSubgroups;
 }
 
-/** Whether `v` runs this call: available, and not splitk-subgroups with f16 B (on lavapipe that pipeline did not
- * finish within 120 s in the tests; the f16 split-K product runs on splitk instead). */
+/** Whether `v` runs this call: available, and not splitk-subgroups with an f16, q8 or q4 B (on lavapipe the f16
+ * pipeline did not finish within 120 s in the tests, and a q8 or q4 one took 40-58 s each on a loaded machine,
+ * against ~1 s for the other variants: too long for the autotuner at model load; those products run on splitk). */
 export function variantSupports(ctx: GpuContext, v: MatmulVariant, m: { bDtype?: BDtype }): boolean {
-  return variantAvailable(ctx, v) && !(v === 'splitk-subgroups' && m.bDtype === 'f16');
+  return variantAvailable(ctx, v) && !(v === 'splitk-subgroups' && (m.bDtype ?? 'f32') !== 'f32');
 }
 
 interface MatmulChoices {

@@ -39,12 +39,16 @@ export function headChunkCols(N: number, maxBindingBytes: number): number {
   return Math.min(MAX_CHUNK, Math.max(CHUNK_ALIGN, vc));
 }
 
-/** One vocabulary chunk: columns v0 .. v0 + vc, rows of the table bound as the matmul's B, w (vc, C). */
+/** One vocabulary chunk: columns v0 .. v0 + vc, rows r0 .. r0 + vc of a row chunk `table` of the (V, C) table. */
 interface VocabChunk {
-  w: Pick<MatmulRaw, 'b' | 'bScales' | 'bDtype'>;
+  table: Tensor;
+  r0: number;
   v0: number;
   vc: number;
 }
+
+/** The chunk's rows (vc, C) as the matmul's B. */
+const chunkB = (ch: VocabChunk): Pick<MatmulRaw, 'b' | 'bScales' | 'bDtype'> => weightRowsB(ch.table, ch.r0, ch.vc);
 
 /** The table's row chunks cut into vocabulary chunks of at most `cols` rows; they must cover 0 .. V exactly. */
 function vocabChunks(chunks: RowChunk[], V: number, cols: number): VocabChunk[] {
@@ -55,7 +59,7 @@ function vocabChunks(chunks: RowChunk[], V: number, cols: number): VocabChunk[] 
     if (ch.rowStart !== next) throw new Error(`LM head: table rows ${next}..${ch.rowStart} are in no chunk`);
     for (let r = 0; r < rows; r += cols) {
       const vc = Math.min(cols, rows - r);
-      out.push({ w: weightRowsB(ch.table, r, vc), v0: ch.rowStart + r, vc });
+      out.push({ table: ch.table, r0: r, v0: ch.rowStart + r, vc });
     }
     next = ch.rowStart + rows;
   }
@@ -67,7 +71,7 @@ function vocabChunks(chunks: RowChunk[], V: number, cols: number): VocabChunk[] 
 function chunkLogits(ctx: GpuContext, x: Tensor, ch: VocabChunk, out: Tensor): void {
   const [N, C] = x.shape;
   matmulRaw(ctx, {
-    ...ch.w,
+    ...chunkB(ch),
     a: x.buf,
     c: out.buf,
     M: N,
@@ -85,7 +89,7 @@ function chunkLogits(ctx: GpuContext, x: Tensor, ch: VocabChunk, out: Tensor): v
 function chunkDx(ctx: GpuContext, dlogits: Tensor, ch: VocabChunk, dx: Tensor, accumulate: boolean): void {
   const [N, C] = dx.shape;
   matmulRaw(ctx, {
-    ...ch.w,
+    ...chunkB(ch),
     a: dlogits.buf,
     c: dx.buf,
     M: N,

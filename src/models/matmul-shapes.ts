@@ -3,13 +3,14 @@
 // kernels, src/kernels/lora.ts), and the head's two products on one vocabulary chunk (src/models/head.ts).
 // The linears come from the family's own description (one layer's: every layer has the same shapes).
 import type { MatmulShape } from '../kernels/autotune';
+import type { BDtype } from '../kernels/matmul';
 import type { ModelConfig } from './config';
 import { familySpec } from './families';
 
 /** At `tokens` rows (batch · seqLen); `headCols` is the head's vocabulary chunk (headChunkCols). */
 export function modelMatmulShapes(
   cfg: ModelConfig,
-  o: { tokens: number; weightDtype: 'f32' | 'f16'; headCols?: number },
+  o: { tokens: number; weightDtype: BDtype; headCols?: number },
 ): MatmulShape[] {
   const T = o.tokens;
   const s: MatmulShape[] = [];

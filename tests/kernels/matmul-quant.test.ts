@@ -11,6 +11,9 @@ import {
   MATMUL_VARIANTS,
   matmulCost,
   matmulRaw,
+  matmulVariantFor,
+  setMatmulPolicy,
+  variantAvailable,
   variantSupports,
   weightB,
   type MatmulVariant,
@@ -36,7 +39,7 @@ function dense(x: ArrayLike<number>, rows: number, cols: number, ld: number, bat
   return out;
 }
 
-export interface QCase {
+interface QCase {
   M: number;
   N: number;
   K: number;
@@ -52,8 +55,16 @@ export interface QCase {
   drop?: 'epilogue' | 'b';
 }
 
-/** Runs one product with a `kind` B on variant v; checks it against the twin; returns C (for comparisons). */
-export async function runQuantCase(kind: QuantKind, v: MatmulVariant, c: QCase, seed: number) {
+/** Runs one product with a `kind` B on variant v and checks it against the twin; with `vsF32`, also against the
+ * same launch on an f32 B of dequantize(blocks) (a second pipeline to compile). */
+async function runQuantCase(
+  kind: QuantKind,
+  v: MatmulVariant,
+  c: QCase,
+  seed: number,
+  vsF32: boolean,
+  byPolicy = false,
+) {
   const ctx = await gpu();
   const { M, N, K, transB } = c;
   const transA = !!c.transA,
@@ -101,7 +112,7 @@ export async function runQuantCase(kind: QuantKind, v: MatmulVariant, c: QCase, 
     accumulate: c.accumulate,
   };
   expect(m.bDtype).toBe(kind);
-  matmulRaw(ctx, m, lora, dropout, undefined, v);
+  matmulRaw(ctx, m, lora, dropout, undefined, byPolicy ? undefined : v); // byPolicy: the dispatcher chooses
   const got = await tc.read();
   const B = dense(b, rb, cb, ldb, batch, rb * ldb);
   const o: MatmulCpuOpts = {
@@ -123,20 +134,22 @@ export async function runQuantCase(kind: QuantKind, v: MatmulVariant, c: QCase, 
   };
   expectSumBounded(got, matmul_cpu(a, B, M, N, K, o), matmul_cpu(abs(a), abs(B), M, N, K, mo), K + R, `${kind} ${v}`);
 
-  // The same launch on an f32 B holding dequantize(blocks): bit-identical (the same sums of the same values).
-  const tf = Tensor.from(ctx, b, [b.length]);
-  ctx.write(tc.buf, c0);
-  matmulRaw(ctx, { ...m, ...weightB(tf), bScales: undefined }, lora, dropout, undefined, v);
-  expect(Array.from(await tc.read())).toEqual(Array.from(got));
-  [ta, tb, tc, tbias, tu, tv, tf].forEach((t) => t.free());
-  return got;
+  if (vsF32) {
+    // The same launch on an f32 B holding dequantize(blocks): bit-identical (the same sums of the same values).
+    const tf = Tensor.from(ctx, b, [b.length]);
+    ctx.write(tc.buf, c0);
+    matmulRaw(ctx, { ...m, ...weightB(tf), bScales: undefined }, lora, dropout, undefined, v);
+    expect(Array.from(await tc.read())).toEqual(Array.from(got));
+    tf.free();
+  }
+  [ta, tb, tc, tbias, tu, tv].forEach((t) => t.free());
 }
 
 const F = false,
   T = true;
 // y = x·W0ᵀ (+ bias + s·U·Bᵀ): B is W0 (N_out, K_in), transB; dx = dy·W0 (+ s·mask ⊙ G·A): B is W0 (K, N), N = its
 // quantized columns (the vec4 path: one word of quants per 4 values), or N < ldb (scalar loads).
-export const QCASES: [string, QCase][] = [
+const QCASES: [string, QCase][] = [
   ['x·W0ᵀ, bias, LoRA epilogue', { M: 37, N: 45, K: 96, transB: T, bias: T, lora: { R: 5, vT: F } }],
   ['x·W0ᵀ, accumulate (residual), ldb > K', { M: 100, N: 33, K: 160, transB: T, ldb: 192, accumulate: T }],
   [
@@ -148,10 +161,18 @@ export const QCASES: [string, QCase][] = [
   ['batch 2, Aᵀ·B, mask on B', { M: 33, N: 64, K: 21, transA: T, transB: F, batch: 2, drop: 'b' }],
 ];
 
+// SwiftShader compiles each matmul pipeline slowly (7-15 s for a tiled one on this machine): there the baseline
+// runs the SWIFT cases and the variants one case each (both kinds between them); lavapipe runs everything.
+const swift = process.env.WEBLORA_DRIVER === 'swiftshader';
+const SWIFT = new Set(['x·W0ᵀ, bias, LoRA epilogue', 'dy·W0, LoRA epilogue with its mask, accumulate']); // FWD, DX below
+
 describe.each(['q8', 'q4'] as const)('matmul baseline, %s B', (kind) => {
-  it.each(QCASES)('%s matches the twin on dequantize(blocks)', async (name, c) => {
-    await runQuantCase(kind, 'baseline', c, name.length * 7 + c.M + (kind === 'q4' ? 1 : 0));
-  });
+  it.each(QCASES.filter(([name]) => !swift || SWIFT.has(name)))(
+    '%s matches the twin on dequantize(blocks)',
+    async (name, c) => {
+      await runQuantCase(kind, 'baseline', c, name.length * 7 + c.M + (kind === 'q4' ? 1 : 0), true);
+    },
+  );
 
   it('the matmul(Tensor) entry takes a quantized 2-D weight', async () => {
     const ctx = await gpu();
@@ -175,11 +196,67 @@ describe.each(['q8', 'q4'] as const)('matmul baseline, %s B', (kind) => {
   });
 });
 
+// The tiled variants stage dequantized f32 values in workgroup memory (vec4 staging: one word of quants per 4
+// values); split-K reads B through the same B_AT. Forced through matmulRaw's `variant`.
+// Each variant runs the kinds in turn rather than all pairs (pipelines take seconds to compile on the software
+// drivers): every variant meets both orientations, and both kinds between its runs and its peers'. splitk-subgroups
+// does not take a quantized B (variantSupports; tested below).
+const FWD = 'x·W0ᵀ, bias, LoRA epilogue',
+  DX = 'dy·W0, LoRA epilogue with its mask, accumulate';
+const VARIANT_RUNS: [MatmulVariant, QuantKind, string][] = [
+  ['tile64-bk16', 'q8', FWD],
+  ['tile64-bk16', 'q8', DX],
+  ['tile64-bk32', 'q4', FWD],
+  ['tile64-bk32', 'q4', DX],
+  ['tile128-bk16', 'q8', FWD],
+  ['tile128-bk16', 'q4', DX],
+  ['splitk', 'q4', FWD],
+  ['splitk', 'q8', DX],
+];
+const SWIFT_RUNS = new Set([`tile64-bk32 q4 ${FWD}`, `splitk q8 ${DX}`]);
+
+describe('matmul variants, quantized B', () => {
+  it.each(VARIANT_RUNS.filter(([v, kind, name]) => !swift || SWIFT_RUNS.has(`${v} ${kind} ${name}`)))(
+    '%s, %s B: %s matches the twin',
+    async (v, kind, name) => {
+      const c = QCASES.find(([n]) => n === name)![1];
+      await runQuantCase(kind, v, c, name.length * 5 + c.N, false);
+    },
+  );
+});
+
 describe('quantized B: variants and cost', () => {
-  it('every variant says whether it runs a q8 / q4 B, and a forced one it cannot run falls back', async () => {
+  it('every variant but splitk-subgroups runs a q8 / q4 B; forced there, the dispatcher falls back to the baseline', async () => {
     const ctx = await gpu();
     for (const v of MATMUL_VARIANTS)
-      for (const d of ['q8', 'q4'] as const) expect(variantSupports(ctx, v, { bDtype: d })).toBe(true);
+      for (const d of ['q8', 'q4'] as const)
+        expect(variantSupports(ctx, v, { bDtype: d })).toBe(v !== 'splitk-subgroups' && variantAvailable(ctx, v));
+    const m = {
+      M: 8,
+      N: 64,
+      K: 4096,
+      transA: true,
+      transB: false,
+      a: null!,
+      b: null!,
+      c: null!,
+      lda: 8,
+      ldb: 64,
+      ldc: 64,
+    };
+    setMatmulPolicy(ctx, 'splitk-subgroups');
+    try {
+      expect(matmulVariantFor(ctx, { ...m, bDtype: 'q4' })).toBe('baseline');
+      if (ctx.hasSubgroups) expect(matmulVariantFor(ctx, { ...m, bDtype: 'f32' })).toBe('splitk-subgroups');
+      // the q8 product itself, forced: it runs (on the baseline) and matches the twin
+      await runQuantCase('q8', 'baseline', { M: 5, N: 64, K: 37, transA: true, transB: false }, 3, false, true);
+    } finally {
+      setMatmulPolicy(ctx, undefined);
+    }
+    // asked for by name, it is refused rather than run on another kernel
+    await expect(
+      runQuantCase('q4', 'splitk-subgroups', { M: 5, N: 64, K: 37, transB: false }, 4, false),
+    ).rejects.toThrow(/cannot run this product/);
   });
 
   it('the dispatch cost reads the quantized bytes of B', () => {
