@@ -137,6 +137,101 @@ describe('damaged checkpoints', () => {
   });
 });
 
+describe('checkpoints written before the pointer (the legacy layout: the checkpoint itself, no digest)', () => {
+  /** A checkpoint as Engine.snapshot makes one: rank 2, q_proj and v_proj of a 64-wide layer, an m and a v
+   * for each A and B (named `${module}.lora_A` / `.lora_B`, as the optimizer names them). */
+  function legacyAt(step: number): Checkpoint {
+    const arr = (n: number, k: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * k + step));
+    const lora: Checkpoint['lora'] = {};
+    const m: Record<string, Float32Array> = {};
+    const v: Record<string, Float32Array> = {};
+    ['q_proj', 'v_proj'].forEach((p, j) => {
+      const name = `model.layers.0.self_attn.${p}`;
+      lora[name] = { A: arr(2 * 64, j + 1), B: arr(64 * 2, j + 2) };
+      for (const w of ['lora_A', 'lora_B']) {
+        m[`${name}.${w}`] = arr(128, j + 3);
+        v[`${name}.${w}`] = arr(128, j + 4).map(Math.abs);
+      }
+    });
+    return {
+      version: 1,
+      modelId: 'm',
+      dataset: { name: 'd', text: 'some text' },
+      settings: { rank: 2, seed: 7 } as never,
+      totalSteps: 10,
+      lora,
+      optimizer: { step, m, v },
+      data: { epoch: 0, index: step * 2, seed: 7 },
+      history: Array.from({ length: step }, (_, i) => ({ step: i + 1, loss: 3 - i / 10 })),
+      valHistory: [{ step: 2, loss: 2.9 }],
+      savedAt: `t${step}`,
+    };
+  }
+
+  /** What saveCheckpoint did before the pointer (commit 0e28bfa^): the checkpoint under checkpoint:current. */
+  async function savedTheOldWay(step: number): Promise<ReturnType<typeof memoryStore>> {
+    const store = memoryStore();
+    await store.set('checkpoint:current', legacyAt(step), 'the training checkpoint');
+    return store;
+  }
+
+  it('a whole one is read as it was, and the next save replaces it with the current layout', async () => {
+    const mem = await savedTheOldWay(4);
+    expect(await loadCheckpoint(mem)).toEqual(legacyAt(4));
+
+    // A save that runs out of quota half-way keeps it, and says which step is still the latest.
+    let fault: WriteFault = 'partial';
+    const store = faultyStore(mem, (k) => (k.startsWith('checkpoint:data:') ? fault : 'ok'));
+    await expect(saveCheckpoint(store, legacyAt(6))).rejects.toThrow(
+      /step 6 was not saved.*The checkpoint at step 4 is still the latest\.$/,
+    );
+    expect(await loadCheckpoint(store)).toEqual(legacyAt(4));
+    expect(await dataKeys(mem)).toEqual([]);
+
+    fault = 'ok';
+    await saveCheckpoint(store, legacyAt(8));
+    expect(await loadCheckpoint(store)).toEqual(legacyAt(8));
+    expect(mem.map.get('checkpoint:current')).toMatchObject({ version: 1, step: 8, sha256: expect.any(String) });
+    expect(await dataKeys(mem)).toHaveLength(1);
+  });
+
+  it('a damaged one is refused, naming the older format and what is wrong; discard clears it', async () => {
+    const name = 'model.layers.0.self_attn.v_proj';
+    const damage: [string, (c: Checkpoint) => void, RegExp][] = [
+      [
+        'truncated moment',
+        (c) => (c.optimizer.m[`${name}.lora_B`] = c.optimizer.m[`${name}.lora_B`].slice(0, 100)),
+        /B matrix.*cut short/,
+      ],
+      ['truncated weight', (c) => (c.lora[name].A = c.lora[name].A.slice(0, 127)), /A matrix.*cut short/],
+      ['missing matrix', (c) => delete (c.lora[name] as Partial<Checkpoint['lora'][string]>).B, /B matrix.*missing/],
+      ['NaN weight', (c) => (c.lora[name].A[5] = NaN), /A matrix.*impossible values/],
+      ['negative second moment', (c) => (c.optimizer.v[`${name}.lora_A`][3] = -1), /A matrix.*impossible values/],
+      [
+        'extra moment',
+        (c) => (c.optimizer.v['model.layers.1.mlp.up_proj.lora_A'] = new Float32Array(4)),
+        /does not match/,
+      ],
+      ['no weights', (c) => (c.lora = {}), /adapter weights are missing/],
+      ['no dataset', (c) => ((c as { dataset: unknown }).dataset = null), /dataset is missing/],
+      ['curve too long', (c) => c.history.push({ step: 5, loss: 1 }), /longer than its run/],
+      ['step past the run', (c) => (c.optimizer.step = 11), /optimizer state is missing/],
+    ];
+    for (const [what, f, why] of damage) {
+      const store = await savedTheOldWay(4);
+      f(store.map.get('checkpoint:current') as Checkpoint);
+      const err = await loadCheckpoint(store).catch((x) => x);
+      expect(err, what).toBeInstanceOf(DamagedEntryError);
+      expect(String(err.message), what).toMatch(
+        /^The saved checkpoint( at step \d+)?, written by an earlier version of WebLoRA, is damaged \(.+\), so the run cannot resume from it\. Discard it/,
+      );
+      expect(String(err.message), what).toMatch(why);
+      await discardCheckpoint(store);
+      expect(await loadCheckpoint(store), what).toBeNull();
+    }
+  });
+});
+
 // Wide enough that an entry's weights are a real array.
 const cfg = parseConfig({
   architectures: ['LlamaForCausalLM'],

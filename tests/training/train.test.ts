@@ -1,5 +1,6 @@
 // Training on the bundled model, through the same Engine the studio's worker and the CLI use:
-// - a run resumed from a checkpoint gives exactly the losses of an uninterrupted run (same seed);
+// - a run resumed from a checkpoint gives exactly the losses of an uninterrupted run (same seed), also from
+//   a checkpoint stored in the layout of older versions (no pointer, no digest);
 // - fine-tuning on a sample dataset lowers the validation loss by a clear margin;
 // - a non-finite loss stops the run and keeps the adapter at its last good step.
 
@@ -52,13 +53,26 @@ describe('training the bundled model', () => {
     const resumed: number[] = [];
     for (let i = 0; i < 3; i++) resumed.push((await first.trainStep()).loss);
     await saveCheckpoint(store, await e.snapshot({ name: 'fortunes.txt', text: FORTUNES.slice(0, 60_000) }));
-    e.disposeRun();
-    e.lora?.free();
-    e.lora = null;
+    const dropRun = () => {
+      e.disposeRun();
+      e.lora?.free();
+      e.lora = null;
+    };
+    dropRun();
+    // The same snapshot as an older WebLoRA stored it (the checkpoint itself under checkpoint:current, no
+    // pointer or digest) resumes the same way.
+    const legacy = memoryStore();
+    await legacy.set('checkpoint:current', await loadCheckpoint(store), 'the training checkpoint');
     const restored = await e.restore((await loadCheckpoint(store))!);
     expect(restored.step).toBe(3);
     while (!restored.done) resumed.push((await restored.trainStep()).loss);
     expect(resumed).toEqual(losses); // bit for bit: same data order, dropout streams and GPU arithmetic
+
+    dropRun();
+    const fromLegacy = await e.restore((await loadCheckpoint(legacy))!);
+    const resumedLegacy = losses.slice(0, 3);
+    while (!fromLegacy.done) resumedLegacy.push((await fromLegacy.trainStep()).loss);
+    expect(resumedLegacy).toEqual(losses);
     void full;
     e.unloadModel();
   });
