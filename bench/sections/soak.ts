@@ -81,8 +81,13 @@ function fullGc(): void {
  * (their checkpointEvery must be > 0) through Engine.run, saving each checkpoint to an in-memory store
  * exactly as the worker saves it to IndexedDB (snapshot: the adapter and the AdamW moments read back), and
  * samples the allocator and the heap after each one and at the end. Unloads the model before returning.
+ * `progress` hears each sample as it is taken (a long soak is otherwise silent for most of an hour).
  */
-export async function soak(ctx: GpuContext, settings: Partial<TrainSettings>): Promise<SoakResult> {
+export async function soak(
+  ctx: GpuContext,
+  settings: Partial<TrainSettings>,
+  progress?: (s: SoakSample, r: SoakResult) => void,
+): Promise<SoakResult> {
   if (!(settings.checkpointEvery! > 0)) throw new Error('soak: settings.checkpointEvery must be > 0');
   const e = new Engine(ctx, { log: () => {} });
   await e.loadModel(dirSource(BUNDLED_MODEL), 'f32');
@@ -101,6 +106,7 @@ export async function soak(ctx: GpuContext, settings: Partial<TrainSettings>): P
     fullGc();
     const a = ctx.alloc;
     res.samples.push({ step, liveBytes: a.liveBytes, pooledBytes: a.pooledBytes, heapBytes: heapUsed() });
+    progress?.(res.samples.at(-1)!, res);
   };
   try {
     const t = e.createTrainer(settings);
@@ -136,7 +142,13 @@ export const soakSection: Section = {
   name: 'soak',
   title: `Soak: ${SOAK_SETTINGS.steps} training steps of the bundled model (batch ${SOAK_SETTINGS.batchSize} x ${SOAK_SETTINGS.seqLen}), a checkpoint, validation and sample every ${SOAK_SETTINGS.checkpointEvery}`,
   async run(ctx: GpuContext): Promise<Row[]> {
-    const r = await soak(ctx, SOAK_SETTINGS);
+    const t0 = performance.now();
+    const r = await soak(ctx, SOAK_SETTINGS, (s, r) => {
+      const last = r.stepMs.slice(-SOAK_SETTINGS.checkpointEvery!);
+      console.log(
+        `  step ${s.step}/${SOAK_SETTINGS.steps}: live ${fmtBytes(s.liveBytes)}, pooled ${fmtBytes(s.pooledBytes)}, heap ${fmtBytes(s.heapBytes)}, step ${median(last).toFixed(0)} ms (median of the last ${last.length}), ${((performance.now() - t0) / 60_000).toFixed(1)} min`,
+      );
+    });
     // "start" is the first checkpoint, after checkpointEvery warm steps (pools and caches filled); "end" the last
     const [first, last] = [r.samples[0], r.samples.at(-1)!];
     const mid = r.samples[r.samples.length >> 1];
