@@ -3,6 +3,8 @@
 //   happened, offers "Resume run from step N", and the resumed run, on a new device, finishes;
 // - checkpoint writes fail half-way (the test hook's full-store fault): training goes on, the page says the
 //   checkpoint was not saved, and after the tab dies the previous checkpoint is offered and finishes the run;
+// - the same with Chromium's real IndexedDB quota (DevTools' Storage.overrideQuotaForOrigin), no test hook:
+//   the previous checkpoint stays whole and resumes once there is space again, and no adapter is lost;
 // - a checkpoint and a gallery entry damaged in IndexedDB: each gives a clear error where it is shown, every
 //   other adapter stays listed and usable, and the damaged ones can be discarded / deleted;
 // - two tabs: while one trains, the other cannot (Web Locks) and says why; once the first stops, it can.
@@ -115,6 +117,29 @@ async function damage(p: Page, what: 'checkpoint' | { adapterNamed: string }): P
   }, what);
 }
 
+/** What the studio keeps in IndexedDB: the step the checkpoint pointer names, the checkpoint data keys, and
+ * the gallery's keys (sorted). */
+function stored(p: Page): Promise<{ pointerStep: number | undefined; checkpoints: string[]; adapters: string[] }> {
+  return p.evaluate(async () => {
+    const db = await new Promise<IDBDatabase>((ok, no) => {
+      const r = indexedDB.open('weblora');
+      r.onsuccess = () => ok(r.result);
+      r.onerror = () => no(r.error);
+    });
+    const req = <T>(r: IDBRequest<T>) =>
+      new Promise<T>((ok, no) => ((r.onsuccess = () => ok(r.result)), (r.onerror = () => no(r.error))));
+    const kv = db.transaction('kv', 'readonly').objectStore('kv');
+    const keys = (await req(kv.getAllKeys())).map(String).sort();
+    const pointer = await req(kv.get('checkpoint:current'));
+    db.close();
+    return {
+      pointerStep: pointer?.step,
+      checkpoints: keys.filter((k) => k.startsWith('checkpoint:data:')),
+      adapters: keys.filter((k) => k.startsWith('adapter:')),
+    };
+  });
+}
+
 describe('studio page, faults', () => {
   it('a GPU device lost mid-run: the page says so, offers the last checkpoint, and the resumed run finishes', async () => {
     await prepareRun(page, 10, 2);
@@ -179,6 +204,59 @@ describe('studio page, faults', () => {
     expect(from).toBeGreaterThanOrEqual(2);
     await offer.click();
     await runSays(page, /^Finished: 16 steps/, 240_000);
+  }, 600_000);
+
+  it("Chromium's real IndexedDB quota runs out mid-run: the previous checkpoint stays whole and resumes; no adapter is lost", async () => {
+    const cards = page.getByRole('list', { name: 'Adapters' });
+    const galleryNames = () => cards.getByRole('article').evaluateAll((els) => els.map((e) => e.ariaLabel).sort());
+    const before = { names: await galleryNames(), stored: await stored(page) };
+    expect(before.stored.adapters.length).toBeGreaterThanOrEqual(2); // keep-me and break-me, from the first test
+
+    await prepareRun(page, 1000, 2);
+    await start(page);
+    await page
+      .locator('#train')
+      .getByText(/^Checkpoint saved at step \d+\.$/)
+      .waitFor({ timeout: 180_000 });
+    // The origin's quota becomes what it already uses: the next write that needs space is refused by the
+    // browser itself. Chromium lets IndexedDB spend space it was granted up to 30 s earlier
+    // (BucketContext::kBucketSpaceCacheTimeLimit), so a checkpoint or two still land before one fails.
+    const cdp = await context.newCDPSession(page);
+    const origin = new URL(studio.url).origin;
+    const { usage } = await cdp.send('Storage.getUsageAndQuota', { origin });
+    await cdp.send('Storage.overrideQuotaForOrigin', { origin, quotaSize: usage });
+    const failed = page.locator('#train').getByText(/storage is full, so the checkpoint at step \d+ was not saved/);
+    await failed.waitFor({ timeout: 180_000 });
+    const text = (await failed.textContent())!;
+    console.log(`[e2e] real quota (${usage} B): ${text}`);
+    expect(text).toMatch(
+      /^The browser's storage is full, so the checkpoint at step \d+ was not saved\. Delete adapters you no longer need from the gallery \(or export them first\), then try again\. Nothing already saved was changed\. The checkpoint at step \d+ is still the latest\. Training goes on\.$/,
+    );
+    const latest = Number(text.match(/The checkpoint at step (\d+) is still the latest/)![1]);
+    await page.getByRole('button', { name: 'Stop' }).click(); // its checkpoint is refused too
+    await runSays(page, /^Stopped at step \d+/, 120_000);
+    // In IndexedDB: the pointer still names that checkpoint, no half-written one is left, every adapter is there.
+    const during = await stored(page);
+    expect(during.pointerStep).toBe(latest);
+    expect(during.checkpoints).toHaveLength(1);
+    expect(during.adapters).toEqual(before.stored.adapters);
+
+    // Space again (as after deleting adapters): the reloaded page offers that checkpoint, lists every adapter
+    // whole, and the resumed run goes on and saves checkpoints.
+    await cdp.send('Storage.overrideQuotaForOrigin', { origin });
+    await page.reload();
+    await expectBundledModel(page, 300_000);
+    const offer = offerButton(page);
+    await offer.waitFor({ timeout: 30_000 });
+    expect(await stepOf(offer)).toBe(latest);
+    await expect.poll(galleryNames, { timeout: 30_000 }).toEqual(before.names);
+    expect(await cards.locator('li.damaged').count()).toBe(0);
+    await offer.click();
+    const saved = page.locator('#train').getByText(/^Checkpoint saved at step \d+\.$/);
+    await saved.waitFor({ timeout: 180_000 });
+    expect(await stepOf(saved)).toBeGreaterThan(latest);
+    await page.getByRole('button', { name: 'Stop' }).click();
+    await runSays(page, /^Stopped at step \d+/, 120_000);
   }, 600_000);
 
   it('a damaged checkpoint and a damaged adapter each say so; every other adapter stays listed and usable', async () => {
