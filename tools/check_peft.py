@@ -13,7 +13,7 @@ shapes), computes the logits itself and prints the largest difference. Exit stat
 
 Model code is written here from Hugging Face's LlamaForCausalLM (with Llama 3.x rope_scaling llama3 and
 linear), Qwen2ForCausalLM, Qwen3ForCausalLM (per-head q/k RMSNorm, head_dim), SmolLM3ForCausalLM (no_rope_layers),
-MistralForCausalLM (sliding_window), Gemma3ForCausalLM (four x·(1 + w) norms, GeGLU, sliding and full layers,
+MistralForCausalLM (sliding_window), Qwen2/Qwen3 sliding layers (use_sliding_window), Gemma3ForCausalLM (four x·(1 + w) norms, GeGLU, sliding and full layers,
 soft caps) and GPT2LMHeadModel, deliberately without importing tools/golden.py. tools/make_peft_fixture.py imports the pieces below.
 Run with Debian's /usr/bin/python3 (it has torch).
 """
@@ -209,6 +209,27 @@ def rotary(x, inv):
 TIED_DEFAULT = {"llama": False, "qwen2": False, "qwen3": False, "smollm3": True, "mistral": False}
 
 
+def sliding_windows(cfg, L):
+    """Per layer, the attention window (None: full causal). Mistral: sliding_window on every layer. Qwen2 and Qwen3
+    (their configs' __post_init__): sliding_window only with use_sliding_window (absent: 4096); layer_types, else
+    "sliding_attention" for layers from max_window_layers (absent: 28) on when there is a window."""
+    kind = cfg["model_type"]
+    if kind == "mistral":
+        return [cfg["sliding_window"] if "sliding_window" in cfg else 4096] * L
+    if kind in ("qwen2", "qwen3"):
+        sw = cfg.get("sliding_window", 4096) if cfg.get("use_sliding_window") else None
+        types = cfg.get("layer_types") or [
+            "sliding_attention" if sw is not None and i >= cfg.get("max_window_layers", 28) else "full_attention"
+            for i in range(L)
+        ]
+        if sw is None and "sliding_attention" in types:
+            raise SystemExit("layer_types has sliding layers but there is no sliding window (transformers refuses it too)")
+        return [sw if t == "sliding_attention" else None for t in types]
+    if kind == "smollm3" and cfg.get("use_sliding_window"):
+        raise SystemExit("SmolLM3's sliding layers are not handled by this checker")
+    return [None] * L
+
+
 def llama_logits(cfg, W, ids, lora, s):
     """Llama and the Llama-shaped families: Qwen2 (q/k/v biases, read from W), Qwen3 (q_norm and k_norm: RMSNorm
     of each head's q and k over head_dim, before RoPE), SmolLM3 (no RoPE in layers whose no_rope_layers entry is
@@ -224,9 +245,7 @@ def llama_logits(cfg, W, ids, lora, s):
         uses_rope = cfg.get("no_rope_layers") or [int((i + 1) % every != 0) for i in range(L)]
     else:
         uses_rope = [1] * L
-    window = (cfg["sliding_window"] if "sliding_window" in cfg else 4096) if kind == "mistral" else None
-    if kind != "mistral" and cfg.get("use_sliding_window"):
-        raise SystemExit("use_sliding_window (Qwen2/Qwen3 sliding layers) is not handled by this checker")
+    windows = sliding_windows(cfg, L)
     x = W["model.embed_tokens.weight"][ids.reshape(-1)]
     for i in range(L):
         p = f"model.layers.{i}"
@@ -241,7 +260,7 @@ def llama_logits(cfg, W, ids, lora, s):
         q, k = q.transpose(1, 2), k.transpose(1, 2)
         if uses_rope[i]:
             q, k = rotary(q, inv), rotary(k, inv)
-        a = attention(q, k, v, window).transpose(1, 2).reshape(B * T, H * D)
+        a = attention(q, k, v, windows[i]).transpose(1, 2).reshape(B * T, H * D)
         x = x + lin("self_attn.o_proj", a)
         n2 = rms_norm(x, W[f"{p}.post_attention_layernorm.weight"], eps)
         g = lin("mlp.gate_proj", n2)

@@ -3,7 +3,8 @@
 Its own, deliberately plain model code for Llama (with Llama 3.x rope_scaling), Qwen2, Qwen3 (per-head q/k
 norms, explicit head_dim), SmolLM3 (NoPE layers), Gemma 3 text (written from the maths of modeling_gemma3.py,
 not by calling transformers: (1 + w) norms, four per layer, GeGLU, scaled embeddings, sliding-window layers with
-their own RoPE base, query_pre_attn_scalar, soft caps), Mistral (sliding-window attention) and GPT-2 (it does not import
+their own RoPE base, query_pre_attn_scalar, soft caps), Mistral (sliding-window attention), Qwen2/Qwen3 sliding
+layers (use_sliding_window, max_window_layers, layer_types) and GPT-2 (it does not import
 pretrain.py),
 written functionally over a dict of Hugging Face tensor names, with LoRA in PEFT semantics:
     h = W0·x (+ b) + s · B·(A·x),   A (r, in), B (out, r), s = alpha/r (alpha/sqrt(r) with rsLoRA)
@@ -16,7 +17,7 @@ GPT-2 Conv1D stores W0 as [in, out] (h = x·W0 + b); its LoRA A/B keep the (r, i
   /usr/bin/python3 tools/golden.py all                    everything
 
 Cases: gpt2-tiny llama-gqa-tied llama-untied qwen2-bias qwen3-gqa-tied qwen3-untied llama3-scaled smollm3-nope
-gemma3-sliding-softcap gemma3-pattern-untied gemma3-final-softcap mistral-window
+gemma3-sliding-softcap gemma3-pattern-untied gemma3-final-softcap mistral-window qwen3-window qwen2-window
 weblora-llama-1m (the bundled model in public/models/weblora-llama-1m, which must exist).
 """
 import json
@@ -203,16 +204,36 @@ def causal_attention(q, k, v, scale=None, window=0, softcap=0.0):
 # models: forward(W, cfg, ids, lora, s) -> logits (B, T, V), block inputs [ (B, T, C) ... ]
 
 
+def llama_windows(cfg):
+    # per layer: the sliding window (0: full causal attention).
+    # Mistral: every layer slides by sliding_window (None: none).
+    # Qwen2 / Qwen3 (Qwen2Config.__post_init__): sliding_window counts only with use_sliding_window; layer_types,
+    # when absent, is "sliding_attention" for layers l >= max_window_layers if there is a window; a layer slides
+    # when layer_types says so (Qwen2Attention), with the config's window.
+    L = cfg["num_hidden_layers"]
+    if cfg["model_type"] == "mistral":
+        return [cfg.get("sliding_window") or 0] * L
+    if cfg["model_type"] in ("qwen2", "qwen3"):
+        sw = cfg.get("sliding_window", 4096) if cfg.get("use_sliding_window") else None
+        types = cfg.get("layer_types") or [
+            "sliding_attention" if sw is not None and l >= cfg.get("max_window_layers", 28) else "full_attention"
+            for l in range(L)]
+        assert sw is not None or "sliding_attention" not in types, "a sliding layer needs a window"
+        return [sw if t == "sliding_attention" else 0 for t in types]
+    return [0] * L
+
+
 def llama_forward(W, cfg, ids, lora, s, x0=None):
     # Llama, Qwen2 (+ q/k/v biases), Qwen3 (+ per-head RMSNorm of q and k before RoPE, explicit head_dim),
-    # SmolLM3 (layers with no_rope_layers[l] == 0 skip RoPE), Mistral (every layer slides by sliding_window)
+    # SmolLM3 (layers with no_rope_layers[l] == 0 skip RoPE), Mistral (every layer slides by sliding_window),
+    # Qwen2 / Qwen3 with use_sliding_window (the layers llama_windows says slide)
     B, T = ids.shape
     C, H, Hkv = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
     D = cfg.get("head_dim") or C // H
     eps = cfg["rms_norm_eps"]
     inv = rope_inv_freq(cfg, D)
     uses_rope = cfg.get("no_rope_layers") or [1] * cfg["num_hidden_layers"]
-    window = cfg.get("sliding_window") if cfg["model_type"] == "mistral" else None
+    windows = llama_windows(cfg)
     x = W["model.embed_tokens.weight"][ids] if x0 is None else x0
     hidden = []
     for l in range(cfg["num_hidden_layers"]):
@@ -229,7 +250,7 @@ def llama_forward(W, cfg, ids, lora, s, x0=None):
         q, k = q.transpose(1, 2), k.transpose(1, 2)
         if uses_rope[l]:
             q, k = rope(q, inv), rope(k, inv)
-        y = causal_attention(q, k, v, window=window or 0).transpose(1, 2).reshape(B * T, H * D)
+        y = causal_attention(q, k, v, window=windows[l]).transpose(1, 2).reshape(B * T, H * D)
         x = x + proj("self_attn.o_proj", y).view(B, T, C)
         h = rms_norm(x, W[p + "post_attention_layernorm.weight"], eps).reshape(B * T, C)
         m = silu(proj("mlp.gate_proj", h)) * proj("mlp.up_proj", h)
@@ -553,6 +574,18 @@ CASES = {
     # Mistral: sliding_window 4 < T = 11 (positions 4.. lose their first keys), GQA 4/2, head_dim 10 != 48/4, untied
     "mistral-window": dict(family="mistral", config=mistral_config(48, 2, 4, 2, 10, 72, 89, 4), dtype="BF16", B=2, T=11,
                            lora=dict(r=3, alpha=6, use_rslora=False, targets=ALL_TARGETS), seed=20),
+    # Qwen3 with use_sliding_window: max_window_layers 1 of 3, so layers 1 and 2 slide by 4 < T = 11 and layer 0
+    # is full; GQA 4/2, head_dim 12 != 40/4, tied
+    "qwen3-window": dict(family="qwen3", config=dict(qwen3_config(40, 3, 4, 2, 12, 56, 97, True),
+                                                     use_sliding_window=True, sliding_window=4, max_window_layers=1),
+                         dtype="BF16", B=2, T=11, lora=dict(r=3, alpha=6, use_rslora=False, targets=ALL_TARGETS), seed=22),
+    # Qwen2 with use_sliding_window and explicit layer_types: layer 0 slides by 3 < T = 9, layer 1 is full (a
+    # max_window_layers of 0 that would make both slide is overridden by layer_types); biases, GQA 5/1
+    "qwen2-window": dict(family="qwen2", config=dict(qwen2_config(40, 2, 5, 1, 56, 103), use_sliding_window=True,
+                                                     sliding_window=3, max_window_layers=0,
+                                                     layer_types=["sliding_attention", "full_attention"]),
+                         dtype="F32", B=2, T=9, lora=dict(r=4, alpha=8, use_rslora=True,
+                                                          targets=["q_proj", "k_proj", "v_proj", "o_proj", "up_proj"]), seed=23),
     "weblora-llama-1m": dict(family="llama", config=None, dtype=None, B=1, T=16,
                              lora=dict(r=4, alpha=8, use_rslora=False,
                                        targets=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]), seed=15),
@@ -872,6 +905,18 @@ def selfcheck():
     assert torch.allclose(causal_attention(q, k, v, window=3)[0, 0, 4], torch.softmax(s34, -1) @ v[0, 0, 2:5])
     w = torch.randn(3, dtype=DT, generator=g)
     assert torch.allclose(gemma_rms_norm(q, w, 1e-6), rms_norm(q, 1.0 + w, 1e-6))
+    # 4c. Qwen2/Qwen3 sliding layers: off unless use_sliding_window; from max_window_layers on (absent window:
+    # 4096); layer_types overrides; Mistral slides everywhere
+    q3 = qwen3_config(8, 3, 2, 1, 6, 6, 9, False)
+    assert llama_windows(q3) == [0, 0, 0]
+    assert llama_windows(dict(q3, max_window_layers=0, sliding_window=5)) == [0, 0, 0]
+    assert llama_windows(dict(q3, use_sliding_window=True, sliding_window=5, max_window_layers=1)) == [0, 5, 5]
+    assert llama_windows(dict({k: v for k, v in q3.items() if k != "sliding_window"}, use_sliding_window=True,
+                              max_window_layers=2)) == [0, 0, 4096]
+    assert llama_windows(dict(q3, use_sliding_window=True, sliding_window=None, max_window_layers=0)) == [0, 0, 0]
+    lt = ["full_attention", "sliding_attention", "full_attention"]
+    assert llama_windows(dict(q3, use_sliding_window=True, sliding_window=5, max_window_layers=0, layer_types=lt)) == [0, 5, 0]
+    assert llama_windows(mistral_config(8, 2, 2, 1, 6, 6, 9, 3)) == [3, 3]
 
     # 5. gradcheck, every family: loss w.r.t. LoRA A, B and the block-0 input, float64
     tiny = {

@@ -1,16 +1,24 @@
 // Chat conversations -> text segments, with the loss on the assistant turns only.
 //
-// With a tokenizer chat_template (Jinja) the conversation is rendered the way Hugging Face's
-// apply_chat_template does, and each assistant turn's span is found by rendering prefixes:
-//   start = len(render(messages[:i], add_generation_prompt=true))   the text up to "assistant, go"
-//   end   = len(render(messages[:i+1]))                              ... plus the turn and its end marker
-// so the end-of-turn marker (e.g. <|im_end|>) is trained too and the model learns to stop. A template
-// whose prefixes are not prefixes of the whole rendering falls back to training on each assistant
-// message's content, found in order by search.
+// With a tokenizer chat_template (Jinja) the conversation is rendered once, whole, the way Hugging Face's
+// apply_chat_template(messages) does: those are the tokens trained on, whatever the template does to
+// earlier turns (Qwen3 drops their <think> blocks). The loss covers each assistant turn from where the
+// model starts writing it to the token at which it stops, its end-of-turn token:
+//   start  len(render(messages[:i], add_generation_prompt=true)) when the template writes a generation
+//          prompt and the renderings up to and through the turn are prefixes of the whole (the prompt
+//          ends where the reply begins: Qwen3's empty <think> block of the last reply is trained);
+//          otherwise where the reply's content is found, searching in order
+//   end    just after the first control token (tokenizer.json's special added tokens) after the reply:
+//          <|im_end|> (Qwen, ChatML), <|eot_id|> (Llama 3), <end_of_turn> (Gemma 3). What the template
+//          writes after it (a newline, the next header) is never generated, so it is not trained.
+//          Without control tokens: the end of render(messages[:i+1]) when that is a prefix of the whole
+//          rendering (the template's own closing text), else the end of the content.
+// A chat rendered by its template closes its turns itself, so packing adds no EOS after it (as TRL's
+// SFT trainer leaves conversational examples; see pack.ts).
 //
 // Without a template the default layout is, per message:
 //   <|role|>\n{content}\n
-// and the loss is on "{content}\n" of assistant messages.
+// and the loss is on "{content}\n" of assistant messages (packing ends the example with EOS).
 
 import { Environment, Interpreter, Template } from '@huggingface/jinja';
 import { DatasetError, type Segment, type TextTokenizer } from './types';
@@ -26,6 +34,8 @@ export interface ChatContext {
   specialTokens: Record<string, string>;
   /** The file the template came from (tokenizer_config.json or chat_template.jinja), for error messages. */
   templateFile?: string | null;
+  /** The tokenizer's control tokens (special added tokens); the first after a reply ends its turn. */
+  controlTokens?: readonly string[];
 }
 
 /**
@@ -40,7 +50,12 @@ export function chatContextOf(tok: TextTokenizer): ChatContext {
   const specialTokens: Record<string, string> = { ...(tok.specialTokens ?? {}) };
   if (specialTokens.bos_token === undefined && tok.bosId !== null) specialTokens.bos_token = tok.decode([tok.bosId]);
   if (specialTokens.eos_token === undefined && tok.eosId !== null) specialTokens.eos_token = tok.decode([tok.eosId]);
-  return { template: tok.chatTemplate, specialTokens, templateFile: tok.chatTemplateFile ?? null };
+  return {
+    template: tok.chatTemplate,
+    specialTokens,
+    templateFile: tok.chatTemplateFile ?? null,
+    controlTokens: tok.controlTokens ?? [],
+  };
 }
 
 /** "the chat template in tokenizer_config.json" (or without the file when it is not known). */
@@ -201,35 +216,73 @@ function segmentsFromSpans(text: string, spans: [number, number][]): Segment[] {
   return mergeSegments(segs);
 }
 
-/** A conversation as segments whose concatenation is the rendered text; assistant turns have train = true. */
+/** The first of `tokens` in `text` at or after `from`: [start, end) of it, or null. */
+function firstOf(text: string, tokens: readonly string[], from: number): [number, number] | null {
+  let best: [number, number] | null = null;
+  for (const tok of tokens) {
+    if (!tok) continue;
+    const s = text.indexOf(tok, from);
+    if (s >= 0 && (best === null || s < best[0] || (s === best[0] && s + tok.length > best[1])))
+      best = [s, s + tok.length];
+  }
+  return best;
+}
+
+/** Where `content` (or, as Llama 3's template writes it, trimmed) is in `text` from `from`: [start, end) or null. */
+function findContent(text: string, content: string, from: number): [number, number] | null {
+  for (const c of [content, content.trim()]) {
+    if (!c) continue;
+    const s = text.indexOf(c, from);
+    if (s >= 0) return [s, s + c.length];
+  }
+  return null;
+}
+
+/**
+ * A conversation as segments whose concatenation is the rendered text; each assistant turn, through its
+ * end-of-turn token, has train = true (see the file comment for where a turn starts and ends).
+ */
 export function renderChat(messages: ChatMessage[], ctx: ChatContext): Segment[] {
   if (ctx.template === null) return defaultSegments(messages);
   const t = templateOf(ctx.template, ctx);
   const full = render(t, ctx, messages, false);
+  const controls = ctx.controlTokens ?? [];
   const spans: [number, number][] = [];
-  let prefixConsistent = true;
-  for (let i = 0; i < messages.length && prefixConsistent; i++) {
-    if (messages[i].role !== 'assistant') continue;
+  let at = 0; // the end of the previous span
+  for (let i = 0; i < messages.length; i++) {
+    const m = messages[i];
+    if (m.role !== 'assistant') continue;
+    const upTo = render(t, ctx, messages.slice(0, i), false);
     const before = render(t, ctx, messages.slice(0, i), true);
     const through = render(t, ctx, messages.slice(0, i + 1), false);
-    if (!full.startsWith(before) || !full.startsWith(through) || through.length < before.length)
-      prefixConsistent = false;
-    else spans.push([before.length, through.length]);
-  }
-  if (!prefixConsistent) {
-    // Search for each assistant message's content in order instead.
-    spans.length = 0;
-    let at = 0;
-    for (const m of messages) {
-      if (m.role !== 'assistant' || !m.content) continue;
-      const s = full.indexOf(m.content, at);
-      if (s < 0)
-        throw new DatasetError(
-          'the chat template does not reproduce the assistant messages verbatim, so their loss cannot be located; pick the "jsonl" prompt/completion layout instead',
-        );
-      spans.push([s, s + m.content.length]);
-      at = s + m.content.length;
+    // The turn starts after the generation prompt when the template writes one (it extends the rendering
+    // up to the turn) and the renderings up to and through the turn are both prefixes of the whole;
+    // otherwise (no generation prompt, a template that rewrites earlier turns or closes the chat with a
+    // footer) at its content.
+    const fromPrompt =
+      before.length > upTo.length &&
+      before.startsWith(upTo) &&
+      full.startsWith(before) &&
+      full.startsWith(through) &&
+      at <= before.length &&
+      before.length <= through.length;
+    const content = findContent(full, m.content, fromPrompt ? before.length : at);
+    if (!fromPrompt && content === null) {
+      if (!m.content.trim()) continue; // an empty reply the template leaves out: nothing to train
+      throw new DatasetError(
+        'the chat template does not reproduce the assistant messages verbatim, so their loss cannot be located; pick the "jsonl" prompt/completion layout instead',
+      );
     }
+    const start = fromPrompt ? before.length : content![0];
+    const replyEnd = content && (!fromPrompt || content[1] <= through.length) ? content[1] : start;
+    // It ends after its end-of-turn token: the first control token after the reply, within the turn's
+    // text (from the prompt) or right after the reply (from the content).
+    const stop = firstOf(full, controls, replyEnd);
+    let end: number;
+    if (stop && (fromPrompt ? stop[1] <= through.length : stop[0] === replyEnd)) end = stop[1];
+    else end = fromPrompt ? through.length : replyEnd;
+    if (end > start) spans.push([start, end]);
+    at = Math.max(at, end);
   }
   return segmentsFromSpans(full, spans);
 }

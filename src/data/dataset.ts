@@ -71,7 +71,7 @@ export function splitExamples(
     const cut = Math.min(L - 2, Math.max(2, Math.round(L * (1 - valFraction))));
     return {
       train: [{ ids: e.ids.slice(0, cut), train: e.train.slice(0, cut) }],
-      val: [{ ids: e.ids.slice(cut), train: e.train.slice(cut) }],
+      val: [{ ids: e.ids.slice(cut), train: e.train.slice(cut), ...(e.eos === false ? { eos: false } : {}) }],
     };
   }
   const nVal = Math.min(n - 1, Math.max(1, Math.round(valFraction * n)));

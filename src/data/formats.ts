@@ -311,6 +311,7 @@ function recordToExample(v: unknown, where: string, opts: ParseOptions): Example
         .join(''),
       segments,
       addSpecial: !opts.chat?.template, // a template writes its own BOS
+      eos: !opts.chat?.template, // ... and ends its own turns
     };
   }
   if ('prompt' in r || 'completion' in r) {

@@ -1,7 +1,8 @@
 // Token arrays -> fixed-length training sequences.
 //
 // All examples are laid end to end in one stream, each followed by EOS (unless its last token already
-// is EOS; no separator when the tokenizer has no EOS). EOS is trained: the model learns where an
+// is EOS, or it is a chat its template closed itself (eos: false); no separator when the tokenizer has
+// no EOS). EOS is trained: the model learns where an
 // example ends. The stream is cut into windows of T+1 tokens with stride T (neighbouring windows share
 // one token), so every next-token pair of the stream is a target exactly once and nothing is padded:
 //   window n = stream[nT .. nT+T],  ids = window[0..T-1],  targets = window[1..T]
@@ -29,7 +30,9 @@ export function concatStream(
   eosId: number | null,
 ): { ids: Uint32Array; train: Uint8Array } {
   let L = 0;
-  const addEos = examples.map((e) => eosId !== null && (e.ids.length === 0 || e.ids[e.ids.length - 1] !== eosId));
+  const addEos = examples.map(
+    (e) => eosId !== null && e.eos !== false && (e.ids.length === 0 || e.ids[e.ids.length - 1] !== eosId),
+  );
   examples.forEach((e, k) => (L += e.ids.length + (addEos[k] ? 1 : 0)));
   const ids = new Uint32Array(L);
   const train = new Uint8Array(L);

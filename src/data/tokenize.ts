@@ -21,6 +21,8 @@ import type { Example, Segment, TextTokenizer } from './types';
 export interface TokenizedExample {
   ids: Uint32Array;
   train: Uint8Array;
+  /** false: packing adds no EOS after it (Example.eos). */
+  eos?: boolean;
 }
 
 export interface TokenizeProgress {
@@ -77,7 +79,7 @@ export function tokenizeExample(
     if (segs[k].train) train.fill(1, start, end);
     start = end;
   }
-  return { ids: Uint32Array.from(full), train };
+  return { ids: Uint32Array.from(full), train, ...(ex.eos === false ? { eos: false } : {}) };
 }
 
 export const LONG_CHARS = 8192;

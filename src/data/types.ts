@@ -14,6 +14,11 @@ export interface TextTokenizer {
   chatTemplateFile?: string | null;
   /** Strings of the special tokens a chat template may use, e.g. { bos_token: '<s>' }. */
   specialTokens?: Record<string, string>;
+  /**
+   * The control tokens' strings (tokenizer.json's added tokens with "special": true, e.g. <|im_end|>,
+   * <|eot_id|>, <end_of_turn>): a chat template's markers; the first after a reply ends its turn.
+   */
+  controlTokens?: readonly string[];
 }
 
 /** A piece of an example's text and whether the model is trained to produce it. */
@@ -34,6 +39,11 @@ export interface Example {
   segments?: Segment[];
   /** false when the text already holds the special tokens (a rendered chat template); default true. */
   addSpecial?: boolean;
+  /**
+   * false when packing must not end the example with EOS: a chat rendered by its template closes its
+   * turns itself (TRL's SFT trainer adds no EOS to conversational examples either); default true.
+   */
+  eos?: boolean;
 }
 
 /** A dataset that cannot be used; the message says what is wrong and what to do. */

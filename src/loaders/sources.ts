@@ -98,6 +98,13 @@ class GrowableBytes {
   }
 }
 
+/** What to do about an HTTP error: 401 / 403 is a gated or private repository. */
+function httpHint(status: number): string {
+  return status === 401 || status === 403
+    ? 'The repository may be gated or private: accept its licence on the Hub and give an access token, or pick another model.'
+    : 'Retry later.';
+}
+
 /**
  * GETs `url` and reads the body as it streams, reporting progress. 404 -> null. Any failure before
  * the last byte (network error, connection dropped, fewer bytes than Content-Length) -> ModelLoadError
@@ -125,11 +132,7 @@ export async function downloadFile(
   }
   if (!res.ok) {
     await res.body?.cancel().catch(() => {});
-    const hint =
-      res.status === 401 || res.status === 403
-        ? 'The repository may be gated or private: accept its licence on the Hub and give an access token, or pick another model.'
-        : 'Retry later.';
-    throw new ModelLoadError(`${file} from ${where}: HTTP ${res.status} ${res.statusText}. ${hint}`);
+    throw new ModelLoadError(`${file} from ${where}: HTTP ${res.status} ${res.statusText}. ${httpHint(res.status)}`);
   }
   const lenHeader = res.headers.get('content-length');
   // With Content-Encoding the header counts compressed bytes, while the body arrives decompressed.
@@ -269,10 +272,24 @@ export function hubSource(repoId: string, opts: HubOptions = {}): ModelSource {
   const init: RequestInit | undefined = opts.token ? { headers: { authorization: `Bearer ${opts.token}` } } : undefined;
   const infoUrl = `${baseUrl}/api/models/${repoId}/revision/${encodeURIComponent(revision)}`;
   const resolveUrl = (rev: string) => `${baseUrl}/${repoId}/resolve/${encodeURIComponent(rev)}/`;
-  /** The fresh model info, or null when the Hub did not give one (network error, HTTP error, not JSON). */
+  /**
+   * The fresh model info, or null when the Hub did not give one (network error, HTTP error, not JSON).
+   * A refusal (401 / 403: gated or private, and no token or not one that may read it) is an error.
+   */
   const fetchInfo = async (): Promise<{ info: RepoInfo; bytes: Uint8Array } | null> => {
+    let res: Response;
     try {
-      const res = await fetchFn(infoUrl, init);
+      res = await fetchFn(infoUrl, init);
+    } catch {
+      return null;
+    }
+    if (res.status === 401 || res.status === 403) {
+      await res.body?.cancel().catch(() => {});
+      throw new ModelLoadError(
+        `${repoId} (${infoUrl}): HTTP ${res.status} ${res.statusText}${opts.token ? ', with the access token given' : ', without an access token'}. ${httpHint(res.status)}`,
+      );
+    }
+    try {
       if (!res.ok) {
         await res.body?.cancel().catch(() => {});
         return null;

@@ -64,6 +64,8 @@ export class TextTokenizer {
   readonly chatTemplate: string | null;
   /** The file the chat template came from, or null when there is none. */
   readonly chatTemplateFile: string | null;
+  /** The strings of tokenizer.json's added tokens marked "special" (chat markers such as <|im_end|>). */
+  readonly controlTokens: readonly string[];
   private readonly tok: Tokenizer;
 
   /**
@@ -95,6 +97,9 @@ export class TextTokenizer {
       );
     }
     this.vocabSize = maxTokenId(tokenizerJson) + 1;
+    this.controlTokens = (Array.isArray(tj.added_tokens) ? (tj.added_tokens as Json[]) : [])
+      .filter((t) => t?.special === true && typeof t.content === 'string' && t.content !== '')
+      .map((t) => t.content as string);
     const idOf = (k: string) => {
       const c = tokenContent(cfg[k]);
       return c === null ? null : (this.tok.token_to_id(c) ?? null);

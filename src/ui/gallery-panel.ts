@@ -6,7 +6,7 @@ import type { DamagedGalleryEntry, GalleryEntry, Request } from '../worker/proto
 import { smallCurve } from './chart';
 import { StatusLine, append, couldNot, defList, downloadBytes, errorText, h, newId, setChildren } from './dom';
 import { DEFAULT_HUB } from '../util/csp';
-import { hubRefusal } from './model-panel';
+import { hubRefusal, hubToken } from './model-panel';
 import type { Studio } from './state';
 import { tryPanel } from './try-panel';
 
@@ -133,7 +133,7 @@ function importBox(studio: Studio, refresh: Refresh): HTMLElement {
       h('label', { for: hubRepoId, text: 'Adapter repo id' }),
       hubRepo,
       h('small', {
-        text: 'A PEFT LoRA adapter on the Hub (the Hub base URL is the one set under "Load a different model").',
+        text: 'A PEFT LoRA adapter on the Hub (the Hub base URL and access token are the ones set under "Load a different model").',
       }),
     ),
     h('button', { type: 'submit', text: 'Import from Hugging Face' }),
@@ -151,7 +151,7 @@ function importBox(studio: Studio, refresh: Refresh): HTMLElement {
       importStatus.set(refused, 'error');
       return;
     }
-    void importFrom({ type: 'importAdapter', hub: { repo, baseUrl: base } }, repo);
+    void importFrom({ type: 'importAdapter', hub: { repo, baseUrl: base, ...hubToken() } }, repo);
   });
   return h(
     'div',

@@ -100,6 +100,15 @@ function modelView() {
 
 type Load = (source: ModelSourceSpec, label: string) => Promise<void>;
 
+/** The access token field's id: one token for the page (the gallery's Hub import reads it too). */
+const HUB_TOKEN_ID = 'hub-token';
+
+/** { token } from the access token field, or {} when it is empty. */
+export function hubToken(): { token?: string } {
+  const token = (document.getElementById(HUB_TOKEN_ID) as HTMLInputElement | null)?.value.trim();
+  return token ? { token } : {};
+}
+
 /** Loading a model: inspect it (shape, memory at default settings), then load it onto the GPU. */
 function modelLoader(
   studio: Studio,
@@ -195,6 +204,15 @@ function hubModelForm(studio: Studio, status: StatusLine, load: Load): HTMLFormE
     spellcheck: 'false',
   });
   const baseInput = h('input', { id: baseId, type: 'url', value: DEFAULT_HUB });
+  // The access token stays in this field (a password field the browser is asked not to save) and in the
+  // requests to the worker; see HubSpec.
+  const tokenInput = h('input', {
+    id: HUB_TOKEN_ID,
+    type: 'password',
+    autocomplete: 'off',
+    spellcheck: 'false',
+    placeholder: 'hf_…',
+  });
   const ggufId = newId('hub-gguf');
   const ggufList = h('datalist', { id: newId('hub-gguf-list') });
   const ggufInput = h('input', {
@@ -229,6 +247,15 @@ function hubModelForm(studio: Studio, status: StatusLine, load: Load): HTMLFormE
     h(
       'div',
       { class: 'field' },
+      h('label', { for: HUB_TOKEN_ID, text: 'Access token (gated repos)' }),
+      tokenInput,
+      h('small', {
+        text: 'For a gated repo (Llama, Gemma): accept its licence on the Hub, then paste a read token. It is sent only to the Hub base URL above, and kept only in this page while it is open: never saved or logged.',
+      }),
+    ),
+    h(
+      'div',
+      { class: 'field' },
       h('label', { for: ggufId, text: 'GGUF file (optional)' }),
       ggufInput,
       ggufList,
@@ -254,7 +281,7 @@ function hubModelForm(studio: Studio, status: StatusLine, load: Load): HTMLFormE
     }
     status.set(`Listing the GGUF files of ${repo}…`, 'busy');
     try {
-      const { files } = await studio.client.request({ type: 'listGgufFiles', repo, baseUrl });
+      const { files } = await studio.client.request({ type: 'listGgufFiles', repo, baseUrl, ...hubToken() });
       setChildren(ggufList, ...files.map((f) => h('option', { value: f })));
       if (files.length === 1) ggufInput.value = files[0];
       status.set(
@@ -283,7 +310,10 @@ function hubModelForm(studio: Studio, status: StatusLine, load: Load): HTMLFormE
       return;
     }
     const gguf = ggufInput.value.trim();
-    void load({ kind: 'hub', repo, baseUrl, ...(gguf ? { gguf } : {}) }, gguf ? `${repo}/${gguf}` : repo);
+    void load(
+      { kind: 'hub', repo, baseUrl, ...(gguf ? { gguf } : {}), ...hubToken() },
+      gguf ? `${repo}/${gguf}` : repo,
+    );
   });
   return form;
 }

@@ -60,6 +60,7 @@ function sourceOf(spec: ModelSourceSpec): ModelSource {
       revision: spec.revision,
       cache: cacheStorageBlobCache(),
       gguf: spec.gguf,
+      token: spec.token || undefined,
     });
   return filesSource(spec.files, spec.gguf);
 }
@@ -313,7 +314,11 @@ async function exportGgufAdapter(req: Req<'exportGgufAdapter'>): Promise<Replies
 
 /** The .gguf files of a Hub repository, for the page to offer as choices. */
 async function listGgufFiles(req: Req<'listGgufFiles'>): Promise<Replies['listGgufFiles']> {
-  const names = await hubSource(req.repo, { baseUrl: req.baseUrl, revision: req.revision }).list!();
+  const names = await hubSource(req.repo, {
+    baseUrl: req.baseUrl,
+    revision: req.revision,
+    token: req.token || undefined,
+  }).list!();
   return { files: names.filter((f) => f.toLowerCase().endsWith('.gguf')).sort() };
 }
 
@@ -344,6 +349,7 @@ async function importAdapter(req: Req<'importAdapter'>): Promise<Replies['import
           baseUrl: req.hub.baseUrl,
           revision: req.hub.revision,
           cache: cacheStorageBlobCache(),
+          token: req.hub.token || undefined,
         }),
       )
     : await adapterFilesFromUpload(req.files ?? []);

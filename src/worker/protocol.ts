@@ -23,9 +23,21 @@ export type {
 };
 export { DEFAULT_SETTINGS } from '../training/settings';
 
+/**
+ * A Hub repository. `token`: the user's Hugging Face access token for a gated or private repo. It lives
+ * only in the page's form field and in these messages: the worker sends it as an Authorization header to
+ * the Hub base URL and keeps it nowhere (not in the model id, a checkpoint, the cache keys, a URL or a log).
+ */
+export interface HubSpec {
+  repo: string;
+  baseUrl?: string;
+  revision?: string;
+  token?: string;
+}
+
 export type ModelSourceSpec =
   | { kind: 'bundled'; url: string } // folder URL, e.g. 'models/weblora-llama-1m/'
-  | { kind: 'hub'; repo: string; baseUrl?: string; revision?: string; gguf?: string } // gguf: the file to load
+  | ({ kind: 'hub'; gguf?: string } & HubSpec) // gguf: the file to load
   | { kind: 'files'; files: File[]; gguf?: string };
 
 /** Faults the studio's test hook can inject (only when init asked for test hooks): lose the GPU device as a
@@ -48,13 +60,13 @@ export type Request =
   | { type: 'discardCheckpoint' }
   | { type: 'exportAdapter'; name: string }
   | { type: 'exportGgufAdapter'; name: string }
-  | { type: 'listGgufFiles'; repo: string; baseUrl?: string; revision?: string }
+  | ({ type: 'listGgufFiles' } & HubSpec)
   | { type: 'saveToGallery'; name: string }
   | { type: 'listGallery' }
   | { type: 'renameAdapter'; id: string; name: string }
   | { type: 'deleteAdapter'; id: string }
   | { type: 'exportGalleryAdapter'; id: string }
-  | { type: 'importAdapter'; files?: File[]; hub?: { repo: string; baseUrl?: string; revision?: string } }
+  | { type: 'importAdapter'; files?: File[]; hub?: HubSpec }
   | {
       type: 'generate';
       prompt: string;

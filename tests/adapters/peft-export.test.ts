@@ -78,6 +78,13 @@ const cases: { name: string; lc: LoraConfig; seed: number; B?: number; T?: numbe
     T: 11,
   },
   {
+    // Qwen2's q/k/v biases, and use_sliding_window: T 9 > sliding_window 3 on layer 0 (layer_types)
+    name: 'qwen2-window',
+    lc: { r: 3, alpha: 6, useRslora: false, dropout: 0, targets: ALL },
+    seed: 28,
+    T: 9,
+  },
+  {
     // T 11 > sliding_window 4 on the sliding layers; both soft caps; the q/k norms and GeGLU adapted around
     name: 'gemma3-sliding-softcap',
     lc: { r: 4, alpha: 8, useRslora: false, dropout: 0, targets: ALL },

@@ -33,6 +33,36 @@ describe('renderChat', () => {
     ]);
   });
 
+  it("with the tokenizer's control tokens, trains each turn through its end-of-turn token and no further", () => {
+    const ctx = { template: SMOLLM_TEMPLATE, specialTokens: {}, controlTokens: ['<|im_start|>', '<|im_end|>'] };
+    const sys = '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n';
+    expect(renderChat(convo, ctx)).toEqual([
+      { text: sys + '<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\n', train: false },
+      { text: 'Hello!<|im_end|>', train: true },
+      { text: '\n<|im_start|>user\nBye<|im_end|>\n<|im_start|>assistant\n', train: false },
+      { text: 'See you.<|im_end|>', train: true },
+      { text: '\n', train: false },
+    ]);
+  });
+
+  it('a template that rewrites earlier turns (Qwen3-style <think>) still trains every turn with its end marker', () => {
+    // Like Qwen3's: only the reply after the last user turn gets an (empty) <think> block, so rendering a
+    // prefix of the chat does not give a prefix of the whole; the last turn still starts after the
+    // generation prompt (its <think> block is trained), the earlier one at its content.
+    const t =
+      "{% set ns = namespace(last=0) %}{% for m in messages %}{% if m.role == 'user' %}{% set ns.last = loop.index0 %}{% endif %}{% endfor %}" +
+      "{% for m in messages %}{{ '<|im_start|>' + m.role + '\n' }}{% if m.role == 'assistant' and loop.index0 > ns.last %}{{ '<think></think>' }}{% endif %}{{ m.content + '<|im_end|>\n' }}{% endfor %}" +
+      "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+    const ctx = { template: t, specialTokens: {}, controlTokens: ['<|im_start|>', '<|im_end|>'] };
+    expect(renderChat(convo, ctx)).toEqual([
+      { text: '<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\n', train: false },
+      { text: 'Hello!<|im_end|>', train: true },
+      { text: '\n<|im_start|>user\nBye<|im_end|>\n<|im_start|>assistant\n', train: false },
+      { text: '<think></think>See you.<|im_end|>', train: true },
+      { text: '\n', train: false },
+    ]);
+  });
+
   it('fills bos_token from the tokenizer and trains " reply\\n" after "Assistant:"', () => {
     const tok = charTokenizer({ chatTemplate: BUNDLED_TEMPLATE });
     const segs = renderChat(convo.slice(0, 2), chatContextOf(tok));

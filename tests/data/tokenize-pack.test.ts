@@ -9,6 +9,8 @@ import {
   tokenizeExamples,
   type TokenizedExample,
 } from '../../src/data/tokenize';
+import { chatContextOf } from '../../src/data/chat';
+import { parseExamples } from '../../src/data/formats';
 import type { Example } from '../../src/data/types';
 import { IGNORE_INDEX as KERNEL_IGNORE_INDEX } from '../../src/kernels/ignore_index';
 import { AB, BOS, charTokenizer, chars, EOS } from './chartok';
@@ -153,6 +155,35 @@ describe('packSequences', () => {
     const s = concatStream([te([5, EOS], [1, 1]), te([6], [1])], EOS);
     expect(Array.from(s.ids)).toEqual([5, EOS, 6, EOS]);
     expect(Array.from(concatStream([te([5], [1]), te([6], [1])], null).ids)).toEqual([5, 6]);
+  });
+
+  it('adds no EOS after a chat its template closed (eos: false), and one after the default chat layout', () => {
+    // "{role}: {content}</s>" per message: the template ends each turn with the tokenizer's EOS itself.
+    const tok = charTokenizer({
+      chatTemplate: "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}</s>{% endfor %}",
+    });
+    const line = JSON.stringify({
+      messages: [
+        { role: 'user', content: 'q' },
+        { role: 'assistant', content: 'a' },
+        { role: 'user', content: 'r' },
+      ],
+    });
+    const templated = parseExamples(line, { format: 'jsonl', chat: chatContextOf(tok) }).examples;
+    const dflt = parseExamples(line, { format: 'jsonl' }).examples;
+    expect([templated[0].eos, dflt[0].eos]).toEqual([false, true]);
+    const [t] = templated.map((e) => tokenizeExample(e, tok));
+    // The chat ends with the "</s>" the template wrote after the last turn; the next example follows it.
+    const s = concatStream([t, te([BOS, 6], [0, 1])], EOS);
+    expect(Array.from(s.ids)).toEqual([...Array.from(t.ids), BOS, 6, EOS]);
+    expect(plain(t).ids.at(-1)).toBe(EOS);
+    // A template whose last turn ends without EOS (the last message is a user turn in plain text) gets none.
+    const open = { ...t, ids: t.ids.slice(0, -1), train: t.train.slice(0, -1) };
+    expect(Array.from(concatStream([open], EOS).ids)).toEqual(Array.from(open.ids));
+    // The default layout has no end-of-turn marker: packing ends it with a trained EOS.
+    const [d] = dflt.map((e) => tokenizeExample(e, tok));
+    expect(Array.from(concatStream([d], EOS).ids).at(-1)).toBe(EOS);
+    expect(Array.from(concatStream([d], EOS).train).at(-1)).toBe(1);
   });
 
   it('trains every next-token pair of the stream exactly once, padding only the last window', () => {

@@ -2,7 +2,8 @@
 // as the Hub does (`<base>/api/models/<owner>/<name>/revision/main` names the commit `main` points at;
 // `<base>/<owner>/<name>/resolve/<main | commit>/<file>`): the page shows byte-level progress, the model
 // loads, a second load comes from the browser's Cache Storage without downloading again, and after a push
-// to the repo the next load downloads the new commit and uses it.
+// to the repo the next load downloads the new commit and uses it. A gated repo answers 401 until the page
+// sends the access token the user gave, as an Authorization header (never in a URL).
 
 import { createHash } from 'node:crypto';
 import { createReadStream, readdirSync, readFileSync, statSync } from 'node:fs';
@@ -25,6 +26,13 @@ const FIRST = push(REPO, join(ROOT, 'public/models/weblora-llama-1m'));
 push(ADAPTER_REPO, join(ROOT, 'public/gallery/fortune-quips'));
 const GGUF_REPO = 'test-org/tiny-models-GGUF'; // several .gguf files and no config.json
 push(GGUF_REPO, join(ROOT, 'tests/fixtures/gguf'));
+const GATED_REPO = 'test-org/gated-llama'; // 401 without `authorization: Bearer <TOKEN>`, as the Hub does
+push(GATED_REPO, join(ROOT, 'tests/fixtures/llama-gqa-tied'));
+const TOKEN = `hf_${createHash('sha1').update(String(process.pid)).digest('hex').slice(0, 20)}`;
+/** Every request to the gated repo: its URL and Authorization header. */
+const gated: { url: string; auth: string | null }[] = [];
+/** Every URL the server was asked for. */
+const allUrls: string[] = [];
 
 let page: Page;
 let hub: Server;
@@ -38,6 +46,24 @@ function startHub(): Promise<void> {
   hub = createServer((req, res) => {
     res.setHeader('access-control-allow-origin', '*');
     const url = req.url ?? '';
+    allUrls.push(url);
+    if (req.method === 'OPTIONS') {
+      // The CORS preflight of a request with an Authorization header.
+      res.setHeader('access-control-allow-headers', 'authorization');
+      res.setHeader('access-control-allow-methods', 'GET');
+      res.statusCode = 204;
+      res.end();
+      return;
+    }
+    if (/^\/(api\/models\/)?test-org\/gated-llama\//.test(url)) {
+      const auth = req.headers.authorization ?? null;
+      gated.push({ url, auth });
+      if (auth !== `Bearer ${TOKEN}`) {
+        res.statusCode = 401;
+        res.end('Access to model test-org/gated-llama is restricted. You must have access to it and be authenticated.');
+        return;
+      }
+    }
     const info = /^\/api\/models\/([\w.-]+\/[\w.-]+)\/revision\/main$/.exec(url);
     if (info && HISTORY[info[1]]) {
       infoRequests++;
@@ -211,5 +237,38 @@ describe('studio page, a model from a Hub-shaped server', () => {
     expect(await page.locator('#model-panel').getByText('Qwen2ForCausalLM').count()).toBeGreaterThan(0);
     expect(requests.get('qwen2-bias-f32.gguf')).toBe(1);
     expect(requests.get('llama-gqa-tied-f32.gguf')).toBeUndefined();
+  });
+
+  it('a gated repo: without a token the 401 names the repo and says what to do; with the token it loads', async () => {
+    const logged: string[] = [];
+    page.on('console', (m) => logged.push(m.text()));
+    await page.getByLabel('Hugging Face repo id').fill(GATED_REPO);
+    await page.getByLabel('Hub base URL').fill(hubUrl);
+    await page.getByLabel('GGUF file (optional)').fill('');
+    await page.getByRole('button', { name: 'Load from Hugging Face' }).click();
+    await page
+      .locator('#model-panel .status')
+      .getByText(
+        /test-org\/gated-llama.*HTTP 401.*without an access token.*accept its licence on the Hub and give an access token/,
+      )
+      .waitFor({ timeout: 60_000 });
+    expect(gated.length).toBeGreaterThan(0);
+    expect(gated.every((r) => r.auth === null)).toBe(true);
+
+    await page.getByLabel('Access token (gated repos)').fill(TOKEN);
+    await page.getByRole('button', { name: 'Load from Hugging Face' }).click();
+    await page
+      .locator('#model-panel')
+      .getByText(`Loaded ${GATED_REPO}`, { exact: false })
+      .waitFor({ timeout: 120_000 });
+    const authed = gated.filter((r) => r.auth === `Bearer ${TOKEN}`).map((r) => r.url);
+    expect(authed).toContain(`/api/models/${GATED_REPO}/revision/main`);
+    expect(authed.some((u) => u.endsWith('/model.safetensors'))).toBe(true);
+    // The token is in no URL, no cache key, no page storage and no console message.
+    expect(allUrls.filter((u) => u.includes(TOKEN))).toEqual([]);
+    expect((await cachedUrls()).filter((u) => u.includes(TOKEN))).toEqual([]);
+    const stored = await page.evaluate(() => JSON.stringify([{ ...localStorage }, { ...sessionStorage }]));
+    expect(stored).not.toContain(TOKEN);
+    expect(logged.filter((m) => m.includes(TOKEN))).toEqual([]);
   });
 });

@@ -72,6 +72,7 @@ export function realConfigJson(shape: RealShape, layers?: number): Record<string
   if (layers === undefined) return shape.config;
   const c: Record<string, unknown> = { ...shape.config, num_hidden_layers: layers };
   if ('max_window_layers' in c) c.max_window_layers = layers;
+  if (Array.isArray(c.layer_types)) c.layer_types = c.layer_types.slice(0, layers); // the first `layers` layers' kinds
   return c;
 }
 

@@ -258,6 +258,28 @@ describe('hubSource against a local HTTP server', () => {
     expect(() => hubSource('not a repo!')).toThrow(/not a Hugging Face repository id/);
   });
 
+  it('a gated repo: the token goes in the Authorization header only; a refused model info names the repo', async () => {
+    const seen: { url: string; auth: string | null }[] = [];
+    const gate = (ok: string) => async (u: string, init?: RequestInit) => {
+      const auth = new Headers(init?.headers).get('authorization');
+      seen.push({ url: u, auth });
+      return auth === `Bearer ${ok}`
+        ? new Response(u.includes('/api/models/') ? '{"siblings": []}' : '{}')
+        : new Response('restricted', { status: 401, statusText: 'Unauthorized' });
+    };
+    const src = hubSource('meta-llama/Llama-3.2-1B', { fetch: gate('hf_secret'), token: 'hf_secret' });
+    expect(await src.list!()).toEqual([]);
+    expect(await src.file('config.json')).not.toBeNull();
+    expect(seen.map((r) => r.auth)).toEqual(['Bearer hf_secret', 'Bearer hf_secret']);
+    expect(seen.some((r) => r.url.includes('hf_secret'))).toBe(false);
+    await expect(hubSource('meta-llama/Llama-3.2-1B', { fetch: gate('hf_secret') }).list!()).rejects.toThrow(
+      /meta-llama\/Llama-3\.2-1B .*HTTP 401 Unauthorized, without an access token\. .*accept its licence on the Hub and give an access token/,
+    );
+    await expect(
+      hubSource('meta-llama/Llama-3.2-1B', { fetch: gate('hf_secret'), token: 'hf_other' }).file('config.json'),
+    ).rejects.toThrow(/HTTP 401 Unauthorized, with the access token given/);
+  });
+
   it('loads a sharded checkpoint through model.safetensors.index.json', async () => {
     const files = tinyModelFolder('qwen2', { shards: 3 });
     expect([...files.keys()].filter((f) => f.includes('-of-')).length).toBe(3);

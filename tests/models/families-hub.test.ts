@@ -1,4 +1,5 @@
-// Qwen3, SmolLM3, Gemma 3, Mistral (sliding window 5 < T) and a Llama with rope_scaling llama3, each as a model folder (config.json,
+// Qwen3, SmolLM3, Gemma 3, Mistral (sliding window 5 < T), a Llama with rope_scaling llama3 and a Qwen2 with
+// use_sliding_window (window 3 < T on its second layer), each as a model folder (config.json,
 // tokenizer, safetensors with every tensor the config implies) served Hub-style from a local HTTP server (and
 // Gemma 3 also as picked files, in bf16 like its Hub checkpoints): the loader reads it, the weights go to the
 // GPU, and one LoRA forward + backward runs on every target. The values are the loader tests' deterministic
@@ -26,6 +27,9 @@ const llama3 = {
     original_max_position_embeddings: 16,
   },
 };
+
+/** Qwen2 with use_sliding_window: layer 1 (from max_window_layers 1) slides by 3 < T. */
+const qwen2Window = { ...TINY_CONFIGS.qwen2, use_sliding_window: true, sliding_window: 3, max_window_layers: 1 };
 
 type Loaded = Awaited<ReturnType<typeof loadModelFiles>>;
 
@@ -63,9 +67,11 @@ describe('new families from a Hub-shaped server, one LoRA step', () => {
     ['gemma3', 'gemma3'],
     ['mistral', 'mistral'],
     ['llama3', 'llama'],
+    ['qwen2-window', 'qwen2'],
   ] as const)('%s', async (name, family) => {
     const files = tinyModelFolder(family);
     if (name === 'llama3') files.set('config.json', new TextEncoder().encode(JSON.stringify(llama3)));
+    if (name === 'qwen2-window') files.set('config.json', new TextEncoder().encode(JSON.stringify(qwen2Window)));
     const repo = `tiny-org/tiny-${name}`;
     const server = await serveFolder(files, `${repo}/resolve/main/`);
     try {
@@ -75,6 +81,7 @@ describe('new families from a Hub-shaped server, one LoRA step', () => {
       if (name === 'qwen3') expect(m.weights.has('model.layers.1.self_attn.k_norm.weight')).toBe(true);
       if (name === 'smollm3') expect(m.config.ropeLayers).toEqual([true, false]);
       if (name === 'llama3') expect(m.config.ropeScaling?.type).toBe('llama3');
+      if (name === 'qwen2-window') expect([m.config.slidingLayers, m.config.slidingWindow]).toEqual([[false, true], 3]);
       if (name === 'mistral')
         expect([m.config.slidingLayers, m.config.slidingWindow, m.config.headDim]).toEqual([[true, true], 5, 6]);
       if (name === 'gemma3') {

@@ -151,6 +151,57 @@ describe('Llama 3.x', () => {
   });
 });
 
+describe('Qwen2 / Qwen3 sliding windows (use_sliding_window, max_window_layers, layer_types)', () => {
+  // Qwen2Config / Qwen3Config.__post_init__: sliding_window = sliding_window if use_sliding_window else
+  // None; layer_types absent -> "sliding_attention" for layers i >= max_window_layers when sliding_window
+  // is not None. Qwen2Attention: sliding_window on the layers layer_types marks sliding.
+  const slides = (c: { slidingLayers?: boolean[] }) => (c.slidingLayers ?? []).flatMap((s, i) => (s ? [i] : []));
+
+  it('slides the layers from max_window_layers on, with sliding_window (absent: 4096)', () => {
+    const c = parseConfig({ ...QWEN3_06B, use_sliding_window: true, sliding_window: 512, max_window_layers: 20 });
+    expect([slides(c), c.slidingWindow]).toEqual([[20, 21, 22, 23, 24, 25, 26, 27], 512]);
+    expect(c.slidingLayers).toHaveLength(28);
+    const { sliding_window: _, ...noWindow } = QWEN3_06B;
+    expect(parseConfig({ ...noWindow, use_sliding_window: true, max_window_layers: 27 })).toMatchObject({
+      slidingWindow: 4096,
+    });
+    // max_window_layers absent: 28 (the config default), so none of 28 layers slides
+    const { max_window_layers: __, ...noMwl } = QWEN3_06B;
+    expect(parseConfig({ ...noMwl, use_sliding_window: true }).slidingLayers).toBeUndefined();
+  });
+
+  it('use_sliding_window false, or sliding_window null, is plain causal attention', () => {
+    for (const extra of [
+      { use_sliding_window: false, max_window_layers: 0 },
+      { use_sliding_window: true, sliding_window: null, max_window_layers: 0 },
+    ]) {
+      const c = parseConfig({ ...QWEN3_06B, ...extra });
+      expect([c.slidingLayers, c.slidingWindow]).toEqual([undefined, undefined]);
+    }
+  });
+
+  it('layer_types, when given, chooses the sliding layers (max_window_layers is then unused)', () => {
+    const layer_types = Array.from({ length: 28 }, (_, i) => (i % 3 === 1 ? 'sliding_attention' : 'full_attention'));
+    const c = parseConfig({ ...QWEN3_06B, use_sliding_window: true, sliding_window: 64, layer_types });
+    expect([slides(c), c.slidingWindow]).toEqual([[1, 4, 7, 10, 13, 16, 19, 22, 25], 64]);
+    // ... and a sliding layer without a window is refused, as transformers' mask code refuses it.
+    expect(() => parseConfig({ ...QWEN3_06B, use_sliding_window: false, layer_types })).toThrow(
+      /"layer_types" marks layers 1, 4, .* "sliding_attention", but no sliding window is set/,
+    );
+  });
+
+  it('Qwen2 (the same switches); a window no sequence reaches is plain causal', () => {
+    const qwen2 = { ...QWEN3_06B, architectures: ['Qwen2ForCausalLM'], model_type: 'qwen2' };
+    const c = parseConfig({ ...qwen2, use_sliding_window: true, sliding_window: 4, max_window_layers: 26 });
+    expect([c.family, slides(c), c.slidingWindow]).toEqual(['qwen2', [26, 27], 4]);
+    const huge = parseConfig({ ...qwen2, use_sliding_window: true, sliding_window: 2 ** 30, max_window_layers: 0 });
+    expect(huge.slidingLayers).toBeUndefined();
+    expect(() => parseConfig({ ...qwen2, use_sliding_window: true, sliding_window: 0, max_window_layers: 0 })).toThrow(
+      /"sliding_window" is 0/,
+    );
+  });
+});
+
 describe('SmolLM3', () => {
   it('reads SmolLM3-3B: every 4th layer without RoPE', () => {
     const c = parseConfig(SMOLLM3_3B);
@@ -168,6 +219,18 @@ describe('SmolLM3', () => {
       false,
     ]);
     expect(() => parseConfig({ ...SMOLLM3_3B, no_rope_layers: [1, 0] })).toThrow(/"no_rope_layers".*36 entries/);
+  });
+
+  it('slides its NoPE layers when use_sliding_window and sliding_window are set (SmolLM3Config)', () => {
+    const c = parseConfig({ ...SMOLLM3_3B, use_sliding_window: true, sliding_window: 256 });
+    expect(c.slidingWindow).toBe(256);
+    expect(c.slidingLayers).toEqual(c.ropeLayers!.map((rope) => !rope));
+    expect(
+      parseConfig({ ...SMOLLM3_3B, use_sliding_window: true, sliding_window: null }).slidingLayers,
+    ).toBeUndefined();
+    expect(
+      parseConfig({ ...SMOLLM3_3B, use_sliding_window: false, sliding_window: 256 }).slidingLayers,
+    ).toBeUndefined();
   });
 });
 
@@ -332,7 +395,7 @@ describe('bad input: an error naming the field and what is supported', () => {
   it('Qwen3.5-style linear_attention layers', () => {
     const layer_types = Array.from({ length: 28 }, (_, i) => (i % 4 === 3 ? 'full_attention' : 'linear_attention'));
     expect(() => parseConfig({ ...QWEN3_06B, layer_types })).toThrow(
-      /"layer_types"\[0\] is "linear_attention"; WebLoRA implements "full_attention" layers/,
+      /"layer_types"\[0\] is "linear_attention"; WebLoRA implements "full_attention" and "sliding_attention" layers/,
     );
   });
 

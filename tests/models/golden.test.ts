@@ -4,7 +4,8 @@
 // Qwen3 tied and untied with head_dim ≠ hidden/heads, Llama 3.x rope_scaling llama3 with T beyond
 // original_max_position_embeddings, SmolLM3 with NoPE layers, Gemma 3 with sliding-window layers mixed with full
 // ones, both soft caps, GQA and head_dim ≠ hidden/heads, and Gemma 3 in gemma-3-1b's config form with linear
-// rope_scaling and an untied head; Mistral with a sliding window shorter than T).
+// rope_scaling and an untied head; Mistral with a sliding window shorter than T; Qwen3 and Qwen2 with
+// use_sliding_window, their sliding layers chosen by max_window_layers and by layer_types, window < T).
 //
 // Bounds: the GPU computes in f32. Over a few layers the relative error of f32 activations is ~1e-6
 // per op, growing with depth and width; gradients pass through softmax and norms that amplify it a
@@ -64,6 +65,8 @@ describe('model vs PyTorch oracle', () => {
       'gemma3-sliding-softcap',
       'gemma3-pattern-untied',
       'mistral-window',
+      'qwen3-window',
+      'qwen2-window',
     ])
       expect(names).toContain(n);
   });
@@ -121,4 +124,45 @@ describe('model vs PyTorch oracle', () => {
       );
     });
   }
+
+  it.each(['qwen3-window', 'qwen2-window'])(
+    '%s: the window is what makes it match: full attention on its sliding layers misses the oracle',
+    async (name) => {
+      const c = cases.find((x) => x.name === name)!;
+      const ctx = await gpu();
+      const files = await loadFixtureModel(c.modelDir);
+      const g = await readGolden(c.dir);
+      const { B, T } = g.json;
+      expect(files.config.slidingWindow).toBeLessThan(T);
+      const { slidingLayers: _, slidingWindow: __, ...full } = files.config;
+      const model = await loadModel(ctx, full, files.weights, { dtype: 'f32' });
+      const arrays: LoraArrays = new Map();
+      for (const path of g.json.modules as string[])
+        arrays.set(path, { A: await g.f32(`lora.${path}.A`), B: await g.f32(`lora.${path}.B`) });
+      const lc = g.json.lora;
+      const lora = LoraState.fromArrays(
+        ctx,
+        full,
+        { r: lc.r, alpha: lc.alpha, useRslora: lc.use_rslora, dropout: 0, targets: lc.targets },
+        arrays,
+      );
+      const logits = forwardLogits(model, lora, Uint32Array.from(await g.i32('input_ids')), B, T);
+      const got = await logits.read();
+      const want = await g.f32('logits');
+      logits.free();
+      lora.free();
+      model.weights.free();
+      // The same weights and LoRA without the window: the logits miss the oracle's far past the 1e-3 bound.
+      let worst = 0;
+      let maxWant = 0;
+      for (let i = 0; i < want.length; i++) {
+        worst = Math.max(worst, Math.abs(got[i] - want[i]));
+        maxWant = Math.max(maxWant, Math.abs(want[i]));
+      }
+      console.log(
+        `MEASURED ${name} without its window: worst |got - oracle| / max|oracle| = ${(worst / maxWant).toExponential(2)}`,
+      );
+      expect(worst / maxWant).toBeGreaterThan(1e-2);
+    },
+  );
 });

@@ -8,7 +8,8 @@
 //   q,k = rmsnorm per head · q_norm, k_norm                             (Qwen3 only: qkNorm)
 //   q,k = rope(q), rope(k)                                              (unless the layer is NoPE: SmolLM3)
 //   h   = x + o_proj(attention(q, k, v))                               causal, GQA: Hq/Hkv queries per kv head;
-//                                                                       sliding window W if set (Mistral)
+//                                                                       sliding window W on sliding layers
+//                                                                       (Mistral; Qwen2/3, SmolLM3 when set)
 //   n2  = rmsnorm(h) · post_attention_layernorm
 //   out = h + down_proj(silu(gate_proj(n2)) · up_proj(n2))
 //   logits = rmsnorm(out_L) · model.norm · lm_headᵀ                     (embed_tokens when tied)
@@ -117,26 +118,59 @@ function checkLayerTypes(json: Json, r: ConfigReader, numLayers: number): string
   (lt as unknown[]).forEach((t, i) => {
     if (t !== 'full_attention' && t !== 'sliding_attention')
       r.fail(
-        `"layer_types"[${i}] is ${JSON.stringify(t)}; WebLoRA implements "full_attention" layers (and "sliding_attention" only while use_sliding_window is false)`,
+        `"layer_types"[${i}] is ${JSON.stringify(t)}; WebLoRA implements "full_attention" and "sliding_attention" layers`,
       );
   });
   return lt as string[];
 }
 
+/** Windows at least this long see every key of any sequence WebLoRA runs: plain causal (the kernels' bound). */
+export const FULL_WINDOW = 1 << 30;
+
 /**
- * Sliding-window attention is in use when use_sliding_window is true and some layer is a sliding one:
- * those listed as "sliding_attention" in layer_types, else `defaultSliding` (Qwen2/3: layers from
- * max_window_layers on). WebLoRA's attention is full causal: refuse.
+ * A family's sliding-window switches as its config's __post_init__ leaves them: `window` is
+ * config.sliding_window (null: none), `defaults` the layers that slide when layer_types is absent.
  */
-function checkSliding(json: Json, r: ConfigReader, layerTypes: string[] | null, defaultSliding: () => number[]) {
-  if (!r.bool('use_sliding_window', false)) return;
+export interface SlidingRule {
+  window: number | null;
+  defaults: (numLayers: number) => number[];
+}
+
+/**
+ * Which layers slide, as the modeling code decides: a layer slides when layer_types (given, else the
+ * family's defaults) says "sliding_attention", with window config.sliding_window; position i then sees
+ * keys j with i − W < j ≤ i (create_sliding_window_causal_mask). A sliding layer without a window is what
+ * transformers refuses too ("Could not find a `sliding_window` argument").
+ */
+function slidingOf(
+  r: ConfigReader,
+  layerTypes: string[] | null,
+  rule: SlidingRule,
+  numLayers: number,
+): Pick<ModelConfig, 'slidingLayers' | 'slidingWindow'> {
   const sliding = layerTypes
-    ? layerTypes.map((t, i) => (t === 'sliding_attention' ? i : -1)).filter((i) => i >= 0)
-    : defaultSliding();
-  if (sliding.length > 0)
+    ? layerTypes.flatMap((t, i) => (t === 'sliding_attention' ? [i] : []))
+    : rule.defaults(numLayers);
+  if (sliding.length === 0) return {};
+  if (rule.window === null)
     r.fail(
-      `sliding-window attention is in use (use_sliding_window: true, layers ${sliding[0]}..${sliding[sliding.length - 1]}); WebLoRA implements full causal attention only`,
+      `"layer_types" marks layers ${sliding.join(', ')} "sliding_attention", but no sliding window is set (sliding_window is null, or use_sliding_window is false); transformers cannot run this config either`,
     );
+  const W = rule.window!;
+  if (W >= FULL_WINDOW) return {}; // no sequence is that long: plain causal attention
+  const slidingLayers = Array<boolean>(numLayers).fill(false);
+  for (const i of sliding) slidingLayers[i] = true;
+  return { slidingLayers, slidingWindow: W };
+}
+
+/**
+ * Qwen2Config / Qwen3Config: sliding_window counts only while use_sliding_window is true (absent: 4096,
+ * null: none), and by default the layers from max_window_layers on slide.
+ */
+export function qwenSliding(json: Json, r: ConfigReader): SlidingRule {
+  const on = r.bool('use_sliding_window', false);
+  const window = on && json.sliding_window !== null ? r.int('sliding_window', 4096) : null;
+  return { window, defaults: (L) => (window === null ? [] : maxWindowLayers(json, r, L)) };
 }
 
 /** Layers from max_window_layers on (Qwen2Config / Qwen3Config default layer_types). */
@@ -147,14 +181,18 @@ export function maxWindowLayers(json: Json, r: ConfigReader, numLayers: number):
   return Array.from({ length: Math.max(0, numLayers - (mwl as number)) }, (_, k) => (mwl as number) + k);
 }
 
-/** The fields every Llama-shaped family shares; the family sets attnBias, qkNorm and ropeLayers after. */
+/**
+ * The fields every Llama-shaped family shares, sliding-window layers included (`sliding`: the family's
+ * rule; null for families whose config has no layer_types windows: Llama, Mistral); the family sets
+ * attnBias, qkNorm and ropeLayers after.
+ */
 export function parseLlamaLike(
   json: Json,
   r: ConfigReader,
   family: ModelConfig['family'],
   architecture: string,
   d: LlamaLikeDefaults,
-  defaultSliding: (numLayers: number) => number[],
+  sliding: SlidingRule | null,
 ): ModelConfig {
   const hiddenSize = r.int('hidden_size');
   const numHeads = r.int('num_attention_heads');
@@ -165,7 +203,7 @@ export function parseLlamaLike(
   if (act !== 'silu' && act !== 'swish')
     r.fail(`hidden_act "${act}" is not supported for ${architecture}; WebLoRA implements SwiGLU with silu`);
   const layerTypes = checkLayerTypes(json, r, numLayers);
-  checkSliding(json, r, layerTypes, () => defaultSliding(numLayers));
+  const windows = sliding ? slidingOf(r, layerTypes, sliding, numLayers) : {};
   const rope = ropeOf(json, r, d.ropeTheta);
   return {
     family,
@@ -186,6 +224,7 @@ export function parseLlamaLike(
     act: 'silu',
     bosTokenId: r.tokenId('bos_token_id', d.bos),
     eosTokenId: r.tokenIds('eos_token_id', d.eos),
+    ...windows,
   };
 }
 
@@ -403,6 +442,6 @@ export const llama: FamilySpec = {
       eos: 2,
       headDimRequired: false,
     };
-    return parseLlamaLike(json, r, 'llama', architecture, defaults, () => []);
+    return parseLlamaLike(json, r, 'llama', architecture, defaults, null);
   },
 };

@@ -8,11 +8,8 @@
 // hidden_size / num_attention_heads (Mistral NeMo: 5120 / 32 heads, head_dim 128). No biases anywhere
 // (MistralAttention builds q/k/v/o without them, whatever the config says), untied by default.
 
-import { llamaShaped, parseLlamaLike } from './llama';
+import { FULL_WINDOW, llamaShaped, parseLlamaLike } from './llama';
 import type { FamilySpec } from './types';
-
-/** Windows at least this long see every key of any sequence WebLoRA runs: plain causal (the kernels' bound). */
-const FULL_WINDOW = 1 << 30;
 
 export const mistral: FamilySpec = {
   ...llamaShaped,
@@ -33,7 +30,7 @@ export const mistral: FamilySpec = {
     };
     // MistralModel slides by config.sliding_window alone: use_sliding_window and max_window_layers are
     // Qwen2's switches, not Mistral's, so no layer list is refused here.
-    const cfg = parseLlamaLike(json, r, 'mistral', architecture, defaults, () => []);
+    const cfg = parseLlamaLike(json, r, 'mistral', architecture, defaults, null);
     const W = json.sliding_window === null ? 0 : r.int('sliding_window', 4096);
     if (!(W > 0 && W < FULL_WINDOW)) return cfg;
     return { ...cfg, slidingLayers: Array(cfg.numLayers).fill(true), slidingWindow: W };

@@ -3,9 +3,10 @@
 //
 //   q = q_proj(n1) + b_q    k = k_proj(n1) + b_k    v = v_proj(n1) + b_v
 //
-// Sliding-window layers (use_sliding_window: true) are refused: WebLoRA's attention is full causal.
+// With use_sliding_window: true, the layers from max_window_layers on (or those layer_types marks
+// "sliding_attention") attend through a window of sliding_window keys: position i sees i − W < j ≤ i.
 
-import { llamaShaped, maxWindowLayers, parseLlamaLike } from './llama';
+import { llamaShaped, parseLlamaLike, qwenSliding } from './llama';
 import type { FamilySpec } from './types';
 
 export const qwen2: FamilySpec = {
@@ -26,7 +27,7 @@ export const qwen2: FamilySpec = {
       eos: null,
       headDimRequired: false,
     };
-    const cfg = parseLlamaLike(json, r, 'qwen2', architecture, defaults, (L) => maxWindowLayers(json, r, L));
+    const cfg = parseLlamaLike(json, r, 'qwen2', architecture, defaults, qwenSliding(json, r));
     return { ...cfg, attnBias: true }; // Qwen2 always has q/k/v biases
   },
 };

@@ -7,9 +7,9 @@
 //   v = v_proj(n1);  h = x + o_proj(attention(q, k, v))  o_proj: Hq·D -> C
 //
 // No q/k/v bias (attention_bias: true is refused), tie_word_embeddings as the config says. Qwen3Config
-// always writes head_dim, so it is required here.
+// always writes head_dim, so it is required here. Sliding-window layers as Qwen2's (./qwen2.ts).
 
-import { llamaShaped, maxWindowLayers, parseLlamaLike, refuseBiases } from './llama';
+import { llamaShaped, parseLlamaLike, qwenSliding, refuseBiases } from './llama';
 import type { FamilySpec } from './types';
 
 export const qwen3: FamilySpec = {
@@ -30,7 +30,7 @@ export const qwen3: FamilySpec = {
       eos: null,
       headDimRequired: true,
     };
-    const cfg = parseLlamaLike(json, r, 'qwen3', architecture, defaults, (L) => maxWindowLayers(json, r, L));
+    const cfg = parseLlamaLike(json, r, 'qwen3', architecture, defaults, qwenSliding(json, r));
     return { ...cfg, qkNorm: true };
   },
 };

@@ -43,9 +43,11 @@ export const smollm3: FamilySpec = {
     };
     const numLayers = r.layers('num_hidden_layers');
     const rope = ropeLayers(json, r, numLayers);
-    // SmolLM3Config's default layer_types: a layer slides when use_sliding_window, sliding_window is set
-    // and it has no RoPE.
-    const sliding = () => (r.has('sliding_window') ? rope.flatMap((uses, i) => (uses ? [] : [i])) : []);
+    // SmolLM3Config keeps sliding_window (default null) whatever use_sliding_window says; its default
+    // layer_types: a layer slides when use_sliding_window, sliding_window is set and it has no RoPE.
+    const window = json.sliding_window === undefined || json.sliding_window === null ? null : r.int('sliding_window');
+    const on = r.bool('use_sliding_window', false) && window !== null;
+    const sliding = { window, defaults: () => (on ? rope.flatMap((uses, i) => (uses ? [] : [i])) : []) };
     const cfg = parseLlamaLike(json, r, 'smollm3', architecture, defaults, sliding);
     return { ...cfg, ropeLayers: rope };
   },
