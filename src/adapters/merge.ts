@@ -4,8 +4,9 @@
 //   W = W0 + s·(B·A)ᵀ = W0 + s·Aᵀ·Bᵀ   W0 (IN, OUT)                       GPT-2 Conv1D
 //
 // s is the adapter's scale at merge time (alpha/r or alpha/√r, times its strength). Each merged weight is
-// a NEW f32 tensor: a copy of W0 (f16 weights are widened exactly to f32, so a merged weight of an f16
-// model is f32 and twice the size) plus s·B·A added by the matmul kernel (accumulate, alpha = s). The
+// a NEW f32 tensor: a copy of W0 (f16 weights are widened exactly to f32, int8 / int4 blocks dequantized
+// exactly, by the embedding kernel's row gather; so a merged weight is f32 whatever the base stores, and
+// GpuWeights.swap takes it in place of the q4 one) plus s·B·A added by the matmul kernel (accumulate, alpha = s). The
 // originals are never written: merging swaps the new tensors into GpuWeights, unmerging swaps the
 // originals back and frees the copies, so the base model comes back bit for bit.
 //
@@ -33,14 +34,14 @@ export interface MergedLora {
 /** Every tensor a merge put into some GpuWeights (merging a merged weight again would lose W0). */
 const mergedTensors = new WeakSet<Tensor>();
 
-/** A new f32 copy of w (rows, cols), f32 or f16; the f16 -> f32 widening is exact. */
+/** A new f32 copy of w (rows, cols), f32, f16, q8 or q4; widening f16 and dequantizing blocks are exact. */
 function f32Copy(ctx: GpuContext, w: Tensor, label: string): Tensor {
   if (w.dtype === 'f32') {
     const c = Tensor.empty(ctx, w.shape, label);
     ctx.copy(w.buf, 0, c.buf, 0, w.bytes);
     return c;
   }
-  // f16: gather every row through the embedding kernel, which reads f16 and writes f32.
+  // f16 or blocks: gather every row through the embedding kernel, which reads them and writes f32.
   const [rows, cols] = w.shape;
   const ids = Tensor.fromU32(
     ctx,

@@ -4,7 +4,7 @@
 
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { Engine, GGUF_ADAPTER_FILE } from '../engine/engine';
+import { Engine, GGUF_ADAPTER_FILE, type WeightsOption } from '../engine/engine';
 import { createNodeContext } from '../gpu/node';
 import { DEFAULT_HUB } from '../util/csp';
 import { fmtBytes } from '../util/format';
@@ -12,6 +12,7 @@ import { fileTuneStore } from '../engine/autotune-store.node';
 import { hubSource, memoryBlobCache, type ModelSource } from '../loaders/sources';
 import { dirSource } from '../loaders/sources.node';
 import { DEFAULT_SETTINGS, type TrainSettings } from '../training/settings';
+import { WEIGHTS_CHOICES, type WeightsChoice } from '../models/weights';
 import type { TrainEvent } from '../training/trainer';
 
 interface Flag {
@@ -69,7 +70,11 @@ usage: npm run train -- --model <folder | hub repo id> --data <file> --out <fold
   --format <name>            override the detected data format
   --column <name>            the CSV/TSV column to train on
   --name <text>              adapter name for the model card (default: the --out folder name)
-  --f16                      store frozen weights as f16 (needs shader-f16)
+  --weights <f32|f16|int8|int4>
+                             how the frozen base is stored: f32, f16 (needs shader-f16), or quantized at
+                             load to int8 / int4 blocks (llama.cpp's Q8_0 / Q4_0); every choice's memory
+                             is printed before the weights load (default: f32)
+  --f16                      the same as --weights f16
   --hub-base-url <url>       Hub mirror (default ${DEFAULT_HUB})
   --gpu-memory <GiB>         GPU memory a run may use; a model whose estimate is above it is refused
                              from its config.json, before any weight is downloaded (default: no budget,
@@ -89,12 +94,12 @@ export function parseArgs(argv: string[]) {
     format?: string;
     column?: string;
     name?: string;
-    f16: boolean;
+    weights: WeightsChoice;
     hubBaseUrl?: string;
     gpuMemoryBytes?: number;
     gguf?: string;
     help: boolean;
-  } = { f16: false, help: false };
+  } = { weights: 'f32', help: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = () => {
@@ -109,8 +114,13 @@ export function parseArgs(argv: string[]) {
     else if (a === '--format') o.format = val();
     else if (a === '--column') o.column = val();
     else if (a === '--name') o.name = val();
-    else if (a === '--f16') o.f16 = true;
-    else if (a === '--hub-base-url') o.hubBaseUrl = val();
+    else if (a === '--f16') o.weights = 'f16';
+    else if (a === '--weights') {
+      const v = val();
+      if (!WEIGHTS_CHOICES.includes(v as WeightsChoice))
+        throw new Error(`--weights is one of ${WEIGHTS_CHOICES.join(', ')}, got '${v}'`);
+      o.weights = v as WeightsChoice;
+    } else if (a === '--hub-base-url') o.hubBaseUrl = val();
     else if (a === '--gpu-memory') {
       const v = val();
       const gib = Number(v);
@@ -139,6 +149,17 @@ export function parseArgs(argv: string[]) {
     } else throw new Error(`unknown option '${a}' (see --help)`);
   }
   return { ...o, settings };
+}
+
+/** One line per weights choice: weights and total memory at default settings, and why a choice cannot be used. */
+export function describeOptions(options: WeightsOption[], chosen: WeightsChoice): string[] {
+  return [
+    'weights choices (memory at default settings):',
+    ...options.map(
+      (o) =>
+        `  ${o.weights === chosen ? '*' : ' '} ${o.weights.padEnd(4)}  weights ${fmtBytes(o.weightBytes).padStart(10)}, total ${fmtBytes(o.totalBytes).padStart(10)}${o.refused ? `  (no: ${o.refused})` : ''}`,
+    ),
+  ];
 }
 
 function fmtTime(sec: number): string {
@@ -180,7 +201,10 @@ export async function main(argv: string[]): Promise<number> {
   const engine = new Engine(ctx, { tuneStore: fileTuneStore(), log, memoryBudget: args.gpuMemoryBytes });
   try {
     log(`GPU: ${ctx.adapterName}${ctx.hasF16 ? ' (f16)' : ''}`);
-    const loaded = await engine.loadModel(source, args.f16 ? 'f16' : 'f32');
+    // Every choice's figures first (refused from config.json, before any weight is fetched, if the chosen one cannot fit).
+    const { options } = await engine.inspect(source, undefined, args.weights);
+    for (const line of describeOptions(options, args.weights)) log(line);
+    const loaded = await engine.loadModel(source, args.weights);
     const cfg = loaded.files.config;
     log(
       `model: ${loaded.id} (${cfg.architecture}, ${cfg.numLayers} layers, hidden ${cfg.hiddenSize}, vocab ${cfg.vocabSize}; ${fmtBytes(loaded.model.weights.bytes)} on the GPU)`,

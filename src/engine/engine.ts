@@ -7,6 +7,7 @@ import { exportAdapter, importAdapter, type AdapterFiles, type CardInfo } from '
 import { mergeLora, unmergeLora } from '../adapters/merge';
 import type { GpuContext } from '../gpu/context';
 import { estimateMemory, checkFits } from '../models/memory';
+import { WEIGHTS_CHOICES, type WeightsChoice } from '../models/weights';
 import { loadModelFiles, type ModelFiles } from '../loaders/model-files';
 import type { ModelSource, ProgressFn } from '../loaders/sources';
 import { DEFAULT_TARGETS, LORA_TARGETS, paramCount, type ModelConfig } from '../models/config';
@@ -39,8 +40,8 @@ export interface LoadedModel {
   model: CausalLM;
   /** The matmul variant chosen per shape class at load (src/kernels/autotune.ts). */
   matmul: TuneReport;
-  /** The precision the weights were loaded in (kept to load them again on a new device). */
-  dtype: 'f32' | 'f16';
+  /** The weights choice they were loaded with (kept to load them again on a new device). */
+  dtype: WeightsChoice;
 }
 
 export interface EngineOptions {
@@ -107,11 +108,22 @@ export interface ModelSummary {
 }
 
 export interface MemorySummary {
+  /** The weights choice the figures are for. */
+  weights: WeightsChoice;
   totalBytes: number;
   weightBytes: number;
   loraBytes: number;
   activationBytes: number;
   messages: { level: 'info' | 'warn' | 'error'; text: string }[];
+}
+
+/** One weights choice for a model at default settings, as the studio and the CLI list them before loading. */
+export interface WeightsOption {
+  weights: WeightsChoice;
+  weightBytes: number;
+  totalBytes: number;
+  /** Why it cannot be used here (no shader-f16, or an error from the memory check), or null. */
+  refused: string | null;
 }
 
 /** What the settings would train and hold, or why they are invalid. */
@@ -162,6 +174,10 @@ export function modelSummary(id: string, cfg: ModelConfig, weightBytes: number):
     ggufAdapter: ggufArchOfConfig(cfg) !== null,
   };
 }
+
+/** The float type matmulRaw reads weights in under a choice: int8 / int4 leave f16 (or f32) what is not blocks. */
+const floatWeights = (c: WeightsChoice, hasF16: boolean): 'f32' | 'f16' =>
+  c === 'f32' || c === 'f16' ? c : hasF16 ? 'f16' : 'f32';
 
 /** The name llama.cpp's adapter GGUF takes next to the PEFT files. */
 export const GGUF_ADAPTER_FILE = 'adapter.gguf';
@@ -222,8 +238,8 @@ export class Engine {
   async inspect(
     source: ModelSource,
     onProgress?: ProgressFn,
-    weightDtype: 'f32' | 'f16' = DEFAULT_SETTINGS.weightDtype,
-  ): Promise<{ files: ModelFiles; model: ModelSummary; memory: MemorySummary }> {
+    weightDtype: WeightsChoice = DEFAULT_SETTINGS.weightDtype,
+  ): Promise<{ files: ModelFiles; model: ModelSummary; memory: MemorySummary; options: WeightsOption[] }> {
     const refuse = (cfg: ModelConfig, names: string[] | null) => this.refuseTooLarge(source, cfg, weightDtype, names);
     const reuse = this.inspected && this.inspected.id === source.id && !source.id.startsWith('files:');
     if (reuse) refuse(this.inspected!.files.config, null);
@@ -233,13 +249,26 @@ export class Engine {
     return {
       files,
       model: modelSummary(modelIdOf(source, files), files.config, wbytes),
-      memory: this.memory(files.config, resolveSettings({}, files.config)),
+      memory: this.memory(files.config, resolveSettings({ weightDtype }, files.config)),
+      options: this.weightsOptions(files.config),
     };
+  }
+
+  /** Every weights choice for `cfg` at default settings: its weight and total bytes, and whether it fits here. */
+  weightsOptions(cfg: ModelConfig): WeightsOption[] {
+    return WEIGHTS_CHOICES.map((weights) => {
+      const m = this.memory(cfg, resolveSettings({ weightDtype: weights }, cfg));
+      const errors = m.messages.filter((x) => x.level === 'error').map((x) => x.text);
+      const refused =
+        weights === 'f16' && !this.ctx.hasF16 ? 'this GPU has no shader-f16' : errors.length ? errors.join(' ') : null;
+      return { weights, weightBytes: m.weightBytes, totalBytes: m.totalBytes, refused };
+    });
   }
 
   memory(cfg: ModelConfig, s: TrainSettings): MemorySummary {
     const est = estimateMemory(cfg, {
       weightDtype: s.weightDtype,
+      hasF16: this.ctx.hasF16,
       batch: s.batchSize,
       seqLen: s.seqLen,
       rank: s.rank,
@@ -254,8 +283,10 @@ export class Engine {
         maxStorageBufferBindingSize: this.ctx.limits.maxStorageBufferBindingSize,
       },
       this.opts.memoryBudget,
+      this.ctx.hasF16,
     );
     return {
+      weights: s.weightDtype,
       totalBytes: est.totalBytes,
       weightBytes: est.weightBytes,
       loraBytes: est.loraBytes,
@@ -269,7 +300,7 @@ export class Engine {
    * fit: a tensor beyond the adapter's maxBufferSize / maxStorageBufferBindingSize, or an estimate above
    * the memory budget. The message gives the figures (src/models/memory.ts checkFits).
    */
-  refuseTooLarge(source: ModelSource, cfg: ModelConfig, weightDtype: 'f32' | 'f16', files: string[] | null): void {
+  refuseTooLarge(source: ModelSource, cfg: ModelConfig, weightDtype: WeightsChoice, files: string[] | null): void {
     const errors = this.memory(cfg, resolveSettings({ weightDtype }, cfg)).messages.filter((m) => m.level === 'error');
     if (!errors.length) return;
     const weights = (files ?? []).filter((f) => f.endsWith('.safetensors'));
@@ -280,14 +311,16 @@ export class Engine {
   }
 
   /** Loads a model onto the GPU, replacing the current one. On failure nothing new stays on the GPU. */
-  async loadModel(source: ModelSource, weightDtype: 'f32' | 'f16', onProgress?: ProgressFn): Promise<LoadedModel> {
+  async loadModel(source: ModelSource, weightDtype: WeightsChoice, onProgress?: ProgressFn): Promise<LoadedModel> {
     const { files } = await this.inspect(source, onProgress, weightDtype);
     this.unloadModel();
-    const total = files.weights.size;
+    const file =
+      weightDtype === 'int8' || weightDtype === 'int4' ? `weights → GPU, quantized to ${weightDtype}` : 'weights → GPU';
     const model = await loadModel(this.ctx, files.config, files.weights, {
       dtype: weightDtype,
-      onProgress: (done) => onProgress?.({ file: 'weights → GPU', loaded: done, total }),
+      onProgress: (done, total) => onProgress?.({ file, loaded: done, total }),
     });
+    for (const note of model.weights.notes) (this.opts.log ?? console.info)(note);
     const matmul = await this.tuneMatmul(files.config, resolveSettings({ weightDtype }, files.config));
     this.loaded = { id: modelIdOf(source, files), files, model, matmul, dtype: weightDtype };
     this.inspected = null;
@@ -299,7 +332,7 @@ export class Engine {
   async tuneMatmul(cfg: ModelConfig, s: TrainSettings): Promise<TuneReport> {
     const shapes = modelMatmulShapes(cfg, {
       tokens: s.batchSize * s.seqLen,
-      weightDtype: s.weightDtype,
+      weightDtype: floatWeights(s.weightDtype, this.ctx.hasF16),
       headCols: headChunkCols(s.batchSize * s.seqLen, this.ctx.limits.maxStorageBufferBindingSize),
     });
     const r = await autotuneMatmul(this.ctx, shapes, { store: this.tuneStore, budgetMs: this.opts.tuneBudgetMs });
@@ -339,9 +372,10 @@ export class Engine {
     return this.data;
   }
 
+  /** Settings for the loaded model; the weights choice is always the one it was loaded with. */
   settingsFor(partial: Partial<TrainSettings>): { settings: TrainSettings; errors: SettingsError[] } {
-    const { files } = this.requireModel();
-    const settings = resolveSettings(partial, files.config);
+    const { files, dtype } = this.requireModel();
+    const settings = resolveSettings({ ...partial, weightDtype: dtype }, files.config);
     return { settings, errors: validateSettings(settings, files.config, { hasF16: this.ctx.hasF16 }) };
   }
 

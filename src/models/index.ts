@@ -4,7 +4,7 @@ import type { GpuContext } from '../gpu/context';
 import type { ModelConfig } from './config';
 import { familySpec } from './families';
 import type { CausalLM } from './model';
-import { GpuWeights, type TensorReader } from './weights';
+import { GpuWeights, type TensorReader, type WeightOptions } from './weights';
 
 export function modelFor(cfg: ModelConfig, weights: GpuWeights): CausalLM {
   return familySpec(cfg).model(cfg, weights);
@@ -15,7 +15,7 @@ export async function loadModel(
   ctx: GpuContext,
   cfg: ModelConfig,
   weights: Map<string, TensorReader>,
-  opts: { dtype: 'f32' | 'f16'; onProgress?: (done: number, total: number) => void },
+  opts: WeightOptions,
 ): Promise<CausalLM> {
   return modelFor(cfg, await GpuWeights.load(ctx, cfg, weights, opts));
 }

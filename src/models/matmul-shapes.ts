@@ -2,6 +2,8 @@
 // (src/kernels/autotune.ts): each linear's y = x·W0ᵀ and dx = dy·W0 (LoRA's rank-r products have their own
 // kernels, src/kernels/lora.ts), and the head's two products on one vocabulary chunk (src/models/head.ts).
 // The linears come from the family's own description (one layer's: every layer has the same shapes).
+// `weightDtype` is the float type of the weights matmulRaw reads: under int8 / int4 only the weights left
+// float (rows that do not split into blocks: f16 or f32) go through it, so the caller passes that type.
 import type { MatmulShape } from '../kernels/autotune';
 import type { BDtype } from '../kernels/matmul';
 import type { ModelConfig } from './config';

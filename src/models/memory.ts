@@ -1,8 +1,10 @@
 // How much GPU memory a LoRA fine-tune of `cfg` will hold, counted from what the model code keeps
 // (src/autograd/ops.ts, src/training/step.ts, src/models/head.ts, src/models/weights.ts):
 //
-//   weights     linear weights and embedding tables in weightDtype; norm weights and biases in f32;
-//               a tied LM head shares the embedding table.
+//   weights     linear weights and embedding tables as the weights choice stores them (src/models/weights.ts
+//               storedDtype: f32, f16, or int8 / int4 blocks by quantLayout, a tensor whose rows do not split
+//               into blocks in f16 or f32); norm weights, biases and learned positions in f32; a tied LM
+//               head shares the embedding table.
 //   lora        A (r, in) and B (out, r) per targeted module, f32, ×4: parameter, gradient, Adam m and v.
 //   activations what the tape saves for backward, f32, per block (N = B·T rows): each family says how
 //               many floats per row (src/models/families/<family>.ts blockFloatsPerRow), e.g.
@@ -29,10 +31,15 @@ import { familySpec } from './families';
 import { headChunkCols } from './head';
 import { loraParamCount } from './lora';
 import { selectModules } from './modules';
+import { storedDtype, weightNames, WEIGHTS_CHOICES, type WeightsChoice } from './weights';
+import { tensorBytes } from '../gpu/tensor';
 import { fmtBytes } from '../util/format';
 
 export interface MemoryOptions {
-  weightDtype: 'f32' | 'f16';
+  /** The weights choice (the setting is called weightDtype). */
+  weightDtype: WeightsChoice;
+  /** Whether the device has shader-f16: where int8 / int4 leave a tensor float, f16 or f32 (default false). */
+  hasF16?: boolean;
   batch: number;
   seqLen: number;
   rank: number;
@@ -43,6 +50,7 @@ export interface MemoryOptions {
 }
 
 export interface MemoryEstimate {
+  weights: WeightsChoice;
   weightBytes: number;
   loraBytes: number;
   activationBytes: number;
@@ -73,7 +81,8 @@ export function estimateMemory(cfg: ModelConfig, opts: MemoryOptions): MemoryEst
     if (!Number.isSafeInteger(v) || v <= 0)
       throw new RangeError(`estimateMemory: ${k} must be a positive integer, got ${v}`);
   }
-  const wBytes = opts.weightDtype === 'f16' ? 2 : 4;
+  const names = weightNames(cfg);
+  const stored = new Set([...names.large, ...names.tables]);
   const N = batch * seqLen;
   const C = cfg.hiddenSize;
   const V = cfg.vocabSize;
@@ -84,8 +93,8 @@ export function estimateMemory(cfg: ModelConfig, opts: MemoryOptions): MemoryEst
   let largestUnsplitBytes = 0;
   let largestUnsplitName = '';
   for (const [name, shape] of expectedTensors(cfg)) {
-    const n = shape.reduce((a, b) => a * b, 1);
-    const bytes = n * (shape.length >= 2 ? wBytes : F32);
+    const cols = shape[shape.length - 1];
+    const bytes = tensorBytes(shape, stored.has(name) ? storedDtype(opts.weightDtype, cols, !!opts.hasF16) : 'f32');
     weightBytes += bytes;
     if (bytes > largestTensorBytes) {
       largestTensorBytes = bytes;
@@ -123,6 +132,7 @@ export function estimateMemory(cfg: ModelConfig, opts: MemoryOptions): MemoryEst
     largestUnsplitName = 'logits chunk';
   }
   return {
+    weights: opts.weightDtype,
     weightBytes,
     loraBytes,
     activationBytes,
@@ -135,6 +145,15 @@ export function estimateMemory(cfg: ModelConfig, opts: MemoryOptions): MemoryEst
     largestUnsplitName,
     blockActivationBytes,
   };
+}
+
+/**
+ * The next weights choice that holds the frozen base in fewer bytes (f32 -> f16 where the device has
+ * shader-f16, else int8; f16 -> int8; int8 -> int4), or null after int4.
+ */
+export function smallerWeights(c: WeightsChoice, hasF16: boolean): WeightsChoice | null {
+  const next = WEIGHTS_CHOICES.slice(WEIGHTS_CHOICES.indexOf(c) + 1).filter((x) => x !== 'f16' || hasF16);
+  return next[0] ?? null;
 }
 
 export interface FitMessage {
@@ -150,8 +169,11 @@ export function checkFits(
   est: MemoryEstimate,
   limits: { maxBufferSize: number; maxStorageBufferBindingSize: number },
   deviceMemoryHint?: number,
+  hasF16 = true,
 ): FitMessage[] {
   const out: FitMessage[] = [];
+  const smaller = smallerWeights(est.weights, hasF16);
+  const orSmaller = smaller ? `${smaller} weights or ` : '';
   const binding = limits.maxStorageBufferBindingSize;
   if (est.largestIsTable && est.largestTensorBytes > binding) {
     out.push({
@@ -163,7 +185,7 @@ export function checkFits(
   if (est.largestUnsplitBytes > unsplitLimit) {
     out.push({
       level: 'error',
-      message: `${est.largestUnsplitName} needs ${fmtBytes(est.largestUnsplitBytes)}, more than one storage binding or buffer allows (${fmtBytes(unsplitLimit)}); use f16 weights or a smaller model.`,
+      message: `${est.largestUnsplitName} needs ${fmtBytes(est.largestUnsplitBytes)}, more than one storage binding or buffer allows (${fmtBytes(unsplitLimit)}); use ${orSmaller}a smaller model.`,
     });
   }
   const total = fmtBytes(est.totalBytes);
@@ -176,7 +198,7 @@ export function checkFits(
   } else if (est.totalBytes > deviceMemoryHint) {
     out.push({
       level: 'error',
-      message: `estimated GPU memory ${total} (${parts}) is over the ${fmtBytes(deviceMemoryHint)} budget: lower batch or sequence length, turn on checkpointing, or use f16 weights.`,
+      message: `estimated GPU memory ${total} (${parts}) is over the ${fmtBytes(deviceMemoryHint)} budget: lower batch or sequence length, turn on checkpointing${smaller ? `, or use ${smaller} weights` : ''}.`,
     });
   } else if (est.totalBytes > 0.8 * deviceMemoryHint) {
     out.push({

@@ -2,6 +2,7 @@
 
 import { DEFAULT_TARGETS, LORA_TARGETS, type ModelConfig } from '../models/config';
 import type { LoraConfig } from '../models/lora';
+import type { WeightsChoice } from '../models/weights';
 import type { Decay } from './schedule';
 
 export interface TrainSettings {
@@ -25,7 +26,8 @@ export interface TrainSettings {
   maxGradNorm: number;
   seed: number;
   checkpointing: boolean;
-  weightDtype: 'f32' | 'f16';
+  /** How the frozen base is stored: f32, f16, or quantized to int8 / int4 at load (src/models/weights.ts). */
+  weightDtype: WeightsChoice;
   valFraction: number;
   evalEvery: number;
   sampleEvery: number;

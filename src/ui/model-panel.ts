@@ -1,7 +1,15 @@
 // Area 1a: the base model. Loads the bundled model at start; a Hugging Face repo or a local folder on
 // request. Shows the model's shape and the memory estimate against the GPU adapter's limits.
 
-import type { FamilyInfo, MemorySummary, ModelSourceSpec, ModelSummary } from '../worker/protocol';
+import {
+  WEIGHTS_CHOICES,
+  type FamilyInfo,
+  type MemorySummary,
+  type ModelSourceSpec,
+  type ModelSummary,
+  type WeightsChoice,
+  type WeightsOption,
+} from '../worker/protocol';
 import { StatusLine, append, couldNot, defList, errorText, fmtCount, h, newId, setChildren } from './dom';
 import { DEFAULT_HUB, HUB_ORIGINS_ENV, connectAllowed, connectSources } from '../util/csp';
 import { fmtBytes } from '../util/format';
@@ -109,12 +117,61 @@ export function hubToken(): { token?: string } {
   return token ? { token } : {};
 }
 
+const WEIGHTS_WORDS: Record<WeightsChoice, string> = {
+  f32: 'f32',
+  f16: 'f16 (half precision)',
+  int8: 'int8 (quantized at load)',
+  int4: 'int4 (quantized at load, QLoRA)',
+};
+
+/**
+ * The "Weights" select: how the frozen base is stored. Each option shows its memory at default settings
+ * for the model last read (figures from inspectModel, before anything is loaded); changing it loads the
+ * current model again with the new choice.
+ */
+function weightsPicker(studio: Studio, onChange: () => void) {
+  const id = 'weights-choice';
+  const select = h('select', { id, 'aria-describedby': `${id}-help` });
+  const help = h('small', {
+    id: `${id}-help`,
+    text: 'int8 and int4 quantize the frozen base as it loads (llama.cpp Q8_0 / Q4_0 blocks); LoRA trains in f32 on top.',
+  });
+  const show = (options: WeightsOption[] | null) =>
+    setChildren(
+      select,
+      ...WEIGHTS_CHOICES.map((c) => {
+        const o = options?.find((x) => x.weights === c);
+        const figure = o
+          ? ` — weights ${fmtBytes(o.weightBytes, 'short')}, total ${fmtBytes(o.totalBytes, 'short')}`
+          : '';
+        const refused = o?.refused ? ' (does not fit here)' : '';
+        return h('option', { value: c, text: `${WEIGHTS_WORDS[c]}${figure}${refused}`, title: o?.refused ?? '' });
+      }),
+    );
+  show(null);
+  select.value = studio.weightDtype;
+  select.addEventListener('change', () => {
+    studio.weightDtype = select.value as WeightsChoice;
+    onChange();
+  });
+  const el = h('div', { class: 'field weights-field' }, h('label', { for: id, text: 'Weights' }), select, help);
+  return {
+    el,
+    show(options: WeightsOption[]): void {
+      show(options);
+      select.value = studio.weightDtype;
+    },
+  };
+}
+
 /** Loading a model: inspect it (shape, memory at default settings), then load it onto the GPU. */
 function modelLoader(
   studio: Studio,
   status: StatusLine,
   progressRow: HTMLElement,
   view: ReturnType<typeof modelView>,
+  picker: ReturnType<typeof weightsPicker>,
+  onLoaded: (source: ModelSourceSpec, label: string) => void,
 ): Load {
   return async (source, label) => {
     if (studio.modelLoading) {
@@ -131,13 +188,22 @@ function modelLoader(
     try {
       status.set(`Reading ${label}…`, 'busy');
       // A model that cannot fit this GPU is refused here, from its config.json, before any weight is fetched.
-      const inspected = await studio.client.request({ type: 'inspectModel', source, weightDtype: studio.weightDtype });
+      const weightDtype = studio.weightDtype;
+      const inspected = await studio.client.request({ type: 'inspectModel', source, weightDtype });
+      picker.show(inspected.options);
       view.show(inspected.model, inspected.memory, 'estimate');
-      status.set(`Loading ${label} onto the GPU…`, 'busy');
-      const loaded = await studio.client.request({ type: 'loadModel', source, weightDtype: studio.weightDtype });
+      status.set(
+        `Loading ${label} onto the GPU${weightDtype.startsWith('int') ? `, quantizing to ${weightDtype}` : ''}…`,
+        'busy',
+      );
+      const loaded = await studio.client.request({ type: 'loadModel', source, weightDtype });
       view.show(loaded.model, loaded.memory, 'loaded');
       studio.model = loaded.model;
-      status.set(`Loaded ${loaded.model.id} (${studio.weightDtype} weights).`, 'ok');
+      onLoaded(source, label);
+      status.set(
+        `Loaded ${loaded.model.id} (${weightDtype} weights).${loaded.notes.map((n) => ' ' + n + '.').join('')}`,
+        'ok',
+      );
     } catch (e) {
       const still = studio.model ? ` The model in use is still ${studio.model.id}.` : '';
       status.set(`${couldNot('load', label, e)}${still}`, 'error');
@@ -390,7 +456,11 @@ export function modelPanel(studio: Studio): HTMLElement {
   const status = new StatusLine();
   const progressRow = fileProgress(studio);
   const view = modelView();
-  const load = modelLoader(studio, status, progressRow, view);
+  let current: { source: ModelSourceSpec; label: string } | null = null;
+  const picker = weightsPicker(studio, () => {
+    if (current) void load(current.source, current.label);
+  });
+  const load = modelLoader(studio, status, progressRow, view, picker, (source, label) => (current = { source, label }));
   const other = h(
     'details',
     { class: 'other-model' },
@@ -402,7 +472,15 @@ export function modelPanel(studio: Studio): HTMLElement {
   studio.on('engine', () => {
     if (studio.engine) void load(BUNDLED_MODEL, 'the bundled model');
   });
-  return h('div', { class: 'panel', id: 'model-panel' }, h('h3', { text: 'Model' }), status.el, ...view.els, other);
+  return h(
+    'div',
+    { class: 'panel', id: 'model-panel' },
+    h('h3', { text: 'Model' }),
+    status.el,
+    picker.el,
+    ...view.els,
+    other,
+  );
 }
 
 /** The memory estimate with its messages; each message says its level in words, not only colour. */

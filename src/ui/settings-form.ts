@@ -129,12 +129,6 @@ const MAIN: FieldSpec[] = [
     help: 'Recompute block activations in the backward pass: less memory, ~30% slower.',
     kind: 'bool',
   },
-  {
-    key: 'weightDtype',
-    label: 'f16 weights',
-    help: 'Store the base weights in half precision (needs shader-f16; applies at the next model load).',
-    kind: 'bool',
-  },
 ];
 
 const MORE: FieldSpec[] = [
@@ -256,7 +250,7 @@ export class SettingsForm {
       input.value = String(def);
     } else if (spec.kind === 'bool') {
       input = h('input', { id, type: 'checkbox', 'aria-describedby': described });
-      input.checked = spec.key === 'weightDtype' ? def === 'f16' : Boolean(def);
+      input.checked = Boolean(def);
     } else if (spec.kind === 'text') {
       input = h('input', { id, type: 'text', value: String(def), 'aria-describedby': described });
     } else {
@@ -324,8 +318,7 @@ export class SettingsForm {
       error.textContent = '';
       input.removeAttribute('aria-invalid');
       if (spec.kind === 'bool') {
-        const checked = (input as HTMLInputElement).checked;
-        out[spec.key] = spec.key === 'weightDtype' ? (checked ? 'f16' : 'f32') : checked;
+        out[spec.key] = (input as HTMLInputElement).checked;
       } else if (spec.kind === 'select' || spec.kind === 'text') {
         out[spec.key] = input.value;
       } else {

@@ -2,7 +2,7 @@
 // only the panel that owns a fact writes it (model panel: model, dataset panel: dataset, ...).
 
 import type { EngineClient } from '../worker/client';
-import type { DatasetSummary, GalleryEntry, ModelSummary, Replies } from '../worker/protocol';
+import type { DatasetSummary, GalleryEntry, ModelSummary, Replies, WeightsChoice } from '../worker/protocol';
 
 export type TrainState = 'idle' | 'training' | 'paused' | 'stopping';
 export type Topic = 'engine' | 'model' | 'dataset' | 'train' | 'gallery' | 'run';
@@ -13,8 +13,8 @@ export class Studio {
   model: ModelSummary | null = null;
   /** True while a model is being loaded (a second load waits). */
   modelLoading = false;
-  /** Weight precision for the next model load (the settings form's "f16 weights"). */
-  weightDtype: 'f32' | 'f16' = 'f32';
+  /** How the next model load stores the frozen base (the model panel's "Weights" select). */
+  weightDtype: WeightsChoice = 'f32';
   dataset: DatasetSummary | null = null;
   trainState: TrainState = 'idle';
   /** Steps done by the latest run in this page; > 0 means there is an adapter to save or export. */

@@ -25,7 +25,6 @@ function settingsSection(studio: Studio, onChecked: () => void) {
 
   async function estimate(): Promise<void> {
     const settings = form.read();
-    studio.weightDtype = settings.weightDtype ?? 'f32';
     if (!studio.model || studio.modelLoading) {
       errors = form.showErrors([]);
       onChecked();

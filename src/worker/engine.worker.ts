@@ -198,7 +198,7 @@ function injectFault(req: Req<'injectFault'>): Replies['injectFault'] {
 
 async function inspectModel(req: Req<'inspectModel'>): Promise<Replies['inspectModel']> {
   const r = await requireEngine().inspect(sourceOf(req.source), progress('download'), req.weightDtype);
-  return { model: r.model, memory: r.memory };
+  return { model: r.model, memory: r.memory, options: r.options };
 }
 
 async function loadModel(req: Req<'loadModel'>): Promise<Replies['loadModel']> {
@@ -207,8 +207,12 @@ async function loadModel(req: Req<'loadModel'>): Promise<Replies['loadModel']> {
   tryCache.clear();
   const m = await e.loadModel(sourceOf(req.source), req.weightDtype, progress('download'));
   const cfg = m.files.config;
-  const { settings } = e.settingsFor({ weightDtype: req.weightDtype });
-  return { model: modelSummary(m.id, cfg, m.model.weights.bytes), memory: e.memory(cfg, settings) };
+  const { settings } = e.settingsFor({});
+  return {
+    model: modelSummary(m.id, cfg, m.model.weights.bytes),
+    memory: e.memory(cfg, settings),
+    notes: [...m.model.weights.notes],
+  };
 }
 
 async function loadDataset(req: Req<'loadDataset'>): Promise<Replies['loadDataset']> {

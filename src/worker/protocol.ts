@@ -3,7 +3,8 @@
 // plus events at any time (progress, training steps, samples). No GPU object ever crosses it.
 
 import type { DatasetSummary } from '../data/dataset';
-import type { EstimateSummary, FamilyInfo, MemorySummary, ModelSummary } from '../engine/engine';
+import type { EstimateSummary, FamilyInfo, MemorySummary, ModelSummary, WeightsOption } from '../engine/engine';
+import type { WeightsChoice } from '../models/weights';
 import type { DamagedGalleryEntry, GalleryEntry } from '../storage/gallery';
 import type { SettingsError, TrainSettings } from '../training/settings';
 import type { TrainEvent } from '../training/trainer';
@@ -20,8 +21,11 @@ export type {
   SettingsError,
   TrainEvent,
   TrainSettings,
+  WeightsChoice,
+  WeightsOption,
 };
 export { DEFAULT_SETTINGS } from '../training/settings';
+export { WEIGHTS_CHOICES } from '../models/weights';
 
 /**
  * A Hub repository. `token`: the user's Hugging Face access token for a gated or private repo. It lives
@@ -48,8 +52,8 @@ export type Request =
   | { type: 'init'; testHooks?: boolean }
   | { type: 'injectFault'; fault: Fault }
   | { type: 'families' }
-  | { type: 'inspectModel'; source: ModelSourceSpec; weightDtype?: 'f32' | 'f16' }
-  | { type: 'loadModel'; source: ModelSourceSpec; weightDtype: 'f32' | 'f16' }
+  | { type: 'inspectModel'; source: ModelSourceSpec; weightDtype?: WeightsChoice }
+  | { type: 'loadModel'; source: ModelSourceSpec; weightDtype: WeightsChoice }
   | { type: 'loadDataset'; name: string; text: string; format?: string; column?: string }
   | { type: 'estimate'; settings: Partial<TrainSettings> }
   | { type: 'train'; settings: Partial<TrainSettings>; resume?: boolean }
@@ -82,8 +86,10 @@ export interface Replies {
   init: { adapterName: string; hasF16: boolean; maxBindingBytes: number; maxBufferBytes: number };
   families: FamilyInfo[];
   injectFault: Record<string, never>;
-  inspectModel: { model: ModelSummary; memory: MemorySummary };
-  loadModel: { model: ModelSummary; memory: MemorySummary };
+  /** memory: at the asked weights choice; options: every choice's figures, before anything is loaded. */
+  inspectModel: { model: ModelSummary; memory: MemorySummary; options: WeightsOption[] };
+  /** notes: what the load did differently from the choice (weights left float, blocks requantized). */
+  loadModel: { model: ModelSummary; memory: MemorySummary; notes: string[] };
   loadDataset: DatasetSummary;
   estimate: EstimateSummary;
   train: { finished: boolean; step: number; reason: 'done' | 'stopped' | 'error' };

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { checkFits, estimateMemory } from '../../src/models/memory';
 import { headChunkCols } from '../../src/models/head';
-import { parseConfig } from '../../src/models/config';
+import { expectedTensors, parseConfig } from '../../src/models/config';
+import { quantLayout } from '../../src/gpu/quant';
 
 const GPT2 = parseConfig({
   architectures: ['GPT2LMHeadModel'],
@@ -11,7 +12,7 @@ const GPT2 = parseConfig({
   n_head: 12,
   n_positions: 1024,
 });
-const SMOLLM2 = parseConfig({
+const SMOLLM2_JSON = {
   architectures: ['LlamaForCausalLM'],
   vocab_size: 49152,
   hidden_size: 576,
@@ -20,7 +21,8 @@ const SMOLLM2 = parseConfig({
   num_attention_heads: 9,
   num_key_value_heads: 3,
   tie_word_embeddings: true,
-});
+};
+const SMOLLM2 = parseConfig(SMOLLM2_JSON);
 const LLAMA7B = parseConfig({
   architectures: ['LlamaForCausalLM'],
   vocab_size: 32000,
@@ -42,16 +44,40 @@ const GEMMA3_270M = parseConfig({
   sliding_window: 512,
   query_pre_attn_scalar: 256,
 });
+const llama = { targets: ['q_proj'] };
 const DEFAULT_LIMITS = { maxBufferSize: 256 * 2 ** 20, maxStorageBufferBindingSize: 128 * 2 ** 20 };
 const base = { weightDtype: 'f32' as const, batch: 1, seqLen: 64, rank: 8, targets: ['c_attn'], checkpointing: false };
 
 describe('estimateMemory', () => {
-  it('counts GPT-2 small weights: f32 = 4 × 124,439,808; f16 halves the matrices, norms and biases stay f32', () => {
+  it('counts GPT-2 small weights: f32 = 4 × 124,439,808; f16 halves the matrices, norms, biases and wpe stay f32', () => {
     expect(estimateMemory(GPT2, base).weightBytes).toBe(124_439_808 * 4);
-    // 121,344 one-dimensional parameters (layer norms and biases) stay f32.
-    expect(estimateMemory(GPT2, { ...base, weightDtype: 'f16' }).weightBytes).toBe(
-      (124_439_808 - 121_344) * 2 + 121_344 * 4,
-    );
+    // 121,344 one-dimensional parameters (layer norms and biases) and wpe's 1024 × 768 learned positions stay f32.
+    const f32 = 121_344 + 1024 * 768;
+    expect(estimateMemory(GPT2, { ...base, weightDtype: 'f16' }).weightBytes).toBe((124_439_808 - f32) * 2 + f32 * 4);
+  });
+
+  it('int8 / int4 count each matrix by quantLayout (1.0625 / 0.5625 bytes a value, scales 256-aligned)', () => {
+    // SmolLM2-135M: every matrix has cols 576 or 1536, multiples of 32, so every one is quantized.
+    const f32 = estimateMemory(SMOLLM2, { ...base, ...llama });
+    const matrices = [...expectedTensors(SMOLLM2)].filter(([, s]) => s.length === 2);
+    const vectors = (f32.weightBytes - matrices.reduce((n, [, s]) => n + s[0] * s[1] * 4, 0)) / 4;
+    for (const [weightDtype, kind] of [
+      ['int8', 'q8'],
+      ['int4', 'q4'],
+    ] as const) {
+      const e = estimateMemory(SMOLLM2, { ...base, ...llama, weightDtype });
+      const want = matrices.reduce((n, [, s]) => n + quantLayout(kind, s[0], s[1]).bytes, 0) + vectors * 4;
+      expect(e.weightBytes).toBe(want);
+      const perValue = weightDtype === 'int8' ? 1.0625 : 0.5625;
+      const values = matrices.reduce((n, [, s]) => n + s[0] * s[1], 0);
+      expect(e.weightBytes / (values * perValue + vectors * 4)).toBeCloseTo(1, 3); // padding to 256 is tiny
+    }
+    // A matrix whose cols are not a multiple of 32 (down_proj of cols 344) stays f16, or f32 without shader-f16.
+    const odd = parseConfig({ ...SMOLLM2_JSON, intermediate_size: 344 });
+    const down = 576 * 344;
+    const int8 = (hasF16: boolean) =>
+      estimateMemory(odd, { ...base, ...llama, weightDtype: 'int8', hasF16 }).weightBytes;
+    expect(int8(false) - int8(true)).toBe(30 * down * 2);
   });
 
   it('counts LoRA as parameters + gradients + two Adam moments in f32', () => {
@@ -123,6 +149,21 @@ describe('checkFits', () => {
         (m) => m.level === 'error',
       ),
     ).toEqual([]);
+  });
+
+  it('an estimate over budget suggests the next smaller weights choice, never the one in use', () => {
+    const budget = (weightDtype: 'f32' | 'f16' | 'int8' | 'int4', hasF16 = true) =>
+      checkFits(estimateMemory(SMOLLM2, { ...base, ...llama, weightDtype }), DEFAULT_LIMITS, 1024, hasF16).find(
+        (m) => m.level === 'error',
+      )!.message;
+    expect(budget('f32')).toMatch(/or use f16 weights\.$/);
+    expect(budget('f32', false)).toMatch(/or use int8 weights\.$/);
+    expect(budget('f16')).toMatch(/or use int8 weights\.$/);
+    expect(budget('int8')).toMatch(/or use int4 weights\.$/);
+    expect(budget('int4')).toMatch(/turn on checkpointing\.$/);
+    // A linear past one binding (Llama-7B gate_proj, 172 MiB in f32) in f16 is 86 MiB: fine; the message names f16.
+    const e = checkFits(estimateMemory(LLAMA7B, { ...base, targets: ['q_proj'] }), DEFAULT_LIMITS);
+    expect(e.find((m) => m.level === 'error')!.message).toMatch(/use f16 weights or a smaller model/);
   });
 
   it('gemma-3-270m in f16 and f32: the 262,144-row tied table is split by rows; the head holds a chunk, not B·T × V', () => {
