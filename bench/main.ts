@@ -18,6 +18,7 @@ import { shapesSection } from './sections/shapes';
 import { steptimeSection } from './sections/steptime';
 import { headSection } from './sections/head';
 import { soakSection } from './sections/soak';
+import { memorySection } from './sections/memory';
 
 const SECTIONS: Section[] = [
   matmulSection,
@@ -30,6 +31,7 @@ const SECTIONS: Section[] = [
   peersSection,
   shapesSection,
   steptimeSection,
+  memorySection,
   soakSection,
 ];
 

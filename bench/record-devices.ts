@@ -28,11 +28,11 @@ const DEFAULT_LIMITS = {
   maxComputeWorkgroupsPerDimension: 65535,
 };
 
-function stubDevice(): GPUDevice {
+function stubDevice(features: Set<string>): GPUDevice {
   const pass = { setPipeline() {}, setBindGroup() {}, dispatchWorkgroups() {}, end() {} };
   const device = {
     limits: { ...DEFAULT_LIMITS },
-    features: new Set<string>(),
+    features,
     lost: new Promise(() => {}),
     queue: { writeBuffer() {}, submit() {}, onSubmittedWorkDone: async () => undefined },
     createBuffer: ({ size }: GPUBufferDescriptor) => ({
@@ -60,16 +60,17 @@ function stubDevice(): GPUDevice {
   return device as unknown as GPUDevice;
 }
 
-/** A GpuContext on the stub device (see the header). */
-export function stubContext(): Promise<GpuContext> {
+/** A GpuContext on the stub device (see the header); `f16` gives it shader-f16 (for f16 weights' bytes). */
+export function stubContext(o: { f16?: boolean } = {}): Promise<GpuContext> {
+  const features = new Set<string>(o.f16 ? ['shader-f16'] : []);
   const adapter = {
     limits: { ...DEFAULT_LIMITS },
-    features: new Set<string>(),
+    features,
     info: { vendor: 'stub', architecture: '', device: '', description: 'records only, executes nothing' },
-    requestDevice: async () => stubDevice(),
+    requestDevice: async () => stubDevice(features),
   };
   const gpu = { requestAdapter: async () => adapter } as unknown as GPU;
-  return GpuContext.create(gpu, { f16: false });
+  return GpuContext.create(gpu, { f16: !!o.f16 });
 }
 
 // Kept at module level: if the object create() returns is garbage-collected, Dawn crashes the process.
