@@ -5,8 +5,8 @@
 // (the Hub configs of tests/models/hub-configs.ts) on the stub device of bench/record-devices.ts, which runs
 // nothing and allocates nothing but goes through the real allocator: the bytes are the product's own
 // accounting of what it would hold (buffers as sized, before pooling), for each choice, next to the estimate
-// the studio shows before loading (src/models/memory.ts). Quantizing is the real CPU quantizer, so this takes
-// a minute or two (1.2 B values per choice for Llama-3.2-1B).
+// the studio shows before loading (src/models/memory.ts). The weights come as already stored in each choice
+// (zero F16 bytes, zero Q8_0 / Q4_0 blocks), so nothing is converted or quantized: only the bytes matter here.
 //
 // The QLoRA step: a Llama-3.2-1B-shaped model with an int4 base on the real driver, cut to MEMORY_LAYERS
 // layers (default 2 of 16: the full model's step takes many minutes on a software GPU), the full 128,256-row
@@ -19,7 +19,14 @@ import { expectedTensors, LORA_TARGETS, parseConfig, type ModelConfig } from '..
 import { loadModel } from '../../src/models/index';
 import { estimateMemory } from '../../src/models/memory';
 import { LoraState } from '../../src/models/lora';
-import { GpuWeights, WEIGHTS_CHOICES, type TensorReader } from '../../src/models/weights';
+import { quantizable, quantLayout } from '../../src/gpu/quant';
+import {
+  GpuWeights,
+  quantKindOf,
+  WEIGHTS_CHOICES,
+  type TensorReader,
+  type WeightsChoice,
+} from '../../src/models/weights';
 import { resolveSettings } from '../../src/training/settings';
 import { Trainer } from '../../src/training/trainer';
 import { LLAMA32_1B, QWEN3_06B } from '../../tests/models/hub-configs';
@@ -29,17 +36,33 @@ import { randomWeights, smolLM2Config } from './smollm2';
 
 const MiB = 2 ** 20;
 
-/** Weights that read as a repeating ramp (cheap to make; the bytes held do not depend on the values). */
-function cheapWeights(cfg: ModelConfig): Map<string, TensorReader> {
+/**
+ * Zero weights already stored as `choice` keeps them (F16 bytes, Q8_0 / Q4_0 blocks where the rows split into
+ * blocks, else float32), so the load takes its as-stored paths and only allocates: the bytes held do not depend
+ * on the values, and quantizing 1.2 B values four times over is minutes of CPU on a busy machine.
+ */
+function storedWeights(cfg: ModelConfig, choice: WeightsChoice): Map<string, TensorReader> {
+  const kind = quantKindOf(choice);
   return new Map(
     [...expectedTensors(cfg)].map(([name, shape]) => {
       const n = shape.reduce((a, b) => a * b, 1);
-      const read = async () => {
-        const x = new Float32Array(n);
-        for (let i = 0; i < n; i++) x[i] = ((i % 61) - 30) * 1e-3;
-        return x;
-      };
-      return [name, { shape, read }];
+      const cols = shape[shape.length - 1];
+      const r: TensorReader = { shape, read: async () => new Float32Array(n) };
+      if (shape.length === 2 && kind && quantizable(cols)) {
+        const l = quantLayout(kind, n / cols, cols);
+        r.dtype = kind === 'q8' ? 'Q8_0' : 'Q4_0';
+        r.quant = async () => ({
+          kind,
+          rows: n / cols,
+          cols,
+          q: new Uint32Array(l.quantBytes / 4),
+          scales: new Uint32Array(l.scalesBytes / 4),
+        });
+      } else if (shape.length === 2) {
+        r.dtype = 'F16';
+        r.readBytes = async () => new Uint8Array(2 * n);
+      }
+      return [name, r];
     }),
   );
 }
@@ -56,7 +79,7 @@ async function residentRows(): Promise<Row[]> {
     let f32 = 0;
     for (const choice of WEIGHTS_CHOICES) {
       const live0 = ctx.alloc.liveBytes;
-      const w = await GpuWeights.load(ctx, cfg, cheapWeights(cfg), { dtype: choice });
+      const w = await GpuWeights.load(ctx, cfg, storedWeights(cfg, choice), { dtype: choice });
       const resident = ctx.alloc.liveBytes - live0;
       const est = estimateMemory(cfg, {
         weightDtype: choice,
@@ -72,7 +95,7 @@ async function residentRows(): Promise<Row[]> {
         name: `${name} ${choice} weights`,
         value: resident / MiB,
         unit: 'MiB',
-        note: `${((100 * resident) / f32).toFixed(1)} % of f32; estimate ${(est / MiB).toFixed(1)} MiB${w.notes.length ? '; ' + w.notes[0] : ''}`,
+        note: `${((100 * resident) / f32).toFixed(1)} % of f32; tensors ${(w.bytes / MiB).toFixed(1)} MiB, estimate ${(est / MiB).toFixed(1)} MiB (the rest: allocator size classes)${w.notes.length ? '; ' + w.notes[0] : ''}`,
       });
       w.free();
     }
