@@ -2,7 +2,7 @@
 // trained in f32 on top, through the same Engine the studio and the CLI use.
 //
 // 1. Held-out loss of the base alone (a fresh adapter, B = 0): int8 within 1 % of f32, int4 within 5 %.
-// 2. The same LoRA run (fortunes, seed 7, 40 steps, r 8 on all 7 linears) on an int4 base and on an f32
+// 2. The same LoRA run (fortunes, seed 7, 30 steps, r 8 on all 7 linears) on an int4 base and on an f32
 //    base: the int4 run's held-out loss drop is at least 90 % of the f32 run's.
 // 3. The int4-trained adapter, exported as PEFT, applied to the float base in PyTorch (tools/check_qlora.py,
 //    float64, its own model code) still lowers the held-out loss. PyTorch is not in CI, so
@@ -46,7 +46,7 @@ const SETTINGS: Partial<TrainSettings> = {
   rank: 8,
   alpha: 16,
   targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'],
-  steps: 40,
+  steps: 30,
   warmupSteps: 4,
   seed: 7,
 };
@@ -75,7 +75,7 @@ describe('QLoRA: an int8 / int4 frozen base', () => {
     expect(rel('int8')).toBeLessThan(0.01);
     expect(rel('int4')).toBeLessThan(0.05);
     expect(loss.int4).not.toBe(loss.f32); // the base really is quantized
-  });
+  }, 900_000);
 
   it('the same LoRA run on int4 drops the held-out loss by >= 90 % of the f32 drop; PyTorch confirms the adapter on the float base', async () => {
     const drop: Partial<Record<WeightsChoice, number>> = {};
@@ -107,7 +107,7 @@ describe('QLoRA: an int8 / int4 frozen base', () => {
       e.unloadModel();
     }
     console.log(
-      `MEASURED QLoRA held-out loss, 40 steps: ${figures.join(', ')}; int4 drop / f32 drop = ${(drop.int4! / drop.f32!).toFixed(3)}`,
+      `MEASURED QLoRA held-out loss, 30 steps: ${figures.join(', ')}; int4 drop / f32 drop = ${(drop.int4! / drop.f32!).toFixed(3)}`,
     );
     expect(drop.f32).toBeGreaterThan(0.3);
     expect(drop.int4! / drop.f32!).toBeGreaterThanOrEqual(0.9);
@@ -170,5 +170,5 @@ describe('QLoRA: an int8 / int4 frozen base', () => {
     expect(Math.abs(ours - torchWith) / torchWith).toBeLessThan(1e-4);
     expect(Math.abs(now - ours)).toBeLessThan(2e-3);
     e.unloadModel();
-  });
+  }, 900_000);
 });
