@@ -35,7 +35,7 @@ describe('studio page, int4 base (QLoRA)', () => {
   });
 
   it('trains 3 steps on the int4 base and exports the PEFT zip and the llama.cpp GGUF adapter', async () => {
-    await page.getByLabel('Sample dataset').selectOption({ index: 0 });
+    await page.getByLabel('Sample dataset').selectOption({ index: 1 });
     await page
       .locator('#dataset-panel')
       .getByText(/examples, .* tokens\.$/)
