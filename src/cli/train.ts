@@ -4,7 +4,7 @@
 
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { Engine, GGUF_ADAPTER_FILE, type WeightsOption } from '../engine/engine';
+import { Engine, GGUF_ADAPTER_FILE, WEIGHTS_CHOICES, type WeightsChoice, type WeightsOption } from '../engine/engine';
 import { createNodeContext } from '../gpu/node';
 import { DEFAULT_HUB } from '../util/csp';
 import { fmtBytes } from '../util/format';
@@ -12,7 +12,6 @@ import { fileTuneStore } from '../engine/autotune-store.node';
 import { hubSource, memoryBlobCache, type ModelSource } from '../loaders/sources';
 import { dirSource } from '../loaders/sources.node';
 import { DEFAULT_SETTINGS, type TrainSettings } from '../training/settings';
-import { WEIGHTS_CHOICES, type WeightsChoice } from '../models/weights';
 import type { TrainEvent } from '../training/trainer';
 
 interface Flag {

@@ -8,6 +8,9 @@ import { mergeLora, unmergeLora } from '../adapters/merge';
 import type { GpuContext } from '../gpu/context';
 import { estimateMemory, checkFits } from '../models/memory';
 import { WEIGHTS_CHOICES, type WeightsChoice } from '../models/weights';
+
+// The weights choices, for the CLI (which reaches the models only through the engine).
+export { WEIGHTS_CHOICES, type WeightsChoice };
 import { loadModelFiles, type ModelFiles } from '../loaders/model-files';
 import type { ModelSource, ProgressFn } from '../loaders/sources';
 import { DEFAULT_TARGETS, LORA_TARGETS, paramCount, type ModelConfig } from '../models/config';
