@@ -224,14 +224,30 @@ export function datasetPanel(studio: Studio): HTMLElement {
   const progress = tokenizeProgress(studio);
   // The current text, kept so a format or column change re-parses it without reading the file again.
   let current: { name: string; text: string } | null = null;
+  // The model whose tokenizer read it. Loading a model (another one, or the same with other weights) drops the
+  // engine's dataset, so the text is read again with the new model's tokenizer once it has loaded.
+  let readWith: unknown = null;
+  let reading = false;
+  studio.on('model', () => {
+    if (current && !reading && !studio.modelLoading && studio.model && studio.model !== readWith) void load();
+  });
 
   async function load(): Promise<void> {
     if (!current) return;
+    reading = true;
+    try {
+      await read(current);
+    } finally {
+      reading = false;
+    }
+  }
+
+  async function read(chosen: { name: string; text: string }): Promise<void> {
     if (!(await waitForModel(studio, status))) {
       status.set('Load a model first: the dataset is tokenized with its tokenizer.', 'error');
       return;
     }
-    const { name, text } = current;
+    const { name, text } = chosen;
     progress.state.active = true;
     status.set(`Reading ${name}…`, 'busy');
     try {
@@ -244,6 +260,7 @@ export function datasetPanel(studio: Studio): HTMLElement {
       };
       const d = await studio.client.request(req);
       if (current?.name !== name) return; // another dataset was chosen meanwhile
+      readWith = studio.model;
       studio.dataset = d;
       format.show(d);
       setChildren(summary, datasetFacts(d));

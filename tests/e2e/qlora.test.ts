@@ -19,6 +19,13 @@ useStudioPage('qlora flow', (p) => (page = p));
 describe('studio page, int4 base (QLoRA)', () => {
   it('shows every weights choice with its memory, and loads the bundled model as int4', async () => {
     await expectBundledModel(page);
+    // A dataset chosen before the weights change is read again with the reloaded model (the engine drops it on
+    // every load); the run below trains on it without choosing it again.
+    await page.getByLabel('Sample dataset').selectOption({ index: 1 });
+    await page
+      .locator('#dataset-panel')
+      .getByText(/examples, .* tokens\.$/)
+      .waitFor({ timeout: 60_000 });
     const select = page.getByLabel('Weights', { exact: true });
     const options = await select.locator('option').allTextContents();
     expect(options.map((o) => o.split(' ')[0])).toEqual(['f32', 'f16', 'int8', 'int4']);
@@ -35,7 +42,7 @@ describe('studio page, int4 base (QLoRA)', () => {
   });
 
   it('trains 3 steps on the int4 base and exports the PEFT zip and the llama.cpp GGUF adapter', async () => {
-    await page.getByLabel('Sample dataset').selectOption({ index: 1 });
+    // the dataset chosen on f32 weights, read again after the int4 reload
     await page
       .locator('#dataset-panel')
       .getByText(/examples, .* tokens\.$/)
