@@ -61,3 +61,16 @@ export function fromBF16(src: Uint16Array): Float32Array {
   for (let i = 0; i < src.length; i++) o32[i] = src[i] << 16;
   return out;
 }
+
+/** The float kinds a checkpoint stores (safetensors' dtypes, GGUF's types of the same names). */
+export type FloatKind = 'F32' | 'F16' | 'BF16';
+
+/** Little-endian F32 / F16 / BF16 bytes -> float32 (all platforms WebGPU runs on are little-endian). The one
+ * decoder of stored floats: safetensors and GGUF readers both call it. */
+export function decodeFloatBytes(kind: FloatKind, bytes: Uint8Array): Float32Array {
+  // typed-array views need aligned offsets; copy when the slice is not aligned
+  const aligned = bytes.byteOffset % 4 === 0 ? bytes : bytes.slice();
+  if (kind === 'F32') return new Float32Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 4).slice();
+  const halves = new Uint16Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 2);
+  return kind === 'F16' ? fromF16(halves) : fromBF16(halves);
+}

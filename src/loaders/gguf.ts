@@ -18,7 +18,8 @@
 //   Q8_0  blocks of 32: f16 scale d, 32 × int8 q            x[i] = d·q[i]
 //   Q4_0  blocks of 32: f16 scale d, 16 bytes of nibbles    x[j] = d·(lo(b[j]) − 8), x[j+16] = d·(hi(b[j]) − 8)
 
-import { f32ToF16Bits, fromBF16, fromF16 } from '../gpu/f16';
+import { decodeFloatBytes, f32ToF16Bits } from '../gpu/f16';
+import { dequantize, fromGgmlBlocks, QUANT_BLOCK } from '../gpu/quant';
 import type { ByteSource } from './byte-source';
 
 export class GgufError extends Error {
@@ -334,45 +335,22 @@ export async function readGgufHeader(src: ByteSource, fileName: string): Promise
   return { version, metadata, tensors, alignment, dataOffset };
 }
 
-/** Q8_0 / Q4_0 blocks -> float32 (the layouts in the header). */
-function dequantize(type: 'Q8_0' | 'Q4_0', bytes: Uint8Array): Float32Array {
-  const blockBytes = type === 'Q8_0' ? 34 : 18;
-  const blocks = bytes.byteLength / blockBytes;
-  const out = new Float32Array(blocks * 32);
-  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const half = new Uint16Array(1);
-  for (let b = 0; b < blocks; b++) {
-    const at = b * blockBytes;
-    half[0] = dv.getUint16(at, true);
-    const d = fromF16(half)[0];
-    const x = out.subarray(b * 32, b * 32 + 32);
-    if (type === 'Q8_0') for (let i = 0; i < 32; i++) x[i] = d * dv.getInt8(at + 2 + i);
-    else
-      for (let j = 0; j < 16; j++) {
-        const q = bytes[at + 2 + j];
-        x[j] = d * ((q & 0x0f) - 8);
-        x[j + 16] = d * ((q >> 4) - 8);
-      }
-  }
-  return out;
-}
-
 /** The GGUF tensor types decodeGgufFloat reads. */
 export const GGUF_READABLE_TYPES = ['F32', 'F16', 'BF16', 'Q8_0', 'Q4_0'];
 
 /** A tensor's F32 / F16 / BF16 / Q8_0 / Q4_0 bytes as float32; any other type is refused naming it. */
 export function decodeGgufFloat(type: string, bytes: Uint8Array, what: string): Float32Array {
-  const aligned = bytes.byteOffset % 4 === 0 ? bytes : bytes.slice();
   switch (type) {
     case 'Q8_0':
-    case 'Q4_0':
-      return dequantize(type, bytes);
+    case 'Q4_0': {
+      // ggml's blocks -> ours -> float32: one dequantizer for GGUF files and the GPU's twins
+      const n = (bytes.byteLength / (type === 'Q8_0' ? 34 : 18)) * QUANT_BLOCK;
+      return dequantize(fromGgmlBlocks(type, bytes, 1, n));
+    }
     case 'F32':
-      return new Float32Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 4).slice();
     case 'F16':
-      return fromF16(new Uint16Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 2));
     case 'BF16':
-      return fromBF16(new Uint16Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 2));
+      return decodeFloatBytes(type, bytes);
     default:
       throw new GgufError(`${what} is ${type}; only ${GGUF_READABLE_TYPES.join(', ')} can be read as floats`);
   }

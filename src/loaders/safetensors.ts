@@ -4,7 +4,7 @@
 // Reference: huggingface/safetensors (safetensors/src/tensor.rs), whose checks this mirrors, except that
 // gaps between tensors and trailing bytes are tolerated (they hold no tensor, so they cannot mislead).
 
-import { f32ToF16Bits, fromBF16, fromF16 } from '../gpu/f16';
+import { decodeFloatBytes, f32ToF16Bits } from '../gpu/f16';
 import { bytesSource, type ByteSource } from './byte-source';
 
 export { blobSource, bytesSource, type ByteSource } from './byte-source';
@@ -243,22 +243,12 @@ export function readTensorBytes(src: ByteSource, header: SafetensorsHeader, name
   return src.read(header.dataOffset + t.begin, header.dataOffset + t.end);
 }
 
-/** Decodes F32 / F16 / BF16 bytes to float32 (all platforms WebGPU runs on are little-endian). */
+/** Decodes F32 / F16 / BF16 bytes to float32; any other dtype is refused naming it. */
 export function decodeFloat(dtype: Dtype, bytes: Uint8Array, what = 'tensor'): Float32Array {
-  // Typed-array views need aligned offsets; copy when the slice is not aligned.
-  const aligned = bytes.byteOffset % 4 === 0 ? bytes : bytes.slice();
-  switch (dtype) {
-    case 'F32':
-      return new Float32Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 4).slice();
-    case 'F16':
-      return fromF16(new Uint16Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 2));
-    case 'BF16':
-      return fromBF16(new Uint16Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 2));
-    default:
-      throw new SafetensorsError(
-        `${what} has dtype ${dtype}; only F32, F16 and BF16 can be read as floats. Convert the checkpoint to one of those.`,
-      );
-  }
+  if (dtype === 'F32' || dtype === 'F16' || dtype === 'BF16') return decodeFloatBytes(dtype, bytes);
+  throw new SafetensorsError(
+    `${what} has dtype ${dtype}; only F32, F16 and BF16 can be read as floats. Convert the checkpoint to one of those.`,
+  );
 }
 
 /** One tensor as float32, from an F32, F16 or BF16 entry. */
