@@ -332,19 +332,27 @@ function hubModelForm(studio: Studio, status: StatusLine, load: Load): HTMLFormE
     ),
     h('button', { type: 'submit', text: 'Load from Hugging Face' }),
   );
-  listBtn.addEventListener('click', async () => {
+  /** The form's repo id and Hub base URL, or null (with the reason in the status line) when either is unusable. */
+  const hubTarget = (): { repo: string; baseUrl: string } | null => {
     const repo = repoInput.value.trim();
     if (!/^[\w.-]+\/[\w.-]+$/.test(repo)) {
-      status.set('Enter a repo id like owner/name first.', 'error');
-      return;
+      status.set('Enter a repo id like owner/name (for example HuggingFaceTB/SmolLM2-135M).', 'error');
+      repoInput.focus();
+      return null;
     }
     const baseUrl = baseInput.value.trim() || DEFAULT_HUB;
     const refused = hubRefusal(baseUrl);
     if (refused) {
       status.set(refused, 'error');
       baseInput.focus();
-      return;
+      return null;
     }
+    return { repo, baseUrl };
+  };
+  listBtn.addEventListener('click', async () => {
+    const target = hubTarget();
+    if (!target) return;
+    const { repo, baseUrl } = target;
     status.set(`Listing the GGUF files of ${repo}…`, 'busy');
     try {
       const { files } = await studio.client.request({ type: 'listGgufFiles', repo, baseUrl, ...hubToken() });
@@ -362,19 +370,9 @@ function hubModelForm(studio: Studio, status: StatusLine, load: Load): HTMLFormE
   });
   form.addEventListener('submit', (ev) => {
     ev.preventDefault();
-    const repo = repoInput.value.trim();
-    if (!/^[\w.-]+\/[\w.-]+$/.test(repo)) {
-      status.set('Enter a repo id like owner/name (for example HuggingFaceTB/SmolLM2-135M).', 'error');
-      repoInput.focus();
-      return;
-    }
-    const baseUrl = baseInput.value.trim() || DEFAULT_HUB;
-    const refused = hubRefusal(baseUrl);
-    if (refused) {
-      status.set(refused, 'error');
-      baseInput.focus();
-      return;
-    }
+    const target = hubTarget();
+    if (!target) return;
+    const { repo, baseUrl } = target;
     const gguf = ggufInput.value.trim();
     void load(
       { kind: 'hub', repo, baseUrl, ...(gguf ? { gguf } : {}), ...hubToken() },
