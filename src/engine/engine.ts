@@ -178,10 +178,6 @@ export function modelSummary(id: string, cfg: ModelConfig, weightBytes: number):
   };
 }
 
-/** The float type matmulRaw reads weights in under a choice: int8 / int4 leave f16 (or f32) what is not blocks. */
-const floatWeights = (c: WeightsChoice, hasF16: boolean): 'f32' | 'f16' =>
-  c === 'f32' || c === 'f16' ? c : hasF16 ? 'f16' : 'f32';
-
 /** The name llama.cpp's adapter GGUF takes next to the PEFT files. */
 export const GGUF_ADAPTER_FILE = 'adapter.gguf';
 
@@ -335,7 +331,8 @@ export class Engine {
   async tuneMatmul(cfg: ModelConfig, s: TrainSettings): Promise<TuneReport> {
     const shapes = modelMatmulShapes(cfg, {
       tokens: s.batchSize * s.seqLen,
-      weightDtype: floatWeights(s.weightDtype, this.ctx.hasF16),
+      weights: s.weightDtype,
+      hasF16: this.ctx.hasF16,
       headCols: headChunkCols(s.batchSize * s.seqLen, this.ctx.limits.maxStorageBufferBindingSize),
     });
     const r = await autotuneMatmul(this.ctx, shapes, { store: this.tuneStore, budgetMs: this.opts.tuneBudgetMs });

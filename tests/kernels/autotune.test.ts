@@ -121,12 +121,20 @@ describe('matmul autotuner', () => {
 
   it("derives a model's products from its config and batch", () => {
     const cfg = parseConfig(JSON.parse(readFileSync('public/models/weblora-llama-1m/config.json', 'utf8')));
-    const s = modelMatmulShapes(cfg, { tokens: 512, weightDtype: 'f32', headCols: 1024 });
+    const s = modelMatmulShapes(cfg, { tokens: 512, weights: 'f32', hasF16: true, headCols: 1024 });
     // 7 linears x (y, dx) + the head's 2 (LoRA's rank-r products run on their own kernels)
     expect(s).toHaveLength(7 * 2 + 2);
     const f = { transA: false, bDtype: 'f32' };
     expect(s).toContainEqual({ what: 'q_proj y = x·W0ᵀ', M: 512, N: 128, K: 128, transB: true, ...f });
     expect(s).toContainEqual({ what: 'down_proj dx = dy·W0', M: 512, N: 344, K: 128, transB: false, ...f });
     expect(s).toContainEqual({ what: 'head dx += dlogits·E (a chunk)', M: 512, N: 128, K: 1024, transB: false, ...f });
+    // under int4 the products run on the blocks, except down_proj's: its 344-value rows are no whole blocks
+    const q = modelMatmulShapes(cfg, { tokens: 512, weights: 'int4', hasF16: true, headCols: 1024 });
+    expect(q.find((x) => x.what === 'q_proj dx = dy·W0')?.bDtype).toBe('q4');
+    expect(q.find((x) => x.what === 'head logits = x·Eᵀ (a chunk)')?.bDtype).toBe('q4');
+    expect(q.find((x) => x.what === 'down_proj y = x·W0ᵀ')?.bDtype).toBe('f16');
+    expect(modelMatmulShapes(cfg, { tokens: 512, weights: 'int8', hasF16: false }).map((x) => x.bDtype)).toContain(
+      'f32',
+    );
   });
 });
