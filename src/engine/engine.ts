@@ -571,10 +571,17 @@ export class Engine {
 
   /** Rebuilds the run a checkpoint describes: same dataset order, adapter, optimizer state and curves. */
   async restore(c: Checkpoint): Promise<Trainer> {
-    const { id, files } = this.requireModel();
+    const { id, files, dtype } = this.requireModel();
     if (c.modelId !== id)
       throw new Error(`the saved run is for model '${c.modelId}', but '${id}' is loaded; load that model to resume it`);
     const s = c.settings;
+    // the run's arithmetic depends on how the base is stored: resume only on the same weights (older
+    // checkpoints, from before the choice existed, trained on f32)
+    const saved = s.weightDtype ?? 'f32';
+    if (saved !== dtype)
+      throw new Error(
+        `the saved run trained on ${saved} weights, but the model is loaded with ${dtype} weights; choose ${saved} under Weights (the model reloads) and resume`,
+      );
     await this.loadDataset(c.dataset.name, c.dataset.text, {
       format: c.dataset.format,
       column: c.dataset.column,

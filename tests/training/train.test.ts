@@ -69,6 +69,11 @@ describe('training the bundled model', () => {
     expect(resumed).toEqual(losses); // bit for bit: same data order, dropout streams and GPU arithmetic
 
     dropRun();
+    // a run saved on other weights than the loaded ones is refused, naming both, before anything changes
+    const int4Run = { ...(await loadCheckpoint(store))! };
+    int4Run.settings = { ...int4Run.settings, weightDtype: 'int4' };
+    await expect(e.restore(int4Run)).rejects.toThrow(/trained on int4 weights, but the model is loaded with f32/);
+    expect(e.trainer).toBeNull();
     const fromLegacy = await e.restore((await loadCheckpoint(legacy))!);
     const resumedLegacy = losses.slice(0, 3);
     while (!fromLegacy.done) resumedLegacy.push((await fromLegacy.trainStep()).loss);
