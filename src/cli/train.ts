@@ -75,6 +75,7 @@ usage: npm run train -- --model <folder | hub repo id> --data <file> --out <fold
                              is printed before the weights load (default: f32)
   --f16                      the same as --weights f16
   --hub-base-url <url>       Hub mirror (default ${DEFAULT_HUB})
+                             a gated repo (Llama, Gemma) reads its access token from HF_TOKEN in the environment
   --gpu-memory <GiB>         GPU memory a run may use; a model whose estimate is above it is refused
                              from its config.json, before any weight is downloaded (default: no budget,
                              only the adapter's buffer limits)
@@ -190,7 +191,14 @@ export async function main(argv: string[]): Promise<number> {
     ? dirSource(args.model, args.gguf)
     : isGgufFile
       ? dirSource(dirname(args.model), basename(args.model))
-      : hubSource(args.model, { baseUrl: args.hubBaseUrl, cache: memoryBlobCache(), gguf: args.gguf });
+      : hubSource(args.model, {
+          baseUrl: args.hubBaseUrl,
+          cache: memoryBlobCache(),
+          gguf: args.gguf,
+          // a gated repo's read token, from the environment as Hugging Face's own tools take it (never an argument:
+          // those end up in shell histories and process lists)
+          token: process.env.HF_TOKEN || undefined,
+        });
   if (!existsSync(args.data)) {
     console.error(`error: data file '${args.data}' does not exist`);
     return 2;

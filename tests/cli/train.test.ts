@@ -1,6 +1,8 @@
 // The headless trainer end to end: `npm run train` arguments in, a PEFT adapter folder out that the
 // project's own importer accepts for the same base model.
 
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -163,5 +165,34 @@ describe('npm run train', () => {
         .flatMap((l) => ['q', 'k'].flatMap((m) => ['a', 'b'].map((x) => `blk.${l}.attn_${m}.weight.lora_${x}`)))
         .sort(),
     );
+  });
+
+  it('sends HF_TOKEN to the Hub as a bearer token, and only there', async () => {
+    const seen: (string | undefined)[] = [];
+    const server = createServer((req, res) => {
+      seen.push(req.headers.authorization);
+      res.writeHead(401, { 'content-type': 'application/json' }).end('{"error":"gated"}');
+    });
+    await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const data = join(mkdtempSync(join(tmpdir(), 'weblora-data-')), 'd.txt');
+    writeFileSync(data, 'some text to train on');
+    const out = join(mkdtempSync(join(tmpdir(), 'weblora-cli-')), 'o');
+    const before = process.env.HF_TOKEN;
+    process.env.HF_TOKEN = 'hf_test_token';
+    const err = vi.spyOn(console, 'error').mockImplementation(() => {});
+    const log = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    try {
+      const code = await main(['--model', 'owner/gated', '--data', data, '--out', out, '--hub-base-url', base]);
+      expect(code).not.toBe(0); // the fake Hub refuses; what matters is what it was sent
+    } finally {
+      err.mockRestore();
+      log.mockRestore();
+      if (before === undefined) delete process.env.HF_TOKEN;
+      else process.env.HF_TOKEN = before;
+      server.close();
+    }
+    expect(seen.length).toBeGreaterThan(0);
+    expect(seen.every((h) => h === 'Bearer hf_test_token')).toBe(true);
   });
 });
