@@ -258,6 +258,18 @@ function parseRepoInfo(bytes: Uint8Array): RepoInfo {
  * A server that reports no commit at all (a plain mirror) is read at `revision` and cached under it, as
  * first downloaded: it cannot be revalidated.
  */
+/** Whether a bearer token may go to `baseUrl`: https, or plain http to this machine's loopback (a local mirror). */
+function tokenSafeOver(baseUrl: string): boolean {
+  try {
+    const u = new URL(baseUrl);
+    return (
+      u.protocol === 'https:' || (u.protocol === 'http:' && /^(localhost|127\.\d+\.\d+\.\d+|\[::1\])$/.test(u.hostname))
+    );
+  } catch {
+    return false;
+  }
+}
+
 export function hubSource(repoId: string, opts: HubOptions = {}): ModelSource {
   if (!/^[\w.-]+\/[\w.-]+$/.test(repoId) && !/^[\w.-]+$/.test(repoId)) {
     throw new ModelLoadError(
@@ -265,6 +277,10 @@ export function hubSource(repoId: string, opts: HubOptions = {}): ModelSource {
     );
   }
   const baseUrl = (opts.baseUrl ?? DEFAULT_HUB).replace(/\/+$/, '');
+  if (opts.token && !tokenSafeOver(baseUrl))
+    throw new ModelLoadError(
+      `an access token is sent only over https (or to this machine); ${baseUrl} is plain http. Use an https Hub base URL, or leave the token empty for a public repo`,
+    );
   const revision = opts.revision ?? 'main';
   const cache = opts.cache ?? null;
   const fetchFn = opts.fetch ?? ((u: string, i?: RequestInit) => globalThis.fetch(u, i));

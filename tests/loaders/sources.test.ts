@@ -203,6 +203,16 @@ describe('hubSource against a local HTTP server', () => {
     expect(cache.entries.size).toBe(0);
   });
 
+  it('an access token goes only over https or to this machine', () => {
+    const token = 'hf_secret';
+    expect(() => hubSource(REPO, { baseUrl: 'http://mirror.example', token })).toThrow(
+      /access token is sent only over https.*http:\/\/mirror\.example is plain http/,
+    );
+    expect(() => hubSource(REPO, { baseUrl: 'http://mirror.example' })).not.toThrow(); // no token: fine
+    for (const ok of ['https://mirror.example', 'http://127.0.0.1:8080', 'http://localhost:3000', 'http://[::1]:1'])
+      expect(() => hubSource(REPO, { baseUrl: ok, token })).not.toThrow();
+  });
+
   it('a 404 on a required file names the file and the repo', async () => {
     const files = tinyModelFolder('llama');
     files.delete('tokenizer.json');
