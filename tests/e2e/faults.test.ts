@@ -14,10 +14,12 @@ import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   expectBundledModel,
+  fillSmallRun,
   launchChromium,
   openStudio,
   reportConsole,
   screenshot,
+  startTraining,
   serveStudio,
   type OpenPage,
   type Studio,
@@ -53,29 +55,10 @@ const inject = (p: Page, fault: 'device-lost' | 'checkpoint-quota' | 'none') =>
 async function prepareRun(p: Page, steps: number, checkpointEvery: number): Promise<void> {
   await expectBundledModel(p, 300_000); // slow on a busy machine
   await p.getByLabel('Sample dataset').selectOption({ index: 1 });
-  await p
-    .locator('#dataset-panel')
-    .getByText(/examples, .* tokens\.$/)
-    .waitFor({ timeout: 60_000 });
-  for (const [label, value] of [
-    ['Rank (r)', '2'],
-    ['Batch size', '1'],
-    ['Sequence length', '16'],
-    ['Warmup steps', '0'],
-  ] as const)
-    await p.getByLabel(label).fill(value);
-  await p.getByLabel('Steps', { exact: true }).fill(String(steps));
-  await p.locator('#train details').evaluate((d) => ((d as HTMLDetailsElement).open = true));
-  await p.getByLabel('Evaluate every').fill('0');
-  await p.getByLabel('Sample every').fill('0');
-  await p.getByLabel('Checkpoint every').fill(String(checkpointEvery));
+  await fillSmallRun(p, { rank: 2, steps, checkpointEvery });
 }
 
-async function start(p: Page): Promise<void> {
-  const button = p.getByRole('button', { name: 'Start training' });
-  await expect.poll(() => button.isEnabled(), { timeout: 120_000 }).toBe(true);
-  await button.click();
-}
+const start = (p: Page) => startTraining(p);
 
 /** Waits until the run's status line matches `re`; a timeout shows what it said instead. */
 async function runSays(p: Page, re: RegExp, timeout: number): Promise<string> {

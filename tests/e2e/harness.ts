@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'nod
 import { join, resolve } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type ConsoleMessage, type Page } from 'playwright-core';
 import { build, preview, type PreviewServer } from 'vite';
-import { afterAll, beforeAll } from 'vitest';
+import { afterAll, beforeAll, expect } from 'vitest';
 import { HUB_ORIGINS_ENV } from '../../src/util/csp';
 
 export const ROOT = resolve(__dirname, '../..');
@@ -176,6 +176,37 @@ export async function expectBundledModel(page: Page, timeout = 120_000): Promise
     await screenshot(page, 'failure-bundled-model').catch(() => undefined);
     throw new Error(`the bundled model did not load within ${timeout / 1000} s; the model panel says: ${status}`);
   }
+}
+
+/** Once the chosen dataset is read, fills in a small run: rank `rank`, batch 1 × 16 tokens, no warmup, `steps`
+ * steps, no evaluation or samples, and a checkpoint every `checkpointEvery` steps when given. */
+export async function fillSmallRun(
+  page: Page,
+  o: { rank: number; steps: number; checkpointEvery?: number },
+): Promise<void> {
+  await page
+    .locator('#dataset-panel')
+    .getByText(/examples, .* tokens\.$/)
+    .waitFor({ timeout: 60_000 });
+  for (const [label, value] of [
+    ['Rank (r)', String(o.rank)],
+    ['Batch size', '1'],
+    ['Sequence length', '16'],
+    ['Warmup steps', '0'],
+  ] as const)
+    await page.getByLabel(label).fill(value);
+  await page.getByLabel('Steps', { exact: true }).fill(String(o.steps));
+  await page.locator('#train details').evaluate((d) => ((d as HTMLDetailsElement).open = true));
+  await page.getByLabel('Evaluate every').fill('0');
+  await page.getByLabel('Sample every').fill('0');
+  if (o.checkpointEvery !== undefined) await page.getByLabel('Checkpoint every').fill(String(o.checkpointEvery));
+}
+
+/** Clicks Start training once it is enabled. */
+export async function startTraining(page: Page, timeout = 120_000): Promise<void> {
+  const button = page.getByRole('button', { name: 'Start training' });
+  await expect.poll(() => button.isEnabled(), { timeout }).toBe(true);
+  await button.click();
 }
 
 /**

@@ -10,7 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { bytesSource } from '../../src/loaders/byte-source';
 import { readGgufHeader } from '../../src/loaders/gguf';
 import { parseSafetensorsHeader } from '../../src/loaders/safetensors';
-import { expectBundledModel, screenshot, useStudioPage } from './harness';
+import { expectBundledModel, fillSmallRun, screenshot, startTraining, useStudioPage } from './harness';
 
 let page: Page;
 
@@ -43,24 +43,8 @@ describe('studio page, int4 base (QLoRA)', () => {
 
   it('trains 3 steps on the int4 base and exports the PEFT zip and the llama.cpp GGUF adapter', async () => {
     // the dataset chosen on f32 weights, read again after the int4 reload
-    await page
-      .locator('#dataset-panel')
-      .getByText(/examples, .* tokens\.$/)
-      .waitFor({ timeout: 60_000 });
-    for (const [label, value] of [
-      ['Rank (r)', '4'],
-      ['Batch size', '1'],
-      ['Sequence length', '16'],
-      ['Warmup steps', '0'],
-    ] as const)
-      await page.getByLabel(label).fill(value);
-    await page.getByLabel('Steps', { exact: true }).fill('3');
-    await page.getByText('Evaluation, samples and checkpoints').click();
-    await page.getByLabel('Evaluate every').fill('0');
-    await page.getByLabel('Sample every').fill('0');
-    const start = page.getByRole('button', { name: 'Start training' });
-    await expect.poll(() => start.isEnabled(), { timeout: 20_000 }).toBe(true);
-    await start.click();
+    await fillSmallRun(page, { rank: 4, steps: 3 });
+    await startTraining(page, 20_000);
     await page
       .locator('#train .status')
       .getByText(/^Finished: 3 steps/)

@@ -3,7 +3,7 @@
 
 import type { Page } from 'playwright-core';
 import { describe, expect, it } from 'vitest';
-import { expectBundledModel, screenshot, useStudioPage } from './harness';
+import { expectBundledModel, fillSmallRun, screenshot, startTraining, useStudioPage } from './harness';
 
 let page: Page;
 
@@ -13,25 +13,8 @@ describe('studio page, resuming after a reload', () => {
   it('offers the saved run after a reload and finishes it', async () => {
     await expectBundledModel(page);
     await page.getByLabel('Sample dataset').selectOption({ index: 1 });
-    await page
-      .locator('#dataset-panel')
-      .getByText(/examples, .* tokens\.$/)
-      .waitFor({ timeout: 60_000 });
-    for (const [label, value] of [
-      ['Rank (r)', '2'],
-      ['Batch size', '1'],
-      ['Sequence length', '16'],
-      ['Warmup steps', '0'],
-    ] as const)
-      await page.getByLabel(label).fill(value);
-    await page.getByLabel('Steps', { exact: true }).fill('8');
-    await page.getByText('Evaluation, samples and checkpoints').click();
-    await page.getByLabel('Evaluate every').fill('0');
-    await page.getByLabel('Sample every').fill('0');
-    await page.getByLabel('Checkpoint every').fill('1');
-    const start = page.getByRole('button', { name: 'Start training' });
-    await expect.poll(() => start.isEnabled(), { timeout: 20_000 }).toBe(true);
-    await start.click();
+    await fillSmallRun(page, { rank: 2, steps: 8, checkpointEvery: 1 });
+    await startTraining(page, 20_000);
     const progressText = page.locator('#train .progress-text');
     await progressText.getByText(/^Step [3-7] of 8$/).waitFor({ timeout: 180_000 });
 
