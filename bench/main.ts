@@ -98,7 +98,9 @@ export async function main(args: string[]): Promise<void> {
   // (a full run replaces them all). Sections are kept in SECTIONS' order; one no longer in SECTIONS is dropped.
   const dir = resolve(dirname(fileURLToPath(import.meta.url)), 'results');
   mkdirSync(dir, { recursive: true });
-  const jsonPath = resolve(dir, `${driver}.json`);
+  // software drivers by name; a real GPU (driver 'system') by its adapter, e.g. nvidia-h200.json
+  const name = driver === 'system' ? adapterFileName(ctx.adapterName) : driver;
+  const jsonPath = resolve(dir, `${name}.json`);
   const kept = only.length ? readResults(jsonPath) : [];
   const sections = SECTIONS.map((s) => ran.find((r) => r.name === s.name) ?? kept.find((r) => r.name === s.name));
   const out: Results = {
@@ -108,15 +110,28 @@ export async function main(args: string[]): Promise<void> {
     sections: sections.filter((s): s is SectionResult => s !== undefined),
   };
   writeFileSync(jsonPath, JSON.stringify(out, null, 2) + '\n');
-  writeFileSync(resolve(dir, `${driver}.md`), markdown(out));
+  writeFileSync(resolve(dir, `${name}.md`), markdown(out));
   console.log(
-    `wrote bench/results/${driver}.json and .md: ${only.length ? `replaced ${ran.map((r) => r.name).join(', ')}, kept the other sections` : 'every section'}`,
+    `wrote bench/results/${name}.json and .md: ${only.length ? `replaced ${ran.map((r) => r.name).join(', ')}, kept the other sections` : 'every section'}`,
   );
   await ctx.sync();
   ctx.destroy();
 }
 
+/** A results file's name for a real GPU's adapter: "NVIDIA H200 (Vulkan)" -> "nvidia-h200-vulkan". */
+export function adapterFileName(adapter: string): string {
+  return (
+    adapter
+      .toLowerCase()
+      .replace(/[^a-z0-9]+/g, '-')
+      .replace(/^-+|-+$/g, '')
+      .slice(0, 60) || 'gpu'
+  );
+}
+
+/** The commit the figures come from: WEBLORA_COMMIT where there is no git (tools/gpu-kit.sh's kit), else git's. */
 function gitCommit(): string {
+  if (process.env.WEBLORA_COMMIT) return process.env.WEBLORA_COMMIT;
   const git = (cmd: string) => execSync(`git ${cmd}`, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
   try {
     const dirty = git('status --porcelain --untracked-files=no').trim() !== '';
