@@ -1,5 +1,5 @@
-// CPU twin of shaders/head_lse.wgsl (and of shaders/lib_softcap.wgsl), in float64. logits is (N, VC), columns
-// v0 .. v0 + VC of the (N, V) logits; targets is (N,); stats is (N, 3) = (m, l, zt).
+// CPU twin of shaders/head_lse.wgsl and shaders/head_lse_grad.wgsl (and of shaders/lib_softcap.wgsl), in float64.
+// logits is (N, VC), columns v0 .. v0 + VC of the (N, V) logits; targets is (N,); stats is (N, 3) = (m, l, zt).
 import { IGNORE_INDEX } from './ignore_index';
 
 /** z = c·tanh(y / c) for c > 0, else y. */
@@ -43,4 +43,33 @@ export function head_lse_forward_cpu(
     if (losses) losses[n] = t === IGNORE_INDEX ? 0 : t >= chunk.V ? NaN : m + Math.log(l) - zt;
   }
   return { stats: out, losses };
+}
+
+/** head_lse_forward_cpu, and the gradient step of head_lse_grad: p (N, VC) = exp(z − m')·softcap'(z) with m' the
+ * new running max, and dx (N, C) (null on the first chunk) rescaled by exp(m − m'), m the max before the chunk. */
+export function head_lse_grad_cpu(
+  logits: ArrayLike<number>,
+  targets: ArrayLike<number>,
+  stats: Float64Array | null,
+  dx: ArrayLike<number> | null,
+  N: number,
+  VC: number,
+  C: number,
+  chunk: { v0: number; V: number; last: boolean; softcap: number },
+): { stats: Float64Array; losses: Float64Array | null; p: Float64Array; dx: Float64Array | null } {
+  const r = head_lse_forward_cpu(logits, targets, stats, N, VC, chunk);
+  const p = new Float64Array(N * VC);
+  const out = dx ? new Float64Array(N * C) : null;
+  for (let n = 0; n < N; n++) {
+    const m = r.stats[3 * n];
+    for (let j = 0; j < VC; j++) {
+      const z = softcap_cpu(logits[n * VC + j], chunk.softcap);
+      p[n * VC + j] = Math.exp(z - m) * softcap_grad_cpu(z, chunk.softcap);
+    }
+    if (out && stats) {
+      const alpha = Math.exp(stats[3 * n] - m);
+      for (let c = 0; c < C; c++) out[n * C + c] = dx![n * C + c] * alpha;
+    }
+  }
+  return { ...r, p, dx: out };
 }

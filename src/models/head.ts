@@ -4,21 +4,28 @@
 //   z       = softcap(logits)            c·tanh(logits / c) with a soft cap c (Gemma 3), else the logits
 //   loss[n] = logsumexp(z[n, :]) − z[n, t_n]                      (0 for IGNORE_INDEX rows)
 //   dx      = dlogits · W,   dlogits = (softmax(z) − onehot(t))·gradScale·softcap'(z)
-// The vocabulary is cut into chunks of at most VC columns, each inside one row chunk of the table:
-//   pass 1, per chunk c:  logits_c = x · W_cᵀ (N, vc), one wide matmul over all N rows; head_lse merges it into
-//                         each row's running (max m, Σ exp(z − m) = l) and picks z at the target; the last chunk
-//                         writes the losses.
-//   pass 2, per chunk c (last first: its logits are still in the buffer, the others are recomputed):
-//                         head_dlogits turns logits_c into dlogits_c in place, and dx (N, C) += dlogits_c · W_c,
-//                         one wide matmul with K = vc.
-// Above x, dx and the table, the head holds one (N, VC) chunk and the (N, 3) row statistics. The table may be
-// f32, f16 or q8 / q4 blocks (src/gpu/quant.ts): the matmuls read each chunk's rows as they are stored.
+// The vocabulary is cut into chunks of at most VC columns, each inside one row chunk of the table, and walked
+// once, with an online softmax (as FlashAttention does for its output): per row the running max m, the running
+// l = Σ exp(z − m) and z at the target, and with the gradient a running dx kept at the scale of the current m.
+// Per chunk c:
+//   logits_c = x · W_cᵀ (N, vc)       one wide matmul over all N rows
+//   head_lse (without the gradient)    merges logits_c into (m, l, z_t); the last chunk writes the losses
+//   head_lse_grad (with it)            the same, then, with m' the new max: dx[n] *= exp(m − m'), and logits_c
+//                                      turned in place into p_c = exp(z_c − m')·softcap'(z_c)
+//   dx (N, C) += p_c · W_c             one wide matmul with K = vc (the first chunk writes dx)
+// so that after the last chunk dx[n] = l[n]·Σ_v softmax(z)[v]·softcap'(z_v)·W[v]. Then the target rows W[t_n]
+// are gathered into the logits buffer (the embedding gather, one dispatch per row chunk of the table) and
+// head_dx finishes: dx[n] = gradScale·(dx[n]/l[n] − softcap'(z_t)·W[t_n]), 0 for ignored rows. Three dispatches
+// per chunk and three at the end (for a table in one row chunk); no logits are computed twice.
+// Above x, dx and the table, the head holds one (N, max(VC, C)) buffer (a chunk of logits, then the target rows)
+// and the (N, 3) row statistics. The table may be f32, f16 or q8 / q4 blocks (src/gpu/quant.ts): the matmuls
+// and the gather read each chunk's rows as they are stored.
 
 import type { GpuContext } from '../gpu/context';
 import { Tensor } from '../gpu/tensor';
-import { checkChunks, type RowChunk } from '../kernels/embedding';
-import { head_dlogits_backward } from '../kernels/head_dlogits';
-import { head_lse_forward } from '../kernels/head_lse';
+import { checkChunks, embedding_forward, type RowChunk } from '../kernels/embedding';
+import { head_dx_finish } from '../kernels/head_dx';
+import { head_lse_forward, head_lse_grad } from '../kernels/head_lse';
 import { matmulRaw, weightB, weightRowsB, type MatmulRaw } from '../kernels/matmul';
 import { softcap_inplace } from '../kernels/softcap';
 
@@ -37,6 +44,12 @@ export function headChunkCols(N: number, maxBindingBytes: number): number {
   const budget = Math.min(CHUNK_BUDGET, maxBindingBytes);
   const vc = Math.floor(budget / (N * 4) / CHUNK_ALIGN) * CHUNK_ALIGN;
   return Math.min(MAX_CHUNK, Math.max(CHUNK_ALIGN, vc));
+}
+
+/** Columns of the head's one (N, cols) buffer: a chunk of vc logits, then the (N, C) target rows of the table.
+ * The one place its size is decided (src/models/memory.ts counts with it). */
+export function headBufferCols(vc: number, C: number): number {
+  return Math.max(vc, C);
 }
 
 /** One vocabulary chunk: columns v0 .. v0 + vc, rows r0 .. r0 + vc of a row chunk `table` of the (V, C) table. */
@@ -85,12 +98,12 @@ function chunkLogits(ctx: GpuContext, x: Tensor, ch: VocabChunk, out: Tensor): v
   });
 }
 
-/** dx (N, C) (+)= dlogits_c · W_c, dlogits_c is (N, vc) at the start of `dlogits`. */
-function chunkDx(ctx: GpuContext, dlogits: Tensor, ch: VocabChunk, dx: Tensor, accumulate: boolean): void {
+/** dx (N, C) (+)= p_c · W_c, p_c is (N, vc) at the start of `p`. */
+function chunkDx(ctx: GpuContext, p: Tensor, ch: VocabChunk, dx: Tensor, accumulate: boolean): void {
   const [N, C] = dx.shape;
   matmulRaw(ctx, {
     ...chunkB(ch),
-    a: dlogits.buf,
+    a: p.buf,
     c: dx.buf,
     M: N,
     N: C,
@@ -140,7 +153,8 @@ export interface HeadOptions {
 }
 
 /**
- * Loss of each row (N,) and, when wantGrad, dx (N, C) = dlogits · W with dlogits = (softmax − onehot)·gradScale.
+ * Loss of each row (N,) and, when wantGrad, dx (N, C) = dlogits · W with dlogits = (softmax − onehot)·gradScale
+ * (times softcap' under a soft cap).
  * x is (N, C); chunks hold the (V, C) table by rows; targets (N,) are known on the CPU (IGNORE_INDEX for masked
  * rows). A target >= V gives a NaN loss.
  */
@@ -170,30 +184,27 @@ export function headLoss(
   const tgt = Tensor.fromU32(ctx, targets, [N], 'head.targets');
   const stats = Tensor.empty(ctx, [N, 3], 'head.stats'); // (m, l, z_t) per row
   const losses = Tensor.empty(ctx, [N], 'losses');
-  const buf = Tensor.empty(ctx, [N, widest], 'head.logits'); // one chunk of logits, then of dlogits
-  const view = (ch: VocabChunk) => new Tensor(ctx, buf.buf, [N, ch.vc]);
+  const buf = Tensor.empty(ctx, [N, headBufferCols(widest, C)], 'head.logits'); // a chunk of logits, then W[t]
+  const view = (cols: number) => new Tensor(ctx, buf.buf, [N, cols]);
+  const dx = wantGrad ? Tensor.empty(ctx, [N, C], 'head.dx') : null;
 
-  // Pass 1: the running log-sum-exp over the chunks; the last writes the losses.
+  // One pass over the chunks: the running log-sum-exp; with the gradient also p_c and the running dx.
   vocab.forEach((ch, i) => {
+    const chunk = { v0: ch.v0, V, first: i === 0, last: i === vocab.length - 1, softcap };
     chunkLogits(ctx, x, ch, buf);
-    head_lse_forward(view(ch), tgt, stats, losses, {
-      v0: ch.v0,
-      V,
-      first: i === 0,
-      last: i === vocab.length - 1,
-      softcap,
-    });
+    if (dx) {
+      head_lse_grad(view(ch.vc), tgt, stats, losses, dx, chunk);
+      chunkDx(ctx, buf, ch, dx, i > 0);
+    } else {
+      head_lse_forward(view(ch.vc), tgt, stats, losses, chunk);
+    }
   });
 
-  // Pass 2: dlogits per chunk, accumulated into dx; the last chunk of pass 1 goes first, its logits still here.
-  let dx: Tensor | null = null;
-  if (wantGrad) {
-    dx = Tensor.empty(ctx, [N, C], 'head.dx');
-    [...vocab].reverse().forEach((ch, i) => {
-      if (i > 0) chunkLogits(ctx, x, ch, buf);
-      head_dlogits_backward(view(ch), tgt, stats, { v0: ch.v0, gradScale, softcap });
-      chunkDx(ctx, buf, ch, dx!, i > 0);
-    });
+  // dx[n] = gradScale·(dx[n]/l[n] − softcap'(z_t)·W[t_n]): the target rows gathered into the logits buffer.
+  if (dx) {
+    const wt = view(C);
+    embedding_forward(tgt, chunks, wt);
+    head_dx_finish(dx, tgt, stats, wt, { gradScale, softcap });
   }
   [tgt, stats, buf].forEach((t) => t.free());
   return { losses, dx };

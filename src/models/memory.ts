@@ -20,15 +20,16 @@
 //               only each block's input (N·C) does, plus one block's set, recomputed. On top: the final
 //               norm (input, stats, output), the head's dx (N·C), and a workspace of one block's set
 //               for the gradients in flight during a block's backward (an estimate, not a measurement).
-//   logits      the head (src/models/head.ts) never holds the (B·T, V) logits: one (N, VC) chunk of them
-//               (VC = headChunkCols: at most 2,048 columns and ~32 MiB), turned in place into dlogits, and
-//               the (N, 3) row statistics of its log-sum-exp.
+//   logits      the head (src/models/head.ts) never holds the (B·T, V) logits: one (N, max(VC, C)) buffer
+//               (headBufferCols; VC = headChunkCols: at most 2,048 columns and ~32 MiB) for a chunk of them, turned
+//               in place into the softmax numerators, then for the target rows of the table, and the (N, 3) row
+//               statistics of its log-sum-exp.
 // Not counted: the allocator's rounding and pooling, pipelines, staging buffers for reads, the token
 // ids and targets (tiny), and the CPU-side copy of the weights while they are uploaded.
 
 import { expectedTensors, type ModelConfig } from './config';
 import { familySpec } from './families';
-import { headChunkCols } from './head';
+import { headBufferCols, headChunkCols } from './head';
 import { loraParamCount } from './lora';
 import { selectModules } from './modules';
 import { storedDtype, weightNames, WEIGHTS_CHOICES, type WeightsChoice } from './weights';
@@ -121,8 +122,8 @@ export function estimateMemory(cfg: ModelConfig, opts: MemoryOptions): MemoryEst
   const activationBytes = saved + finalNorm + headDx + blockActivationBytes;
 
   const cols = Math.min(V, headChunkCols(N, opts.maxBindingBytes ?? 128 * 1024 * 1024));
-  const logitsChunk = N * cols * F32;
-  const logitsBytes = logitsChunk + N * 3 * F32; // one chunk of logits (then dlogits), the row statistics
+  const logitsChunk = N * headBufferCols(cols, C) * F32;
+  const logitsBytes = logitsChunk + N * 3 * F32; // one chunk of logits (then the target rows), the row statistics
   if (logitsChunk > largestTensorBytes) {
     largestTensorBytes = logitsChunk;
     largestTensorName = 'logits chunk';

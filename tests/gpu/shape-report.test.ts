@@ -1,14 +1,14 @@
 // The GPU shape report of `npm run bench` (bench/sections/shapes.ts): its paper model on hand-computed cases,
 // its targets, and the stub device it records on (bench/record-devices.ts), which must record exactly what
 // Dawn's null backend records for the same work. Kernels launched: shaders/matmul.wgsl,
-// shaders/attention_forward.wgsl, shaders/rmsnorm_forward.wgsl, shaders/head_dlogits.wgsl.
+// shaders/attention_forward.wgsl, shaders/rmsnorm_forward.wgsl, shaders/head_dx.wgsl.
 import { describe, expect, it } from 'vitest';
 import { nullContext, stubContext } from '../../bench/record-devices';
 import { dispatchSeconds, LAUNCH_S, SPECS, summarise, targets, transferSeconds } from '../../bench/sections/shapes';
 import type { DispatchRecord, GpuContext, Recording } from '../../src/gpu/context';
 import { Tensor } from '../../src/gpu/tensor';
 import { attention_forward } from '../../src/kernels/attention';
-import { head_dlogits_backward } from '../../src/kernels/head_dlogits';
+import { head_dx_finish } from '../../src/kernels/head_dx';
 import { matmul } from '../../src/kernels/matmul';
 import { rmsnorm_forward } from '../../src/kernels/rmsnorm';
 
@@ -84,7 +84,7 @@ describe('shape report: the paper model', () => {
 /** A few launches of awkward shapes, recorded. */
 async function work(ctx: GpuContext): Promise<Recording> {
   const t = (shape: number[]) => Tensor.zeros(ctx, shape);
-  const [a, b, q, k, x, w, logits, stats] = [
+  const [a, b, q, k, x, w, logits, stats, rows] = [
     t([37, 19]),
     t([19, 45]),
     t([1, 33, 4, 16]),
@@ -93,6 +93,7 @@ async function work(ctx: GpuContext): Promise<Recording> {
     t([100]),
     t([5, 1000]),
     t([5, 3]),
+    t([5, 1000]),
   ];
   const tgt = Tensor.fromU32(ctx, new Uint32Array([1, 2, 3, 4, 5]), [5]);
   const out: Tensor[] = [];
@@ -102,11 +103,11 @@ async function work(ctx: GpuContext): Promise<Recording> {
     const { y, rstd } = rmsnorm_forward(x, w, 1e-5);
     ctx.copy(x.buf, 0, y.buf, 0, x.bytes);
     ctx.clear(y.buf, 0, y.bytes);
-    head_dlogits_backward(logits, tgt, stats, { v0: 0, gradScale: 0.2, softcap: 0 });
+    head_dx_finish(logits, tgt, stats, rows, { gradScale: 0.2, softcap: 0 });
     out.push(o, lse, y, rstd);
     await logits.read();
   });
-  for (const z of [a, b, q, k, x, w, logits, stats, tgt, ...out]) z.free();
+  for (const z of [a, b, q, k, x, w, logits, stats, rows, tgt, ...out]) z.free();
   return r;
 }
 

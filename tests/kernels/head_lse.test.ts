@@ -1,6 +1,8 @@
-// shaders/head_lse.wgsl (with shaders/lib_softcap.wgsl) against its float64 twin, src/kernels/head_lse.cpu.ts:
-// the (N, V) logits are fed as vocabulary chunks that do not divide V, and the running statistics (m, l, z_t) and
-// the losses after the last chunk are compared.
+// shaders/head_lse.wgsl and shaders/head_lse_grad.wgsl (with shaders/lib_head_lse.wgsl, lib_softcap.wgsl) against
+// their float64 twin, src/kernels/head_lse.cpu.ts: the (N, V) logits are fed as vocabulary chunks that do not
+// divide V, and the running statistics (m, l, z_t) and the losses after the last chunk are compared; head_lse_grad
+// must give head_lse's statistics and losses bit for bit, and per chunk its p = exp(z − m')·softcap'(z) and its
+// rescaled dx are compared with the twin's, given the GPU's m and m' (read before and after each chunk).
 //
 // Error bounds, from WGSL's accuracy rules (u = 2^-24; an ULP is at most 2u relative; exp(x) is within 3 + 2|x|
 // ULP, log within 3 ULP or 2^-21 absolute on [0.5, 2]; division 2.5 ULP). Both sides get the same f32 logits.
@@ -14,15 +16,19 @@
 //     grows), each costing 6u plus 2u for the adds and multiplies; all terms are positive, so
 //     δl/l ≤ (6 + 10R + 8(w + L + K))u, plus 2Δ for the shifted z and m.
 //   loss = (m + log l) − z_t: δl/l + 6u·max(log l, 4/3) + u·|m + log l| + u·|loss| + 2Δ.
+//   p = exp(z − m')·softcap'(z), the same f32 m' on both sides: the subtraction and exp cost (6 + 5|z − m'|)u
+//     relative; a cap moves z by δz, p by p·δz and softcap' = 1 − (z/c)² by 2|z|δz/c² + 4u; the product u:
+//     δp ≤ p·((6 + 5|z − m'|)u + δz)·softcap' + p·(2|z|δz/c² + 4u) + u·|p·softcap'|   (δz = 0, softcap' = 1 without a cap).
+//   dx·exp(m − m'), the same f32 m, m': (6 + 5|m − m'|)u for exp, u for the product.
 // The tests allow twice these first-order bounds.
 import { describe, expect, it } from 'vitest';
 import { IGNORE_INDEX } from '../../src/kernels/ignore_index';
-import { head_lse_forward } from '../../src/kernels/head_lse';
-import { head_lse_forward_cpu, softcap_cpu } from '../../src/kernels/head_lse.cpu';
+import { head_lse_forward, head_lse_grad } from '../../src/kernels/head_lse';
+import { head_lse_forward_cpu, head_lse_grad_cpu, softcap_cpu, softcap_grad_cpu } from '../../src/kernels/head_lse.cpu';
 import { capErr, CHUNK, columns, cut, inputs } from '../helpers/head';
 import { rowWorkgroupSize } from '../../src/kernels/rmsnorm';
 import { Tensor } from '../../src/gpu/tensor';
-import { expectWithin, gpu } from '../helpers/gpu';
+import { expectWithin, gpu, rng } from '../helpers/gpu';
 
 const u = 2 ** -24;
 
@@ -40,18 +46,75 @@ async function check(
   const { logits, targets } = inputs(N, V, seed);
   tweak?.(logits, targets);
   const chunks = cut(V, cw);
+  const C = 37; // columns of dx
   const tt = Tensor.fromU32(ctx, targets, [N]);
   const stats = Tensor.empty(ctx, [N, 3]);
   const losses = Tensor.empty(ctx, [N]);
+  const statsG = Tensor.empty(ctx, [N, 3]); // head_lse_grad's, the same chunks
+  const lossesG = Tensor.empty(ctx, [N]);
   let want: { stats: Float64Array; losses: Float64Array | null } | null = null;
-  chunks.forEach(({ v0, vc }, i) => {
+  const r = rng(seed + 1);
+  for (const [i, { v0, vc }] of chunks.entries()) {
     const block = columns(logits, N, V, v0, vc);
     const tl = Tensor.from(ctx, block, [N, vc]);
     const chunk = { v0, V, first: i === 0, last: i === chunks.length - 1, softcap };
     head_lse_forward(tl, tt, stats, losses, chunk);
     want = head_lse_forward_cpu(block, targets, want?.stats ?? null, N, vc, chunk);
-    tl.free();
-  });
+    // The gradient kernel on the same chunk, with the GPU's statistics before and after.
+    const before = i === 0 ? null : Float64Array.from(await statsG.read());
+    const dxIn = r.uniform(N * C);
+    const dx = Tensor.from(ctx, dxIn, [N, C]);
+    head_lse_grad(tl, tt, statsG, lossesG, dx, chunk);
+    const after = Float64Array.from(await statsG.read());
+    const twin = head_lse_grad_cpu(block, targets, before, i === 0 ? null : dxIn, N, vc, C, chunk);
+    // the twin's p and dx at the GPU's m' (its m' is the GPU's too when before is the GPU's and z has no cap)
+    const bp = new Float64Array(N * vc),
+      wp = new Float64Array(N * vc),
+      bdx = new Float64Array(N * C),
+      wdx = new Float64Array(N * C);
+    for (let n = 0; n < N; n++) {
+      const m1 = after[3 * n];
+      for (let j = 0; j < vc; j++) {
+        const y = block[n * vc + j];
+        const z = softcap_cpu(y, softcap);
+        const dz = capErr(y, softcap);
+        const cap = softcap_grad_cpu(z, softcap);
+        const pz = Math.exp(z - m1);
+        const dcap = softcap > 0 ? (2 * Math.abs(z) * dz) / softcap ** 2 + 4 * u : 0;
+        wp[n * vc + j] = pz * cap;
+        bp[n * vc + j] = 2 * (pz * ((6 + 5 * Math.abs(z - m1)) * u + dz) * cap + pz * dcap + u * Math.abs(pz * cap));
+      }
+      if (!before) continue;
+      const a = Math.exp(before[3 * n] - m1);
+      for (let c = 0; c < C; c++) {
+        wdx[n * C + c] = dxIn[n * C + c] * a;
+        bdx[n * C + c] = 2 * Math.abs(dxIn[n * C + c] * a) * (7 + 5 * Math.abs(before[3 * n] - m1)) * u;
+      }
+    }
+    expectWithin(await tl.read(), wp, bp, `p, chunk ${i}`);
+    if (before) expectWithin(await dx.read(), wdx, bdx, `dx, chunk ${i}`);
+    if (softcap === 0) {
+      // Without a cap the twin, fed the GPU's statistics, has the GPU's m' exactly: it must give the same p and dx.
+      expectWithin(
+        twin.p,
+        wp,
+        wp.map((v) => 1e-15 * Math.abs(v)),
+        `twin p, chunk ${i}`,
+      );
+      if (before)
+        expectWithin(
+          twin.dx!,
+          wdx,
+          wdx.map((v) => 1e-15 * Math.abs(v)),
+          `twin dx, chunk ${i}`,
+        );
+    }
+    [tl, dx].forEach((t) => t.free());
+  }
+  // head_lse_grad's statistics and losses are head_lse's, bit for bit.
+  expect(Array.from(await statsG.read())).toEqual(Array.from(await stats.read()));
+  expect(Array.from(await lossesG.read())).toEqual(Array.from(await losses.read()));
+  [statsG, lossesG].forEach((t) => t.free());
   const w = want!;
   // The bounds above, per row.
   const wg = rowWorkgroupSize(Math.max(...chunks.map((c) => c.vc)));
@@ -96,9 +159,10 @@ async function check(
 const SIZES: [number, number][] = [];
 for (const N of [1, 7, 33, 300]) for (const V of [5, 100, 1000, 4099]) SIZES.push([N, V]);
 
-describe('head_lse', () => {
-  it.each(SIZES)('running (m, l, z_t) and losses match the twin, N = %i, V = %i, chunks not dividing V', (N, V) =>
-    check(N, V, CHUNK[V], 0, N * 7919 + V),
+describe('head_lse and head_lse_grad', () => {
+  it.each(SIZES)(
+    'running (m, l, z_t), losses, p and rescaled dx match the twin, N = %i, V = %i, chunks not dividing V',
+    (N, V) => check(N, V, CHUNK[V], 0, N * 7919 + V),
   );
 
   it.each([

@@ -109,12 +109,12 @@ describe('estimateMemory', () => {
     expect(ck.activationBytes).toBeLessThan(e.activationBytes / 5);
   });
 
-  it('holds one (N, VC) chunk of the head logits and its (N, 3) row statistics, not (B·T, V) logits', () => {
+  it('holds one (N, max(VC, C)) buffer for a chunk of the head logits and its (N, 3) row statistics, not (B·T, V) logits', () => {
     expect(headChunkCols(64, 128 * 2 ** 20)).toBe(2048);
     expect(estimateMemory(GPT2, base).logitsBytes).toBe(64 * 2048 * 4 + 64 * 3 * 4); // N = 64
     expect(estimateMemory(GPT2, { ...base, batch: 4, seqLen: 1024 }).logitsBytes).toBe(4096 * 2048 * 4 + 4096 * 12);
-    // 16,384 rows: 512 columns keep the chunk at 32 MiB
-    expect(estimateMemory(GPT2, { ...base, batch: 16, seqLen: 1024 }).logitsBytes).toBe(16384 * 512 * 4 + 16384 * 12);
+    // 16,384 rows: 512 columns keep the chunk at 32 MiB, but the buffer also holds the (N, C = 768) target rows
+    expect(estimateMemory(GPT2, { ...base, batch: 16, seqLen: 1024 }).logitsBytes).toBe(16384 * 768 * 4 + 16384 * 12);
     const e = estimateMemory(GPT2, base);
     expect(e.totalBytes).toBe(e.weightBytes + e.loraBytes + e.activationBytes + e.logitsBytes);
   });
