@@ -132,16 +132,22 @@ export function matmulTile(M: number, N: number, K = 0, batch = 1, wideGrid = fa
   // On a real GPU (wideGrid) a big product (> WIDE_GRID_MFLOP) on a narrow grid starves the chip (it wants >= 2
   // workgroups per compute unit: 264 on an H200): narrow the tile's columns, then rows, down to 32 threads. Each
   // output is still one thread's K loop, so results are bit-identical. Software drivers keep the tiles tuned there.
+  // A K loop longer than LONG_LOOP (the LM head's dx, K = its vocabulary chunk) wants LONG_LOOP_WORKGROUPS, so
+  // that the long serial loop runs on many units at once.
   const grid = () => Math.ceil(M / (wgM * tm)) * Math.ceil(N / (wgN * 4)) * batch;
+  const want = K > LONG_LOOP ? LONG_LOOP_WORKGROUPS : WIDE_GRID_WORKGROUPS;
   if (wideGrid && 2 * M * N * K * batch > WIDE_GRID_MFLOP * 1e6) {
-    while (grid() < WIDE_GRID_WORKGROUPS && wgN > 4 && wgM * wgN > 32) wgN /= 2;
-    while (grid() < WIDE_GRID_WORKGROUPS && wgM > 4 && wgM * wgN > 32) wgM /= 2;
+    while (grid() < want && wgN > 4 && wgM * wgN > 32) wgN /= 2;
+    while (grid() < want && wgM > 4 && wgM * wgN > 32) wgM /= 2;
   }
   return { wgM, wgN, tm };
 }
 /** Products above this many MFLOP get at least WIDE_GRID_WORKGROUPS workgroups where the tile can shrink. */
 export const WIDE_GRID_MFLOP = 10;
 export const WIDE_GRID_WORKGROUPS = 264;
+/** Products with a K loop longer than LONG_LOOP get at least LONG_LOOP_WORKGROUPS where the tile can shrink. */
+export const LONG_LOOP = 2048;
+export const LONG_LOOP_WORKGROUPS = 1024;
 
 const bindingOf = (t: Tensor): Binding => t.binding;
 

@@ -4,7 +4,8 @@
 //   z       = softcap(logits)            c·tanh(logits / c) with a soft cap c (Gemma 3), else the logits
 //   loss[n] = logsumexp(z[n, :]) − z[n, t_n]                      (0 for IGNORE_INDEX rows)
 //   dx      = dlogits · W,   dlogits = (softmax(z) − onehot(t))·gradScale·softcap'(z)
-// The vocabulary is cut into chunks of at most VC columns, each inside one row chunk of the table, and walked
+// The vocabulary is cut into chunks of at most VC columns (headChunkCols: 4,096 at 4,096 rows), each inside one
+// row chunk of the table, and walked
 // once, with an online softmax (as FlashAttention does for its output): per row the running max m, the running
 // l = Σ exp(z − m) and z at the target, and with the gradient a running dx kept at the scale of the current m.
 // Per chunk c:
@@ -29,16 +30,17 @@ import { head_lse_forward, head_lse_grad } from '../kernels/head_lse';
 import { matmulRaw, weightB, weightRowsB, type MatmulRaw } from '../kernels/matmul';
 import { softcap_inplace } from '../kernels/softcap';
 
-/** Longest chunk: K of the dx matmul, the longest loop one of its threads runs. */
-const MAX_CHUNK = 2048;
+/** Longest chunk: K of the dx matmul, the longest loop one of its threads runs (on a real GPU matmulTile gives
+ * a loop longer than LONG_LOOP a grid of LONG_LOOP_WORKGROUPS where it can). */
+const MAX_CHUNK = 4096;
 /** Chunk widths are multiples of this, so that a chunk's offset into an f32 or f16 table, and into a q8 / q4
  * table's quants and scales (C % 32 == 0), is 256-byte aligned. */
 const CHUNK_ALIGN = 128;
 /** Bytes of one (N, VC) logits chunk the head may hold. */
-const CHUNK_BUDGET = 32 * 1024 * 1024;
+const CHUNK_BUDGET = 64 * 1024 * 1024;
 
-/** Vocabulary columns per chunk for N rows: a multiple of 128, at most 2,048, and small enough that the
- * (N, VC) f32 chunk stays within 32 MiB and one storage binding (for N up to maxBindingBytes / 512 rows; headLoss
+/** Vocabulary columns per chunk for N rows: a multiple of 128, at most 4,096, and small enough that the
+ * (N, VC) f32 chunk stays within 64 MiB and one storage binding (for N up to maxBindingBytes / 512 rows; headLoss
  * refuses more). The one place the head's chunk width is decided (src/models/memory.ts counts with it). */
 export function headChunkCols(N: number, maxBindingBytes: number): number {
   const budget = Math.min(CHUNK_BUDGET, maxBindingBytes);

@@ -170,7 +170,7 @@ describe('LM head, chunked over the vocabulary', () => {
     check({ N, V, C: 33, cols: V === 4099 ? 1024 : 128 }, N * 13 + V),
   );
 
-  it('the default chunk width (one chunk of 2,048 when N is small), C = 64', () => check({ N: 9, V: 4099, C: 64 }, 5));
+  it('the default chunk width (one chunk of 4,096 when N is small), C = 64', () => check({ N: 9, V: 4099, C: 64 }, 5));
 
   it.each([
     [33, 1000, 0],
@@ -212,13 +212,13 @@ describe('LM head, chunked over the vocabulary', () => {
     check({ N, V, C: 33, cols: 384, softcap: 5 }, N * 2 + V),
   );
 
-  it('chunk widths: multiples of 128, at most 2,048, within 32 MiB of logits and one binding', () => {
+  it('chunk widths: multiples of 128, at most 4,096, within 64 MiB of logits and one binding', () => {
     const MiB = 2 ** 20;
-    expect(headChunkCols(512, 128 * MiB)).toBe(2048);
-    expect(headChunkCols(4096, 128 * MiB)).toBe(2048);
-    expect(headChunkCols(16384, 128 * MiB)).toBe(512);
-    expect(headChunkCols(100_000, 128 * MiB)).toBe(128); // over the budget, within one binding
-    expect(headChunkCols(512, 16 * MiB)).toBe(2048);
+    expect(headChunkCols(512, 128 * MiB)).toBe(4096);
+    expect(headChunkCols(4096, 128 * MiB)).toBe(4096);
+    expect(headChunkCols(16384, 128 * MiB)).toBe(1024);
+    expect(headChunkCols(200_000, 128 * MiB)).toBe(128); // over the budget, within one binding
+    expect(headChunkCols(512, 16 * MiB)).toBe(4096);
     expect(headChunkCols(4096, 16 * MiB)).toBe(1024); // the binding is below the budget
   });
 

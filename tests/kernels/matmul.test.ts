@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { matmul, matmulRaw, matmulTile, WIDE_GRID_WORKGROUPS } from '../../src/kernels/matmul';
+import { LONG_LOOP_WORKGROUPS, matmul, matmulRaw, matmulTile, WIDE_GRID_WORKGROUPS } from '../../src/kernels/matmul';
 import { matmul_cpu } from '../../src/kernels/matmul.cpu';
 import { Tensor } from '../../src/gpu/tensor';
 import { GpuError } from '../../src/gpu/context';
@@ -241,6 +241,15 @@ describe('matmul tile choice (shaders/matmul.wgsl)', () => {
     expect(grid(4096, 192, matmulTile(4096, 192, 576))).toBe(192); // software drivers keep their tile
     expect(grid(4096, 192, t)).toBeGreaterThanOrEqual(WIDE_GRID_WORKGROUPS);
     expect(t.wgM * t.wgN).toBeGreaterThanOrEqual(32);
+  });
+  it('gives a product with a K loop over 2,048 at least 1,024 workgroups (the LM head dx, K = its chunk)', () => {
+    // SmolLM2's head dx at B 8 x T 512, 4,096-column chunks: 4096 x 576 x 4096; its tile gave 576 workgroups
+    expect(grid(4096, 576, matmulTile(4096, 576, 4096))).toBe(576); // software drivers keep their tile
+    const t = matmulTile(4096, 576, 4096, 1, true);
+    expect(grid(4096, 576, t)).toBeGreaterThanOrEqual(LONG_LOOP_WORKGROUPS);
+    expect(t.wgM * t.wgN).toBeGreaterThanOrEqual(32);
+    // K = 2,048 is not a long loop: 264 workgroups are enough
+    expect(matmulTile(4096, 576, 2048, 1, true)).toEqual(matmulTile(4096, 576, 2048));
   });
   it('keeps the tile of small products as it was', () => {
     for (const [M, N] of [

@@ -110,11 +110,13 @@ describe('estimateMemory', () => {
   });
 
   it('holds one (N, max(VC, C)) buffer for a chunk of the head logits and its (N, 3) row statistics, not (B·T, V) logits', () => {
-    expect(headChunkCols(64, 128 * 2 ** 20)).toBe(2048);
-    expect(estimateMemory(GPT2, base).logitsBytes).toBe(64 * 2048 * 4 + 64 * 3 * 4); // N = 64
-    expect(estimateMemory(GPT2, { ...base, batch: 4, seqLen: 1024 }).logitsBytes).toBe(4096 * 2048 * 4 + 4096 * 12);
-    // 16,384 rows: 512 columns keep the chunk at 32 MiB, but the buffer also holds the (N, C = 768) target rows
-    expect(estimateMemory(GPT2, { ...base, batch: 16, seqLen: 1024 }).logitsBytes).toBe(16384 * 768 * 4 + 16384 * 12);
+    expect(headChunkCols(64, 128 * 2 ** 20)).toBe(4096);
+    expect(estimateMemory(GPT2, base).logitsBytes).toBe(64 * 4096 * 4 + 64 * 3 * 4); // N = 64
+    expect(estimateMemory(GPT2, { ...base, batch: 4, seqLen: 1024 }).logitsBytes).toBe(4096 * 4096 * 4 + 4096 * 12);
+    // 16,384 rows: 1,024 columns keep the chunk at 64 MiB
+    expect(estimateMemory(GPT2, { ...base, batch: 16, seqLen: 1024 }).logitsBytes).toBe(16384 * 1024 * 4 + 16384 * 12);
+    // 65,536 rows: 256 columns, but the buffer also holds the (N, C = 768) target rows
+    expect(estimateMemory(GPT2, { ...base, batch: 64, seqLen: 1024 }).logitsBytes).toBe(65536 * 768 * 4 + 65536 * 12);
     const e = estimateMemory(GPT2, base);
     expect(e.totalBytes).toBe(e.weightBytes + e.loraBytes + e.activationBytes + e.logitsBytes);
   });
@@ -176,8 +178,8 @@ describe('checkFits', () => {
         262144 * 640 * w,
         true,
       ]);
-      expect(e.largestUnsplitName).toBe('logits chunk'); // 8 MiB, above every linear weight (gate_proj: 5 MiB in f32)
-      expect(e.logitsBytes).toBe(1024 * 2048 * 4 + 1024 * 12); // N = 1024 rows of one 2,048-column chunk
+      expect(e.largestUnsplitName).toBe('logits chunk'); // 16 MiB, above every linear weight (gate_proj: 5 MiB in f32)
+      expect(e.logitsBytes).toBe(1024 * 4096 * 4 + 1024 * 12); // N = 1024 rows of one 4,096-column chunk
       const msgs = checkFits(e, DEFAULT_LIMITS);
       expect(msgs.filter((m) => m.level === 'error')).toEqual([]);
       // per row and block: 6C + 3Q + 3KV + 3I + 2Hq + Hkv + 4 (see src/models/families/gemma3.ts) + 2 U's of rank 8
