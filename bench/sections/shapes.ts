@@ -34,6 +34,7 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Engine } from '../../src/engine/engine';
 import type { DispatchRecord, GpuContext, Recording } from '../../src/gpu/context';
+import { LONG_LOOP, LONG_LOOP_WORKGROUPS, WIDE_GRID_MFLOP, WIDE_GRID_WORKGROUPS } from '../../src/kernels/matmul';
 import { dirSource } from '../../src/loaders/sources.node';
 import type { Trainer } from '../../src/training/trainer';
 import type { Row, Section } from '../harness';
@@ -56,8 +57,10 @@ export const SPECS: Spec[] = [
   { name: 'M2 class', flops: 3.6e12, bandwidth: 100e9, units: 10 },
 ];
 export const LAUNCH_S = 5e-6;
-const BIG_FLOPS = 10e6; // "a kernel above 10 MFLOP"
-const WIDE_GRID = 1024; // a long loop is fine on at least this many workgroups
+// the issue's floors, the same numbers the tile choice aims at (src/kernels/matmul.ts): a kernel above 10 MFLOP
+// wants >= 264 workgroups; a loop longer than 2,048 is fine on at least 1,024 workgroups
+const BIG_FLOPS = WIDE_GRID_MFLOP * 1e6;
+const WIDE_GRID = LONG_LOOP_WORKGROUPS;
 
 const groupsOf = (d: DispatchRecord) => d.workgroups[0] * d.workgroups[1] * d.workgroups[2];
 const bytesOf = (d: DispatchRecord) => (d.cost ? d.cost.bytesRead + d.cost.bytesWritten : 0);
@@ -223,17 +226,17 @@ export function targets(s: StepShape): Target[] {
   return [
     t('dispatches per step <= 900', s.dispatches, 900, s.dispatches <= 900, `${s.submits} submits`),
     t(
-      'smallest grid of a kernel > 10 MFLOP >= 264 workgroups',
+      `smallest grid of a kernel > ${WIDE_GRID_MFLOP} MFLOP >= ${WIDE_GRID_WORKGROUPS} workgroups`,
       big?.value ?? Infinity,
-      264,
-      !big || big.value >= 264,
+      WIDE_GRID_WORKGROUPS,
+      !big || big.value >= WIDE_GRID_WORKGROUPS,
       big ? `${big.kernel}, ${big.mflop.toFixed(0)} MFLOP, loop ${big.loop}` : 'none above 10 MFLOP',
     ),
     t(
-      'longest loop on < 1,024 workgroups <= 2,048',
+      `longest loop on < ${LONG_LOOP_WORKGROUPS.toLocaleString('en')} workgroups <= ${LONG_LOOP.toLocaleString('en')}`,
       narrow?.value ?? 0,
-      2048,
-      !narrow || narrow.value <= 2048,
+      LONG_LOOP,
+      !narrow || narrow.value <= LONG_LOOP,
       narrow ? `${narrow.kernel} on ${narrow.workgroups} workgroups` : '',
     ),
     t(
