@@ -5,8 +5,18 @@
 // mask multiplier adds two roundings. A wrong, missing or unmasked term is O(1) of the magnitude.
 import { describe, expect, it } from 'vitest';
 import { Tensor } from '../../src/gpu/tensor';
-import { lora_rank_product, lora_rank_segments, RANK_ROWS, rankTile } from '../../src/kernels/lora_rank';
-import { lora_rank_cpu, type RankCpu } from '../../src/kernels/lora_rank.cpu';
+import {
+  lora_rank_glu,
+  lora_rank_norm,
+  lora_rank_product,
+  lora_rank_segments,
+  RANK_ROWS,
+  rankTile,
+  type RankTile,
+} from '../../src/kernels/lora_rank';
+import { lora_rank_cpu, lora_rank_glu_cpu, lora_rank_norm_cpu, type RankCpu } from '../../src/kernels/lora_rank.cpu';
+import { geglu_forward } from '../../src/kernels/geglu';
+import { swiglu_forward } from '../../src/kernels/swiglu';
 import { expectWithin, gpu, rng } from '../helpers/gpu';
 
 const U32 = 2 ** -24;
@@ -90,6 +100,110 @@ describe('lora_rank (shaders/lora_rank.wgsl)', () => {
       expectWithin(await u[s].read(), lora_rank_cpu(x, w, d), bound, `u[${s}]`);
     }
     for (const t of [tx, buf, all]) t.free();
+    await ctx.sync();
+    expect(ctx.alloc.liveBytes).toBe(live);
+  });
+
+  // the fused kernels: RMSNorm's y and rstd with the U's of the linears reading y (lora_rank_norm), and a gated
+  // activation's h with the U of the linear reading h (lora_rank_glu), against the twins of their two halves.
+  // rstd: Σx² of a row is ceil(K / T) terms per thread (T = KS·JQ threads) and then the T partials in order, m
+  // chained additions of positive terms, so (as in tests/kernels/rmsnorm.test.ts) |Δy| ≤ (½m + 16)·u·|y|, and
+  // rstd alike; twice that is allowed. u_s is the plain product over the y the kernel stored: the bound above
+  // plus y's relative error carried through, (K + 4 + relY / u)·u·Σ_k |drop(y)·A|.
+  const slots = (ctx: { softwareAdapter: boolean }, K: number, r: number, tile?: RankTile) =>
+    tile ?? rankTile(K, r, ctx.softwareAdapter ? 16 : 64);
+  it.each([
+    { N: 1, K: 5, r: 1, p: 0, S: 1 },
+    { N: 7, K: 100, r: 3, p: 0.25, S: 2 },
+    { N: 33, K: 577, r: 8, p: 0.1, S: 3 },
+    { N: 257, K: 100, r: 64, p: 0, S: 3 },
+    { N: 4100, K: 577, r: 8, p: 0.1, S: 3 },
+    { N: 257, K: 577, r: 8, p: 0, S: 2, tile: { KS: 32, JQ: 2 } /* the tile of a hardware adapter */ },
+    { N: 33, K: 100, r: 3, p: 0.1, S: 1, tile: { KS: 128, JQ: 1 } },
+    { N: 9, K: 1000, r: 16, p: 0.1, S: 2, tile: { KS: 8, JQ: 4 } },
+  ])('norm: y, rstd and drop_s(y)·A_sᵀ in one dispatch match the twin: %o', async (c) => {
+    const ctx = await gpu();
+    await ctx.sync();
+    const live = ctx.alloc.liveBytes;
+    const R = rng(c.N * 5 + c.K * 3 + c.r + c.S);
+    const x = R.normal(c.N * c.K, 2),
+      g = R.uniform(c.K, 0.5, 1.5);
+    const slot = Math.ceil((c.r * c.K) / 64) * 64; // A's padded to binding offsets, as in the flat LoRA layout
+    const flat = R.uniform(c.S * slot);
+    const buf = Tensor.from(ctx, flat, [c.S * slot]);
+    const As = Array.from({ length: c.S }, (_, s) => Tensor.view(ctx, buf.base, 4 * s * slot, [c.r, c.K]));
+    const seeds = As.map((_, s) => 91 + 17 * s);
+    const [tx, tg] = [Tensor.from(ctx, x, [c.N, c.K]), Tensor.from(ctx, g, [c.K])];
+    const got = lora_rank_norm(tx, tg, 1e-5, As, seeds, c.p, c.tile);
+    const d = { N: c.N, K: c.K, r: c.r, p: c.p };
+    const Aw = As.map((_, s) => flat.subarray(s * slot, s * slot + c.r * c.K));
+    const want = lora_rank_norm_cpu(x, g, 1e-5, Aw, seeds, d);
+    const t = slots(ctx, c.K, c.r, c.tile);
+    const m = Math.ceil(c.K / (t.KS * t.JQ)) + t.KS * t.JQ;
+    const relY = 2 * (0.5 * m + 16) * U32;
+    expectWithin(
+      await got.y.read(),
+      want.y,
+      Float64Array.from(want.y, (v) => relY * Math.abs(v) + 1e-30),
+      'y',
+    );
+    expectWithin(
+      await got.rstd.read(),
+      want.rstd,
+      Float64Array.from(want.rstd, (v) => relY * v),
+      'rstd',
+    );
+    const absY = Float64Array.from(want.y, Math.abs);
+    for (let s = 0; s < c.S; s++) {
+      const mag = lora_rank_cpu(absY, Float64Array.from(Aw[s], Math.abs), { ...d, seed: seeds[s] });
+      const bound = Float64Array.from(mag, (v) => (c.K + 4 + relY / U32) * U32 * v + 1e-30);
+      expectWithin(await got.u[s].read(), want.u[s], bound, `u[${s}]`);
+    }
+    for (const tt of [tx, tg, buf, got.y, got.rstd, got.all]) tt.free();
+    await ctx.sync();
+    expect(ctx.alloc.liveBytes).toBe(live);
+  });
+
+  // h: the same lib functions as swiglu_forward.wgsl / geglu_forward.wgsl, so the same f32 bits; against the twin,
+  // with |gate| ≤ 1 both are within 32·u relative (tests/kernels/{swiglu,geglu}.test.ts), 64·u allowed, and u as
+  // the norm's above with relH = 64·u
+  it.each([
+    { kind: 'swiglu', N: 1, K: 5, r: 1, p: 0 },
+    { kind: 'swiglu', N: 7, K: 100, r: 3, p: 0.25 },
+    { kind: 'swiglu', N: 4100, K: 100, r: 8, p: 0.1 },
+    { kind: 'swiglu', N: 257, K: 1536, r: 8, p: 0, tile: { KS: 32, JQ: 2 } },
+    { kind: 'geglu', N: 33, K: 577, r: 64, p: 0.1 },
+    { kind: 'geglu', N: 9, K: 100, r: 16, p: 0, tile: { KS: 8, JQ: 4 } },
+  ] as const)('glu: h = act(gate)·up and drop(h)·Aᵀ in one dispatch match the twin: %o', async (c) => {
+    const ctx = await gpu();
+    await ctx.sync();
+    const live = ctx.alloc.liveBytes;
+    const R = rng(c.N * 11 + c.K + c.r);
+    const gate = R.uniform(c.N * c.K),
+      up = R.uniform(c.N * c.K, -2, 2),
+      A = R.uniform(c.r * c.K);
+    const [tg, tu, tA] = [
+      Tensor.from(ctx, gate, [c.N, c.K]),
+      Tensor.from(ctx, up, [c.N, c.K]),
+      Tensor.from(ctx, A, [c.r, c.K]),
+    ];
+    const d = { N: c.N, K: c.K, r: c.r, p: c.p, seed: 4242 };
+    const got = lora_rank_glu(c.kind, tg, tu, tA, d.seed, c.p, 'tile' in c ? c.tile : undefined);
+    const want = lora_rank_glu_cpu(c.kind, gate, up, A, d);
+    const h = await got.h.read();
+    const plain = (c.kind === 'geglu' ? geglu_forward : swiglu_forward)(tg, tu);
+    expect(h).toEqual(await plain.read()); // bit for bit the unfused kernel's h
+    const relH = 64 * U32;
+    expectWithin(
+      h,
+      want.h,
+      Float64Array.from(want.h, (v) => relH * Math.abs(v) + 1e-30),
+      'h',
+    );
+    const mag = lora_rank_cpu(Float64Array.from(want.h, Math.abs), Float64Array.from(A, Math.abs), d);
+    const bound = Float64Array.from(mag, (v) => (c.K + 4 + relH / U32) * U32 * v + 1e-30);
+    expectWithin(await got.u.read(), want.u, bound, 'u');
+    for (const t of [tg, tu, tA, got.h, got.u, plain]) t.free();
     await ctx.sync();
     expect(ctx.alloc.liveBytes).toBe(live);
   });
