@@ -8,7 +8,7 @@ import { geglu_backward, geglu_forward } from '../kernels/geglu';
 import { gelu_backward, gelu_forward } from '../kernels/gelu';
 import { layernorm_backward, layernorm_forward } from '../kernels/layernorm';
 import { lora_backward, lora_forward, type LoraParams } from '../kernels/lora';
-import { lora_rank_segments } from '../kernels/lora_rank';
+import { lora_rank_glu, lora_rank_norm, lora_rank_segments } from '../kernels/lora_rank';
 import { GradGroup, lora_grad_segments } from '../kernels/lora_grad';
 import { rmsnorm_backward, rmsnorm_forward } from '../kernels/rmsnorm';
 import { rope_backward, rope_forward, rope_qk_backward, rope_qk_forward, type RopeOpts } from '../kernels/rope';
@@ -35,7 +35,8 @@ export interface LoraBranch {
 }
 
 /** y = x·w0ᵀ + bias + scale·(drop(x)·Aᵀ)·Bᵀ [+ residual]; x is (N, IN), y and residual are (N, OUT). The residual
- * connection costs no add kernel (the matmul accumulates onto it); its gradient is y's, passed on unchanged. */
+ * connection costs no add kernel (the matmul accumulates onto it); its gradient is y's, passed on unchanged.
+ * `made`: u = drop(x)·Aᵀ (N, r) already computed with x (gatedLinear), now the op's. */
 export function linear(
   tape: Tape,
   x: Var,
@@ -43,12 +44,14 @@ export function linear(
   lora: LoraBranch | null,
   name: string,
   residual?: Var,
+  made?: Tensor,
 ): Var {
   const params: LoraParams | null = lora
     ? { A: lora.A.t, B: lora.B.t, scale: lora.scale, dropout: lora.dropout, seed: lora.seed }
     : null;
   const xt = x.t;
-  const { y, u } = lora_forward(xt, w.w0, w.bias, params, { w0Transposed: w.transposed, residual: residual?.t });
+  const fwd = lora_forward(xt, w.w0, w.bias, params, { w0Transposed: w.transposed, residual: residual?.t, u: made });
+  const [y, u] = [fwd.y, made ?? fwd.u];
   const needs = tape.needsGrad(x, ...(lora ? [lora.A, lora.B] : []), ...(residual ? [residual] : []));
   const out = tape.output(y, name, needs);
   if (!needs) {
@@ -111,23 +114,19 @@ const paramsOf = (l: LoraBranch): LoraParams => ({
  * lora_grad and one lora_grad_sum (lora_grad_segments) where their gradients lie side by side, then runs the
  * dx matmuls last first, each dx added into x's gradient as it goes.
  */
-export function linears(tape: Tape, x: Var, specs: LinearSpec[]): Var[] {
-  const branches = specs.map((s) => s.lora);
-  const ls = branches.filter((l): l is LoraBranch => !!l);
-  const grouped =
-    specs.length >= 2 &&
-    specs.length <= 3 &&
-    ls.length === specs.length &&
-    ls.every((l) => l.A.t.base === ls[0].A.t.base && l.dropout === ls[0].dropout && l.A.t.view);
-  if (!grouped) return specs.map((s) => linear(tape, x, s.w, s.lora, s.name));
+export function linears(tape: Tape, x: Var, specs: LinearSpec[], made?: { all: Tensor; u: Tensor[] }): Var[] {
+  const ls = groupOf(specs);
+  if (!ls) return specs.map((s) => linear(tape, x, s.w, s.lora, s.name));
   const xt = x.t;
-  // u_s (N, r) = drop_s(x) · A_sᵀ for every linear s, one dispatch; `all` holds them
-  const { all, u } = lora_rank_segments(
-    xt,
-    ls.map((l) => l.A.t),
-    ls.map((l) => l.seed),
-    ls[0].dropout,
-  );
+  // u_s (N, r) = drop_s(x) · A_sᵀ for every linear s, one dispatch (or made with x: normLinears); `all` holds them
+  const { all, u } =
+    made ??
+    lora_rank_segments(
+      xt,
+      ls.map((l) => l.A.t),
+      ls.map((l) => l.seed),
+      ls[0].dropout,
+    );
   const needs = tape.needsGrad(x, ...ls.flatMap((l) => [l.A, l.B]));
   const params = ls.map(paramsOf);
   const outs = specs.map((s, i) => {
@@ -188,11 +187,59 @@ export function linears(tape: Tape, x: Var, specs: LinearSpec[]): Var[] {
   return outs;
 }
 
+/** The branches of linears that share their U dispatch: 2 or 3 linears, all with adapters, their A's views of one
+ * buffer, one dropout p; else null. */
+function groupOf(specs: LinearSpec[]): LoraBranch[] | null {
+  const ls = specs.map((s) => s.lora).filter((l): l is LoraBranch => !!l);
+  const grouped =
+    specs.length >= 2 &&
+    specs.length <= 3 &&
+    ls.length === specs.length &&
+    ls.every((l) => l.A.t.base === ls[0].A.t.base && l.dropout === ls[0].dropout && l.A.t.view);
+  return grouped ? ls : null;
+}
+
+/**
+ * linears(rmsnorm(x)): the linears of one normed input (q, k, v of input_layernorm(x); gate, up of
+ * post_attention_layernorm(h)), with the norm made inside their U dispatch where they are grouped (lora_rank_norm:
+ * y, rstd and every U in one dispatch instead of two). The tape gets the same two ops as rmsnorm then linears, so
+ * both backwards are as they were; elsewhere it is those two calls.
+ */
+export function normLinears(
+  tape: Tape,
+  x: Var,
+  norm: { w: Tensor; eps: number; name: string },
+  specs: LinearSpec[],
+): Var[] {
+  const ls = groupOf(specs);
+  if (!ls) return linears(tape, rmsnorm(tape, x, norm.w, norm.eps, norm.name), specs);
+  const As = ls.map((l) => l.A.t);
+  const f = lora_rank_norm(
+    x.t,
+    norm.w,
+    norm.eps,
+    As,
+    ls.map((l) => l.seed),
+    ls[0].dropout,
+  );
+  const y = rmsnorm(tape, x, norm.w, norm.eps, norm.name, undefined, { y: f.y, rstd: f.rstd });
+  return linears(tape, y, specs, { all: f.all, u: f.u });
+}
+
 /** RMSNorm over the last dimension; x is (N, C), w is (C,) and frozen. With `residual` (N, C), y = residual +
- * the norm (a residual connection after a norm, Gemma 3's) at no add kernel; its gradient is y's, passed on. */
-export function rmsnorm(tape: Tape, x: Var, w: Tensor, eps: number, name: string, residual?: Var): Var {
+ * the norm (a residual connection after a norm, Gemma 3's) at no add kernel; its gradient is y's, passed on.
+ * `made`: y and rstd already computed (normLinears). */
+export function rmsnorm(
+  tape: Tape,
+  x: Var,
+  w: Tensor,
+  eps: number,
+  name: string,
+  residual?: Var,
+  made?: { y: Tensor; rstd: Tensor },
+): Var {
   const xt = x.t;
-  const { y, rstd } = rmsnorm_forward(xt, w, eps, residual?.t);
+  const { y, rstd } = made ?? rmsnorm_forward(xt, w, eps, residual?.t);
   const needs = tape.needsGrad(x, ...(residual ? [residual] : []));
   const out = tape.output(y, name, needs);
   if (!needs) {
@@ -349,10 +396,10 @@ const GATED = {
 /** The op h = act(gate)·up of one kind; gate, up, h are (N, F). */
 function gatedActivation(kind: keyof typeof GATED) {
   const { forward, backward } = GATED[kind];
-  return (tape: Tape, gate: Var, up: Var, name: string): Var => {
+  return (tape: Tape, gate: Var, up: Var, name: string, made?: Tensor /* h already computed */): Var => {
     const [gt, ut] = [gate.t, up.t];
     const needs = tape.needsGrad(gate, up);
-    const out = tape.output(forward(gt, ut), name, needs);
+    const out = tape.output(made ?? forward(gt, ut), name, needs);
     if (needs) {
       tape.record({
         name,
@@ -374,6 +421,29 @@ export const swiglu = gatedActivation('swiglu');
 
 /** h = gelu(gate)·up with GELU's tanh approximation (Gemma's GeGLU); gate, up, h are (N, F). */
 export const geglu = gatedActivation('geglu');
+
+/**
+ * down(act(gate)·up) [+ residual]: a gated activation (SwiGLU, GeGLU) and the linear after it (down_proj), with
+ * the activation made inside the linear's U dispatch where it has an adapter (lora_rank_glu: h and U in one
+ * dispatch instead of two). The tape gets the same two ops as swiglu / geglu then linear, so both backwards are as
+ * they were; without an adapter it is those two calls.
+ */
+export function gatedLinear(
+  tape: Tape,
+  kind: keyof typeof GATED,
+  gate: Var,
+  up: Var,
+  actName: string,
+  down: LinearSpec,
+  residual?: Var,
+): Var {
+  const act = kind === 'swiglu' ? swiglu : geglu;
+  const l = down.lora;
+  if (!l) return linear(tape, act(tape, gate, up, actName), down.w, null, down.name, residual);
+  const f = lora_rank_glu(kind, gate.t, up.t, l.A.t, l.seed, l.dropout);
+  const h = act(tape, gate, up, actName, f.h);
+  return linear(tape, h, down.w, l, down.name, residual, f.u);
+}
 
 /** GELU (tanh approximation). */
 export function gelu(tape: Tape, x: Var, name: string): Var {

@@ -21,7 +21,7 @@
 // `1.0 + self.weight.float()` is, and runs the plain RMSNorm kernel. Tied embeddings (262,144 rows for the real
 // models) by default; the chunked LM head (../head.ts) never holds B·T × V logits.
 
-import { geglu, headRmsnorm, linear, linears, rmsnorm, ropeQK, type LinearSpec } from '../../autograd/ops';
+import { gatedLinear, headRmsnorm, linear, normLinears, rmsnorm, ropeQK, type LinearSpec } from '../../autograd/ops';
 import type { Tape, Var } from '../../autograd/tape';
 import { f16BitsToF32, f32ToF16Bits } from '../../gpu/f16';
 import type { Tensor } from '../../gpu/tensor';
@@ -214,9 +214,14 @@ export class Gemma3Model implements CausalLM {
     };
 
     // attention
-    const n1 = norm('input_layernorm', x);
-    // q (N, Hq·D), k and v (N, Hkv·D): the three read n1 (one dispatch for their LoRA U's)
-    let [q, k, v] = linears(tape, n1, [spec('self_attn.q_proj'), spec('self_attn.k_proj'), spec('self_attn.v_proj')]);
+    // n1 = input_layernorm(x); q (N, Hq·D), k and v (N, Hkv·D): the three read n1 (one dispatch for n1 and their
+    // LoRA U's)
+    const n1 = { w: w('input_layernorm.weight'), eps: c.normEps, name: `${p}.input_layernorm` };
+    let [q, k, v] = normLinears(tape, x, n1, [
+      spec('self_attn.q_proj'),
+      spec('self_attn.k_proj'),
+      spec('self_attn.v_proj'),
+    ]);
     q = headRmsnorm(tape, q, w('self_attn.q_norm.weight'), c.normEps, `${p}.self_attn.q_norm`);
     k = headRmsnorm(tape, k, w('self_attn.k_norm.weight'), c.normEps, `${p}.self_attn.k_norm`);
     [q, k] = ropeQK(tape, q, k, { ...ropeOpts, heads: c.numHeads }, c.numKvHeads, [`${p}.rope_q`, `${p}.rope_k`]);
@@ -235,10 +240,11 @@ export class Gemma3Model implements CausalLM {
     const h = norm('post_attention_layernorm', lin('self_attn.o_proj', a), x);
 
     // MLP
-    const n2 = norm('pre_feedforward_layernorm', h);
-    const [gate, up] = linears(tape, n2, [spec('mlp.gate_proj'), spec('mlp.up_proj')]); // (N, I) each
-    const m = geglu(tape, gate, up, `${p}.geglu`); // (N, I)
-    return norm('post_feedforward_layernorm', lin('mlp.down_proj', m), h); // h + norm(down_proj(m))
+    const n2 = { w: w('pre_feedforward_layernorm.weight'), eps: c.normEps, name: `${p}.pre_feedforward_layernorm` };
+    const [gate, up] = normLinears(tape, h, n2, [spec('mlp.gate_proj'), spec('mlp.up_proj')]); // (N, I) each
+    // h + norm(down_proj(geglu(gate, up))), geglu's (N, I) made in down's U dispatch
+    const down = gatedLinear(tape, 'geglu', gate, up, `${p}.geglu`, spec('mlp.down_proj'));
+    return norm('post_feedforward_layernorm', down, h);
   }
 
   finalNorm(tape: Tape, x: Var): Var {

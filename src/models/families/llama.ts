@@ -17,7 +17,7 @@
 // RoPE's inverse frequencies come from rope_theta and, for Llama 3.x, rope_scaling (linear or llama3),
 // computed on the CPU exactly as transformers does (src/kernels/rope.ts rope_inv_freq).
 
-import { headRmsnorm, linear, linears, rmsnorm, ropeQK, swiglu, type LinearSpec } from '../../autograd/ops';
+import { gatedLinear, headRmsnorm, linear, normLinears, rmsnorm, ropeQK, type LinearSpec } from '../../autograd/ops';
 import type { Tape, Var } from '../../autograd/tape';
 import type { Tensor } from '../../gpu/tensor';
 import { embedding_forward } from '../../kernels/embedding';
@@ -369,9 +369,14 @@ export class LlamaModel implements CausalLM {
     const usesRope = c.ropeLayers?.[i] ?? true;
 
     // attention
-    const n1 = rmsnorm(tape, x, w('input_layernorm.weight'), c.normEps, `${p}.input_layernorm`);
-    // q (N, Hq·D), k and v (N, Hkv·D): the three read n1 (one dispatch for their LoRA U's)
-    let [q, k, v] = linears(tape, n1, [spec('self_attn.q_proj'), spec('self_attn.k_proj'), spec('self_attn.v_proj')]);
+    // n1 = input_layernorm(x); q (N, Hq·D), k and v (N, Hkv·D): the three read n1 (one dispatch for n1 and their
+    // LoRA U's)
+    const n1 = { w: w('input_layernorm.weight'), eps: c.normEps, name: `${p}.input_layernorm` };
+    let [q, k, v] = normLinears(tape, x, n1, [
+      spec('self_attn.q_proj'),
+      spec('self_attn.k_proj'),
+      spec('self_attn.v_proj'),
+    ]);
     if (c.qkNorm) {
       q = headRmsnorm(tape, q, w('self_attn.q_norm.weight'), c.normEps, `${p}.self_attn.q_norm`);
       k = headRmsnorm(tape, k, w('self_attn.k_norm.weight'), c.normEps, `${p}.self_attn.k_norm`);
@@ -398,10 +403,10 @@ export class LlamaModel implements CausalLM {
     const h = lin('self_attn.o_proj', a, x); // x + o_proj(a): the residual added by the matmul
 
     // MLP
-    const n2 = rmsnorm(tape, h, w('post_attention_layernorm.weight'), c.normEps, `${p}.post_attention_layernorm`);
-    const [gate, up] = linears(tape, n2, [spec('mlp.gate_proj'), spec('mlp.up_proj')]); // (N, I) each
-    const m = swiglu(tape, gate, up, `${p}.swiglu`); // (N, I)
-    return lin('mlp.down_proj', m, h); // h + down_proj(m)
+    const n2 = { w: w('post_attention_layernorm.weight'), eps: c.normEps, name: `${p}.post_attention_layernorm` };
+    const [gate, up] = normLinears(tape, h, n2, [spec('mlp.gate_proj'), spec('mlp.up_proj')]); // (N, I) each
+    // h + down_proj(swiglu(gate, up)), swiglu's (N, I) made in down's U dispatch
+    return gatedLinear(tape, 'swiglu', gate, up, `${p}.swiglu`, spec('mlp.down_proj'), h);
   }
 
   finalNorm(tape: Tape, x: Var): Var {
