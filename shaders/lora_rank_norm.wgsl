@@ -71,7 +71,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   }
   storageBarrier(); // the y just stored, seen by every thread of the workgroup
   for (var sg = 0u; sg < p.S; sg++) {
-    workgroupBarrier(); // the partials above (or the last segment's) read before part is written again
+    // the last segment's partials read before part is written again (the first: the storage barrier above)
+    if (sg > 0u) { workgroupBarrier(); }
     let aoff = select(select(p.a0, p.a1, sg == 1u), p.a2, sg == 2u);
     let seed = select(select(p.seed0, p.seed1, sg == 1u), p.seed2, sg == 2u);
     rank_rows(n0, sg, aoff, seed, lid.x, lid.y, li);
