@@ -1,12 +1,13 @@
 // The rank-r product of one block of 8 rows, shared by shaders/lora_rank.wgsl (x as it is) and the kernels that
 // make their input in the same dispatch (shaders/lora_rank_norm.wgsl, shaders/lora_rank_glu.wgsl):
-//   out[sg·ostride + n·R + j] = Σ_k x_at(seed, n, k) · w_at(a, j, k)      n0 ≤ n < min(n0 + 8, N), j < R
+//   out[sg·ostride + n·R + j] = Σ_k x_at(seed, i, n, k) · w_at(a, j, k)      n = n0 + i < N, j < R
 // A workgroup is KS x JQ threads (JQ = ceil(R / 4)); thread (kt, jq) computes all 8 rows of the block for
 // columns j0..j0+3 (j0 = 4·jq, clamped at R), register-blocked like matmul.wgsl (one w load serves 8 rows),
 // over k = kt, kt + KS, ... (consecutive threads read consecutive k). Then each of the 8·JQ outputs sums its
 // KS partials in a fixed order (kt = 0, 1, ...): no atomics, so a run is bit-identical to itself.
 // The includer declares p (Params with N, K, R, ostride), w, out, the consts KS, JQ, W_KR, and
-// fn x_at(seed, n, k): element (n, k) of the input as the product reads it (dropout applied).
+// fn x_at(seed, i, n, k): element (n, k) of the input as the product reads it (dropout applied), n being the
+// block's row i (0..7; rows past N are the last row again).
 
 const ROWS = 8u; // output rows per workgroup (and per thread)
 const NOUT = ROWS * JQ; // vec4 outputs per workgroup
@@ -32,9 +33,9 @@ fn rank_rows(n0: u32, sg: u32, aoff: u32, seed: u32, kt: u32, jq: u32, li: u32) 
   var a4 = vec4f(0.0); var a5 = vec4f(0.0); var a6 = vec4f(0.0); var a7 = vec4f(0.0);
   for (var k = kt; k < p.K; k += KS) {
     let wv = vec4f(w_at(aoff, js.x, k), w_at(aoff, js.y, k), w_at(aoff, js.z, k), w_at(aoff, js.w, k));
-    a0 += x_at(seed, r0, k) * wv; a1 += x_at(seed, r1, k) * wv; a2 += x_at(seed, r2, k) * wv;
-    a3 += x_at(seed, r3, k) * wv; a4 += x_at(seed, r4, k) * wv; a5 += x_at(seed, r5, k) * wv;
-    a6 += x_at(seed, r6, k) * wv; a7 += x_at(seed, r7, k) * wv;
+    a0 += x_at(seed, 0u, r0, k) * wv; a1 += x_at(seed, 1u, r1, k) * wv; a2 += x_at(seed, 2u, r2, k) * wv;
+    a3 += x_at(seed, 3u, r3, k) * wv; a4 += x_at(seed, 4u, r4, k) * wv; a5 += x_at(seed, 5u, r5, k) * wv;
+    a6 += x_at(seed, 6u, r6, k) * wv; a7 += x_at(seed, 7u, r7, k) * wv;
   }
   let b = kt * NOUT + jq;
   part[b] = a0; part[b + JQ] = a1; part[b + 2u * JQ] = a2; part[b + 3u * JQ] = a3;

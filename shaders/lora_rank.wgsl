@@ -26,7 +26,7 @@ const JQ = {{JQ}}u; // column quads: ceil(R / 4)
 const W_KR = {{W_KR}};
 const MASK = {{MASK}};
 
-fn x_at(seed: u32, n: u32, k: u32) -> f32 {
+fn x_at(seed: u32, i: u32, n: u32, k: u32) -> f32 {
   var v = x[n * p.K + k];
   if (MASK) { v *= dropout_mult(seed, n * p.K + k, p.p); }
   return v;

@@ -30,7 +30,7 @@ fn act(v: f32) -> f32 {
   return silu(v);
 }
 
-fn x_at(seed: u32, n: u32, k: u32) -> f32 {
+fn x_at(seed: u32, i: u32, n: u32, k: u32) -> f32 {
   var v = h[n * p.K + k];
   if (MASK) { v *= dropout_mult(seed, n * p.K + k, p.p); }
   return v;

@@ -2,15 +2,16 @@
 //   rstd[n] = 1 / sqrt(mean_k(x[n, k]²) + eps),  y[n, k] = (x[n, k] · rstd[n]) · g[k]      (rmsnorm_forward.wgsl's y)
 //   out_s[n, j] = Σ_k drop_s(y)[n, k] · A_s[j, k]                                           (lora_rank.wgsl's u)
 // x and y are (N, K), g is (K,), rstd is (N,), each A_s is (R, K) at float a_s of w, out_s (N, R) at s·ostride.
-// A workgroup owns 8 whole rows: it sums their squares (every thread a strided slice of all 8, the partials
-// added in a fixed order), stores their y and rstd, and after a storage barrier runs the rank product of
-// shaders/lib_lora_rank.wgsl over the y it just stored, once per segment (S of them, up to 3).
+// A workgroup owns 8 whole rows of one segment (grid z = s, up to 3): it sums their squares (every thread a
+// strided slice of all 8, the partials added in a fixed order, so every segment gets the same rstd), segment 0
+// stores their y and rstd, and every segment runs the rank product of shaders/lib_lora_rank.wgsl over y made
+// again from x as it reads it (the same f32 operations as the stored y).
 //! defaults: KS=32 JQ=2 MASK=false
 //#include lib_rng
 //#include lib_lora_rank
 
 struct Params {
-  N: u32, K: u32, R: u32, ostride: u32, S: u32,
+  N: u32, K: u32, R: u32, ostride: u32,
   a0: u32, a1: u32, a2: u32, seed0: u32, seed1: u32, seed2: u32,
   p: f32, eps: f32,
 }
@@ -28,8 +29,19 @@ const W_KR = false;
 const MASK = {{MASK}};
 const THREADS = KS * JQ;
 
-fn x_at(seed: u32, n: u32, k: u32) -> f32 {
-  var v = y[n * p.K + k];
+var<private> rlo: vec4f; // rstd of the block's rows 0..3
+var<private> rhi: vec4f; // and 4..7
+
+fn rstd_of(i: u32) -> f32 {
+  return select(rhi[i % 4u], rlo[i % 4u], i < 4u);
+}
+
+fn y_at(i: u32, n: u32, k: u32) -> f32 {
+  return (x[n * p.K + k] * rstd_of(i)) * g[k];
+}
+
+fn x_at(seed: u32, i: u32, n: u32, k: u32) -> f32 {
+  var v = y_at(i, n, k);
   if (MASK) { v *= dropout_mult(seed, n * p.K + k, p.p); }
   return v;
 }
@@ -38,8 +50,7 @@ fn x_at(seed: u32, n: u32, k: u32) -> f32 {
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(local_invocation_id) lid: vec3u, @builtin(local_invocation_index) li: u32) {
   let n0 = (wid.x + wid.y * nwg.x) * ROWS;
-  if (n0 >= p.N) { return; } // the same for the whole workgroup, so the barriers below stay uniform
-  let rows = min(ROWS, p.N - n0);
+  let sg = wid.z; // the segment
   let last = p.N - 1u;
   // sums of squares of the 8 rows (rows past N read the last one and are never stored)
   var lo = vec4f(0.0);
@@ -61,20 +72,17 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
     slo += part[2u * t];
     shi += part[2u * t + 1u];
   }
-  let rlo = inverseSqrt(slo / f32(p.K) + p.eps);
-  let rhi = inverseSqrt(shi / f32(p.K) + p.eps);
-  if (li < rows) { rstd[n0 + li] = select(rhi[li % 4u], rlo[li % 4u], li < 4u); }
-  for (var i = 0u; i < rows; i++) {
-    let r = select(rhi[i % 4u], rlo[i % 4u], i < 4u);
-    let at = (n0 + i) * p.K;
-    for (var k = li; k < p.K; k += THREADS) { y[at + k] = (x[at + k] * r) * g[k]; }
+  rlo = inverseSqrt(slo / f32(p.K) + p.eps);
+  rhi = inverseSqrt(shi / f32(p.K) + p.eps);
+  workgroupBarrier(); // every partial read before the product writes part again
+  if (sg == 0u && n0 < p.N) {
+    let rows = min(ROWS, p.N - n0);
+    if (li < rows) { rstd[n0 + li] = rstd_of(li); }
+    for (var i = 0u; i < rows; i++) {
+      for (var k = li; k < p.K; k += THREADS) { y[(n0 + i) * p.K + k] = y_at(i, n0 + i, k); }
+    }
   }
-  storageBarrier(); // the y just stored, seen by every thread of the workgroup
-  for (var sg = 0u; sg < p.S; sg++) {
-    // the last segment's partials read before part is written again (the first: the storage barrier above)
-    if (sg > 0u) { workgroupBarrier(); }
-    let aoff = select(select(p.a0, p.a1, sg == 1u), p.a2, sg == 2u);
-    let seed = select(select(p.seed0, p.seed1, sg == 1u), p.seed2, sg == 2u);
-    rank_rows(n0, sg, aoff, seed, lid.x, lid.y, li);
-  }
+  let aoff = select(select(p.a0, p.a1, sg == 1u), p.a2, sg == 2u);
+  let seed = select(select(p.seed0, p.seed1, sg == 1u), p.seed2, sg == 2u);
+  rank_rows(n0, sg, aoff, seed, lid.x, lid.y, li);
 }

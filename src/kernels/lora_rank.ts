@@ -131,8 +131,8 @@ export function lora_rank_segments(
  * RMSNorm and the U's of the 1 to 3 linears that read its output, in one dispatch (shaders/lora_rank_norm.wgsl):
  * x is (N, K) f32 (the raw rows), g (K,) the norm's weight; returns y (N, K) = (x · rstd) · g and rstd (N,) as
  * rmsnorm_forward gives them (the sum of squares added in another order), and u_s (N, r) = drop_s(y)·A_sᵀ as
- * lora_rank_segments gives them for that y (As, seeds, dropout: as there). A workgroup owns 8 rows and loops over
- * the segments: N / 8 workgroups.
+ * lora_rank_segments gives them for that y (As, seeds, dropout: as there). A workgroup owns 8 rows of one
+ * segment: N / 8 x S workgroups.
  */
 export function lora_rank_norm(
   x: Tensor,
@@ -155,16 +155,17 @@ export function lora_rank_norm(
   x.ctx.dispatch('lora_rank_norm', {
     defines: { ...t, MASK: dropout > 0 },
     bindings: [x.binding, g.binding, w.binding, all.binding, y.binding, rstd.binding],
-    u32: [N, K, r, ostride, S, at(a, 0), at(a, 1), at(a, 2), at(seeds, 0), at(seeds, 1), at(seeds, 2)],
+    u32: [N, K, r, ostride, at(a, 0), at(a, 1), at(a, 2), at(seeds, 0), at(seeds, 1), at(seeds, 2)],
     f32: [dropout, eps],
-    workgroups: grid1d(Math.ceil(N / RANK_ROWS), 1),
+    workgroups: [...grid1d(Math.ceil(N / RANK_ROWS), 1), S],
     cost: {
-      // Σx² and (x·r)·g: 4 per element (rmsnorm_forward's count), then S rank products over y
-      flops: 4 * N * K + 2 * S * N * K * r,
-      bytesRead: 4 * (N * K + K + N * K /* y, read back by the product */ + S * r * K),
+      // per segment Σx², y made again as the product reads it (4 per element: rmsnorm_forward's count) and the
+      // rank product; x read once (ideal caching)
+      flops: S * (4 * N * K + 2 * N * K * r),
+      bytesRead: 4 * (N * K + K + S * r * K),
       bytesWritten: 4 * (N * K + N + S * N * r),
-      // the squares, their partials, y's 8 rows, then per segment the product and its partials
-      serialLoop: Math.ceil(K / T) + T + RANK_ROWS * Math.ceil(K / T) + S * (Math.ceil(K / t.KS) + t.KS),
+      // the squares and their partials, y's 8 rows (segment 0), the product and its partials
+      serialLoop: Math.ceil(K / T) + T + RANK_ROWS * Math.ceil(K / T) + Math.ceil(K / t.KS) + t.KS,
     },
   });
   return { y, rstd, all, u };
