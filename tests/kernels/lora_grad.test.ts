@@ -12,6 +12,7 @@ import { Tensor } from '../../src/gpu/tensor';
 import { lora_backward, lora_forward, type LoraParams } from '../../src/kernels/lora';
 import {
   GRAD_ROWS,
+  GradCarry,
   GradGroup,
   gradTile,
   lora_grad,
@@ -72,6 +73,7 @@ describe('lora_grad (shaders/lora_grad.wgsl, shaders/lora_grad_sum.wgsl)', () =>
     ];
     // without accumulate their contents must be overwritten
     const out = { dA: Tensor.from(ctx, base.dA, [r, IN]), dB: Tensor.from(ctx, base.dB, [OUT, r]) };
+    const carry = new GradCarry(ctx);
     const G = lora_grad(
       tdy,
       tx,
@@ -79,15 +81,19 @@ describe('lora_grad (shaders/lora_grad.wgsl, shaders/lora_grad_sum.wgsl)', () =>
       tB,
       out,
       { scale: d.scale, accumulate: c.accumulate, dropout: c.p, seed: d.seed },
+      carry,
       t,
     );
+    expect(carry.waiting).toBe(true);
+    carry.flush(); // stage 2 on its own
     const want = lora_grad_cpu(dy, x, u, B, c.accumulate ? base : null, d);
     const absBase = c.accumulate ? { dA: abs(base.dA), dB: abs(base.dB) } : null;
     const mag = lora_grad_cpu(abs(dy), abs(x), abs(u), abs(B), absBase, { ...d, scale: Math.abs(d.scale) });
     expectSumBounded(await G.read(), want.G, mag.G, OUT, 'G');
     expectSumBounded(await out.dB.read(), want.dB, mag.dB, N, 'dB');
     expectSumBounded(await out.dA.read(), want.dA, mag.dA, N + OUT, 'dA');
-    for (const v of [tdy, tx, tu, tB, out.dA, out.dB, G]) v.free();
+    for (const v of [tdy, tx, tu, tB, out.dA, out.dB]) v.free();
+    carry.free();
     await ctx.sync();
     expect(ctx.alloc.liveBytes).toBe(live);
   });
@@ -168,20 +174,26 @@ describe('lora_grad (shaders/lora_grad.wgsl, shaders/lora_grad_sum.wgsl)', () =>
       const scale = 0.7;
       const flats = [0, 1, 2].map(() => Tensor.from(ctx, base, [total]));
       const grads = flats.map(views);
-      // twice as one group, and once as separate calls with the same tile
+      // twice as one group, and once as separate calls with the same tile, on one carry: each call's stage 2
+      // carried by the next one's dispatch (the last flushed on its own)
+      const bits = async (v: Tensor) => Array.from(new Uint32Array((await v.read()).buffer));
       const tile = rankTile(Math.min(...OUTS), r, 16);
       const runs = [0, 1].map((k) => {
         const group = GradGroup.of(grads[k], N, scale)!;
-        const { all, G } = lora_grad_segments(x, gsegs, group, p, tile);
-        group.flush();
-        return { all, G, group };
+        const carry = new GradCarry(ctx);
+        const G = lora_grad_segments(x, gsegs, group, carry, p, tile);
+        carry.flush();
+        return { carry, G, group };
       });
       const { SB, chunks } = runs[0].group;
       const o = { scale, accumulate: true, dropout: p };
-      const sep = gsegs.map((sg, s) =>
-        lora_grad(sg.dy, x, sg.u, sg.B, grads[2][s], { ...o, seed: sg.seed }, { ...tile, SB, chunks }),
-      );
-      const bits = async (v: Tensor) => Array.from(new Uint32Array((await v.read()).buffer));
+      const carry = new GradCarry(ctx);
+      const sep: number[][] = [];
+      for (const [s, sg] of gsegs.entries()) {
+        const G = lora_grad(sg.dy, x, sg.u, sg.B, grads[2][s], { ...o, seed: sg.seed }, carry, { ...tile, SB, chunks });
+        sep.push(await bits(G)); // before the next call reuses its room
+      }
+      carry.flush();
       expect(await bits(flats[1])).toEqual(await bits(flats[0]));
       expect(await bits(flats[2])).toEqual(await bits(flats[0]));
       const d = { N, IN, r, CH: GRAD_ROWS * SB, scale, p };
@@ -200,7 +212,7 @@ describe('lora_grad (shaders/lora_grad.wgsl, shaders/lora_grad_sum.wgsl)', () =>
       let at = 0;
       for (let s = 0; s < S; s++) {
         expect(await bits(runs[1].G[s])).toEqual(await bits(runs[0].G[s]));
-        expect(await bits(sep[s])).toEqual(await bits(runs[0].G[s]));
+        expect(sep[s]).toEqual(await bits(runs[0].G[s]));
         expectSumBounded(await runs[0].G[s].read(), want[s].G, mag[s].G, OUTS[s], `G[${s}]`);
         expectSumBounded(flat.subarray(at, at + r * IN), want[s].dA, mag[s].dA, N + OUTS[s], `dA[${s}]`);
         expect(Array.from(flat.subarray(at + r * IN, at + slots[2 * s]))).toEqual(
@@ -214,7 +226,8 @@ describe('lora_grad (shaders/lora_grad.wgsl, shaders/lora_grad_sum.wgsl)', () =>
         at += slots[2 * s + 1];
       }
       if (S >= 2) expect(GradGroup.of([grads[0][1], grads[0][0]], N, 1)).toBeNull(); // not side by side
-      for (const v of [x, tu, tb, ...flats, ...runs.map((q) => q.all), ...sep, ...gsegs.map((q) => q.dy)]) v.free();
+      for (const v of [x, tu, tb, ...flats, ...gsegs.map((q) => q.dy)]) v.free();
+      for (const c of [carry, ...runs.map((q) => q.carry)]) c.free();
       await ctx.sync();
       expect(ctx.alloc.liveBytes).toBe(live);
     },
