@@ -233,6 +233,146 @@ describe('lora_grad (shaders/lora_grad.wgsl, shaders/lora_grad_sum.wgsl)', () =>
     },
   );
 
+  // The carry (GradCarry): a group's stage 2 carried by a lone linear's lora_grad of other sizes (other E, chunks and
+  // tokens), whose own is carried by the next group's, and so on; against the same calls each flushed on its own
+  // (bit for bit, G's too) and against the twins. A fresh carry's workspace holds one job, so the second call grows
+  // it (the pending sum goes on its own first); from then on every sum is carried: on a used carry, one
+  // lora_grad_sum (the last flush) for all the calls.
+  const CARRY_CASES = [
+    { N1: 37, IN1: 33, OUTS: [33, 7, 7], N2: 100, IN2: 65, OUT2: 17, r: 5, p: 0.1 },
+    { N1: 4100, IN1: 20, OUTS: [9, 30], N2: 13, IN2: 7, OUT2: 100, r: 8, p: 0 },
+    { N1: 9, IN1: 5, OUTS: [3], N2: 257, IN2: 100, OUT2: 33, r: 16, p: 0.25 },
+  ];
+  it.each(CARRY_CASES)(
+    'a stage 2 carried by the next lora_grad: bit for bit the sums made on their own, one lora_grad_sum: %o',
+    async ({ N1, IN1, OUTS, N2, IN2, OUT2, r, p }) => {
+      const ctx = await gpu();
+      await ctx.sync();
+      const live = ctx.alloc.liveBytes;
+      const pad = (n: number) => Math.ceil(n / 64) * 64;
+      const R = rng(N1 + 7 * N2 + r);
+      const S = OUTS.length;
+      // the flat gradients: the group's linears, then the lone one, each dA and dB padded to 64 floats
+      const sizes = [...OUTS.flatMap((OUT) => [r * IN1, OUT * r]), r * IN2, OUT2 * r];
+      const at = sizes.map((_, i) => sizes.slice(0, i).reduce((a, n) => a + pad(n), 0));
+      const total = at[at.length - 1] + pad(sizes[sizes.length - 1]);
+      const base = R.uniform(total);
+      // inputs: the group's x1 (N1, IN1), dy_s, u_s, B_s (u's and B's in one buffer each); the lone x2, dy2, u2, B2
+      const x1 = R.uniform(N1 * IN1);
+      const segs = OUTS.map((OUT, s) => ({
+        OUT,
+        dy: R.uniform(N1 * OUT),
+        u: R.uniform(N1 * r),
+        B: R.uniform(OUT * r),
+        seed: 30 + s,
+      }));
+      const lone = { dy: R.uniform(N2 * OUT2), x: R.uniform(N2 * IN2), u: R.uniform(N2 * r), B: R.uniform(OUT2 * r) };
+      const cat = (vs: Float32Array[]) => {
+        const out = new Float32Array(vs.reduce((a, v) => a + pad(v.length), 0));
+        vs.reduce((o, v) => (out.set(v, o), o + pad(v.length)), 0);
+        return out;
+      };
+      const tx1 = Tensor.from(ctx, x1, [N1, IN1]);
+      const [tu, tb] = [cat(segs.map((sg) => sg.u)), cat(segs.map((sg) => sg.B))].map((v) =>
+        Tensor.from(ctx, v, [v.length]),
+      );
+      const gsegs = segs.map((sg, s) => ({
+        dy: Tensor.from(ctx, sg.dy, [N1, sg.OUT]),
+        u: Tensor.view(ctx, tu.base, 4 * pad(N1 * r) * s, [N1, r]),
+        B: Tensor.view(ctx, tb.base, 4 * OUTS.slice(0, s).reduce((a, OUT) => a + pad(OUT * r), 0), [sg.OUT, r]),
+        seed: sg.seed,
+      }));
+      const [tdy2, tx2, tu2, tB2] = [
+        Tensor.from(ctx, lone.dy, [N2, OUT2]),
+        Tensor.from(ctx, lone.x, [N2, IN2]),
+        Tensor.from(ctx, lone.u, [N2, r]),
+        Tensor.from(ctx, lone.B, [OUT2, r]),
+      ];
+      const scale = -0.9;
+      const o2 = { scale, accumulate: true, dropout: p, seed: 77 };
+      const bits = async (v: Tensor) => Array.from(new Uint32Array((await v.read()).buffer));
+      // group, lone, group, lone (two micro-batches), then the last flush; `alone`: each call's stage 2 flushed
+      // right after it
+      const run = async (carry: GradCarry, alone: boolean) => {
+        const flat = Tensor.from(ctx, base, [total]);
+        const view = (i: number, shape: number[]) => Tensor.view(ctx, flat.base, 4 * at[i], shape);
+        const members = OUTS.map((OUT, s) => ({ dA: view(2 * s, [r, IN1]), dB: view(2 * s + 1, [OUT, r]) }));
+        const into = { dA: view(2 * S, [r, IN2]), dB: view(2 * S + 1, [OUT2, r]) };
+        const Gs: number[][] = [];
+        const rec = await ctx.record(async () => {
+          for (const k of [0, 1, 2, 3]) {
+            const G =
+              k % 2
+                ? [lora_grad(tdy2, tx2, tu2, tB2, into, o2, carry)]
+                : lora_grad_segments(tx1, gsegs, GradGroup.of(members, N1, scale)!, carry, p);
+            if (alone) carry.flush();
+            for (const g of G) Gs.push(await bits(g)); // before the next call reuses its room
+          }
+          carry.flush();
+          expect(carry.waiting).toBe(false);
+        });
+        const grads = await flat.read();
+        flat.free();
+        const count = (name: string) => rec.dispatches.filter((d) => d.name === name).length;
+        return { grads, Gs, sums: count('lora_grad_sum'), stage1: count('lora_grad') };
+      };
+      const [carry, own] = [new GradCarry(ctx), new GradCarry(ctx)];
+      const runs = [await run(carry, false), await run(carry, false), await run(own, true)];
+      expect(runs.map((q) => [q.stage1, q.sums])).toEqual([
+        [4, 2],
+        [4, 1],
+        [4, 4],
+      ]);
+      const asBits = (v: Float32Array) => Array.from(new Uint32Array(v.buffer));
+      for (const q of runs.slice(1)) {
+        expect(asBits(q.grads)).toEqual(asBits(runs[0].grads));
+        expect(q.Gs).toEqual(runs[0].Gs);
+      }
+      // against the twins: the group and the lone linear twice each, from the flat's values
+      const SB1 = Math.ceil(N1 / (GRAD_ROWS * MAX_CHUNKS)); // the partials' budget is far away at these sizes
+      const SB2 = gradTile(N2, IN2, OUT2, r).SB;
+      const d1 = { N: N1, IN: IN1, r, CH: GRAD_ROWS * SB1, scale, p };
+      const d2 = { N: N2, IN: IN2, OUT: OUT2, r, CH: GRAD_ROWS * SB2, scale, p, seed: 77 };
+      const sl = (i: number, v: ArrayLike<number>) => Float64Array.from({ length: sizes[i] }, (_, k) => v[at[i] + k]);
+      const bases = OUTS.map((_, s) => ({ dA: sl(2 * s, base), dB: sl(2 * s + 1, base) }));
+      const lbase = { dA: sl(2 * S, base), dB: sl(2 * S + 1, base) };
+      const absSegs = segs.map((sg) => ({ ...sg, dy: abs(sg.dy), u: abs(sg.u), B: abs(sg.B) }));
+      const absOf = (b: { dA: ArrayLike<number>; dB: ArrayLike<number> }) => ({ dA: abs(b.dA), dB: abs(b.dB) });
+      const [a1, a2] = [
+        { ...d1, scale: Math.abs(scale) },
+        { ...d2, scale: Math.abs(scale) },
+      ];
+      const want = lora_grad_segments_cpu(x1, segs, lora_grad_segments_cpu(x1, segs, bases, d1), d1);
+      const mag = lora_grad_segments_cpu(
+        abs(x1),
+        absSegs,
+        lora_grad_segments_cpu(abs(x1), absSegs, bases.map(absOf), a1),
+        a1,
+      );
+      const [ldy, lx, lu, lB] = [lone.dy, lone.x, lone.u, lone.B];
+      const lwant = lora_grad_cpu(ldy, lx, lu, lB, lora_grad_cpu(ldy, lx, lu, lB, lbase, d2), d2);
+      const [Ady, Ax, Au, AB] = [abs(ldy), abs(lx), abs(lu), abs(lB)];
+      const lmag = lora_grad_cpu(Ady, Ax, Au, AB, lora_grad_cpu(Ady, Ax, Au, AB, absOf(lbase), a2), a2);
+      const got = runs[0].grads;
+      const f32 = (b: number[]) => new Float32Array(Uint32Array.from(b).buffer);
+      for (let s = 0; s < S; s++) {
+        expectSumBounded(sl(2 * s, got), want[s].dA, mag[s].dA, 2 * (N1 + OUTS[s]), `dA[${s}]`);
+        expectSumBounded(sl(2 * s + 1, got), want[s].dB, mag[s].dB, 2 * N1, `dB[${s}]`);
+        expectSumBounded(f32(runs[0].Gs[s]), want[s].G, mag[s].G, OUTS[s], `G[${s}]`);
+      }
+      expectSumBounded(sl(2 * S, got), lwant.dA, lmag.dA, 2 * (N2 + OUT2), 'lone dA');
+      expectSumBounded(sl(2 * S + 1, got), lwant.dB, lmag.dB, 2 * N2, 'lone dB');
+      expectSumBounded(f32(runs[0].Gs[S]), lwant.G, lmag.G, OUT2, 'lone G');
+      // the padding stays as it was
+      for (let i = 0; i < sizes.length; i++)
+        for (let k = at[i] + sizes[i]; k < (at[i + 1] ?? total); k++) expect(got[k]).toBe(base[k]);
+      for (const v of [tx1, tu, tb, ...gsegs.map((q) => q.dy), tdy2, tx2, tu2, tB2]) v.free();
+      for (const c of [carry, own]) c.free();
+      await ctx.sync();
+      expect(ctx.alloc.liveBytes).toBe(live);
+    },
+  );
+
   it('dA and dB twins = finite differences of sum(dy ⊙ y) in float64 (with dropout)', () => {
     // y = s·(drop(x)·Aᵀ)·Bᵀ (the LoRA branch; W0 and bias add nothing to dA, dB), loss = Σ dy ⊙ y
     const [N, IN, OUT, r, s, p, seed] = [5, 6, 4, 3, 0.7, 0.25, 5]; // p exact in f32: lora.cpu.ts uses p as is, the kernel twins fround(p)
