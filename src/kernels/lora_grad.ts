@@ -54,13 +54,33 @@ export function gradTile(
 }
 
 const pad = (n: number) => Math.ceil(n / (VIEW_ALIGN / 4)) * (VIEW_ALIGN / 4);
+const padDown = (n: number) => Math.floor(n / (VIEW_ALIGN / 4)) * (VIEW_ALIGN / 4);
 const threadsOf = (ctx: GpuContext) => (ctx.softwareAdapter ? 16 : 64); // as lora_rank: CPU adapters want fewer
-/** Floats one binding (and one buffer) may hold. */
-const bindingFloats = (ctx: GpuContext) =>
-  Math.floor(Math.min(ctx.limits.maxStorageBufferBindingSize, ctx.limits.maxBufferSize) / 4);
-/** The partials' budget beside gFloats of G's in one binding (the workspace's): PART_BUDGET unless the binding
- * is smaller. */
-const budgetOf = (ctx: GpuContext, gFloats: number) => Math.min(PART_BUDGET, 4 * (bindingFloats(ctx) - gFloats));
+/** Bytes one binding (and one buffer) may hold. */
+const bindingBytes = (ctx: GpuContext) => Math.min(ctx.limits.maxStorageBufferBindingSize, ctx.limits.maxBufferSize);
+/** The partials' budget beside gFloats of G's in one binding (the workspace's): PART_BUDGET unless the binding is
+ * smaller. */
+const budgetOf = (binding: number, gFloats: number) => Math.min(PART_BUDGET, binding - 4 * gFloats);
+
+/**
+ * What one lora_grad holds in a carry's workspace, in floats: `g` for the G's of its linears (each padded to a
+ * binding offset) and `room` for its chunk partials, `chunks` rows of E (one linear's r·(IN + OUT); with `span`, a
+ * GradGroup's: each dA and dB padded). `binding`: the device's bytes per binding. For the calls and the memory
+ * estimate (src/models/memory.ts).
+ */
+export function gradWorkspace(
+  N: number,
+  IN: number,
+  OUTS: number[],
+  r: number,
+  binding: number,
+  span = OUTS.length > 1,
+): { g: number; E: number; SB: number; chunks: number; room: number } {
+  const g = OUTS.length * pad(N * r);
+  const E = span ? OUTS.reduce((e, OUT) => e + pad(r * IN) + pad(OUT * r), 0) : r * (IN + OUTS[0]);
+  const { SB, chunks } = gradTile(N, IN, OUTS[0], r, 64, budgetOf(binding, g), E);
+  return { g, E, SB, chunks, room: pad(chunks * E) };
+}
 
 /** A stage 2 recorded later: dst [+]= scale · the `chunks` rows of E partials at float `at` of the workspace,
  * summed in order; the first da.numel columns go to da, the rest to db (E = da.numel + db.numel). */
@@ -143,7 +163,10 @@ export class GradCarry {
       carried = null;
       const g = Math.max(this.gFloats, gNeed);
       // room for this pair next time, within one binding
-      const pFloats = Math.max(room, Math.min(Math.max(this.pFloats, held + room), bindingFloats(this.ctx) - g));
+      const pFloats = Math.max(
+        room,
+        Math.min(Math.max(this.pFloats, held + room), padDown(bindingBytes(this.ctx) / 4 - g)),
+      );
       if (!this.ws || g > this.gFloats || pFloats > this.pFloats) {
         if (this.ws) this.ctx.free(this.ws);
         this.ws = this.ctx.buffer(4 * (g + pFloats), 'lora.grad.workspace');
@@ -196,10 +219,11 @@ export class GradGroup {
     }
     const E = (at - first.offset) / 4;
     const [r, IN] = first.shape;
-    const g = members.length * pad(N * r);
-    const t = gradTile(N, IN, members[0].dB.shape[0], r, 64, budgetOf(first.ctx, g), E);
+    const OUTS = members.map((m) => m.dB.shape[0]);
+    const w = gradWorkspace(N, IN, OUTS, r, bindingBytes(first.ctx), true);
+    if (w.E !== E) throw new Error('internal: a GradGroup span unlike gradWorkspace');
     const split = (members[0].dB.offset - first.offset) / 4;
-    return new GradGroup(first.offset, E, split, t.SB, t.chunks, members, scale);
+    return new GradGroup(first.offset, E, split, w.SB, w.chunks, members, scale);
   }
 
   /** The stage 2 over the span: += (the gradients of micro-batches add up). */
@@ -256,13 +280,13 @@ export function lora_grad(
       `lora_grad: dA must be (${r}, ${IN}) and dB (${OUT}, ${r}), got [${out.dA.shape}], [${out.dB.shape}]`,
     );
   check(x, [{ dy, u, B, seed: o.seed ?? 0 }], o.dropout ?? 0);
-  const gFloats = pad(N * r);
-  const t = tile ?? gradTile(N, IN, OUT, r, threadsOf(x.ctx), budgetOf(x.ctx, gFloats));
+  const w = gradWorkspace(N, IN, [OUT], r, bindingBytes(x.ctx));
+  const t = tile ?? { ...rankTile(OUT, r, threadsOf(x.ctx)), SB: w.SB, chunks: w.chunks };
   checkTile(t, N, r);
   const EA = r * IN;
   const E = EA + OUT * r; // the scratch row: this linear's dA then dB
   const room = pad(t.chunks * E);
-  const { ws, at, carried } = carry.take(gFloats, room);
+  const { ws, at, carried } = carry.take(w.g, room);
   stage1(x, [{ dy, u, B, seed: o.seed ?? 0 }], ws, [0], at, [0], [EA], o.dropout ?? 0, t, carried, out.dA);
   carry.carriedBy(carried);
   const { dA: da, dB: db } = out;
