@@ -1,14 +1,18 @@
-// LoRA's backward rank-r products in two dispatches, deterministic (no atomics; a run is bit-identical to itself):
+// LoRA's backward rank-r products in one dispatch and a half, deterministic (no atomics; a run is bit-identical to
+// itself):
 //   G (N, r)   = dy · B                returned: the dx matmul's LoRA epilogue needs it
 //   dA (r, IN) [+]= scale · Gᵀ · drop(x)
 //   dB (OUT, r) [+]= scale · dyᵀ · u
 // Stage 1 (shaders/lora_grad.wgsl) gives each workgroup one chunk of CH = 8·SB token rows: it computes G for
 // those rows (kept in workgroup memory) and the chunk's partial sums of dA and dB into a scratch (chunks, E),
-// E = r·IN + OUT·r; stage 2 (shaders/lora_grad_sum.wgsl) adds the chunks in order, scales, and stores into (or,
-// with accumulate, adds into) dA and dB. G costs no dispatch of its own, and dA and dB share both.
+// E = r·IN + OUT·r; stage 2 adds the chunks in order, scales, and stores into (or, with accumulate, adds into) dA
+// and dB. Stage 2 is carried (GradCarry, horizontal fusion): it waits until the next lora_grad on the same carry,
+// whose dispatch runs it in extra workgroups beside its own stage 1, or until the carry's flush runs it on its own
+// (shaders/lora_grad_sum.wgsl). So a backward of k lora_grads is k + 1 dispatches, and the owner of the
+// gradients (src/models/lora.ts LoraState) flushes before anything reads them. G costs no dispatch of its own.
 // lora_grad_segments: the linears of one input (q, k, v; gate, up), their gradients side by side in one buffer (a
-// GradGroup), in one stage 1 (grid z = the linear, each its own dy, B, u and dropout stream) and one stage 2.
-// CPU twin: lora_grad.cpu.ts.
+// GradGroup), in one stage 1 (each its own dy, B, u and dropout stream) and one stage 2 over their span.
+// CPU twin: lora_grad.cpu.ts (a carried stage 2 is the same sums as one on its own).
 import type { GpuBuffer } from '../gpu/allocator';
 import { grid1d, type Binding, type DispatchCost, type GpuContext } from '../gpu/context';
 import { Tensor, VIEW_ALIGN } from '../gpu/tensor';

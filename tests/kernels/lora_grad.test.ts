@@ -1,8 +1,9 @@
-// shaders/lora_grad.wgsl + shaders/lora_grad_sum.wgsl (G = dy·B, and dA, dB split over chunks of tokens, in two
-// dispatches) against the float64 twin (src/kernels/lora_grad.cpu.ts) at awkward sizes, with and without dropout,
-// accumulation and several blocks per chunk; the same for lora_grad_segments (1 to 3 linears of one x, their
-// gradients side by side: one dispatch per stage), also bit for bit against separate calls; the twins of dA and dB
-// against finite differences; and bit-for-bit determinism of lora_backward across two identical runs.
+// shaders/lora_grad.wgsl + its stage 2 (G = dy·B, and dA, dB split over chunks of tokens; the chunks summed by
+// shaders/lora_grad_sum.wgsl on its own or carried by the next lora_grad dispatch) against the float64 twin
+// (src/kernels/lora_grad.cpu.ts) at awkward sizes, with and without dropout, accumulation and several blocks per
+// chunk; the same for lora_grad_segments (1 to 3 linears of one x, their gradients side by side: one dispatch),
+// also bit for bit against separate calls; a carried stage 2 bit for bit against the same one on its own; the
+// twins of dA and dB against finite differences; and bit-for-bit determinism of lora_backward across two runs.
 // Bounds per element (u = 2⁻²⁴), each a chain of f32 roundings (Higham's γ_K) on the same sums of |terms|:
 // G sums OUT terms (KS partials of strided terms, then KS in order): (OUT + 4)·u·Σ|dy·B|; dB sums N terms (8 per
 // block, blocks and chunks in order): (N + 4)·u·(|base| + |scale|·Σ_n |dy·u|); dA the same over N terms of
