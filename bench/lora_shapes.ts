@@ -7,7 +7,7 @@ import type { GpuContext } from '../src/gpu/context';
 import { calmDawnPolling, createNodeContext, nodeDriver } from '../src/gpu/node';
 import { Tensor } from '../src/gpu/tensor';
 import { lora_backward, lora_forward, type LoraParams } from '../src/kernels/lora';
-import { lora_grad } from '../src/kernels/lora_grad';
+import { GradCarry, lora_grad } from '../src/kernels/lora_grad';
 import { lora_rank_product } from '../src/kernels/lora_rank';
 import { matmulRaw } from '../src/kernels/matmul';
 import { timeVariants, type Timing } from './harness';
@@ -72,6 +72,7 @@ async function productTimes(ctx: GpuContext, N: number): Promise<void> {
   const B = Tensor.from(ctx, R.uniform(D * RANK), [D, RANK]);
   const [u, G, out] = [0, 1, 2].map(() => Tensor.from(ctx, R.uniform(N * RANK), [N, RANK]));
   const [dA, dB] = [Tensor.zeros(ctx, [RANK, D]), Tensor.zeros(ctx, [D, RANK])];
+  const carry = new GradCarry(ctx); // each lora_grad's stage 2 flushed on its own: two dispatches
   const inner = 8;
   const rep = (f: () => Tensor | void) => () => {
     const ts: Tensor[] = [];
@@ -138,14 +139,17 @@ async function productTimes(ctx: GpuContext, N: number): Promise<void> {
           { ...drop, on: 'b' },
         ),
       ),
-      'G + dA + dB, lora_grad': rep(() =>
-        lora_grad(dy, x, u, B, { dA, dB }, { scale: SCALE, accumulate: true, dropout: P_DROP, seed: SEED }).free(),
-      ),
+      'G + dA + dB, lora_grad': rep(() => {
+        const o = { scale: SCALE, accumulate: true, dropout: P_DROP, seed: SEED };
+        lora_grad(dy, x, u, B, { dA, dB }, o, carry);
+        carry.flush();
+      }),
     },
     { reps: 7 },
   );
   print(N, ms, inner);
   for (const t of [x, dy, A, B, u, G, out, dA, dB]) t.free();
+  carry.free();
 }
 
 export async function main(args: string[]): Promise<void> {

@@ -5,13 +5,19 @@
 //   part[c][dA: j·IN + i]      = Σ_{n in chunk c} G[n, j] · drop(x)[n, i]       x is (N, IN)
 //   part[c][dB: EA + o·R + j]  = Σ_{n in chunk c} dy[n, o] · u[n, j]            u is (N, R), EA = R·IN
 // drop(x)[n, i] = x[n, i] · dropout_mult(seed, n·IN + i, p) with MASK (lib_rng, the forward's mask of x).
-// Stage 2 (lora_grad_sum.wgsl) adds the chunks in order, scales by s and stores into dA (R, IN) and dB (OUT, R).
-// Segments (grid z = s, SEGS of them, up to 3): the linears of one input x (q, k, v; gate, up) in one dispatch,
+// Stage 2 adds the chunks in order, scales by s and adds into dA (R, IN) and dB (OUT, R): either on its own
+// (lora_grad_sum.wgsl) or, carried, by the extra workgroups of the NEXT lora_grad dispatch (below).
+// Segments (SEGS of them, up to 3): the linears of one input x (q, k, v; gate, up) in one dispatch,
 // segment s with its own dy_s (binding dy0, dy1 or dy2), OUT_s, B_s (at float bo_s of b), u_s (at float uo_s
-// of u), G_s (at float go_s of g) and dropout seed_s; p is shared.
-// The chunk's row of part may be shared by several linears (their gradients side by side, as in the flat LoRA
-// buffer): row stride PE, segment s's dA at column PA_s and dB at PB_s, each followed by ZA / ZB_s zeros
+// of u), G_s (at float go_s of ws) and dropout seed_s; p is shared.
+// ws, the workspace (src/kernels/lora_grad.ts GradCarry), holds the G's and the chunk partials: the chunk's row
+// of partials starts at float PO + c·PE and may be shared by several linears (their gradients side by side, as
+// in the flat LoRA buffer): segment s's dA at column PA_s and dB at PB_s, each followed by ZA / ZB_s zeros
 // (padding).
+// Workgroups [0, W1) do stage 1: w = s·chunks + c. Workgroups from W1 on do a carried stage 2 (a previous
+// lora_grad's, independent of this one): element e of its rows of QE partials (QC chunks at float QO of ws) is
+//   dst[e or QD + e - QA] (+)= qs · Σ_{c in order} ws[QO + c·QE + e]     (+ with QACC; e < QA: dA's range)
+// the same sums in the same order as lora_grad_sum.wgsl, so carried or not the gradients are bit for bit equal.
 // The chunk goes in blocks of 8 rows: (1) the KS x JQ threads (JQ = ceil(R / 4)) compute the block's G, thread
 // (kt, jq) all 8 rows x columns 4·jq.. over o = kt, kt + KS, ... (like lora_rank.wgsl), and the KS partials of
 // each output are added in order into workgroup memory; (2) thread t owns columns o = t, t + KS·JQ, ... of dB
@@ -26,7 +32,8 @@ struct Params {
   OUT0: u32, OUT1: u32, OUT2: u32, seed0: u32, seed1: u32, seed2: u32,
   bo0: u32, bo1: u32, bo2: u32, uo0: u32, uo1: u32, uo2: u32, go0: u32, go1: u32, go2: u32,
   PA0: u32, PA1: u32, PA2: u32, PB0: u32, PB1: u32, PB2: u32, ZB0: u32, ZB1: u32, ZB2: u32,
-  p: f32,
+  PO: u32, W1: u32, QO: u32, QE: u32, QA: u32, QD: u32, QC: u32, QACC: u32,
+  p: f32, qs: f32,
 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> dy0: array<f32>;
@@ -35,8 +42,8 @@ struct Params {
 @group(0) @binding(4) var<storage, read> x: array<f32>;
 @group(0) @binding(5) var<storage, read> u: array<f32>;
 @group(0) @binding(6) var<storage, read> b: array<f32>;
-@group(0) @binding(7) var<storage, read_write> g: array<f32>;
-@group(0) @binding(8) var<storage, read_write> part: array<f32>;
+@group(0) @binding(7) var<storage, read_write> ws: array<f32>; // the G's and the chunk partials
+@group(0) @binding(8) var<storage, read_write> dst: array<f32>; // the carried stage 2's gradients
 
 const ROWS = 8u; // rows per block
 const KS = {{KS}}u; // threads that split one G sum over OUT
@@ -69,11 +76,28 @@ fn seg(s: u32, v0: u32, v1: u32, v2: u32) -> u32 { return select(select(v0, v1, 
 // element j of a (row, quad) vec4 in gs / us
 fn quad(v: vec4f, j: u32) -> f32 { return v[j & 3u]; }
 
+// the carried stage 2: element e of its span
+fn carried_sum(e: u32) {
+  if (e >= p.QE) { return; }
+  var s = 0.0;
+  for (var c = 0u; c < p.QC; c++) { s += ws[p.QO + c * p.QE + e]; }
+  var v = p.qs * s;
+  let d = select(p.QD + e - p.QA, e, e < p.QA);
+  if (p.QACC != 0u) { v = dst[d] + v; }
+  dst[d] = v;
+}
+
 @compute @workgroup_size(KS, JQ)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(local_invocation_id) lid: vec3u, @builtin(local_invocation_index) li: u32) {
-  let c = wid.x + wid.y * nwg.x; // the chunk
-  let sg = wid.z; // the segment
+  let w = wid.x + wid.y * nwg.x;
+  if (w >= p.W1) { // uniform per workgroup: no barrier is skipped by half of one
+    carried_sum((w - p.W1) * T + li);
+    return;
+  }
+  let chunks = (p.N + ROWS * p.SB - 1u) / (ROWS * p.SB);
+  let c = w % chunks; // the chunk
+  let sg = w / chunks; // the segment
   let OUT = seg(sg, p.OUT0, p.OUT1, p.OUT2);
   let seed = seg(sg, p.seed0, p.seed1, p.seed2);
   let bo = seg(sg, p.bo0, p.bo1, p.bo2);
@@ -81,13 +105,11 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let go = seg(sg, p.go0, p.go1, p.go2);
   let PA = seg(sg, p.PA0, p.PA1, p.PA2);
   let PB = seg(sg, p.PB0, p.PB1, p.PB2);
-  let pc = c * p.PE; // the chunk's row of partials
+  let pc = p.PO + c * p.PE; // the chunk's row of partials in ws
   let EA = p.R * p.IN;
   let EB = OUT * p.R;
-  let chunks = (p.N + ROWS * p.SB - 1u) / (ROWS * p.SB);
-  if (c >= chunks) { return; } // uniform per workgroup: no barrier is skipped by half of one
-  for (var t = li; t < p.ZA; t += T) { part[pc + PA + EA + t] = 0.0; }
-  for (var t = li; t < seg(sg, p.ZB0, p.ZB1, p.ZB2); t += T) { part[pc + PB + EB + t] = 0.0; }
+  for (var t = li; t < p.ZA; t += T) { ws[pc + PA + EA + t] = 0.0; }
+  for (var t = li; t < seg(sg, p.ZB0, p.ZB1, p.ZB2); t += T) { ws[pc + PB + EB + t] = 0.0; }
   let kt = lid.x;
   let jq = lid.y;
   let last = p.N - 1u;
@@ -124,7 +146,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
       let un = uo + n * p.R;
       us[q] = vec4f(u[un + cs.x], u[un + cs.y], u[un + cs.z], u[un + cs.w]);
       if (n0 + q / JQ < p.N) {
-        for (var e = 0u; e < 4u; e++) { if (c0 + e < p.R) { g[go + n * p.R + c0 + e] = s[e]; } }
+        for (var e = 0u; e < 4u; e++) { if (c0 + e < p.R) { ws[go + n * p.R + c0 + e] = s[e]; } }
       }
     }
     workgroupBarrier();
@@ -146,8 +168,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         s += y4 * quad(us[4u * JQ + k], j); s += y5 * quad(us[5u * JQ + k], j);
         s += y6 * quad(us[6u * JQ + k], j); s += y7 * quad(us[7u * JQ + k], j);
         let e = pc + PB + o * p.R + j;
-        if (blk > 0u) { s = part[e] + s; }
-        part[e] = s;
+        if (blk > 0u) { s = ws[e] + s; }
+        ws[e] = s;
       }
     }
     // (3) dA: column i of drop(x) for the 8 rows, times G[row, j], for every j
@@ -163,8 +185,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         s += x4 * quad(gs[4u * JQ + k], j); s += x5 * quad(gs[5u * JQ + k], j);
         s += x6 * quad(gs[6u * JQ + k], j); s += x7 * quad(gs[7u * JQ + k], j);
         let e = pc + PA + j * p.IN + i;
-        if (blk > 0u) { s = part[e] + s; }
-        part[e] = s;
+        if (blk > 0u) { s = ws[e] + s; }
+        ws[e] = s;
       }
     }
     workgroupBarrier(); // gs, us and gp are rewritten by the next block

@@ -1,5 +1,7 @@
-// LoRA weight gradients, stage 2 of 2: the chunk partials of lora_grad.wgsl summed in chunk order and
-// scaled into dA and dB (no atomics: a run is bit-identical to itself).
+// LoRA weight gradients, stage 2 of 2 on its own: the chunk partials of lora_grad.wgsl summed in chunk order and
+// scaled into dA and dB (no atomics: a run is bit-identical to itself). Usually the next lora_grad dispatch does
+// this with its extra workgroups (the same sums, lora_grad.wgsl's carried_sum); this kernel is for the last one
+// (GradCarry.flush in src/kernels/lora_grad.ts) and for one that cannot be carried.
 //   g[e] = scale · Σ_{c = 0 .. chunks-1} part[c·E + e]        (+ the gradient's value first with ACCUM)
 // part is (chunks, E) with E = EA + EB: elements e < EA go to da[e] (dA, (r, IN)), the rest to db[e - EA]
 // (dB, (OUT, r)). 64 threads per workgroup: E / 64 workgroups (≥ 264 for a group's span of SmolLM2-135M's q, k, v,

@@ -9,7 +9,7 @@ import { gelu_backward, gelu_forward } from '../kernels/gelu';
 import { layernorm_backward, layernorm_forward } from '../kernels/layernorm';
 import { lora_backward, lora_forward, type LoraParams } from '../kernels/lora';
 import { lora_rank_glu, lora_rank_norm, lora_rank_segments } from '../kernels/lora_rank';
-import { GradGroup, lora_grad_segments } from '../kernels/lora_grad';
+import { GradCarry, GradGroup, lora_grad_segments } from '../kernels/lora_grad';
 import { rmsnorm_backward, rmsnorm_forward } from '../kernels/rmsnorm';
 import { rope_backward, rope_forward, rope_qk_backward, rope_qk_forward, type RopeOpts } from '../kernels/rope';
 import { swiglu_backward, swiglu_forward } from '../kernels/swiglu';
@@ -32,6 +32,9 @@ export interface LoraBranch {
   scale: number;
   dropout: number;
   seed: number;
+  /** The carry of the gradients' owner (src/models/lora.ts): dA and dB's sums into A's and B's persistent
+   * gradients wait there to ride on the next lora_grad; the owner flushes it before they are read. */
+  carry?: GradCarry;
 }
 
 /** y = x·w0ᵀ + bias + scale·(drop(x)·Aᵀ)·Bᵀ [+ residual]; x is (N, IN), y and residual are (N, OUT). The residual
@@ -67,7 +70,7 @@ export function linear(
       // parameters with a persistent gradient get dA and dB added straight into it (no temporary, no axpy)
       const gradInto =
         lora?.A.gradAccum && lora.B.gradAccum && lora.A.requiresGrad && lora.B.requiresGrad
-          ? { dA: lora.A.gradAccum, dB: lora.B.gradAccum }
+          ? { dA: lora.A.gradAccum, dB: lora.B.gradAccum, carry: lora.carry }
           : undefined;
       // x's gradient so far (from the other linears reading x), when the tape owns it alone, gets dx added in place
       const dxInto = tape.gradSink(x) ?? undefined;
@@ -111,8 +114,8 @@ const paramsOf = (l: LoraBranch): LoraParams => ({
  * Several linears of one input x (q, k, v of n1; gate, up of n2): the same values as `linear` on each, with one
  * dispatch for all their U = drop(x)·Aᵀ (lora_rank_segments) where 2 or 3 of them have adapters in one parameter
  * buffer; otherwise plain `linear`s. One op on the tape: its backward computes all their G, dA and dB in one
- * lora_grad and one lora_grad_sum (lora_grad_segments) where their gradients lie side by side, then runs the
- * dx matmuls last first, each dx added into x's gradient as it goes.
+ * lora_grad (lora_grad_segments; its stage 2 on the branches' carry) where their gradients lie side by side, then
+ * runs the dx matmuls last first, each dx added into x's gradient as it goes.
  */
 export function linears(tape: Tape, x: Var, specs: LinearSpec[], made?: { all: Tensor; u: Tensor[] }): Var[] {
   const ls = groupOf(specs);
@@ -144,7 +147,7 @@ export function linears(tape: Tape, x: Var, specs: LinearSpec[], made?: { all: T
     saved: [xt, all],
     backward(tape) {
       // persistent gradients side by side (the flat LoRA buffer), B's in one buffer and a gradient for every output:
-      // G, dA and dB of all of them in one lora_grad and one lora_grad_sum
+      // G, dA and dB of all of them in one lora_grad, whose stage 2 waits on the owner's carry (or on one of ours)
       const persistent = ls.every((l) => l.A.gradAccum && l.B.gradAccum && l.A.requiresGrad && l.B.requiresGrad);
       const group =
         persistent && outs.every((o) => o.grad) && ls.every((l) => l.B.t.base === ls[0].B.t.base)
@@ -154,24 +157,27 @@ export function linears(tape: Tape, x: Var, specs: LinearSpec[], made?: { all: T
               ls[0].scale,
             )
           : null;
-      const seg = group
+      const owned = ls.every((l) => l.carry && l.carry === ls[0].carry) ? null : new GradCarry(xt.ctx);
+      const carry = owned ?? ls[0].carry!;
+      const G = group
         ? lora_grad_segments(
             xt,
             ls.map((l, i) => ({ dy: outs[i].grad!, u: u[i], B: l.B.t, seed: l.seed })),
             group,
+            carry,
             ls[0].dropout,
           )
         : null;
       for (let i = specs.length - 1; i >= 0; i--) {
         const [s, l, dy] = [specs[i], ls[i], outs[i].grad];
         if (!dy) continue;
-        const gradInto = persistent ? { dA: l.A.gradAccum!, dB: l.B.gradAccum! } : undefined;
+        const gradInto = persistent ? { dA: l.A.gradAccum!, dB: l.B.gradAccum!, carry } : undefined;
         const r = lora_backward(dy, xt, u[i], s.w.w0, params[i], {
           w0Transposed: s.w.transposed,
           needDx: x.requiresGrad,
           gradInto,
           dxInto: tape.gradSink(x) ?? undefined,
-          G: seg?.G[i],
+          G: G?.[i],
         });
         if (r.dA && r.dB) {
           tape.addGrad(l.A, tape.adopt(r.dA));
@@ -179,8 +185,8 @@ export function linears(tape: Tape, x: Var, specs: LinearSpec[], made?: { all: T
         }
         if (r.dx) tape.addGrad(x, tape.adopt(r.dx));
       }
-      seg?.all.free(); // freed after recording: the allocator reuses it only for later-recorded work
-      group?.flush();
+      owned?.flush();
+      owned?.free(); // with the G's, after recording: the allocator reuses it only for later-recorded work
     },
   });
   tape.release(all); // the record above holds it now

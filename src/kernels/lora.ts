@@ -7,11 +7,12 @@
 // The big products x·W0ᵀ and dy·W0 run on the matmul kernel (shaders/matmul.wgsl) with its epilogue/dropout
 // defines; U on shaders/lora_rank.wgsl (few rows per workgroup, K split over threads); G, dA and dB together on
 // shaders/lora_grad.wgsl + lora_grad_sum.wgsl (split over chunks of tokens, summed in a fixed order, and
-// added straight into the gradient buffers when the caller passes them): two dispatches for all three.
+// added straight into the gradient buffers when the caller passes them): two dispatches for all three, or one
+// where the caller's GradCarry carries the sum into the next lora_grad (src/kernels/lora_grad.ts).
 // W0 may be f32, f16, or q8 / q4 blocks (src/gpu/quant.ts): its type comes from the tensor, and the matmul reads
 // the blocks as they are (weightB); nothing else here touches W0.
 import { Tensor } from '../gpu/tensor';
-import { lora_grad } from './lora_grad';
+import { GradCarry, lora_grad } from './lora_grad';
 import { lora_rank_product } from './lora_rank';
 import { matmulRaw, weightB, type MatmulDropout } from './matmul';
 
@@ -118,17 +119,20 @@ export function lora_forward(
   return { y, u };
 }
 
-/** The gradient buffers lora_backward adds dA and dB into (gradients summed over micro-batches). */
+/** The gradient buffers lora_backward adds dA and dB into (gradients summed over micro-batches), and optionally
+ * their owner's GradCarry: then the sum into them waits there (complete after its flush). */
 export interface LoraGradInto {
   dA: Tensor /* (r, IN) */;
   dB: Tensor /* (OUT, r) */;
+  carry?: GradCarry;
 }
 
 /** dy is (N, OUT); x (N, IN) and u (N, r) are the forward's input and saved u. Returns dA (r, IN) and dB (OUT, r)
  * (null without lora, and null when opts.gradInto is given: then they are added into gradInto.dA / .dB), and
  * dx (N, IN) = dy·w0 + scale·drop'((dy·B)·A), or null when !needDx or when opts.dxInto is given: then dx is added
  * into it (the matmul's accumulate epilogue). With opts.G (N, r), dy·B already computed and dA, dB already taken
- * care of (lora_grad_segments, for several linears at once), only dx is computed. */
+ * care of (lora_grad_segments, for several linears at once), only dx is computed. With gradInto.carry, dA and dB
+ * are in gradInto after that carry's flush; otherwise when this returns. */
 export function lora_backward(
   dy: Tensor,
   x: Tensor,
@@ -146,6 +150,8 @@ export function lora_backward(
     dB: Tensor | null = null,
     G: Tensor | null = null;
   if (lora && opts.G && opts.G.numel !== N * r) throw new Error(`lora: G must be (${N}, ${r}), got [${opts.G.shape}]`);
+  // dA and dB's stage 2 waits on the owner's carry, or on one of this call's own, flushed below
+  const carry = opts.gradInto?.carry ?? new GradCarry(ctx);
   if (lora && u && !opts.G) {
     const into = opts.gradInto;
     // G (N, r) = dy (N, OUT) · B; dA (r, IN) [+]= scale · Gᵀ · drop(x), the mask regenerated from (seed, row·IN + col);
@@ -164,6 +170,7 @@ export function lora_backward(
         dropout: lora.dropout,
         seed: lora.seed,
       },
+      carry,
     );
   }
   const Gin = opts.G ?? G;
@@ -193,6 +200,9 @@ export function lora_backward(
       lora ? dropoutOf(lora, IN, 'epilogue') : undefined,
     );
   }
-  G?.free(); // freed after recording: the allocator reuses it only for later-recorded work
+  if (carry !== opts.gradInto?.carry) {
+    carry.flush();
+    carry.free(); // with G, after recording: the allocator reuses it only for later-recorded work
+  }
   return { dA, dB, dx };
 }

@@ -1,4 +1,5 @@
-// CPU twin of shaders/lora_grad.wgsl + shaders/lora_grad_sum.wgsl (float64). dy is (N, OUT), x (N, IN), u (N, r),
+// CPU twin of shaders/lora_grad.wgsl + its stage 2 (carried by the next lora_grad.wgsl dispatch, or
+// shaders/lora_grad_sum.wgsl on its own: the same sums) (float64). dy is (N, OUT), x (N, IN), u (N, r),
 // B (OUT, r):
 //   G (N, r) = dy·B
 //   partial[c] = (Σ_{n in chunk c} G[n, j]·drop(x)[n, i] at j·IN + i, then Σ_{n in chunk c} dy[n, o]·u[n, j] at

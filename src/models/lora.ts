@@ -7,12 +7,15 @@
 // binding offset). Each module's A, B, gradA, gradB are views into them, and the optimizer keeps its
 // moments in two more buffers of the same layout, so norm, clip and AdamW run over the whole model at once.
 // Padding is zero in every buffer and stays zero (a zero gradient leaves a zero parameter and moments).
+// The gradients' last sums may wait on the state's GradCarry (src/kernels/lora_grad.ts: each lora_grad's stage 2
+// rides on the next one); reading them through `grads` or `readGrads()` flushes it first.
 
 import type { Tape } from '../autograd/tape';
 import type { LoraBranch } from '../autograd/ops';
 import type { GpuContext } from '../gpu/context';
 import type { GpuBuffer } from '../gpu/allocator';
 import { Tensor, VIEW_ALIGN } from '../gpu/tensor';
+import { GradCarry } from '../kernels/lora_grad';
 import { pcgHash, rngUniform } from '../kernels/rng.cpu';
 import type { ModelConfig } from './config';
 import { selectModules, type LinearModule } from './modules';
@@ -53,7 +56,7 @@ export interface LoraModule {
   mod: LinearModule;
   A: Tensor; // (r, IN)
   B: Tensor; // (OUT, r)
-  gradA: Tensor;
+  gradA: Tensor; // views of the flat gradients: read them through LoraState (its carry may hold their last sums)
   gradB: Tensor;
 }
 
@@ -88,6 +91,8 @@ export function flatLayout(mods: { path: string; inFeatures: number; outFeatures
 export class LoraState {
   /** Multiplies the scale (the "adapter strength" control when trying an adapter). */
   strength = 1;
+  /** Where the backward's gradient sums wait to ride on the next lora_grad (see the header). */
+  readonly carry: GradCarry;
 
   private constructor(
     readonly ctx: GpuContext,
@@ -95,12 +100,20 @@ export class LoraState {
     readonly modules: Map<string, LoraModule>,
     /** Every A and B, flat; `slots` says where each one is. */
     readonly params: GpuBuffer,
-    /** Their gradient accumulators, same layout. */
-    readonly grads: GpuBuffer,
+    /** Their gradient accumulators, same layout (read through `grads`). */
+    private readonly gradBuf: GpuBuffer,
     readonly slots: FlatSlot[],
     /** Floats in each flat buffer, padding included. */
     readonly flatNumel: number,
-  ) {}
+  ) {
+    this.carry = new GradCarry(ctx);
+  }
+
+  /** The flat gradient accumulators, complete: the carry's waiting sum, if any, is recorded first. */
+  get grads(): GpuBuffer {
+    this.carry.flush();
+    return this.gradBuf;
+  }
 
   get scale(): number {
     return loraScale(this.config) * this.strength;
@@ -180,6 +193,7 @@ export class LoraState {
       scale: this.scale,
       dropout: dropoutSeed === null ? 0 : this.config.dropout,
       seed: dropoutSeed ?? 0,
+      carry: this.carry,
     };
   }
 
@@ -212,8 +226,9 @@ export class LoraState {
 
   free(): void {
     if (this.params.freed) return;
+    this.carry.free();
     this.ctx.free(this.params);
-    this.ctx.free(this.grads);
+    this.ctx.free(this.gradBuf);
     this.modules.clear();
   }
 }

@@ -20,6 +20,10 @@
 //               only each block's input (N·C) does, plus one block's set, recomputed. On top: the final
 //               norm (input, stats, output), the head's dx (N·C), and a workspace of one block's set
 //               for the gradients in flight during a block's backward (an estimate, not a measurement).
+//               And lora_grad's workspace (src/kernels/lora_grad.ts GradCarry, kept from the first backward on):
+//               the G's of one call and the chunk partials of two calls in a row (each call's sum rides on the
+//               next one's dispatch), the largest such pair of the backward; a call is one linear, or q, k, v
+//               (gate, up) together where all of them are targeted (the families' `linears`).
 //   logits      the head (src/models/head.ts) never holds the (B·T, V) logits: one (N, max(VC, C)) buffer
 //               (headBufferCols; VC = headChunkCols: at most 2,048 columns and ~32 MiB) for a chunk of them, turned
 //               in place into the softmax numerators, then for the target rows of the table, and the (N, 3) row
@@ -31,7 +35,8 @@ import { expectedTensors, type ModelConfig } from './config';
 import { familySpec } from './families';
 import { headBufferCols, headChunkCols } from './head';
 import { loraParamCount } from './lora';
-import { selectModules } from './modules';
+import { gradWorkspace } from '../kernels/lora_grad';
+import { selectModules, type LinearModule } from './modules';
 import { storedDtype, weightNames, WEIGHTS_CHOICES, type WeightsChoice } from './weights';
 import { tensorBytes } from '../gpu/tensor';
 import { fmtBytes } from '../util/format';
@@ -119,7 +124,9 @@ export function estimateMemory(cfg: ModelConfig, opts: MemoryOptions): MemoryEst
   const saved = opts.checkpointing
     ? cfg.numLayers * N * C * F32 + blockActivationBytes
     : cfg.numLayers * blockActivationBytes;
-  const activationBytes = saved + finalNorm + headDx + blockActivationBytes;
+  const binding = opts.maxBindingBytes ?? 128 * 1024 * 1024;
+  const activationBytes =
+    saved + finalNorm + headDx + blockActivationBytes + gradWorkspaceBytes(modules, N, rank, binding);
 
   const cols = Math.min(V, headChunkCols(N, opts.maxBindingBytes ?? 128 * 1024 * 1024));
   const logitsChunk = N * headBufferCols(cols, C) * F32;
@@ -146,6 +153,42 @@ export function estimateMemory(cfg: ModelConfig, opts: MemoryOptions): MemoryEst
     largestUnsplitName,
     blockActivationBytes,
   };
+}
+
+/** The linears one lora_grad call takes together where all of them are targeted (llama.ts and gemma3.ts `linears`). */
+const GRAD_GROUPS = [
+  ['q_proj', 'k_proj', 'v_proj'],
+  ['gate_proj', 'up_proj'],
+];
+
+/** lora_grad's workspace for the backward of `modules` (see the header): [G's | two calls' partials], in bytes;
+ * binding: the device's bytes per storage binding. */
+export function gradWorkspaceBytes(modules: LinearModule[], N: number, r: number, binding: number): number {
+  const calls: LinearModule[][] = [];
+  for (let i = 0; i < modules.length;) {
+    const m = modules[i];
+    const group = GRAD_GROUPS.find(
+      (g) => g[0] === m.target && g.every((t, k) => modules[i + k]?.target === t && modules[i + k].layer === m.layer),
+    );
+    const n = group?.length ?? 1;
+    calls.push(modules.slice(i, i + n));
+    i += n;
+  }
+  if (!calls.length) return 0;
+  const ws = calls.map((c) =>
+    gradWorkspace(
+      N,
+      c[0].inFeatures,
+      c.map((m) => m.outFeatures),
+      r,
+      binding,
+    ),
+  );
+  const g = Math.max(...ws.map((w) => w.g));
+  // consecutive calls (the backward runs them in reverse; the last of one micro-batch and the first of the next too)
+  const pair = Math.max(...ws.map((w, i) => w.room + (ws.length > 1 ? ws[(i + 1) % ws.length].room : 0)));
+  const single = Math.max(...ws.map((w) => w.room));
+  return 4 * (g + Math.max(single, Math.min(pair, Math.floor((binding / 4 - g) / 64) * 64)));
 }
 
 /**

@@ -1,8 +1,9 @@
-// shaders/lora_grad.wgsl + shaders/lora_grad_sum.wgsl (G = dy·B, and dA, dB split over chunks of tokens, in two
-// dispatches) against the float64 twin (src/kernels/lora_grad.cpu.ts) at awkward sizes, with and without dropout,
-// accumulation and several blocks per chunk; the same for lora_grad_segments (1 to 3 linears of one x, their
-// gradients side by side: one dispatch per stage), also bit for bit against separate calls; the twins of dA and dB
-// against finite differences; and bit-for-bit determinism of lora_backward across two identical runs.
+// shaders/lora_grad.wgsl + its stage 2 (G = dy·B, and dA, dB split over chunks of tokens; the chunks summed by
+// shaders/lora_grad_sum.wgsl on its own or carried by the next lora_grad dispatch) against the float64 twin
+// (src/kernels/lora_grad.cpu.ts) at awkward sizes, with and without dropout, accumulation and several blocks per
+// chunk; the same for lora_grad_segments (1 to 3 linears of one x, their gradients side by side: one dispatch),
+// also bit for bit against separate calls; a carried stage 2 bit for bit against the same one on its own; the
+// twins of dA and dB against finite differences; and bit-for-bit determinism of lora_backward across two runs.
 // Bounds per element (u = 2⁻²⁴), each a chain of f32 roundings (Higham's γ_K) on the same sums of |terms|:
 // G sums OUT terms (KS partials of strided terms, then KS in order): (OUT + 4)·u·Σ|dy·B|; dB sums N terms (8 per
 // block, blocks and chunks in order): (N + 4)·u·(|base| + |scale|·Σ_n |dy·u|); dA the same over N terms of
@@ -12,6 +13,7 @@ import { Tensor } from '../../src/gpu/tensor';
 import { lora_backward, lora_forward, type LoraParams } from '../../src/kernels/lora';
 import {
   GRAD_ROWS,
+  GradCarry,
   GradGroup,
   gradTile,
   lora_grad,
@@ -72,6 +74,7 @@ describe('lora_grad (shaders/lora_grad.wgsl, shaders/lora_grad_sum.wgsl)', () =>
     ];
     // without accumulate their contents must be overwritten
     const out = { dA: Tensor.from(ctx, base.dA, [r, IN]), dB: Tensor.from(ctx, base.dB, [OUT, r]) };
+    const carry = new GradCarry(ctx);
     const G = lora_grad(
       tdy,
       tx,
@@ -79,15 +82,19 @@ describe('lora_grad (shaders/lora_grad.wgsl, shaders/lora_grad_sum.wgsl)', () =>
       tB,
       out,
       { scale: d.scale, accumulate: c.accumulate, dropout: c.p, seed: d.seed },
+      carry,
       t,
     );
+    expect(carry.waiting).toBe(true);
+    carry.flush(); // stage 2 on its own
     const want = lora_grad_cpu(dy, x, u, B, c.accumulate ? base : null, d);
     const absBase = c.accumulate ? { dA: abs(base.dA), dB: abs(base.dB) } : null;
     const mag = lora_grad_cpu(abs(dy), abs(x), abs(u), abs(B), absBase, { ...d, scale: Math.abs(d.scale) });
     expectSumBounded(await G.read(), want.G, mag.G, OUT, 'G');
     expectSumBounded(await out.dB.read(), want.dB, mag.dB, N, 'dB');
     expectSumBounded(await out.dA.read(), want.dA, mag.dA, N + OUT, 'dA');
-    for (const v of [tdy, tx, tu, tB, out.dA, out.dB, G]) v.free();
+    for (const v of [tdy, tx, tu, tB, out.dA, out.dB]) v.free();
+    carry.free();
     await ctx.sync();
     expect(ctx.alloc.liveBytes).toBe(live);
   });
@@ -168,20 +175,26 @@ describe('lora_grad (shaders/lora_grad.wgsl, shaders/lora_grad_sum.wgsl)', () =>
       const scale = 0.7;
       const flats = [0, 1, 2].map(() => Tensor.from(ctx, base, [total]));
       const grads = flats.map(views);
-      // twice as one group, and once as separate calls with the same tile
+      // twice as one group, and once as separate calls with the same tile, on one carry: each call's stage 2
+      // carried by the next one's dispatch (the last flushed on its own)
+      const bits = async (v: Tensor) => Array.from(new Uint32Array((await v.read()).buffer));
       const tile = rankTile(Math.min(...OUTS), r, 16);
       const runs = [0, 1].map((k) => {
         const group = GradGroup.of(grads[k], N, scale)!;
-        const { all, G } = lora_grad_segments(x, gsegs, group, p, tile);
-        group.flush();
-        return { all, G, group };
+        const carry = new GradCarry(ctx);
+        const G = lora_grad_segments(x, gsegs, group, carry, p, tile);
+        carry.flush();
+        return { carry, G, group };
       });
       const { SB, chunks } = runs[0].group;
       const o = { scale, accumulate: true, dropout: p };
-      const sep = gsegs.map((sg, s) =>
-        lora_grad(sg.dy, x, sg.u, sg.B, grads[2][s], { ...o, seed: sg.seed }, { ...tile, SB, chunks }),
-      );
-      const bits = async (v: Tensor) => Array.from(new Uint32Array((await v.read()).buffer));
+      const carry = new GradCarry(ctx);
+      const sep: number[][] = [];
+      for (const [s, sg] of gsegs.entries()) {
+        const G = lora_grad(sg.dy, x, sg.u, sg.B, grads[2][s], { ...o, seed: sg.seed }, carry, { ...tile, SB, chunks });
+        sep.push(await bits(G)); // before the next call reuses its room
+      }
+      carry.flush();
       expect(await bits(flats[1])).toEqual(await bits(flats[0]));
       expect(await bits(flats[2])).toEqual(await bits(flats[0]));
       const d = { N, IN, r, CH: GRAD_ROWS * SB, scale, p };
@@ -200,7 +213,7 @@ describe('lora_grad (shaders/lora_grad.wgsl, shaders/lora_grad_sum.wgsl)', () =>
       let at = 0;
       for (let s = 0; s < S; s++) {
         expect(await bits(runs[1].G[s])).toEqual(await bits(runs[0].G[s]));
-        expect(await bits(sep[s])).toEqual(await bits(runs[0].G[s]));
+        expect(sep[s]).toEqual(await bits(runs[0].G[s]));
         expectSumBounded(await runs[0].G[s].read(), want[s].G, mag[s].G, OUTS[s], `G[${s}]`);
         expectSumBounded(flat.subarray(at, at + r * IN), want[s].dA, mag[s].dA, N + OUTS[s], `dA[${s}]`);
         expect(Array.from(flat.subarray(at + r * IN, at + slots[2 * s]))).toEqual(
@@ -214,7 +227,148 @@ describe('lora_grad (shaders/lora_grad.wgsl, shaders/lora_grad_sum.wgsl)', () =>
         at += slots[2 * s + 1];
       }
       if (S >= 2) expect(GradGroup.of([grads[0][1], grads[0][0]], N, 1)).toBeNull(); // not side by side
-      for (const v of [x, tu, tb, ...flats, ...runs.map((q) => q.all), ...sep, ...gsegs.map((q) => q.dy)]) v.free();
+      for (const v of [x, tu, tb, ...flats, ...gsegs.map((q) => q.dy)]) v.free();
+      for (const c of [carry, ...runs.map((q) => q.carry)]) c.free();
+      await ctx.sync();
+      expect(ctx.alloc.liveBytes).toBe(live);
+    },
+  );
+
+  // The carry (GradCarry): a group's stage 2 carried by a lone linear's lora_grad of other sizes (other E, chunks and
+  // tokens), whose own is carried by the next group's, and so on; against the same calls each flushed on its own
+  // (bit for bit, G's too) and against the twins. A fresh carry's workspace holds one job, so the second call grows
+  // it (the pending sum goes on its own first); from then on every sum is carried: on a used carry, one
+  // lora_grad_sum (the last flush) for all the calls.
+  const CARRY_CASES = [
+    { N1: 37, IN1: 33, OUTS: [33, 7, 7], N2: 100, IN2: 65, OUT2: 17, r: 5, p: 0.1 },
+    { N1: 4100, IN1: 20, OUTS: [9, 30], N2: 13, IN2: 7, OUT2: 100, r: 8, p: 0 },
+    { N1: 9, IN1: 5, OUTS: [3], N2: 257, IN2: 100, OUT2: 33, r: 16, p: 0.25 },
+  ];
+  it.each(CARRY_CASES)(
+    'a stage 2 carried by the next lora_grad: bit for bit the sums made on their own, one lora_grad_sum: %o',
+    async ({ N1, IN1, OUTS, N2, IN2, OUT2, r, p }) => {
+      const ctx = await gpu();
+      await ctx.sync();
+      const live = ctx.alloc.liveBytes;
+      const pad = (n: number) => Math.ceil(n / 64) * 64;
+      const R = rng(N1 + 7 * N2 + r);
+      const S = OUTS.length;
+      // the flat gradients: the group's linears, then the lone one, each dA and dB padded to 64 floats
+      const sizes = [...OUTS.flatMap((OUT) => [r * IN1, OUT * r]), r * IN2, OUT2 * r];
+      const at = sizes.map((_, i) => sizes.slice(0, i).reduce((a, n) => a + pad(n), 0));
+      const total = at[at.length - 1] + pad(sizes[sizes.length - 1]);
+      const base = R.uniform(total);
+      // inputs: the group's x1 (N1, IN1), dy_s, u_s, B_s (u's and B's in one buffer each); the lone x2, dy2, u2, B2
+      const x1 = R.uniform(N1 * IN1);
+      const segs = OUTS.map((OUT, s) => ({
+        OUT,
+        dy: R.uniform(N1 * OUT),
+        u: R.uniform(N1 * r),
+        B: R.uniform(OUT * r),
+        seed: 30 + s,
+      }));
+      const lone = { dy: R.uniform(N2 * OUT2), x: R.uniform(N2 * IN2), u: R.uniform(N2 * r), B: R.uniform(OUT2 * r) };
+      const cat = (vs: Float32Array[]) => {
+        const out = new Float32Array(vs.reduce((a, v) => a + pad(v.length), 0));
+        vs.reduce((o, v) => (out.set(v, o), o + pad(v.length)), 0);
+        return out;
+      };
+      const tx1 = Tensor.from(ctx, x1, [N1, IN1]);
+      const [tu, tb] = [cat(segs.map((sg) => sg.u)), cat(segs.map((sg) => sg.B))].map((v) =>
+        Tensor.from(ctx, v, [v.length]),
+      );
+      const gsegs = segs.map((sg, s) => ({
+        dy: Tensor.from(ctx, sg.dy, [N1, sg.OUT]),
+        u: Tensor.view(ctx, tu.base, 4 * pad(N1 * r) * s, [N1, r]),
+        B: Tensor.view(ctx, tb.base, 4 * OUTS.slice(0, s).reduce((a, OUT) => a + pad(OUT * r), 0), [sg.OUT, r]),
+        seed: sg.seed,
+      }));
+      const [tdy2, tx2, tu2, tB2] = [
+        Tensor.from(ctx, lone.dy, [N2, OUT2]),
+        Tensor.from(ctx, lone.x, [N2, IN2]),
+        Tensor.from(ctx, lone.u, [N2, r]),
+        Tensor.from(ctx, lone.B, [OUT2, r]),
+      ];
+      const scale = -0.9;
+      const o2 = { scale, accumulate: true, dropout: p, seed: 77 };
+      const bits = async (v: Tensor) => Array.from(new Uint32Array((await v.read()).buffer));
+      // group, lone, group, lone (two micro-batches), then the last flush; `alone`: each call's stage 2 flushed
+      // right after it
+      const run = async (carry: GradCarry, alone: boolean) => {
+        const flat = Tensor.from(ctx, base, [total]);
+        const view = (i: number, shape: number[]) => Tensor.view(ctx, flat.base, 4 * at[i], shape);
+        const members = OUTS.map((OUT, s) => ({ dA: view(2 * s, [r, IN1]), dB: view(2 * s + 1, [OUT, r]) }));
+        const into = { dA: view(2 * S, [r, IN2]), dB: view(2 * S + 1, [OUT2, r]) };
+        const Gs: number[][] = [];
+        const rec = await ctx.record(async () => {
+          for (const k of [0, 1, 2, 3]) {
+            const G =
+              k % 2
+                ? [lora_grad(tdy2, tx2, tu2, tB2, into, o2, carry)]
+                : lora_grad_segments(tx1, gsegs, GradGroup.of(members, N1, scale)!, carry, p);
+            if (alone) carry.flush();
+            for (const g of G) Gs.push(await bits(g)); // before the next call reuses its room
+          }
+          carry.flush();
+          expect(carry.waiting).toBe(false);
+        });
+        const grads = await flat.read();
+        flat.free();
+        const count = (name: string) => rec.dispatches.filter((d) => d.name === name).length;
+        return { grads, Gs, sums: count('lora_grad_sum'), stage1: count('lora_grad') };
+      };
+      const [carry, own] = [new GradCarry(ctx), new GradCarry(ctx)];
+      const runs = [await run(carry, false), await run(carry, false), await run(own, true)];
+      expect(runs.map((q) => [q.stage1, q.sums])).toEqual([
+        [4, 2],
+        [4, 1],
+        [4, 4],
+      ]);
+      const asBits = (v: Float32Array) => Array.from(new Uint32Array(v.buffer));
+      for (const q of runs.slice(1)) {
+        expect(asBits(q.grads)).toEqual(asBits(runs[0].grads));
+        expect(q.Gs).toEqual(runs[0].Gs);
+      }
+      // against the twins: the group and the lone linear twice each, from the flat's values
+      const SB1 = Math.ceil(N1 / (GRAD_ROWS * MAX_CHUNKS)); // the partials' budget is far away at these sizes
+      const SB2 = gradTile(N2, IN2, OUT2, r).SB;
+      const d1 = { N: N1, IN: IN1, r, CH: GRAD_ROWS * SB1, scale, p };
+      const d2 = { N: N2, IN: IN2, OUT: OUT2, r, CH: GRAD_ROWS * SB2, scale, p, seed: 77 };
+      const sl = (i: number, v: ArrayLike<number>) => Float64Array.from({ length: sizes[i] }, (_, k) => v[at[i] + k]);
+      const bases = OUTS.map((_, s) => ({ dA: sl(2 * s, base), dB: sl(2 * s + 1, base) }));
+      const lbase = { dA: sl(2 * S, base), dB: sl(2 * S + 1, base) };
+      const absSegs = segs.map((sg) => ({ ...sg, dy: abs(sg.dy), u: abs(sg.u), B: abs(sg.B) }));
+      const absOf = (b: { dA: ArrayLike<number>; dB: ArrayLike<number> }) => ({ dA: abs(b.dA), dB: abs(b.dB) });
+      const [a1, a2] = [
+        { ...d1, scale: Math.abs(scale) },
+        { ...d2, scale: Math.abs(scale) },
+      ];
+      const want = lora_grad_segments_cpu(x1, segs, lora_grad_segments_cpu(x1, segs, bases, d1), d1);
+      const mag = lora_grad_segments_cpu(
+        abs(x1),
+        absSegs,
+        lora_grad_segments_cpu(abs(x1), absSegs, bases.map(absOf), a1),
+        a1,
+      );
+      const [ldy, lx, lu, lB] = [lone.dy, lone.x, lone.u, lone.B];
+      const lwant = lora_grad_cpu(ldy, lx, lu, lB, lora_grad_cpu(ldy, lx, lu, lB, lbase, d2), d2);
+      const [Ady, Ax, Au, AB] = [abs(ldy), abs(lx), abs(lu), abs(lB)];
+      const lmag = lora_grad_cpu(Ady, Ax, Au, AB, lora_grad_cpu(Ady, Ax, Au, AB, absOf(lbase), a2), a2);
+      const got = runs[0].grads;
+      const f32 = (b: number[]) => new Float32Array(Uint32Array.from(b).buffer);
+      for (let s = 0; s < S; s++) {
+        expectSumBounded(sl(2 * s, got), want[s].dA, mag[s].dA, 2 * (N1 + OUTS[s]), `dA[${s}]`);
+        expectSumBounded(sl(2 * s + 1, got), want[s].dB, mag[s].dB, 2 * N1, `dB[${s}]`);
+        expectSumBounded(f32(runs[0].Gs[s]), want[s].G, mag[s].G, OUTS[s], `G[${s}]`);
+      }
+      expectSumBounded(sl(2 * S, got), lwant.dA, lmag.dA, 2 * (N2 + OUT2), 'lone dA');
+      expectSumBounded(sl(2 * S + 1, got), lwant.dB, lmag.dB, 2 * N2, 'lone dB');
+      expectSumBounded(f32(runs[0].Gs[S]), lwant.G, lmag.G, OUT2, 'lone G');
+      // the padding stays as it was
+      for (let i = 0; i < sizes.length; i++)
+        for (let k = at[i] + sizes[i]; k < (at[i + 1] ?? total); k++) expect(got[k]).toBe(base[k]);
+      for (const v of [tx1, tu, tb, ...gsegs.map((q) => q.dy), tdy2, tx2, tu2, tB2]) v.free();
+      for (const c of [carry, own]) c.free();
       await ctx.sync();
       expect(ctx.alloc.liveBytes).toBe(live);
     },

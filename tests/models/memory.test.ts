@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { checkFits, estimateMemory } from '../../src/models/memory';
+import { checkFits, estimateMemory, gradWorkspaceBytes } from '../../src/models/memory';
+import { selectModules } from '../../src/models/modules';
 import { headChunkCols } from '../../src/models/head';
 import { expectedTensors, parseConfig } from '../../src/models/config';
 import { quantLayout } from '../../src/gpu/quant';
@@ -96,7 +97,11 @@ describe('estimateMemory', () => {
     // x, n1, h, n2 (4·576) + q, attn out (2·576) + k, v (2·192) + gate, up, act (3·1536) + lse (9) + 2 rstd + 2 U's (2·8)
     const perRow = 4 * 576 + 2 * 576 + 2 * 192 + 3 * 1536 + 9 + 2 + 16;
     expect(e.blockActivationBytes).toBe(N * perRow * 4);
-    const tail = N * (2 * 576 + 1) * 4 + N * 576 * 4 + e.blockActivationBytes; // final norm, head dx, workspace
+    // lora_grad's workspace: G (N·r) and the partials of q (32 chunks of 8 rows, r·(576 + 576) each) and v (r·(576 +
+    // 192)) at once
+    const grad = 4 * (N * 8 + 32 * 8 * (576 + 576) + 32 * 8 * (576 + 192));
+    // final norm, head dx, workspace
+    const tail = N * (2 * 576 + 1) * 4 + N * 576 * 4 + e.blockActivationBytes + grad;
     expect(e.activationBytes).toBe(30 * e.blockActivationBytes + tail);
     const ck = estimateMemory(SMOLLM2, {
       ...base,
@@ -107,6 +112,30 @@ describe('estimateMemory', () => {
     });
     expect(ck.activationBytes).toBe(30 * N * 576 * 4 + e.blockActivationBytes + tail);
     expect(ck.activationBytes).toBeLessThan(e.activationBytes / 5);
+  });
+
+  it("counts lora_grad's workspace: SmolLM2 at B 8 x T 512, r 8, all 7 targets (the shape report's step)", () => {
+    const targets = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
+    const ws = gradWorkspaceBytes(selectModules(SMOLLM2, targets), 4096, 8, 128 * 2 ** 20);
+    // 512 chunks each: gate and up side by side (each dA and dB padded to 64 floats: 4608 + 12288 a linear) and then
+    // down (r·(1536 + 576)), the largest pair of calls in a row; three G's of 4096·8 (q, k, v)
+    expect(ws).toBe(4 * (3 * 4096 * 8 + 512 * (2 * (4608 + 12288) + 8 * (1536 + 576))));
+    expect(ws / 2 ** 20).toBeCloseTo(99.4, 1);
+    // without k, q and v are two calls: the most G's in one call are gate and up's two; the largest pair the same
+    const noK = gradWorkspaceBytes(
+      selectModules(
+        SMOLLM2,
+        targets.filter((t) => t !== 'k_proj'),
+      ),
+      4096,
+      8,
+      128 * 2 ** 20,
+    );
+    expect(noK).toBe(ws - 4 * 4096 * 8);
+    // a small binding: the pair is capped to what one binding holds beside the G's
+    const small = gradWorkspaceBytes(selectModules(SMOLLM2, targets), 4096, 8, 80 * 2 ** 20);
+    expect(small).toBeLessThanOrEqual(80 * 2 ** 20);
+    expect(small).toBeGreaterThanOrEqual(4 * 512 * 2 * (4608 + 12288));
   });
 
   it('holds one (N, max(VC, C)) buffer for a chunk of the head logits and its (N, 3) row statistics, not (B·T, V) logits', () => {
