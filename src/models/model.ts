@@ -47,7 +47,8 @@ export function frozenLinear(w: GpuWeights, path: string, transposed: boolean): 
 
 /**
  * Causal self-attention of block `layer`. During cached generation the step's keys and values
- * (B·T, Hkv·D) are appended to the layer's cache at row posOffset and the queries attend over all of it.
+ * (B·T, Hkv·D) are appended to the layer's cache at row posOffset and the queries attend over all of it (with
+ * o.rope the cache holds keys before RoPE, which the kernels apply at each key's position).
  */
 export function selfAttention(
   tape: Tape,
