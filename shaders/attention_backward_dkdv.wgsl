@@ -1,4 +1,4 @@
-//! defaults: HEAD_DIM=64 WG=64 ROPE=false
+//! defaults: HEAD_DIM=64 WG=64
 // Causal self-attention backward, row-wise variant (see attention_forward.wgsl), pass 2 of 2: dk and dv. One invocation per key row of one kv head; it
 // walks every query row of every query head that shares this kv head, so the sum over the group needs
 // no float atomics:
@@ -7,11 +7,9 @@
 //
 // q, dout are (B, Tq, Hq, D); k, v are (B, kvCap, Hkv, D); lse, delta are (B, Hq, Tq);
 // dk, dv are (B, kvLen, Hkv, D). Grid: x = ceil(kvLen / WG) key blocks, y = B * Hkv. Mask: lib_attention.wgsl.
-// ROPE: k and q are rotated as they are read (see attention_forward.wgsl) and dk is rotated back (Rᵀ) at the end;
-// inv_freq (D/2,) sits in delta from delta[freq_at] on (attention.ts).
 //#include lib_attention
-//#include lib_rope
 
+// rope_pos, freq_at: the tiled kernels' RoPE; here unused (attention.ts rotates around this kernel)
 struct Params { tq: u32, kv_len: u32, kv_cap: u32, hq: u32, hkv: u32, window: u32, rope_pos: u32, freq_at: u32, scale: f32, softcap: f32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
@@ -25,8 +23,6 @@ struct Params { tq: u32, kv_len: u32, kv_cap: u32, hq: u32, hkv: u32, window: u3
 
 const D = {{HEAD_DIM}}u;
 const WG = {{WG}}u;
-const ROPE = {{ROPE}};
-const HALF = D / 2u; // RoPE pairs (d, d + HALF)
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
@@ -50,13 +46,6 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
     ks[d] = k[kv_at + d] * p.scale;
     vs[d] = v[kv_at + d];
   }
-  if (ROPE) {
-    for (var x = 0u; x < HALF; x++) {
-      let y = rope_rotate(p.rope_pos + key, delta[p.freq_at + x], 1.0, k[kv_at + x], k[kv_at + x + HALF]) * p.scale;
-      ks[x] = y.x;
-      ks[x + HALF] = y.y;
-    }
-  }
 
   var dk_acc: array<f32, D>;
   var dv_acc: array<f32, D>;
@@ -64,19 +53,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
     let bh = b * p.hq + h;
     for (var i = i_start; i < i_end; i++) {
       let at = ((b * p.tq + i) * p.hq + h) * D;
-      var qr: array<f32, D>; // the query row (rotated with ROPE)
-      for (var d = 0u; d < D; d++) { qr[d] = q[at + d]; }
-      if (ROPE) {
-        for (var x = 0u; x < HALF; x++) {
-          let y = rope_rotate(p.rope_pos + off + i, delta[p.freq_at + x], 1.0, qr[x], qr[x + HALF]);
-          qr[x] = y.x;
-          qr[x + HALF] = y.y;
-        }
-      }
       var s = 0.0;
       var dp = 0.0;
       for (var d = 0u; d < D; d++) {
-        s += qr[d] * ks[d];
+        s += q[at + d] * ks[d];
         dp += dout[at + d] * vs[d];
       }
       s = softcap(s, p.softcap);
@@ -85,7 +65,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
       let ds = pij * (dp - delta[bh * p.tq + i]) * softcap_grad(s, p.softcap);
       for (var d = 0u; d < D; d++) {
         dv_acc[d] += pij * dout[at + d];
-        dk_acc[d] += ds * qr[d];
+        dk_acc[d] += ds * q[at + d];
       }
     }
   }
@@ -95,12 +75,5 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   for (var d = 0u; d < D; d++) {
     dk[out_at + d] = dk_acc[d] * p.scale;
     dv[out_at + d] = dv_acc[d];
-  }
-  if (ROPE) { // dk = Rᵀ · d(rotated k)
-    for (var x = 0u; x < HALF; x++) {
-      let y = rope_rotate(p.rope_pos + key, delta[p.freq_at + x], -1.0, dk_acc[x] * p.scale, dk_acc[x + HALF] * p.scale);
-      dk[out_at + x] = y.x;
-      dk[out_at + x + HALF] = y.y;
-    }
   }
 }

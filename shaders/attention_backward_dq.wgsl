@@ -1,4 +1,4 @@
-//! defaults: HEAD_DIM=64 WG=64 ROPE=false
+//! defaults: HEAD_DIM=64 WG=64
 // Causal self-attention backward, row-wise variant (see attention_forward.wgsl), pass 1 of 2: dq, and
 // delta = rowsum(dO ⊙ O) for pass 2.
 // One invocation per query row; the probabilities are recomputed from lse (P = exp(S - lse)), then
@@ -7,11 +7,9 @@
 //
 // q, dout, o, dq are (B, Tq, Hq, D); k, v are (B, kvCap, Hkv, D); lse, delta are (B, Hq, Tq).
 // Grid: x = ceil(Tq / WG) row blocks, y = B * Hq. Mask: lib_attention.wgsl.
-// ROPE: q and k are rotated as they are read (see attention_forward.wgsl) and dq is rotated back (Rᵀ) at the end;
-// inv_freq (D/2,) sits in delta from delta[freq_at] on (attention.ts).
 //#include lib_attention
-//#include lib_rope
 
+// rope_pos, freq_at: the tiled kernels' RoPE; here unused (attention.ts rotates around this kernel)
 struct Params { tq: u32, kv_len: u32, kv_cap: u32, hq: u32, hkv: u32, window: u32, rope_pos: u32, freq_at: u32, scale: f32, softcap: f32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
@@ -25,8 +23,6 @@ struct Params { tq: u32, kv_len: u32, kv_cap: u32, hq: u32, hkv: u32, window: u3
 
 const D = {{HEAD_DIM}}u;
 const WG = {{WG}}u;
-const ROPE = {{ROPE}};
-const HALF = D / 2u; // RoPE pairs (d, d + HALF)
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
@@ -51,13 +47,6 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
     dos[d] = dout[q_at + d];
     dl += dos[d] * o[q_at + d];
   }
-  if (ROPE) {
-    for (var x = 0u; x < HALF; x++) {
-      let y = rope_rotate(p.rope_pos + pos, delta[p.freq_at + x], 1.0, q[q_at + x], q[q_at + x + HALF]) * p.scale;
-      qs[x] = y.x;
-      qs[x + HALF] = y.y;
-    }
-  }
   let lse_i = lse[bh * p.tq + row];
 
   let kv_row = p.hkv * D;
@@ -65,38 +54,21 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   var acc: array<f32, D>;
   for (var j = j_begin; j < j_end; j++) {
     let at = kv_at + j * kv_row;
-    var kr: array<f32, D>; // the key row (rotated with ROPE)
-    for (var d = 0u; d < D; d++) { kr[d] = k[at + d]; }
-    if (ROPE) {
-      for (var x = 0u; x < HALF; x++) {
-        let y = rope_rotate(p.rope_pos + j, delta[p.freq_at + x], 1.0, kr[x], kr[x + HALF]);
-        kr[x] = y.x;
-        kr[x + HALF] = y.y;
-      }
-    }
     var s = 0.0;
     var dp = 0.0;
     for (var d = 0u; d < D; d++) {
-      s += qs[d] * kr[d];
+      s += qs[d] * k[at + d];
       dp += dos[d] * v[at + d];
     }
     s = softcap(s, p.softcap);
     let valid = attn_visible(pos, j, p.window);
     let pij = select(0.0, exp(select(0.0, s - lse_i, valid)), valid); // masked: exactly 0, exp never sees it
     let ds = pij * (dp - dl) * softcap_grad(s, p.softcap);
-    for (var d = 0u; d < D; d++) { acc[d] += ds * kr[d]; }
+    for (var d = 0u; d < D; d++) { acc[d] += ds * k[at + d]; }
   }
 
   if (!live) { return; }
   let dq_at = ((b * p.tq + i) * p.hq + h) * D;
-  if (ROPE) { // dq = Rᵀ · d(rotated q)
-    for (var x = 0u; x < HALF; x++) {
-      let y = rope_rotate(p.rope_pos + pos, delta[p.freq_at + x], -1.0, acc[x] * p.scale, acc[x + HALF] * p.scale);
-      dq[dq_at + x] = y.x;
-      dq[dq_at + x + HALF] = y.y;
-    }
-  } else {
-    for (var d = 0u; d < D; d++) { dq[dq_at + d] = acc[d] * p.scale; }
-  }
+  for (var d = 0u; d < D; d++) { dq[dq_at + d] = acc[d] * p.scale; }
   delta[bh * p.tq + i] = dl;
 }

@@ -1,4 +1,4 @@
-//! defaults: HEAD_DIM=64 TILE=16 WG=64 ROPE=false
+//! defaults: HEAD_DIM=64 TILE=16 WG=64
 // Causal self-attention forward, row-wise variant (the fast one on software drivers; the tiled
 // attention_tiled_forward.wgsl is the one for real GPUs). Flash style: one invocation per query row keeps its output row and an
 // online softmax (running max m, running sum l) in registers while it walks the keys in tiles of TILE,
@@ -13,11 +13,9 @@
 // Query row i sits at position kvLen - Tq + i and sees the keys lib_attention.wgsl's mask lets through (causal,
 // optionally a sliding window); query head h reads kv head h / (Hq / Hkv). Grid: x = ceil(Tq / WG) row blocks,
 // y = B * Hq. Key tiles start at multiples of TILE, so a row's arithmetic does not depend on its block.
-// ROPE: q and k arrive unrotated; each lane rotates its query row once and each key row as it reads it, query row i
-// at position rope_pos + kvLen - Tq + i, key j at rope_pos + j, with inv_freq (D/2,) (without ROPE: never read).
 //#include lib_attention
-//#include lib_rope
 
+// rope_pos, freq_at: the tiled kernels' RoPE; here unused (attention.ts rotates around this kernel)
 struct Params { tq: u32, kv_len: u32, kv_cap: u32, hq: u32, hkv: u32, window: u32, rope_pos: u32, freq_at: u32, scale: f32, softcap: f32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
@@ -25,13 +23,10 @@ struct Params { tq: u32, kv_len: u32, kv_cap: u32, hq: u32, hkv: u32, window: u3
 @group(0) @binding(3) var<storage, read> v: array<f32>;
 @group(0) @binding(4) var<storage, read_write> o: array<f32>;
 @group(0) @binding(5) var<storage, read_write> lse: array<f32>;
-@group(0) @binding(6) var<storage, read> inv_freq: array<f32>;
 
 const D = {{HEAD_DIM}}u;
 const TILE = {{TILE}}u;
 const WG = {{WG}}u;
-const ROPE = {{ROPE}};
-const HALF = D / 2u; // RoPE pairs (d, d + HALF)
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
@@ -51,15 +46,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
 
   let q_at = ((b * p.tq + row) * p.hq + h) * D;
   var qs: array<f32, D>;
-  if (ROPE) {
-    for (var x = 0u; x < HALF; x++) {
-      let y = rope_rotate(p.rope_pos + pos, inv_freq[x], 1.0, q[q_at + x], q[q_at + x + HALF]) * p.scale;
-      qs[x] = y.x;
-      qs[x + HALF] = y.y;
-    }
-  } else {
-    for (var d = 0u; d < D; d++) { qs[d] = q[q_at + d] * p.scale; }
-  }
+  for (var d = 0u; d < D; d++) { qs[d] = q[q_at + d] * p.scale; }
 
   let kv_row = p.hkv * D; // stride between key rows
   let kv_at = (b * p.kv_cap * p.hkv + hk) * D;
@@ -75,17 +62,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
     for (var t = 0u; t < n; t++) {
       let at = kv_at + (j0 + t) * kv_row;
       var sc = 0.0;
-      if (ROPE) {
-        var kr: array<f32, D>;
-        for (var x = 0u; x < HALF; x++) {
-          let y = rope_rotate(p.rope_pos + j0 + t, inv_freq[x], 1.0, k[at + x], k[at + x + HALF]);
-          kr[x] = y.x;
-          kr[x + HALF] = y.y;
-        }
-        for (var d = 0u; d < D; d++) { sc += qs[d] * kr[d]; }
-      } else {
-        for (var d = 0u; d < D; d++) { sc += qs[d] * k[at + d]; }
-      }
+      for (var d = 0u; d < D; d++) { sc += qs[d] * k[at + d]; }
       sc = softcap(sc, p.softcap);
       s[t] = select(m, sc, attn_visible(pos, j0 + t, p.window)); // masked: a harmless placeholder, zeroed below
       m_new = max(m_new, s[t]);

@@ -15,15 +15,20 @@
 //            which lavapipe and SwiftShader vectorise well (bench/attention.ts measures both).
 //            shaders/attention_forward.wgsl, attention_backward_dq.wgsl, attention_backward_dkdv.wgsl
 // Both skip the key (query) ranges the mask hides entirely; the mask is shaders/lib_attention.wgsl.
-// With opts.rope, q and k arrive unrotated and every kernel applies RoPE (Hugging Face's rotate_half, the
-// rotation of src/kernels/rope.ts, by lib_rope.wgsl's rope_rotate) as it loads them: query row i at position
-// rope.posOffset + i, key j at rope.posOffset - (kvLen - Tq) + j. The backward rotates dq and dk back (Rᵀ) before
-// it writes them, so q and k stay unrotated on both sides and no RoPE kernel runs around attention. The
-// backward kernels already bind 8 storage buffers (WebGPU's default limit), so inv_freq rides in the tail of
-// their delta buffer (copied there, not a dispatch).
+// With opts.rope, q and k arrive unrotated (RoPE, Hugging Face's rotate_half as src/kernels/rope.ts computes it:
+// query row i at position rope.posOffset + i, key j at rope.posOffset - (kvLen - Tq) + j) and the gradients
+// leave for the unrotated q and k:
+//   tiled    the kernels rotate q and k as they stage them (lib_rope.wgsl's rope_rotate: the same bits as
+//            rope_qk's) and rotate dq, dk back (Rᵀ) before they write them: no RoPE dispatch around attention.
+//            The backward kernels already bind 8 storage buffers (WebGPU's default limit), so inv_freq rides in
+//            the tail of their delta buffer (a copy, not a dispatch).
+//   rowwise  rope_qk rotates q and k around the kernels (forward; again in the backward, which then rotates dq
+//            and dk back). A rowwise lane walks every key (query) row by itself, so rotating there costs a sin/cos
+//            per pair per lane per row walked: measured slower on lavapipe than the rope_qk dispatches.
 // CPU twin: attention.cpu.ts.
 import type { DispatchCost, GpuContext } from '../gpu/context';
 import { Tensor } from '../gpu/tensor';
+import { rope_backward, rope_forward, rope_qk_backward, rope_qk_forward, type RopeOpts } from './rope';
 
 export interface AttentionOpts {
   heads: number; // Hq, query heads
@@ -173,7 +178,8 @@ export function attentionTiles(kernel: AttentionKernel, D: number): Tiles {
 }
 
 /** How `kernel` of `variant` runs: rows owned per workgroup, rows of the other side per step, whether key
- * steps start at multiples of `tile` (the forwards, for KV-cache bit-identity), the shader and its defines. */
+ * steps start at multiples of `tile` (the forwards, for KV-cache bit-identity), the shader and its defines
+ * (`rope`: RoPE inside the kernel, tiled only). */
 function layout(
   variant: AttentionVariant,
   kernel: AttentionKernel,
@@ -187,9 +193,7 @@ function layout(
       tile: fwd ? ROWWISE_TILE : 1,
       aligned: fwd,
       shader: kernel as string,
-      defines: fwd
-        ? { HEAD_DIM: D, TILE: ROWWISE_TILE, WG: ROWWISE_WG, ROPE: rope }
-        : { HEAD_DIM: D, WG: ROWWISE_WG, ROPE: rope },
+      defines: fwd ? { HEAD_DIM: D, TILE: ROWWISE_TILE, WG: ROWWISE_WG } : { HEAD_DIM: D, WG: ROWWISE_WG },
     };
   }
   const { own, tile } = attentionTiles(kernel, D);
@@ -266,20 +270,20 @@ export function attentionPlan(
   const blocks = (n: number, b: number) =>
     Array.from({ length: Math.ceil(n / b) }, (_, x) => [x * b, Math.min(b, n - x * b)]);
   const sum = (xs: number[]) => xs.reduce((a, x) => a + x, 0);
-  // With RoPE, rows rotated (each D/2 pairs): the owned rows once (and their gradient back), the streamed rows once
-  // per workgroup that stages them (tiled) or once per lane that walks them (rowwise: no sharing).
-  const lanes = (own: number) => (variant === 'rowwise' ? own : 1);
-  const rot = (rows: number) => (g.rope ? (rows * D * ROPE_PAIR_FLOPS) / 2 : 0);
+  // With RoPE in the kernels, rows rotated (each D/2 pairs): the owned rows once (and their gradient back), the
+  // streamed rows once per workgroup that stages them.
+  const rope = g.rope && variant === 'tiled'; // rowwise: rope_qk dispatches of their own (see the header)
+  const rot = (rows: number) => (rope ? (rows * D * ROPE_PAIR_FLOPS) / 2 : 0);
   const queryWalk = (kernel: AttentionKernel) => {
-    const { own, tile, aligned } = layout(variant, kernel, D, g.rope);
+    const { own, tile, aligned } = layout(variant, kernel, D, rope);
     const spans = blocks(Tq, own).map(([i0, rows]) => keySpan(g, i0, rows, tile, aligned));
-    return { own, longest: Math.max(...spans), streamed: B * Hq * sum(spans) * lanes(own) };
+    return { own, longest: Math.max(...spans), streamed: B * Hq * sum(spans) };
   };
   const pairs = B * Hq * visiblePairs(g);
   const cap = g.softcap > 0 ? 6 : 0; // the soft cap per score (lib_softcap.wgsl); the backward adds its derivative
   if (pass === 'forward') {
     const w = queryWalk('attention_forward');
-    const l = layout(variant, 'attention_forward', D, g.rope);
+    const l = layout(variant, 'attention_forward', D, rope);
     return [
       {
         kernel: l.shader,
@@ -295,8 +299,8 @@ export function attentionPlan(
     ];
   }
   const wq = queryWalk('attention_backward_dq');
-  const lq = layout(variant, 'attention_backward_dq', D, g.rope);
-  const kv = layout(variant, 'attention_backward_dkdv', D, g.rope);
+  const lq = layout(variant, 'attention_backward_dq', D, rope);
+  const kv = layout(variant, 'attention_backward_dkdv', D, rope);
   const kvSpans = blocks(Tk, kv.own).map(([j0, keys]) => rowSpan(g, j0, keys));
   const per = Hq / Hkv;
   return [
@@ -318,7 +322,7 @@ export function attentionPlan(
       workgroups: [Math.ceil(Tk / kv.own), B * Hkv],
       cost: {
         // with RoPE k rotated, dk rotated back, and the query rows walked
-        flops: pairs * (8 * D + 4 + 1.5 * cap) + rot(2 * B * Tk * Hkv + B * Hkv * per * sum(kvSpans) * lanes(kv.own)),
+        flops: pairs * (8 * D + 4 + 1.5 * cap) + rot(2 * B * Tk * Hkv + B * Hkv * per * sum(kvSpans)),
         bytesRead: 2 * qBytes + 2 * kvBytes + 2 * rowBytes, // q, dout, k, v, lse, delta
         bytesWritten: 2 * kvBytes,
         serialLoop: per * Math.max(...kvSpans),
@@ -333,18 +337,45 @@ const params = (g: Geometry, freqAt = 0) => ({
   f32: [g.scale, g.softcap],
 });
 
-/** q is (B, Tq, Hq, D); k, v are (B, kvCap, Hkv, D) (with opts.rope: before RoPE, which the kernel applies).
+/** RoPE around the rowwise kernels (see the header): sign 1 rotates q-shaped `a` and k-shaped `b` (the forward's
+ * q and k), -1 rotates them back (dq, and dk of kvLen rows). One rope_qk dispatch when both have the same rows
+ * at the same positions (training: Tq = kvLen = kvCapacity), else one rope dispatch each (a KV cache). */
+function ropeAround(g: Geometry, rope: AttentionRope, a: Tensor, b: Tensor, sign: 1 | -1) {
+  const kRows = b.numel / (g.B * g.Hkv * g.D);
+  // theta is unused: the table is given
+  const base = { headDim: g.D, theta: 1, invFreq: rope.invFreq };
+  const qo: RopeOpts = { ...base, heads: g.Hq, seqLen: g.Tq, posOffset: g.ropePos + g.Tk - g.Tq };
+  const ko: RopeOpts = { ...base, heads: g.Hkv, seqLen: kRows, posOffset: g.ropePos };
+  if (kRows === g.Tq && g.Tk === g.Tq) {
+    const r = (sign > 0 ? rope_qk_forward : rope_qk_backward)(a, b, qo, g.Hkv);
+    return { a: r.q, b: r.k };
+  }
+  const one = sign > 0 ? rope_forward : rope_backward;
+  return { a: one(a, qo), b: one(b, ko) };
+}
+
+/** q is (B, Tq, Hq, D); k, v are (B, kvCap, Hkv, D) (with opts.rope: before RoPE, applied here).
  * Returns o, shaped like q, and lse (B, Hq, Tq), the log-sum-exp of each row's scaled scores. */
 export function attention_forward(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOpts): { o: Tensor; lse: Tensor } {
   const g = attentionGeometry(q, k, v, opts);
   const ctx = q.ctx;
+  const variant = attentionVariant(ctx, opts.variant);
+  if (opts.rope && variant === 'rowwise') {
+    const r = ropeAround(g, opts.rope, q, k, 1);
+    const out = attention_forward(r.a, r.b, v, { ...opts, rope: undefined, variant });
+    r.a.free(); // a later kernel that reuses the buffers runs after this one in the same queue
+    r.b.free();
+    return out;
+  }
   const o = Tensor.empty(ctx, q.shape, 'attention.o');
   const lse = Tensor.empty(ctx, [g.B, g.Hq, g.Tq], 'attention.lse');
-  const [fwd] = attentionPlan(g, 'forward', attentionVariant(ctx, opts.variant));
+  const [fwd] = attentionPlan(g, 'forward', variant);
+  const bindings = [q.binding, k.binding, v.binding, o.buf, lse.buf];
+  // the tiled forward declares inv_freq; without RoPE it never reads it, and q stands in (read-only may alias)
+  if (variant === 'tiled') bindings.push((opts.rope?.invFreq ?? q).binding);
   ctx.dispatch(fwd.kernel, {
     defines: fwd.defines,
-    // without RoPE the shader never reads inv_freq: q stands in for it (read-only bindings may alias)
-    bindings: [q.binding, k.binding, v.binding, o.buf, lse.buf, (opts.rope?.invFreq ?? q).binding],
+    bindings,
     ...params(g),
     workgroups: fwd.workgroups,
     cost: fwd.cost,
@@ -370,6 +401,17 @@ export function attention_backward(
     throw new Error('attention_backward: dout and o must be shaped like q');
   if (lse.numel !== g.B * g.Hq * g.Tq) throw new Error('attention_backward: lse must be (B, Hq, Tq)');
   const ctx = q.ctx;
+  const variant = attentionVariant(ctx, opts.variant);
+  if (opts.rope && variant === 'rowwise') {
+    const r = ropeAround(g, opts.rope, q, k, 1);
+    const gr = attention_backward(dout, r.a, r.b, v, o, lse, { ...opts, rope: undefined, variant });
+    r.a.free();
+    r.b.free();
+    const back = ropeAround(g, opts.rope, gr.dq, gr.dk, -1);
+    gr.dq.free();
+    gr.dk.free();
+    return { dq: back.a, dk: back.b, dv: gr.dv };
+  }
   const dq = Tensor.empty(ctx, q.shape, 'attention.dq');
   const kvShape = g.Tk === g.cap ? k.shape : [g.B, g.Tk, g.Hkv, g.D];
   const dk = Tensor.empty(ctx, kvShape, 'attention.dk');
@@ -379,7 +421,7 @@ export function attention_backward(
   const delta = Tensor.empty(ctx, [rows + (g.rope ? g.D / 2 : 0)], 'attention.delta');
   const invFreq = opts.rope?.invFreq;
   if (invFreq) ctx.copy(invFreq.base, invFreq.offset, delta.buf, rows * 4, (g.D / 2) * 4);
-  const [dqPlan, dkdvPlan] = attentionPlan(g, 'backward', attentionVariant(ctx, opts.variant));
+  const [dqPlan, dkdvPlan] = attentionPlan(g, 'backward', variant);
   ctx.dispatch(dqPlan.kernel, {
     defines: dqPlan.defines,
     bindings: [q.binding, k.binding, v.binding, dout.binding, o.binding, lse.binding, dq.buf, delta.buf],
