@@ -590,4 +590,30 @@ describe('attention launch plan', () => {
     expect(full.dispatches.map((d) => d.cost.serialLoop)).toEqual([512, 512, 3 * 512]);
     for (const d of slid.dispatches) expect(d.cost.serialLoop).toBeLessThan(3 * (64 + 32));
   });
+
+  it('costs with RoPE: the tiled kernels count each row they rotate; the rowwise ones leave it to rope_qk', () => {
+    const [B, T, Hq, Hkv, D] = [2, 512, 9, 3, 64];
+    const opts: AttentionOpts = { heads: Hq, kvHeads: Hkv, headDim: D, seqLen: T };
+    const fail = (why: string): never => {
+      throw new Error(why);
+    };
+    const plain = geometryOf(B * T * Hq * D, opts, fail);
+    const roped = { ...plain, rope: true };
+    const flops = (g: typeof plain, v: AttentionVariant) =>
+      [...attentionPlan(g, 'forward', v), ...attentionPlan(g, 'backward', v)].map((d) => d.cost.flops);
+    expect(flops(roped, 'rowwise')).toEqual(flops(plain, 'rowwise'));
+    const [f0, q0, kv0] = flops(plain, 'tiled');
+    const [f1, q1, kv1] = flops(roped, 'tiled');
+    const pair = 36 * (D / 2); // one row's rotation
+    // forward: every query row once, and per row block the keys it stages (0 up to its last row)
+    const { own } = attentionTiles('attention_forward', D);
+    let staged = 0;
+    for (let i0 = 0; i0 < T; i0 += own) staged += i0 + own;
+    expect(f1 - f0).toBe(pair * B * Hq * (T + staged));
+    expect(q1).toBeGreaterThan(q0 + pair * 2 * B * Hq * T); // q in, dq out, and the keys staged
+    expect(kv1).toBeGreaterThan(kv0 + pair * 2 * B * Hkv * T); // k in, dk out, and the query rows staged
+    // every variant's defines say whether the kernel rotates
+    expect(attentionPlan(roped, 'forward', 'tiled')[0].defines.ROPE).toBe(true);
+    expect(attentionPlan(plain, 'forward', 'tiled')[0].defines.ROPE).toBe(false);
+  });
 });
