@@ -9,7 +9,8 @@
 // dk, dv are (B, kvLen, Hkv, D). Grid: x = ceil(kvLen / WG) key blocks, y = B * Hkv. Mask: lib_attention.wgsl.
 //#include lib_attention
 
-struct Params { tq: u32, kv_len: u32, kv_cap: u32, hq: u32, hkv: u32, window: u32, scale: f32, softcap: f32 }
+// rope_pos, freq_at: the tiled kernels' RoPE; here unused (attention.ts rotates around this kernel)
+struct Params { tq: u32, kv_len: u32, kv_cap: u32, hq: u32, hkv: u32, window: u32, rope_pos: u32, freq_at: u32, scale: f32, softcap: f32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
 @group(0) @binding(2) var<storage, read> k: array<f32>;

@@ -1,4 +1,4 @@
-//! defaults: HEAD_DIM=64 BR=8 BC=16
+//! defaults: HEAD_DIM=64 BR=8 BC=16 ROPE=false
 // Causal self-attention backward, pass 2 of 2: dk and dv. FlashAttention-2 style: one workgroup owns BC key
 // rows of one (b, kv head), staged once in workgroup memory, and walks the query rows that see them, of
 // every query head sharing the kv head, in tiles of BR (so the sum over the group needs no float atomics
@@ -10,9 +10,12 @@
 // q, dout are (B, Tq, Hq, D); k, v are (B, kvCap, Hkv, D); lse, delta are (B, Hq, Tq);
 // dk, dv are (B, kvLen, Hkv, D). Workgroup memory: 2·(BC + BR)·(D + 1) + 2·BC·BR + 2·BR floats.
 // Grid: x = ceil(kvLen / BC) key blocks, y = B * Hkv.
+// ROPE: k and q are rotated as they are staged (see attention_tiled_forward.wgsl) and dk is rotated back (Rᵀ) at
+// the end; inv_freq (D/2,) sits in delta from delta[freq_at] on (attention.ts).
 //#include lib_attention
+//#include lib_rope
 
-struct Params { tq: u32, kv_len: u32, kv_cap: u32, hq: u32, hkv: u32, window: u32, scale: f32, softcap: f32 }
+struct Params { tq: u32, kv_len: u32, kv_cap: u32, hq: u32, hkv: u32, window: u32, rope_pos: u32, freq_at: u32, scale: f32, softcap: f32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
 @group(0) @binding(2) var<storage, read> k: array<f32>;
@@ -30,6 +33,8 @@ const WG = 256u;
 const P = WG / BC; // lanes per key row
 const DP = (D + P - 1u) / P;
 const SD = D + 1u; // row stride in workgroup memory: odd, so rows of one dot product fall in different banks
+const ROPE = {{ROPE}};
+const HALF = D / 2u; // RoPE pairs (d, d + HALF)
 
 var<workgroup> ks: array<f32, BC * SD>; // scale · k
 var<workgroup> vs: array<f32, BC * SD>;
@@ -55,16 +60,34 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) t: u
   let kv_at = ((b * p.kv_cap + j0) * p.hkv + hk) * D; // key c of the block at kv_at + c * hkv * D
   let kv_row = p.hkv * D;
 
-  for (var e = t; e < BC * D; e += WG) {
-    let c = e / D;
-    var kx = 0.0;
-    var vx = 0.0;
-    if (c < keys) {
-      kx = k[kv_at + c * kv_row + e % D] * p.scale;
-      vx = v[kv_at + c * kv_row + e % D];
+  if (ROPE) {
+    for (var e = t; e < BC * HALF; e += WG) {
+      let c = e / HALF;
+      let x = e % HALF;
+      var ky = vec2f(0.0);
+      var vy = vec2f(0.0);
+      if (c < keys) {
+        let at = kv_at + c * kv_row + x;
+        ky = rope_rotate(p.rope_pos + j0 + c, delta[p.freq_at + x], 1.0, k[at], k[at + HALF]) * p.scale;
+        vy = vec2f(v[at], v[at + HALF]);
+      }
+      ks[c * SD + x] = ky.x;
+      ks[c * SD + x + HALF] = ky.y;
+      vs[c * SD + x] = vy.x;
+      vs[c * SD + x + HALF] = vy.y;
     }
-    ks[(e / D) * SD + e % D] = kx;
-    vs[(e / D) * SD + e % D] = vx;
+  } else {
+    for (var e = t; e < BC * D; e += WG) {
+      let c = e / D;
+      var kx = 0.0;
+      var vx = 0.0;
+      if (c < keys) {
+        kx = k[kv_at + c * kv_row + e % D] * p.scale;
+        vx = v[kv_at + c * kv_row + e % D];
+      }
+      ks[(e / D) * SD + e % D] = kx;
+      vs[(e / D) * SD + e % D] = vx;
+    }
   }
 
   let c = t / P; // this invocation's key in the block
@@ -84,11 +107,24 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) t: u
         var qx = 0.0;
         var dx = 0.0;
         if (r < n) {
-          qx = q[q_at + r * q_row + e % D];
+          if (!ROPE) { qx = q[q_at + r * q_row + e % D]; }
           dx = dout[q_at + r * q_row + e % D];
         }
-        qs[(e / D) * SD + e % D] = qx;
+        if (!ROPE) { qs[(e / D) * SD + e % D] = qx; }
         dos[(e / D) * SD + e % D] = dx;
+      }
+      if (ROPE) {
+        for (var e = t; e < BR * HALF; e += WG) {
+          let r = e / HALF;
+          let x = e % HALF;
+          var y = vec2f(0.0);
+          if (r < n) {
+            let at = q_at + r * q_row + x;
+            y = rope_rotate(p.rope_pos + off + i0 + r, delta[p.freq_at + x], 1.0, q[at], q[at + HALF]);
+          }
+          qs[r * SD + x] = y.x;
+          qs[r * SD + x + HALF] = y.y;
+        }
       }
       if (t < BR) {
         lse_s[t] = select(0.0, lse[bh * p.tq + i0 + min(t, n - 1u)], t < n);
@@ -125,13 +161,30 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) t: u
     }
   }
 
+  let out_at = ((b * p.kv_len + j0) * p.hkv + hk) * D; // key c of the block at out_at + c * hkv * D
+  if (ROPE) { // the dims of a pair (d, d + HALF) sit on different lanes: they meet in ks, done with
+    workgroupBarrier();
+    for (var u = 0u; u < DP; u++) {
+      let d = lane + u * P;
+      if (d < D) { ks[c * SD + d] = dk_acc[u] * p.scale; }
+    }
+    workgroupBarrier();
+    for (var e = t; e < BC * HALF; e += WG) {
+      let cc = e / HALF;
+      let x = e % HALF;
+      if (cc < keys) { // dk = Rᵀ · d(rotated k)
+        let y = rope_rotate(p.rope_pos + j0 + cc, delta[p.freq_at + x], -1.0, ks[cc * SD + x], ks[cc * SD + x + HALF]);
+        dk[out_at + cc * kv_row + x] = y.x;
+        dk[out_at + cc * kv_row + x + HALF] = y.y;
+      }
+    }
+  }
   if (c >= keys) { return; }
-  let out_at = ((b * p.kv_len + j0 + c) * p.hkv + hk) * D;
   for (var u = 0u; u < DP; u++) {
     let d = lane + u * P;
     if (d < D) {
-      dk[out_at + d] = dk_acc[u] * p.scale;
-      dv[out_at + d] = dv_acc[u];
+      if (!ROPE) { dk[out_at + c * kv_row + d] = dk_acc[u] * p.scale; }
+      dv[out_at + c * kv_row + d] = dv_acc[u];
     }
   }
 }

@@ -1,4 +1,4 @@
-//! defaults: HEAD_DIM=64 BR=16 BC=16
+//! defaults: HEAD_DIM=64 BR=16 BC=16 ROPE=false
 // Causal self-attention forward, FlashAttention-2 style. One workgroup owns BR query rows of one (b, h) and
 // walks the keys they see in tiles of BC: each K, V tile is staged in workgroup memory once and shared by all
 // BR rows. Per tile:
@@ -15,15 +15,19 @@
 // Invocations: BR rows × P lanes; lane owns the dims d ≡ lane (mod P) of its row's accumulator.
 // Workgroup memory: (BR + 2·BC)·(D + 1) + BR·BC floats (the launcher keeps it <= 16 KiB).
 // Grid: x = ceil(Tq / BR) row blocks, y = B * Hq.
+// ROPE: q and k arrive unrotated and are rotated as they are staged (attention.ts), query row i at position
+// rope_pos + kvLen - Tq + i, key j at rope_pos + j, with inv_freq (D/2,) (without ROPE any buffer, never read).
 //#include lib_attention
+//#include lib_rope
 
-struct Params { tq: u32, kv_len: u32, kv_cap: u32, hq: u32, hkv: u32, window: u32, scale: f32, softcap: f32 }
+struct Params { tq: u32, kv_len: u32, kv_cap: u32, hq: u32, hkv: u32, window: u32, rope_pos: u32, freq_at: u32, scale: f32, softcap: f32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
 @group(0) @binding(2) var<storage, read> k: array<f32>;
 @group(0) @binding(3) var<storage, read> v: array<f32>;
 @group(0) @binding(4) var<storage, read_write> o: array<f32>;
 @group(0) @binding(5) var<storage, read_write> lse: array<f32>;
+@group(0) @binding(6) var<storage, read> inv_freq: array<f32>;
 
 const D = {{HEAD_DIM}}u;
 const BR = {{BR}}u; // query rows per workgroup
@@ -32,6 +36,8 @@ const WG = 256u;
 const P = WG / BR; // lanes per query row
 const DP = (D + P - 1u) / P;
 const SD = D + 1u; // row stride in workgroup memory: odd, so rows of one dot product fall in different banks // accumulator dims per lane
+const ROPE = {{ROPE}};
+const HALF = D / 2u; // RoPE pairs (d, d + HALF)
 const NEG = -3.0e38; // running max before any visible key: finite, so exp(NEG - m) = 0 and never NaN
 
 var<workgroup> qs: array<f32, BR * SD>; // scale · q rows of the block
@@ -51,11 +57,25 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) t: u
   let j_end = off + i0 + rows; // one past the last row's position
   let j_begin = (attn_first_key(off + i0, p.window) / BC) * BC;
 
-  for (var e = t; e < BR * D; e += WG) {
-    let r = e / D;
-    var x = 0.0;
-    if (r < rows) { x = q[((b * p.tq + i0 + r) * p.hq + h) * D + e % D] * p.scale; }
-    qs[(e / D) * SD + e % D] = x;
+  if (ROPE) {
+    for (var e = t; e < BR * HALF; e += WG) {
+      let r = e / HALF;
+      let x = e % HALF;
+      var y = vec2f(0.0);
+      if (r < rows) {
+        let at = ((b * p.tq + i0 + r) * p.hq + h) * D + x;
+        y = rope_rotate(p.rope_pos + off + i0 + r, inv_freq[x], 1.0, q[at], q[at + HALF]) * p.scale;
+      }
+      qs[r * SD + x] = y.x;
+      qs[r * SD + x + HALF] = y.y;
+    }
+  } else {
+    for (var e = t; e < BR * D; e += WG) {
+      let r = e / D;
+      var x = 0.0;
+      if (r < rows) { x = q[((b * p.tq + i0 + r) * p.hq + h) * D + e % D] * p.scale; }
+      qs[(e / D) * SD + e % D] = x;
+    }
   }
 
   let r = t / P; // this invocation's row in the block; rows past the end compute and write nothing
@@ -70,17 +90,35 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) t: u
   for (var j0 = j_begin; j0 < j_end; j0 += BC) {
     let n = min(BC, j_end - j0);
     workgroupBarrier(); // qs is written; the previous tile's reads of ks, vs, ss are done
-    for (var e = t; e < BC * D; e += WG) {
-      let c = e / D;
-      var kx = 0.0;
-      var vx = 0.0;
-      if (c < n) { // keys >= kvLen are never read
-        let at = kv_at + (j0 + c) * kv_row + e % D;
-        kx = k[at];
-        vx = v[at];
+    if (ROPE) {
+      for (var e = t; e < BC * HALF; e += WG) {
+        let c = e / HALF;
+        let x = e % HALF;
+        var ky = vec2f(0.0);
+        var vy = vec2f(0.0);
+        if (c < n) { // keys >= kvLen are never read
+          let at = kv_at + (j0 + c) * kv_row + x;
+          ky = rope_rotate(p.rope_pos + j0 + c, inv_freq[x], 1.0, k[at], k[at + HALF]);
+          vy = vec2f(v[at], v[at + HALF]);
+        }
+        ks[c * SD + x] = ky.x;
+        ks[c * SD + x + HALF] = ky.y;
+        vs[c * SD + x] = vy.x;
+        vs[c * SD + x + HALF] = vy.y;
       }
-      ks[(e / D) * SD + e % D] = kx;
-      vs[(e / D) * SD + e % D] = vx;
+    } else {
+      for (var e = t; e < BC * D; e += WG) {
+        let c = e / D;
+        var kx = 0.0;
+        var vx = 0.0;
+        if (c < n) { // keys >= kvLen are never read
+          let at = kv_at + (j0 + c) * kv_row + e % D;
+          kx = k[at];
+          vx = v[at];
+        }
+        ks[(e / D) * SD + e % D] = kx;
+        vs[(e / D) * SD + e % D] = vx;
+      }
     }
     workgroupBarrier();
     for (var e = t; e < BR * BC; e += WG) {

@@ -11,7 +11,7 @@ import { lora_backward, lora_forward, type LoraParams } from '../kernels/lora';
 import { lora_rank_glu, lora_rank_norm, lora_rank_segments } from '../kernels/lora_rank';
 import { GradCarry, GradGroup, lora_grad_segments } from '../kernels/lora_grad';
 import { rmsnorm_backward, rmsnorm_forward } from '../kernels/rmsnorm';
-import { rope_backward, rope_forward, rope_qk_backward, rope_qk_forward, type RopeOpts } from '../kernels/rope';
+import { rope_backward, rope_forward, type RopeOpts } from '../kernels/rope';
 import { swiglu_backward, swiglu_forward } from '../kernels/swiglu';
 import { add_forward } from '../kernels/add';
 import { put_cols, take_cols } from '../kernels/copy2d';
@@ -340,32 +340,8 @@ export function rope(tape: Tape, x: Var, o: RopeOpts, name: string): Var {
   return out;
 }
 
-/** RoPE of q (o.heads heads) and k (kHeads heads, the rest of o alike) in one dispatch, forward and backward. */
-export function ropeQK(tape: Tape, q: Var, k: Var, o: RopeOpts, kHeads: number, names: [string, string]): [Var, Var] {
-  const r = rope_qk_forward(q.t, k.t, o, kHeads);
-  const outQ = tape.output(r.q, names[0], q.requiresGrad);
-  const outK = tape.output(r.k, names[1], k.requiresGrad);
-  if (tape.needsGrad(q, k)) {
-    const ko = { ...o, heads: kHeads };
-    tape.record({
-      name: names.join('+'),
-      outputs: [outQ, outK],
-      saved: [],
-      backward(tape) {
-        const [dq, dk] = [outQ.grad, outK.grad];
-        if (dq && dk) {
-          const g = rope_qk_backward(dq, dk, o, kHeads);
-          tape.addGrad(q, tape.adopt(g.q));
-          tape.addGrad(k, tape.adopt(g.k));
-        } else if (dq) tape.addGrad(q, tape.adopt(rope_backward(dq, o)));
-        else if (dk) tape.addGrad(k, tape.adopt(rope_backward(dk, ko)));
-      },
-    });
-  }
-  return [outQ, outK];
-}
-
-/** Causal self-attention with grouped-query heads; q is (B·T, Hq·D), k and v (B·T, Hkv·D). */
+/** Causal self-attention with grouped-query heads; q is (B·T, Hq·D), k and v (B·T, Hkv·D). With o.rope, q and k
+ * come before RoPE, which the kernels apply (and undo on their gradients). */
 export function attention(tape: Tape, q: Var, k: Var, v: Var, o: AttentionOpts, name: string): Var {
   const [qt, kt, vt] = [q.t, k.t, v.t];
   const r = attention_forward(qt, kt, vt, o);

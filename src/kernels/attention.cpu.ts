@@ -3,8 +3,39 @@
 // k, v (B, kvCap, Hkv, D); lse (B, Hq, Tq); dk, dv (B, kvLen, Hkv, D). Query row i sits at position
 // pos = kvLen - Tq + i and sees keys j with j <= pos and, with a sliding window W > 0, pos - W < j.
 // With a soft cap c > 0 the scores are S = c·tanh(scale·q·k / c) and dS picks up the factor 1 - (S / c)².
+// With RoPE (the kernels' opts.rope; here its theta and rope_scaling) q and k are rotated first (rope.cpu.ts),
+// query row i at position posOffset + i, key j at posOffset - (kvLen - Tq) + j; the backward rotates the
+// gradients of the rotated q and k back (the rotation is orthogonal: its transpose is its inverse).
 import type { AttentionOpts } from './attention';
 import { softcap_cpu, softcap_grad_cpu } from './head_lse.cpu';
+import { rope_backward_cpu, rope_forward_cpu, type RopeAngles } from './rope.cpu';
+import type { RopeScaling } from './rope';
+
+/** RoPE for the twin: the table's theta and rope_scaling (not the tensor), and how the angles round. */
+export interface AttentionRopeCpu {
+  theta: number;
+  scaling?: RopeScaling | null;
+  posOffset?: number; // query row 0's position (default kvLen - Tq), as AttentionRope.posOffset
+  angles?: RopeAngles; // default 'f64'; 'hf-f32' rounds pos · inv_freq to f32 as the kernels do
+}
+
+/** Rotations (sign 1) and their inverses (-1) of q-shaped (B, Tq, Hq, D) and k-shaped (B, rows, Hkv, D) arrays. */
+function rotated(opts: AttentionOpts, rope: AttentionRopeCpu, kRows: number) {
+  const { Tq, Tk, Hq, Hkv, D } = dims(opts);
+  const qPos = rope.posOffset ?? Tk - Tq;
+  const base = { headDim: D, theta: rope.theta, scaling: rope.scaling ?? null };
+  const angles = rope.angles ?? 'f64';
+  return {
+    q: (x: ArrayLike<number>, sign: 1 | -1) =>
+      (sign > 0 ? rope_forward_cpu : rope_backward_cpu)(x, { ...base, heads: Hq, seqLen: Tq, posOffset: qPos }, angles),
+    k: (x: ArrayLike<number>, sign: 1 | -1, rows = kRows) =>
+      (sign > 0 ? rope_forward_cpu : rope_backward_cpu)(
+        x,
+        { ...base, heads: Hkv, seqLen: rows, posOffset: qPos - (Tk - Tq) },
+        angles,
+      ),
+  };
+}
 
 function dims(opts: AttentionOpts) {
   const Tq = opts.seqLen;
@@ -50,8 +81,13 @@ export function attention_forward_cpu(
   v: ArrayLike<number>,
   B: number,
   opts: AttentionOpts,
+  rope?: AttentionRopeCpu,
 ): { o: Float64Array; lse: Float64Array } {
   const { Tq, cap, Hq, Hkv, D, per } = dims(opts);
+  if (rope) {
+    const r = rotated(opts, rope, cap);
+    return attention_forward_cpu(r.q(q, 1), r.k(k, 1), v, B, opts);
+  }
   const o = new Float64Array(B * Tq * Hq * D);
   const lse = new Float64Array(B * Hq * Tq);
   for (let b = 0; b < B; b++)
@@ -76,8 +112,14 @@ export function attention_backward_cpu(
   v: ArrayLike<number>,
   B: number,
   opts: AttentionOpts,
+  rope?: AttentionRopeCpu,
 ): { dq: Float64Array; dk: Float64Array; dv: Float64Array } {
   const { Tq, Tk, cap, Hq, Hkv, D, per, scale, softcap } = dims(opts);
+  if (rope) {
+    const r = rotated(opts, rope, cap);
+    const g = attention_backward_cpu(dout, r.q(q, 1), r.k(k, 1), v, B, opts);
+    return { dq: r.q(g.dq, -1), dk: r.k(g.dk, -1, Tk), dv: g.dv };
+  }
   const dq = new Float64Array(B * Tq * Hq * D);
   const dk = new Float64Array(B * Tk * Hkv * D);
   const dv = new Float64Array(B * Tk * Hkv * D);

@@ -15,9 +15,20 @@
 //            which lavapipe and SwiftShader vectorise well (bench/attention.ts measures both).
 //            shaders/attention_forward.wgsl, attention_backward_dq.wgsl, attention_backward_dkdv.wgsl
 // Both skip the key (query) ranges the mask hides entirely; the mask is shaders/lib_attention.wgsl.
+// With opts.rope, q and k arrive unrotated (RoPE, Hugging Face's rotate_half as src/kernels/rope.ts computes it:
+// query row i at position rope.posOffset + i, key j at rope.posOffset - (kvLen - Tq) + j) and the gradients
+// leave for the unrotated q and k:
+//   tiled    the kernels rotate q and k as they stage them (lib_rope.wgsl's rope_rotate: the same bits as
+//            rope_qk's) and rotate dq, dk back (Rᵀ) before they write them: no RoPE dispatch around attention.
+//            The backward kernels already bind 8 storage buffers (WebGPU's default limit), so inv_freq rides in
+//            the tail of their delta buffer (a copy, not a dispatch).
+//   rowwise  rope_qk rotates q and k around the kernels (forward; again in the backward, which then rotates dq
+//            and dk back). A rowwise lane walks every key (query) row by itself, so rotating there costs a sin/cos
+//            per pair per lane per row walked: measured slower on lavapipe than the rope_qk dispatches.
 // CPU twin: attention.cpu.ts.
 import type { DispatchCost, GpuContext } from '../gpu/context';
 import { Tensor } from '../gpu/tensor';
+import { rope_backward, rope_forward, rope_qk_backward, rope_qk_forward, type RopeOpts } from './rope';
 
 export interface AttentionOpts {
   heads: number; // Hq, query heads
@@ -30,6 +41,15 @@ export interface AttentionOpts {
   window?: number; // sliding window W: position i sees keys i - W < j <= i; 0 (default) = plain causal
   softcap?: number; // soft cap c of the scores, S = c·tanh(S / c); 0 (default) = none
   variant?: AttentionVariant; // default: attentionVariant(ctx)
+  rope?: AttentionRope; // RoPE q and k inside the kernels (absent: q and k are used as they are)
+}
+
+/** RoPE applied by the attention kernels themselves (see the header). */
+export interface AttentionRope {
+  invFreq: Tensor; // (D/2,) f32, rope_inv_freq_tensor's table (theta and rope_scaling already in it)
+  /** RoPE position of query row 0 (default kvLen - seqLen, its attention position): query row i sits at posOffset
+   * + i and key j at posOffset - (kvLen - seqLen) + j, as RopeOpts.posOffset with keys before the queries. */
+  posOffset?: number;
 }
 
 export type AttentionVariant = 'tiled' | 'rowwise';
@@ -63,17 +83,24 @@ export interface Geometry {
   scale: number;
   window: number;
   softcap: number;
+  rope: boolean;
+  ropePos: number; // RoPE position of key row 0
 }
 
 /** Checks shapes and fills defaults. q is (B, Tq, Hq, D) in any row-major shape, k/v (B, kvCap, Hkv, D). */
 export function attentionGeometry(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOpts): Geometry {
   const fail = (why: string) => {
-    throw new Error(`attention: ${why} (q [${q.shape}], k [${k.shape}], v [${v.shape}], opts ${JSON.stringify(opts)})`);
+    const shown = { ...opts, rope: opts.rope && { posOffset: opts.rope.posOffset ?? 0 } }; // not the tensor
+    throw new Error(
+      `attention: ${why} (q [${q.shape}], k [${k.shape}], v [${v.shape}], opts ${JSON.stringify(shown)})`,
+    );
   };
   const g = geometryOf(q.numel, opts, fail);
   if (k.numel !== g.B * g.cap * g.Hkv * g.D || v.numel !== k.numel)
     fail(`k and v must hold B·kvCapacity·kvHeads·headDim = ${g.B * g.cap * g.Hkv * g.D} values`);
   if (q.dtype !== 'f32' || k.dtype !== 'f32' || v.dtype !== 'f32') fail('q, k, v must be f32');
+  const f = opts.rope?.invFreq;
+  if (f && (f.numel !== g.D / 2 || f.dtype !== 'f32')) fail('rope.invFreq must be (headDim/2,) f32');
   if (g.B * Math.max(g.Hq, g.Hkv) > q.ctx.limits.maxComputeWorkgroupsPerDimension)
     fail('B·heads over the workgroups per dimension');
   return g;
@@ -104,9 +131,14 @@ export function geometryOf(qNumel: number, opts: AttentionOpts, fail: (why: stri
   if (D > ATTENTION_MAX_HEAD_DIM) fail(`headDim over ${ATTENTION_MAX_HEAD_DIM}`);
   if (Tk < Tq) fail('kvLen must be at least seqLen (the query rows are the last kvLen positions)');
   if (cap < Tk) fail('kvCapacity must be at least kvLen');
+  const rope = opts.rope !== undefined;
+  const ropePos = (opts.rope?.posOffset ?? Tk - Tq) - (Tk - Tq); // the position of key row 0
+  if (rope && D % 2 !== 0) fail('RoPE needs an even headDim');
+  if (rope && (!Number.isInteger(ropePos) || ropePos < 0 || ropePos + Tk > 2 ** 24))
+    fail('rope.posOffset must be an integer >= kvLen - seqLen, and positions below 2^24 (exact in f32)');
   const B = qNumel / (Tq * Hq * D);
   if (!Number.isInteger(B) || B < 1) fail('q does not hold B·seqLen·heads·headDim values');
-  return { B, Tq, Tk, cap, Hq, Hkv, D, scale, window, softcap };
+  return { B, Tq, Tk, cap, Hq, Hkv, D, scale, window, softcap, rope, ropePos };
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -146,12 +178,14 @@ export function attentionTiles(kernel: AttentionKernel, D: number): Tiles {
 }
 
 /** How `kernel` of `variant` runs: rows owned per workgroup, rows of the other side per step, whether key
- * steps start at multiples of `tile` (the forwards, for KV-cache bit-identity), the shader and its defines. */
+ * steps start at multiples of `tile` (the forwards, for KV-cache bit-identity), the shader and its defines
+ * (`rope`: RoPE inside the kernel, tiled only). */
 function layout(
   variant: AttentionVariant,
   kernel: AttentionKernel,
   D: number,
-): { own: number; tile: number; aligned: boolean; shader: string; defines: Record<string, number> } {
+  rope: boolean,
+): { own: number; tile: number; aligned: boolean; shader: string; defines: Record<string, number | boolean> } {
   if (variant === 'rowwise') {
     const fwd = kernel === 'attention_forward';
     return {
@@ -170,7 +204,9 @@ function layout(
     shader: kernel.replace('attention_', 'attention_tiled_'),
     // BR query rows, BC keys: dk/dv own the keys
     defines:
-      kernel === 'attention_backward_dkdv' ? { HEAD_DIM: D, BR: tile, BC: own } : { HEAD_DIM: D, BR: own, BC: tile },
+      kernel === 'attention_backward_dkdv'
+        ? { HEAD_DIM: D, BR: tile, BC: own, ROPE: rope }
+        : { HEAD_DIM: D, BR: own, BC: tile, ROPE: rope },
   };
 }
 
@@ -209,9 +245,13 @@ export function visiblePairs(g: Geometry): number {
   return n;
 }
 
+/** Flops of one RoPE pair rotation (lib_rope.wgsl rope_rotate): the angle, sincos's range reduction and its two
+ * polynomials, the 2-D rotation. */
+const ROPE_PAIR_FLOPS = 36;
+
 export interface AttentionDispatch {
   kernel: string; // the shader
-  defines: Record<string, number>;
+  defines: Record<string, number | boolean>;
   workgroups: [number, number];
   cost: DispatchCost;
 }
@@ -229,23 +269,28 @@ export function attentionPlan(
   const rowBytes = B * Hq * Tq * f; // lse or delta
   const blocks = (n: number, b: number) =>
     Array.from({ length: Math.ceil(n / b) }, (_, x) => [x * b, Math.min(b, n - x * b)]);
+  const sum = (xs: number[]) => xs.reduce((a, x) => a + x, 0);
+  // With RoPE in the kernels, rows rotated (each D/2 pairs): the owned rows once (and their gradient back), the
+  // streamed rows once per workgroup that stages them.
+  const rope = g.rope && variant === 'tiled'; // rowwise: rope_qk dispatches of their own (see the header)
+  const rot = (rows: number) => (rope ? (rows * D * ROPE_PAIR_FLOPS) / 2 : 0);
   const queryWalk = (kernel: AttentionKernel) => {
-    const { own, tile, aligned } = layout(variant, kernel, D);
+    const { own, tile, aligned } = layout(variant, kernel, D, rope);
     const spans = blocks(Tq, own).map(([i0, rows]) => keySpan(g, i0, rows, tile, aligned));
-    return { own, longest: Math.max(...spans) };
+    return { own, longest: Math.max(...spans), streamed: B * Hq * sum(spans) };
   };
   const pairs = B * Hq * visiblePairs(g);
   const cap = g.softcap > 0 ? 6 : 0; // the soft cap per score (lib_softcap.wgsl); the backward adds its derivative
   if (pass === 'forward') {
     const w = queryWalk('attention_forward');
-    const l = layout(variant, 'attention_forward', D);
+    const l = layout(variant, 'attention_forward', D, rope);
     return [
       {
         kernel: l.shader,
         defines: l.defines,
         workgroups: [Math.ceil(Tq / w.own), B * Hq],
         cost: {
-          flops: pairs * (4 * D + 4 + cap),
+          flops: pairs * (4 * D + 4 + cap) + rot(B * Tq * Hq + w.streamed),
           bytesRead: qBytes + 2 * kvBytes,
           bytesWritten: qBytes + rowBytes,
           serialLoop: w.longest, // keys one lane walks
@@ -254,8 +299,8 @@ export function attentionPlan(
     ];
   }
   const wq = queryWalk('attention_backward_dq');
-  const lq = layout(variant, 'attention_backward_dq', D);
-  const kv = layout(variant, 'attention_backward_dkdv', D);
+  const lq = layout(variant, 'attention_backward_dq', D, rope);
+  const kv = layout(variant, 'attention_backward_dkdv', D, rope);
   const kvSpans = blocks(Tk, kv.own).map(([j0, keys]) => rowSpan(g, j0, keys));
   const per = Hq / Hkv;
   return [
@@ -264,7 +309,8 @@ export function attentionPlan(
       defines: lq.defines,
       workgroups: [Math.ceil(Tq / wq.own), B * Hq],
       cost: {
-        flops: pairs * (6 * D + 4 + 1.5 * cap) + 2 * B * Tq * Hq * D, // and delta = dO·O
+        // and delta = dO·O; with RoPE q rotated, dq rotated back
+        flops: pairs * (6 * D + 4 + 1.5 * cap) + 2 * B * Tq * Hq * D + rot(2 * B * Tq * Hq + wq.streamed),
         bytesRead: 3 * qBytes + 2 * kvBytes + rowBytes, // q, dout, o, k, v, lse
         bytesWritten: qBytes + rowBytes, // dq, delta
         serialLoop: wq.longest,
@@ -275,7 +321,8 @@ export function attentionPlan(
       defines: kv.defines,
       workgroups: [Math.ceil(Tk / kv.own), B * Hkv],
       cost: {
-        flops: pairs * (8 * D + 4 + 1.5 * cap),
+        // with RoPE k rotated, dk rotated back, and the query rows walked
+        flops: pairs * (8 * D + 4 + 1.5 * cap) + rot(2 * B * Tk * Hkv + B * Hkv * per * sum(kvSpans)),
         bytesRead: 2 * qBytes + 2 * kvBytes + 2 * rowBytes, // q, dout, k, v, lse, delta
         bytesWritten: 2 * kvBytes,
         serialLoop: per * Math.max(...kvSpans),
@@ -284,19 +331,51 @@ export function attentionPlan(
   ];
 }
 
-const params = (g: Geometry) => ({ u32: [g.Tq, g.Tk, g.cap, g.Hq, g.Hkv, g.window], f32: [g.scale, g.softcap] });
+/** The uniform of every attention kernel; freqAt: where inv_freq starts in the backward's delta buffer. */
+const params = (g: Geometry, freqAt = 0) => ({
+  u32: [g.Tq, g.Tk, g.cap, g.Hq, g.Hkv, g.window, g.ropePos, freqAt],
+  f32: [g.scale, g.softcap],
+});
 
-/** q is (B, Tq, Hq, D); k, v are (B, kvCap, Hkv, D).
+/** RoPE around the rowwise kernels (see the header): sign 1 rotates q-shaped `a` and k-shaped `b` (the forward's
+ * q and k), -1 rotates them back (dq, and dk of kvLen rows). One rope_qk dispatch when both have the same rows
+ * at the same positions (training: Tq = kvLen = kvCapacity), else one rope dispatch each (a KV cache). */
+function ropeAround(g: Geometry, rope: AttentionRope, a: Tensor, b: Tensor, sign: 1 | -1) {
+  const kRows = b.numel / (g.B * g.Hkv * g.D);
+  // theta is unused: the table is given
+  const base = { headDim: g.D, theta: 1, invFreq: rope.invFreq };
+  const qo: RopeOpts = { ...base, heads: g.Hq, seqLen: g.Tq, posOffset: g.ropePos + g.Tk - g.Tq };
+  const ko: RopeOpts = { ...base, heads: g.Hkv, seqLen: kRows, posOffset: g.ropePos };
+  if (kRows === g.Tq && g.Tk === g.Tq) {
+    const r = (sign > 0 ? rope_qk_forward : rope_qk_backward)(a, b, qo, g.Hkv);
+    return { a: r.q, b: r.k };
+  }
+  const one = sign > 0 ? rope_forward : rope_backward;
+  return { a: one(a, qo), b: one(b, ko) };
+}
+
+/** q is (B, Tq, Hq, D); k, v are (B, kvCap, Hkv, D) (with opts.rope: before RoPE, applied here).
  * Returns o, shaped like q, and lse (B, Hq, Tq), the log-sum-exp of each row's scaled scores. */
 export function attention_forward(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOpts): { o: Tensor; lse: Tensor } {
   const g = attentionGeometry(q, k, v, opts);
   const ctx = q.ctx;
+  const variant = attentionVariant(ctx, opts.variant);
+  if (opts.rope && variant === 'rowwise') {
+    const r = ropeAround(g, opts.rope, q, k, 1);
+    const out = attention_forward(r.a, r.b, v, { ...opts, rope: undefined, variant });
+    r.a.free(); // a later kernel that reuses the buffers runs after this one in the same queue
+    r.b.free();
+    return out;
+  }
   const o = Tensor.empty(ctx, q.shape, 'attention.o');
   const lse = Tensor.empty(ctx, [g.B, g.Hq, g.Tq], 'attention.lse');
-  const [fwd] = attentionPlan(g, 'forward', attentionVariant(ctx, opts.variant));
+  const [fwd] = attentionPlan(g, 'forward', variant);
+  const bindings = [q.binding, k.binding, v.binding, o.buf, lse.buf];
+  // the tiled forward declares inv_freq; without RoPE it never reads it, and q stands in (read-only may alias)
+  if (variant === 'tiled') bindings.push((opts.rope?.invFreq ?? q).binding);
   ctx.dispatch(fwd.kernel, {
     defines: fwd.defines,
-    bindings: [q.buf, k.buf, v.buf, o.buf, lse.buf],
+    bindings,
     ...params(g),
     workgroups: fwd.workgroups,
     cost: fwd.cost,
@@ -304,9 +383,10 @@ export function attention_forward(q: Tensor, k: Tensor, v: Tensor, opts: Attenti
   return { o, lse };
 }
 
-/** dout, q, o are (B, Tq, Hq, D); k, v are (B, kvCap, Hkv, D); lse is (B, Hq, Tq) from the forward.
- * Returns dq shaped like q, and dk, dv for the kvLen valid rows: shaped like k when kvLen = kvCapacity,
- * else (B, kvLen, Hkv, D). dk, dv sum over the query heads that share each kv head. */
+/** dout, q, o are (B, Tq, Hq, D); k, v are (B, kvCap, Hkv, D); lse is (B, Hq, Tq) from the forward (q and k as
+ * the forward took them, opts alike). Returns dq shaped like q, and dk, dv for the kvLen valid rows: shaped like k
+ * when kvLen = kvCapacity, else (B, kvLen, Hkv, D); with opts.rope, dq and dk are gradients of the unrotated q, k.
+ * dk, dv sum over the query heads that share each kv head. */
 export function attention_backward(
   dout: Tensor,
   q: Tensor,
@@ -321,23 +401,38 @@ export function attention_backward(
     throw new Error('attention_backward: dout and o must be shaped like q');
   if (lse.numel !== g.B * g.Hq * g.Tq) throw new Error('attention_backward: lse must be (B, Hq, Tq)');
   const ctx = q.ctx;
+  const variant = attentionVariant(ctx, opts.variant);
+  if (opts.rope && variant === 'rowwise') {
+    const r = ropeAround(g, opts.rope, q, k, 1);
+    const gr = attention_backward(dout, r.a, r.b, v, o, lse, { ...opts, rope: undefined, variant });
+    r.a.free();
+    r.b.free();
+    const back = ropeAround(g, opts.rope, gr.dq, gr.dk, -1);
+    gr.dq.free();
+    gr.dk.free();
+    return { dq: back.a, dk: back.b, dv: gr.dv };
+  }
   const dq = Tensor.empty(ctx, q.shape, 'attention.dq');
   const kvShape = g.Tk === g.cap ? k.shape : [g.B, g.Tk, g.Hkv, g.D];
   const dk = Tensor.empty(ctx, kvShape, 'attention.dk');
   const dv = Tensor.empty(ctx, kvShape, 'attention.dv');
-  const delta = Tensor.empty(ctx, [g.B, g.Hq, g.Tq], 'attention.delta'); // rowsum(dO ⊙ O)
-  const [dqPlan, dkdvPlan] = attentionPlan(g, 'backward', attentionVariant(ctx, opts.variant));
+  // delta = rowsum(dO ⊙ O) (B, Hq, Tq), then with RoPE inv_freq (D/2): both kernels already bind 8 storage buffers
+  const rows = g.B * g.Hq * g.Tq;
+  const delta = Tensor.empty(ctx, [rows + (g.rope ? g.D / 2 : 0)], 'attention.delta');
+  const invFreq = opts.rope?.invFreq;
+  if (invFreq) ctx.copy(invFreq.base, invFreq.offset, delta.buf, rows * 4, (g.D / 2) * 4);
+  const [dqPlan, dkdvPlan] = attentionPlan(g, 'backward', variant);
   ctx.dispatch(dqPlan.kernel, {
     defines: dqPlan.defines,
-    bindings: [q.buf, k.buf, v.buf, dout.buf, o.buf, lse.buf, dq.buf, delta.buf],
-    ...params(g),
+    bindings: [q.binding, k.binding, v.binding, dout.binding, o.binding, lse.binding, dq.buf, delta.buf],
+    ...params(g, rows),
     workgroups: dqPlan.workgroups,
     cost: dqPlan.cost,
   });
   ctx.dispatch(dkdvPlan.kernel, {
     defines: dkdvPlan.defines,
-    bindings: [q.buf, k.buf, v.buf, dout.buf, lse.buf, delta.buf, dk.buf, dv.buf],
-    ...params(g),
+    bindings: [q.binding, k.binding, v.binding, dout.binding, lse.binding, delta.buf, dk.buf, dv.buf],
+    ...params(g, rows),
     workgroups: dkdvPlan.workgroups,
     cost: dkdvPlan.cost,
   });

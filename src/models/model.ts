@@ -6,6 +6,7 @@ import type { Tape, Var } from '../autograd/tape';
 import { attention, type FrozenLinear } from '../autograd/ops';
 import type { AttentionOpts } from '../kernels/attention';
 import { copy2d } from '../kernels/copy2d';
+import { rope_qk_forward } from '../kernels/rope';
 import type { Tensor } from '../gpu/tensor';
 import type { ModelConfig } from './config';
 import type { LoraState } from './lora';
@@ -47,7 +48,9 @@ export function frozenLinear(w: GpuWeights, path: string, transposed: boolean): 
 
 /**
  * Causal self-attention of block `layer`. During cached generation the step's keys and values
- * (B·T, Hkv·D) are appended to the layer's cache at row posOffset and the queries attend over all of it.
+ * (B·T, Hkv·D) are appended to the layer's cache at row posOffset and the queries attend over all of it. The
+ * cache holds keys after RoPE: with o.rope the step's q and k are rotated here, once (rope_qk), and the kernels
+ * run without it (they would turn every cached key again at every step). Generation only: no gradient.
  */
 export function selfAttention(
   tape: Tape,
@@ -60,6 +63,13 @@ export function selfAttention(
   name: string,
 ): Var {
   if (!run.kv) return attention(tape, q, k, v, o, name);
+  if (tape.grad) throw new Error('selfAttention: the KV cache is for generation, which takes no gradient');
+  if (o.rope) {
+    const ro = { heads: o.heads, headDim: o.headDim, seqLen: run.T, posOffset: run.posOffset, invFreq: o.rope.invFreq };
+    const r = rope_qk_forward(q.t, k.t, { ...ro, theta: 1 /* unused: the table is given */ }, o.kvHeads);
+    [q, k] = [tape.output(r.q, `${name}.rope_q`, false), tape.output(r.k, `${name}.rope_k`, false)];
+    o = { ...o, rope: undefined };
+  }
   const cache = run.kv.layers[layer];
   const kvDim = o.kvHeads * o.headDim;
   const at = { rows: run.T, cols: kvDim, srcLd: kvDim, srcCol: 0, dstLd: kvDim, dstCol: run.posOffset * kvDim };

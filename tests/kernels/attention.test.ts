@@ -5,7 +5,14 @@
 // (grids, per-thread loops, costs) at SmolLM2-135M's training shape.
 
 import { describe, expect, it } from 'vitest';
-import { attention_backward_cpu, attention_forward_cpu, visibleKeys } from '../../src/kernels/attention.cpu';
+import {
+  attention_backward_cpu,
+  attention_forward_cpu,
+  visibleKeys,
+  type AttentionRopeCpu,
+} from '../../src/kernels/attention.cpu';
+import { rope_inv_freq_tensor, rope_qk_backward, rope_qk_forward, type RopeScaling } from '../../src/kernels/rope';
+import { rope_forward_cpu } from '../../src/kernels/rope.cpu';
 import {
   attentionPlan,
   attentionTiles,
@@ -34,7 +41,16 @@ interface Case {
   window?: number; // sliding window (0 / absent: plain causal)
   softcap?: number; // soft cap of the scores (0 / absent: none)
   variant?: AttentionVariant; // absent: the adapter's default
+  rope?: { theta: number; scaling?: RopeScaling; posOffset?: number }; // RoPE inside the kernels
 }
+
+const LLAMA3: RopeScaling = {
+  type: 'llama3',
+  factor: 8,
+  lowFreqFactor: 1,
+  highFreqFactor: 4,
+  originalMaxPositions: 64,
+};
 
 const CASES: Case[] = (
   [
@@ -62,6 +78,17 @@ const CASES: Case[] = (
     { B: 2, Tq: 33, Hq: 4, Hkv: 2, D: 16, amp: 2, softcap: 1.5 },
     { B: 1, Tq: 100, Hq: 2, Hkv: 1, D: 64, amp: 4, scale: 1, window: 33, softcap: 50 },
     { B: 1, Tq: 7, Tk: 40, cap: 50, Hq: 3, Hkv: 1, D: 256, window: 5, softcap: 2 },
+    // RoPE inside the kernels: q and k unrotated, rotated as they are loaded; the smallest head, GQA, awkward D,
+    // llama3 scaling, a KV cache (keys before the queries), a position offset, windows, soft caps, head_dim 256
+    { B: 1, Tq: 9, Hq: 1, Hkv: 1, D: 2, rope: { theta: 10000 } },
+    { B: 2, Tq: 7, Hq: 2, Hkv: 1, D: 16, rope: { theta: 10000 } },
+    { B: 1, Tq: 33, Hq: 3, Hkv: 1, D: 24, rope: { theta: 100 } },
+    { B: 1, Tq: 257, Hq: 4, Hkv: 2, D: 16, rope: { theta: 500000, scaling: LLAMA3 } },
+    { B: 1, Tq: 7, Tk: 40, cap: 50, Hq: 6, Hkv: 2, D: 16, rope: { theta: 10000 } },
+    { B: 2, Tq: 33, Hq: 3, Hkv: 3, D: 72, window: 5, rope: { theta: 10000, posOffset: 1000 } },
+    { B: 1, Tq: 5, Hq: 2, Hkv: 1, D: 128, rope: { theta: 1000000 } },
+    { B: 1, Tq: 7, Tk: 40, cap: 50, Hq: 3, Hkv: 1, D: 256, window: 5, softcap: 2, rope: { theta: 10000 } },
+    { B: 2, Tq: 100, Hq: 2, Hkv: 1, D: 64, amp: 2, softcap: 1.5, window: 33, rope: { theta: 10000 } },
   ] as Case[]
 )
   .map((c) => ({ amp: 1, window: 0, softcap: 0, ...c, Tk: c.Tk ?? c.Tq, cap: c.cap ?? c.Tk ?? c.Tq }))
@@ -69,6 +96,17 @@ const CASES: Case[] = (
   .flatMap((c) => ATTENTION_VARIANTS.map((variant) => ({ ...c, variant })));
 
 const U = 2 ** -24; // f32 unit roundoff
+
+/** The twin's RoPE for a case: the kernels' f32 angles (pos · inv_freq rounded to f32), so the comparison
+ * measures the kernels' sin/cos and arithmetic rather than the angle's rounding, which both share. */
+const twinRope = (c: Case): AttentionRopeCpu | undefined => c.rope && { ...c.rope, angles: 'hf-f32' };
+
+/** opts for the kernels: the twin's RoPE as a table on the GPU (the caller frees it). */
+function gpuOpts(ctx: Awaited<ReturnType<typeof gpu>>, c: Case, opts: AttentionOpts): AttentionOpts {
+  if (!c.rope) return opts;
+  const invFreq = rope_inv_freq_tensor(ctx, c.D, c.rope.theta, c.rope.scaling ?? null);
+  return { ...opts, rope: { invFreq, posOffset: c.rope.posOffset } };
+}
 // The bounds below are worst-case (n·u per n-term sum). Measured errors on lavapipe sit at 0.1-4 % of them;
 // a wrong mask, head or row shows up as errors of order 1e-2..1, far outside.
 
@@ -100,6 +138,8 @@ function setup(c: Case, seed: number) {
   }
   const dout = r.normal(c.B * c.Tq * c.Hq * c.D);
   const scale = c.scale ?? 1 / Math.sqrt(c.D);
+  // with RoPE the scores are those of the rotated q and k (the spare cache rows stay NaN)
+  const rot = c.rope ? rotatedQK(c, opts, q, k) : { q, k };
   // S: the largest scale·Σ_d |q_d k_d| over visible pairs bounds every score and its f32 rounding
   // (|Δs| <= D·u·S); the exp in the softmax turns that into a relative error of 2|Δs| in each probability.
   let S = 0;
@@ -111,14 +151,27 @@ function setup(c: Case, seed: number) {
           let a = 0;
           const qa = ((b * c.Tq + i) * c.Hq + h) * c.D,
             ka = ((b * cap + j) * c.Hkv + Math.floor(h / per)) * c.D;
-          for (let d = 0; d < c.D; d++) a += Math.abs(q[qa + d] * k[ka + d]);
+          for (let d = 0; d < c.D; d++) a += Math.abs(rot.q[qa + d] * rot.k[ka + d]);
           S = Math.max(S, a * scale);
         }
   // E: the error of a score in units of u. Unscaled: D·S. With a cap c the capped score adds lib_softcap's
   // c·(16 + 4|y/c|)u + 5u|y| + u|z| <= (17c + 9S)u (tests/helpers/head.ts capErr); its slope <= 1 passes the rest.
   const sc = c.softcap ?? 0;
-  const E = c.D * S + (sc > 0 ? 17 * sc + 9 * S : 0);
+  // RoPE: each rotated element is off by a few u of its pair (lib_rope's sin/cos ~1 ulp, two products and a sum),
+  // within 16·u·S over a score.
+  const E = c.D * S + (sc > 0 ? 17 * sc + 9 * S : 0) + (c.rope ? 16 * S : 0);
   return { opts, q, k, v, dout, Tk, cap, S, E, per };
+}
+
+/** q and k rotated by the twin's RoPE (k through its whole cache: the spare rows stay NaN). */
+function rotatedQK(c: Case, opts: AttentionOpts, q: Float32Array, k: Float32Array) {
+  const [Tk, cap] = [opts.kvLen!, opts.kvCapacity!];
+  const qPos = c.rope!.posOffset ?? Tk - c.Tq;
+  const base = { headDim: c.D, theta: c.rope!.theta, scaling: c.rope!.scaling ?? null };
+  return {
+    q: rope_forward_cpu(q, { ...base, heads: c.Hq, seqLen: c.Tq, posOffset: qPos }),
+    k: rope_forward_cpu(k, { ...base, heads: c.Hkv, seqLen: cap, posOffset: qPos - (Tk - c.Tq) }),
+  };
 }
 
 const maxAbs = (x: ArrayLike<number>) => {
@@ -129,15 +182,16 @@ const maxAbs = (x: ArrayLike<number>) => {
 
 describe('attention forward', () => {
   it.each(CASES)(
-    'matches the float64 twin: B=$B Tq=$Tq kvLen=$Tk cap=$cap Hq=$Hq Hkv=$Hkv D=$D amp=$amp window=$window softcap=$softcap $variant',
+    'matches the float64 twin: B=$B Tq=$Tq kvLen=$Tk cap=$cap Hq=$Hq Hkv=$Hkv D=$D amp=$amp window=$window softcap=$softcap rope=$rope.theta $variant',
     async (c) => {
       const ctx = await gpu();
       const { opts, q, k, v, E, Tk } = setup(c, c.Tq * 31 + c.D);
       const tq = Tensor.from(ctx, q, [c.B, c.Tq, c.Hq, c.D]);
       const tk = Tensor.from(ctx, k, [c.B, opts.kvCapacity!, c.Hkv, c.D]);
       const tv = Tensor.from(ctx, v, [c.B, opts.kvCapacity!, c.Hkv, c.D]);
-      const { o, lse } = attention_forward(tq, tk, tv, opts);
-      const want = attention_forward_cpu(q, k, v, c.B, opts);
+      const gopts = gpuOpts(ctx, c, opts);
+      const { o, lse } = attention_forward(tq, tk, tv, gopts);
+      const want = attention_forward_cpu(q, k, v, c.B, opts, twinRope(c));
       // Bound: each o element is a convex combination of <= Tk values of v; every probability carries a
       // relative error of at most 2·E·u (score rounding through exp) plus (Tk + D + 8)·u from the running
       // sums and the rescaling, so |Δo| <= max|v|·(2·E + Tk + D + 8)·u; a factor 2 of headroom.
@@ -147,13 +201,18 @@ describe('attention forward', () => {
       expectClose(await o.read(), want.o, tolO, 0, 'o');
       expectClose(await lse.read(), want.lse, tolL, 2 * U, 'lse');
       [tq, tk, tv, o, lse].forEach((t) => t.free());
+      gopts.rope?.invFreq.free();
       expect(ctx.alloc.liveBytes).toBe(0);
     },
   );
 
-  it.each([0, 5].flatMap((window) => ATTENTION_VARIANTS.map((variant) => ({ window, variant }))))(
-    'KV cache: the last rows of a full pass equal a pass over only those rows (bit for bit), window $window $variant',
-    async ({ window, variant }) => {
+  it.each(
+    [0, 5].flatMap((window) =>
+      [false, true].flatMap((rope) => ATTENTION_VARIANTS.map((variant) => ({ window, rope, variant }))),
+    ),
+  )(
+    'KV cache: the last rows of a full pass equal a pass over only those rows (bit for bit), window $window rope $rope $variant',
+    async ({ window, rope: withRope, variant }) => {
       const ctx = await gpu();
       const B = 2,
         T = 70,
@@ -169,7 +228,11 @@ describe('attention forward', () => {
       const tq = Tensor.from(ctx, q, [B, T, Hq, D]);
       const tk = Tensor.from(ctx, k, [B, cap, Hkv, D]);
       const tv = Tensor.from(ctx, v, [B, cap, Hkv, D]);
+      // with RoPE, the cache holds unrotated keys and both passes rotate them at the same positions
+      const invFreq = rope_inv_freq_tensor(ctx, D, 10000);
+      const rope = withRope ? { invFreq } : undefined;
       const full = attention_forward(tq, tk, tv, {
+        rope,
         heads: Hq,
         kvHeads: Hkv,
         headDim: D,
@@ -184,6 +247,7 @@ describe('attention forward', () => {
         qLast.set(q.subarray((b * T + T - Tq) * Hq * D, (b + 1) * T * Hq * D), b * Tq * Hq * D);
       const tqLast = Tensor.from(ctx, qLast, [B, Tq, Hq, D]);
       const last = attention_forward(tqLast, tk, tv, {
+        rope,
         heads: Hq,
         kvHeads: Hkv,
         headDim: D,
@@ -217,7 +281,7 @@ describe('attention forward', () => {
           );
         }
       }
-      [tq, tk, tv, tqLast, full.o, full.lse, last.o, last.lse].forEach((t) => t.free());
+      [tq, tk, tv, tqLast, full.o, full.lse, last.o, last.lse, invFreq].forEach((t) => t.free());
       expect(ctx.alloc.liveBytes).toBe(0);
     },
   );
@@ -238,12 +302,13 @@ async function checkBackward(c: Case, alsoForward = false) {
   const tk = Tensor.from(ctx, k, [c.B, cap, c.Hkv, c.D]);
   const tv = Tensor.from(ctx, v, [c.B, cap, c.Hkv, c.D]);
   const tdout = Tensor.from(ctx, dout, [c.B, c.Tq, c.Hq, c.D]);
-  const { o, lse } = attention_forward(tq, tk, tv, opts);
-  const { dq, dk, dv } = attention_backward(tdout, tq, tk, tv, o, lse, opts);
+  const gopts = gpuOpts(ctx, c, opts);
+  const { o, lse } = attention_forward(tq, tk, tv, gopts);
+  const { dq, dk, dv } = attention_backward(tdout, tq, tk, tv, o, lse, gopts);
   expect(dk.shape).toEqual([c.B, Tk, c.Hkv, c.D]);
-  const want = attention_backward_cpu(dout, q, k, v, c.B, opts);
+  const want = attention_backward_cpu(dout, q, k, v, c.B, opts, twinRope(c));
   if (alsoForward) {
-    const f = attention_forward_cpu(q, k, v, c.B, opts);
+    const f = attention_forward_cpu(q, k, v, c.B, opts, twinRope(c));
     expectClose(await o.read(), f.o, 2 * maxAbs(v) * (2 * E + Tk + c.D + 8) * U, 0, 'o');
   }
   // Bound, normwise: every gradient element is a sum of n products (n = Tk for dq, (Hq/Hkv)·Tq for dk and
@@ -258,12 +323,13 @@ async function checkBackward(c: Case, alsoForward = false) {
   expectClose(await dk.read(), want.dk, tol(want.dk, per * c.Tq), 0, 'dk');
   expectClose(await dv.read(), want.dv, tol(want.dv, per * c.Tq), 0, 'dv');
   [tq, tk, tv, tdout, o, lse, dq, dk, dv].forEach((t) => t.free());
+  gopts.rope?.invFreq.free();
   expect(ctx.alloc.liveBytes).toBe(0);
 }
 
 describe('attention backward', () => {
   it.each(CASES)(
-    'matches the float64 twin: B=$B Tq=$Tq kvLen=$Tk cap=$cap Hq=$Hq Hkv=$Hkv D=$D amp=$amp window=$window softcap=$softcap $variant',
+    'matches the float64 twin: B=$B Tq=$Tq kvLen=$Tk cap=$cap Hq=$Hq Hkv=$Hkv D=$D amp=$amp window=$window softcap=$softcap rope=$rope.theta $variant',
     async (c) => {
       await checkBackward(c);
     },
@@ -290,6 +356,48 @@ describe('attention backward', () => {
   });
 });
 
+describe('attention with RoPE inside', () => {
+  // The old path, rope_qk around attention, against RoPE in the kernels: the same rotation (lib_rope's rope_rotate)
+  // of the same values, so the same bits, forward and backward, with GQA, a window and a position offset.
+  it.each(ATTENTION_VARIANTS)('equals rope_qk then attention, bit for bit: %s', async (variant) => {
+    const ctx = await gpu();
+    const [B, T, Hq, Hkv, D] = [2, 37, 6, 2, 40];
+    const r = rng(21);
+    const mk = (H: number) => Tensor.from(ctx, r.normal(B * T * H * D), [B * T, H * D]);
+    const [q, k, v, dout] = [mk(Hq), mk(Hkv), mk(Hkv), mk(Hq)];
+    const invFreq = rope_inv_freq_tensor(ctx, D, 10000, LLAMA3);
+    const ro = { heads: Hq, headDim: D, theta: 10000, seqLen: T, posOffset: 3, invFreq };
+    const opts: AttentionOpts = { heads: Hq, kvHeads: Hkv, headDim: D, seqLen: T, window: 9, variant };
+    const rot = rope_qk_forward(q, k, ro, Hkv);
+    const old = attention_forward(rot.q, rot.k, v, opts);
+    const og = attention_backward(dout, rot.q, rot.k, v, old.o, old.lse, opts);
+    const back = rope_qk_backward(og.dq, og.dk, ro, Hkv);
+    const fused = { ...opts, rope: { invFreq, posOffset: 3 } };
+    const neu = attention_forward(q, k, v, fused);
+    const ng = attention_backward(dout, q, k, v, neu.o, neu.lse, fused);
+    expectClose(await neu.o.read(), await old.o.read(), 0, 0, 'o');
+    expectClose(await neu.lse.read(), await old.lse.read(), 0, 0, 'lse');
+    expectClose(await ng.dq.read(), await back.q.read(), 0, 0, 'dq');
+    expectClose(await ng.dk.read(), await back.k.read(), 0, 0, 'dk');
+    expectClose(await ng.dv.read(), await og.dv.read(), 0, 0, 'dv');
+    for (const t of [q, k, v, dout, invFreq, rot.q, rot.k, old.o, old.lse, neu.o, neu.lse, back.q, back.k]) t.free();
+    for (const g of [og, ng]) [g.dq, g.dk, g.dv].forEach((t) => t.free());
+    expect(ctx.alloc.liveBytes).toBe(0);
+  });
+
+  it('refuses an odd head_dim, a table of the wrong size and positions before 0', async () => {
+    const ctx = await gpu();
+    const t = (n: number) => Tensor.from(ctx, new Float32Array(n), [n]);
+    const [q3, q6, k6, f2, f3] = [t(5 * 2 * 3), t(5 * 2 * 6), t(8 * 2 * 6), t(2), t(3)];
+    const o3 = { heads: 2, kvHeads: 2, headDim: 3, seqLen: 5 };
+    expect(() => attention_forward(q3, q3, q3, { ...o3, rope: { invFreq: f2 } })).toThrow(/even headDim/);
+    const o6 = { ...o3, headDim: 6, kvLen: 8 }; // 5 queries after 3 cached keys: query row 0 at position >= 3
+    expect(() => attention_forward(q6, k6, k6, { ...o6, rope: { invFreq: f2 } })).toThrow(/invFreq/);
+    expect(() => attention_forward(q6, k6, k6, { ...o6, rope: { invFreq: f3, posOffset: 2 } })).toThrow(/posOffset/);
+    [q3, q6, k6, f2, f3].forEach((x) => x.free());
+  });
+});
+
 describe('attention CPU twin', () => {
   // Finite differences of L = Σ dout ⊙ o(q, k, v) in float64 check the backward twin (which the GPU is
   // checked against). Central differences with eps 1e-6 have error ~eps² + 1e-16/eps, so 1e-7 relative.
@@ -302,8 +410,12 @@ describe('attention CPU twin', () => {
     { B: 1, Tq: 4, Hq: 1, Hkv: 1, D: 3, window: 1 }, // window 1: o = v, no gradient reaches q or k
     { B: 2, Tq: 5, Hq: 2, Hkv: 1, D: 3, window: 3, softcap: 0.7 }, // soft cap below the scores, window, GQA
     { B: 1, Tq: 2, Tk: 6, cap: 6, Hq: 2, Hkv: 2, D: 4, softcap: 1.3 }, // soft cap, KV cache
+    // RoPE: q and k rotated inside, their gradients rotated back
+    { B: 2, Tq: 4, Hq: 2, Hkv: 1, D: 4, rope: { theta: 10 } },
+    { B: 1, Tq: 3, Tk: 7, cap: 8, Hq: 3, Hkv: 1, D: 6, window: 4, rope: { theta: 100, posOffset: 9 } }, // KV cache
+    { B: 1, Tq: 5, Hq: 2, Hkv: 2, D: 2, softcap: 0.9, rope: { theta: 3, scaling: { type: 'linear', factor: 2 } } },
   ] as Case[])(
-    'backward twin = finite differences of the forward twin: B=$B Tq=$Tq kvLen=$Tk cap=$cap Hq=$Hq Hkv=$Hkv D=$D window=$window softcap=$softcap',
+    'backward twin = finite differences of the forward twin: B=$B Tq=$Tq kvLen=$Tk cap=$cap Hq=$Hq Hkv=$Hkv D=$D window=$window softcap=$softcap rope=$rope.theta',
     (c) => {
       const Tk = c.Tk ?? c.Tq,
         cap = c.cap ?? Tk;
@@ -323,12 +435,12 @@ describe('attention CPU twin', () => {
       const v = Float64Array.from(r.normal(c.B * cap * c.Hkv * c.D));
       const dout = r.normal(c.B * c.Tq * c.Hq * c.D);
       const loss = (qq: Float64Array, kk: Float64Array, vv: Float64Array) => {
-        const { o } = attention_forward_cpu(qq, kk, vv, c.B, opts);
+        const { o } = attention_forward_cpu(qq, kk, vv, c.B, opts, c.rope);
         let L = 0;
         for (let i = 0; i < o.length; i++) L += o[i] * dout[i];
         return L;
       };
-      const g = attention_backward_cpu(dout, q, k, v, c.B, opts);
+      const g = attention_backward_cpu(dout, q, k, v, c.B, opts, c.rope);
       // dk, dv cover the kvLen valid rows; the spare cache rows have zero gradient.
       const padded = (x: Float64Array) => {
         const out = new Float64Array(c.B * cap * c.Hkv * c.D);
@@ -477,5 +589,31 @@ describe('attention launch plan', () => {
     // the loops: a full row walks all 512 keys; with the window, 64 keys and the block's rows and tile slack
     expect(full.dispatches.map((d) => d.cost.serialLoop)).toEqual([512, 512, 3 * 512]);
     for (const d of slid.dispatches) expect(d.cost.serialLoop).toBeLessThan(3 * (64 + 32));
+  });
+
+  it('costs with RoPE: the tiled kernels count each row they rotate; the rowwise ones leave it to rope_qk', () => {
+    const [B, T, Hq, Hkv, D] = [2, 512, 9, 3, 64];
+    const opts: AttentionOpts = { heads: Hq, kvHeads: Hkv, headDim: D, seqLen: T };
+    const fail = (why: string): never => {
+      throw new Error(why);
+    };
+    const plain = geometryOf(B * T * Hq * D, opts, fail);
+    const roped = { ...plain, rope: true };
+    const flops = (g: typeof plain, v: AttentionVariant) =>
+      [...attentionPlan(g, 'forward', v), ...attentionPlan(g, 'backward', v)].map((d) => d.cost.flops);
+    expect(flops(roped, 'rowwise')).toEqual(flops(plain, 'rowwise'));
+    const [f0, q0, kv0] = flops(plain, 'tiled');
+    const [f1, q1, kv1] = flops(roped, 'tiled');
+    const pair = 36 * (D / 2); // one row's rotation
+    // forward: every query row once, and per row block the keys it stages (0 up to its last row)
+    const { own } = attentionTiles('attention_forward', D);
+    let staged = 0;
+    for (let i0 = 0; i0 < T; i0 += own) staged += i0 + own;
+    expect(f1 - f0).toBe(pair * B * Hq * (T + staged));
+    expect(q1).toBeGreaterThan(q0 + pair * 2 * B * Hq * T); // q in, dq out, and the keys staged
+    expect(kv1).toBeGreaterThan(kv0 + pair * 2 * B * Hkv * T); // k in, dk out, and the query rows staged
+    // every variant's defines say whether the kernel rotates
+    expect(attentionPlan(roped, 'forward', 'tiled')[0].defines.ROPE).toBe(true);
+    expect(attentionPlan(plain, 'forward', 'tiled')[0].defines.ROPE).toBe(false);
   });
 });

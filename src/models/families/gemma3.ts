@@ -5,7 +5,7 @@
 //   n1  = rmsnorm(x)·(1 + input_layernorm)
 //   q   = rmsnorm_per_head(q_proj(n1))·(1 + q_norm)   (B·T, Hq·D)     q_norm, k_norm: (D,)
 //   k   = rmsnorm_per_head(k_proj(n1))·(1 + k_norm)   (B·T, Hkv·D)    v = v_proj(n1)  (B·T, Hkv·D)
-//   q,k = rope(q), rope(k)      sliding layers: inv_freq from rope_local_base_freq, unscaled;
+//   q,k = rope(q), rope(k)      (inside the attention kernels) sliding layers: inv_freq from rope_local_base_freq, unscaled;
 //                               full layers: from rope_theta with rope_scaling (linear for the larger Gemma 3s)
 //   a   = softmax(cap_a(s·q·kᵀ) + mask)·v         s = query_pre_attn_scalar^-½; cap_a(z) = c·tanh(z / c) when
 //                                                 attn_logit_softcapping is set; mask: causal, and on sliding
@@ -21,7 +21,7 @@
 // `1.0 + self.weight.float()` is, and runs the plain RMSNorm kernel. Tied embeddings (262,144 rows for the real
 // models) by default; the chunked LM head (../head.ts) never holds B·T × V logits.
 
-import { gatedLinear, headRmsnorm, linear, normLinears, rmsnorm, ropeQK, type LinearSpec } from '../../autograd/ops';
+import { gatedLinear, headRmsnorm, linear, normLinears, rmsnorm, type LinearSpec } from '../../autograd/ops';
 import type { Tape, Var } from '../../autograd/tape';
 import { f16BitsToF32, f32ToF16Bits } from '../../gpu/f16';
 import type { Tensor } from '../../gpu/tensor';
@@ -204,13 +204,10 @@ export class Gemma3Model implements CausalLM {
       return linear(tape, input, s.w, s.lora, s.name);
     };
     const sliding = c.slidingLayers?.[i] ?? false;
-    const ropeOpts = {
-      headDim: c.headDim,
-      theta: sliding ? c.ropeLocalTheta! : c.ropeTheta,
-      scaling: sliding ? null : (c.ropeScaling ?? null),
-      seqLen: run.T,
-      posOffset: run.posOffset,
+    // RoPE inside the attention kernels; the tables hold each layer type's theta (and the full layers' rope_scaling)
+    const rope = {
       invFreq: this.weights.get(sliding ? 'rope_local.inv_freq' : 'rope.inv_freq'),
+      posOffset: run.posOffset,
     };
 
     // attention
@@ -224,7 +221,6 @@ export class Gemma3Model implements CausalLM {
     ]);
     q = headRmsnorm(tape, q, w('self_attn.q_norm.weight'), c.normEps, `${p}.self_attn.q_norm`);
     k = headRmsnorm(tape, k, w('self_attn.k_norm.weight'), c.normEps, `${p}.self_attn.k_norm`);
-    [q, k] = ropeQK(tape, q, k, { ...ropeOpts, heads: c.numHeads }, c.numKvHeads, [`${p}.rope_q`, `${p}.rope_k`]);
     const attnOpts = {
       heads: c.numHeads,
       kvHeads: c.numKvHeads,
@@ -233,6 +229,7 @@ export class Gemma3Model implements CausalLM {
       scale: c.attnScale,
       window: sliding ? c.slidingWindow : 0,
       softcap: c.attnSoftcap ?? 0,
+      rope,
     };
     const a = selfAttention(tape, q, k, v, attnOpts, run, i, `${p}.attn`); // (N, Hq·D)
     // h = x + post_attention_layernorm(o_proj(a)): the residual comes after the norm, so it rides on the norm's

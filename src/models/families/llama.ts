@@ -8,6 +8,7 @@
 //   q,k = rmsnorm per head · q_norm, k_norm                             (Qwen3 only: qkNorm)
 //   q,k = rope(q), rope(k)                                              (unless the layer is NoPE: SmolLM3)
 //   h   = x + o_proj(attention(q, k, v))                               causal, GQA: Hq/Hkv queries per kv head;
+//                                                                      (RoPE runs inside the attention kernels)
 //                                                                       sliding window W on sliding layers
 //                                                                       (Mistral; Qwen2/3, SmolLM3 when set)
 //   n2  = rmsnorm(h) · post_attention_layernorm
@@ -17,7 +18,7 @@
 // RoPE's inverse frequencies come from rope_theta and, for Llama 3.x, rope_scaling (linear or llama3),
 // computed on the CPU exactly as transformers does (src/kernels/rope.ts rope_inv_freq).
 
-import { gatedLinear, headRmsnorm, linear, normLinears, rmsnorm, ropeQK, type LinearSpec } from '../../autograd/ops';
+import { gatedLinear, headRmsnorm, linear, normLinears, rmsnorm, type LinearSpec } from '../../autograd/ops';
 import type { Tape, Var } from '../../autograd/tape';
 import type { Tensor } from '../../gpu/tensor';
 import { embedding_forward } from '../../kernels/embedding';
@@ -358,15 +359,9 @@ export class LlamaModel implements CausalLM {
       const s = spec(name);
       return linear(tape, input, s.w, s.lora, s.name, residual);
     };
-    const ropeOpts = {
-      headDim: c.headDim,
-      theta: c.ropeTheta,
-      scaling: c.ropeScaling ?? null,
-      seqLen: run.T,
-      posOffset: run.posOffset,
-      invFreq: this.weights.get('rope.inv_freq'),
-    };
+    // RoPE of q and k happens inside the attention kernels (the table holds rope_theta and rope_scaling)
     const usesRope = c.ropeLayers?.[i] ?? true;
+    const rope = usesRope ? { invFreq: this.weights.get('rope.inv_freq'), posOffset: run.posOffset } : undefined;
 
     // attention
     // n1 = input_layernorm(x); q (N, Hq·D), k and v (N, Hkv·D): the three read n1 (one dispatch for n1 and their
@@ -381,9 +376,6 @@ export class LlamaModel implements CausalLM {
       q = headRmsnorm(tape, q, w('self_attn.q_norm.weight'), c.normEps, `${p}.self_attn.q_norm`);
       k = headRmsnorm(tape, k, w('self_attn.k_norm.weight'), c.normEps, `${p}.self_attn.k_norm`);
     }
-    if (usesRope) {
-      [q, k] = ropeQK(tape, q, k, { ...ropeOpts, heads: c.numHeads }, c.numKvHeads, [`${p}.rope_q`, `${p}.rope_k`]);
-    }
     const a = selfAttention(
       tape,
       q,
@@ -395,6 +387,7 @@ export class LlamaModel implements CausalLM {
         headDim: c.headDim,
         seqLen: run.T,
         window: c.slidingLayers?.[i] ? c.slidingWindow : 0,
+        rope,
       },
       run,
       i,
