@@ -1,4 +1,5 @@
-// shaders/lora_rank.wgsl (the rank-r products u = drop(x)·Aᵀ and G = dy·B) against its float64 twin
+// shaders/lora_rank.wgsl (the rank-r products u = drop(x)·Aᵀ and G = dy·B; its rank loop is shaders/lib_lora_rank.wgsl,
+// shared with lora_rank_norm and lora_rank_glu, tested below too) against its float64 twin
 // (src/kernels/lora_rank.cpu.ts) at awkward sizes, with and without dropout, both layouts of w.
 // Bound per element: |got − want| ≤ (K + 4)·u·Σ_k |drop(x)[n, k]·w[j, k]| (u = 2⁻²⁴): each thread sums
 // ≈ K / KS terms and KS partials are summed after, K + KS chained f32 roundings at most (Higham's γ), and the

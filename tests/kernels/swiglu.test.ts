@@ -1,5 +1,5 @@
-// shaders/swiglu_{forward,backward}.wgsl against the float64 twin, and the twin's backward against finite
-// differences of its forward.
+// shaders/swiglu_{forward,backward}.wgsl (silu from shaders/lib_silu.wgsl, which lora_rank_glu shares) against the float64 twin,
+// and the twin's backward against finite differences of its forward.
 //
 // Error bounds (ε = 2^-24; both sides get the same f32 inputs). WGSL promises exp(x) within 3 + 2|x| ulp,
 // so e = exp(-|g|) has relative error ≤ A = (6 + 4|g|)·ε. Then, with s = sigmoid(g):
