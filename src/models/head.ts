@@ -23,7 +23,7 @@
 // and the gather read each chunk's rows as they are stored.
 
 import type { GpuContext } from '../gpu/context';
-import { Tensor } from '../gpu/tensor';
+import { Tensor, VIEW_ALIGN } from '../gpu/tensor';
 import { checkChunks, embedding_forward, type RowChunk } from '../kernels/embedding';
 import { head_dx_finish } from '../kernels/head_dx';
 import { head_lse_forward, head_lse_grad } from '../kernels/head_lse';
@@ -127,6 +127,12 @@ export function headLogits(x: Tensor, chunks: RowChunk[], V: number, softcap = 0
   if (checkChunks('headLogits', chunks) !== C) throw new Error(`headLogits: x is [${x.shape}], the table is (V, ?)`);
   if (N * V * 4 > ctx.limits.maxStorageBufferBindingSize)
     throw new Error(`logits (${N} x ${V}) exceed one storage binding; use headLoss`);
+  // each chunk's columns start at a binding offset: a multiple of VIEW_ALIGN bytes (64 rows of f32 logits)
+  const misaligned = chunks.find((ch) => (ch.rowStart * 4) % VIEW_ALIGN !== 0);
+  if (misaligned)
+    throw new Error(
+      `headLogits: a table chunk starts at row ${misaligned.rowStart}, not a multiple of ${VIEW_ALIGN / 4} rows; split the table at such rows`,
+    );
   const out = Tensor.empty(ctx, [N, V], 'logits');
   for (const ch of chunks) {
     const rows = ch.table.shape[0];

@@ -28,7 +28,7 @@ import type { RowChunk } from '../../src/kernels/embedding';
 import { softcap_grad_cpu } from '../../src/kernels/head_lse.cpu';
 import { rowWorkgroupSize } from '../../src/kernels/rmsnorm';
 import { Tensor } from '../../src/gpu/tensor';
-import { headChunkCols, headLoss } from '../../src/models/head';
+import { headChunkCols, headLogits, headLoss } from '../../src/models/head';
 import { head_loss_cpu } from '../../src/models/head.cpu';
 import { expectWithin, finiteDiff, gpu, rng } from '../helpers/gpu';
 import { capErr } from '../helpers/head';
@@ -273,5 +273,16 @@ describe('LM head reference', () => {
     const fd = finiteDiff(f, x);
     const { dx } = head_loss_cpu(x, w, targets, N, C, V, scale, c);
     for (let i = 0; i < fd.length; i++) expect(Math.abs(dx[i] - fd[i])).toBeLessThan(1e-8);
+  });
+
+  it('headLogits refuses a table split at a row its logits cannot start at, saying so', async () => {
+    const ctx = await gpu();
+    const x = Tensor.from(ctx, new Float32Array(3 * 4), [3, 4]);
+    const chunks: RowChunk[] = [
+      { table: Tensor.from(ctx, new Float32Array(10 * 4), [10, 4]), rowStart: 0 },
+      { table: Tensor.from(ctx, new Float32Array(6 * 4), [6, 4]), rowStart: 10 },
+    ];
+    expect(() => headLogits(x, chunks, 16)).toThrow(/a table chunk starts at row 10, not a multiple of 64 rows/);
+    [x, ...chunks.map((c) => c.table)].forEach((t) => t.free());
   });
 });
